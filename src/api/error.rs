@@ -1,0 +1,126 @@
+//! Every failure leaves the API as Blnk's error body:
+//! `{"error": msg, "error_detail": {"code", "message", "details": {"field"}}}`.
+
+use crate::domain::error::{DomainError, Resource};
+use crate::engine::EngineError;
+use crate::store::StoreError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn validation(resource: Resource, field: &str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, validation_code(resource), message).with_field(field)
+    }
+
+    pub fn not_found(what: Resource) -> Self {
+        let code = match what {
+            Resource::Ledger => "LGR_NOT_FOUND",
+            Resource::Balance => "BAL_NOT_FOUND",
+            Resource::Transaction => "TXN_NOT_FOUND",
+            Resource::General => "GEN_NOT_FOUND",
+        };
+        ApiError::new(StatusCode::NOT_FOUND, code, format!("{what} not found"))
+    }
+
+    pub fn internal() -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "GEN_INTERNAL",
+            "internal server error",
+        )
+    }
+}
+
+fn validation_code(resource: Resource) -> &'static str {
+    match resource {
+        Resource::General | Resource::Ledger => "GEN_VALIDATION_ERROR",
+        Resource::Balance => "BAL_VALIDATION_ERROR",
+        Resource::Transaction => "TXN_VALIDATION_ERROR",
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        let bad = |code, field: &str| {
+            ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string()).with_field(field)
+        };
+        match &e {
+            DomainError::Validation {
+                resource,
+                field,
+                message,
+            } => ApiError::validation(*resource, field, message.clone()),
+            DomainError::NotFound { what, field } => {
+                ApiError::not_found(*what).with_field(field.clone())
+            }
+            DomainError::InvalidAmount(_) => bad("TXN_INVALID_AMOUNT", "amount"),
+            DomainError::PrecisionNotInteger(_) => bad("TXN_PRECISION_NOT_INTEGER", "amount"),
+            DomainError::DuplicateReference(_) => bad("TXN_DUPLICATE_REFERENCE", "reference"),
+            DomainError::InsufficientFunds(_) => bad("TXN_INSUFFICIENT_FUNDS", "source"),
+            DomainError::NotInflight => bad("TXN_NOT_INFLIGHT", "transaction_id"),
+            DomainError::AlreadyCommitted => bad("TXN_ALREADY_COMMITTED", "transaction_id"),
+            DomainError::AlreadyVoided => bad("TXN_ALREADY_VOIDED", "transaction_id"),
+            DomainError::CommitAmountExceeded(_) => bad("TXN_COMMIT_AMOUNT_EXCEEDED", "amount"),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        // The details go to the log, never to the client.
+        tracing::error!(error = %e, "storage failure");
+        ApiError::internal()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Rejected(e) => e.into(),
+            EngineError::Store(e) => e.into(),
+            EngineError::Stopped => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "GEN_UNAVAILABLE",
+                "server is shutting down",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let details = match &self.field {
+            Some(field) => json!({ "field": field }),
+            None => json!({}),
+        };
+        let body = json!({
+            "error": self.message,
+            "error_detail": { "code": self.code, "message": self.message, "details": details },
+        });
+        (self.status, Json(body)).into_response()
+    }
+}

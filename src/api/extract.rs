@@ -1,0 +1,125 @@
+//! Request extractors that fail with Blnk's error body instead of axum's plain-text rejections.
+
+use super::error::ApiError;
+use crate::domain::error::Resource;
+use crate::store::Page;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+
+/// Largest request body accepted; a transaction is a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A request body type, and the resource whose validation code its errors carry.
+pub trait Payload: DeserializeOwned {
+    const RESOURCE: Resource;
+}
+
+/// A JSON body read with a size limit: too large is 413, not JSON is 400 `GEN_MALFORMED_REQUEST`,
+/// JSON of the wrong shape is 400 with the offending field named.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: Payload> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "GEN_PAYLOAD_TOO_LARGE",
+                format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return Err(too_large());
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|_| too_large())?;
+        let malformed = |detail: String| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "GEN_MALFORMED_REQUEST",
+                format!("request body is not valid JSON: {detail}"),
+            )
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
+        if !value.is_object() {
+            return Err(malformed("expected a JSON object".into()));
+        }
+        serde_path_to_error::deserialize(value)
+            .map(JsonBody)
+            .map_err(|e| {
+                let field = e.path().to_string();
+                ApiError::validation(T::RESOURCE, &field, format!("{field}: {}", e.inner()))
+            })
+    }
+}
+
+/// The id in a route such as `/balances/{id}`.
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| PathId(id))
+            .map_err(|e| ApiError::validation(Resource::General, "id", e.body_text()))
+    }
+}
+
+/// Two path segments, e.g. `/balances/indicator/{indicator}/currency/{currency}`.
+pub struct PathPair(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathPair {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map(|Path((a, b))| PathPair(a, b))
+            .map_err(|e| ApiError::validation(Resource::General, "path", e.body_text()))
+    }
+}
+
+/// `?limit=&offset=`: limit defaults to 20 and is capped at 1,000; offset defaults to 0.
+pub struct Paging(pub Page);
+
+pub const DEFAULT_LIMIT: u32 = 20;
+pub const MAX_LIMIT: u32 = 1000;
+
+impl<S: Send + Sync> FromRequestParts<S> for Paging {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(params) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::validation(Resource::General, "query", e.body_text()))?;
+        let number = |name: &str| -> Result<Option<u64>, ApiError> {
+            params
+                .get(name)
+                .map(|v| {
+                    v.parse::<u64>().map_err(|_| {
+                        ApiError::validation(
+                            Resource::General,
+                            name,
+                            format!("{name} must be a non-negative integer"),
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let limit = number("limit")?.map_or(DEFAULT_LIMIT, |l| l.clamp(1, MAX_LIMIT as u64) as u32);
+        let offset = number("offset")?.unwrap_or(0);
+        Ok(Paging(Page { limit, offset }))
+    }
+}

@@ -1,0 +1,201 @@
+//! `/transactions`: record (queued or applied at once), get, find by reference, list, commit or
+//! void inflight, refund.
+
+use super::error::ApiError;
+use super::extract::{JsonBody, Paging, PathId, Payload};
+use super::json_number::{decimal, integer, NumberText};
+use super::{created, read, AppState};
+use crate::domain::error::{DomainError, Resource};
+use crate::domain::transaction::{parse_precision, resolve_amount, Transaction};
+use crate::engine::{Command, InflightAction, NewTransaction, Outcome};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Number, Value};
+
+#[derive(Deserialize)]
+pub struct CreateTransactionBody {
+    amount: Option<NumberText>,
+    precise_amount: Option<NumberText>,
+    precision: Option<NumberText>,
+    reference: Option<String>,
+    currency: Option<String>,
+    source: Option<String>,
+    destination: Option<String>,
+    description: Option<String>,
+    allow_overdraft: Option<bool>,
+    inflight: Option<bool>,
+    skip_queue: Option<bool>,
+    meta_data: Option<Map<String, Value>>,
+}
+
+impl Payload for CreateTransactionBody {
+    const RESOURCE: Resource = Resource::Transaction;
+}
+
+#[derive(Deserialize)]
+pub struct InflightBody {
+    status: Option<String>,
+    amount: Option<NumberText>,
+    precise_amount: Option<NumberText>,
+}
+
+impl Payload for InflightBody {
+    const RESOURCE: Resource = Resource::Transaction;
+}
+
+#[derive(Serialize)]
+pub struct TransactionJson {
+    transaction_id: String,
+    parent_transaction: String,
+    amount: Number,
+    precise_amount: Number,
+    precision: Number,
+    reference: String,
+    description: String,
+    currency: String,
+    source: String,
+    destination: String,
+    status: &'static str,
+    allow_overdraft: bool,
+    inflight: bool,
+    created_at: String,
+    meta_data: Map<String, Value>,
+}
+
+impl From<Transaction> for TransactionJson {
+    fn from(t: Transaction) -> Self {
+        TransactionJson {
+            amount: decimal(&t.amount()),
+            precise_amount: integer(&t.precise_amount),
+            precision: integer(&t.precision.value()),
+            transaction_id: t.id,
+            parent_transaction: t.parent.unwrap_or_default(),
+            reference: t.reference,
+            description: t.description,
+            currency: t.currency,
+            source: t.source,
+            destination: t.destination,
+            status: t.status.as_str(),
+            allow_overdraft: t.allow_overdraft,
+            inflight: t.inflight,
+            created_at: t.created_at,
+            meta_data: t.meta_data,
+        }
+    }
+}
+
+fn required(value: Option<String>, field: &str) -> Result<String, ApiError> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(ApiError::validation(
+            Resource::Transaction,
+            field,
+            format!("{field} is required"),
+        )),
+    }
+}
+
+fn text(n: &Option<NumberText>) -> Option<&str> {
+    n.as_ref().map(|n| n.0.as_str())
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    JsonBody(body): JsonBody<CreateTransactionBody>,
+) -> Result<Response, ApiError> {
+    let precision = parse_precision(text(&body.precision))?;
+    let precise_amount = resolve_amount(text(&body.amount), text(&body.precise_amount), precision)?;
+    let new = NewTransaction {
+        precise_amount,
+        precision,
+        reference: required(body.reference, "reference")?,
+        currency: required(body.currency, "currency")?,
+        source: required(body.source, "source")?,
+        destination: required(body.destination, "destination")?,
+        description: body.description.unwrap_or_default(),
+        allow_overdraft: body.allow_overdraft.unwrap_or(false),
+        inflight: body.inflight.unwrap_or(false),
+        skip_queue: body.skip_queue.unwrap_or(false),
+        meta_data: body.meta_data.unwrap_or_default(),
+    };
+    transaction_reply(
+        app.engine.submit(Command::CreateTransaction(new)).await?,
+        true,
+    )
+}
+
+/// `PUT /transactions/inflight/{id}` with `{"status": "commit" | "void", "amount"?, "precise_amount"?}`.
+pub async fn finish_inflight(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody<InflightBody>,
+) -> Result<Response, ApiError> {
+    let action = match body
+        .status
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("commit") => InflightAction::Commit {
+            amount: body.amount.map(|n| n.0),
+            precise_amount: body.precise_amount.map(|n| n.0),
+        },
+        Some("void") => InflightAction::Void,
+        _ => {
+            return Err(DomainError::validation(
+                Resource::Transaction,
+                "status",
+                "status must be \"commit\" or \"void\"",
+            )
+            .into())
+        }
+    };
+    transaction_reply(
+        app.engine
+            .submit(Command::FinishInflight { id, action })
+            .await?,
+        false,
+    )
+}
+
+pub async fn refund(State(app): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
+    transaction_reply(app.engine.submit(Command::Refund { id }).await?, true)
+}
+
+fn transaction_reply(outcome: Outcome, is_create: bool) -> Result<Response, ApiError> {
+    match outcome {
+        Outcome::Transaction(t) if is_create => Ok(created(TransactionJson::from(t))),
+        Outcome::Transaction(t) => Ok(Json(TransactionJson::from(t)).into_response()),
+        other => unreachable!("transaction commands answer a transaction, not {other:?}"),
+    }
+}
+
+pub async fn get(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<TransactionJson>, ApiError> {
+    let found = read(&app, move |r| r.transaction(&id)).await?;
+    found
+        .map(|t| Json(t.into()))
+        .ok_or_else(|| ApiError::not_found(Resource::Transaction))
+}
+
+pub async fn by_reference(
+    State(app): State<AppState>,
+    PathId(reference): PathId,
+) -> Result<Json<TransactionJson>, ApiError> {
+    let found = read(&app, move |r| r.transaction_by_reference(&reference)).await?;
+    found
+        .map(|t| Json(t.into()))
+        .ok_or_else(|| ApiError::not_found(Resource::Transaction))
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    Paging(page): Paging,
+) -> Result<Json<Vec<TransactionJson>>, ApiError> {
+    let found = read(&app, move |r| r.transactions(page)).await?;
+    Ok(Json(found.into_iter().map(TransactionJson::from).collect()))
+}

@@ -1,0 +1,67 @@
+//! Why a command was refused. These are values the API turns into Blnk's error bodies; none of them
+//! is a bug, and none leaves a write behind.
+
+/// Which resource a validation error is about (it picks the Blnk error code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    General,
+    Ledger,
+    Balance,
+    Transaction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("{message}")]
+    Validation {
+        resource: Resource,
+        field: String,
+        message: String,
+    },
+    #[error("{0}")]
+    InvalidAmount(String),
+    #[error("{0}")]
+    PrecisionNotInteger(String),
+    #[error("{what} not found")]
+    NotFound { what: Resource, field: String },
+    #[error("reference {0} has already been used")]
+    DuplicateReference(String),
+    #[error("insufficient funds in source balance {0}")]
+    InsufficientFunds(String),
+    #[error("transaction is not in inflight status")]
+    NotInflight,
+    #[error("transaction has already been committed")]
+    AlreadyCommitted,
+    #[error("transaction has already been voided")]
+    AlreadyVoided,
+    #[error("cannot commit more than the {0} left inflight")]
+    CommitAmountExceeded(String),
+}
+
+impl DomainError {
+    pub fn validation(resource: Resource, field: &str, message: impl Into<String>) -> Self {
+        DomainError::Validation {
+            resource,
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(what: Resource, field: &str) -> Self {
+        DomainError::NotFound {
+            what,
+            field: field.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Resource::General => "resource",
+            Resource::Ledger => "ledger",
+            Resource::Balance => "balance",
+            Resource::Transaction => "transaction",
+        })
+    }
+}

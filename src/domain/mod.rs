@@ -1,0 +1,8 @@
+//! The domain: exact amounts, ledgers, balances and the transaction lifecycle. Pure code: no I/O,
+//! no clock, no randomness; ids and timestamps are handed in by the engine.
+
+pub mod amount;
+pub mod balance;
+pub mod error;
+pub mod ledger;
+pub mod transaction;

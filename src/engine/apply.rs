@@ -1,0 +1,465 @@
+//! One batch, inside one database transaction:
+//! 1. plan: resolve every command's balances (creating indicator balances on first use);
+//! 2. lock: load every touched balance once, in id order (a fixed order cannot deadlock);
+//! 3. apply: run the commands in arrival order against the in-memory balances, writing each
+//!    transaction row as it is accepted (so later commands in the batch see earlier ones);
+//! 4. flush: write each changed balance once.
+//!
+//! A command refused by a rule returns its `DomainError` and has changed nothing: every check runs
+//! before the first mutation. Storage errors abort the whole batch (the caller rolls back).
+
+use super::command::{Command, InflightAction, NewTransaction, Outcome};
+use crate::domain::balance::Balance;
+use crate::domain::error::{DomainError, Resource};
+use crate::domain::ledger::{Ledger, GENERAL_LEDGER_ID};
+use crate::domain::transaction::{apply_movement, resolve_amount, Movement, Status, Transaction};
+use crate::store::{StoreResult, Writes};
+use num_bigint::BigInt;
+use std::collections::{BTreeSet, HashMap};
+
+pub type CommandResult = Result<Outcome, DomainError>;
+
+pub fn apply_batch(w: &mut dyn Writes, commands: &[Command]) -> StoreResult<Vec<CommandResult>> {
+    let now = now();
+    let mut plans = Vec::with_capacity(commands.len());
+    for command in commands {
+        plans.push(plan(w, command, &now)?);
+    }
+    let touched: BTreeSet<String> = plans
+        .iter()
+        .filter_map(|p| p.as_ref().ok())
+        .flat_map(|p| p.balances.iter().cloned())
+        .collect();
+    let touched: Vec<String> = touched.into_iter().collect();
+    let mut batch = Batch {
+        balances: w
+            .lock_balances(&touched)?
+            .into_iter()
+            .map(|b| (b.id.clone(), b))
+            .collect(),
+        changed: BTreeSet::new(),
+        now,
+    };
+    let mut results = Vec::with_capacity(commands.len());
+    for (command, plan) in commands.iter().zip(plans) {
+        let result = match plan {
+            Ok(plan) => batch.apply(w, command, plan)?,
+            Err(refused) => Err(refused),
+        };
+        results.push(result);
+    }
+    for id in &batch.changed {
+        w.save_balance_totals(&batch.balances[id])?;
+    }
+    Ok(results)
+}
+
+/// What a command needs before it can be applied.
+struct Plan {
+    /// Every balance the command may move, by id.
+    balances: Vec<String>,
+    /// For new transactions: the balances `source` and `destination` resolved to.
+    resolved: Option<(String, String)>,
+}
+
+fn plan(
+    w: &mut dyn Writes,
+    command: &Command,
+    now: &str,
+) -> StoreResult<Result<Plan, DomainError>> {
+    let no_balances = Ok(Plan {
+        balances: vec![],
+        resolved: None,
+    });
+    Ok(match command {
+        Command::CreateLedger { .. }
+        | Command::UpdateLedger { .. }
+        | Command::CreateBalance { .. } => no_balances,
+        Command::CreateTransaction(new) => {
+            let source = resolve_party(w, &new.source, "source", &new.currency, now)?;
+            let destination =
+                resolve_party(w, &new.destination, "destination", &new.currency, now)?;
+            match (source, destination) {
+                (Ok(s), Ok(d)) if s == d => Err(DomainError::validation(
+                    Resource::Transaction,
+                    "destination",
+                    "source and destination must be different balances",
+                )),
+                (Ok(s), Ok(d)) => Ok(Plan {
+                    balances: vec![s.clone(), d.clone()],
+                    resolved: Some((s, d)),
+                }),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
+        }
+        Command::ApplyQueued(t) => Ok(Plan {
+            balances: vec![
+                t.source_balance_id.clone(),
+                t.destination_balance_id.clone(),
+            ],
+            resolved: None,
+        }),
+        Command::FinishInflight { id, .. } | Command::Refund { id } => match w.transaction(id)? {
+            Some(t) => Ok(Plan {
+                balances: vec![t.source_balance_id, t.destination_balance_id],
+                resolved: None,
+            }),
+            None => Err(DomainError::not_found(
+                Resource::Transaction,
+                "transaction_id",
+            )),
+        },
+    })
+}
+
+/// A transaction's `source` or `destination`: a balance id, or an indicator (`@World`) whose
+/// balance in this currency is created in the general ledger the first time it is used.
+fn resolve_party(
+    w: &mut dyn Writes,
+    party: &str,
+    field: &str,
+    currency: &str,
+    now: &str,
+) -> StoreResult<Result<String, DomainError>> {
+    if party.starts_with('@') {
+        if let Some(existing) = w.balance_by_indicator(party, currency)? {
+            return Ok(Ok(existing.id));
+        }
+        let mut indicator = Balance::new(
+            new_id("bln"),
+            GENERAL_LEDGER_ID.into(),
+            currency.into(),
+            now.into(),
+        );
+        indicator.indicator = party.into();
+        w.insert_balance(&indicator)?;
+        return Ok(Ok(indicator.id));
+    }
+    Ok(match w.balance(party)? {
+        None => Err(DomainError::validation(
+            Resource::Transaction,
+            field,
+            format!("{field} balance {party} not found"),
+        )),
+        Some(b) if b.currency != currency => Err(DomainError::validation(
+            Resource::Transaction,
+            "currency",
+            format!(
+                "{field} balance {party} holds {}, not {currency}",
+                b.currency
+            ),
+        )),
+        Some(b) => Ok(b.id),
+    })
+}
+
+struct Batch {
+    balances: HashMap<String, Balance>,
+    changed: BTreeSet<String>,
+    now: String,
+}
+
+impl Batch {
+    fn apply(
+        &mut self,
+        w: &mut dyn Writes,
+        command: &Command,
+        plan: Plan,
+    ) -> StoreResult<CommandResult> {
+        match command {
+            Command::CreateLedger { name, meta_data } => {
+                let ledger = Ledger {
+                    id: new_id("ldg"),
+                    name: name.clone(),
+                    created_at: self.now.clone(),
+                    meta_data: meta_data.clone(),
+                };
+                w.insert_ledger(&ledger)?;
+                Ok(Ok(Outcome::Ledger(ledger)))
+            }
+            Command::UpdateLedger {
+                id,
+                name,
+                meta_data,
+            } => {
+                let Some(mut ledger) = w.ledger(id)? else {
+                    return Ok(Err(DomainError::not_found(Resource::Ledger, "ledger_id")));
+                };
+                ledger.name = name.clone();
+                if let Some(meta_data) = meta_data {
+                    ledger.meta_data = meta_data.clone();
+                }
+                w.update_ledger(&ledger)?;
+                Ok(Ok(Outcome::Ledger(ledger)))
+            }
+            Command::CreateBalance {
+                ledger_id,
+                currency,
+                identity_id,
+                meta_data,
+            } => {
+                if w.ledger(ledger_id)?.is_none() {
+                    return Ok(Err(DomainError::not_found(Resource::Ledger, "ledger_id")));
+                }
+                let mut balance = Balance::new(
+                    new_id("bln"),
+                    ledger_id.clone(),
+                    currency.clone(),
+                    self.now.clone(),
+                );
+                balance.identity_id = identity_id.clone();
+                balance.meta_data = meta_data.clone();
+                w.insert_balance(&balance)?;
+                Ok(Ok(Outcome::Balance(balance)))
+            }
+            Command::CreateTransaction(new) => {
+                let (source, destination) = plan
+                    .resolved
+                    .expect("a transaction's plan resolves its parties");
+                self.create_transaction(w, new, source, destination)
+            }
+            Command::ApplyQueued(queued) => self.apply_queued(w, queued),
+            Command::FinishInflight { id, action } => self.finish_inflight(w, id, action),
+            Command::Refund { id } => self.refund(w, id),
+        }
+    }
+
+    fn create_transaction(
+        &mut self,
+        w: &mut dyn Writes,
+        new: &NewTransaction,
+        source: String,
+        destination: String,
+    ) -> StoreResult<CommandResult> {
+        if w.transaction_by_reference(&new.reference)?.is_some() {
+            return Ok(Err(DomainError::DuplicateReference(new.reference.clone())));
+        }
+        let mut transaction = Transaction {
+            id: new_id("txn"),
+            parent: None,
+            precise_amount: new.precise_amount.clone(),
+            precision: new.precision,
+            reference: new.reference.clone(),
+            description: new.description.clone(),
+            currency: new.currency.clone(),
+            source: new.source.clone(),
+            destination: new.destination.clone(),
+            source_balance_id: source,
+            destination_balance_id: destination,
+            status: Status::Queued,
+            allow_overdraft: new.allow_overdraft,
+            inflight: new.inflight,
+            created_at: self.now.clone(),
+            meta_data: new.meta_data.clone(),
+        };
+        if new.skip_queue {
+            let (movement, status) = if new.inflight {
+                (Movement::Hold, Status::Inflight)
+            } else {
+                (Movement::Transfer, Status::Applied)
+            };
+            if let Err(refused) =
+                self.move_money(&transaction, movement, &transaction.precise_amount)
+            {
+                return Ok(Err(refused));
+            }
+            transaction.status = status;
+        }
+        w.insert_transaction(&transaction)?;
+        Ok(Ok(Outcome::Transaction(transaction)))
+    }
+
+    fn apply_queued(
+        &mut self,
+        w: &mut dyn Writes,
+        queued: &Transaction,
+    ) -> StoreResult<CommandResult> {
+        let mut transaction = queued.clone();
+        let (movement, status) = if queued.inflight {
+            (Movement::Hold, Status::Inflight)
+        } else {
+            (Movement::Transfer, Status::Applied)
+        };
+        transaction.status = match self.move_money(queued, movement, &queued.precise_amount) {
+            Ok(()) => status,
+            Err(refused) => {
+                tracing::info!(transaction_id = %queued.id, reason = %refused, "queued transaction rejected");
+                Status::Rejected
+            }
+        };
+        w.set_transaction_status(&transaction.id, transaction.status)?;
+        Ok(Ok(Outcome::Transaction(transaction)))
+    }
+
+    fn finish_inflight(
+        &mut self,
+        w: &mut dyn Writes,
+        id: &str,
+        action: &InflightAction,
+    ) -> StoreResult<CommandResult> {
+        let Some(parent) = w.transaction(id)? else {
+            return Ok(Err(DomainError::not_found(
+                Resource::Transaction,
+                "transaction_id",
+            )));
+        };
+        match parent.status {
+            Status::Inflight => {}
+            Status::Commit => return Ok(Err(DomainError::AlreadyCommitted)),
+            Status::Void => return Ok(Err(DomainError::AlreadyVoided)),
+            _ => return Ok(Err(DomainError::NotInflight)),
+        }
+        let committed: BigInt = w
+            .children(&parent.id)?
+            .iter()
+            .filter(|c| c.status == Status::Applied)
+            .map(|c| &c.precise_amount)
+            .sum();
+        let remaining = &parent.precise_amount - committed;
+        // Invariant I1: an INFLIGHT transaction always has something left to commit or void.
+        assert!(
+            remaining > BigInt::ZERO,
+            "invariant I1 violated: inflight {} has nothing left",
+            parent.id
+        );
+        let (amount, movement, child_status, parent_status) = match action {
+            InflightAction::Commit {
+                amount,
+                precise_amount,
+            } => {
+                let amount = if amount.is_none() && precise_amount.is_none() {
+                    remaining.clone()
+                } else {
+                    match resolve_amount(
+                        amount.as_deref(),
+                        precise_amount.as_deref(),
+                        parent.precision,
+                    ) {
+                        Ok(amount) => amount,
+                        Err(refused) => return Ok(Err(refused)),
+                    }
+                };
+                if amount > remaining {
+                    return Ok(Err(DomainError::CommitAmountExceeded(
+                        parent.precision.to_major(&remaining),
+                    )));
+                }
+                let parent_status = if amount == remaining {
+                    Status::Commit
+                } else {
+                    Status::Inflight
+                };
+                (amount, Movement::CommitHold, Status::Applied, parent_status)
+            }
+            InflightAction::Void => (remaining, Movement::ReleaseHold, Status::Void, Status::Void),
+        };
+        let child = self.child_of(&parent, amount, child_status, false);
+        self.move_money(&parent, movement, &child.precise_amount)
+            .expect("committing or releasing a hold never needs funds");
+        w.insert_transaction(&child)?;
+        if parent_status != parent.status {
+            w.set_transaction_status(&parent.id, parent_status)?;
+        }
+        Ok(Ok(Outcome::Transaction(child)))
+    }
+
+    fn refund(&mut self, w: &mut dyn Writes, id: &str) -> StoreResult<CommandResult> {
+        let Some(original) = w.transaction(id)? else {
+            return Ok(Err(DomainError::not_found(
+                Resource::Transaction,
+                "transaction_id",
+            )));
+        };
+        if original.status != Status::Applied {
+            return Ok(Err(DomainError::validation(
+                Resource::Transaction,
+                "transaction_id",
+                format!(
+                    "only APPLIED transactions can be refunded; this one is {}",
+                    original.status.as_str()
+                ),
+            )));
+        }
+        // An APPLIED transaction's only children are its refunds.
+        if !w.children(&original.id)?.is_empty() {
+            return Ok(Err(DomainError::validation(
+                Resource::Transaction,
+                "transaction_id",
+                "transaction has already been refunded",
+            )));
+        }
+        let refund = self.child_of(
+            &original,
+            original.precise_amount.clone(),
+            Status::Applied,
+            true,
+        );
+        if let Err(refused) = self.move_money(&refund, Movement::Transfer, &refund.precise_amount) {
+            return Ok(Err(refused));
+        }
+        w.insert_transaction(&refund)?;
+        Ok(Ok(Outcome::Transaction(refund)))
+    }
+
+    /// A commit, void or refund of `parent`. A refund swaps source and destination.
+    fn child_of(
+        &self,
+        parent: &Transaction,
+        amount: BigInt,
+        status: Status,
+        reversed: bool,
+    ) -> Transaction {
+        let mut child = parent.clone();
+        child.id = new_id("txn");
+        child.parent = Some(parent.id.clone());
+        child.precise_amount = amount;
+        child.reference = new_id("ref");
+        child.status = status;
+        child.inflight = false;
+        child.created_at = self.now.clone();
+        if reversed {
+            std::mem::swap(&mut child.source, &mut child.destination);
+            std::mem::swap(
+                &mut child.source_balance_id,
+                &mut child.destination_balance_id,
+            );
+        }
+        child
+    }
+
+    /// Moves `amount` between `t`'s balances (as loaded in step 2), all or nothing.
+    fn move_money(
+        &mut self,
+        t: &Transaction,
+        movement: Movement,
+        amount: &BigInt,
+    ) -> Result<(), DomainError> {
+        let mut source = self
+            .balances
+            .remove(&t.source_balance_id)
+            .expect("a planned balance was loaded");
+        let destination = self.balances.get_mut(&t.destination_balance_id);
+        let destination = destination.expect("a planned balance was loaded");
+        let result = apply_movement(
+            movement,
+            &mut source,
+            destination,
+            amount,
+            t.allow_overdraft,
+        );
+        self.balances.insert(source.id.clone(), source);
+        if result.is_ok() {
+            self.changed.insert(t.source_balance_id.clone());
+            self.changed.insert(t.destination_balance_id.clone());
+        }
+        result
+    }
+}
+
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4())
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+}

@@ -1,0 +1,87 @@
+//! What the engine is asked to do and what it answers. Commands carry validated shapes; the rules
+//! that need stored state (funds, references, lifecycle) are checked when the command is applied.
+
+use crate::domain::amount::Precision;
+use crate::domain::balance::Balance;
+use crate::domain::error::DomainError;
+use crate::domain::ledger::Ledger;
+use crate::domain::transaction::Transaction;
+use crate::store::StoreError;
+use num_bigint::BigInt;
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone)]
+pub enum Command {
+    CreateLedger {
+        name: String,
+        meta_data: Map<String, Value>,
+    },
+    UpdateLedger {
+        id: String,
+        name: String,
+        meta_data: Option<Map<String, Value>>,
+    },
+    CreateBalance {
+        ledger_id: String,
+        currency: String,
+        identity_id: String,
+        meta_data: Map<String, Value>,
+    },
+    CreateTransaction(NewTransaction),
+    /// Commit (all or part of the rest) or void an inflight transaction.
+    FinishInflight {
+        id: String,
+        action: InflightAction,
+    },
+    Refund {
+        id: String,
+    },
+    /// Internal: apply a transaction that was accepted as `QUEUED`.
+    ApplyQueued(Transaction),
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTransaction {
+    pub precise_amount: BigInt,
+    pub precision: Precision,
+    pub reference: String,
+    pub description: String,
+    pub currency: String,
+    pub source: String,
+    pub destination: String,
+    pub allow_overdraft: bool,
+    pub inflight: bool,
+    /// Apply before answering (`true`) or answer `QUEUED` and apply shortly after (`false`).
+    pub skip_queue: bool,
+    pub meta_data: Map<String, Value>,
+}
+
+#[derive(Debug, Clone)]
+pub enum InflightAction {
+    /// The amount to commit, as the client wrote it (in the inflight transaction's precision);
+    /// both `None` commits everything still inflight.
+    Commit {
+        amount: Option<String>,
+        precise_amount: Option<String>,
+    },
+    Void,
+}
+
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Ledger(Ledger),
+    Balance(Balance),
+    Transaction(Transaction),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The command broke a rule; nothing was written.
+    #[error(transparent)]
+    Rejected(#[from] DomainError),
+    /// Storage failed; nothing was written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the engine has stopped")]
+    Stopped,
+}

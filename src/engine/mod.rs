@@ -1,0 +1,189 @@
+//! The engine: the only writer. Requests arrive on a channel; the engine thread takes everything
+//! waiting (up to `max_batch`) and applies it in one database transaction, so one fsync serves the
+//! whole batch (group commit) and throughput grows with concurrency. Each request is answered after
+//! its batch commits. A request refused by a rule writes nothing and does not disturb its
+//! neighbours; if storage fails, the batch is rolled back and re-run one request at a time, so only
+//! the request that caused the failure sees it.
+
+mod apply;
+mod command;
+
+pub use command::{Command, EngineError, InflightAction, NewTransaction, Outcome};
+
+use crate::store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Most requests applied in one database transaction.
+    pub max_batch: usize,
+    /// Apply `QUEUED` transactions in the background. Off only to hold the queue (tests, maintenance).
+    pub apply_queue: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_batch: 1000,
+            apply_queue: true,
+        }
+    }
+}
+
+/// How many queued transactions one background batch applies.
+const QUEUE_BATCH: u32 = 500;
+/// Requests waiting for the engine before senders are made to wait (backpressure).
+const CHANNEL_CAPACITY: usize = 16_384;
+
+struct Envelope {
+    command: Command,
+    reply: oneshot::Sender<Result<Outcome, EngineError>>,
+}
+
+/// The API's way in. Cheap to clone; the engine stops when every handle is dropped.
+#[derive(Clone)]
+pub struct EngineHandle {
+    sender: mpsc::Sender<Envelope>,
+}
+
+impl EngineHandle {
+    pub async fn submit(&self, command: Command) -> Result<Outcome, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Envelope { command, reply })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+}
+
+/// Starts the engine thread. Join the returned handle after dropping every `EngineHandle` to wait
+/// for the last batch to commit.
+pub fn start(
+    store: Arc<dyn Store>,
+    config: EngineConfig,
+) -> (EngineHandle, std::thread::JoinHandle<()>) {
+    let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+    let engine = Engine {
+        store,
+        config,
+        receiver,
+        queue_pending: true,
+        queue_retry_delay: None,
+    };
+    let thread = std::thread::Builder::new()
+        .name("keel-engine".into())
+        .spawn(move || engine.run())
+        .expect("the OS can start the engine thread at start-up");
+    (EngineHandle { sender }, thread)
+}
+
+struct Engine {
+    store: Arc<dyn Store>,
+    config: EngineConfig,
+    receiver: mpsc::Receiver<Envelope>,
+    /// There may be `QUEUED` transactions in the store (true at start: some may predate a restart).
+    queue_pending: bool,
+    /// Set after the queue failed on a storage error, so a broken database is not hammered.
+    queue_retry_delay: Option<Duration>,
+}
+
+impl Engine {
+    fn run(mut self) {
+        loop {
+            let queue_work = self.config.apply_queue && self.queue_pending;
+            let first = if queue_work {
+                match self.receiver.try_recv() {
+                    Ok(envelope) => Some(envelope),
+                    Err(mpsc::error::TryRecvError::Empty) => None,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                }
+            } else {
+                match self.receiver.blocking_recv() {
+                    Some(envelope) => Some(envelope),
+                    None => break,
+                }
+            };
+            if let Some(first) = first {
+                let mut batch = vec![first];
+                while batch.len() < self.config.max_batch {
+                    match self.receiver.try_recv() {
+                        Ok(envelope) => batch.push(envelope),
+                        Err(_) => break,
+                    }
+                }
+                self.run_batch(batch);
+            }
+            if self.config.apply_queue && self.queue_pending {
+                self.apply_queued();
+            }
+        }
+        tracing::info!("engine stopped: every accepted request was committed");
+    }
+
+    fn run_batch(&mut self, batch: Vec<Envelope>) {
+        let commands: Vec<Command> = batch.iter().map(|e| e.command.clone()).collect();
+        let mut results = Vec::new();
+        let written = self.store.write(&mut |w| {
+            results = apply::apply_batch(w, &commands)?;
+            Ok(())
+        });
+        match written {
+            Ok(()) => {
+                for (envelope, result) in batch.into_iter().zip(results) {
+                    if let Ok(Outcome::Transaction(t)) = &result {
+                        if t.status == crate::domain::transaction::Status::Queued {
+                            self.queue_pending = true;
+                        }
+                    }
+                    // A client that gave up waiting is no reason to stop: its write stands.
+                    let _ = envelope.reply.send(result.map_err(EngineError::from));
+                }
+            }
+            Err(error) if batch.len() > 1 => {
+                tracing::warn!(%error, size = batch.len(), "batch failed; re-running its requests one by one");
+                for envelope in batch {
+                    self.run_batch(vec![envelope]);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "request failed in storage");
+                for envelope in batch {
+                    let _ = envelope.reply.send(Err(EngineError::Store(error.clone())));
+                }
+            }
+        }
+    }
+
+    /// Applies the oldest queued transactions in arrival order.
+    fn apply_queued(&mut self) {
+        if let Some(delay) = self.queue_retry_delay {
+            std::thread::sleep(delay);
+        }
+        let mut fetched = 0;
+        let written = self.store.write(&mut |w| {
+            let queued = w.queued_transactions(QUEUE_BATCH)?;
+            fetched = queued.len();
+            let commands: Vec<Command> = queued.into_iter().map(Command::ApplyQueued).collect();
+            apply::apply_batch(w, &commands)?;
+            Ok(())
+        });
+        match written {
+            Ok(()) => {
+                self.queue_retry_delay = None;
+                self.queue_pending = fetched == QUEUE_BATCH as usize;
+            }
+            Err(error) => {
+                let delay = self
+                    .queue_retry_delay
+                    .map_or(Duration::from_millis(50), |d| {
+                        (d * 2).min(Duration::from_secs(5))
+                    });
+                tracing::error!(%error, retry_in = ?delay, "applying queued transactions failed");
+                self.queue_retry_delay = Some(delay);
+            }
+        }
+    }
+}

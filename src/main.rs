@@ -1,0 +1,102 @@
+//! `keel`: parses the command line, wires the parts together, and nothing else.
+
+use clap::Parser;
+use keel::config::{Cli, Commands, ServeArgs};
+use keel::engine::{self, EngineConfig};
+use keel::{api, store};
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Commands::Serve(args) => serve(args),
+        Commands::Migrate(args) => store::open(&args.database).map(|s| {
+            tracing::info!("migrations applied to {}", s.describe());
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let store = store::open(&args.database.database)?;
+    tracing::info!("data lives in {}", store.describe());
+    match &args.api_key {
+        Some(_) => tracing::info!("auth is on: requests need the X-Blnk-Key header"),
+        None => {
+            tracing::warn!("auth is OFF: no API key configured (set KEEL_API_KEY or --api-key)")
+        }
+    }
+    if let Some(url) = &args.webhook_url {
+        let signed = if args.webhook_secret.is_some() {
+            "signed"
+        } else {
+            "unsigned"
+        };
+        tracing::info!("webhook URL {url} ({signed}); this build records no webhook events yet");
+    }
+    let config = EngineConfig {
+        max_batch: args.max_batch as usize,
+        apply_queue: !args.hold_queue,
+    };
+    if args.hold_queue {
+        tracing::warn!("queue is held: QUEUED transactions are stored but not applied");
+    }
+    let (engine, engine_thread) = engine::start(store.clone(), config);
+    let app = api::router(api::AppState {
+        engine,
+        store,
+        api_key: args.api_key.clone(),
+    });
+
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((args.bind, args.port))
+            .await
+            .map_err(|e| format!("cannot listen on {}:{}: {e}", args.bind, args.port))?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!("listening on {address}");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| format!("server failed: {e}"))
+    })?;
+    // Every engine handle went with the router: the engine finishes its batch and stops.
+    engine_thread
+        .join()
+        .map_err(|_| "the engine thread panicked".to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            signal.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
