@@ -1,0 +1,215 @@
+//! Shared test helpers: a real `keel serve` process on a free port with its own SQLite file, an
+//! HTTP client for it, and the ledger invariants every test can assert.
+#![allow(dead_code)] // each test binary uses a different subset
+
+pub mod invariants;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub database_url: String,
+    client: reqwest::Client,
+    /// Keeps the temporary directory (and so the database file) alive as long as the server.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// A server on a fresh SQLite file.
+    pub fn start() -> Server {
+        Self::start_with_args(&[])
+    }
+
+    pub fn start_with_args(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("a temp dir for the database");
+        let url = format!("sqlite://{}", dir.path().join("keel.db").display());
+        let mut server = Self::start_on(&url, extra);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A server on an existing database (for restart tests); the caller keeps the files alive.
+    pub fn start_on(database_url: &str, extra: &[&str]) -> Server {
+        let mut args = vec![
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--database",
+            database_url,
+        ];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .env_remove("KEEL_API_KEY")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("keel binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (found, address) = mpsc::channel();
+        // Read the log until the listening line, then keep draining so the server never blocks on
+        // a full pipe.
+        std::thread::spawn(move || {
+            let mut found = Some(found);
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    if let Some(tx) = found.take() {
+                        let _ = tx.send(rest.trim().to_string());
+                    }
+                }
+                if std::env::var_os("KEEL_TEST_LOG").is_some() {
+                    eprintln!("[keel] {line}");
+                }
+            }
+        });
+        let address = match address.recv_timeout(Duration::from_secs(30)) {
+            Ok(address) => address,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("keel did not log its listening address within 30 s");
+            }
+        };
+        Server {
+            child,
+            base: format!("http://{address}"),
+            database_url: database_url.to_string(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("http client"),
+            _dir: None,
+        }
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status();
+        let text = response.text().await.expect("a body");
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{status} body is not JSON: {text:?}"));
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.request("GET", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.request("POST", path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.request("PUT", path, Some(body)).await
+    }
+
+    /// POST that must answer 201; returns the body.
+    pub async fn create(&self, path: &str, body: Value) -> Value {
+        let (status, value) = self.post(path, body.clone()).await;
+        assert_eq!(status, StatusCode::CREATED, "POST {path} {body} → {value}");
+        value
+    }
+
+    pub async fn ledger(&self, name: &str) -> String {
+        self.create("/ledgers", json!({ "name": name })).await["ledger_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub async fn balance(&self, ledger_id: &str, currency: &str) -> String {
+        let body = json!({ "ledger_id": ledger_id, "currency": currency });
+        self.create("/balances", body).await["balance_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// A transfer applied before the answer (`skip_queue: true`).
+    pub async fn transfer(
+        &self,
+        source: &str,
+        destination: &str,
+        precise_amount: u64,
+        currency: &str,
+    ) -> (StatusCode, Value) {
+        self.post(
+            "/transactions",
+            json!({
+                "precise_amount": precise_amount, "currency": currency, "source": source,
+                "destination": destination, "reference": unique("ref"), "skip_queue": true,
+            }),
+        )
+        .await
+    }
+
+    /// Stops the server with SIGTERM (graceful) and waits for it.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// Kills the server with SIGKILL: no shutdown code runs.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        Path::new(self.database_url.trim_start_matches("sqlite://")).to_path_buf()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4())
+}
+
+/// A currency code no other test uses, so invariants can be checked per test on a shared server.
+pub fn unique_currency() -> String {
+    format!("T{}", &uuid::Uuid::new_v4().simple().to_string()[..10]).to_uppercase()
+}
+
+/// Polls `path` until `done` holds (for the background queue), at most 10 s.
+pub async fn wait_for(server: &Server, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..200 {
+        let (_, value) = server.get(path).await;
+        if done(&value) {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{path} never reached the expected state");
+}
