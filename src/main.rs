@@ -9,9 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let cli = Cli::parse();
@@ -40,29 +38,17 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
     }
     if let Some(url) = &args.webhook_url {
-        let signed = if args.webhook_secret.is_some() {
-            "signed"
-        } else {
-            "unsigned"
-        };
+        let signed = if args.webhook_secret.is_some() { "signed" } else { "unsigned" };
         tracing::info!("webhook URL {url} ({signed}); this build records no webhook events yet");
     }
-    let config = EngineConfig {
-        max_batch: args.max_batch as usize,
-        apply_queue: !args.hold_queue,
-    };
+    let config = EngineConfig { max_batch: args.max_batch as usize, apply_queue: !args.hold_queue };
     if args.hold_queue {
         tracing::warn!("queue is held: QUEUED transactions are stored but not applied");
     }
     let (engine, engine_thread) = engine::start(store.clone(), config);
-    let app = api::router(api::AppState {
-        engine,
-        store,
-        api_key: args.api_key.clone(),
-    });
+    let app = api::router(api::AppState { engine, store, api_key: args.api_key.clone() });
 
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((args.bind, args.port))
             .await
@@ -75,9 +61,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             .map_err(|e| format!("server failed: {e}"))
     })?;
     // Every engine handle went with the router: the engine finishes its batch and stops.
-    engine_thread
-        .join()
-        .map_err(|_| "the engine thread panicked".to_string())?;
+    engine_thread.join().map_err(|_| "the engine thread panicked".to_string())?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -86,9 +70,7 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut signal) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             signal.recv().await;
         }
     };

@@ -8,10 +8,7 @@ use serde_json::{json, Value};
 
 fn assert_error(body: &Value, code: &str) {
     assert_eq!(body["error_detail"]["code"], code, "{body}");
-    assert!(
-        body["error"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+    assert!(body["error"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
     assert_eq!(body["error"], body["error_detail"]["message"], "{body}");
 }
 
@@ -26,12 +23,7 @@ async fn health_answers_json() {
 #[tokio::test]
 async fn ledgers_are_created_read_listed_and_renamed() {
     let server = Server::start();
-    let created = server
-        .create(
-            "/ledgers",
-            json!({"name": "Customers", "meta_data": {"region": "eu"}}),
-        )
-        .await;
+    let created = server.create("/ledgers", json!({"name": "Customers", "meta_data": {"region": "eu"}})).await;
     let id = created["ledger_id"].as_str().unwrap();
     assert!(id.starts_with("ldg_"), "{created}");
     assert_eq!(created["name"], "Customers");
@@ -41,35 +33,17 @@ async fn ledgers_are_created_read_listed_and_renamed() {
     let (status, fetched) = server.get(&format!("/ledgers/{id}")).await;
     assert_eq!((status, &fetched), (StatusCode::OK, &created));
 
-    let (status, renamed) = server
-        .put(&format!("/ledgers/{id}"), json!({"name": "Clients"}))
-        .await;
+    let (status, renamed) = server.put(&format!("/ledgers/{id}"), json!({"name": "Clients"})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(renamed["name"], "Clients");
-    assert_eq!(
-        renamed["meta_data"],
-        json!({"region": "eu"}),
-        "meta_data is kept when not sent"
-    );
-    assert_eq!(
-        server.get(&format!("/ledgers/{id}")).await.1["name"],
-        "Clients"
-    );
+    assert_eq!(renamed["meta_data"], json!({"region": "eu"}), "meta_data is kept when not sent");
+    assert_eq!(server.get(&format!("/ledgers/{id}")).await.1["name"], "Clients");
 
     server.ledger("second").await;
     let (status, list) = server.get("/ledgers").await;
     assert_eq!(status, StatusCode::OK);
-    let names: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        names,
-        ["General Ledger", "Clients", "second"],
-        "the general ledger always exists"
-    );
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["General Ledger", "Clients", "second"], "the general ledger always exists");
     let (_, page) = server.get("/ledgers?limit=1&offset=1").await;
     assert_eq!(page.as_array().unwrap().len(), 1);
     assert_eq!(page[0]["name"], "Clients");
@@ -90,9 +64,7 @@ async fn ledger_errors_name_the_problem() {
     let (status, body) = server.get("/ledgers/ldg_missing").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error(&body, "LGR_NOT_FOUND");
-    let (status, body) = server
-        .put("/ledgers/ldg_missing", json!({"name": "x"}))
-        .await;
+    let (status, body) = server.put("/ledgers/ldg_missing", json!({"name": "x"})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error(&body, "LGR_NOT_FOUND");
 
@@ -125,10 +97,7 @@ async fn balances_start_at_zero_and_are_found_by_id_and_list() {
     assert_eq!(created["identity_id"], "idt_1");
     assert_eq!(created["indicator"], "");
     assert_eq!(created["meta_data"], json!({"tier": 1}));
-    assert_eq!(
-        server.get(&format!("/balances/{id}")).await,
-        (StatusCode::OK, created.clone())
-    );
+    assert_eq!(server.get(&format!("/balances/{id}")).await, (StatusCode::OK, created.clone()));
     let (_, list) = server.get("/balances").await;
     assert!(list.as_array().unwrap().contains(&created));
 }
@@ -138,36 +107,16 @@ async fn balance_errors_are_4xx_with_the_field() {
     let server = Server::start();
     let ledger = server.ledger("l").await;
     let cases = [
-        (
-            json!({"currency": "USD"}),
-            StatusCode::BAD_REQUEST,
-            "BAL_VALIDATION_ERROR",
-            "ledger_id",
-        ),
-        (
-            json!({"ledger_id": ledger, "currency": ""}),
-            StatusCode::BAD_REQUEST,
-            "BAL_VALIDATION_ERROR",
-            "currency",
-        ),
-        (
-            json!({"ledger_id": ledger, "currency": 5}),
-            StatusCode::BAD_REQUEST,
-            "BAL_VALIDATION_ERROR",
-            "currency",
-        ),
+        (json!({"currency": "USD"}), StatusCode::BAD_REQUEST, "BAL_VALIDATION_ERROR", "ledger_id"),
+        (json!({"ledger_id": ledger, "currency": ""}), StatusCode::BAD_REQUEST, "BAL_VALIDATION_ERROR", "currency"),
+        (json!({"ledger_id": ledger, "currency": 5}), StatusCode::BAD_REQUEST, "BAL_VALIDATION_ERROR", "currency"),
         (
             json!({"ledger_id": ledger, "currency": "USD", "meta_data": "x"}),
             StatusCode::BAD_REQUEST,
             "BAL_VALIDATION_ERROR",
             "meta_data",
         ),
-        (
-            json!({"ledger_id": "ldg_nope", "currency": "USD"}),
-            StatusCode::NOT_FOUND,
-            "LGR_NOT_FOUND",
-            "ledger_id",
-        ),
+        (json!({"ledger_id": "ldg_nope", "currency": "USD"}), StatusCode::NOT_FOUND, "LGR_NOT_FOUND", "ledger_id"),
     ];
     for (body, status, code, field) in cases {
         let (got, answer) = server.post("/balances", body.clone()).await;
@@ -186,9 +135,7 @@ async fn balance_errors_are_4xx_with_the_field() {
 async fn indicator_balances_appear_on_first_use_in_the_general_ledger() {
     let server = Server::start();
     let currency = unique_currency();
-    let (status, _) = server
-        .get(&format!("/balances/indicator/@World/currency/{currency}"))
-        .await;
+    let (status, _) = server.get(&format!("/balances/indicator/@World/currency/{currency}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let wallet = server.balance(&server.ledger("l").await, &currency).await;
     let (status, txn) = server.transfer("@World", &wallet, 500, &currency).await;
@@ -211,28 +158,13 @@ async fn malformed_oversized_and_unknown_requests_get_json_errors() {
     let url = format!("{}/ledgers", server.base);
     let client = server.client();
     for body in ["{not json", "[1,2]", "\"text\"", ""] {
-        let response = client
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let response = client.post(&url).header("content-type", "application/json").body(body).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body:?}");
         assert_error(&response.json().await.unwrap(), "GEN_MALFORMED_REQUEST");
     }
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    let response = client
-        .post(&url)
-        .body(format!("{{\"name\":{deep}}}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.status(),
-        StatusCode::BAD_REQUEST,
-        "deep nesting is refused, not a crash"
-    );
+    let response = client.post(&url).body(format!("{{\"name\":{deep}}}")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "deep nesting is refused, not a crash");
 
     let huge = format!("{{\"name\":\"{}\"}}", "x".repeat(2 * 1024 * 1024));
     let response = client.post(&url).body(huge).send().await.unwrap();
@@ -246,12 +178,7 @@ async fn malformed_oversized_and_unknown_requests_get_json_errors() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_error(&body, "GEN_METHOD_NOT_ALLOWED");
     // The SDKs send content-type: application/json with an empty body on GET.
-    let response = client
-        .get(&url)
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let response = client.get(&url).header("content-type", "application/json").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
 
@@ -265,42 +192,15 @@ async fn an_api_key_guards_everything_but_health() {
     assert_error(&response.json().await.unwrap(), "AUTH_MISSING_API_KEY");
     // A body on a refused request is drained: the same keep-alive connection serves the next one.
     for _ in 0..3 {
-        let response = client
-            .post(&url)
-            .header("X-Blnk-Key", "wrong")
-            .json(&json!({"name": "x"}))
-            .send()
-            .await
-            .unwrap();
+        let response =
+            client.post(&url).header("X-Blnk-Key", "wrong").json(&json!({"name": "x"})).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_error(&response.json().await.unwrap(), "AUTH_INVALID_API_KEY");
     }
-    let response = client
-        .post(&url)
-        .header("x-blnk-key", "s3cret")
-        .json(&json!({"name": "x"}))
-        .send()
-        .await
-        .unwrap();
+    let response = client.post(&url).header("x-blnk-key", "s3cret").json(&json!({"name": "x"})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
-    let response = client
-        .get(format!("{}/health", server.base))
-        .send()
-        .await
-        .unwrap();
+    let response = client.get(format!("{}/health", server.base)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let listed: Value = client
-        .get(&url)
-        .header("X-Blnk-Key", "s3cret")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        listed.as_array().unwrap().len(),
-        2,
-        "only the authorised create went through"
-    );
+    let listed: Value = client.get(&url).header("X-Blnk-Key", "s3cret").send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "only the authorised create went through");
 }

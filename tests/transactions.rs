@@ -26,12 +26,7 @@ async fn setup(funds: u64) -> Setup {
         let (status, body) = server.transfer("@World", &alice, funds, &currency).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
-    Setup {
-        server,
-        currency,
-        alice,
-        bob,
-    }
+    Setup { server, currency, alice, bob }
 }
 
 impl Setup {
@@ -40,9 +35,7 @@ impl Setup {
             "currency": self.currency, "source": self.alice, "destination": self.bob,
             "reference": unique("ref"), "description": "test", "skip_queue": true,
         });
-        body.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         body
     }
 
@@ -54,13 +47,8 @@ impl Setup {
 
     async fn totals(&self, id: &str) -> [i64; 4] {
         let b = self.balance(id).await;
-        [
-            "credit_balance",
-            "debit_balance",
-            "inflight_credit_balance",
-            "inflight_debit_balance",
-        ]
-        .map(|f| b[f].as_i64().unwrap_or_else(|| panic!("{f} in {b}")))
+        ["credit_balance", "debit_balance", "inflight_credit_balance", "inflight_debit_balance"]
+            .map(|f| b[f].as_i64().unwrap_or_else(|| panic!("{f} in {b}")))
     }
 }
 
@@ -71,40 +59,21 @@ async fn decimal_amounts_become_exact_minor_units() {
         (json!({"amount": 0.1, "precision": 100}), "10", "0.1"),
         (json!({"amount": 5.25, "precision": 100}), "525", "5.25"),
         (json!({"amount": 1e2}), "100", "100"),
-        (
-            json!({"amount": "19.99", "precision": 100}),
-            "1999",
-            "19.99",
-        ),
-        (
-            json!({"precise_amount": 525, "precision": 100}),
-            "525",
-            "5.25",
-        ),
+        (json!({"amount": "19.99", "precision": 100}), "1999", "19.99"),
+        (json!({"precise_amount": 525, "precision": 100}), "525", "5.25"),
         (json!({"precise_amount": "7"}), "7", "7"),
-        (
-            json!({"amount": 0.000001, "precision": 1000000}),
-            "1",
-            "0.000001",
-        ),
+        (json!({"amount": 0.000001, "precision": 1000000}), "1", "0.000001"),
     ];
     for (extra, precise, amount) in cases {
         let body = s.body(json!({"source": "@World", "destination": s.alice}));
         let mut body = body.as_object().unwrap().clone();
         body.extend(extra.as_object().unwrap().clone());
         let created = s.server.create("/transactions", Value::Object(body)).await;
-        assert_eq!(
-            created["precise_amount"].to_string(),
-            precise,
-            "{extra} → {created}"
-        );
+        assert_eq!(created["precise_amount"].to_string(), precise, "{extra} → {created}");
         assert_eq!(created["amount"].to_string(), amount, "{extra} → {created}");
         assert_eq!(created["status"], "APPLIED");
     }
-    assert_eq!(
-        s.balance(&s.alice).await["balance"],
-        json!(10 + 525 + 100 + 1999 + 525 + 7 + 1)
-    );
+    assert_eq!(s.balance(&s.alice).await["balance"], json!(10 + 525 + 100 + 1999 + 525 + 7 + 1));
 }
 
 #[tokio::test]
@@ -116,20 +85,11 @@ async fn huge_amounts_stay_exact_numbers() {
         s.alice,
         unique("big")
     );
-    let response = s
-        .server
-        .client()
-        .post(format!("{}/transactions", s.server.base))
-        .body(raw.clone())
-        .send()
-        .await
-        .unwrap();
+    let response =
+        s.server.client().post(format!("{}/transactions", s.server.base)).body(raw.clone()).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     let text = response.text().await.unwrap();
-    assert!(
-        text.contains("\"precise_amount\":123456789012345678901234567890"),
-        "{text}"
-    );
+    assert!(text.contains("\"precise_amount\":123456789012345678901234567890"), "{text}");
     let response = s
         .server
         .client()
@@ -149,27 +109,16 @@ async fn huge_amounts_stay_exact_numbers() {
         .text()
         .await
         .unwrap();
-    assert!(
-        text.contains("\"balance\":246913578024691357802469135780"),
-        "{text}"
-    );
+    assert!(text.contains("\"balance\":246913578024691357802469135780"), "{text}");
     assert_ledger_invariants(&s.server, &s.currency).await;
 }
 
 #[tokio::test]
 async fn transfers_move_money_and_bump_versions() {
     let s = setup(1000).await;
-    let created = s
-        .server
-        .create(
-            "/transactions",
-            s.body(json!({"precise_amount": 300, "meta_data": {"order": 7}})),
-        )
-        .await;
-    assert!(created["transaction_id"]
-        .as_str()
-        .unwrap()
-        .starts_with("txn_"));
+    let created =
+        s.server.create("/transactions", s.body(json!({"precise_amount": 300, "meta_data": {"order": 7}}))).await;
+    assert!(created["transaction_id"].as_str().unwrap().starts_with("txn_"));
     assert_eq!(created["status"], "APPLIED");
     assert_eq!(created["meta_data"], json!({"order": 7}));
     assert_eq!(created["parent_transaction"], "");
@@ -190,22 +139,11 @@ async fn transfers_move_money_and_bump_versions() {
     assert_eq!(s.totals(&s.bob).await, [300, 0, 0, 0]);
     assert_eq!(s.balance(&s.alice).await["version"], json!(2));
     let id = created["transaction_id"].as_str().unwrap();
-    assert_eq!(
-        s.server.get(&format!("/transactions/{id}")).await,
-        (StatusCode::OK, created.clone())
-    );
+    assert_eq!(s.server.get(&format!("/transactions/{id}")).await, (StatusCode::OK, created.clone()));
     let reference = created["reference"].as_str().unwrap();
-    assert_eq!(
-        s.server
-            .get(&format!("/transactions/reference/{reference}"))
-            .await,
-        (StatusCode::OK, created.clone())
-    );
+    assert_eq!(s.server.get(&format!("/transactions/reference/{reference}")).await, (StatusCode::OK, created.clone()));
     let (status, body) = s.server.get("/transactions/txn_missing").await;
-    assert_eq!(
-        (status, body["error_detail"]["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("TXN_NOT_FOUND"))
-    );
+    assert_eq!((status, body["error_detail"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("TXN_NOT_FOUND")));
     let (status, _) = s.server.get("/transactions/reference/missing").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_ledger_invariants(&s.server, &s.currency).await;
@@ -214,23 +152,12 @@ async fn transfers_move_money_and_bump_versions() {
 #[tokio::test]
 async fn overdrafts_need_permission_and_move_nothing() {
     let s = setup(100).await;
-    let (status, body) = s
-        .server
-        .post("/transactions", s.body(json!({"precise_amount": 101})))
-        .await;
+    let (status, body) = s.server.post("/transactions", s.body(json!({"precise_amount": 101}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        body["error_detail"]["code"], "TXN_INSUFFICIENT_FUNDS",
-        "{body}"
-    );
+    assert_eq!(body["error_detail"]["code"], "TXN_INSUFFICIENT_FUNDS", "{body}");
     assert_eq!(s.totals(&s.alice).await, [100, 0, 0, 0]);
-    let created = s
-        .server
-        .create(
-            "/transactions",
-            s.body(json!({"precise_amount": 101, "allow_overdraft": true})),
-        )
-        .await;
+    let created =
+        s.server.create("/transactions", s.body(json!({"precise_amount": 101, "allow_overdraft": true}))).await;
     assert_eq!(created["allow_overdraft"], true);
     assert_eq!(s.balance(&s.alice).await["balance"], json!(-1));
     assert_ledger_invariants(&s.server, &s.currency).await;
@@ -247,64 +174,29 @@ async fn a_reference_is_used_once() {
     let mut queued = body.clone();
     queued["skip_queue"] = json!(false);
     let (status, _) = s.server.post("/transactions", queued).await;
-    assert_eq!(
-        status,
-        StatusCode::BAD_REQUEST,
-        "queued requests check references too"
-    );
-    assert_eq!(
-        s.totals(&s.bob).await,
-        [10, 0, 0, 0],
-        "the duplicates moved nothing"
-    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "queued requests check references too");
+    assert_eq!(s.totals(&s.bob).await, [10, 0, 0, 0], "the duplicates moved nothing");
 }
 
 #[tokio::test]
 async fn queued_transactions_are_applied_or_rejected_shortly_after() {
     let s = setup(100).await;
-    let queued = s
-        .server
-        .create(
-            "/transactions",
-            s.body(json!({"precise_amount": 60, "skip_queue": false})),
-        )
-        .await;
+    let queued = s.server.create("/transactions", s.body(json!({"precise_amount": 60, "skip_queue": false}))).await;
     assert_eq!(queued["status"], "QUEUED");
-    let rejected = s
-        .server
-        .create(
-            "/transactions",
-            s.body(json!({"precise_amount": 60, "skip_queue": false})),
-        )
-        .await;
-    assert_eq!(
-        rejected["status"], "QUEUED",
-        "funds are checked when the turn comes"
-    );
+    let rejected = s.server.create("/transactions", s.body(json!({"precise_amount": 60, "skip_queue": false}))).await;
+    assert_eq!(rejected["status"], "QUEUED", "funds are checked when the turn comes");
     let no_flag = s.body(json!({"precise_amount": 1}));
     let mut no_flag = no_flag.as_object().unwrap().clone();
     no_flag.remove("skip_queue");
-    let default_queued = s
-        .server
-        .create("/transactions", Value::Object(no_flag))
-        .await;
-    assert_eq!(
-        default_queued["status"], "QUEUED",
-        "skip_queue defaults to false"
-    );
+    let default_queued = s.server.create("/transactions", Value::Object(no_flag)).await;
+    assert_eq!(default_queued["status"], "QUEUED", "skip_queue defaults to false");
 
     let path = |t: &Value| format!("/transactions/{}", t["transaction_id"].as_str().unwrap());
     let applied = wait_for(&s.server, &path(&queued), |t| t["status"] != "QUEUED").await;
     assert_eq!(applied["status"], "APPLIED");
     let refused = wait_for(&s.server, &path(&rejected), |t| t["status"] != "QUEUED").await;
-    assert_eq!(
-        refused["status"], "REJECTED",
-        "arrival order: the second 60 finds only 40"
-    );
-    wait_for(&s.server, &path(&default_queued), |t| {
-        t["status"] == "APPLIED"
-    })
-    .await;
+    assert_eq!(refused["status"], "REJECTED", "arrival order: the second 60 finds only 40");
+    wait_for(&s.server, &path(&default_queued), |t| t["status"] == "APPLIED").await;
     assert_eq!(s.totals(&s.alice).await, [100, 61, 0, 0]);
     assert_ledger_invariants(&s.server, &s.currency).await;
 }
@@ -312,24 +204,12 @@ async fn queued_transactions_are_applied_or_rejected_shortly_after() {
 #[tokio::test]
 async fn inflight_is_held_then_committed_in_parts_and_voided() {
     let s = setup(1000).await;
-    let held = s
-        .server
-        .create(
-            "/transactions",
-            s.body(json!({"amount": 6, "precision": 100, "inflight": true})),
-        )
-        .await;
-    assert_eq!(
-        (held["status"].as_str(), held["inflight"].as_bool()),
-        (Some("INFLIGHT"), Some(true))
-    );
+    let held = s.server.create("/transactions", s.body(json!({"amount": 6, "precision": 100, "inflight": true}))).await;
+    assert_eq!((held["status"].as_str(), held["inflight"].as_bool()), (Some("INFLIGHT"), Some(true)));
     assert_eq!(s.totals(&s.alice).await, [1000, 0, 0, 600]);
     assert_eq!(s.totals(&s.bob).await, [0, 0, 600, 0]);
     assert_eq!(s.balance(&s.alice).await["inflight_balance"], json!(-600));
-    let (status, body) = s
-        .server
-        .post("/transactions", s.body(json!({"precise_amount": 401})))
-        .await;
+    let (status, body) = s.server.post("/transactions", s.body(json!({"precise_amount": 401}))).await;
     assert_eq!(
         (status, body["error_detail"]["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("TXN_INSUFFICIENT_FUNDS")),
@@ -338,83 +218,42 @@ async fn inflight_is_held_then_committed_in_parts_and_voided() {
 
     let id = held["transaction_id"].as_str().unwrap();
     let path = format!("/transactions/inflight/{id}");
-    let (status, part) = s
-        .server
-        .put(&path, json!({"status": "commit", "amount": 2.5}))
-        .await;
+    let (status, part) = s.server.put(&path, json!({"status": "commit", "amount": 2.5})).await;
     assert_eq!(status, StatusCode::OK, "{part}");
-    assert_eq!(
-        (part["status"].as_str(), part["parent_transaction"].as_str()),
-        (Some("APPLIED"), Some(id))
-    );
+    assert_eq!((part["status"].as_str(), part["parent_transaction"].as_str()), (Some("APPLIED"), Some(id)));
     assert_eq!(part["precise_amount"], json!(250));
     assert_eq!(s.totals(&s.alice).await, [1000, 250, 0, 350]);
-    let (status, body) = s
-        .server
-        .put(&path, json!({"status": "commit", "precise_amount": 351}))
-        .await;
+    let (status, body) = s.server.put(&path, json!({"status": "commit", "precise_amount": 351})).await;
     assert_eq!(
         (status, body["error_detail"]["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("TXN_COMMIT_AMOUNT_EXCEEDED"))
     );
-    let (_, part) = s
-        .server
-        .put(&path, json!({"status": "commit", "precise_amount": 100}))
-        .await;
+    let (_, part) = s.server.put(&path, json!({"status": "commit", "precise_amount": 100})).await;
     assert_eq!(part["precise_amount"], json!(100));
     let (status, voided) = s.server.put(&path, json!({"status": "void"})).await;
     assert_eq!(status, StatusCode::OK, "{voided}");
-    assert_eq!(
-        (voided["status"].as_str(), voided["precise_amount"].as_i64()),
-        (Some("VOID"), Some(250))
-    );
+    assert_eq!((voided["status"].as_str(), voided["precise_amount"].as_i64()), (Some("VOID"), Some(250)));
     assert_eq!(s.totals(&s.alice).await, [1000, 350, 0, 0]);
     assert_eq!(s.totals(&s.bob).await, [350, 0, 0, 0]);
-    assert_eq!(
-        s.server.get(&format!("/transactions/{id}")).await.1["status"],
-        "VOID"
-    );
-    for (body, code) in [
-        (json!({"status": "void"}), "TXN_ALREADY_VOIDED"),
-        (json!({"status": "commit"}), "TXN_ALREADY_VOIDED"),
-    ] {
+    assert_eq!(s.server.get(&format!("/transactions/{id}")).await.1["status"], "VOID");
+    for (body, code) in
+        [(json!({"status": "void"}), "TXN_ALREADY_VOIDED"), (json!({"status": "commit"}), "TXN_ALREADY_VOIDED")]
+    {
         let (status, answer) = s.server.put(&path, body).await;
-        assert_eq!(
-            (status, answer["error_detail"]["code"].as_str()),
-            (StatusCode::BAD_REQUEST, Some(code))
-        );
+        assert_eq!((status, answer["error_detail"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some(code)));
     }
 
-    let full = s
-        .server
-        .create(
-            "/transactions",
-            s.body(json!({"precise_amount": 50, "inflight": true})),
-        )
-        .await;
-    let full_path = format!(
-        "/transactions/inflight/{}",
-        full["transaction_id"].as_str().unwrap()
-    );
+    let full = s.server.create("/transactions", s.body(json!({"precise_amount": 50, "inflight": true}))).await;
+    let full_path = format!("/transactions/inflight/{}", full["transaction_id"].as_str().unwrap());
     let (_, committed) = s.server.put(&full_path, json!({"status": "commit"})).await;
-    assert_eq!(
-        committed["precise_amount"],
-        json!(50),
-        "commit without an amount takes all that is left"
-    );
+    assert_eq!(committed["precise_amount"], json!(50), "commit without an amount takes all that is left");
     let (_, answer) = s.server.put(&full_path, json!({"status": "void"})).await;
     assert_eq!(answer["error_detail"]["code"], "TXN_ALREADY_COMMITTED");
-    let applied = s
-        .server
-        .create("/transactions", s.body(json!({"precise_amount": 1})))
-        .await;
+    let applied = s.server.create("/transactions", s.body(json!({"precise_amount": 1}))).await;
     let (_, answer) = s
         .server
         .put(
-            &format!(
-                "/transactions/inflight/{}",
-                applied["transaction_id"].as_str().unwrap()
-            ),
+            &format!("/transactions/inflight/{}", applied["transaction_id"].as_str().unwrap()),
             json!({"status": "commit"}),
         )
         .await;
@@ -424,13 +263,7 @@ async fn inflight_is_held_then_committed_in_parts_and_voided() {
         (status, answer["error_detail"]["details"]["field"].as_str()),
         (StatusCode::BAD_REQUEST, Some("status"))
     );
-    let (status, _) = s
-        .server
-        .put(
-            "/transactions/inflight/txn_missing",
-            json!({"status": "void"}),
-        )
-        .await;
+    let (status, _) = s.server.put("/transactions/inflight/txn_missing", json!({"status": "void"})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_ledger_invariants(&s.server, &s.currency).await;
 }
@@ -438,15 +271,9 @@ async fn inflight_is_held_then_committed_in_parts_and_voided() {
 #[tokio::test]
 async fn refunds_reverse_an_applied_transaction_once() {
     let s = setup(1000).await;
-    let original = s
-        .server
-        .create("/transactions", s.body(json!({"precise_amount": 400})))
-        .await;
+    let original = s.server.create("/transactions", s.body(json!({"precise_amount": 400}))).await;
     let id = original["transaction_id"].as_str().unwrap();
-    let refund = s
-        .server
-        .create(&format!("/refund-transaction/{id}"), json!({}))
-        .await;
+    let refund = s.server.create(&format!("/refund-transaction/{id}"), json!({})).await;
     assert_eq!(refund["status"], "APPLIED");
     assert_eq!(refund["parent_transaction"], id);
     assert_eq!(
@@ -456,19 +283,9 @@ async fn refunds_reverse_an_applied_transaction_once() {
     assert_ne!(refund["reference"], original["reference"]);
     assert_eq!(s.balance(&s.alice).await["balance"], json!(1000));
     assert_eq!(s.balance(&s.bob).await["balance"], json!(0));
-    let (status, answer) = s
-        .server
-        .post(&format!("/refund-transaction/{id}"), json!({}))
-        .await;
-    assert_eq!(
-        status,
-        StatusCode::BAD_REQUEST,
-        "a second refund is refused: {answer}"
-    );
-    let (status, _) = s
-        .server
-        .post("/refund-transaction/txn_missing", json!({}))
-        .await;
+    let (status, answer) = s.server.post(&format!("/refund-transaction/{id}"), json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a second refund is refused: {answer}");
+    let (status, _) = s.server.post("/refund-transaction/txn_missing", json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_ledger_invariants(&s.server, &s.currency).await;
 }
@@ -479,121 +296,38 @@ async fn bad_transactions_are_4xx_naming_the_field_and_change_nothing() {
     let cases: Vec<(Value, &str, &str)> = vec![
         (json!({"amount": 0}), "TXN_INVALID_AMOUNT", "amount"),
         (json!({"amount": -5}), "TXN_INVALID_AMOUNT", "amount"),
-        (
-            json!({"precise_amount": -5}),
-            "TXN_INVALID_AMOUNT",
-            "amount",
-        ),
-        (
-            json!({"precise_amount": 1.5}),
-            "TXN_INVALID_AMOUNT",
-            "amount",
-        ),
+        (json!({"precise_amount": -5}), "TXN_INVALID_AMOUNT", "amount"),
+        (json!({"precise_amount": 1.5}), "TXN_INVALID_AMOUNT", "amount"),
         (json!({"amount": "ten"}), "TXN_INVALID_AMOUNT", "amount"),
         (json!({}), "TXN_INVALID_AMOUNT", "amount"),
-        (
-            json!({"amount": 0.001, "precision": 100}),
-            "TXN_PRECISION_NOT_INTEGER",
-            "amount",
-        ),
-        (
-            json!({"amount": 1, "precision": 50}),
-            "TXN_VALIDATION_ERROR",
-            "precision",
-        ),
-        (
-            json!({"amount": 1, "precision": 0}),
-            "TXN_VALIDATION_ERROR",
-            "precision",
-        ),
-        (
-            json!({"amount": 1, "precision": -100}),
-            "TXN_VALIDATION_ERROR",
-            "precision",
-        ),
-        (
-            json!({"amount": 1, "precision": 1e300}),
-            "TXN_VALIDATION_ERROR",
-            "precision",
-        ),
-        (
-            json!({"amount": "1e999999"}),
-            "TXN_INVALID_AMOUNT",
-            "amount",
-        ),
-        (
-            json!({"amount": "9".repeat(500)}),
-            "TXN_INVALID_AMOUNT",
-            "amount",
-        ),
+        (json!({"amount": 0.001, "precision": 100}), "TXN_PRECISION_NOT_INTEGER", "amount"),
+        (json!({"amount": 1, "precision": 50}), "TXN_VALIDATION_ERROR", "precision"),
+        (json!({"amount": 1, "precision": 0}), "TXN_VALIDATION_ERROR", "precision"),
+        (json!({"amount": 1, "precision": -100}), "TXN_VALIDATION_ERROR", "precision"),
+        (json!({"amount": 1, "precision": 1e300}), "TXN_VALIDATION_ERROR", "precision"),
+        (json!({"amount": "1e999999"}), "TXN_INVALID_AMOUNT", "amount"),
+        (json!({"amount": "9".repeat(500)}), "TXN_INVALID_AMOUNT", "amount"),
         (json!({"amount": [1]}), "TXN_VALIDATION_ERROR", "amount"),
-        (
-            json!({"amount": 1, "reference": ""}),
-            "TXN_VALIDATION_ERROR",
-            "reference",
-        ),
-        (
-            json!({"amount": 1, "reference": 12}),
-            "TXN_VALIDATION_ERROR",
-            "reference",
-        ),
-        (
-            json!({"amount": 1, "currency": null}),
-            "TXN_VALIDATION_ERROR",
-            "currency",
-        ),
-        (
-            json!({"amount": 1, "source": ""}),
-            "TXN_VALIDATION_ERROR",
-            "source",
-        ),
-        (
-            json!({"amount": 1, "source": "bln_missing"}),
-            "TXN_VALIDATION_ERROR",
-            "source",
-        ),
-        (
-            json!({"amount": 1, "destination": "bln_missing"}),
-            "TXN_VALIDATION_ERROR",
-            "destination",
-        ),
-        (
-            json!({"amount": 1, "currency": "ZZZ"}),
-            "TXN_VALIDATION_ERROR",
-            "currency",
-        ),
-        (
-            json!({"amount": 1, "destination": s.alice}),
-            "TXN_VALIDATION_ERROR",
-            "destination",
-        ),
-        (
-            json!({"amount": 1, "skip_queue": "yes"}),
-            "TXN_VALIDATION_ERROR",
-            "skip_queue",
-        ),
-        (
-            json!({"amount": 1, "meta_data": [1]}),
-            "TXN_VALIDATION_ERROR",
-            "meta_data",
-        ),
+        (json!({"amount": 1, "reference": ""}), "TXN_VALIDATION_ERROR", "reference"),
+        (json!({"amount": 1, "reference": 12}), "TXN_VALIDATION_ERROR", "reference"),
+        (json!({"amount": 1, "currency": null}), "TXN_VALIDATION_ERROR", "currency"),
+        (json!({"amount": 1, "source": ""}), "TXN_VALIDATION_ERROR", "source"),
+        (json!({"amount": 1, "source": "bln_missing"}), "TXN_VALIDATION_ERROR", "source"),
+        (json!({"amount": 1, "destination": "bln_missing"}), "TXN_VALIDATION_ERROR", "destination"),
+        (json!({"amount": 1, "currency": "ZZZ"}), "TXN_VALIDATION_ERROR", "currency"),
+        (json!({"amount": 1, "destination": s.alice}), "TXN_VALIDATION_ERROR", "destination"),
+        (json!({"amount": 1, "skip_queue": "yes"}), "TXN_VALIDATION_ERROR", "skip_queue"),
+        (json!({"amount": 1, "meta_data": [1]}), "TXN_VALIDATION_ERROR", "meta_data"),
     ];
     for (extra, code, field) in cases {
         let (status, body) = s.server.post("/transactions", s.body(extra.clone())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{extra} → {body}");
         assert_eq!(body["error_detail"]["code"], code, "{extra} → {body}");
-        assert_eq!(
-            body["error_detail"]["details"]["field"], field,
-            "{extra} → {body}"
-        );
+        assert_eq!(body["error_detail"]["details"]["field"], field, "{extra} → {body}");
     }
     assert_eq!(s.totals(&s.alice).await, [1000, 0, 0, 0]);
     assert_eq!(s.totals(&s.bob).await, [0, 0, 0, 0]);
     let (_, all) = s.server.get("/transactions").await;
-    assert_eq!(
-        all.as_array().unwrap().len(),
-        1,
-        "only the funding transaction exists: {all}"
-    );
+    assert_eq!(all.as_array().unwrap().len(), 1, "only the funding transaction exists: {all}");
     assert_eq!(big(&all[0]["precise_amount"]), 1000.into());
 }

@@ -19,20 +19,10 @@ pub async fn require_key(State(app): State<AppState>, request: Request, next: Ne
         return next.run(request).await;
     }
     let error = match request.headers().get(HEADER) {
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "AUTH_MISSING_API_KEY",
-            "API key is required",
-        ),
+        None => ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_MISSING_API_KEY", "API key is required"),
         // Constant time: the comparison must not reveal how much of a guess was right.
-        Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => {
-            return next.run(request).await
-        }
-        Some(_) => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "AUTH_INVALID_API_KEY",
-            "API key is invalid",
-        ),
+        Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => return next.run(request).await,
+        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_INVALID_API_KEY", "API key is invalid"),
     };
     drain(request).await;
     error.into_response()

@@ -70,11 +70,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let required = |value: Option<String>, field: &str| match value.map(|v| v.trim().to_string()) {
         Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(ApiError::validation(
-            Resource::Balance,
-            field,
-            format!("{field} is required"),
-        )),
+        _ => Err(ApiError::validation(Resource::Balance, field, format!("{field} is required"))),
     };
     let command = Command::CreateBalance {
         ledger_id: required(body.ledger_id, "ledger_id")?,
@@ -88,20 +84,12 @@ pub async fn create(
     }
 }
 
-pub async fn get(
-    State(app): State<AppState>,
-    PathId(id): PathId,
-) -> Result<Json<BalanceJson>, ApiError> {
+pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Json<BalanceJson>, ApiError> {
     let balance = read(&app, move |r| r.balance(&id)).await?;
-    balance
-        .map(|b| Json(b.into()))
-        .ok_or_else(|| ApiError::not_found(Resource::Balance))
+    balance.map(|b| Json(b.into())).ok_or_else(|| ApiError::not_found(Resource::Balance))
 }
 
-pub async fn list(
-    State(app): State<AppState>,
-    Paging(page): Paging,
-) -> Result<Json<Vec<BalanceJson>>, ApiError> {
+pub async fn list(State(app): State<AppState>, Paging(page): Paging) -> Result<Json<Vec<BalanceJson>>, ApiError> {
     let balances = read(&app, move |r| r.balances(page)).await?;
     Ok(Json(balances.into_iter().map(BalanceJson::from).collect()))
 }
@@ -111,13 +99,7 @@ pub async fn by_indicator(
     State(app): State<AppState>,
     PathPair(indicator, currency): PathPair,
 ) -> Result<Json<BalanceJson>, ApiError> {
-    let indicator = if indicator.starts_with('@') {
-        indicator
-    } else {
-        format!("@{indicator}")
-    };
+    let indicator = if indicator.starts_with('@') { indicator } else { format!("@{indicator}") };
     let balance = read(&app, move |r| r.balance_by_indicator(&indicator, &currency)).await?;
-    balance
-        .map(|b| Json(b.into()))
-        .ok_or_else(|| ApiError::not_found(Resource::Balance))
+    balance.map(|b| Json(b.into())).ok_or_else(|| ApiError::not_found(Resource::Balance))
 }

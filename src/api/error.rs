@@ -19,12 +19,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            field: None,
-        }
+        ApiError { status, code, message: message.into(), field: None }
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -47,11 +42,7 @@ impl ApiError {
     }
 
     pub fn internal() -> Self {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "GEN_INTERNAL",
-            "internal server error",
-        )
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "GEN_INTERNAL", "internal server error")
     }
 }
 
@@ -65,18 +56,12 @@ fn validation_code(resource: Resource) -> &'static str {
 
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
-        let bad = |code, field: &str| {
-            ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string()).with_field(field)
-        };
+        let bad = |code, field: &str| ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string()).with_field(field);
         match &e {
-            DomainError::Validation {
-                resource,
-                field,
-                message,
-            } => ApiError::validation(*resource, field, message.clone()),
-            DomainError::NotFound { what, field } => {
-                ApiError::not_found(*what).with_field(field.clone())
+            DomainError::Validation { resource, field, message } => {
+                ApiError::validation(*resource, field, message.clone())
             }
+            DomainError::NotFound { what, field } => ApiError::not_found(*what).with_field(field.clone()),
             DomainError::InvalidAmount(_) => bad("TXN_INVALID_AMOUNT", "amount"),
             DomainError::PrecisionNotInteger(_) => bad("TXN_PRECISION_NOT_INTEGER", "amount"),
             DomainError::DuplicateReference(_) => bad("TXN_DUPLICATE_REFERENCE", "reference"),
@@ -102,11 +87,9 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::Rejected(e) => e.into(),
             EngineError::Store(e) => e.into(),
-            EngineError::Stopped => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "GEN_UNAVAILABLE",
-                "server is shutting down",
-            ),
+            EngineError::Stopped => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "GEN_UNAVAILABLE", "server is shutting down")
+            }
         }
     }
 }

@@ -32,16 +32,11 @@ impl<S: Send + Sync, T: Payload> FromRequest<S> for JsonBody<T> {
                 format!("request body is larger than {MAX_BODY_BYTES} bytes"),
             )
         };
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
             return Err(too_large());
         }
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
-            .await
-            .map_err(|_| too_large())?;
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES).await.map_err(|_| too_large())?;
         let malformed = |detail: String| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -49,17 +44,14 @@ impl<S: Send + Sync, T: Payload> FromRequest<S> for JsonBody<T> {
                 format!("request body is not valid JSON: {detail}"),
             )
         };
-        let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
         if !value.is_object() {
             return Err(malformed("expected a JSON object".into()));
         }
-        serde_path_to_error::deserialize(value)
-            .map(JsonBody)
-            .map_err(|e| {
-                let field = e.path().to_string();
-                ApiError::validation(T::RESOURCE, &field, format!("{field}: {}", e.inner()))
-            })
+        serde_path_to_error::deserialize(value).map(JsonBody).map_err(|e| {
+            let field = e.path().to_string();
+            ApiError::validation(T::RESOURCE, &field, format!("{field}: {}", e.inner()))
+        })
     }
 }
 
@@ -109,11 +101,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
                 .get(name)
                 .map(|v| {
                     v.parse::<u64>().map_err(|_| {
-                        ApiError::validation(
-                            Resource::General,
-                            name,
-                            format!("{name} must be a non-negative integer"),
-                        )
+                        ApiError::validation(Resource::General, name, format!("{name} must be a non-negative integer"))
                     })
                 })
                 .transpose()

@@ -17,10 +17,7 @@ impl<'de> Deserialize<'de> for NumberText {
         match Value::deserialize(deserializer)? {
             Value::Number(n) => Ok(NumberText(n.to_string())),
             Value::String(s) => Ok(NumberText(s)),
-            other => Err(serde::de::Error::custom(format!(
-                "expected a number, found {}",
-                kind(&other)
-            ))),
+            other => Err(serde::de::Error::custom(format!("expected a number, found {}", kind(&other)))),
         }
     }
 }

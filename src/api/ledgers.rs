@@ -32,35 +32,20 @@ pub struct LedgerJson {
 
 impl From<Ledger> for LedgerJson {
     fn from(l: Ledger) -> Self {
-        LedgerJson {
-            ledger_id: l.id,
-            name: l.name,
-            created_at: l.created_at,
-            meta_data: l.meta_data,
-        }
+        LedgerJson { ledger_id: l.id, name: l.name, created_at: l.created_at, meta_data: l.meta_data }
     }
 }
 
 fn required_name(body: &LedgerBody) -> Result<String, ApiError> {
     match body.name.as_deref().map(str::trim) {
         Some(name) if !name.is_empty() => Ok(name.to_string()),
-        _ => Err(ApiError::validation(
-            Resource::Ledger,
-            "name",
-            "name is required",
-        )),
+        _ => Err(ApiError::validation(Resource::Ledger, "name", "name is required")),
     }
 }
 
-pub async fn create(
-    State(app): State<AppState>,
-    JsonBody(body): JsonBody<LedgerBody>,
-) -> Result<Response, ApiError> {
+pub async fn create(State(app): State<AppState>, JsonBody(body): JsonBody<LedgerBody>) -> Result<Response, ApiError> {
     let name = required_name(&body)?;
-    let command = Command::CreateLedger {
-        name,
-        meta_data: body.meta_data.unwrap_or_default(),
-    };
+    let command = Command::CreateLedger { name, meta_data: body.meta_data.unwrap_or_default() };
     match app.engine.submit(command).await? {
         Outcome::Ledger(l) => Ok(created(LedgerJson::from(l))),
         other => unreachable!("CreateLedger answers a ledger, not {other:?}"),
@@ -73,34 +58,18 @@ pub async fn update(
     JsonBody(body): JsonBody<LedgerBody>,
 ) -> Result<Response, ApiError> {
     let name = required_name(&body)?;
-    match app
-        .engine
-        .submit(Command::UpdateLedger {
-            id,
-            name,
-            meta_data: body.meta_data,
-        })
-        .await?
-    {
+    match app.engine.submit(Command::UpdateLedger { id, name, meta_data: body.meta_data }).await? {
         Outcome::Ledger(l) => Ok(Json(LedgerJson::from(l)).into_response()),
         other => unreachable!("UpdateLedger answers a ledger, not {other:?}"),
     }
 }
 
-pub async fn get(
-    State(app): State<AppState>,
-    PathId(id): PathId,
-) -> Result<Json<LedgerJson>, ApiError> {
+pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Json<LedgerJson>, ApiError> {
     let ledger = read(&app, move |r| r.ledger(&id)).await?;
-    ledger
-        .map(|l| Json(l.into()))
-        .ok_or_else(|| ApiError::not_found(Resource::Ledger))
+    ledger.map(|l| Json(l.into())).ok_or_else(|| ApiError::not_found(Resource::Ledger))
 }
 
-pub async fn list(
-    State(app): State<AppState>,
-    Paging(page): Paging,
-) -> Result<Json<Vec<LedgerJson>>, ApiError> {
+pub async fn list(State(app): State<AppState>, Paging(page): Paging) -> Result<Json<Vec<LedgerJson>>, ApiError> {
     let ledgers = read(&app, move |r| r.ledgers(page)).await?;
     Ok(Json(ledgers.into_iter().map(LedgerJson::from).collect()))
 }

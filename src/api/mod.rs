@@ -34,30 +34,15 @@ pub fn router(state: AppState) -> Router {
         .route("/ledgers/{id}", get(ledgers::get).put(ledgers::update))
         .route("/balances", post(balances::create).get(balances::list))
         .route("/balances/{id}", get(balances::get))
-        .route(
-            "/balances/indicator/{indicator}/currency/{currency}",
-            get(balances::by_indicator),
-        )
-        .route(
-            "/transactions",
-            post(transactions::create).get(transactions::list),
-        )
+        .route("/balances/indicator/{indicator}/currency/{currency}", get(balances::by_indicator))
+        .route("/transactions", post(transactions::create).get(transactions::list))
         .route("/transactions/{id}", get(transactions::get))
-        .route(
-            "/transactions/reference/{reference}",
-            get(transactions::by_reference),
-        )
-        .route(
-            "/transactions/inflight/{id}",
-            put(transactions::finish_inflight),
-        )
+        .route("/transactions/reference/{reference}", get(transactions::by_reference))
+        .route("/transactions/inflight/{id}", put(transactions::finish_inflight))
         .route("/refund-transaction/{id}", post(transactions::refund))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_key,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
         .with_state(state)
 }
 
@@ -72,11 +57,7 @@ async fn not_found(request: Request) -> ApiError {
 
 async fn method_not_allowed(request: Request) -> ApiError {
     auth::drain(request).await;
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "GEN_METHOD_NOT_ALLOWED",
-        "method not allowed on this route",
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "GEN_METHOD_NOT_ALLOWED", "method not allowed on this route")
 }
 
 /// Runs a read on a blocking thread (SQLite calls block) against a consistent snapshot.

@@ -89,11 +89,7 @@ impl From<Transaction> for TransactionJson {
 fn required(value: Option<String>, field: &str) -> Result<String, ApiError> {
     match value {
         Some(v) if !v.trim().is_empty() => Ok(v),
-        _ => Err(ApiError::validation(
-            Resource::Transaction,
-            field,
-            format!("{field} is required"),
-        )),
+        _ => Err(ApiError::validation(Resource::Transaction, field, format!("{field} is required"))),
     }
 }
 
@@ -120,10 +116,7 @@ pub async fn create(
         skip_queue: body.skip_queue.unwrap_or(false),
         meta_data: body.meta_data.unwrap_or_default(),
     };
-    transaction_reply(
-        app.engine.submit(Command::CreateTransaction(new)).await?,
-        true,
-    )
+    transaction_reply(app.engine.submit(Command::CreateTransaction(new)).await?, true)
 }
 
 /// `PUT /transactions/inflight/{id}` with `{"status": "commit" | "void", "amount"?, "precise_amount"?}`.
@@ -132,12 +125,7 @@ pub async fn finish_inflight(
     PathId(id): PathId,
     JsonBody(body): JsonBody<InflightBody>,
 ) -> Result<Response, ApiError> {
-    let action = match body
-        .status
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
+    let action = match body.status.as_deref().map(str::to_ascii_lowercase).as_deref() {
         Some("commit") => InflightAction::Commit {
             amount: body.amount.map(|n| n.0),
             precise_amount: body.precise_amount.map(|n| n.0),
@@ -152,12 +140,7 @@ pub async fn finish_inflight(
             .into())
         }
     };
-    transaction_reply(
-        app.engine
-            .submit(Command::FinishInflight { id, action })
-            .await?,
-        false,
-    )
+    transaction_reply(app.engine.submit(Command::FinishInflight { id, action }).await?, false)
 }
 
 pub async fn refund(State(app): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
@@ -172,14 +155,9 @@ fn transaction_reply(outcome: Outcome, is_create: bool) -> Result<Response, ApiE
     }
 }
 
-pub async fn get(
-    State(app): State<AppState>,
-    PathId(id): PathId,
-) -> Result<Json<TransactionJson>, ApiError> {
+pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Json<TransactionJson>, ApiError> {
     let found = read(&app, move |r| r.transaction(&id)).await?;
-    found
-        .map(|t| Json(t.into()))
-        .ok_or_else(|| ApiError::not_found(Resource::Transaction))
+    found.map(|t| Json(t.into())).ok_or_else(|| ApiError::not_found(Resource::Transaction))
 }
 
 pub async fn by_reference(
@@ -187,15 +165,10 @@ pub async fn by_reference(
     PathId(reference): PathId,
 ) -> Result<Json<TransactionJson>, ApiError> {
     let found = read(&app, move |r| r.transaction_by_reference(&reference)).await?;
-    found
-        .map(|t| Json(t.into()))
-        .ok_or_else(|| ApiError::not_found(Resource::Transaction))
+    found.map(|t| Json(t.into())).ok_or_else(|| ApiError::not_found(Resource::Transaction))
 }
 
-pub async fn list(
-    State(app): State<AppState>,
-    Paging(page): Paging,
-) -> Result<Json<Vec<TransactionJson>>, ApiError> {
+pub async fn list(State(app): State<AppState>, Paging(page): Paging) -> Result<Json<Vec<TransactionJson>>, ApiError> {
     let found = read(&app, move |r| r.transactions(page)).await?;
     Ok(Json(found.into_iter().map(TransactionJson::from).collect()))
 }

@@ -58,16 +58,12 @@ impl Decimal {
             None => (number, ""),
         };
         let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if int_part.is_empty() && frac_part.is_empty()
-            || !all_digits(int_part)
-            || !all_digits(frac_part)
-        {
+        if int_part.is_empty() && frac_part.is_empty() || !all_digits(int_part) || !all_digits(frac_part) {
             return Err(AmountError::Malformed);
         }
         let digits = format!("{int_part}{frac_part}");
         let significant = digits.trim_start_matches('0');
-        if significant.len() > MAX_INPUT_DIGITS || exponent.unsigned_abs() > MAX_INPUT_DIGITS as u64
-        {
+        if significant.len() > MAX_INPUT_DIGITS || exponent.unsigned_abs() > MAX_INPUT_DIGITS as u64 {
             return Err(AmountError::TooLarge);
         }
         let mut mantissa: BigInt = if significant.is_empty() {
@@ -78,20 +74,13 @@ impl Decimal {
         if negative {
             mantissa = -mantissa;
         }
-        Ok(Decimal {
-            mantissa,
-            scale: frac_part.len() as i64 - exponent,
-        }
-        .normalized())
+        Ok(Decimal { mantissa, scale: frac_part.len() as i64 - exponent }.normalized())
     }
 
     /// Strips trailing zeros so `5.250` and `5.25` compare equal and integers have scale ≤ 0.
     fn normalized(mut self) -> Self {
         if self.mantissa.is_zero() {
-            return Decimal {
-                mantissa: self.mantissa,
-                scale: 0,
-            };
+            return Decimal { mantissa: self.mantissa, scale: 0 };
         }
         let ten = BigInt::from(10);
         while (&self.mantissa % &ten).is_zero() {
@@ -212,10 +201,7 @@ mod tests {
         assert_eq!(minor("1.5E1", "1"), Ok(BigInt::from(15)));
         assert_eq!(minor("5.250", "100"), Ok(BigInt::from(525)));
         assert_eq!(minor("0.001", "100"), Err(AmountError::TooFine));
-        assert_eq!(
-            minor("123456789012345678901234567890", "1"),
-            Ok("123456789012345678901234567890".parse().unwrap())
-        );
+        assert_eq!(minor("123456789012345678901234567890", "1"), Ok("123456789012345678901234567890".parse().unwrap()));
     }
 
     #[test]
@@ -224,19 +210,13 @@ mod tests {
         assert_eq!(Precision::parse("1000").map(Precision::exponent), Ok(3));
         assert_eq!(Precision::parse("1e2").map(Precision::exponent), Ok(2));
         for bad in ["0", "-100", "50", "0.1", "abc", "1e37", "101", ""] {
-            assert_eq!(
-                Precision::parse(bad),
-                Err(AmountError::NotPowerOfTen),
-                "{bad}"
-            );
+            assert_eq!(Precision::parse(bad), Err(AmountError::NotPowerOfTen), "{bad}");
         }
     }
 
     #[test]
     fn malformed_and_huge_input_is_refused() {
-        for bad in [
-            "", "-", ".", "1.2.3", "1e", "0x10", "1,5", "NaN", "Infinity", " 1 2",
-        ] {
+        for bad in ["", "-", ".", "1.2.3", "1e", "0x10", "1,5", "NaN", "Infinity", " 1 2"] {
             assert!(Decimal::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Decimal::parse("1e999999999"), Err(AmountError::TooLarge));

@@ -13,11 +13,7 @@ pub enum Resource {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
     #[error("{message}")]
-    Validation {
-        resource: Resource,
-        field: String,
-        message: String,
-    },
+    Validation { resource: Resource, field: String, message: String },
     #[error("{0}")]
     InvalidAmount(String),
     #[error("{0}")]
@@ -40,18 +36,11 @@ pub enum DomainError {
 
 impl DomainError {
     pub fn validation(resource: Resource, field: &str, message: impl Into<String>) -> Self {
-        DomainError::Validation {
-            resource,
-            field: field.to_string(),
-            message: message.into(),
-        }
+        DomainError::Validation { resource, field: field.to_string(), message: message.into() }
     }
 
     pub fn not_found(what: Resource, field: &str) -> Self {
-        DomainError::NotFound {
-            what,
-            field: field.to_string(),
-        }
+        DomainError::NotFound { what, field: field.to_string() }
     }
 }
 

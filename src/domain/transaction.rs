@@ -40,16 +40,9 @@ impl Status {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            Status::Queued,
-            Status::Applied,
-            Status::Inflight,
-            Status::Commit,
-            Status::Void,
-            Status::Rejected,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        [Status::Queued, Status::Applied, Status::Inflight, Status::Commit, Status::Void, Status::Rejected]
+            .into_iter()
+            .find(|s| s.as_str() == text)
     }
 }
 
@@ -107,18 +100,9 @@ pub fn apply_movement(
     amount: &BigInt,
     allow_overdraft: bool,
 ) -> Result<(), DomainError> {
-    assert!(
-        amount.is_positive(),
-        "a movement of a non-positive amount is a bug upstream"
-    );
-    assert_ne!(
-        source.id, destination.id,
-        "a movement needs two distinct balances"
-    );
-    assert_eq!(
-        source.currency, destination.currency,
-        "currencies are checked before a movement"
-    );
+    assert!(amount.is_positive(), "a movement of a non-positive amount is a bug upstream");
+    assert_ne!(source.id, destination.id, "a movement needs two distinct balances");
+    assert_eq!(source.currency, destination.currency, "currencies are checked before a movement");
     let needs_funds = matches!(movement, Movement::Transfer | Movement::Hold);
     if needs_funds && !allow_overdraft && !source.is_indicator() && source.available() < *amount {
         return Err(DomainError::InsufficientFunds(source.id.clone()));
@@ -154,9 +138,8 @@ pub fn apply_movement(
 pub fn parse_precision(precision: Option<&str>) -> Result<Precision, DomainError> {
     match precision {
         None => Ok(Precision::ONE),
-        Some(text) => Precision::parse(text).map_err(|e| {
-            DomainError::validation(Resource::Transaction, "precision", format!("precision {e}"))
-        }),
+        Some(text) => Precision::parse(text)
+            .map_err(|e| DomainError::validation(Resource::Transaction, "precision", format!("precision {e}"))),
     }
 }
 
@@ -169,12 +152,9 @@ pub fn resolve_amount(
 ) -> Result<BigInt, DomainError> {
     let from_amount = amount
         .map(|text| {
-            let decimal = Decimal::parse(text)
-                .map_err(|e| DomainError::InvalidAmount(format!("amount {e}")))?;
+            let decimal = Decimal::parse(text).map_err(|e| DomainError::InvalidAmount(format!("amount {e}")))?;
             if !decimal.is_positive() {
-                return Err(DomainError::InvalidAmount(
-                    "amount must be greater than zero".into(),
-                ));
+                return Err(DomainError::InvalidAmount("amount must be greater than zero".into()));
             }
             precision.to_minor(&decimal).map_err(|e| match e {
                 AmountError::TooFine => DomainError::PrecisionNotInteger(format!(
@@ -190,21 +170,17 @@ pub fn resolve_amount(
                 .and_then(|d| d.to_integer())
                 .map_err(|e| DomainError::InvalidAmount(format!("precise_amount {e}")))?;
             if !value.is_positive() {
-                return Err(DomainError::InvalidAmount(
-                    "precise_amount must be greater than zero".into(),
-                ));
+                return Err(DomainError::InvalidAmount("precise_amount must be greater than zero".into()));
             }
             Ok(value)
         })
         .transpose()?;
     match (from_amount, from_precise) {
-        (Some(a), Some(p)) if a != p => Err(DomainError::InvalidAmount(format!(
-            "amount × precision is {a} but precise_amount is {p}"
-        ))),
+        (Some(a), Some(p)) if a != p => {
+            Err(DomainError::InvalidAmount(format!("amount × precision is {a} but precise_amount is {p}")))
+        }
         (_, Some(p)) | (Some(p), None) => Ok(p),
-        (None, None) => Err(DomainError::InvalidAmount(
-            "amount or precise_amount is required".into(),
-        )),
+        (None, None) => Err(DomainError::InvalidAmount("amount or precise_amount is required".into())),
     }
 }
 
@@ -226,117 +202,40 @@ mod tests {
         assert_eq!(ok(None, Some("525"), Some("100")), Ok("525".into()));
         assert_eq!(ok(Some("5.25"), Some("525"), Some("100")), Ok("525".into()));
         assert_eq!(ok(Some("7"), None, None), Ok("7".into()));
-        assert!(matches!(
-            resolve(Some("0.001"), None, Some("100")),
-            Err(DomainError::PrecisionNotInteger(_))
-        ));
-        assert!(matches!(
-            resolve(Some("0"), None, None),
-            Err(DomainError::InvalidAmount(_))
-        ));
-        assert!(matches!(
-            resolve(Some("-5"), None, None),
-            Err(DomainError::InvalidAmount(_))
-        ));
-        assert!(matches!(
-            resolve(None, Some("1.5"), None),
-            Err(DomainError::InvalidAmount(_))
-        ));
-        assert!(matches!(
-            resolve(Some("5"), Some("6"), None),
-            Err(DomainError::InvalidAmount(_))
-        ));
-        assert!(matches!(
-            resolve(Some("5"), None, Some("30")),
-            Err(DomainError::Validation { .. })
-        ));
-        assert!(matches!(
-            resolve(None, None, None),
-            Err(DomainError::InvalidAmount(_))
-        ));
+        assert!(matches!(resolve(Some("0.001"), None, Some("100")), Err(DomainError::PrecisionNotInteger(_))));
+        assert!(matches!(resolve(Some("0"), None, None), Err(DomainError::InvalidAmount(_))));
+        assert!(matches!(resolve(Some("-5"), None, None), Err(DomainError::InvalidAmount(_))));
+        assert!(matches!(resolve(None, Some("1.5"), None), Err(DomainError::InvalidAmount(_))));
+        assert!(matches!(resolve(Some("5"), Some("6"), None), Err(DomainError::InvalidAmount(_))));
+        assert!(matches!(resolve(Some("5"), None, Some("30")), Err(DomainError::Validation { .. })));
+        assert!(matches!(resolve(None, None, None), Err(DomainError::InvalidAmount(_))));
     }
 
     #[test]
     fn transfers_need_funds_unless_indicator_or_overdraft() {
-        let (mut world, mut alice, mut bob) =
-            (balance("w", "@World"), balance("a", ""), balance("b", ""));
+        let (mut world, mut alice, mut bob) = (balance("w", "@World"), balance("a", ""), balance("b", ""));
         let ten = BigInt::from(10);
         apply_movement(Movement::Transfer, &mut world, &mut alice, &ten, false).unwrap();
         assert_eq!(world.balance(), BigInt::from(-10));
         assert_eq!(
-            apply_movement(
-                Movement::Transfer,
-                &mut alice,
-                &mut bob,
-                &BigInt::from(11),
-                false
-            ),
+            apply_movement(Movement::Transfer, &mut alice, &mut bob, &BigInt::from(11), false),
             Err(DomainError::InsufficientFunds("a".into()))
         );
         assert_eq!(alice.version, 1, "a refused movement changes nothing");
-        apply_movement(
-            Movement::Transfer,
-            &mut alice,
-            &mut bob,
-            &BigInt::from(11),
-            true,
-        )
-        .unwrap();
+        apply_movement(Movement::Transfer, &mut alice, &mut bob, &BigInt::from(11), true).unwrap();
         assert_eq!(alice.balance(), BigInt::from(-1));
     }
 
     #[test]
     fn holds_reserve_funds_and_commit_or_release() {
-        let (mut world, mut alice, mut bob) =
-            (balance("w", "@World"), balance("a", ""), balance("b", ""));
-        apply_movement(
-            Movement::Transfer,
-            &mut world,
-            &mut alice,
-            &BigInt::from(10),
-            false,
-        )
-        .unwrap();
-        apply_movement(
-            Movement::Hold,
-            &mut alice,
-            &mut bob,
-            &BigInt::from(8),
-            false,
-        )
-        .unwrap();
+        let (mut world, mut alice, mut bob) = (balance("w", "@World"), balance("a", ""), balance("b", ""));
+        apply_movement(Movement::Transfer, &mut world, &mut alice, &BigInt::from(10), false).unwrap();
+        apply_movement(Movement::Hold, &mut alice, &mut bob, &BigInt::from(8), false).unwrap();
         assert_eq!(alice.available(), BigInt::from(2));
-        assert!(apply_movement(
-            Movement::Transfer,
-            &mut alice,
-            &mut bob,
-            &BigInt::from(3),
-            false
-        )
-        .is_err());
-        apply_movement(
-            Movement::CommitHold,
-            &mut alice,
-            &mut bob,
-            &BigInt::from(5),
-            false,
-        )
-        .unwrap();
-        apply_movement(
-            Movement::ReleaseHold,
-            &mut alice,
-            &mut bob,
-            &BigInt::from(3),
-            false,
-        )
-        .unwrap();
-        assert_eq!(
-            (alice.balance(), bob.balance()),
-            (BigInt::from(5), BigInt::from(5))
-        );
-        assert_eq!(
-            (alice.inflight_balance(), bob.inflight_balance()),
-            (BigInt::from(0), BigInt::from(0))
-        );
+        assert!(apply_movement(Movement::Transfer, &mut alice, &mut bob, &BigInt::from(3), false).is_err());
+        apply_movement(Movement::CommitHold, &mut alice, &mut bob, &BigInt::from(5), false).unwrap();
+        apply_movement(Movement::ReleaseHold, &mut alice, &mut bob, &BigInt::from(3), false).unwrap();
+        assert_eq!((alice.balance(), bob.balance()), (BigInt::from(5), BigInt::from(5)));
+        assert_eq!((alice.inflight_balance(), bob.inflight_balance()), (BigInt::from(0), BigInt::from(0)));
     }
 }

@@ -25,18 +25,11 @@ pub fn apply_batch(w: &mut dyn Writes, commands: &[Command]) -> StoreResult<Vec<
     for command in commands {
         plans.push(plan(w, command, &now)?);
     }
-    let touched: BTreeSet<String> = plans
-        .iter()
-        .filter_map(|p| p.as_ref().ok())
-        .flat_map(|p| p.balances.iter().cloned())
-        .collect();
+    let touched: BTreeSet<String> =
+        plans.iter().filter_map(|p| p.as_ref().ok()).flat_map(|p| p.balances.iter().cloned()).collect();
     let touched: Vec<String> = touched.into_iter().collect();
     let mut batch = Batch {
-        balances: w
-            .lock_balances(&touched)?
-            .into_iter()
-            .map(|b| (b.id.clone(), b))
-            .collect(),
+        balances: w.lock_balances(&touched)?.into_iter().map(|b| (b.id.clone(), b)).collect(),
         changed: BTreeSet::new(),
         now,
     };
@@ -62,52 +55,29 @@ struct Plan {
     resolved: Option<(String, String)>,
 }
 
-fn plan(
-    w: &mut dyn Writes,
-    command: &Command,
-    now: &str,
-) -> StoreResult<Result<Plan, DomainError>> {
-    let no_balances = Ok(Plan {
-        balances: vec![],
-        resolved: None,
-    });
+fn plan(w: &mut dyn Writes, command: &Command, now: &str) -> StoreResult<Result<Plan, DomainError>> {
+    let no_balances = Ok(Plan { balances: vec![], resolved: None });
     Ok(match command {
-        Command::CreateLedger { .. }
-        | Command::UpdateLedger { .. }
-        | Command::CreateBalance { .. } => no_balances,
+        Command::CreateLedger { .. } | Command::UpdateLedger { .. } | Command::CreateBalance { .. } => no_balances,
         Command::CreateTransaction(new) => {
             let source = resolve_party(w, &new.source, "source", &new.currency, now)?;
-            let destination =
-                resolve_party(w, &new.destination, "destination", &new.currency, now)?;
+            let destination = resolve_party(w, &new.destination, "destination", &new.currency, now)?;
             match (source, destination) {
                 (Ok(s), Ok(d)) if s == d => Err(DomainError::validation(
                     Resource::Transaction,
                     "destination",
                     "source and destination must be different balances",
                 )),
-                (Ok(s), Ok(d)) => Ok(Plan {
-                    balances: vec![s.clone(), d.clone()],
-                    resolved: Some((s, d)),
-                }),
+                (Ok(s), Ok(d)) => Ok(Plan { balances: vec![s.clone(), d.clone()], resolved: Some((s, d)) }),
                 (Err(e), _) | (_, Err(e)) => Err(e),
             }
         }
-        Command::ApplyQueued(t) => Ok(Plan {
-            balances: vec![
-                t.source_balance_id.clone(),
-                t.destination_balance_id.clone(),
-            ],
-            resolved: None,
-        }),
+        Command::ApplyQueued(t) => {
+            Ok(Plan { balances: vec![t.source_balance_id.clone(), t.destination_balance_id.clone()], resolved: None })
+        }
         Command::FinishInflight { id, .. } | Command::Refund { id } => match w.transaction(id)? {
-            Some(t) => Ok(Plan {
-                balances: vec![t.source_balance_id, t.destination_balance_id],
-                resolved: None,
-            }),
-            None => Err(DomainError::not_found(
-                Resource::Transaction,
-                "transaction_id",
-            )),
+            Some(t) => Ok(Plan { balances: vec![t.source_balance_id, t.destination_balance_id], resolved: None }),
+            None => Err(DomainError::not_found(Resource::Transaction, "transaction_id")),
         },
     })
 }
@@ -125,29 +95,19 @@ fn resolve_party(
         if let Some(existing) = w.balance_by_indicator(party, currency)? {
             return Ok(Ok(existing.id));
         }
-        let mut indicator = Balance::new(
-            new_id("bln"),
-            GENERAL_LEDGER_ID.into(),
-            currency.into(),
-            now.into(),
-        );
+        let mut indicator = Balance::new(new_id("bln"), GENERAL_LEDGER_ID.into(), currency.into(), now.into());
         indicator.indicator = party.into();
         w.insert_balance(&indicator)?;
         return Ok(Ok(indicator.id));
     }
     Ok(match w.balance(party)? {
-        None => Err(DomainError::validation(
-            Resource::Transaction,
-            field,
-            format!("{field} balance {party} not found"),
-        )),
+        None => {
+            Err(DomainError::validation(Resource::Transaction, field, format!("{field} balance {party} not found")))
+        }
         Some(b) if b.currency != currency => Err(DomainError::validation(
             Resource::Transaction,
             "currency",
-            format!(
-                "{field} balance {party} holds {}, not {currency}",
-                b.currency
-            ),
+            format!("{field} balance {party} holds {}, not {currency}", b.currency),
         )),
         Some(b) => Ok(b.id),
     })
@@ -160,12 +120,7 @@ struct Batch {
 }
 
 impl Batch {
-    fn apply(
-        &mut self,
-        w: &mut dyn Writes,
-        command: &Command,
-        plan: Plan,
-    ) -> StoreResult<CommandResult> {
+    fn apply(&mut self, w: &mut dyn Writes, command: &Command, plan: Plan) -> StoreResult<CommandResult> {
         match command {
             Command::CreateLedger { name, meta_data } => {
                 let ledger = Ledger {
@@ -177,11 +132,7 @@ impl Batch {
                 w.insert_ledger(&ledger)?;
                 Ok(Ok(Outcome::Ledger(ledger)))
             }
-            Command::UpdateLedger {
-                id,
-                name,
-                meta_data,
-            } => {
+            Command::UpdateLedger { id, name, meta_data } => {
                 let Some(mut ledger) = w.ledger(id)? else {
                     return Ok(Err(DomainError::not_found(Resource::Ledger, "ledger_id")));
                 };
@@ -192,30 +143,18 @@ impl Batch {
                 w.update_ledger(&ledger)?;
                 Ok(Ok(Outcome::Ledger(ledger)))
             }
-            Command::CreateBalance {
-                ledger_id,
-                currency,
-                identity_id,
-                meta_data,
-            } => {
+            Command::CreateBalance { ledger_id, currency, identity_id, meta_data } => {
                 if w.ledger(ledger_id)?.is_none() {
                     return Ok(Err(DomainError::not_found(Resource::Ledger, "ledger_id")));
                 }
-                let mut balance = Balance::new(
-                    new_id("bln"),
-                    ledger_id.clone(),
-                    currency.clone(),
-                    self.now.clone(),
-                );
+                let mut balance = Balance::new(new_id("bln"), ledger_id.clone(), currency.clone(), self.now.clone());
                 balance.identity_id = identity_id.clone();
                 balance.meta_data = meta_data.clone();
                 w.insert_balance(&balance)?;
                 Ok(Ok(Outcome::Balance(balance)))
             }
             Command::CreateTransaction(new) => {
-                let (source, destination) = plan
-                    .resolved
-                    .expect("a transaction's plan resolves its parties");
+                let (source, destination) = plan.resolved.expect("a transaction's plan resolves its parties");
                 self.create_transaction(w, new, source, destination)
             }
             Command::ApplyQueued(queued) => self.apply_queued(w, queued),
@@ -253,14 +192,9 @@ impl Batch {
             meta_data: new.meta_data.clone(),
         };
         if new.skip_queue {
-            let (movement, status) = if new.inflight {
-                (Movement::Hold, Status::Inflight)
-            } else {
-                (Movement::Transfer, Status::Applied)
-            };
-            if let Err(refused) =
-                self.move_money(&transaction, movement, &transaction.precise_amount)
-            {
+            let (movement, status) =
+                if new.inflight { (Movement::Hold, Status::Inflight) } else { (Movement::Transfer, Status::Applied) };
+            if let Err(refused) = self.move_money(&transaction, movement, &transaction.precise_amount) {
                 return Ok(Err(refused));
             }
             transaction.status = status;
@@ -269,17 +203,10 @@ impl Batch {
         Ok(Ok(Outcome::Transaction(transaction)))
     }
 
-    fn apply_queued(
-        &mut self,
-        w: &mut dyn Writes,
-        queued: &Transaction,
-    ) -> StoreResult<CommandResult> {
+    fn apply_queued(&mut self, w: &mut dyn Writes, queued: &Transaction) -> StoreResult<CommandResult> {
         let mut transaction = queued.clone();
-        let (movement, status) = if queued.inflight {
-            (Movement::Hold, Status::Inflight)
-        } else {
-            (Movement::Transfer, Status::Applied)
-        };
+        let (movement, status) =
+            if queued.inflight { (Movement::Hold, Status::Inflight) } else { (Movement::Transfer, Status::Applied) };
         transaction.status = match self.move_money(queued, movement, &queued.precise_amount) {
             Ok(()) => status,
             Err(refused) => {
@@ -291,17 +218,9 @@ impl Batch {
         Ok(Ok(Outcome::Transaction(transaction)))
     }
 
-    fn finish_inflight(
-        &mut self,
-        w: &mut dyn Writes,
-        id: &str,
-        action: &InflightAction,
-    ) -> StoreResult<CommandResult> {
+    fn finish_inflight(&mut self, w: &mut dyn Writes, id: &str, action: &InflightAction) -> StoreResult<CommandResult> {
         let Some(parent) = w.transaction(id)? else {
-            return Ok(Err(DomainError::not_found(
-                Resource::Transaction,
-                "transaction_id",
-            )));
+            return Ok(Err(DomainError::not_found(Resource::Transaction, "transaction_id")));
         };
         match parent.status {
             Status::Inflight => {}
@@ -309,46 +228,25 @@ impl Batch {
             Status::Void => return Ok(Err(DomainError::AlreadyVoided)),
             _ => return Ok(Err(DomainError::NotInflight)),
         }
-        let committed: BigInt = w
-            .children(&parent.id)?
-            .iter()
-            .filter(|c| c.status == Status::Applied)
-            .map(|c| &c.precise_amount)
-            .sum();
+        let committed: BigInt =
+            w.children(&parent.id)?.iter().filter(|c| c.status == Status::Applied).map(|c| &c.precise_amount).sum();
         let remaining = &parent.precise_amount - committed;
         // Invariant I1: an INFLIGHT transaction always has something left to commit or void.
-        assert!(
-            remaining > BigInt::ZERO,
-            "invariant I1 violated: inflight {} has nothing left",
-            parent.id
-        );
+        assert!(remaining > BigInt::ZERO, "invariant I1 violated: inflight {} has nothing left", parent.id);
         let (amount, movement, child_status, parent_status) = match action {
-            InflightAction::Commit {
-                amount,
-                precise_amount,
-            } => {
+            InflightAction::Commit { amount, precise_amount } => {
                 let amount = if amount.is_none() && precise_amount.is_none() {
                     remaining.clone()
                 } else {
-                    match resolve_amount(
-                        amount.as_deref(),
-                        precise_amount.as_deref(),
-                        parent.precision,
-                    ) {
+                    match resolve_amount(amount.as_deref(), precise_amount.as_deref(), parent.precision) {
                         Ok(amount) => amount,
                         Err(refused) => return Ok(Err(refused)),
                     }
                 };
                 if amount > remaining {
-                    return Ok(Err(DomainError::CommitAmountExceeded(
-                        parent.precision.to_major(&remaining),
-                    )));
+                    return Ok(Err(DomainError::CommitAmountExceeded(parent.precision.to_major(&remaining))));
                 }
-                let parent_status = if amount == remaining {
-                    Status::Commit
-                } else {
-                    Status::Inflight
-                };
+                let parent_status = if amount == remaining { Status::Commit } else { Status::Inflight };
                 (amount, Movement::CommitHold, Status::Applied, parent_status)
             }
             InflightAction::Void => (remaining, Movement::ReleaseHold, Status::Void, Status::Void),
@@ -365,19 +263,13 @@ impl Batch {
 
     fn refund(&mut self, w: &mut dyn Writes, id: &str) -> StoreResult<CommandResult> {
         let Some(original) = w.transaction(id)? else {
-            return Ok(Err(DomainError::not_found(
-                Resource::Transaction,
-                "transaction_id",
-            )));
+            return Ok(Err(DomainError::not_found(Resource::Transaction, "transaction_id")));
         };
         if original.status != Status::Applied {
             return Ok(Err(DomainError::validation(
                 Resource::Transaction,
                 "transaction_id",
-                format!(
-                    "only APPLIED transactions can be refunded; this one is {}",
-                    original.status.as_str()
-                ),
+                format!("only APPLIED transactions can be refunded; this one is {}", original.status.as_str()),
             )));
         }
         // An APPLIED transaction's only children are its refunds.
@@ -388,12 +280,7 @@ impl Batch {
                 "transaction has already been refunded",
             )));
         }
-        let refund = self.child_of(
-            &original,
-            original.precise_amount.clone(),
-            Status::Applied,
-            true,
-        );
+        let refund = self.child_of(&original, original.precise_amount.clone(), Status::Applied, true);
         if let Err(refused) = self.move_money(&refund, Movement::Transfer, &refund.precise_amount) {
             return Ok(Err(refused));
         }
@@ -402,13 +289,7 @@ impl Batch {
     }
 
     /// A commit, void or refund of `parent`. A refund swaps source and destination.
-    fn child_of(
-        &self,
-        parent: &Transaction,
-        amount: BigInt,
-        status: Status,
-        reversed: bool,
-    ) -> Transaction {
+    fn child_of(&self, parent: &Transaction, amount: BigInt, status: Status, reversed: bool) -> Transaction {
         let mut child = parent.clone();
         child.id = new_id("txn");
         child.parent = Some(parent.id.clone());
@@ -419,34 +300,17 @@ impl Batch {
         child.created_at = self.now.clone();
         if reversed {
             std::mem::swap(&mut child.source, &mut child.destination);
-            std::mem::swap(
-                &mut child.source_balance_id,
-                &mut child.destination_balance_id,
-            );
+            std::mem::swap(&mut child.source_balance_id, &mut child.destination_balance_id);
         }
         child
     }
 
     /// Moves `amount` between `t`'s balances (as loaded in step 2), all or nothing.
-    fn move_money(
-        &mut self,
-        t: &Transaction,
-        movement: Movement,
-        amount: &BigInt,
-    ) -> Result<(), DomainError> {
-        let mut source = self
-            .balances
-            .remove(&t.source_balance_id)
-            .expect("a planned balance was loaded");
+    fn move_money(&mut self, t: &Transaction, movement: Movement, amount: &BigInt) -> Result<(), DomainError> {
+        let mut source = self.balances.remove(&t.source_balance_id).expect("a planned balance was loaded");
         let destination = self.balances.get_mut(&t.destination_balance_id);
         let destination = destination.expect("a planned balance was loaded");
-        let result = apply_movement(
-            movement,
-            &mut source,
-            destination,
-            amount,
-            t.allow_overdraft,
-        );
+        let result = apply_movement(movement, &mut source, destination, amount, t.allow_overdraft);
         self.balances.insert(source.id.clone(), source);
         if result.is_ok() {
             self.changed.insert(t.source_balance_id.clone());

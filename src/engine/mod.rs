@@ -25,10 +25,7 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig {
-            max_batch: 1000,
-            apply_queue: true,
-        }
+        EngineConfig { max_batch: 1000, apply_queue: true }
     }
 }
 
@@ -51,28 +48,16 @@ pub struct EngineHandle {
 impl EngineHandle {
     pub async fn submit(&self, command: Command) -> Result<Outcome, EngineError> {
         let (reply, answer) = oneshot::channel();
-        self.sender
-            .send(Envelope { command, reply })
-            .await
-            .map_err(|_| EngineError::Stopped)?;
+        self.sender.send(Envelope { command, reply }).await.map_err(|_| EngineError::Stopped)?;
         answer.await.map_err(|_| EngineError::Stopped)?
     }
 }
 
 /// Starts the engine thread. Join the returned handle after dropping every `EngineHandle` to wait
 /// for the last batch to commit.
-pub fn start(
-    store: Arc<dyn Store>,
-    config: EngineConfig,
-) -> (EngineHandle, std::thread::JoinHandle<()>) {
+pub fn start(store: Arc<dyn Store>, config: EngineConfig) -> (EngineHandle, std::thread::JoinHandle<()>) {
     let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
-    let engine = Engine {
-        store,
-        config,
-        receiver,
-        queue_pending: true,
-        queue_retry_delay: None,
-    };
+    let engine = Engine { store, config, receiver, queue_pending: true, queue_retry_delay: None };
     let thread = std::thread::Builder::new()
         .name("keel-engine".into())
         .spawn(move || engine.run())
@@ -176,11 +161,8 @@ impl Engine {
                 self.queue_pending = fetched == QUEUE_BATCH as usize;
             }
             Err(error) => {
-                let delay = self
-                    .queue_retry_delay
-                    .map_or(Duration::from_millis(50), |d| {
-                        (d * 2).min(Duration::from_secs(5))
-                    });
+                let delay =
+                    self.queue_retry_delay.map_or(Duration::from_millis(50), |d| (d * 2).min(Duration::from_secs(5)));
                 tracing::error!(%error, retry_in = ?delay, "applying queued transactions failed");
                 self.queue_retry_delay = Some(delay);
             }

@@ -31,8 +31,7 @@ pub trait Reads {
     fn ledger(&self, id: &str) -> StoreResult<Option<Ledger>>;
     fn ledgers(&self, page: Page) -> StoreResult<Vec<Ledger>>;
     fn balance(&self, id: &str) -> StoreResult<Option<Balance>>;
-    fn balance_by_indicator(&self, indicator: &str, currency: &str)
-        -> StoreResult<Option<Balance>>;
+    fn balance_by_indicator(&self, indicator: &str, currency: &str) -> StoreResult<Option<Balance>>;
     fn balances(&self, page: Page) -> StoreResult<Vec<Balance>>;
     fn transaction(&self, id: &str) -> StoreResult<Option<Transaction>>;
     fn transaction_by_reference(&self, reference: &str) -> StoreResult<Option<Transaction>>;
@@ -71,10 +70,7 @@ pub trait Store: Send + Sync + 'static {
 
 /// Opens the store a `--database` URL names.
 pub fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, String> {
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         return sqlite::SqliteStore::open(path)
             .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn Store>)
             .map_err(|e| format!("cannot open SQLite database {path}: {e}"));
@@ -82,7 +78,5 @@ pub fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, String> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Err("PostgreSQL is not supported by this build yet; use sqlite://FILE".into());
     }
-    Err(format!(
-        "unsupported database URL {url:?}: expected sqlite://FILE"
-    ))
+    Err(format!("unsupported database URL {url:?}: expected sqlite://FILE"))
 }

@@ -14,11 +14,8 @@ use serde_json::{Map, Value};
 use std::sync::Mutex;
 
 /// Plain SQL files, applied in order at start-up; `schema_migrations` records which ran.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "ledger_core",
-    include_str!("../../migrations/sqlite/0001_ledger_core.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "ledger_core", include_str!("../../migrations/sqlite/0001_ledger_core.sql"))];
 
 const READER_POOL_SIZE: u32 = 8;
 
@@ -47,11 +44,7 @@ impl SqliteStore {
             .min_idle(Some(1))
             .build(manager)
             .map_err(|e| StoreError::Database(e.to_string()))?;
-        Ok(SqliteStore {
-            path: path.to_string(),
-            writer: Mutex::new(writer),
-            readers,
-        })
+        Ok(SqliteStore { path: path.to_string(), writer: Mutex::new(writer), readers })
     }
 }
 
@@ -62,11 +55,10 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     )?;
     for (version, name, sql) in MIGRATIONS {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let applied: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
-            [version],
-            |r| r.get(0),
-        )?;
+        let applied: bool =
+            tx.query_row("SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)", [version], |r| {
+                r.get(0)
+            })?;
         if !applied {
             tx.execute_batch(sql)?;
             tx.execute(
@@ -83,17 +75,15 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
 
 impl Store for SqliteStore {
     fn reader(&self) -> StoreResult<Box<dyn Reads + '_>> {
-        let conn = self
-            .readers
-            .get()
-            .map_err(|e| StoreError::Database(e.to_string()))?;
+        let conn = self.readers.get().map_err(|e| StoreError::Database(e.to_string()))?;
         Ok(Box::new(Reader(conn)))
     }
 
     fn write(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
-        let mut conn = self.writer.lock().map_err(|_| {
-            StoreError::Database("writer connection poisoned by an earlier panic".into())
-        })?;
+        let mut conn = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Database("writer connection poisoned by an earlier panic".into()))?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut writer = Writer(&tx);
         work(&mut writer)?;
@@ -102,9 +92,8 @@ impl Store for SqliteStore {
     }
 
     fn describe(&self) -> String {
-        let absolute = std::fs::canonicalize(&self.path)
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| self.path.clone());
+        let absolute =
+            std::fs::canonicalize(&self.path).map(|p| p.display().to_string()).unwrap_or_else(|_| self.path.clone());
         format!("SQLite file {absolute} (WAL, synchronous=FULL)")
     }
 }
@@ -163,14 +152,12 @@ impl<T: HasConnection> Reads for T {
         )
     }
 
-    fn balance_by_indicator(
-        &self,
-        indicator: &str,
-        currency: &str,
-    ) -> StoreResult<Option<Balance>> {
+    fn balance_by_indicator(&self, indicator: &str, currency: &str) -> StoreResult<Option<Balance>> {
         query_one(
             self.conn(),
-            &format!("SELECT {BALANCE_COLUMNS} FROM balances WHERE indicator = ?1 AND currency = ?2 AND indicator <> ''"),
+            &format!(
+                "SELECT {BALANCE_COLUMNS} FROM balances WHERE indicator = ?1 AND currency = ?2 AND indicator <> ''"
+            ),
             &[indicator, currency],
             balance_from_row,
         )
@@ -206,16 +193,15 @@ impl<T: HasConnection> Reads for T {
     fn transactions(&self, page: Page) -> StoreResult<Vec<Transaction>> {
         query_page(
             self.conn(),
-            &format!(
-                "SELECT {TRANSACTION_COLUMNS} FROM transactions ORDER BY rowid LIMIT ?1 OFFSET ?2"
-            ),
+            &format!("SELECT {TRANSACTION_COLUMNS} FROM transactions ORDER BY rowid LIMIT ?1 OFFSET ?2"),
             page,
             transaction_from_row,
         )
     }
 
     fn children(&self, parent: &str) -> StoreResult<Vec<Transaction>> {
-        let sql = format!("SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE parent_transaction = ?1 ORDER BY rowid");
+        let sql =
+            format!("SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE parent_transaction = ?1 ORDER BY rowid");
         let mut stmt = self.conn().prepare_cached(&sql)?;
         let rows = stmt.query_map([parent], |r| Ok(transaction_from_row(r)))?;
         rows.map(|r| r?).collect()
@@ -322,9 +308,8 @@ impl Writes for Writer<'_> {
     }
 
     fn queued_transactions(&mut self, limit: u32) -> StoreResult<Vec<Transaction>> {
-        let sql = format!(
-            "SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE status = 'QUEUED' ORDER BY rowid LIMIT ?1"
-        );
+        let sql =
+            format!("SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE status = 'QUEUED' ORDER BY rowid LIMIT ?1");
         let mut stmt = self.0.prepare_cached(&sql)?;
         let rows = stmt.query_map([limit], |r| Ok(transaction_from_row(r)))?;
         rows.map(|r| r?).collect()
@@ -338,18 +323,11 @@ fn query_one<T>(
     map: fn(&Row) -> StoreResult<T>,
 ) -> StoreResult<Option<T>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let found = stmt
-        .query_row(rusqlite::params_from_iter(args), |r| Ok(map(r)))
-        .optional()?;
+    let found = stmt.query_row(rusqlite::params_from_iter(args), |r| Ok(map(r))).optional()?;
     found.transpose()
 }
 
-fn query_page<T>(
-    conn: &Connection,
-    sql: &str,
-    page: Page,
-    map: fn(&Row) -> StoreResult<T>,
-) -> StoreResult<Vec<T>> {
+fn query_page<T>(conn: &Connection, sql: &str, page: Page, map: fn(&Row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
     let mut stmt = conn.prepare_cached(sql)?;
     let offset = i64::try_from(page.offset).unwrap_or(i64::MAX);
     let rows = stmt.query_map(params![page.limit, offset], |r| Ok(map(r)))?;
@@ -357,12 +335,7 @@ fn query_page<T>(
 }
 
 fn ledger_from_row(r: &Row) -> StoreResult<Ledger> {
-    Ok(Ledger {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        created_at: r.get(2)?,
-        meta_data: json_map(r.get_ref(3)?.as_str()?)?,
-    })
+    Ok(Ledger { id: r.get(0)?, name: r.get(1)?, created_at: r.get(2)?, meta_data: json_map(r.get_ref(3)?.as_str()?)? })
 }
 
 fn balance_from_row(r: &Row) -> StoreResult<Balance> {
@@ -397,8 +370,7 @@ fn transaction_from_row(r: &Row) -> StoreResult<Transaction> {
         destination: r.get(8)?,
         source_balance_id: r.get(9)?,
         destination_balance_id: r.get(10)?,
-        status: Status::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status}")))?,
+        status: Status::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("unknown status {status}")))?,
         allow_overdraft: r.get(12)?,
         inflight: r.get(13)?,
         created_at: r.get(14)?,
@@ -408,8 +380,7 @@ fn transaction_from_row(r: &Row) -> StoreResult<Transaction> {
 
 fn big(r: &Row, column: usize) -> StoreResult<BigInt> {
     let text = r.get_ref(column)?.as_str()?;
-    text.parse()
-        .map_err(|_| StoreError::Corrupt(format!("amount {text:?} is not an integer")))
+    text.parse().map_err(|_| StoreError::Corrupt(format!("amount {text:?} is not an integer")))
 }
 
 fn json_map(text: &str) -> StoreResult<Map<String, Value>> {
@@ -423,9 +394,7 @@ fn json_text(map: &Map<String, Value>) -> String {
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         match &e {
-            rusqlite::Error::SqliteFailure(f, _)
-                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
                 StoreError::Conflict(e.to_string())
             }
             _ => StoreError::Database(e.to_string()),

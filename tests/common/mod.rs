@@ -37,15 +37,7 @@ impl Server {
 
     /// A server on an existing database (for restart tests); the caller keeps the files alive.
     pub fn start_on(database_url: &str, extra: &[&str]) -> Server {
-        let mut args = vec![
-            "serve",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--database",
-            database_url,
-        ];
+        let mut args = vec!["serve", "--bind", "127.0.0.1", "--port", "0", "--database", database_url];
         args.extend_from_slice(extra);
         let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
             .args(&args)
@@ -83,10 +75,7 @@ impl Server {
             child,
             base: format!("http://{address}"),
             database_url: database_url.to_string(),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("http client"),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client"),
             _dir: None,
         }
     }
@@ -95,12 +84,7 @@ impl Server {
         &self.client
     }
 
-    pub async fn request(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
+    pub async fn request(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
@@ -109,8 +93,7 @@ impl Server {
         let response = request.send().await.expect("the server answers");
         let status = response.status();
         let text = response.text().await.expect("a body");
-        let value = serde_json::from_str(&text)
-            .unwrap_or_else(|_| panic!("{status} body is not JSON: {text:?}"));
+        let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status} body is not JSON: {text:?}"));
         (status, value)
     }
 
@@ -134,18 +117,12 @@ impl Server {
     }
 
     pub async fn ledger(&self, name: &str) -> String {
-        self.create("/ledgers", json!({ "name": name })).await["ledger_id"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.create("/ledgers", json!({ "name": name })).await["ledger_id"].as_str().unwrap().to_string()
     }
 
     pub async fn balance(&self, ledger_id: &str, currency: &str) -> String {
         let body = json!({ "ledger_id": ledger_id, "currency": currency });
-        self.create("/balances", body).await["balance_id"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.create("/balances", body).await["balance_id"].as_str().unwrap().to_string()
     }
 
     /// A transfer applied before the answer (`skip_queue: true`).
@@ -168,10 +145,7 @@ impl Server {
 
     /// Stops the server with SIGTERM (graceful) and waits for it.
     pub fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let _ = self.child.wait();
     }
 
