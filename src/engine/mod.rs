@@ -60,7 +60,14 @@ pub fn start(store: Arc<dyn Store>, config: EngineConfig) -> (EngineHandle, std:
     let engine = Engine { store, config, receiver, queue_pending: true, queue_retry_delay: None };
     let thread = std::thread::Builder::new()
         .name("keel-engine".into())
-        .spawn(move || engine.run())
+        .spawn(move || {
+            // A panic here is a broken invariant. Nothing uncommitted was acknowledged, so the safe
+            // move is to stop the process at once rather than serve on without a writer.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.run())).is_err() {
+                tracing::error!("the engine panicked (a bug); stopping so nothing further is accepted");
+                std::process::exit(70);
+            }
+        })
         .expect("the OS can start the engine thread at start-up");
     (EngineHandle { sender }, thread)
 }

@@ -1,0 +1,173 @@
+//! Throughput benchmark: the real `keel serve` (release build) on a fresh SQLite file, driven over
+//! HTTP by C concurrent clients posting `skip_queue: true` transfers between K balances for T seconds,
+//! for each C in a list; then the storage baseline: the minimal writes of one transfer (one
+//! transaction row, two balance updates) straight through rusqlite with the same settings, one
+//! commit per transfer and one per 1,000.
+//!
+//! `cargo bench --bench transfers -- [--clients 1,8,64] [--seconds 5] [--balances 1000]`
+
+use rusqlite::{params, Connection};
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Options {
+    clients: Vec<usize>,
+    seconds: u64,
+    balances: usize,
+}
+
+fn options() -> Options {
+    let mut o = Options { clients: vec![1, 8, 64], seconds: 5, balances: 1000 };
+    let args: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < args.len() {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--clients" => o.clients = value.split(',').map(|c| c.parse().expect("--clients 1,8,64")).collect(),
+            "--seconds" => o.seconds = value.parse().expect("--seconds N"),
+            "--balances" => o.balances = value.parse().expect("--balances N"),
+            _ => {
+                i += 1;
+                continue; // cargo passes --bench
+            }
+        }
+        i += 2;
+    }
+    o
+}
+
+fn main() {
+    let o = options();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    println!("keel over HTTP: SQLite WAL synchronous=FULL, {} balances, {} s per run", o.balances, o.seconds);
+    println!("{:>8} {:>12} {:>10} {:>10} {:>10}", "clients", "transfers/s", "p50 ms", "p99 ms", "max ms");
+    for &clients in &o.clients {
+        let r = runtime.block_on(http_run(clients, o.seconds, o.balances));
+        println!("{clients:>8} {:>12.0} {:>10.2} {:>10.2} {:>10.2}", r.0, r.1, r.2, r.3);
+    }
+    println!("\nstorage baseline (rusqlite, same pragmas, 1 insert + 2 updates per transfer):");
+    for per_commit in [1usize, 1000] {
+        println!(
+            "{per_commit:>8} per commit {:>12.0} transfers/s",
+            storage_baseline(per_commit, o.seconds, o.balances)
+        );
+    }
+}
+
+async fn http_run(clients: usize, seconds: u64, balances: usize) -> (f64, f64, f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--database", &url])
+        .env("RUST_LOG", "warn,keel=info")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("keel starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let address = loop {
+        let line = lines.next().expect("keel logs its address").unwrap();
+        if let Some(a) = line.split("listening on ").nth(1) {
+            break a.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    let base = format!("http://{address}");
+    let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
+    let post = |path: &str, body: serde_json::Value| {
+        let request = client.post(format!("{base}{path}")).json(&body);
+        async move { request.send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+    let ledger = post("/ledgers", json!({"name": "bench"})).await["ledger_id"].as_str().unwrap().to_string();
+    // Set-up is sequential: it is not what is measured.
+    let mut ids = Vec::with_capacity(balances);
+    for i in 0..balances {
+        let b = post("/balances", json!({"ledger_id": ledger, "currency": "USD"})).await;
+        let id = b["balance_id"].as_str().unwrap().to_string();
+        post(
+            "/transactions",
+            json!({"precise_amount": 1_000_000_000u64, "currency": "USD", "source": "@World",
+            "destination": id, "reference": format!("fund-{i}"), "skip_queue": true}),
+        )
+        .await;
+        ids.push(id);
+    }
+    let ids = Arc::new(ids);
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (ids, stop, client, base) = (ids.clone(), stop.clone(), client.clone(), base.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1);
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let from = (seed % ids.len() as u64) as usize;
+                let to = (from + 1 + (seed >> 32) as usize % (ids.len() - 1)) % ids.len();
+                let body = json!({"precise_amount": 1 + seed % 100, "currency": "USD", "source": ids[from],
+                    "destination": ids[to], "reference": format!("b{c}-{n}"), "skip_queue": true});
+                n += 1;
+                let t = Instant::now();
+                let response = client.post(format!("{base}/transactions")).json(&body).send().await.unwrap();
+                assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+                response.bytes().await.unwrap();
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    latencies.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let at = |q: f64| ms(latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)]);
+    (latencies.len() as f64 / elapsed, at(0.5), at(0.99), ms(*latencies.last().unwrap()))
+}
+
+fn storage_baseline(per_commit: usize, seconds: u64, balances: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = Connection::open(dir.path().join("baseline.db")).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    conn.execute_batch(
+        "CREATE TABLE balances (id TEXT PRIMARY KEY, credit TEXT, debit TEXT, version INTEGER);
+         CREATE TABLE transactions (id TEXT PRIMARY KEY, amount TEXT, source TEXT, destination TEXT, reference TEXT UNIQUE);",
+    )
+    .unwrap();
+    for i in 0..balances {
+        conn.execute("INSERT INTO balances VALUES (?1, '0', '0', 0)", [format!("b{i}")]).unwrap();
+    }
+    let started = Instant::now();
+    let mut n = 0usize;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        for _ in 0..per_commit {
+            let (from, to) = (format!("b{}", n % balances), format!("b{}", (n * 7 + 1) % balances));
+            conn.prepare_cached("INSERT INTO transactions VALUES (?1, '10', ?2, ?3, ?1)")
+                .unwrap()
+                .execute(params![format!("t{n}"), from, to])
+                .unwrap();
+            let mut update =
+                conn.prepare_cached("UPDATE balances SET debit = ?2, version = version + 1 WHERE id = ?1").unwrap();
+            update.execute(params![from, n.to_string()]).unwrap();
+            update.execute(params![to, n.to_string()]).unwrap();
+            n += 1;
+        }
+        conn.execute_batch("COMMIT").unwrap();
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
