@@ -47,13 +47,33 @@ pub struct ServeArgs {
     #[arg(long, env = "KEEL_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 
-    /// URL that receives every webhook event (used by balance monitors).
+    /// URL that receives every webhook event (a monitor's `call_back_url` takes its events instead).
     #[arg(long, env = "KEEL_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
 
-    /// Secret that signs webhook bodies (HMAC-SHA256).
+    /// Secret that signs webhook bodies (HMAC-SHA256; Blnk's and Standard Webhooks' headers).
     #[arg(long, env = "KEEL_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
+
+    /// Delivery attempts per event before it is marked failed (it can then be redelivered).
+    #[arg(long, env = "KEEL_WEBHOOK_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub webhook_max_attempts: u32,
+
+    /// Delay before the first retry, in milliseconds; doubles with each failure (with jitter).
+    #[arg(long, env = "KEEL_WEBHOOK_RETRY_BASE_MS", default_value_t = 1000)]
+    pub webhook_retry_base_ms: u64,
+
+    /// Longest delay between two attempts, in milliseconds.
+    #[arg(long, env = "KEEL_WEBHOOK_RETRY_MAX_MS", default_value_t = 3_600_000)]
+    pub webhook_retry_max_ms: u64,
+
+    /// How long a receiver may take to answer, in milliseconds.
+    #[arg(long, env = "KEEL_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
+
+    /// Most webhook deliveries in flight at once.
+    #[arg(long, env = "KEEL_WEBHOOK_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub webhook_concurrency: u16,
 
     /// Most requests the engine applies in one database transaction (group commit).
     #[arg(long, env = "KEEL_MAX_BATCH", default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..))]

@@ -1,8 +1,11 @@
 //! Keel: a double-entry ledger server speaking Blnk's HTTP API.
-//! Layers, each importing only those below it: `api` → `engine` → `store` → `domain`.
+//! Layers, each importing only those below it: `api` → `engine` → `store` → `domain`; `wire` (Blnk's
+//! JSON shapes) sits beside `domain` for `api` and the engine's event bodies.
 
 pub mod api;
 pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod store;
+pub mod webhooks;
+pub mod wire;

@@ -3,8 +3,11 @@
 use clap::Parser;
 use keel::config::{Cli, Commands, ServeArgs};
 use keel::engine::{self, EngineConfig};
+use keel::webhooks::{self, retry::RetryPolicy, WebhookConfig};
 use keel::{api, store};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -37,19 +40,41 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             tracing::warn!("auth is OFF: no API key configured (set KEEL_API_KEY or --api-key)")
         }
     }
-    if let Some(url) = &args.webhook_url {
-        let signed = if args.webhook_secret.is_some() { "signed" } else { "unsigned" };
-        tracing::info!("webhook URL {url} ({signed}); this build records no webhook events yet");
+    match &args.webhook_url {
+        Some(url) => {
+            let signed = if args.webhook_secret.is_some() { "signed" } else { "unsigned" };
+            tracing::info!("webhooks go to {url} ({signed}), and to monitors' own call_back_url");
+        }
+        None => tracing::info!("no KEEL_WEBHOOK_URL: only monitors with a call_back_url send webhooks"),
     }
-    let config = EngineConfig { max_batch: args.max_batch as usize, apply_queue: !args.hold_queue };
+    let events_written = Arc::new(tokio::sync::Notify::new());
+    let webhook_config = WebhookConfig {
+        default_url: args.webhook_url.clone(),
+        secret: args.webhook_secret.clone(),
+        retry: RetryPolicy {
+            max_attempts: args.webhook_max_attempts,
+            base: Duration::from_millis(args.webhook_retry_base_ms),
+            cap: Duration::from_millis(args.webhook_retry_max_ms),
+        },
+        timeout: Duration::from_millis(args.webhook_timeout_ms),
+        concurrency: args.webhook_concurrency as usize,
+        poll: Duration::from_millis(250),
+    };
+    let config = EngineConfig {
+        max_batch: args.max_batch as usize,
+        apply_queue: !args.hold_queue,
+        webhook_url_configured: args.webhook_url.is_some(),
+        events_written: Some(events_written.clone()),
+    };
     if args.hold_queue {
         tracing::warn!("queue is held: QUEUED transactions are stored but not applied");
     }
     let (engine, engine_thread) = engine::start(store.clone(), config);
-    let app = api::router(api::AppState { engine, store, api_key: args.api_key.clone() });
+    let app = api::router(api::AppState { engine, store: store.clone(), api_key: args.api_key.clone() });
 
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
+        webhooks::spawn(store, webhook_config, events_written);
         let listener = tokio::net::TcpListener::bind((args.bind, args.port))
             .await
             .map_err(|e| format!("cannot listen on {}:{}: {e}", args.bind, args.port))?;

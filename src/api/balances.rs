@@ -2,16 +2,15 @@
 
 use super::error::ApiError;
 use super::extract::{JsonBody, Paging, PathId, PathPair, Payload};
-use super::json_number::integer;
 use super::{created, read, AppState};
-use crate::domain::balance::Balance;
 use crate::domain::error::Resource;
 use crate::engine::{Command, Outcome};
+use crate::wire::BalanceJson;
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Number, Value};
+use serde::Deserialize;
+use serde_json::{Map, Value};
 
 #[derive(Deserialize)]
 pub struct CreateBalanceBody {
@@ -23,45 +22,6 @@ pub struct CreateBalanceBody {
 
 impl Payload for CreateBalanceBody {
     const RESOURCE: Resource = Resource::Balance;
-}
-
-#[derive(Serialize)]
-pub struct BalanceJson {
-    balance_id: String,
-    ledger_id: String,
-    identity_id: String,
-    indicator: String,
-    currency: String,
-    balance: Number,
-    credit_balance: Number,
-    debit_balance: Number,
-    inflight_balance: Number,
-    inflight_credit_balance: Number,
-    inflight_debit_balance: Number,
-    version: i64,
-    created_at: String,
-    meta_data: Map<String, Value>,
-}
-
-impl From<Balance> for BalanceJson {
-    fn from(b: Balance) -> Self {
-        BalanceJson {
-            balance: integer(&b.balance()),
-            inflight_balance: integer(&b.inflight_balance()),
-            credit_balance: integer(&b.credit_balance),
-            debit_balance: integer(&b.debit_balance),
-            inflight_credit_balance: integer(&b.inflight_credit_balance),
-            inflight_debit_balance: integer(&b.inflight_debit_balance),
-            balance_id: b.id,
-            ledger_id: b.ledger_id,
-            identity_id: b.identity_id,
-            indicator: b.indicator,
-            currency: b.currency,
-            version: b.version,
-            created_at: b.created_at,
-            meta_data: b.meta_data,
-        }
-    }
 }
 
 pub async fn create(

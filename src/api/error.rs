@@ -36,7 +36,8 @@ impl ApiError {
             Resource::Ledger => "LGR_NOT_FOUND",
             Resource::Balance => "BAL_NOT_FOUND",
             Resource::Transaction => "TXN_NOT_FOUND",
-            Resource::General => "GEN_NOT_FOUND",
+            Resource::Monitor => "BAL_MONITOR_NOT_FOUND",
+            Resource::General | Resource::Event => "GEN_NOT_FOUND",
         };
         ApiError::new(StatusCode::NOT_FOUND, code, format!("{what} not found"))
     }
@@ -48,8 +49,8 @@ impl ApiError {
 
 fn validation_code(resource: Resource) -> &'static str {
     match resource {
-        Resource::General | Resource::Ledger => "GEN_VALIDATION_ERROR",
-        Resource::Balance => "BAL_VALIDATION_ERROR",
+        Resource::General | Resource::Ledger | Resource::Event => "GEN_VALIDATION_ERROR",
+        Resource::Balance | Resource::Monitor => "BAL_VALIDATION_ERROR",
         Resource::Transaction => "TXN_VALIDATION_ERROR",
     }
 }

@@ -4,12 +4,12 @@ use super::error::ApiError;
 use super::extract::{JsonBody, Paging, PathId, Payload};
 use super::{created, read, AppState};
 use crate::domain::error::Resource;
-use crate::domain::ledger::Ledger;
 use crate::engine::{Command, Outcome};
+use crate::wire::LedgerJson;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 #[derive(Deserialize)]
@@ -20,20 +20,6 @@ pub struct LedgerBody {
 
 impl Payload for LedgerBody {
     const RESOURCE: Resource = Resource::Ledger;
-}
-
-#[derive(Serialize)]
-pub struct LedgerJson {
-    ledger_id: String,
-    name: String,
-    created_at: String,
-    meta_data: Map<String, Value>,
-}
-
-impl From<Ledger> for LedgerJson {
-    fn from(l: Ledger) -> Self {
-        LedgerJson { ledger_id: l.id, name: l.name, created_at: l.created_at, meta_data: l.meta_data }
-    }
 }
 
 fn required_name(body: &LedgerBody) -> Result<String, ApiError> {

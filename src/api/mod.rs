@@ -4,9 +4,10 @@
 mod auth;
 mod balances;
 pub mod error;
+mod events;
 mod extract;
-mod json_number;
 mod ledgers;
+mod monitors;
 mod transactions;
 
 use crate::engine::EngineHandle;
@@ -40,6 +41,13 @@ pub fn router(state: AppState) -> Router {
         .route("/transactions/reference/{reference}", get(transactions::by_reference))
         .route("/transactions/inflight/{id}", put(transactions::finish_inflight))
         .route("/refund-transaction/{id}", post(transactions::refund))
+        .route("/balance-monitors", post(monitors::create).get(monitors::list))
+        .route("/balance-monitors/{id}", get(monitors::get).put(monitors::update).delete(monitors::delete))
+        .route("/balance-monitors/balances/{id}", get(monitors::of_balance))
+        .route("/balance-monitors/{id}/events", get(monitors::events))
+        .route("/events", get(events::list))
+        .route("/events/{id}", get(events::get))
+        .route("/events/{id}/redeliver", post(events::redeliver))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))

@@ -3,16 +3,17 @@
 
 use super::error::ApiError;
 use super::extract::{JsonBody, Paging, PathId, Payload};
-use super::json_number::{decimal, integer, NumberText};
 use super::{created, read, AppState};
 use crate::domain::error::{DomainError, Resource};
-use crate::domain::transaction::{parse_precision, resolve_amount, Transaction};
+use crate::domain::transaction::{parse_precision, resolve_amount};
 use crate::engine::{Command, InflightAction, NewTransaction, Outcome};
+use crate::wire::number::NumberText;
+use crate::wire::TransactionJson;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Number, Value};
+use serde::Deserialize;
+use serde_json::{Map, Value};
 
 #[derive(Deserialize)]
 pub struct CreateTransactionBody {
@@ -43,47 +44,6 @@ pub struct InflightBody {
 
 impl Payload for InflightBody {
     const RESOURCE: Resource = Resource::Transaction;
-}
-
-#[derive(Serialize)]
-pub struct TransactionJson {
-    transaction_id: String,
-    parent_transaction: String,
-    amount: Number,
-    precise_amount: Number,
-    precision: Number,
-    reference: String,
-    description: String,
-    currency: String,
-    source: String,
-    destination: String,
-    status: &'static str,
-    allow_overdraft: bool,
-    inflight: bool,
-    created_at: String,
-    meta_data: Map<String, Value>,
-}
-
-impl From<Transaction> for TransactionJson {
-    fn from(t: Transaction) -> Self {
-        TransactionJson {
-            amount: decimal(&t.amount()),
-            precise_amount: integer(&t.precise_amount),
-            precision: integer(&t.precision.value()),
-            transaction_id: t.id,
-            parent_transaction: t.parent.unwrap_or_default(),
-            reference: t.reference,
-            description: t.description,
-            currency: t.currency,
-            source: t.source,
-            destination: t.destination,
-            status: t.status.as_str(),
-            allow_overdraft: t.allow_overdraft,
-            inflight: t.inflight,
-            created_at: t.created_at,
-            meta_data: t.meta_data,
-        }
-    }
 }
 
 fn required(value: Option<String>, field: &str) -> Result<String, ApiError> {

@@ -98,6 +98,14 @@ impl Decimal {
         self.mantissa.is_negative()
     }
 
+    /// The number as plain decimal text, without exponent or trailing zeros (`1e2` → `100`).
+    pub fn to_plain_string(&self) -> String {
+        if self.scale <= 0 {
+            return (&self.mantissa * pow10(self.scale.unsigned_abs() as u32)).to_string();
+        }
+        scaled_to_string(&self.mantissa, self.scale as usize)
+    }
+
     /// The value as an integer, or `NotInteger` when it has a fractional part.
     pub fn to_integer(&self) -> Result<BigInt, AmountError> {
         if self.scale > 0 {
@@ -157,26 +165,30 @@ impl Precision {
 
     /// `minor ÷ precision` as exact decimal text (`525`, 10^2 → `5.25`; `500` → `5`).
     pub fn to_major(self, minor: &BigInt) -> String {
-        let digits = minor.abs().to_string();
-        let sign = if minor.is_negative() { "-" } else { "" };
-        let places = self.exponent as usize;
-        if places == 0 {
-            return format!("{sign}{digits}");
-        }
-        let padded = format!("{digits:0>width$}", width = places + 1);
-        let (int_part, frac_part) = padded.split_at(padded.len() - places);
-        let frac_part = frac_part.trim_end_matches('0');
-        if frac_part.is_empty() {
-            format!("{sign}{int_part}")
-        } else {
-            format!("{sign}{int_part}.{frac_part}")
-        }
+        scaled_to_string(minor, self.exponent as usize)
     }
 }
 
 impl fmt::Display for Precision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.value())
+    }
+}
+
+/// `value × 10^-places` as decimal text without trailing zeros.
+fn scaled_to_string(value: &BigInt, places: usize) -> String {
+    let digits = value.abs().to_string();
+    let sign = if value.is_negative() { "-" } else { "" };
+    if places == 0 {
+        return format!("{sign}{digits}");
+    }
+    let padded = format!("{digits:0>width$}", width = places + 1);
+    let (int_part, frac_part) = padded.split_at(padded.len() - places);
+    let frac_part = frac_part.trim_end_matches('0');
+    if frac_part.is_empty() {
+        format!("{sign}{int_part}")
+    } else {
+        format!("{sign}{int_part}.{frac_part}")
     }
 }
 
@@ -231,6 +243,10 @@ mod tests {
         assert_eq!(p.to_major(&BigInt::from(7)), "0.07");
         assert_eq!(p.to_major(&BigInt::from(-7)), "-0.07");
         assert_eq!(Precision::ONE.to_major(&BigInt::from(42)), "42");
+        for (text, plain) in [("1e2", "100"), ("100.50", "100.5"), ("-0.10", "-0.1"), ("0", "0"), ("1.5E-3", "0.0015")]
+        {
+            assert_eq!(Decimal::parse(text).unwrap().to_plain_string(), plain);
+        }
     }
 
     proptest! {

@@ -8,6 +8,8 @@ pub enum Resource {
     Ledger,
     Balance,
     Transaction,
+    Monitor,
+    Event,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +53,8 @@ impl std::fmt::Display for Resource {
             Resource::Ledger => "ledger",
             Resource::Balance => "balance",
             Resource::Transaction => "transaction",
+            Resource::Monitor => "monitor",
+            Resource::Event => "event",
         })
     }
 }

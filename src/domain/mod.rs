@@ -4,5 +4,7 @@
 pub mod amount;
 pub mod balance;
 pub mod error;
+pub mod event;
 pub mod ledger;
+pub mod monitor;
 pub mod transaction;

@@ -3,7 +3,9 @@
 //! 2. lock: load every touched balance once, in id order (a fixed order cannot deadlock);
 //! 3. apply: run the commands in arrival order against the in-memory balances, writing each
 //!    transaction row as it is accepted (so later commands in the batch see earlier ones);
-//! 4. flush: write each changed balance once.
+//!    After every movement, the monitors of both balances are evaluated against the balances as
+//!    they stand right then (`monitoring.rs`), and the resulting events go to the outbox;
+//! 4. flush: write each changed balance and monitor once.
 //!
 //! A command refused by a rule returns its `DomainError` and has changed nothing: every check runs
 //! before the first mutation. Storage errors abort the whole batch (the caller rolls back).
@@ -11,7 +13,9 @@
 use super::command::{Command, InflightAction, NewTransaction, Outcome};
 use crate::domain::balance::Balance;
 use crate::domain::error::{DomainError, Resource};
+use crate::domain::event::EventKind;
 use crate::domain::ledger::{Ledger, GENERAL_LEDGER_ID};
+use crate::domain::monitor::Monitor;
 use crate::domain::transaction::{apply_movement, resolve_amount, Movement, Status, Transaction};
 use crate::store::{StoreResult, Writes};
 use num_bigint::BigInt;
@@ -19,8 +23,24 @@ use std::collections::{BTreeSet, HashMap};
 
 pub type CommandResult = Result<Outcome, DomainError>;
 
-pub fn apply_batch(w: &mut dyn Writes, commands: &[Command]) -> StoreResult<Vec<CommandResult>> {
-    let now = now();
+/// What the batch needs to know beyond its commands.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    /// A server-wide webhook URL is set: transaction lifecycle events are recorded, and monitor
+    /// events without a `call_back_url` have somewhere to go.
+    pub webhook_url_configured: bool,
+}
+
+pub struct BatchOutput {
+    pub results: Vec<CommandResult>,
+    /// Events written that are waiting for delivery.
+    pub events_to_deliver: usize,
+}
+
+pub fn apply_batch(w: &mut dyn Writes, commands: &[Command], config: BatchConfig) -> StoreResult<BatchOutput> {
+    let clock = std::time::SystemTime::now();
+    let now = humantime::format_rfc3339_micros(clock).to_string();
+    let now_ms = clock.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let mut plans = Vec::with_capacity(commands.len());
     for command in commands {
         plans.push(plan(w, command, &now)?);
@@ -28,10 +48,19 @@ pub fn apply_batch(w: &mut dyn Writes, commands: &[Command]) -> StoreResult<Vec<
     let touched: BTreeSet<String> =
         plans.iter().filter_map(|p| p.as_ref().ok()).flat_map(|p| p.balances.iter().cloned()).collect();
     let touched: Vec<String> = touched.into_iter().collect();
+    let mut monitors = HashMap::with_capacity(touched.len());
+    for id in &touched {
+        monitors.insert(id.clone(), w.monitors_of_balance(id)?);
+    }
     let mut batch = Batch {
         balances: w.lock_balances(&touched)?.into_iter().map(|b| (b.id.clone(), b)).collect(),
         changed: BTreeSet::new(),
+        monitors,
+        changed_monitors: BTreeSet::new(),
         now,
+        now_ms,
+        config,
+        events_to_deliver: 0,
     };
     let mut results = Vec::with_capacity(commands.len());
     for (command, plan) in commands.iter().zip(plans) {
@@ -44,7 +73,12 @@ pub fn apply_batch(w: &mut dyn Writes, commands: &[Command]) -> StoreResult<Vec<
     for id in &batch.changed {
         w.save_balance_totals(&batch.balances[id])?;
     }
-    Ok(results)
+    for monitor in batch.monitors.values().flatten() {
+        if batch.changed_monitors.contains(&monitor.id) {
+            w.update_monitor(monitor)?;
+        }
+    }
+    Ok(BatchOutput { results, events_to_deliver: batch.events_to_deliver })
 }
 
 /// What a command needs before it can be applied.
@@ -58,7 +92,13 @@ struct Plan {
 fn plan(w: &mut dyn Writes, command: &Command, now: &str) -> StoreResult<Result<Plan, DomainError>> {
     let no_balances = Ok(Plan { balances: vec![], resolved: None });
     Ok(match command {
-        Command::CreateLedger { .. } | Command::UpdateLedger { .. } | Command::CreateBalance { .. } => no_balances,
+        Command::CreateLedger { .. }
+        | Command::UpdateLedger { .. }
+        | Command::CreateBalance { .. }
+        | Command::CreateMonitor(_)
+        | Command::UpdateMonitor { .. }
+        | Command::DeleteMonitor { .. }
+        | Command::RedeliverEvent { .. } => no_balances,
         Command::CreateTransaction(new) => {
             let source = resolve_party(w, &new.source, "source", &new.currency, now)?;
             let destination = resolve_party(w, &new.destination, "destination", &new.currency, now)?;
@@ -113,10 +153,17 @@ fn resolve_party(
     })
 }
 
-struct Batch {
-    balances: HashMap<String, Balance>,
-    changed: BTreeSet<String>,
-    now: String,
+pub(super) struct Batch {
+    pub(super) balances: HashMap<String, Balance>,
+    /// Balances whose totals changed in this batch.
+    pub(super) changed: BTreeSet<String>,
+    /// The monitors of every balance this batch touches (an entry, maybe empty, per balance).
+    pub(super) monitors: HashMap<String, Vec<Monitor>>,
+    pub(super) changed_monitors: BTreeSet<String>,
+    pub(super) now: String,
+    pub(super) now_ms: i64,
+    pub(super) config: BatchConfig,
+    pub(super) events_to_deliver: usize,
 }
 
 impl Batch {
@@ -160,6 +207,10 @@ impl Batch {
             Command::ApplyQueued(queued) => self.apply_queued(w, queued),
             Command::FinishInflight { id, action } => self.finish_inflight(w, id, action),
             Command::Refund { id } => self.refund(w, id),
+            Command::CreateMonitor(new) => self.create_monitor(w, new),
+            Command::UpdateMonitor { id, monitor } => self.update_monitor(w, id, monitor),
+            Command::DeleteMonitor { id } => self.delete_monitor(w, id),
+            Command::RedeliverEvent { id } => self.redeliver_event(w, id),
         }
     }
 
@@ -198,8 +249,10 @@ impl Batch {
                 return Ok(Err(refused));
             }
             transaction.status = status;
+            self.after_movement(w, &transaction)?;
         }
         w.insert_transaction(&transaction)?;
+        self.transaction_event(w, &transaction)?;
         Ok(Ok(Outcome::Transaction(transaction)))
     }
 
@@ -215,6 +268,10 @@ impl Batch {
             }
         };
         w.set_transaction_status(&transaction.id, transaction.status)?;
+        if transaction.status != Status::Rejected {
+            self.after_movement(w, &transaction)?;
+        }
+        self.transaction_event(w, &transaction)?;
         Ok(Ok(Outcome::Transaction(transaction)))
     }
 
@@ -258,6 +315,8 @@ impl Batch {
         if parent_status != parent.status {
             w.set_transaction_status(&parent.id, parent_status)?;
         }
+        self.after_movement(w, &child)?;
+        self.transaction_event(w, &child)?;
         Ok(Ok(Outcome::Transaction(child)))
     }
 
@@ -285,6 +344,8 @@ impl Batch {
             return Ok(Err(refused));
         }
         w.insert_transaction(&refund)?;
+        self.after_movement(w, &refund)?;
+        self.transaction_event(w, &refund)?;
         Ok(Ok(Outcome::Transaction(refund)))
     }
 
@@ -324,6 +385,13 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4())
 }
 
-fn now() -> String {
-    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+/// The lifecycle event a transaction's status calls for.
+pub(super) fn lifecycle_event(status: Status) -> EventKind {
+    match status {
+        Status::Queued => EventKind::TransactionQueued,
+        Status::Applied | Status::Commit => EventKind::TransactionApplied,
+        Status::Inflight => EventKind::TransactionInflight,
+        Status::Void => EventKind::TransactionVoid,
+        Status::Rejected => EventKind::TransactionRejected,
+    }
 }

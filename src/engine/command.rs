@@ -4,7 +4,9 @@
 use crate::domain::amount::Precision;
 use crate::domain::balance::Balance;
 use crate::domain::error::DomainError;
+use crate::domain::event::Event;
 use crate::domain::ledger::Ledger;
+use crate::domain::monitor::{Condition, Monitor, Trigger};
 use crate::domain::transaction::Transaction;
 use crate::store::StoreError;
 use num_bigint::BigInt;
@@ -36,6 +38,19 @@ pub enum Command {
     Refund {
         id: String,
     },
+    CreateMonitor(NewMonitor),
+    /// Replaces a monitor's definition (and re-arms it: state back to `ok`).
+    UpdateMonitor {
+        id: String,
+        monitor: NewMonitor,
+    },
+    DeleteMonitor {
+        id: String,
+    },
+    /// Makes a delivered or failed event pending again.
+    RedeliverEvent {
+        id: String,
+    },
     /// Internal: apply a transaction that was accepted as `QUEUED`.
     ApplyQueued(Transaction),
 }
@@ -57,6 +72,16 @@ pub struct NewTransaction {
 }
 
 #[derive(Debug, Clone)]
+pub struct NewMonitor {
+    pub balance_id: String,
+    pub condition: Condition,
+    pub description: String,
+    pub call_back_url: String,
+    pub meta_data: Map<String, Value>,
+    pub trigger: Trigger,
+}
+
+#[derive(Debug, Clone)]
 pub enum InflightAction {
     /// The amount to commit, as the client wrote it (in the inflight transaction's precision);
     /// both `None` commits everything still inflight.
@@ -72,6 +97,9 @@ pub enum Outcome {
     Ledger(Ledger),
     Balance(Balance),
     Transaction(Transaction),
+    Monitor(Monitor),
+    MonitorDeleted,
+    Event(Event),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -7,13 +7,14 @@
 
 mod apply;
 mod command;
+mod monitoring;
 
-pub use command::{Command, EngineError, InflightAction, NewTransaction, Outcome};
+pub use command::{Command, EngineError, InflightAction, NewMonitor, NewTransaction, Outcome};
 
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -21,11 +22,15 @@ pub struct EngineConfig {
     pub max_batch: usize,
     /// Apply `QUEUED` transactions in the background. Off only to hold the queue (tests, maintenance).
     pub apply_queue: bool,
+    /// A server-wide webhook URL is configured (see `apply::BatchConfig`).
+    pub webhook_url_configured: bool,
+    /// Woken after a commit that wrote events to deliver, so delivery starts at once.
+    pub events_written: Option<Arc<Notify>>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { max_batch: 1000, apply_queue: true }
+        EngineConfig { max_batch: 1000, apply_queue: true, webhook_url_configured: false, events_written: None }
     }
 }
 
@@ -115,15 +120,33 @@ impl Engine {
         tracing::info!("engine stopped: every accepted request was committed");
     }
 
+    fn batch_config(&self) -> apply::BatchConfig {
+        apply::BatchConfig { webhook_url_configured: self.config.webhook_url_configured }
+    }
+
+    /// Wakes the webhook dispatcher after a commit that wrote events for it.
+    fn committed(&self, events_to_deliver: usize) {
+        if events_to_deliver > 0 {
+            if let Some(notify) = &self.config.events_written {
+                notify.notify_one();
+            }
+        }
+    }
+
     fn run_batch(&mut self, batch: Vec<Envelope>) {
         let commands: Vec<Command> = batch.iter().map(|e| e.command.clone()).collect();
         let mut results = Vec::new();
+        let mut events_to_deliver = 0;
+        let config = self.batch_config();
         let written = self.store.write(&mut |w| {
-            results = apply::apply_batch(w, &commands)?;
+            let output = apply::apply_batch(w, &commands, config)?;
+            results = output.results;
+            events_to_deliver = output.events_to_deliver;
             Ok(())
         });
         match written {
             Ok(()) => {
+                self.committed(events_to_deliver);
                 for (envelope, result) in batch.into_iter().zip(results) {
                     if let Ok(Outcome::Transaction(t)) = &result {
                         if t.status == crate::domain::transaction::Status::Queued {
@@ -155,15 +178,18 @@ impl Engine {
             std::thread::sleep(delay);
         }
         let mut fetched = 0;
+        let mut events_to_deliver = 0;
+        let config = self.batch_config();
         let written = self.store.write(&mut |w| {
             let queued = w.queued_transactions(QUEUE_BATCH)?;
             fetched = queued.len();
             let commands: Vec<Command> = queued.into_iter().map(Command::ApplyQueued).collect();
-            apply::apply_batch(w, &commands)?;
+            events_to_deliver = apply::apply_batch(w, &commands, config)?.events_to_deliver;
             Ok(())
         });
         match written {
             Ok(()) => {
+                self.committed(events_to_deliver);
                 self.queue_retry_delay = None;
                 self.queue_pending = fetched == QUEUE_BATCH as usize;
             }

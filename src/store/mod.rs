@@ -5,7 +5,9 @@
 pub mod sqlite;
 
 use crate::domain::balance::Balance;
+use crate::domain::event::{Delivery, Event};
 use crate::domain::ledger::Ledger;
+use crate::domain::monitor::Monitor;
 use crate::domain::transaction::{Status, Transaction};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -27,6 +29,36 @@ pub struct Page {
     pub offset: u64,
 }
 
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub delivery: Option<Delivery>,
+    pub monitor_id: Option<String>,
+}
+
+/// One delivery attempt of an event, as the delivery log keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub event_id: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub attempted_at: String,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+/// What an attempt leads to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AfterAttempt {
+    Delivered {
+        at: String,
+    },
+    /// Unix milliseconds of the next attempt.
+    RetryAt(i64),
+    Failed,
+}
+
 pub trait Reads {
     fn ledger(&self, id: &str) -> StoreResult<Option<Ledger>>;
     fn ledgers(&self, page: Page) -> StoreResult<Vec<Ledger>>;
@@ -39,6 +71,13 @@ pub trait Reads {
     fn transactions(&self, page: Page) -> StoreResult<Vec<Transaction>>;
     /// The commits, voids and refunds made against `parent`, in order.
     fn children(&self, parent: &str) -> StoreResult<Vec<Transaction>>;
+    fn monitor(&self, id: &str) -> StoreResult<Option<Monitor>>;
+    fn monitors(&self, page: Page) -> StoreResult<Vec<Monitor>>;
+    fn monitors_of_balance(&self, balance_id: &str) -> StoreResult<Vec<Monitor>>;
+    fn event(&self, id: &str) -> StoreResult<Option<Event>>;
+    /// Events matching `filter`, newest first.
+    fn events(&self, filter: &EventFilter, page: Page) -> StoreResult<Vec<Event>>;
+    fn attempts(&self, event_id: &str) -> StoreResult<Vec<Attempt>>;
 }
 
 pub trait Writes: Reads {
@@ -54,6 +93,17 @@ pub trait Writes: Reads {
     fn set_transaction_status(&mut self, id: &str, status: Status) -> StoreResult<()>;
     /// The oldest `QUEUED` transactions, in arrival order.
     fn queued_transactions(&mut self, limit: u32) -> StoreResult<Vec<Transaction>>;
+    fn insert_monitor(&mut self, monitor: &Monitor) -> StoreResult<()>;
+    /// Writes every column: the definition and the state.
+    fn update_monitor(&mut self, monitor: &Monitor) -> StoreResult<()>;
+    fn delete_monitor(&mut self, id: &str) -> StoreResult<()>;
+    fn insert_event(&mut self, event: &Event) -> StoreResult<()>;
+    /// Takes up to `limit` pending events due at `now_ms`, oldest first, and leases them until
+    /// `lease_until_ms`: a process that dies mid-delivery leaves them to be retried after the lease.
+    fn claim_due_events(&mut self, now_ms: i64, lease_until_ms: i64, limit: u32) -> StoreResult<Vec<Event>>;
+    fn record_attempt(&mut self, attempt: &Attempt, after: &AfterAttempt) -> StoreResult<()>;
+    /// Makes an event pending again, due now, with a fresh allowance of attempts. False if unknown.
+    fn redeliver_event(&mut self, id: &str, now_ms: i64) -> StoreResult<bool>;
 }
 
 pub trait Store: Send + Sync + 'static {

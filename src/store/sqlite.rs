@@ -2,10 +2,12 @@
 //! before the engine answers. One writer connection (the engine's) and a pool of readers; WAL lets
 //! readers see the last commit while the writer works on the next one.
 
-use super::{Page, Reads, Store, StoreError, StoreResult, Writes};
+use super::{AfterAttempt, Attempt, EventFilter, Page, Reads, Store, StoreError, StoreResult, Writes};
 use crate::domain::amount::Precision;
 use crate::domain::balance::Balance;
+use crate::domain::event::{Delivery, Event, EventKind};
 use crate::domain::ledger::Ledger;
+use crate::domain::monitor::{Condition, Field, Monitor, Operator, State, Trigger};
 use crate::domain::transaction::{Status, Transaction};
 use num_bigint::BigInt;
 use r2d2_sqlite::SqliteConnectionManager;
@@ -14,8 +16,10 @@ use serde_json::{Map, Value};
 use std::sync::Mutex;
 
 /// Plain SQL files, applied in order at start-up; `schema_migrations` records which ran.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "ledger_core", include_str!("../../migrations/sqlite/0001_ledger_core.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "ledger_core", include_str!("../../migrations/sqlite/0001_ledger_core.sql")),
+    (2, "monitors_and_outbox", include_str!("../../migrations/sqlite/0002_monitors_and_outbox.sql")),
+];
 
 const READER_POOL_SIZE: u32 = 8;
 
@@ -124,6 +128,11 @@ const TRANSACTION_COLUMNS: &str = "transaction_id, parent_transaction, precise_a
      reference, description, currency, source, destination, source_balance_id, destination_balance_id, \
      status, allow_overdraft, inflight, created_at, meta_data";
 
+const MONITOR_COLUMNS: &str = "monitor_id, balance_id, field, operator, value, precision_exponent, precise_value, \
+     description, call_back_url, meta_data, created_at, trigger_mode, state, trigger_count, last_triggered_at";
+const EVENT_COLUMNS: &str = "event_id, event_type, body, url, monitor_id, transaction_id, created_at, status, \
+     attempts, next_attempt_at, last_error, delivered_at";
+
 impl<T: HasConnection> Reads for T {
     fn ledger(&self, id: &str) -> StoreResult<Option<Ledger>> {
         query_one(
@@ -205,6 +214,62 @@ impl<T: HasConnection> Reads for T {
         let mut stmt = self.conn().prepare_cached(&sql)?;
         let rows = stmt.query_map([parent], |r| Ok(transaction_from_row(r)))?;
         rows.map(|r| r?).collect()
+    }
+
+    fn monitor(&self, id: &str) -> StoreResult<Option<Monitor>> {
+        let sql = format!("SELECT {MONITOR_COLUMNS} FROM balance_monitors WHERE monitor_id = ?1");
+        query_one(self.conn(), &sql, &[id], monitor_from_row)
+    }
+
+    fn monitors(&self, page: Page) -> StoreResult<Vec<Monitor>> {
+        let sql = format!("SELECT {MONITOR_COLUMNS} FROM balance_monitors ORDER BY rowid LIMIT ?1 OFFSET ?2");
+        query_page(self.conn(), &sql, page, monitor_from_row)
+    }
+
+    fn monitors_of_balance(&self, balance_id: &str) -> StoreResult<Vec<Monitor>> {
+        let sql = format!("SELECT {MONITOR_COLUMNS} FROM balance_monitors WHERE balance_id = ?1 ORDER BY rowid");
+        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let rows = stmt.query_map([balance_id], |r| Ok(monitor_from_row(r)))?;
+        rows.map(|r| r?).collect()
+    }
+
+    fn event(&self, id: &str) -> StoreResult<Option<Event>> {
+        query_one(
+            self.conn(),
+            &format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"),
+            &[id],
+            event_from_row,
+        )
+    }
+
+    fn events(&self, filter: &EventFilter, page: Page) -> StoreResult<Vec<Event>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR monitor_id = ?2)
+             ORDER BY rowid DESC LIMIT ?3 OFFSET ?4"
+        );
+        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let offset = i64::try_from(page.offset).unwrap_or(i64::MAX);
+        let status = filter.delivery.map(Delivery::as_str);
+        let rows = stmt.query_map(params![status, filter.monitor_id, page.limit, offset], |r| Ok(event_from_row(r)))?;
+        rows.map(|r| r?).collect()
+    }
+
+    fn attempts(&self, event_id: &str) -> StoreResult<Vec<Attempt>> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT event_id, attempt, attempted_at, status_code, error, duration_ms FROM event_attempts
+             WHERE event_id = ?1 ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map([event_id], |r| {
+            Ok(Attempt {
+                event_id: r.get(0)?,
+                attempt: r.get(1)?,
+                attempted_at: r.get(2)?,
+                status_code: r.get(3)?,
+                error: r.get(4)?,
+                duration_ms: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
@@ -314,6 +379,163 @@ impl Writes for Writer<'_> {
         let rows = stmt.query_map([limit], |r| Ok(transaction_from_row(r)))?;
         rows.map(|r| r?).collect()
     }
+
+    fn insert_monitor(&mut self, m: &Monitor) -> StoreResult<()> {
+        let sql = format!(
+            "INSERT INTO balance_monitors ({MONITOR_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+        );
+        execute_with_monitor(&mut self.0.prepare_cached(&sql)?, m)
+    }
+
+    fn update_monitor(&mut self, m: &Monitor) -> StoreResult<()> {
+        let mut stmt = self.0.prepare_cached(
+            "UPDATE balance_monitors SET balance_id = ?2, field = ?3, operator = ?4, value = ?5,
+             precision_exponent = ?6, precise_value = ?7, description = ?8, call_back_url = ?9, meta_data = ?10,
+             created_at = ?11, trigger_mode = ?12, state = ?13, trigger_count = ?14, last_triggered_at = ?15
+             WHERE monitor_id = ?1",
+        )?;
+        execute_with_monitor(&mut stmt, m)
+    }
+
+    fn delete_monitor(&mut self, id: &str) -> StoreResult<()> {
+        self.0.prepare_cached("DELETE FROM balance_monitors WHERE monitor_id = ?1")?.execute([id])?;
+        Ok(())
+    }
+
+    fn insert_event(&mut self, e: &Event) -> StoreResult<()> {
+        let sql =
+            format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
+        self.0.prepare_cached(&sql)?.execute(params![
+            e.id,
+            e.kind.as_str(),
+            e.body,
+            e.url,
+            e.monitor_id,
+            e.transaction_id,
+            e.created_at,
+            e.delivery.as_str(),
+            e.attempts,
+            e.next_attempt_at,
+            e.last_error,
+            e.delivered_at,
+        ])?;
+        Ok(())
+    }
+
+    fn claim_due_events(&mut self, now_ms: i64, lease_until_ms: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE status = 'pending' AND next_attempt_at <= ?1
+             ORDER BY next_attempt_at, rowid LIMIT ?2"
+        );
+        let due: Vec<Event> = {
+            let mut stmt = self.0.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![now_ms, limit], |r| Ok(event_from_row(r)))?;
+            rows.map(|r| r?).collect::<StoreResult<_>>()?
+        };
+        let mut lease = self.0.prepare_cached("UPDATE events SET next_attempt_at = ?2 WHERE event_id = ?1")?;
+        for event in &due {
+            lease.execute(params![event.id, lease_until_ms])?;
+        }
+        Ok(due)
+    }
+
+    fn record_attempt(&mut self, a: &Attempt, after: &AfterAttempt) -> StoreResult<()> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO event_attempts (event_id, attempt, attempted_at, status_code, error, duration_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![a.event_id, a.attempt, a.attempted_at, a.status_code, a.error, a.duration_ms])?;
+        let (status, next, delivered_at) = match after {
+            AfterAttempt::Delivered { at } => (Delivery::Delivered, 0, Some(at.as_str())),
+            AfterAttempt::RetryAt(when) => (Delivery::Pending, *when, None),
+            AfterAttempt::Failed => (Delivery::Failed, 0, None),
+        };
+        self.0
+            .prepare_cached(
+                "UPDATE events SET status = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5,
+                 delivered_at = ?6 WHERE event_id = ?1",
+            )?
+            .execute(params![a.event_id, status.as_str(), a.attempt, next, a.error, delivered_at])?;
+        Ok(())
+    }
+
+    fn redeliver_event(&mut self, id: &str, now_ms: i64) -> StoreResult<bool> {
+        let changed = self
+            .0
+            .prepare_cached(
+                "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = ?2, delivered_at = NULL
+                 WHERE event_id = ?1",
+            )?
+            .execute(params![id, now_ms])?;
+        Ok(changed > 0)
+    }
+}
+
+fn execute_with_monitor(stmt: &mut rusqlite::CachedStatement<'_>, m: &Monitor) -> StoreResult<()> {
+    stmt.execute(params![
+        m.id,
+        m.balance_id,
+        m.condition.field.as_str(),
+        m.condition.operator.as_str(),
+        m.condition.value,
+        m.condition.precision.exponent(),
+        m.condition.precise_value.to_string(),
+        m.description,
+        m.call_back_url,
+        json_text(&m.meta_data),
+        m.created_at,
+        m.trigger.as_str(),
+        m.state.as_str(),
+        m.trigger_count,
+        m.last_triggered_at,
+    ])?;
+    Ok(())
+}
+
+fn monitor_from_row(r: &Row) -> StoreResult<Monitor> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("monitor {what}"));
+    let text = |i: usize| -> StoreResult<String> { Ok(r.get(i)?) };
+    Ok(Monitor {
+        id: r.get(0)?,
+        balance_id: r.get(1)?,
+        condition: Condition {
+            field: Field::parse(&text(2)?).ok_or_else(|| corrupt("field"))?,
+            operator: Operator::parse(&text(3)?).ok_or_else(|| corrupt("operator"))?,
+            value: r.get(4)?,
+            precision: Precision::from_exponent(r.get(5)?).map_err(|_| corrupt("precision"))?,
+            precise_value: big(r, 6)?,
+        },
+        description: r.get(7)?,
+        call_back_url: r.get(8)?,
+        meta_data: json_map(r.get_ref(9)?.as_str()?)?,
+        created_at: r.get(10)?,
+        trigger: Trigger::parse(&text(11)?).ok_or_else(|| corrupt("trigger"))?,
+        state: State::parse(&text(12)?).ok_or_else(|| corrupt("state"))?,
+        trigger_count: r.get(13)?,
+        last_triggered_at: r.get(14)?,
+    })
+}
+
+fn event_from_row(r: &Row) -> StoreResult<Event> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("event {what}"));
+    let kind: String = r.get(1)?;
+    let status: String = r.get(7)?;
+    Ok(Event {
+        id: r.get(0)?,
+        kind: EventKind::parse(&kind).ok_or_else(|| corrupt("type"))?,
+        body: r.get(2)?,
+        url: r.get(3)?,
+        monitor_id: r.get(4)?,
+        transaction_id: r.get(5)?,
+        created_at: r.get(6)?,
+        delivery: Delivery::parse(&status).ok_or_else(|| corrupt("status"))?,
+        attempts: r.get(8)?,
+        next_attempt_at: r.get(9)?,
+        last_error: r.get(10)?,
+        delivered_at: r.get(11)?,
+    })
 }
 
 fn query_one<T>(

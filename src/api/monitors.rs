@@ -1,0 +1,140 @@
+//! `/balance-monitors`: create, get, list, list by balance, update, delete, and a monitor's events.
+
+use super::error::ApiError;
+use super::extract::{JsonBody, Paging, PathId, Payload};
+use super::{created, read, AppState};
+use crate::domain::error::Resource;
+use crate::domain::monitor::{Condition, Trigger};
+use crate::engine::{Command, NewMonitor, Outcome};
+use crate::store::EventFilter;
+use crate::wire::number::NumberText;
+use crate::wire::{EventJson, MonitorJson};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+#[derive(Deserialize)]
+pub struct MonitorBody {
+    balance_id: Option<String>,
+    condition: Option<ConditionBody>,
+    description: Option<String>,
+    call_back_url: Option<String>,
+    meta_data: Option<Map<String, Value>>,
+    trigger: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct ConditionBody {
+    field: Option<String>,
+    operator: Option<String>,
+    value: Option<NumberText>,
+    precision: Option<NumberText>,
+}
+
+impl Payload for MonitorBody {
+    const RESOURCE: Resource = Resource::Monitor;
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::validation(Resource::Monitor, field, message)
+}
+
+/// Turns a request body into a monitor definition; every refusal names the field.
+fn new_monitor(body: MonitorBody) -> Result<NewMonitor, ApiError> {
+    let balance_id = match body.balance_id.map(|b| b.trim().to_string()) {
+        Some(id) if !id.is_empty() => id,
+        _ => return Err(invalid("balance_id", "balance_id is required")),
+    };
+    let condition = body.condition.ok_or_else(|| invalid("condition", "condition is required"))?;
+    let field = condition.field.ok_or_else(|| invalid("condition.field", "condition.field is required"))?;
+    let operator = condition.operator.ok_or_else(|| invalid("condition.operator", "condition.operator is required"))?;
+    let value = condition.value.ok_or_else(|| invalid("condition.value", "condition.value is required"))?;
+    let precision = condition.precision.as_ref().map(|p| p.0.as_str());
+    let condition = Condition::new(&field, &operator, &value.0, precision)?;
+    let trigger = match body.trigger.as_deref() {
+        None | Some("") => Trigger::Every,
+        Some(text) => {
+            Trigger::parse(text).ok_or_else(|| invalid("trigger", "trigger must be \"every\" or \"crossing\""))?
+        }
+    };
+    let call_back_url = body.call_back_url.unwrap_or_default().trim().to_string();
+    if !call_back_url.is_empty() {
+        let valid = reqwest::Url::parse(&call_back_url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+        if !valid {
+            return Err(invalid("call_back_url", "call_back_url must be an http:// or https:// URL"));
+        }
+    }
+    Ok(NewMonitor {
+        balance_id,
+        condition,
+        description: body.description.unwrap_or_default(),
+        call_back_url,
+        meta_data: body.meta_data.unwrap_or_default(),
+        trigger,
+    })
+}
+
+fn monitor_reply(outcome: Outcome) -> MonitorJson {
+    match outcome {
+        Outcome::Monitor(m) => m.into(),
+        other => unreachable!("monitor commands answer a monitor, not {other:?}"),
+    }
+}
+
+pub async fn create(State(app): State<AppState>, JsonBody(body): JsonBody<MonitorBody>) -> Result<Response, ApiError> {
+    let outcome = app.engine.submit(Command::CreateMonitor(new_monitor(body)?)).await?;
+    Ok(created(monitor_reply(outcome)))
+}
+
+pub async fn update(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody<MonitorBody>,
+) -> Result<Json<MonitorJson>, ApiError> {
+    let outcome = app.engine.submit(Command::UpdateMonitor { id, monitor: new_monitor(body)? }).await?;
+    Ok(Json(monitor_reply(outcome)))
+}
+
+pub async fn delete(State(app): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
+    app.engine.submit(Command::DeleteMonitor { id }).await?;
+    Ok(Json(json!({ "message": "BalanceMonitor deleted successfully" })).into_response())
+}
+
+pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Json<MonitorJson>, ApiError> {
+    let monitor = read(&app, move |r| r.monitor(&id)).await?;
+    monitor.map(|m| Json(m.into())).ok_or_else(|| ApiError::not_found(Resource::Monitor))
+}
+
+pub async fn list(State(app): State<AppState>, Paging(page): Paging) -> Result<Json<Vec<MonitorJson>>, ApiError> {
+    let monitors = read(&app, move |r| r.monitors(page)).await?;
+    Ok(Json(monitors.into_iter().map(MonitorJson::from).collect()))
+}
+
+pub async fn of_balance(
+    State(app): State<AppState>,
+    PathId(balance_id): PathId,
+) -> Result<Json<Vec<MonitorJson>>, ApiError> {
+    let monitors = read(&app, move |r| r.monitors_of_balance(&balance_id)).await?;
+    Ok(Json(monitors.into_iter().map(MonitorJson::from).collect()))
+}
+
+/// `GET /balance-monitors/{id}/events`: the monitor's triggers, newest first, each with the
+/// transaction and the balance as it stood right after it.
+pub async fn events(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+    Paging(page): Paging,
+) -> Result<Json<Vec<EventJson>>, ApiError> {
+    let found = read(&app, move |r| {
+        if r.monitor(&id)?.is_none() {
+            return Ok(None);
+        }
+        r.events(&EventFilter { delivery: None, monitor_id: Some(id) }, page).map(Some)
+    })
+    .await?;
+    let events = found.ok_or_else(|| ApiError::not_found(Resource::Monitor))?;
+    Ok(Json(events.into_iter().map(|e| EventJson::new(e, None)).collect()))
+}

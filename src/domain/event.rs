@@ -1,0 +1,87 @@
+//! Events: what happened, written to the outbox in the same commit as the change that caused it,
+//! and delivered to webhook subscribers at least once.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    BalanceMonitor,
+    TransactionQueued,
+    TransactionApplied,
+    TransactionInflight,
+    TransactionVoid,
+    TransactionRejected,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::BalanceMonitor => "balance.monitor",
+            EventKind::TransactionQueued => "transaction.queued",
+            EventKind::TransactionApplied => "transaction.applied",
+            EventKind::TransactionInflight => "transaction.inflight",
+            EventKind::TransactionVoid => "transaction.void",
+            EventKind::TransactionRejected => "transaction.rejected",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            EventKind::BalanceMonitor,
+            EventKind::TransactionQueued,
+            EventKind::TransactionApplied,
+            EventKind::TransactionInflight,
+            EventKind::TransactionVoid,
+            EventKind::TransactionRejected,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+}
+
+/// Where an event is in its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Waiting for its (next) attempt.
+    Pending,
+    Delivered,
+    /// Gave up after the configured number of attempts; can be redelivered.
+    Failed,
+    /// Recorded (monitor history) but nobody subscribes: no URL on the monitor or the server.
+    NoTarget,
+}
+
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Pending => "pending",
+            Delivery::Delivered => "delivered",
+            Delivery::Failed => "failed",
+            Delivery::NoTarget => "no_target",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Delivery::Pending, Delivery::Delivered, Delivery::Failed, Delivery::NoTarget]
+            .into_iter()
+            .find(|d| d.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// `evt_<uuid>`; also the `webhook-id` header, stable across retries.
+    pub id: String,
+    pub kind: EventKind,
+    /// The webhook body, rendered when the event happened: `{"event": kind, "data": …}`.
+    pub body: String,
+    /// The monitor's `call_back_url`; `None` sends to the server's webhook URL.
+    pub url: Option<String>,
+    pub monitor_id: Option<String>,
+    pub transaction_id: Option<String>,
+    pub created_at: String,
+    pub delivery: Delivery,
+    pub attempts: u32,
+    /// Unix milliseconds of the next attempt (pending events only).
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<String>,
+}

@@ -1,0 +1,179 @@
+//! The monitor half of a batch: monitor commands, evaluation after every movement, and the events
+//! both write to the outbox. Everything here runs inside the batch's database transaction, so an
+//! event exists exactly when the change that caused it committed.
+
+use super::apply::{lifecycle_event, new_id, Batch, CommandResult};
+use super::command::{NewMonitor, Outcome};
+use crate::domain::error::{DomainError, Resource};
+use crate::domain::event::{Delivery, Event, EventKind};
+use crate::domain::monitor::{Monitor, State};
+use crate::domain::transaction::Transaction;
+use crate::store::{StoreResult, Writes};
+use crate::wire::event::{monitor_event_body, transaction_event_body};
+
+impl Batch {
+    pub(super) fn create_monitor(&mut self, w: &mut dyn Writes, new: &NewMonitor) -> StoreResult<CommandResult> {
+        if let Err(refused) = balance_exists(w, &new.balance_id)? {
+            return Ok(Err(refused));
+        }
+        let monitor = Monitor {
+            id: new_id("mon"),
+            balance_id: new.balance_id.clone(),
+            condition: new.condition.clone(),
+            description: new.description.clone(),
+            call_back_url: new.call_back_url.clone(),
+            meta_data: new.meta_data.clone(),
+            created_at: self.now.clone(),
+            trigger: new.trigger,
+            state: State::Ok,
+            trigger_count: 0,
+            last_triggered_at: None,
+        };
+        w.insert_monitor(&monitor)?;
+        // A transaction later in this batch on this balance must see the new monitor.
+        if let Some(list) = self.monitors.get_mut(&monitor.balance_id) {
+            list.push(monitor.clone());
+        }
+        Ok(Ok(Outcome::Monitor(monitor)))
+    }
+
+    pub(super) fn update_monitor(
+        &mut self,
+        w: &mut dyn Writes,
+        id: &str,
+        new: &NewMonitor,
+    ) -> StoreResult<CommandResult> {
+        let Some(current) = self.current_monitor(w, id)? else {
+            return Ok(Err(DomainError::not_found(Resource::Monitor, "monitor_id")));
+        };
+        if let Err(refused) = balance_exists(w, &new.balance_id)? {
+            return Ok(Err(refused));
+        }
+        let monitor = Monitor {
+            balance_id: new.balance_id.clone(),
+            condition: new.condition.clone(),
+            description: new.description.clone(),
+            call_back_url: new.call_back_url.clone(),
+            meta_data: new.meta_data.clone(),
+            trigger: new.trigger,
+            // A new condition starts unarmed: a `crossing` monitor fires when it first holds.
+            state: State::Ok,
+            ..current
+        };
+        w.update_monitor(&monitor)?;
+        self.forget_monitor(id);
+        if let Some(list) = self.monitors.get_mut(&monitor.balance_id) {
+            list.push(monitor.clone());
+        }
+        Ok(Ok(Outcome::Monitor(monitor)))
+    }
+
+    pub(super) fn delete_monitor(&mut self, w: &mut dyn Writes, id: &str) -> StoreResult<CommandResult> {
+        if self.current_monitor(w, id)?.is_none() {
+            return Ok(Err(DomainError::not_found(Resource::Monitor, "monitor_id")));
+        }
+        w.delete_monitor(id)?;
+        self.forget_monitor(id);
+        Ok(Ok(Outcome::MonitorDeleted))
+    }
+
+    pub(super) fn redeliver_event(&mut self, w: &mut dyn Writes, id: &str) -> StoreResult<CommandResult> {
+        if !w.redeliver_event(id, self.now_ms)? {
+            return Ok(Err(DomainError::not_found(Resource::Event, "event_id")));
+        }
+        self.events_to_deliver += 1;
+        let event = w.event(id)?.expect("an event just redelivered exists in the same transaction");
+        Ok(Ok(Outcome::Event(event)))
+    }
+
+    /// Evaluates the monitors of both balances `t` moved, each against its balance as it stands
+    /// right after `t`, and records an event for each monitor that fires.
+    pub(super) fn after_movement(&mut self, w: &mut dyn Writes, t: &Transaction) -> StoreResult<()> {
+        let mut fired = Vec::new();
+        for balance_id in [&t.source_balance_id, &t.destination_balance_id] {
+            let balance = &self.balances[balance_id];
+            let monitors = self.monitors.get_mut(balance_id).expect("monitors of touched balances are loaded");
+            for monitor in monitors.iter_mut() {
+                let before = (monitor.state, monitor.trigger_count);
+                if monitor.evaluate(balance, &self.now) {
+                    let url = (!monitor.call_back_url.is_empty()).then(|| monitor.call_back_url.clone());
+                    let body = monitor_event_body(monitor, balance, &t.id);
+                    fired.push((EventKind::BalanceMonitor, body, url, Some(monitor.id.clone())));
+                }
+                if (monitor.state, monitor.trigger_count) != before {
+                    self.changed_monitors.insert(monitor.id.clone());
+                }
+            }
+        }
+        for (kind, body, url, monitor_id) in fired {
+            self.record_event(w, kind, body, url, monitor_id, &t.id)?;
+        }
+        Ok(())
+    }
+
+    /// The `transaction.*` event for `t`'s status, when a server-wide webhook URL listens.
+    pub(super) fn transaction_event(&mut self, w: &mut dyn Writes, t: &Transaction) -> StoreResult<()> {
+        if !self.config.webhook_url_configured {
+            return Ok(());
+        }
+        let kind = lifecycle_event(t.status);
+        self.record_event(w, kind, transaction_event_body(kind, t), None, None, &t.id)
+    }
+
+    fn record_event(
+        &mut self,
+        w: &mut dyn Writes,
+        kind: EventKind,
+        body: String,
+        url: Option<String>,
+        monitor_id: Option<String>,
+        transaction_id: &str,
+    ) -> StoreResult<()> {
+        let delivery = if url.is_some() || self.config.webhook_url_configured {
+            self.events_to_deliver += 1;
+            Delivery::Pending
+        } else {
+            Delivery::NoTarget
+        };
+        w.insert_event(&Event {
+            id: new_id("evt"),
+            kind,
+            body,
+            url,
+            monitor_id,
+            transaction_id: Some(transaction_id.to_string()),
+            created_at: self.now.clone(),
+            delivery,
+            attempts: 0,
+            next_attempt_at: self.now_ms,
+            last_error: None,
+            delivered_at: None,
+        })
+    }
+
+    /// The monitor as this batch knows it (it may have changed earlier in the batch).
+    fn current_monitor(&self, w: &mut dyn Writes, id: &str) -> StoreResult<Option<Monitor>> {
+        if let Some(m) = self.monitors.values().flatten().find(|m| m.id == id) {
+            return Ok(Some(m.clone()));
+        }
+        w.monitor(id)
+    }
+
+    fn forget_monitor(&mut self, id: &str) {
+        for list in self.monitors.values_mut() {
+            list.retain(|m| m.id != id);
+        }
+        self.changed_monitors.remove(id);
+    }
+}
+
+fn balance_exists(w: &mut dyn Writes, balance_id: &str) -> StoreResult<Result<(), DomainError>> {
+    Ok(match w.balance(balance_id)? {
+        Some(_) => Ok(()),
+        None => Err(DomainError::validation(
+            Resource::Monitor,
+            "balance_id",
+            format!("balance {balance_id} does not exist"),
+        )),
+    })
+}

@@ -1,0 +1,173 @@
+//! The dispatcher: a loop that leases due events from the outbox and delivers each on its own task,
+//! at most `concurrency` at once. A lease outlives the delivery timeout, so an event whose process
+//! died mid-delivery is taken again once the lease runs out: delivery is at least once.
+
+use super::retry::RetryPolicy;
+use super::signing;
+use crate::domain::event::Event;
+use crate::store::{AfterAttempt, Attempt, Store, StoreResult};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Notify, Semaphore};
+
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// Receives every event, except monitor events whose monitor has its own `call_back_url`.
+    pub default_url: Option<String>,
+    pub secret: Option<String>,
+    pub retry: RetryPolicy,
+    /// Longest wait for a receiver's answer.
+    pub timeout: Duration,
+    /// Most deliveries in flight at once.
+    pub concurrency: usize,
+    /// How often due retries are looked for when nothing wakes the dispatcher.
+    pub poll: Duration,
+}
+
+/// Starts the dispatcher on the current Tokio runtime. `wake` is notified by the engine after each
+/// commit that wrote events.
+pub fn spawn(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run(store, config, wake))
+}
+
+async fn run(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) {
+    let client = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("keel/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the HTTP client builds with static settings");
+    let config = Arc::new(config);
+    let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    // A lease longer than any delivery can take, so an event is never taken twice at once.
+    let lease = config.timeout + Duration::from_secs(30);
+    loop {
+        let first = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let limit = 1 + slots.available_permits() as u32;
+        let claimed = {
+            let store = store.clone();
+            let now = unix_ms();
+            blocking(move || {
+                let mut events = Vec::new();
+                store.write(&mut |w| {
+                    events = w.claim_due_events(now, now + lease.as_millis() as i64, limit)?;
+                    Ok(())
+                })?;
+                Ok(events)
+            })
+            .await
+        };
+        let events = match claimed {
+            Ok(events) => events,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the outbox; retrying");
+                Vec::new()
+            }
+        };
+        if events.is_empty() {
+            drop(first);
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(config.poll) => {}
+            }
+            continue;
+        }
+        let mut permit = Some(first);
+        for event in events {
+            let slot = match permit.take() {
+                Some(p) => p,
+                None => slots.clone().acquire_owned().await.expect("the semaphore is never closed"),
+            };
+            let (store, client, config) = (store.clone(), client.clone(), config.clone());
+            tokio::spawn(async move {
+                deliver(&store, &client, &config, event).await;
+                drop(slot);
+            });
+        }
+    }
+}
+
+async fn deliver(store: &Arc<dyn Store>, client: &reqwest::Client, config: &WebhookConfig, event: Event) {
+    let attempt = event.attempts + 1;
+    let started = Instant::now();
+    let attempted_at = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
+    let (status_code, error) = match event.url.as_deref().or(config.default_url.as_deref()) {
+        None => (None, Some("no webhook URL configured".to_string())),
+        Some(url) => post(client, config, url, &event).await,
+    };
+    let delivered = status_code.is_some_and(|s| (200..300).contains(&s));
+    let after = if delivered {
+        AfterAttempt::Delivered { at: humantime::format_rfc3339_micros(SystemTime::now()).to_string() }
+    } else {
+        match config.retry.next_delay(attempt) {
+            Some(delay) => AfterAttempt::RetryAt(unix_ms() + delay.as_millis() as i64),
+            None => AfterAttempt::Failed,
+        }
+    };
+    match &after {
+        AfterAttempt::Delivered { .. } => tracing::debug!(event_id = %event.id, attempt, "webhook delivered"),
+        AfterAttempt::RetryAt(_) => {
+            tracing::info!(event_id = %event.id, attempt, ?status_code, ?error, "webhook failed; will retry")
+        }
+        AfterAttempt::Failed => {
+            tracing::warn!(event_id = %event.id, attempt, ?status_code, ?error, "webhook failed for good")
+        }
+    }
+    let record = Attempt {
+        event_id: event.id.clone(),
+        attempt,
+        attempted_at,
+        status_code,
+        error,
+        duration_ms: started.elapsed().as_millis() as i64,
+    };
+    let store = store.clone();
+    let recorded = blocking(move || store.write(&mut |w| w.record_attempt(&record, &after))).await;
+    if let Err(error) = recorded {
+        // The lease runs out and the event is tried again: at least once, never lost.
+        tracing::error!(event_id = %event.id, %error, "cannot record a delivery attempt");
+    }
+}
+
+/// Posts the event; the receiver's body is never read, so a huge answer costs nothing.
+async fn post(
+    client: &reqwest::Client,
+    config: &WebhookConfig,
+    url: &str,
+    event: &Event,
+) -> (Option<u16>, Option<String>) {
+    let mut request = client.post(url).header("content-type", "application/json").body(event.body.clone());
+    if let Some(secret) = &config.secret {
+        let timestamp = unix_ms() / 1000;
+        for (name, value) in signing::headers(secret, &event.id, timestamp, &event.body) {
+            request = request.header(name, value);
+        }
+    } else {
+        request = request.header("webhook-id", event.id.as_str());
+    }
+    match request.send().await {
+        Ok(response) if response.status().is_success() => (Some(response.status().as_u16()), None),
+        Ok(response) => (Some(response.status().as_u16()), Some(format!("receiver answered {}", response.status()))),
+        Err(e) => (None, Some(describe(&e))),
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else {
+        "request failed".into()
+    }
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(crate::store::StoreError::Database(format!("store task failed: {e}"))))
+}

@@ -1,0 +1,9 @@
+//! Webhook delivery: reads the outbox, posts each event to its subscriber (signed when a secret is
+//! set), retries with backoff across restarts, and records every attempt. The write path never waits
+//! on any of this.
+
+mod dispatcher;
+pub mod retry;
+pub mod signing;
+
+pub use dispatcher::{spawn, WebhookConfig};

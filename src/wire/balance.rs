@@ -1,0 +1,45 @@
+//! A balance as Blnk writes it: the four stored totals, the two derived ones, all exact numbers.
+
+use super::number::integer;
+use crate::domain::balance::Balance;
+use serde::Serialize;
+use serde_json::{Map, Number, Value};
+
+#[derive(Serialize)]
+pub struct BalanceJson {
+    pub balance_id: String,
+    pub ledger_id: String,
+    pub identity_id: String,
+    pub indicator: String,
+    pub currency: String,
+    pub balance: Number,
+    pub credit_balance: Number,
+    pub debit_balance: Number,
+    pub inflight_balance: Number,
+    pub inflight_credit_balance: Number,
+    pub inflight_debit_balance: Number,
+    pub version: i64,
+    pub created_at: String,
+    pub meta_data: Map<String, Value>,
+}
+
+impl From<Balance> for BalanceJson {
+    fn from(b: Balance) -> Self {
+        BalanceJson {
+            balance: integer(&b.balance()),
+            inflight_balance: integer(&b.inflight_balance()),
+            credit_balance: integer(&b.credit_balance),
+            debit_balance: integer(&b.debit_balance),
+            inflight_credit_balance: integer(&b.inflight_credit_balance),
+            inflight_debit_balance: integer(&b.inflight_debit_balance),
+            balance_id: b.id,
+            ledger_id: b.ledger_id,
+            identity_id: b.identity_id,
+            indicator: b.indicator,
+            currency: b.currency,
+            version: b.version,
+            created_at: b.created_at,
+            meta_data: b.meta_data,
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Blnk's JSON shapes of the domain's types: what the API answers and what webhooks carry. Pure
+//! translation, shared by `api` (responses) and `engine` (event bodies written to the outbox).
+
+pub mod balance;
+pub mod event;
+pub mod ledger;
+pub mod monitor;
+pub mod number;
+pub mod transaction;
+
+pub use balance::BalanceJson;
+pub use event::EventJson;
+pub use ledger::LedgerJson;
+pub use monitor::MonitorJson;
+pub use transaction::TransactionJson;

@@ -1,0 +1,55 @@
+//! A balance monitor as Blnk writes it, plus Keel's state fields (`trigger`, `state`,
+//! `trigger_count`, `last_triggered_at`).
+
+use super::number::{decimal, integer};
+use crate::domain::monitor::Monitor;
+use serde::Serialize;
+use serde_json::{Map, Number, Value};
+
+#[derive(Serialize)]
+pub struct ConditionJson {
+    pub field: &'static str,
+    pub operator: &'static str,
+    pub value: Number,
+    pub precision: Number,
+    pub precise_value: Number,
+}
+
+#[derive(Serialize)]
+pub struct MonitorJson {
+    pub monitor_id: String,
+    pub balance_id: String,
+    pub condition: ConditionJson,
+    pub description: String,
+    pub call_back_url: String,
+    pub meta_data: Map<String, Value>,
+    pub created_at: String,
+    pub trigger: &'static str,
+    pub state: &'static str,
+    pub trigger_count: i64,
+    pub last_triggered_at: Option<String>,
+}
+
+impl From<Monitor> for MonitorJson {
+    fn from(m: Monitor) -> Self {
+        MonitorJson {
+            condition: ConditionJson {
+                field: m.condition.field.as_str(),
+                operator: m.condition.operator.as_str(),
+                value: decimal(&m.condition.value),
+                precision: integer(&m.condition.precision.value()),
+                precise_value: integer(&m.condition.precise_value),
+            },
+            monitor_id: m.id,
+            balance_id: m.balance_id,
+            description: m.description,
+            call_back_url: m.call_back_url,
+            meta_data: m.meta_data,
+            created_at: m.created_at,
+            trigger: m.trigger.as_str(),
+            state: m.state.as_str(),
+            trigger_count: m.trigger_count,
+            last_triggered_at: m.last_triggered_at,
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! A transaction as Blnk writes it.
+
+use super::number::{decimal, integer};
+use crate::domain::transaction::Transaction;
+use serde::Serialize;
+use serde_json::{Map, Number, Value};
+
+#[derive(Serialize)]
+pub struct TransactionJson {
+    pub transaction_id: String,
+    pub parent_transaction: String,
+    pub amount: Number,
+    pub precise_amount: Number,
+    pub precision: Number,
+    pub reference: String,
+    pub description: String,
+    pub currency: String,
+    pub source: String,
+    pub destination: String,
+    pub status: &'static str,
+    pub allow_overdraft: bool,
+    pub inflight: bool,
+    pub created_at: String,
+    pub meta_data: Map<String, Value>,
+}
+
+impl From<Transaction> for TransactionJson {
+    fn from(t: Transaction) -> Self {
+        TransactionJson {
+            amount: decimal(&t.amount()),
+            precise_amount: integer(&t.precise_amount),
+            precision: integer(&t.precision.value()),
+            transaction_id: t.id,
+            parent_transaction: t.parent.unwrap_or_default(),
+            reference: t.reference,
+            description: t.description,
+            currency: t.currency,
+            source: t.source,
+            destination: t.destination,
+            status: t.status.as_str(),
+            allow_overdraft: t.allow_overdraft,
+            inflight: t.inflight,
+            created_at: t.created_at,
+            meta_data: t.meta_data,
+        }
+    }
+}
