@@ -173,7 +173,7 @@ fn balance_exists(w: &mut dyn Writes, balance_id: &str) -> StoreResult<Result<()
         None => Err(DomainError::validation(
             Resource::Monitor,
             "balance_id",
-            format!("balance {balance_id} does not exist"),
+            format!("balance_id {balance_id} does not exist"),
         )),
     })
 }

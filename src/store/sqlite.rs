@@ -39,6 +39,9 @@ impl SqliteStore {
         writer.pragma_update(None, "foreign_keys", "ON")?;
         writer.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut writer)?;
+        // One process owns a SQLite file, so no delivery can be in flight elsewhere: events leased
+        // by a process that died are due again now, not when their lease would have run out.
+        writer.execute("UPDATE events SET next_attempt_at = 0 WHERE status = 'pending'", [])?;
         let manager = SqliteConnectionManager::file(path).with_init(|c| {
             c.busy_timeout(std::time::Duration::from_secs(5))?;
             c.pragma_update(None, "query_only", "ON")

@@ -40,7 +40,7 @@ async fn run(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) {
     let config = Arc::new(config);
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
     // A lease longer than any delivery can take, so an event is never taken twice at once.
-    let lease = config.timeout + Duration::from_secs(30);
+    let lease = config.timeout + Duration::from_secs(5);
     loop {
         let first = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
         let limit = 1 + slots.available_permits() as u32;

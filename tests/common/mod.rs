@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod invariants;
+pub mod receiver;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};

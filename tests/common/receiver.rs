@@ -1,0 +1,113 @@
+//! A real local webhook receiver: an HTTP server on 127.0.0.1 that records every request and can be
+//! told to answer failures first.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub raw: String,
+    pub body: Value,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    received: Vec<Received>,
+    /// Statuses to answer before answering 200 again.
+    planned: VecDeque<u16>,
+}
+
+pub struct Receiver {
+    pub url: String,
+    pub port: u16,
+    inner: Arc<Mutex<Inner>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A free port on 127.0.0.1 with nothing listening (yet).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        Self::start_on(0).await
+    }
+
+    pub async fn start_on(port: u16) -> Receiver {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("receiver binds");
+        let port = listener.local_addr().unwrap().port();
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = Router::new().route("/{*path}", post(record)).route("/", post(record)).with_state(inner.clone());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Receiver { url: format!("http://127.0.0.1:{port}/hook"), port, inner, task }
+    }
+
+    /// Answer these statuses to the next requests, then 200 again.
+    pub fn fail_next(&self, statuses: &[u16]) {
+        self.inner.lock().unwrap().planned.extend(statuses);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.inner.lock().unwrap().received.clone()
+    }
+
+    /// Waits until at least `n` requests arrived (at most 20 s); returns them all.
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        self.wait_until(&format!("{n} webhooks"), |got| got.len() >= n).await
+    }
+
+    /// Waits until at least `n` `balance.monitor` webhooks arrived (at most 20 s); returns those.
+    pub async fn wait_for_monitor_events(&self, n: usize) -> Vec<Received> {
+        self.wait_until(&format!("{n} monitor webhooks"), |_| self.monitor_events().len() >= n).await;
+        self.monitor_events()
+    }
+
+    async fn wait_until(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        for _ in 0..400 {
+            let got = self.received();
+            if done(&got) {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let events: Vec<Value> = self.received().iter().map(|r| r.body["event"].clone()).collect();
+        panic!("expected {what}; got {} webhooks: {events:?}", self.received().len());
+    }
+
+    /// The `balance.monitor` deliveries, in arrival order.
+    pub fn monitor_events(&self) -> Vec<Received> {
+        self.received().into_iter().filter(|r| r.body["event"] == "balance.monitor").collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn record(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let raw = String::from_utf8_lossy(&body).to_string();
+    let parsed = serde_json::from_str(&raw).unwrap_or(Value::Null);
+    let mut inner = inner.lock().unwrap();
+    inner.received.push(Received { headers, raw, body: parsed });
+    let status = inner.planned.pop_front().unwrap_or(200);
+    StatusCode::from_u16(status).unwrap()
+}
