@@ -1,0 +1,129 @@
+"""Blnk's official Python SDK (blnk-python 1.6.0), unchanged, against a real Keel server.
+
+Usage: python blnk_python_smoke.py path/to/keel
+Starts keel on a free port with a fresh SQLite file and a webhook receiver, then walks through
+ledgers, balances, transactions (applied, inflight commit/void, refund) and balance monitors the way
+Blnk's docs call them, and checks that the monitor's webhook arrives.
+"""
+
+import http.server
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+from blnk_sdk import Blnk, BlnkClientOptions
+
+received = []
+
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def start_keel(binary, webhook_url):
+    db = tempfile.mkdtemp() + "/keel.db"
+    proc = subprocess.Popen(
+        [binary, "serve", "--bind", "127.0.0.1", "--port", "0", "--database", f"sqlite://{db}",
+         "--api-key", "sdk-key", "--webhook-url", webhook_url],
+        stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if "listening on " in line:
+            address = line.split("listening on ")[1].strip()
+            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+            return proc, f"http://{address}"
+    raise SystemExit("keel did not start")
+
+
+def ok(response, status, what):
+    assert response.status == status, f"{what}: expected {status}, got {response.status}: {response.to_dict()}"
+    return response.data
+
+
+def main():
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    proc, base = start_keel(sys.argv[1], f"http://127.0.0.1:{hook.server_port}/hook")
+    checks = 0
+    try:
+        blnk = Blnk.init("sdk-key", BlnkClientOptions(base_url=base))
+        ledger = ok(blnk.ledgers.create({"name": "SDK ledger", "meta_data": {"project": "keel"}}), 201, "ledger")
+        assert ledger["ledger_id"].startswith("ldg_"); checks += 1
+        assert ok(blnk.ledgers.get(ledger["ledger_id"]), 200, "get ledger")["name"] == "SDK ledger"; checks += 1
+
+        balance = ok(blnk.ledger_balances.create({"ledger_id": ledger["ledger_id"], "currency": "USD"}), 201, "balance")
+        other = ok(blnk.ledger_balances.create({"ledger_id": ledger["ledger_id"], "currency": "USD"}), 201, "balance")
+        assert balance["balance"] == 0; checks += 1
+
+        monitor = ok(blnk.balance_monitor.create({
+            "balance_id": balance["balance_id"],
+            "condition": {"field": "balance", "operator": ">", "value": 1000, "precision": 100},
+            "description": "Tier 1 Account",
+            "call_back_url": f"http://127.0.0.1:{hook.server_port}/monitor",
+        }), 201, "monitor")
+        assert monitor["condition"]["precise_value"] == 100000; checks += 1
+        assert monitor["description"] == "Tier 1 Account"; checks += 1
+        assert ok(blnk.balance_monitor.get(monitor["monitor_id"]), 200, "get monitor")["monitor_id"] == monitor["monitor_id"]; checks += 1
+        assert len(ok(blnk.balance_monitor.list(), 200, "list monitors")) == 1; checks += 1
+        assert len(ok(blnk.balance_monitor.list_by_balance_id(balance["balance_id"]), 200, "by balance")) == 1; checks += 1
+        updated = ok(blnk.balance_monitor.update(monitor["monitor_id"], {
+            "balance_id": balance["balance_id"],
+            "condition": {"field": "balance", "operator": ">", "value": 500, "precision": 100},
+            "description": "Tier 1 Account",
+            "call_back_url": f"http://127.0.0.1:{hook.server_port}/monitor",
+        }), 200, "update monitor")
+        assert updated["condition"]["precise_value"] == 50000; checks += 1
+
+        funded = ok(blnk.transactions.create({
+            "amount": 750.5, "precision": 100, "reference": f"fund-{uuid.uuid4()}", "currency": "USD",
+            "source": "@World", "destination": balance["balance_id"], "description": "funding", "skip_queue": True,
+        }), 201, "funding")
+        assert funded["status"] == "APPLIED" and funded["precise_amount"] == 75050; checks += 1
+        assert ok(blnk.ledger_balances.get(balance["balance_id"]), 200, "balance")["balance"] == 75050; checks += 1
+        assert ok(blnk.transactions.get_by_reference(funded["reference"]), 200, "by ref")["transaction_id"] == funded["transaction_id"]; checks += 1
+
+        held = ok(blnk.transactions.create({
+            "amount": 100, "precision": 100, "reference": f"hold-{uuid.uuid4()}", "currency": "USD",
+            "source": balance["balance_id"], "destination": other["balance_id"], "description": "hold",
+            "inflight": True, "skip_queue": True,
+        }), 201, "inflight")
+        assert held["status"] == "INFLIGHT"; checks += 1
+        committed = ok(blnk.transactions.update_status(held["transaction_id"], {"status": "commit", "amount": 40}), 200, "commit")
+        assert committed["precise_amount"] == 4000; checks += 1
+        ok(blnk.transactions.update_status(held["transaction_id"], {"status": "void"}), 200, "void"); checks += 1
+        refund = ok(blnk.transactions.refund(committed["transaction_id"]), 201, "refund")
+        assert refund["source"] == other["balance_id"]; checks += 1
+
+        bad = blnk.transactions.create({
+            "amount": 10**9, "precision": 100, "reference": f"big-{uuid.uuid4()}", "currency": "USD",
+            "source": balance["balance_id"], "destination": other["balance_id"], "description": "x", "skip_queue": True})
+        assert bad.status == 400, bad.to_dict(); checks += 1
+
+        deadline = time.time() + 10
+        while time.time() < deadline and not any(r.get("event") == "balance.monitor" for r in received):
+            time.sleep(0.05)
+        event = next(r for r in received if r.get("event") == "balance.monitor")
+        assert event["data"]["monitor_id"] == monitor["monitor_id"]; checks += 1
+        assert event["data"]["balance"]["balance"] == 75050; checks += 1
+
+        deleted = ok(blnk.balance_monitor.delete(monitor["monitor_id"]), 200, "delete monitor")
+        assert deleted["message"] == "BalanceMonitor deleted successfully"; checks += 1
+        assert blnk.balance_monitor.get(monitor["monitor_id"]).status == 404; checks += 1
+        print(f"blnk-python: {checks} passed, 0 failed")
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+if __name__ == "__main__":
+    main()
