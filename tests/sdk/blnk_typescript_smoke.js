@@ -1,0 +1,113 @@
+// Blnk's official TypeScript SDK (@blnkfinance/blnk-typescript 1.3.0), unchanged, against a real Keel.
+//
+// Usage: NODE_PATH=path/to/node_modules node blnk_typescript_smoke.js path/to/keel
+// Starts keel on a free port with a fresh SQLite file and a webhook receiver, then calls ledgers,
+// balances, transactions and every balance monitor method the way Blnk's docs show them.
+
+const { spawn } = require("child_process");
+const http = require("http");
+const os = require("os");
+const path = require("path");
+const fs = require("fs");
+const readline = require("readline");
+const { randomUUID } = require("crypto");
+const { BlnkInit } = require("@blnkfinance/blnk-typescript");
+
+let checks = 0;
+function check(condition, what, detail) {
+  if (!condition) throw new Error(`${what}: ${JSON.stringify(detail)}`);
+  checks += 1;
+}
+
+function expect(response, status, what) {
+  check(response.status === status, `${what}: expected ${status}, got ${response.status}`, response);
+  return response.data;
+}
+
+async function main() {
+  const received = [];
+  const hook = http.createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      received.push(JSON.parse(body));
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise((r) => hook.listen(0, "127.0.0.1", r));
+  const hookUrl = `http://127.0.0.1:${hook.address().port}/hook`;
+
+  const db = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "keel-ts-")), "keel.db");
+  const keel = spawn(process.argv[2], ["serve", "--bind", "127.0.0.1", "--port", "0", "--database", `sqlite://${db}`,
+    "--api-key", "sdk-key", "--webhook-url", hookUrl], { stdio: ["ignore", "pipe", "inherit"] });
+  const baseUrl = await new Promise((resolve, reject) => {
+    const lines = readline.createInterface({ input: keel.stdout });
+    lines.on("line", (line) => {
+      const at = line.indexOf("listening on ");
+      if (at >= 0) resolve(`http://${line.slice(at + 13).trim()}`);
+    });
+    keel.on("exit", () => reject(new Error("keel exited")));
+  });
+
+  try {
+    const blnk = await BlnkInit("sdk-key", { baseUrl });
+    const { Ledgers, LedgerBalances, Transactions, BalanceMonitor } = blnk;
+    const ledger = expect(await Ledgers.create({ name: "Customer Savings Account", meta_data: { project_owner: "keel" } }), 201, "ledger");
+    check(ledger.ledger_id.startsWith("ldg_"), "ledger id", ledger);
+    const balance = expect(await LedgerBalances.create({ ledger_id: ledger.ledger_id, currency: "USD" }), 201, "balance");
+    const other = expect(await LedgerBalances.create({ ledger_id: ledger.ledger_id, currency: "USD" }), 201, "balance");
+
+    const monitor = expect(await BalanceMonitor.create({
+      balance_id: balance.balance_id,
+      condition: { field: "balance", operator: ">", value: 1000, precision: 100 },
+      description: "Tier 1 Account",
+      call_back_url: hookUrl,
+    }), 201, "monitor");
+    check(monitor.condition.precise_value === 100000, "precise_value", monitor);
+    check(expect(await BalanceMonitor.get(monitor.monitor_id), 200, "get monitor").monitor_id === monitor.monitor_id, "get", monitor);
+    check(expect(await BalanceMonitor.list(), 200, "list monitors").length === 1, "list", null);
+    const updated = expect(await BalanceMonitor.update(monitor.monitor_id, {
+      balance_id: balance.balance_id,
+      condition: { field: "balance", operator: ">", value: 500, precision: 100 },
+      description: "Tier 1 Account",
+      call_back_url: hookUrl,
+    }), 200, "update monitor");
+    check(updated.condition.precise_value === 50000, "updated precise_value", updated);
+
+    const funded = expect(await Transactions.create({
+      amount: 750, reference: `ref_${randomUUID()}`, currency: "USD", precision: 100, source: "@World",
+      destination: balance.balance_id, description: "funding", skip_queue: true,
+    }), 201, "funding");
+    check(funded.status === "APPLIED" && funded.precise_amount === 75000, "applied", funded);
+    check(expect(await LedgerBalances.get(balance.balance_id), 200, "balance").balance === 75000, "balance moved", null);
+    check(expect(await Transactions.getByReference(funded.reference), 200, "by ref").transaction_id === funded.transaction_id, "by ref", null);
+    const held = expect(await Transactions.create({
+      amount: 10, reference: `ref_${randomUUID()}`, currency: "USD", precision: 100, source: balance.balance_id,
+      destination: other.balance_id, description: "hold", inflight: true, skip_queue: true,
+    }), 201, "inflight");
+    const committed = expect(await Transactions.updateStatus(held.transaction_id, { status: "commit" }), 200, "commit");
+    check(committed.precise_amount === 1000, "committed", committed);
+    expect(await Transactions.refund(committed.transaction_id), 201, "refund");
+
+    for (let i = 0; i < 200 && !received.some((e) => e.event === "balance.monitor"); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const event = received.find((e) => e.event === "balance.monitor");
+    check(event && event.data.monitor_id === monitor.monitor_id, "monitor webhook", received);
+    check(event.data.balance.balance === 75000, "snapshot", event);
+
+    const deleted = expect(await BalanceMonitor.delete(monitor.monitor_id), 200, "delete monitor");
+    check(deleted.message === "BalanceMonitor deleted successfully", "delete message", deleted);
+    check((await BalanceMonitor.get(monitor.monitor_id)).status === 404, "deleted is gone", null);
+    console.log(`blnk-typescript: ${checks} passed, 0 failed`);
+  } finally {
+    keel.kill("SIGTERM");
+    hook.close();
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  console.log(`blnk-typescript: ${checks} passed, 1 failed`);
+  process.exit(1);
+});
