@@ -24,9 +24,14 @@ pub enum Commands {
 
 #[derive(Args, Debug, Clone)]
 pub struct DatabaseArgs {
-    /// Where the ledger is stored: `sqlite://PATH` (created if missing).
+    /// Where the ledger is stored: `sqlite://PATH` (created if missing) or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (several Keel processes may share it).
     #[arg(long, env = "KEEL_DATABASE_URL", default_value = "sqlite://keel.db")]
     pub database: String,
+
+    /// Most PostgreSQL connections this process opens (ignored for SQLite).
+    #[arg(long, env = "KEEL_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..))]
+    pub db_pool_size: u32,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Commands::Serve(args) => serve(args),
-        Commands::Migrate(args) => store::open(&args.database).map(|s| {
+        Commands::Migrate(args) => store::open(&args.database, args.db_pool_size).map(|s| {
             tracing::info!("migrations applied to {}", s.describe());
         }),
     };
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
-    let store = store::open(&args.database.database)?;
+    let store = store::open(&args.database.database, args.database.db_pool_size)?;
     tracing::info!("data lives in {}", store.describe());
     match &args.api_key {
         Some(_) => tracing::info!("auth is on: requests need the X-Blnk-Key header"),
@@ -72,6 +72,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let (engine, engine_thread) = engine::start(store.clone(), config);
     let app = api::router(api::AppState { engine, store: store.clone(), api_key: args.api_key.clone() });
 
+    // The last reference to the store is dropped here, after the runtime: closing a PostgreSQL
+    // connection blocks, which must not happen on one of the runtime's threads.
+    let store_outlives_runtime = store.clone();
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
         webhooks::spawn(store, webhook_config, events_written);
@@ -87,6 +90,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     })?;
     // Every engine handle went with the router: the engine finishes its batch and stops.
     engine_thread.join().map_err(|_| "the engine thread panicked".to_string())?;
+    drop(runtime);
+    drop(store_outlives_runtime);
     tracing::info!("stopped");
     Ok(())
 }

@@ -6,9 +6,8 @@
 mod common;
 
 use common::invariants::assert_ledger_invariants;
-use common::{unique, unique_currency, wait_for, Server};
+use common::{check_property, unique, unique_currency, wait_for, Server};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -214,14 +213,6 @@ async fn run_case(server: &Server, ops: Vec<Op>) {
 
 #[test]
 fn random_operation_sequences_match_the_model_and_keep_the_invariants() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = Server::start();
-    let cases = std::env::var("KEEL_PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(24);
-    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
-    runner
-        .run(&prop::collection::vec(op(), 1..30), |ops| {
-            runtime.block_on(run_case(&server, ops));
-            Ok(())
-        })
-        .unwrap();
+    check_property(prop::collection::vec(op(), 1..30), |ops| Box::pin(run_case(&server, ops)));
 }

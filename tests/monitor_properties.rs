@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::{unique, unique_currency, Server};
+use common::{check_property, unique, unique_currency, Server};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -235,14 +234,6 @@ async fn check_monitor(server: &Server, m: &ModelMonitor) {
 
 #[test]
 fn monitor_events_equal_a_step_by_step_reference_evaluation() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = Server::start();
-    let cases = std::env::var("KEEL_PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(24);
-    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
-    runner
-        .run(&prop::collection::vec(op(), 1..40), |ops| {
-            runtime.block_on(run_case(&server, ops));
-            Ok(())
-        })
-        .unwrap();
+    check_property(prop::collection::vec(op(), 1..40), |ops| Box::pin(run_case(&server, ops)));
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::invariants::assert_ledger_invariants;
-use common::{unique_currency, wait_for, Server};
+use common::{unique_currency, wait_for, Server, TestDatabase};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -18,8 +18,8 @@ async fn snapshot(server: &Server) -> (Value, Value, Value) {
 
 #[tokio::test]
 async fn everything_reads_back_the_same_after_a_graceful_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("keel.db").display());
+    let database = TestDatabase::new();
+    let url = database.url.clone();
     let currency = unique_currency();
     let server = Server::start_on(&url, &[]);
     let ledger = server.ledger("durable").await;
@@ -40,8 +40,8 @@ async fn everything_reads_back_the_same_after_a_graceful_restart() {
 
 #[tokio::test]
 async fn every_acknowledged_transfer_survives_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("keel.db").display());
+    let database = TestDatabase::new();
+    let url = database.url.clone();
     let currency = unique_currency();
     let server = Server::start_on(&url, &[]);
     let ledger = server.ledger("durable").await;
@@ -65,8 +65,8 @@ async fn every_acknowledged_transfer_survives_sigkill() {
 
 #[tokio::test]
 async fn queued_transactions_accepted_before_a_stop_are_applied_after_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("keel.db").display());
+    let database = TestDatabase::new();
+    let url = database.url.clone();
     let currency = unique_currency();
     // --hold-queue keeps the queue from being applied, so the stop surely finds it pending.
     let server = Server::start_on(&url, &["--hold-queue"]);

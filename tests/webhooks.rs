@@ -6,7 +6,7 @@ mod common;
 
 use base64::Engine;
 use common::receiver::{free_port, Receiver};
-use common::{unique, unique_currency, wait_for, Server};
+use common::{unique, unique_currency, wait_for, Server, TestDatabase};
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -156,8 +156,8 @@ async fn events_produced_while_the_receiver_is_down_all_arrive_when_it_comes_up(
 
 #[tokio::test]
 async fn events_pending_at_a_stop_are_delivered_after_the_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}", dir.path().join("keel.db").display());
+    let test_database = TestDatabase::new();
+    let database = test_database.url.clone();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/hook");
     let args = fast_retries(Some(&url), 50);

@@ -48,12 +48,15 @@ pub fn apply_batch(w: &mut dyn Writes, commands: &[Command], config: BatchConfig
     let touched: BTreeSet<String> =
         plans.iter().filter_map(|p| p.as_ref().ok()).flat_map(|p| p.balances.iter().cloned()).collect();
     let touched: Vec<String> = touched.into_iter().collect();
+    // Lock the balances first: their monitors are read under those locks, so a monitor's state
+    // cannot be changed by another writer between this batch's read and its write.
+    let balances = w.lock_balances(&touched)?.into_iter().map(|b| (b.id.clone(), b)).collect();
     let mut monitors = HashMap::with_capacity(touched.len());
     for id in &touched {
         monitors.insert(id.clone(), w.monitors_of_balance(id)?);
     }
     let mut batch = Batch {
-        balances: w.lock_balances(&touched)?.into_iter().map(|b| (b.id.clone(), b)).collect(),
+        balances,
         changed: BTreeSet::new(),
         monitors,
         changed_monitors: BTreeSet::new(),

@@ -36,6 +36,8 @@ impl Default for EngineConfig {
 
 /// How many queued transactions one background batch applies.
 const QUEUE_BATCH: u32 = 500;
+/// Retries of a batch that failed transiently (~10 s of backoff in all) before giving up.
+const TRANSIENT_RETRIES: u32 = 15;
 /// Requests waiting for the engine before senders are made to wait (backpressure).
 const CHANNEL_CAPACITY: usize = 16_384;
 
@@ -138,7 +140,7 @@ impl Engine {
         let mut results = Vec::new();
         let mut events_to_deliver = 0;
         let config = self.batch_config();
-        let written = self.store.write(&mut |w| {
+        let written = self.with_retries(&mut |w| {
             let output = apply::apply_batch(w, &commands, config)?;
             results = output.results;
             events_to_deliver = output.events_to_deliver;
@@ -172,6 +174,28 @@ impl Engine {
         }
     }
 
+    /// Runs one database transaction, trying again while the store reports a transient failure
+    /// (a serialization failure, a deadlock, a connection lost to a database restart): those are
+    /// the database's to resolve, not the client's.
+    fn with_retries(
+        &self,
+        work: &mut dyn FnMut(&mut dyn crate::store::Writes) -> crate::store::StoreResult<()>,
+    ) -> crate::store::StoreResult<()> {
+        let mut delay = Duration::from_millis(5);
+        let mut tries = 0;
+        loop {
+            match self.store.write(work) {
+                Err(error) if error.is_transient() && tries < TRANSIENT_RETRIES => {
+                    tries += 1;
+                    tracing::warn!(%error, tries, "transient storage failure; retrying the batch");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Applies the oldest queued transactions in arrival order.
     fn apply_queued(&mut self) {
         if let Some(delay) = self.queue_retry_delay {
@@ -180,7 +204,7 @@ impl Engine {
         let mut fetched = 0;
         let mut events_to_deliver = 0;
         let config = self.batch_config();
-        let written = self.store.write(&mut |w| {
+        let written = self.with_retries(&mut |w| {
             let queued = w.queued_transactions(QUEUE_BATCH)?;
             fetched = queued.len();
             let commands: Vec<Command> = queued.into_iter().map(Command::ApplyQueued).collect();

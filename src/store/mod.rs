@@ -1,7 +1,8 @@
 //! Storage behind one trait. `Reads` are the queries every reader and the engine use; `Writes` adds
 //! what only the engine may do, inside one database transaction per batch (`Store::write`).
-//! Implementations: `sqlite` (embedded default). A PostgreSQL one implements the same traits.
+//! Implementations: `sqlite` (embedded default, one process) and `postgres` (several processes).
 
+pub mod postgres;
 pub mod sqlite;
 
 use crate::domain::balance::Balance;
@@ -18,6 +19,15 @@ pub enum StoreError {
     Corrupt(String),
     #[error("a unique value is already taken: {0}")]
     Conflict(String),
+    /// Worth trying again as it is: a serialization failure, a deadlock, a lost connection.
+    #[error("transient database error: {0}")]
+    Transient(String),
+}
+
+impl StoreError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Transient(_))
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -118,15 +128,16 @@ pub trait Store: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
-/// Opens the store a `--database` URL names.
-pub fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, String> {
+/// Opens the store a `--database` URL names; `pool_size` bounds PostgreSQL connections.
+pub fn open(url: &str, pool_size: u32) -> Result<std::sync::Arc<dyn Store>, String> {
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         return sqlite::SqliteStore::open(path)
             .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn Store>)
             .map_err(|e| format!("cannot open SQLite database {path}: {e}"));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err("PostgreSQL is not supported by this build yet; use sqlite://FILE".into());
+        return postgres::PostgresStore::open(url, pool_size)
+            .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn Store>);
     }
-    Err(format!("unsupported database URL {url:?}: expected sqlite://FILE"))
+    Err(format!("unsupported database URL {url:?}: expected sqlite://FILE or postgres://USER@HOST:PORT/DB"))
 }

@@ -2,13 +2,15 @@
 //! HTTP client for it, and the ledger invariants every test can assert.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod database;
 pub mod invariants;
 pub mod receiver;
+
+pub use database::TestDatabase;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -18,8 +20,8 @@ pub struct Server {
     pub base: String,
     pub database_url: String,
     client: reqwest::Client,
-    /// Keeps the temporary directory (and so the database file) alive as long as the server.
-    _dir: Option<tempfile::TempDir>,
+    /// The database the server owns, dropped with it (None when the test owns it).
+    _database: Option<TestDatabase>,
 }
 
 impl Server {
@@ -29,14 +31,14 @@ impl Server {
     }
 
     pub fn start_with_args(extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().expect("a temp dir for the database");
-        let url = format!("sqlite://{}", dir.path().join("keel.db").display());
-        let mut server = Self::start_on(&url, extra);
-        server._dir = Some(dir);
+        let database = TestDatabase::new();
+        let mut server = Self::start_on(&database.url, extra);
+        server._database = Some(database);
         server
     }
 
-    /// A server on an existing database (for restart tests); the caller keeps the files alive.
+    /// A server on an existing database (restart and multi-process tests); the caller keeps the
+    /// `TestDatabase` alive.
     pub fn start_on(database_url: &str, extra: &[&str]) -> Server {
         let mut args = vec!["serve", "--bind", "127.0.0.1", "--port", "0", "--database", database_url];
         args.extend_from_slice(extra);
@@ -77,7 +79,7 @@ impl Server {
             base: format!("http://{address}"),
             database_url: database_url.to_string(),
             client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client"),
-            _dir: None,
+            _database: None,
         }
     }
 
@@ -155,10 +157,6 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-
-    pub fn database_path(&self) -> PathBuf {
-        Path::new(self.database_url.trim_start_matches("sqlite://")).to_path_buf()
-    }
 }
 
 impl Drop for Server {
@@ -175,6 +173,23 @@ pub fn unique(prefix: &str) -> String {
 /// A currency code no other test uses, so invariants can be checked per test on a shared server.
 pub fn unique_currency() -> String {
     format!("T{}", &uuid::Uuid::new_v4().simple().to_string()[..10]).to_uppercase()
+}
+
+/// Runs a property over `cases` random inputs (`KEEL_PROPTEST_CASES` overrides), each on the
+/// shared server, with proptest's shrinking on failure.
+pub fn check_property<'a, S: proptest::strategy::Strategy>(
+    strategy: S,
+    property: impl Fn(S::Value) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
+) {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime for the property");
+    let cases = std::env::var("KEEL_PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(24);
+    let config = proptest::test_runner::Config { cases, failure_persistence: None, ..Default::default() };
+    proptest::test_runner::TestRunner::new(config)
+        .run(&strategy, |input| {
+            runtime.block_on(property(input));
+            Ok(())
+        })
+        .unwrap();
 }
 
 /// Polls `path` until `done` holds (for the background queue), at most 10 s.

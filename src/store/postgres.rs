@@ -1,0 +1,630 @@
+//! The PostgreSQL store: several Keel processes may share one database. Each batch locks the rows
+//! of the balances it touches (`FOR UPDATE`, in id order, so two processes cannot deadlock), queued
+//! transactions and due webhook events are taken with `FOR UPDATE SKIP LOCKED` (never by two
+//! processes at once), and serialization failures, deadlocks and lost connections are reported as
+//! transient so the engine retries them. Amounts are `NUMERIC`, exchanged as decimal text.
+
+use super::{AfterAttempt, Attempt, EventFilter, Page, Reads, Store, StoreError, StoreResult, Writes};
+use crate::domain::amount::Precision;
+use crate::domain::balance::Balance;
+use crate::domain::event::{Delivery, Event, EventKind};
+use crate::domain::ledger::Ledger;
+use crate::domain::monitor::{Condition, Field, Monitor, Operator, State, Trigger};
+use crate::domain::transaction::{Status, Transaction};
+use num_bigint::BigInt;
+use postgres::types::ToSql;
+use postgres::{NoTls, Row};
+use r2d2_postgres::PostgresConnectionManager;
+use serde_json::{Map, Value};
+use std::cell::RefCell;
+use std::str::FromStr;
+use std::time::Duration;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "ledger_core", include_str!("../../migrations/postgres/0001_ledger_core.sql")),
+    (2, "monitors_and_outbox", include_str!("../../migrations/postgres/0002_monitors_and_outbox.sql")),
+];
+
+/// Any fixed number: every Keel process takes this advisory lock to migrate, one at a time.
+const MIGRATION_LOCK: i64 = 0x6b65_656c; // "keel"
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+pub struct PostgresStore {
+    pool: Pool,
+    description: String,
+}
+
+impl PostgresStore {
+    pub fn open(url: &str, pool_size: u32) -> Result<Self, String> {
+        let mut config = postgres::Config::from_str(url).map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
+        config.connect_timeout(Duration::from_secs(5));
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                postgres::config::Host::Tcp(name) => name.clone(),
+                postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        let description = format!(
+            "PostgreSQL database {} on {}:{} as {} (pool of {pool_size})",
+            config.get_dbname().unwrap_or("(default)"),
+            hosts.join(","),
+            config.get_ports().first().copied().unwrap_or(5432),
+            config.get_user().unwrap_or("(default)"),
+        );
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(2))
+            .connection_timeout(Duration::from_secs(5))
+            .build(PostgresConnectionManager::new(config, NoTls))
+            .map_err(|e| format!("cannot connect to {description}: {e}"))?;
+        let mut client = pool.get().map_err(|e| format!("cannot connect to {description}: {e}"))?;
+        migrate(&mut client).map_err(|e| format!("cannot migrate {description}: {e}"))?;
+        Ok(PostgresStore { pool, description })
+    }
+}
+
+fn migrate(client: &mut postgres::Client) -> StoreResult<()> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )?;
+    for (version, name, sql) in MIGRATIONS {
+        let applied = tx.query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version])?.is_some();
+        if !applied {
+            tx.batch_execute(sql)?;
+            tx.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[version, name])?;
+            tracing::info!(version, name, "applied migration");
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl Store for PostgresStore {
+    fn reader(&self) -> StoreResult<Box<dyn Reads + '_>> {
+        let conn = self.pool.get().map_err(|e| StoreError::Transient(e.to_string()))?;
+        Ok(Box::new(Reader(RefCell::new(conn))))
+    }
+
+    fn write(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
+        let mut conn = self.pool.get().map_err(|e| StoreError::Transient(e.to_string()))?;
+        let tx = conn.transaction()?;
+        let mut writer = Writer(RefCell::new(tx));
+        work(&mut writer)?;
+        writer.0.into_inner().commit().map_err(|e| match classify(&e) {
+            // The commit may or may not have happened: not safe to run the batch again.
+            StoreError::Transient(m) if e.code().is_none() => {
+                StoreError::Database(format!("commit outcome unknown: {m}"))
+            }
+            other => other,
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}
+
+struct Reader(RefCell<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>>);
+struct Writer<'a>(RefCell<postgres::Transaction<'a>>);
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// The two calls every query here needs, on a pooled connection or inside the batch's transaction.
+trait Query {
+    fn rows(&self, sql: &str, params: Params) -> StoreResult<Vec<Row>>;
+    fn exec(&self, sql: &str, params: Params) -> StoreResult<u64>;
+}
+
+impl Query for Reader {
+    fn rows(&self, sql: &str, params: Params) -> StoreResult<Vec<Row>> {
+        Ok(self.0.borrow_mut().query(sql, params)?)
+    }
+    fn exec(&self, sql: &str, params: Params) -> StoreResult<u64> {
+        Ok(self.0.borrow_mut().execute(sql, params)?)
+    }
+}
+
+impl Query for Writer<'_> {
+    fn rows(&self, sql: &str, params: Params) -> StoreResult<Vec<Row>> {
+        Ok(self.0.borrow_mut().query(sql, params)?)
+    }
+    fn exec(&self, sql: &str, params: Params) -> StoreResult<u64> {
+        Ok(self.0.borrow_mut().execute(sql, params)?)
+    }
+}
+
+const LEDGER_COLUMNS: &str = "ledger_id, name, created_at, meta_data";
+const BALANCE_COLUMNS: &str = "balance_id, ledger_id, identity_id, indicator, currency, credit_balance::text, \
+     debit_balance::text, inflight_credit_balance::text, inflight_debit_balance::text, version, created_at, meta_data";
+const TRANSACTION_COLUMNS: &str = "transaction_id, parent_transaction, precise_amount::text, precision_exponent, \
+     reference, description, currency, source, destination, source_balance_id, destination_balance_id, status, \
+     allow_overdraft, inflight, created_at, meta_data";
+const MONITOR_COLUMNS: &str = "monitor_id, balance_id, field, operator, value, precision_exponent, \
+     precise_value::text, description, call_back_url, meta_data, created_at, trigger_mode, state, trigger_count, \
+     last_triggered_at";
+const EVENT_COLUMNS: &str = "event_id, event_type, body, url, monitor_id, transaction_id, created_at, status, \
+     attempts, next_attempt_at, last_error, delivered_at";
+
+fn one<T>(rows: Vec<Row>, map: fn(&Row) -> StoreResult<T>) -> StoreResult<Option<T>> {
+    rows.first().map(map).transpose()
+}
+
+fn all<T>(rows: Vec<Row>, map: fn(&Row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+    rows.iter().map(map).collect()
+}
+
+fn limits(page: Page) -> (i64, i64) {
+    (page.limit as i64, i64::try_from(page.offset).unwrap_or(i64::MAX))
+}
+
+/// `Reads` for both the pooled reader and the batch's writer (a blanket impl would collide with
+/// SQLite's).
+macro_rules! impl_reads {
+    ($t:ty) => {
+        impl Reads for $t {
+    fn ledger(&self, id: &str) -> StoreResult<Option<Ledger>> {
+        one(self.rows(&format!("SELECT {LEDGER_COLUMNS} FROM ledgers WHERE ledger_id = $1"), &[&id])?, ledger_from_row)
+    }
+
+    fn ledgers(&self, page: Page) -> StoreResult<Vec<Ledger>> {
+        let (limit, offset) = limits(page);
+        let sql = format!("SELECT {LEDGER_COLUMNS} FROM ledgers ORDER BY seq LIMIT $1 OFFSET $2");
+        all(self.rows(&sql, &[&limit, &offset])?, ledger_from_row)
+    }
+
+    fn balance(&self, id: &str) -> StoreResult<Option<Balance>> {
+        one(self.rows(&format!("SELECT {BALANCE_COLUMNS} FROM balances WHERE balance_id = $1"), &[&id])?, balance_from_row)
+    }
+
+    fn balance_by_indicator(&self, indicator: &str, currency: &str) -> StoreResult<Option<Balance>> {
+        let sql = format!(
+            "SELECT {BALANCE_COLUMNS} FROM balances WHERE indicator = $1 AND currency = $2 AND indicator <> ''"
+        );
+        one(self.rows(&sql, &[&indicator, &currency])?, balance_from_row)
+    }
+
+    fn balances(&self, page: Page) -> StoreResult<Vec<Balance>> {
+        let (limit, offset) = limits(page);
+        let sql = format!("SELECT {BALANCE_COLUMNS} FROM balances ORDER BY seq LIMIT $1 OFFSET $2");
+        all(self.rows(&sql, &[&limit, &offset])?, balance_from_row)
+    }
+
+    fn transaction(&self, id: &str) -> StoreResult<Option<Transaction>> {
+        let sql = format!("SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE transaction_id = $1");
+        one(self.rows(&sql, &[&id])?, transaction_from_row)
+    }
+
+    fn transaction_by_reference(&self, reference: &str) -> StoreResult<Option<Transaction>> {
+        let sql = format!("SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE reference = $1");
+        one(self.rows(&sql, &[&reference])?, transaction_from_row)
+    }
+
+    fn transactions(&self, page: Page) -> StoreResult<Vec<Transaction>> {
+        let (limit, offset) = limits(page);
+        let sql = format!("SELECT {TRANSACTION_COLUMNS} FROM transactions ORDER BY seq LIMIT $1 OFFSET $2");
+        all(self.rows(&sql, &[&limit, &offset])?, transaction_from_row)
+    }
+
+    fn children(&self, parent: &str) -> StoreResult<Vec<Transaction>> {
+        let sql = format!("SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE parent_transaction = $1 ORDER BY seq");
+        all(self.rows(&sql, &[&parent])?, transaction_from_row)
+    }
+
+    fn monitor(&self, id: &str) -> StoreResult<Option<Monitor>> {
+        let sql = format!("SELECT {MONITOR_COLUMNS} FROM balance_monitors WHERE monitor_id = $1");
+        one(self.rows(&sql, &[&id])?, monitor_from_row)
+    }
+
+    fn monitors(&self, page: Page) -> StoreResult<Vec<Monitor>> {
+        let (limit, offset) = limits(page);
+        let sql = format!("SELECT {MONITOR_COLUMNS} FROM balance_monitors ORDER BY seq LIMIT $1 OFFSET $2");
+        all(self.rows(&sql, &[&limit, &offset])?, monitor_from_row)
+    }
+
+    fn monitors_of_balance(&self, balance_id: &str) -> StoreResult<Vec<Monitor>> {
+        let sql = format!("SELECT {MONITOR_COLUMNS} FROM balance_monitors WHERE balance_id = $1 ORDER BY seq");
+        all(self.rows(&sql, &[&balance_id])?, monitor_from_row)
+    }
+
+    fn event(&self, id: &str) -> StoreResult<Option<Event>> {
+        one(self.rows(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1"), &[&id])?, event_from_row)
+    }
+
+    fn events(&self, filter: &EventFilter, page: Page) -> StoreResult<Vec<Event>> {
+        let (limit, offset) = limits(page);
+        let status = filter.delivery.map(Delivery::as_str);
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR monitor_id = $2)
+             ORDER BY seq DESC LIMIT $3 OFFSET $4"
+        );
+        all(self.rows(&sql, &[&status, &filter.monitor_id, &limit, &offset])?, event_from_row)
+    }
+
+    fn attempts(&self, event_id: &str) -> StoreResult<Vec<Attempt>> {
+        let rows = self.rows(
+            "SELECT event_id, attempt, attempted_at, status_code, error, duration_ms FROM event_attempts
+             WHERE event_id = $1 ORDER BY seq",
+            &[&event_id],
+        )?;
+        all(rows, |r| {
+            Ok(Attempt {
+                event_id: r.try_get(0)?,
+                attempt: r.try_get::<_, i32>(1)? as u32,
+                attempted_at: r.try_get(2)?,
+                status_code: r.try_get::<_, Option<i32>>(3)?.map(|c| c as u16),
+                error: r.try_get(4)?,
+                duration_ms: r.try_get(5)?,
+            })
+        })
+    }
+}
+    };
+}
+
+impl_reads!(Reader);
+impl_reads!(Writer<'_>);
+
+impl Writes for Writer<'_> {
+    fn lock_balances(&mut self, sorted_ids: &[String]) -> StoreResult<Vec<Balance>> {
+        // ORDER BY runs below the row locks, so rows are locked in id order.
+        let sql =
+            format!("SELECT {BALANCE_COLUMNS} FROM balances WHERE balance_id = ANY($1) ORDER BY balance_id FOR UPDATE");
+        all(self.rows(&sql, &[&sorted_ids])?, balance_from_row)
+    }
+
+    fn insert_ledger(&mut self, l: &Ledger) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO ledgers (ledger_id, name, created_at, meta_data) VALUES ($1, $2, $3, $4)",
+            &[&l.id, &l.name, &l.created_at, &json_text(&l.meta_data)],
+        )?;
+        Ok(())
+    }
+
+    fn update_ledger(&mut self, l: &Ledger) -> StoreResult<()> {
+        self.exec(
+            "UPDATE ledgers SET name = $2, meta_data = $3 WHERE ledger_id = $1",
+            &[&l.id, &l.name, &json_text(&l.meta_data)],
+        )?;
+        Ok(())
+    }
+
+    fn insert_balance(&mut self, b: &Balance) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO balances (balance_id, ledger_id, identity_id, indicator, currency, credit_balance, debit_balance,
+                 inflight_credit_balance, inflight_debit_balance, version, created_at, meta_data)
+             VALUES ($1, $2, $3, $4, $5, $6::text::numeric, $7::text::numeric, $8::text::numeric, $9::text::numeric,
+                 $10, $11, $12)",
+            &[
+                &b.id,
+                &b.ledger_id,
+                &b.identity_id,
+                &b.indicator,
+                &b.currency,
+                &b.credit_balance.to_string(),
+                &b.debit_balance.to_string(),
+                &b.inflight_credit_balance.to_string(),
+                &b.inflight_debit_balance.to_string(),
+                &b.version,
+                &b.created_at,
+                &json_text(&b.meta_data),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn save_balance_totals(&mut self, b: &Balance) -> StoreResult<()> {
+        self.exec(
+            "UPDATE balances SET credit_balance = $2::text::numeric, debit_balance = $3::text::numeric,
+                 inflight_credit_balance = $4::text::numeric, inflight_debit_balance = $5::text::numeric, version = $6
+             WHERE balance_id = $1",
+            &[
+                &b.id,
+                &b.credit_balance.to_string(),
+                &b.debit_balance.to_string(),
+                &b.inflight_credit_balance.to_string(),
+                &b.inflight_debit_balance.to_string(),
+                &b.version,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn insert_transaction(&mut self, t: &Transaction) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO transactions (transaction_id, parent_transaction, precise_amount, precision_exponent, reference,
+                 description, currency, source, destination, source_balance_id, destination_balance_id, status,
+                 allow_overdraft, inflight, created_at, meta_data)
+             VALUES ($1, $2, $3::text::numeric, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            &[
+                &t.id,
+                &t.parent,
+                &t.precise_amount.to_string(),
+                &(t.precision.exponent() as i32),
+                &t.reference,
+                &t.description,
+                &t.currency,
+                &t.source,
+                &t.destination,
+                &t.source_balance_id,
+                &t.destination_balance_id,
+                &t.status.as_str(),
+                &t.allow_overdraft,
+                &t.inflight,
+                &t.created_at,
+                &json_text(&t.meta_data),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn set_transaction_status(&mut self, id: &str, status: Status) -> StoreResult<()> {
+        self.exec("UPDATE transactions SET status = $2 WHERE transaction_id = $1", &[&id, &status.as_str()])?;
+        Ok(())
+    }
+
+    fn queued_transactions(&mut self, limit: u32) -> StoreResult<Vec<Transaction>> {
+        // SKIP LOCKED: another process applying queued transactions takes different ones.
+        let sql = format!(
+            "SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE status = 'QUEUED' ORDER BY seq LIMIT $1
+             FOR UPDATE SKIP LOCKED"
+        );
+        all(self.rows(&sql, &[&(limit as i64)])?, transaction_from_row)
+    }
+
+    fn insert_monitor(&mut self, m: &Monitor) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO balance_monitors (monitor_id, balance_id, field, operator, value, precision_exponent,
+                 precise_value, description, call_back_url, meta_data, created_at, trigger_mode, state, trigger_count,
+                 last_triggered_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7::text::numeric, $8, $9, $10, $11, $12, $13, $14, $15)",
+            &monitor_params(m).iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect::<Vec<_>>(),
+        )?;
+        Ok(())
+    }
+
+    fn update_monitor(&mut self, m: &Monitor) -> StoreResult<()> {
+        self.exec(
+            "UPDATE balance_monitors SET balance_id = $2, field = $3, operator = $4, value = $5,
+                 precision_exponent = $6, precise_value = $7::text::numeric, description = $8, call_back_url = $9,
+                 meta_data = $10, created_at = $11, trigger_mode = $12, state = $13, trigger_count = $14,
+                 last_triggered_at = $15
+             WHERE monitor_id = $1",
+            &monitor_params(m).iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect::<Vec<_>>(),
+        )?;
+        Ok(())
+    }
+
+    fn delete_monitor(&mut self, id: &str) -> StoreResult<()> {
+        self.exec("DELETE FROM balance_monitors WHERE monitor_id = $1", &[&id])?;
+        Ok(())
+    }
+
+    fn insert_event(&mut self, e: &Event) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO events (event_id, event_type, body, url, monitor_id, transaction_id, created_at, status,
+                 attempts, next_attempt_at, last_error, delivered_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            &[
+                &e.id,
+                &e.kind.as_str(),
+                &e.body,
+                &e.url,
+                &e.monitor_id,
+                &e.transaction_id,
+                &e.created_at,
+                &e.delivery.as_str(),
+                &(e.attempts as i32),
+                &e.next_attempt_at,
+                &e.last_error,
+                &e.delivered_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn claim_due_events(&mut self, now_ms: i64, lease_until_ms: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        // SKIP LOCKED plus the lease: no two processes deliver one event at the same time.
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE status = 'pending' AND next_attempt_at <= $1
+             ORDER BY next_attempt_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED"
+        );
+        let due = all(self.rows(&sql, &[&now_ms, &(limit as i64)])?, event_from_row)?;
+        let ids: Vec<&str> = due.iter().map(|e| e.id.as_str()).collect();
+        self.exec("UPDATE events SET next_attempt_at = $2 WHERE event_id = ANY($1)", &[&ids, &lease_until_ms])?;
+        Ok(due)
+    }
+
+    fn record_attempt(&mut self, a: &Attempt, after: &AfterAttempt) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO event_attempts (event_id, attempt, attempted_at, status_code, error, duration_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &a.event_id,
+                &(a.attempt as i32),
+                &a.attempted_at,
+                &a.status_code.map(|c| c as i32),
+                &a.error,
+                &a.duration_ms,
+            ],
+        )?;
+        let (status, next, delivered_at) = match after {
+            AfterAttempt::Delivered { at } => (Delivery::Delivered, 0i64, Some(at.as_str())),
+            AfterAttempt::RetryAt(when) => (Delivery::Pending, *when, None),
+            AfterAttempt::Failed => (Delivery::Failed, 0, None),
+        };
+        self.exec(
+            "UPDATE events SET status = $2, attempts = $3, next_attempt_at = $4, last_error = $5, delivered_at = $6
+             WHERE event_id = $1",
+            &[&a.event_id, &status.as_str(), &(a.attempt as i32), &next, &a.error, &delivered_at],
+        )?;
+        Ok(())
+    }
+
+    fn redeliver_event(&mut self, id: &str, now_ms: i64) -> StoreResult<bool> {
+        let changed = self.exec(
+            "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = $2, delivered_at = NULL
+             WHERE event_id = $1",
+            &[&id, &now_ms],
+        )?;
+        Ok(changed > 0)
+    }
+}
+
+fn monitor_params(m: &Monitor) -> Vec<Box<dyn ToSql + Sync + '_>> {
+    vec![
+        Box::new(&m.id),
+        Box::new(&m.balance_id),
+        Box::new(m.condition.field.as_str()),
+        Box::new(m.condition.operator.as_str()),
+        Box::new(&m.condition.value),
+        Box::new(m.condition.precision.exponent() as i32),
+        Box::new(m.condition.precise_value.to_string()),
+        Box::new(&m.description),
+        Box::new(&m.call_back_url),
+        Box::new(json_text(&m.meta_data)),
+        Box::new(&m.created_at),
+        Box::new(m.trigger.as_str()),
+        Box::new(m.state.as_str()),
+        Box::new(m.trigger_count),
+        Box::new(&m.last_triggered_at),
+    ]
+}
+
+fn ledger_from_row(r: &Row) -> StoreResult<Ledger> {
+    Ok(Ledger {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        created_at: r.try_get(2)?,
+        meta_data: json_map(r.try_get(3)?)?,
+    })
+}
+
+fn balance_from_row(r: &Row) -> StoreResult<Balance> {
+    Ok(Balance {
+        id: r.try_get(0)?,
+        ledger_id: r.try_get(1)?,
+        identity_id: r.try_get(2)?,
+        indicator: r.try_get(3)?,
+        currency: r.try_get(4)?,
+        credit_balance: big(r.try_get(5)?)?,
+        debit_balance: big(r.try_get(6)?)?,
+        inflight_credit_balance: big(r.try_get(7)?)?,
+        inflight_debit_balance: big(r.try_get(8)?)?,
+        version: r.try_get(9)?,
+        created_at: r.try_get(10)?,
+        meta_data: json_map(r.try_get(11)?)?,
+    })
+}
+
+fn transaction_from_row(r: &Row) -> StoreResult<Transaction> {
+    let status: &str = r.try_get(11)?;
+    Ok(Transaction {
+        id: r.try_get(0)?,
+        parent: r.try_get(1)?,
+        precise_amount: big(r.try_get(2)?)?,
+        precision: precision(r.try_get(3)?)?,
+        reference: r.try_get(4)?,
+        description: r.try_get(5)?,
+        currency: r.try_get(6)?,
+        source: r.try_get(7)?,
+        destination: r.try_get(8)?,
+        source_balance_id: r.try_get(9)?,
+        destination_balance_id: r.try_get(10)?,
+        status: Status::parse(status).ok_or_else(|| StoreError::Corrupt(format!("unknown status {status}")))?,
+        allow_overdraft: r.try_get(12)?,
+        inflight: r.try_get(13)?,
+        created_at: r.try_get(14)?,
+        meta_data: json_map(r.try_get(15)?)?,
+    })
+}
+
+fn monitor_from_row(r: &Row) -> StoreResult<Monitor> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("monitor {what}"));
+    Ok(Monitor {
+        id: r.try_get(0)?,
+        balance_id: r.try_get(1)?,
+        condition: Condition {
+            field: Field::parse(r.try_get(2)?).ok_or_else(|| corrupt("field"))?,
+            operator: Operator::parse(r.try_get(3)?).ok_or_else(|| corrupt("operator"))?,
+            value: r.try_get(4)?,
+            precision: precision(r.try_get(5)?)?,
+            precise_value: big(r.try_get(6)?)?,
+        },
+        description: r.try_get(7)?,
+        call_back_url: r.try_get(8)?,
+        meta_data: json_map(r.try_get(9)?)?,
+        created_at: r.try_get(10)?,
+        trigger: Trigger::parse(r.try_get(11)?).ok_or_else(|| corrupt("trigger"))?,
+        state: State::parse(r.try_get(12)?).ok_or_else(|| corrupt("state"))?,
+        trigger_count: r.try_get(13)?,
+        last_triggered_at: r.try_get(14)?,
+    })
+}
+
+fn event_from_row(r: &Row) -> StoreResult<Event> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("event {what}"));
+    Ok(Event {
+        id: r.try_get(0)?,
+        kind: EventKind::parse(r.try_get(1)?).ok_or_else(|| corrupt("type"))?,
+        body: r.try_get(2)?,
+        url: r.try_get(3)?,
+        monitor_id: r.try_get(4)?,
+        transaction_id: r.try_get(5)?,
+        created_at: r.try_get(6)?,
+        delivery: Delivery::parse(r.try_get(7)?).ok_or_else(|| corrupt("status"))?,
+        attempts: r.try_get::<_, i32>(8)? as u32,
+        next_attempt_at: r.try_get(9)?,
+        last_error: r.try_get(10)?,
+        delivered_at: r.try_get(11)?,
+    })
+}
+
+fn precision(exponent: i32) -> StoreResult<Precision> {
+    u32::try_from(exponent)
+        .ok()
+        .and_then(|e| Precision::from_exponent(e).ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("precision exponent {exponent}")))
+}
+
+fn big(text: &str) -> StoreResult<BigInt> {
+    text.parse().map_err(|_| StoreError::Corrupt(format!("amount {text:?} is not an integer")))
+}
+
+fn json_map(text: &str) -> StoreResult<Map<String, Value>> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("meta_data: {e}")))
+}
+
+fn json_text(map: &Map<String, Value>) -> String {
+    serde_json::to_string(map).expect("a JSON map always serializes")
+}
+
+/// Which failures are worth retrying as they are, which are conflicts, and which are final.
+fn classify(e: &postgres::Error) -> StoreError {
+    use postgres::error::SqlState;
+    match e.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(e.to_string()),
+        Some(c)
+            if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == SqlState::T_R_DEADLOCK_DETECTED
+                || *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW =>
+        {
+            StoreError::Transient(e.to_string())
+        }
+        Some(_) => StoreError::Database(e.to_string()),
+        // No SQLSTATE: the connection itself failed (closed, reset, timed out).
+        None => StoreError::Transient(e.to_string()),
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        classify(&e)
+    }
+}

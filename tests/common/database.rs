@@ -1,0 +1,58 @@
+//! The database a test server runs on. By default a SQLite file in a temporary directory; with
+//! `KEEL_TEST_POSTGRES_URL` set (e.g. `postgres://postgres@127.0.0.1:5432/test`), a PostgreSQL
+//! database created for this test alone and dropped afterwards, so the same suite runs on both
+//! backends and tests run in parallel.
+
+pub struct TestDatabase {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>, // (admin URL, database name)
+}
+
+/// The PostgreSQL server the suite runs against, if any.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("KEEL_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// Runs `sql` on the admin database. On its own thread: the synchronous client runs its own async
+/// runtime, which may not start inside a test's.
+fn admin(url: &str, sql: String) {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("KEEL_TEST_POSTGRES_URL={url}: cannot connect: {e}"));
+        client.batch_execute(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    })
+    .join()
+    .expect("the PostgreSQL admin thread finished");
+}
+
+impl TestDatabase {
+    pub fn new() -> TestDatabase {
+        match postgres_url() {
+            Some(admin_url) => {
+                let name = format!("keel_test_{}", uuid::Uuid::new_v4().simple());
+                admin(&admin_url, format!("CREATE DATABASE {name}"));
+                let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+                TestDatabase { url: format!("{base}/{name}"), _dir: None, postgres: Some((admin_url.clone(), name)) }
+            }
+            None => {
+                let dir = tempfile::tempdir().expect("a temp dir for the database");
+                let url = format!("sqlite://{}", dir.path().join("keel.db").display());
+                TestDatabase { url, _dir: Some(dir), postgres: None }
+            }
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = &self.postgres {
+            admin(admin_url, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
