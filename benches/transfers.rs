@@ -4,7 +4,11 @@
 //! transaction row, two balance updates) straight through rusqlite with the same settings, one
 //! commit per transfer and one per 1,000.
 //!
-//! `cargo bench --bench transfers -- [--clients 1,8,64] [--seconds 5] [--balances 1000]`
+//! `cargo bench --bench transfers -- [--clients 1,8,64] [--seconds 5] [--balances 1000]
+//!     [--monitors N (per balance)] [--postgres postgres://USER@HOST:PORT/DB (an admin database)]`
+//!
+//! With `--postgres`, each run gets a database of its own (created, then dropped); the storage
+//! baseline is SQLite's either way.
 
 use rusqlite::{params, Connection};
 use serde_json::json;
@@ -18,10 +22,12 @@ struct Options {
     clients: Vec<usize>,
     seconds: u64,
     balances: usize,
+    monitors: usize,
+    postgres: Option<String>,
 }
 
 fn options() -> Options {
-    let mut o = Options { clients: vec![1, 8, 64], seconds: 5, balances: 1000 };
+    let mut o = Options { clients: vec![1, 8, 64], seconds: 5, balances: 1000, monitors: 0, postgres: None };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < args.len() {
@@ -30,6 +36,8 @@ fn options() -> Options {
             "--clients" => o.clients = value.split(',').map(|c| c.parse().expect("--clients 1,8,64")).collect(),
             "--seconds" => o.seconds = value.parse().expect("--seconds N"),
             "--balances" => o.balances = value.parse().expect("--balances N"),
+            "--monitors" => o.monitors = value.parse().expect("--monitors N"),
+            "--postgres" => o.postgres = Some(value),
             _ => {
                 i += 1;
                 continue; // cargo passes --bench
@@ -43,10 +51,14 @@ fn options() -> Options {
 fn main() {
     let o = options();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    println!("keel over HTTP: SQLite WAL synchronous=FULL, {} balances, {} s per run", o.balances, o.seconds);
+    let store = if o.postgres.is_some() { "PostgreSQL" } else { "SQLite WAL synchronous=FULL" };
+    println!(
+        "keel over HTTP: {store}, {} balances, {} monitors per balance, {} s per run",
+        o.balances, o.monitors, o.seconds
+    );
     println!("{:>8} {:>12} {:>10} {:>10} {:>10}", "clients", "transfers/s", "p50 ms", "p99 ms", "max ms");
     for &clients in &o.clients {
-        let r = runtime.block_on(http_run(clients, o.seconds, o.balances));
+        let r = runtime.block_on(http_run(clients, &o));
         println!("{clients:>8} {:>12.0} {:>10.2} {:>10.2} {:>10.2}", r.0, r.1, r.2, r.3);
     }
     println!("\nstorage baseline (rusqlite, same pragmas, 1 insert + 2 updates per transfer):");
@@ -58,9 +70,44 @@ fn main() {
     }
 }
 
-async fn http_run(clients: usize, seconds: u64, balances: usize) -> (f64, f64, f64, f64) {
+/// A fresh PostgreSQL database for one run, dropped afterwards.
+struct PgDatabase {
+    admin: String,
+    name: String,
+}
+
+impl PgDatabase {
+    fn create(admin: &str) -> (PgDatabase, String) {
+        let name = format!("keel_bench_{}", std::process::id() as u64 * 1000 + fastrand::u64(0..1000));
+        pg_admin(admin, format!("CREATE DATABASE {name}"));
+        let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+        (PgDatabase { admin: admin.to_string(), name: name.clone() }, format!("{base}/{name}"))
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        pg_admin(&self.admin, format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+fn pg_admin(url: &str, sql: String) {
+    let url = url.to_string();
+    std::thread::spawn(move || postgres::Client::connect(&url, postgres::NoTls).unwrap().batch_execute(&sql).unwrap())
+        .join()
+        .unwrap();
+}
+
+async fn http_run(clients: usize, o: &Options) -> (f64, f64, f64, f64) {
+    let (seconds, balances) = (o.seconds, o.balances);
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let (_pg, url) = match &o.postgres {
+        Some(admin) => {
+            let (db, url) = PgDatabase::create(admin);
+            (Some(db), url)
+        }
+        None => (None, format!("sqlite://{}", dir.path().join("bench.db").display())),
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
         .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--database", &url])
         .env("RUST_LOG", "warn,keel=info")

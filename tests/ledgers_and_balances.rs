@@ -169,7 +169,20 @@ async fn malformed_oversized_and_unknown_requests_get_json_errors() {
     let huge = format!("{{\"name\":\"{}\"}}", "x".repeat(2 * 1024 * 1024));
     let response = client.post(&url).body(huge).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_ne!(
+        response.headers().get("connection").map(|v| v.to_str().unwrap()),
+        Some("close"),
+        "a 2 MiB body is drained: the connection stays usable"
+    );
     assert_error(&response.json().await.unwrap(), "GEN_PAYLOAD_TOO_LARGE");
+    let huge = format!("{{\"name\":\"{}\"}}", "x".repeat(20 * 1024 * 1024));
+    let response = client.post(&url).header("content-length", huge.len()).body(huge).send().await;
+    if let Ok(response) = response {
+        // Past the drain limit the server answers at once and closes; the client may also see the
+        // close before the answer while still sending, which is the point of refusing.
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(response.headers()["connection"], "close", "an unread body closes the connection, and says so");
+    }
 
     let (status, body) = server.get("/no/such/route").await;
     assert_eq!(status, StatusCode::NOT_FOUND);

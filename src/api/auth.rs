@@ -1,7 +1,7 @@
 //! `X-Blnk-Key` authentication. With no key configured every request passes; `/health` always does.
 
 use super::error::ApiError;
-use super::extract::MAX_BODY_BYTES;
+use super::extract::read_limited;
 use super::AppState;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -31,5 +31,5 @@ pub async fn require_key(State(app): State<AppState>, request: Request, next: Ne
 /// Reads and drops a request's body, so a keep-alive connection is ready for the next request even
 /// when this one is answered without looking at its body.
 pub async fn drain(request: Request) {
-    let _ = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES).await;
+    let _ = read_limited(request.into_body()).await;
 }

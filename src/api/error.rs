@@ -15,11 +15,18 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// Ask the client not to reuse the connection (its request body was left unread).
+    pub close_connection: bool,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None }
+        ApiError { status, code, message: message.into(), field: None, close_connection: false }
+    }
+
+    pub fn closing_connection(mut self) -> Self {
+        self.close_connection = true;
+        self
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -105,6 +112,14 @@ impl IntoResponse for ApiError {
             "error": self.message,
             "error_detail": { "code": self.code, "message": self.message, "details": details },
         });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.close_connection {
+            // The body was refused unread: the connection cannot carry another request, and a
+            // keep-alive client must be told so rather than find out by a broken next request.
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        }
+        response
     }
 }

@@ -11,6 +11,9 @@ use std::collections::HashMap;
 
 /// Largest request body accepted; a transaction is a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Larger bodies are still read (and thrown away) up to this size, so the 413 arrives on a
+/// connection the client can keep using; beyond it the connection is closed instead.
+pub const DRAIN_LIMIT_BYTES: usize = 16 * 1024 * 1024;
 
 /// A request body type, and the resource whose validation code its errors carry.
 pub trait Payload: DeserializeOwned {
@@ -25,18 +28,11 @@ impl<S: Send + Sync, T: Payload> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        let too_large = || {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "GEN_PAYLOAD_TOO_LARGE",
-                format!("request body is larger than {MAX_BODY_BYTES} bytes"),
-            )
-        };
         let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-            return Err(too_large());
+        if declared.is_some_and(|n| n > DRAIN_LIMIT_BYTES as u64) {
+            return Err(too_large(false));
         }
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES).await.map_err(|_| too_large())?;
+        let bytes = read_limited(req.into_body()).await?;
         let malformed = |detail: String| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -53,6 +49,45 @@ impl<S: Send + Sync, T: Payload> FromRequest<S> for JsonBody<T> {
             ApiError::validation(T::RESOURCE, &field, format!("{field}: {}", e.inner()))
         })
     }
+}
+
+fn too_large(drained: bool) -> ApiError {
+    let error = ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "GEN_PAYLOAD_TOO_LARGE",
+        format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+    );
+    if drained {
+        error
+    } else {
+        error.closing_connection()
+    }
+}
+
+/// Reads a body of at most `MAX_BODY_BYTES`; a larger one is read to its end without being kept
+/// (up to `DRAIN_LIMIT_BYTES`) and refused.
+pub async fn read_limited(mut body: axum::body::Body) -> Result<Vec<u8>, ApiError> {
+    use http_body_util::BodyExt;
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| {
+            ApiError::new(StatusCode::BAD_REQUEST, "GEN_MALFORMED_REQUEST", "request body could not be read")
+        })?;
+        if let Ok(data) = frame.into_data() {
+            total += data.len();
+            if total > DRAIN_LIMIT_BYTES {
+                return Err(too_large(false));
+            }
+            if total <= MAX_BODY_BYTES {
+                kept.extend_from_slice(&data);
+            }
+        }
+    }
+    if total > MAX_BODY_BYTES {
+        return Err(too_large(true));
+    }
+    Ok(kept)
 }
 
 /// The id in a route such as `/balances/{id}`.

@@ -42,8 +42,9 @@ pub fn apply_batch(w: &mut dyn Writes, commands: &[Command], config: BatchConfig
     let now = humantime::format_rfc3339_micros(clock).to_string();
     let now_ms = clock.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let mut plans = Vec::with_capacity(commands.len());
+    let mut indicators = HashMap::new();
     for command in commands {
-        plans.push(plan(w, command, &now)?);
+        plans.push(plan(w, command, &mut indicators, &now)?);
     }
     let touched: BTreeSet<String> =
         plans.iter().filter_map(|p| p.as_ref().ok()).flat_map(|p| p.balances.iter().cloned()).collect();
@@ -51,9 +52,9 @@ pub fn apply_batch(w: &mut dyn Writes, commands: &[Command], config: BatchConfig
     // Lock the balances first: their monitors are read under those locks, so a monitor's state
     // cannot be changed by another writer between this batch's read and its write.
     let balances = w.lock_balances(&touched)?.into_iter().map(|b| (b.id.clone(), b)).collect();
-    let mut monitors = HashMap::with_capacity(touched.len());
-    for id in &touched {
-        monitors.insert(id.clone(), w.monitors_of_balance(id)?);
+    let mut monitors: HashMap<String, Vec<Monitor>> = touched.iter().map(|id| (id.clone(), Vec::new())).collect();
+    for monitor in w.monitors_of_balances(&touched)? {
+        monitors.get_mut(&monitor.balance_id).expect("monitors are of the balances asked for").push(monitor);
     }
     let mut batch = Batch {
         balances,
@@ -92,7 +93,12 @@ struct Plan {
     resolved: Option<(String, String)>,
 }
 
-fn plan(w: &mut dyn Writes, command: &Command, now: &str) -> StoreResult<Result<Plan, DomainError>> {
+fn plan(
+    w: &mut dyn Writes,
+    command: &Command,
+    indicators: &mut HashMap<(String, String), String>,
+    now: &str,
+) -> StoreResult<Result<Plan, DomainError>> {
     let no_balances = Ok(Plan { balances: vec![], resolved: None });
     Ok(match command {
         Command::CreateLedger { .. }
@@ -103,16 +109,16 @@ fn plan(w: &mut dyn Writes, command: &Command, now: &str) -> StoreResult<Result<
         | Command::DeleteMonitor { .. }
         | Command::RedeliverEvent { .. } => no_balances,
         Command::CreateTransaction(new) => {
-            let source = resolve_party(w, &new.source, "source", &new.currency, now)?;
-            let destination = resolve_party(w, &new.destination, "destination", &new.currency, now)?;
-            match (source, destination) {
-                (Ok(s), Ok(d)) if s == d => Err(DomainError::validation(
+            let source = resolve_party(w, &new.source, &new.currency, indicators, now)?;
+            let destination = resolve_party(w, &new.destination, &new.currency, indicators, now)?;
+            if source == destination {
+                Err(DomainError::validation(
                     Resource::Transaction,
                     "destination",
                     "source and destination must be different balances",
-                )),
-                (Ok(s), Ok(d)) => Ok(Plan { balances: vec![s.clone(), d.clone()], resolved: Some((s, d)) }),
-                (Err(e), _) | (_, Err(e)) => Err(e),
+                ))
+            } else {
+                Ok(Plan { balances: vec![source.clone(), destination.clone()], resolved: Some((source, destination)) })
             }
         }
         Command::ApplyQueued(t) => {
@@ -130,30 +136,29 @@ fn plan(w: &mut dyn Writes, command: &Command, now: &str) -> StoreResult<Result<
 fn resolve_party(
     w: &mut dyn Writes,
     party: &str,
-    field: &str,
     currency: &str,
+    indicators: &mut HashMap<(String, String), String>,
     now: &str,
-) -> StoreResult<Result<String, DomainError>> {
-    if party.starts_with('@') {
-        if let Some(existing) = w.balance_by_indicator(party, currency)? {
-            return Ok(Ok(existing.id));
-        }
-        let mut indicator = Balance::new(new_id("bln"), GENERAL_LEDGER_ID.into(), currency.into(), now.into());
-        indicator.indicator = party.into();
-        w.insert_balance(&indicator)?;
-        return Ok(Ok(indicator.id));
+) -> StoreResult<String> {
+    if !party.starts_with('@') {
+        // A balance id: whether it exists and holds the currency is checked once it is locked.
+        return Ok(party.to_string());
     }
-    Ok(match w.balance(party)? {
+    let key = (party.to_string(), currency.to_string());
+    if let Some(id) = indicators.get(&key) {
+        return Ok(id.clone());
+    }
+    let id = match w.balance_by_indicator(party, currency)? {
+        Some(existing) => existing.id,
         None => {
-            Err(DomainError::validation(Resource::Transaction, field, format!("{field} balance {party} not found")))
+            let mut indicator = Balance::new(new_id("bln"), GENERAL_LEDGER_ID.into(), currency.into(), now.into());
+            indicator.indicator = party.into();
+            w.insert_balance(&indicator)?;
+            indicator.id
         }
-        Some(b) if b.currency != currency => Err(DomainError::validation(
-            Resource::Transaction,
-            "currency",
-            format!("{field} balance {party} holds {}, not {currency}", b.currency),
-        )),
-        Some(b) => Ok(b.id),
-    })
+    };
+    indicators.insert(key, id.clone());
+    Ok(id)
 }
 
 pub(super) struct Batch {
@@ -224,6 +229,20 @@ impl Batch {
         source: String,
         destination: String,
     ) -> StoreResult<CommandResult> {
+        for (id, field) in [(&source, "source"), (&destination, "destination")] {
+            let given = if field == "source" { &new.source } else { &new.destination };
+            match self.balances.get(id) {
+                None => {
+                    let message = format!("{field} balance {given} not found");
+                    return Ok(Err(DomainError::validation(Resource::Transaction, field, message)));
+                }
+                Some(b) if b.currency != new.currency => {
+                    let message = format!("{field} balance {given} holds {}, not {}", b.currency, new.currency);
+                    return Ok(Err(DomainError::validation(Resource::Transaction, "currency", message)));
+                }
+                Some(_) => {}
+            }
+        }
         if w.transaction_by_reference(&new.reference)?.is_some() {
             return Ok(Err(DomainError::DuplicateReference(new.reference.clone())));
         }

@@ -84,6 +84,8 @@ pub trait Reads {
     fn monitor(&self, id: &str) -> StoreResult<Option<Monitor>>;
     fn monitors(&self, page: Page) -> StoreResult<Vec<Monitor>>;
     fn monitors_of_balance(&self, balance_id: &str) -> StoreResult<Vec<Monitor>>;
+    /// The monitors of all these balances, in creation order: one query for a whole batch.
+    fn monitors_of_balances(&self, balance_ids: &[String]) -> StoreResult<Vec<Monitor>>;
     fn event(&self, id: &str) -> StoreResult<Option<Event>>;
     /// Events matching `filter`, newest first.
     fn events(&self, filter: &EventFilter, page: Page) -> StoreResult<Vec<Event>>;

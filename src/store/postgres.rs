@@ -13,10 +13,10 @@ use crate::domain::monitor::{Condition, Field, Monitor, Operator, State, Trigger
 use crate::domain::transaction::{Status, Transaction};
 use num_bigint::BigInt;
 use postgres::types::ToSql;
-use postgres::{NoTls, Row};
-use r2d2_postgres::PostgresConnectionManager;
+use postgres::{NoTls, Row, Statement};
 use serde_json::{Map, Value};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -28,7 +28,50 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// Any fixed number: every Keel process takes this advisory lock to migrate, one at a time.
 const MIGRATION_LOCK: i64 = 0x6b65_656c; // "keel"
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<Manager>;
+
+/// A pooled connection with the statements prepared on it: every query after the first of its
+/// kind skips the prepare round trip.
+pub struct Connection {
+    client: postgres::Client,
+    statements: HashMap<String, Statement>,
+}
+
+/// Opens connections for the pool and tells it which ones broke (a database restart breaks all).
+pub struct Manager {
+    config: postgres::Config,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Connection, postgres::Error> {
+        Ok(Connection { client: self.config.connect(NoTls)?, statements: HashMap::new() })
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> Result<(), postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// The cached statement for `sql`, preparing it through `prepare` the first time.
+fn cached(
+    statements: &mut HashMap<String, Statement>,
+    sql: &str,
+    prepare: impl FnOnce() -> Result<Statement, postgres::Error>,
+) -> StoreResult<Statement> {
+    if let Some(statement) = statements.get(sql) {
+        return Ok(statement.clone());
+    }
+    let statement = prepare()?;
+    statements.insert(sql.to_string(), statement.clone());
+    Ok(statement)
+}
 
 pub struct PostgresStore {
     pool: Pool,
@@ -58,10 +101,10 @@ impl PostgresStore {
             .max_size(pool_size)
             .min_idle(Some(2))
             .connection_timeout(Duration::from_secs(5))
-            .build(PostgresConnectionManager::new(config, NoTls))
+            .build(Manager { config })
             .map_err(|e| format!("cannot connect to {description}: {e}"))?;
-        let mut client = pool.get().map_err(|e| format!("cannot connect to {description}: {e}"))?;
-        migrate(&mut client).map_err(|e| format!("cannot migrate {description}: {e}"))?;
+        let mut conn = pool.get().map_err(|e| format!("cannot connect to {description}: {e}"))?;
+        migrate(&mut conn.client).map_err(|e| format!("cannot migrate {description}: {e}"))?;
         Ok(PostgresStore { pool, description })
     }
 }
@@ -93,10 +136,10 @@ impl Store for PostgresStore {
 
     fn write(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
         let mut conn = self.pool.get().map_err(|e| StoreError::Transient(e.to_string()))?;
-        let tx = conn.transaction()?;
-        let mut writer = Writer(RefCell::new(tx));
+        let Connection { client, statements } = &mut *conn;
+        let mut writer = Writer { tx: RefCell::new(client.transaction()?), statements: RefCell::new(statements) };
         work(&mut writer)?;
-        writer.0.into_inner().commit().map_err(|e| match classify(&e) {
+        writer.tx.into_inner().commit().map_err(|e| match classify(&e) {
             // The commit may or may not have happened: not safe to run the batch again.
             StoreError::Transient(m) if e.code().is_none() => {
                 StoreError::Database(format!("commit outcome unknown: {m}"))
@@ -110,8 +153,12 @@ impl Store for PostgresStore {
     }
 }
 
-struct Reader(RefCell<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>>);
-struct Writer<'a>(RefCell<postgres::Transaction<'a>>);
+struct Reader(RefCell<r2d2::PooledConnection<Manager>>);
+
+struct Writer<'a> {
+    tx: RefCell<postgres::Transaction<'a>>,
+    statements: RefCell<&'a mut HashMap<String, Statement>>,
+}
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
@@ -121,21 +168,39 @@ trait Query {
     fn exec(&self, sql: &str, params: Params) -> StoreResult<u64>;
 }
 
+impl Reader {
+    fn statement(&self, sql: &str) -> StoreResult<Statement> {
+        let mut conn = self.0.borrow_mut();
+        let Connection { client, statements } = &mut **conn;
+        cached(statements, sql, || client.prepare(sql))
+    }
+}
+
 impl Query for Reader {
     fn rows(&self, sql: &str, params: Params) -> StoreResult<Vec<Row>> {
-        Ok(self.0.borrow_mut().query(sql, params)?)
+        let statement = self.statement(sql)?;
+        Ok(self.0.borrow_mut().client.query(&statement, params)?)
     }
     fn exec(&self, sql: &str, params: Params) -> StoreResult<u64> {
-        Ok(self.0.borrow_mut().execute(sql, params)?)
+        let statement = self.statement(sql)?;
+        Ok(self.0.borrow_mut().client.execute(&statement, params)?)
+    }
+}
+
+impl Writer<'_> {
+    fn statement(&self, sql: &str) -> StoreResult<Statement> {
+        cached(&mut self.statements.borrow_mut(), sql, || self.tx.borrow_mut().prepare(sql))
     }
 }
 
 impl Query for Writer<'_> {
     fn rows(&self, sql: &str, params: Params) -> StoreResult<Vec<Row>> {
-        Ok(self.0.borrow_mut().query(sql, params)?)
+        let statement = self.statement(sql)?;
+        Ok(self.tx.borrow_mut().query(&statement, params)?)
     }
     fn exec(&self, sql: &str, params: Params) -> StoreResult<u64> {
-        Ok(self.0.borrow_mut().execute(sql, params)?)
+        let statement = self.statement(sql)?;
+        Ok(self.tx.borrow_mut().execute(&statement, params)?)
     }
 }
 
@@ -231,6 +296,15 @@ macro_rules! impl_reads {
         let sql = format!("SELECT {MONITOR_COLUMNS} FROM balance_monitors WHERE balance_id = $1 ORDER BY seq");
         all(self.rows(&sql, &[&balance_id])?, monitor_from_row)
     }
+
+    fn monitors_of_balances(&self, balance_ids: &[String]) -> StoreResult<Vec<Monitor>> {
+
+        let sql = format!("SELECT {MONITOR_COLUMNS} FROM balance_monitors WHERE balance_id = ANY($1) ORDER BY seq");
+
+        all(self.rows(&sql, &[&balance_ids])?, monitor_from_row)
+
+    }
+
 
     fn event(&self, id: &str) -> StoreResult<Option<Event>> {
         one(self.rows(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1"), &[&id])?, event_from_row)
