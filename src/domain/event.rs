@@ -85,3 +85,26 @@ pub struct Event {
     pub last_error: Option<String>,
     pub delivered_at: Option<String>,
 }
+
+/// One delivery attempt of an event, as the delivery log keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub event_id: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub attempted_at: String,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+/// What an attempt leads to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AfterAttempt {
+    Delivered {
+        at: String,
+    },
+    /// Unix milliseconds of the next attempt.
+    RetryAt(i64),
+    Failed,
+}

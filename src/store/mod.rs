@@ -2,10 +2,12 @@
 //! what only the engine may do, inside one database transaction per batch (`Store::write`).
 //! Implementations: `sqlite` (embedded default, one process) and `postgres` (several processes).
 
+mod columns;
 pub mod postgres;
 pub mod sqlite;
 
 use crate::domain::balance::Balance;
+pub use crate::domain::event::{AfterAttempt, Attempt};
 use crate::domain::event::{Delivery, Event};
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::Monitor;
@@ -44,29 +46,6 @@ pub struct Page {
 pub struct EventFilter {
     pub delivery: Option<Delivery>,
     pub monitor_id: Option<String>,
-}
-
-/// One delivery attempt of an event, as the delivery log keeps it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Attempt {
-    pub event_id: String,
-    /// 1 for the first attempt.
-    pub attempt: u32,
-    pub attempted_at: String,
-    pub status_code: Option<u16>,
-    pub error: Option<String>,
-    pub duration_ms: i64,
-}
-
-/// What an attempt leads to.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AfterAttempt {
-    Delivered {
-        at: String,
-    },
-    /// Unix milliseconds of the next attempt.
-    RetryAt(i64),
-    Failed,
 }
 
 pub trait Reads {

@@ -4,17 +4,15 @@
 //! processes at once), and serialization failures, deadlocks and lost connections are reported as
 //! transient so the engine retries them. Amounts are `NUMERIC`, exchanged as decimal text.
 
+use super::columns::{amount, json_map, json_text, named, precision};
 use super::{AfterAttempt, Attempt, EventFilter, Page, Reads, Store, StoreError, StoreResult, Writes};
-use crate::domain::amount::Precision;
 use crate::domain::balance::Balance;
 use crate::domain::event::{Delivery, Event, EventKind};
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Condition, Field, Monitor, Operator, State, Trigger};
 use crate::domain::transaction::{Status, Transaction};
-use num_bigint::BigInt;
 use postgres::types::ToSql;
 use postgres::{NoTls, Row, Statement};
-use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -586,10 +584,10 @@ fn balance_from_row(r: &Row) -> StoreResult<Balance> {
         identity_id: r.try_get(2)?,
         indicator: r.try_get(3)?,
         currency: r.try_get(4)?,
-        credit_balance: big(r.try_get(5)?)?,
-        debit_balance: big(r.try_get(6)?)?,
-        inflight_credit_balance: big(r.try_get(7)?)?,
-        inflight_debit_balance: big(r.try_get(8)?)?,
+        credit_balance: amount(r.try_get(5)?)?,
+        debit_balance: amount(r.try_get(6)?)?,
+        inflight_credit_balance: amount(r.try_get(7)?)?,
+        inflight_debit_balance: amount(r.try_get(8)?)?,
         version: r.try_get(9)?,
         created_at: r.try_get(10)?,
         meta_data: json_map(r.try_get(11)?)?,
@@ -597,12 +595,11 @@ fn balance_from_row(r: &Row) -> StoreResult<Balance> {
 }
 
 fn transaction_from_row(r: &Row) -> StoreResult<Transaction> {
-    let status: &str = r.try_get(11)?;
     Ok(Transaction {
         id: r.try_get(0)?,
         parent: r.try_get(1)?,
-        precise_amount: big(r.try_get(2)?)?,
-        precision: precision(r.try_get(3)?)?,
+        precise_amount: amount(r.try_get(2)?)?,
+        precision: precision(r.try_get::<_, i32>(3)?.into())?,
         reference: r.try_get(4)?,
         description: r.try_get(5)?,
         currency: r.try_get(6)?,
@@ -610,7 +607,7 @@ fn transaction_from_row(r: &Row) -> StoreResult<Transaction> {
         destination: r.try_get(8)?,
         source_balance_id: r.try_get(9)?,
         destination_balance_id: r.try_get(10)?,
-        status: Status::parse(status).ok_or_else(|| StoreError::Corrupt(format!("unknown status {status}")))?,
+        status: named(r.try_get(11)?, "status", Status::parse)?,
         allow_overdraft: r.try_get(12)?,
         inflight: r.try_get(13)?,
         created_at: r.try_get(14)?,
@@ -619,63 +616,42 @@ fn transaction_from_row(r: &Row) -> StoreResult<Transaction> {
 }
 
 fn monitor_from_row(r: &Row) -> StoreResult<Monitor> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("monitor {what}"));
     Ok(Monitor {
         id: r.try_get(0)?,
         balance_id: r.try_get(1)?,
         condition: Condition {
-            field: Field::parse(r.try_get(2)?).ok_or_else(|| corrupt("field"))?,
-            operator: Operator::parse(r.try_get(3)?).ok_or_else(|| corrupt("operator"))?,
+            field: named(r.try_get(2)?, "field", Field::parse)?,
+            operator: named(r.try_get(3)?, "operator", Operator::parse)?,
             value: r.try_get(4)?,
-            precision: precision(r.try_get(5)?)?,
-            precise_value: big(r.try_get(6)?)?,
+            precision: precision(r.try_get::<_, i32>(5)?.into())?,
+            precise_value: amount(r.try_get(6)?)?,
         },
         description: r.try_get(7)?,
         call_back_url: r.try_get(8)?,
         meta_data: json_map(r.try_get(9)?)?,
         created_at: r.try_get(10)?,
-        trigger: Trigger::parse(r.try_get(11)?).ok_or_else(|| corrupt("trigger"))?,
-        state: State::parse(r.try_get(12)?).ok_or_else(|| corrupt("state"))?,
+        trigger: named(r.try_get(11)?, "trigger", Trigger::parse)?,
+        state: named(r.try_get(12)?, "state", State::parse)?,
         trigger_count: r.try_get(13)?,
         last_triggered_at: r.try_get(14)?,
     })
 }
 
 fn event_from_row(r: &Row) -> StoreResult<Event> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("event {what}"));
     Ok(Event {
         id: r.try_get(0)?,
-        kind: EventKind::parse(r.try_get(1)?).ok_or_else(|| corrupt("type"))?,
+        kind: named(r.try_get(1)?, "event type", EventKind::parse)?,
         body: r.try_get(2)?,
         url: r.try_get(3)?,
         monitor_id: r.try_get(4)?,
         transaction_id: r.try_get(5)?,
         created_at: r.try_get(6)?,
-        delivery: Delivery::parse(r.try_get(7)?).ok_or_else(|| corrupt("status"))?,
+        delivery: named(r.try_get(7)?, "delivery status", Delivery::parse)?,
         attempts: r.try_get::<_, i32>(8)? as u32,
         next_attempt_at: r.try_get(9)?,
         last_error: r.try_get(10)?,
         delivered_at: r.try_get(11)?,
     })
-}
-
-fn precision(exponent: i32) -> StoreResult<Precision> {
-    u32::try_from(exponent)
-        .ok()
-        .and_then(|e| Precision::from_exponent(e).ok())
-        .ok_or_else(|| StoreError::Corrupt(format!("precision exponent {exponent}")))
-}
-
-fn big(text: &str) -> StoreResult<BigInt> {
-    text.parse().map_err(|_| StoreError::Corrupt(format!("amount {text:?} is not an integer")))
-}
-
-fn json_map(text: &str) -> StoreResult<Map<String, Value>> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("meta_data: {e}")))
-}
-
-fn json_text(map: &Map<String, Value>) -> String {
-    serde_json::to_string(map).expect("a JSON map always serializes")
 }
 
 /// Which failures are worth retrying as they are, which are conflicts, and which are final.

@@ -2,8 +2,8 @@
 //! before the engine answers. One writer connection (the engine's) and a pool of readers; WAL lets
 //! readers see the last commit while the writer works on the next one.
 
+use super::columns::{amount, json_map, json_text, named, precision};
 use super::{AfterAttempt, Attempt, EventFilter, Page, Reads, Store, StoreError, StoreResult, Writes};
-use crate::domain::amount::Precision;
 use crate::domain::balance::Balance;
 use crate::domain::event::{Delivery, Event, EventKind};
 use crate::domain::ledger::Ledger;
@@ -12,7 +12,6 @@ use crate::domain::transaction::{Status, Transaction};
 use num_bigint::BigInt;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
-use serde_json::{Map, Value};
 use std::sync::Mutex;
 
 /// Plain SQL files, applied in order at start-up; `schema_migrations` records which ran.
@@ -507,42 +506,38 @@ fn execute_with_monitor(stmt: &mut rusqlite::CachedStatement<'_>, m: &Monitor) -
 }
 
 fn monitor_from_row(r: &Row) -> StoreResult<Monitor> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("monitor {what}"));
-    let text = |i: usize| -> StoreResult<String> { Ok(r.get(i)?) };
+    let text = |i: usize| -> StoreResult<&str> { Ok(r.get_ref(i)?.as_str()?) };
     Ok(Monitor {
         id: r.get(0)?,
         balance_id: r.get(1)?,
         condition: Condition {
-            field: Field::parse(&text(2)?).ok_or_else(|| corrupt("field"))?,
-            operator: Operator::parse(&text(3)?).ok_or_else(|| corrupt("operator"))?,
+            field: named(text(2)?, "field", Field::parse)?,
+            operator: named(text(3)?, "operator", Operator::parse)?,
             value: r.get(4)?,
-            precision: Precision::from_exponent(r.get(5)?).map_err(|_| corrupt("precision"))?,
+            precision: precision(r.get(5)?)?,
             precise_value: big(r, 6)?,
         },
         description: r.get(7)?,
         call_back_url: r.get(8)?,
         meta_data: json_map(r.get_ref(9)?.as_str()?)?,
         created_at: r.get(10)?,
-        trigger: Trigger::parse(&text(11)?).ok_or_else(|| corrupt("trigger"))?,
-        state: State::parse(&text(12)?).ok_or_else(|| corrupt("state"))?,
+        trigger: named(text(11)?, "trigger", Trigger::parse)?,
+        state: named(text(12)?, "state", State::parse)?,
         trigger_count: r.get(13)?,
         last_triggered_at: r.get(14)?,
     })
 }
 
 fn event_from_row(r: &Row) -> StoreResult<Event> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("event {what}"));
-    let kind: String = r.get(1)?;
-    let status: String = r.get(7)?;
     Ok(Event {
         id: r.get(0)?,
-        kind: EventKind::parse(&kind).ok_or_else(|| corrupt("type"))?,
+        kind: named(r.get_ref(1)?.as_str()?, "event type", EventKind::parse)?,
         body: r.get(2)?,
         url: r.get(3)?,
         monitor_id: r.get(4)?,
         transaction_id: r.get(5)?,
         created_at: r.get(6)?,
-        delivery: Delivery::parse(&status).ok_or_else(|| corrupt("status"))?,
+        delivery: named(r.get_ref(7)?.as_str()?, "delivery status", Delivery::parse)?,
         attempts: r.get(8)?,
         next_attempt_at: r.get(9)?,
         last_error: r.get(10)?,
@@ -590,13 +585,11 @@ fn balance_from_row(r: &Row) -> StoreResult<Balance> {
 }
 
 fn transaction_from_row(r: &Row) -> StoreResult<Transaction> {
-    let status: String = r.get(11)?;
     Ok(Transaction {
         id: r.get(0)?,
         parent: r.get(1)?,
         precise_amount: big(r, 2)?,
-        precision: Precision::from_exponent(r.get(3)?)
-            .map_err(|_| StoreError::Corrupt("precision out of range".into()))?,
+        precision: precision(r.get(3)?)?,
         reference: r.get(4)?,
         description: r.get(5)?,
         currency: r.get(6)?,
@@ -604,7 +597,7 @@ fn transaction_from_row(r: &Row) -> StoreResult<Transaction> {
         destination: r.get(8)?,
         source_balance_id: r.get(9)?,
         destination_balance_id: r.get(10)?,
-        status: Status::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("unknown status {status}")))?,
+        status: named(r.get_ref(11)?.as_str()?, "status", Status::parse)?,
         allow_overdraft: r.get(12)?,
         inflight: r.get(13)?,
         created_at: r.get(14)?,
@@ -613,16 +606,7 @@ fn transaction_from_row(r: &Row) -> StoreResult<Transaction> {
 }
 
 fn big(r: &Row, column: usize) -> StoreResult<BigInt> {
-    let text = r.get_ref(column)?.as_str()?;
-    text.parse().map_err(|_| StoreError::Corrupt(format!("amount {text:?} is not an integer")))
-}
-
-fn json_map(text: &str) -> StoreResult<Map<String, Value>> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("meta_data: {e}")))
-}
-
-fn json_text(map: &Map<String, Value>) -> String {
-    serde_json::to_string(map).expect("a JSON map always serializes")
+    amount(r.get_ref(column)?.as_str()?)
 }
 
 impl From<rusqlite::Error> for StoreError {

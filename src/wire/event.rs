@@ -3,10 +3,9 @@
 
 use super::{BalanceJson, MonitorJson, TransactionJson};
 use crate::domain::balance::Balance;
-use crate::domain::event::{Event, EventKind};
+use crate::domain::event::{Attempt, Event, EventKind};
 use crate::domain::monitor::Monitor;
 use crate::domain::transaction::Transaction;
-use crate::store::Attempt;
 use serde::Serialize;
 use serde_json::{json, Value};
 
