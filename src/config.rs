@@ -1,5 +1,6 @@
 //! Command line and environment. Every flag can also be set by its `KEEL_*` variable; a flag wins.
 
+use crate::telemetry::LogFormat;
 use clap::{Args, Parser, Subcommand};
 use std::net::IpAddr;
 
@@ -12,6 +13,10 @@ use std::net::IpAddr;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Commands,
+
+    /// Log lines as readable text or as JSON objects (each with the request id it belongs to).
+    #[arg(long, env = "KEEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
 }
 
 #[derive(Subcommand, Debug)]

@@ -7,5 +7,6 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod store;
+pub mod telemetry;
 pub mod webhooks;
 pub mod wire;

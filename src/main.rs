@@ -4,18 +4,14 @@ use clap::Parser;
 use keel::config::{Cli, Commands, ServeArgs};
 use keel::engine::{self, EngineConfig};
 use keel::webhooks::{self, retry::RetryPolicy, WebhookConfig};
-use keel::{api, store};
+use keel::{api, store, telemetry};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
     let cli = Cli::parse();
+    telemetry::init_logging(cli.log_format);
     let result = match cli.command {
         Commands::Serve(args) => serve(args),
         Commands::Migrate(args) => store::open(&args.database, args.db_pool_size).map(|s| {
@@ -70,7 +66,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         tracing::warn!("queue is held: QUEUED transactions are stored but not applied");
     }
     let (engine, engine_thread) = engine::start(store.clone(), config);
-    let app = api::router(api::AppState { engine, store: store.clone(), api_key: args.api_key.clone() });
+    let metrics = Some(telemetry::install_metrics()?);
+    let app = api::router(api::AppState { engine, store: store.clone(), api_key: args.api_key.clone(), metrics });
 
     // The last reference to the store is dropped here, after the runtime: closing a PostgreSQL
     // connection blocks, which must not happen on one of the runtime's threads.

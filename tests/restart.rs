@@ -30,7 +30,7 @@ async fn everything_reads_back_the_same_after_a_graceful_restart() {
         assert_eq!(server.transfer(&a, &b, 7, &currency).await.0, StatusCode::CREATED);
     }
     let before = snapshot(&server).await;
-    server.stop();
+    assert!(server.stop(), "a graceful stop exits 0");
 
     let server = Server::start_on(&url, &[]);
     assert_eq!(snapshot(&server).await, before);

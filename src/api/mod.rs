@@ -8,6 +8,7 @@ mod events;
 mod extract;
 mod ledgers;
 mod monitors;
+mod observe;
 mod transactions;
 
 use crate::engine::EngineHandle;
@@ -26,11 +27,14 @@ pub struct AppState {
     pub engine: EngineHandle,
     pub store: Arc<dyn Store>,
     pub api_key: Option<String>,
+    /// Renders `/metrics`; `None` when no recorder is installed.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(observe::metrics_page))
         .route("/ledgers", post(ledgers::create).get(ledgers::list))
         .route("/ledgers/{id}", get(ledgers::get).put(ledgers::update))
         .route("/balances", post(balances::create).get(balances::list))
@@ -51,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
+        .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
 }
 

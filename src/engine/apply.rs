@@ -35,6 +35,9 @@ pub struct BatchOutput {
     pub results: Vec<CommandResult>,
     /// Events written that are waiting for delivery.
     pub events_to_deliver: usize,
+    /// Monitor evaluations and triggers in this batch (counted once it commits).
+    pub monitor_evaluations: u64,
+    pub monitor_triggers: u64,
 }
 
 pub fn apply_batch(w: &mut dyn Writes, commands: &[Command], config: BatchConfig) -> StoreResult<BatchOutput> {
@@ -65,6 +68,8 @@ pub fn apply_batch(w: &mut dyn Writes, commands: &[Command], config: BatchConfig
         now_ms,
         config,
         events_to_deliver: 0,
+        monitor_evaluations: 0,
+        monitor_triggers: 0,
     };
     let mut results = Vec::with_capacity(commands.len());
     for (command, plan) in commands.iter().zip(plans) {
@@ -82,7 +87,12 @@ pub fn apply_batch(w: &mut dyn Writes, commands: &[Command], config: BatchConfig
             w.update_monitor(monitor)?;
         }
     }
-    Ok(BatchOutput { results, events_to_deliver: batch.events_to_deliver })
+    Ok(BatchOutput {
+        results,
+        events_to_deliver: batch.events_to_deliver,
+        monitor_evaluations: batch.monitor_evaluations,
+        monitor_triggers: batch.monitor_triggers,
+    })
 }
 
 /// What a command needs before it can be applied.
@@ -172,6 +182,8 @@ pub(super) struct Batch {
     pub(super) now_ms: i64,
     pub(super) config: BatchConfig,
     pub(super) events_to_deliver: usize,
+    pub(super) monitor_evaluations: u64,
+    pub(super) monitor_triggers: u64,
 }
 
 impl Batch {

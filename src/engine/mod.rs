@@ -137,18 +137,19 @@ impl Engine {
 
     fn run_batch(&mut self, batch: Vec<Envelope>) {
         let commands: Vec<Command> = batch.iter().map(|e| e.command.clone()).collect();
-        let mut results = Vec::new();
-        let mut events_to_deliver = 0;
+        let mut output = None;
         let config = self.batch_config();
+        let started = std::time::Instant::now();
         let written = self.with_retries(&mut |w| {
-            let output = apply::apply_batch(w, &commands, config)?;
-            results = output.results;
-            events_to_deliver = output.events_to_deliver;
+            output = Some(apply::apply_batch(w, &commands, config)?);
             Ok(())
         });
         match written {
             Ok(()) => {
-                self.committed(events_to_deliver);
+                let output = output.expect("a committed batch has its output");
+                record_batch(&commands, &output, started.elapsed());
+                self.committed(output.events_to_deliver);
+                let results = output.results;
                 for (envelope, result) in batch.into_iter().zip(results) {
                     if let Ok(Outcome::Transaction(t)) = &result {
                         if t.status == crate::domain::transaction::Status::Queued {
@@ -201,19 +202,22 @@ impl Engine {
         if let Some(delay) = self.queue_retry_delay {
             std::thread::sleep(delay);
         }
-        let mut fetched = 0;
-        let mut events_to_deliver = 0;
+        let mut fetched = Vec::new();
+        let mut output = None;
         let config = self.batch_config();
+        let started = std::time::Instant::now();
         let written = self.with_retries(&mut |w| {
             let queued = w.queued_transactions(QUEUE_BATCH)?;
-            fetched = queued.len();
-            let commands: Vec<Command> = queued.into_iter().map(Command::ApplyQueued).collect();
-            events_to_deliver = apply::apply_batch(w, &commands, config)?.events_to_deliver;
+            fetched = queued.into_iter().map(Command::ApplyQueued).collect();
+            output = Some(apply::apply_batch(w, &fetched, config)?);
             Ok(())
         });
+        let fetched = fetched.len();
         match written {
             Ok(()) => {
-                self.committed(events_to_deliver);
+                let output = output.expect("a committed batch has its output");
+                record_batch(&[], &output, started.elapsed());
+                self.committed(output.events_to_deliver);
                 self.queue_retry_delay = None;
                 self.queue_pending = fetched == QUEUE_BATCH as usize;
             }
@@ -224,5 +228,22 @@ impl Engine {
                 self.queue_retry_delay = Some(delay);
             }
         }
+    }
+}
+
+/// Metrics of a committed batch: only what is durable is counted.
+fn record_batch(commands: &[Command], output: &apply::BatchOutput, elapsed: Duration) {
+    use crate::telemetry::*;
+    metrics::histogram!(BATCH_SIZE).record(output.results.len() as f64);
+    metrics::histogram!(COMMIT_DURATION).record(elapsed.as_secs_f64());
+    metrics::counter!(MONITOR_EVALUATIONS).increment(output.monitor_evaluations);
+    metrics::counter!(MONITOR_TRIGGERS).increment(output.monitor_triggers);
+    for (i, result) in output.results.iter().enumerate() {
+        let (currency, status) = match (result, commands.get(i)) {
+            (Ok(Outcome::Transaction(t)), _) => (t.currency.clone(), t.status.as_str()),
+            (Err(_), Some(Command::CreateTransaction(new))) => (new.currency.clone(), "REFUSED"),
+            _ => continue,
+        };
+        metrics::counter!(TRANSACTIONS, "currency" => currency, "status" => status).increment(1);
     }
 }

@@ -95,7 +95,9 @@ impl Batch {
             let monitors = self.monitors.get_mut(balance_id).expect("monitors of touched balances are loaded");
             for monitor in monitors.iter_mut() {
                 let before = (monitor.state, monitor.trigger_count);
+                self.monitor_evaluations += 1;
                 if monitor.evaluate(balance, &self.now) {
+                    self.monitor_triggers += 1;
                     let url = (!monitor.call_back_url.is_empty()).then(|| monitor.call_back_url.clone());
                     let body = monitor_event_body(monitor, balance, &t.id);
                     fired.push((EventKind::BalanceMonitor, body, url, Some(monitor.id.clone())));

@@ -69,6 +69,8 @@ pub trait Reads {
     /// Events matching `filter`, newest first.
     fn events(&self, filter: &EventFilter, page: Page) -> StoreResult<Vec<Event>>;
     fn attempts(&self, event_id: &str) -> StoreResult<Vec<Attempt>>;
+    /// How many events wait for delivery (the outbox depth).
+    fn pending_events(&self) -> StoreResult<u64>;
 }
 
 pub trait Writes: Reads {
@@ -107,6 +109,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Where the data lives, for logs (never includes a password).
     fn describe(&self) -> String;
+
+    /// Connections open and idle in the pool, for metrics.
+    fn pool_usage(&self) -> PoolUsage;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PoolUsage {
+    pub connections: u32,
+    pub idle: u32,
 }
 
 /// Opens the store a `--database` URL names; `pool_size` bounds PostgreSQL connections.

@@ -5,7 +5,7 @@
 //! transient so the engine retries them. Amounts are `NUMERIC`, exchanged as decimal text.
 
 use super::columns::{amount, json_map, json_text, named, precision};
-use super::{AfterAttempt, Attempt, EventFilter, Page, Reads, Store, StoreError, StoreResult, Writes};
+use super::{AfterAttempt, Attempt, EventFilter, Page, PoolUsage, Reads, Store, StoreError, StoreResult, Writes};
 use crate::domain::balance::Balance;
 use crate::domain::event::{Delivery, Event, EventKind};
 use crate::domain::ledger::Ledger;
@@ -148,6 +148,11 @@ impl Store for PostgresStore {
 
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    fn pool_usage(&self) -> PoolUsage {
+        let state = self.pool.state();
+        PoolUsage { connections: state.connections, idle: state.idle_connections }
     }
 }
 
@@ -317,6 +322,15 @@ macro_rules! impl_reads {
         );
         all(self.rows(&sql, &[&status, &filter.monitor_id, &limit, &offset])?, event_from_row)
     }
+
+    fn pending_events(&self) -> StoreResult<u64> {
+
+        let rows = self.rows("SELECT count(*) FROM events WHERE status = 'pending'", &[])?;
+
+        Ok(rows.first().map(|r| r.try_get::<_, i64>(0)).transpose()?.unwrap_or(0) as u64)
+
+    }
+
 
     fn attempts(&self, event_id: &str) -> StoreResult<Vec<Attempt>> {
         let rows = self.rows(

@@ -3,7 +3,7 @@
 //! readers see the last commit while the writer works on the next one.
 
 use super::columns::{amount, json_map, json_text, named, precision};
-use super::{AfterAttempt, Attempt, EventFilter, Page, Reads, Store, StoreError, StoreResult, Writes};
+use super::{AfterAttempt, Attempt, EventFilter, Page, PoolUsage, Reads, Store, StoreError, StoreResult, Writes};
 use crate::domain::balance::Balance;
 use crate::domain::event::{Delivery, Event, EventKind};
 use crate::domain::ledger::Ledger;
@@ -95,6 +95,12 @@ impl Store for SqliteStore {
         work(&mut writer)?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn pool_usage(&self) -> PoolUsage {
+        // The writer connection is always open, and busy only inside a batch.
+        let readers = self.readers.state();
+        PoolUsage { connections: readers.connections + 1, idle: readers.idle_connections }
     }
 
     fn describe(&self) -> String {
@@ -263,6 +269,14 @@ impl<T: HasConnection> Reads for T {
         let status = filter.delivery.map(Delivery::as_str);
         let rows = stmt.query_map(params![status, filter.monitor_id, page.limit, offset], |r| Ok(event_from_row(r)))?;
         rows.map(|r| r?).collect()
+    }
+
+    fn pending_events(&self) -> StoreResult<u64> {
+        let count: i64 = self
+            .conn()
+            .prepare_cached("SELECT count(*) FROM events WHERE status = 'pending'")?
+            .query_row([], |r| r.get(0))?;
+        Ok(count as u64)
     }
 
     fn attempts(&self, event_id: &str) -> StoreResult<Vec<Attempt>> {

@@ -41,7 +41,15 @@ async fn run(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) {
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
     // A lease longer than any delivery can take, so an event is never taken twice at once.
     let lease = config.timeout + Duration::from_secs(5);
+    let mut depth_measured = Instant::now() - Duration::from_secs(60);
     loop {
+        if depth_measured.elapsed() >= Duration::from_secs(1) {
+            depth_measured = Instant::now();
+            let store = store.clone();
+            if let Ok(depth) = blocking(move || store.reader()?.pending_events()).await {
+                metrics::gauge!(crate::telemetry::OUTBOX_PENDING).set(depth as f64);
+            }
+        }
         let first = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
         let limit = 1 + slots.available_permits() as u32;
         let claimed = {
@@ -104,6 +112,18 @@ async fn deliver(store: &Arc<dyn Store>, client: &reqwest::Client, config: &Webh
             None => AfterAttempt::Failed,
         }
     };
+    let outcome = match &after {
+        AfterAttempt::Delivered { .. } => "delivered",
+        AfterAttempt::RetryAt(_) => "retry",
+        AfterAttempt::Failed => "failed",
+    };
+    metrics::counter!(crate::telemetry::WEBHOOK_DELIVERIES, "outcome" => outcome).increment(1);
+    if delivered {
+        if let Ok(created) = humantime::parse_rfc3339(&event.created_at) {
+            let lag = SystemTime::now().duration_since(created).unwrap_or_default();
+            metrics::histogram!(crate::telemetry::WEBHOOK_LAG).record(lag.as_secs_f64());
+        }
+    }
     match &after {
         AfterAttempt::Delivered { .. } => tracing::debug!(event_id = %event.id, attempt, "webhook delivered"),
         AfterAttempt::RetryAt(_) => {

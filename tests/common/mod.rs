@@ -20,6 +20,8 @@ pub struct Server {
     pub base: String,
     pub database_url: String,
     client: reqwest::Client,
+    /// Every line the server logged so far.
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// The database the server owns, dropped with it (None when the test owns it).
     _database: Option<TestDatabase>,
 }
@@ -52,16 +54,21 @@ impl Server {
             .expect("keel binary starts");
         let stdout = child.stdout.take().expect("stdout is piped");
         let (found, address) = mpsc::channel();
-        // Read the log until the listening line, then keep draining so the server never blocks on
-        // a full pipe.
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = logs.clone();
+        // Read the log until the listening line, then keep draining (and keeping) it so the server
+        // never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut found = Some(found);
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on ").nth(1) {
+                    // Text logs end the line with the address; JSON logs close a string after it.
+                    let address = rest.split(|c: char| c == '"' || c.is_whitespace()).next().unwrap_or("");
                     if let Some(tx) = found.take() {
-                        let _ = tx.send(rest.trim().to_string());
+                        let _ = tx.send(address.to_string());
                     }
                 }
+                kept.lock().unwrap().push(line.clone());
                 if std::env::var_os("KEEL_TEST_LOG").is_some() {
                     eprintln!("[keel] {line}");
                 }
@@ -79,6 +86,7 @@ impl Server {
             base: format!("http://{address}"),
             database_url: database_url.to_string(),
             client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client"),
+            logs,
             _database: None,
         }
     }
@@ -146,10 +154,15 @@ impl Server {
         .await
     }
 
-    /// Stops the server with SIGTERM (graceful) and waits for it.
-    pub fn stop(mut self) {
+    /// Every line the server has logged so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Stops the server with SIGTERM (graceful), waits for it, and says whether it exited 0.
+    pub fn stop(mut self) -> bool {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
+        self.child.wait().is_ok_and(|status| status.success())
     }
 
     /// Kills the server with SIGKILL: no shutdown code runs.

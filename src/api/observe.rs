@@ -1,0 +1,54 @@
+//! Every request: a request id (the client's `X-Request-Id` when it sends a sane one, else a new
+//! UUID) on every log line written while serving it and echoed in the response; one access-log
+//! line; and the request counted by route and status. Also the `/metrics` page.
+
+use super::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::time::Instant;
+use tracing::Instrument;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+fn request_id(request: &Request) -> String {
+    request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+pub async fn observe(request: Request, next: Next) -> Response {
+    let id = request_id(&request);
+    // Matched routes (`/balances/{id}`), never raw paths: ids would make unbounded label sets.
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+    let method = request.method().to_string();
+    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    span.in_scope(|| tracing::info!(status, duration_ms = elapsed.as_secs_f64() * 1000.0, "served"));
+    let labels = [("route", route), ("method", method), ("status", status.to_string())];
+    metrics::counter!(crate::telemetry::HTTP_REQUESTS, &labels).increment(1);
+    metrics::histogram!(crate::telemetry::HTTP_DURATION, &labels[..2]).record(elapsed.as_secs_f64());
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// `GET /metrics`: Prometheus text format (the one non-JSON answer; scrapers, not SDKs, read it).
+pub async fn metrics_page(State(app): State<AppState>) -> Response {
+    let usage = app.store.pool_usage();
+    let gauge =
+        |state: &'static str, n: u32| metrics::gauge!(crate::telemetry::DB_CONNECTIONS, "state" => state).set(n as f64);
+    gauge("idle", usage.idle);
+    gauge("in_use", usage.connections.saturating_sub(usage.idle));
+    let body = app.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
