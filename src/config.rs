@@ -25,6 +25,26 @@ pub enum Commands {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Verify the ledger's invariants over the whole database; exits 1 listing every balance that
+    /// does not match its transactions.
+    Check(DatabaseArgs),
+    /// Webhook maintenance.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WebhooksCommand {
+    /// Make events pending again so the dispatcher delivers them.
+    Redeliver {
+        /// Every event marked failed (after its last attempt).
+        #[arg(long, required = true)]
+        failed: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

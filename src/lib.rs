@@ -3,6 +3,7 @@
 //! JSON shapes) sits beside `domain` for `api` and the engine's event bodies.
 
 pub mod api;
+pub mod check;
 pub mod config;
 pub mod domain;
 pub mod engine;

@@ -1,7 +1,7 @@
 //! `keel`: parses the command line, wires the parts together, and nothing else.
 
 use clap::Parser;
-use keel::config::{Cli, Commands, ServeArgs};
+use keel::config::{Cli, Commands, DatabaseArgs, ServeArgs, WebhooksCommand};
 use keel::engine::{self, EngineConfig};
 use keel::webhooks::{self, retry::RetryPolicy, WebhookConfig};
 use keel::{api, store, telemetry};
@@ -17,6 +17,10 @@ fn main() -> ExitCode {
         Commands::Migrate(args) => store::open(&args.database, args.db_pool_size).map(|s| {
             tracing::info!("migrations applied to {}", s.describe());
         }),
+        Commands::Check(args) => check(args),
+        Commands::Webhooks { command: WebhooksCommand::Redeliver { failed: _, database } } => {
+            redeliver_failed(database)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -90,6 +94,37 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     drop(runtime);
     drop(store_outlives_runtime);
     tracing::info!("stopped");
+    Ok(())
+}
+
+fn check(args: DatabaseArgs) -> Result<(), String> {
+    let store = store::open(&args.database, args.db_pool_size)?;
+    tracing::info!("checking {}", store.describe());
+    let report = keel::check::run(store.as_ref(), &mut |line| tracing::info!("{line}"))
+        .map_err(|e| format!("check failed: {e}"))?;
+    for problem in &report.problems {
+        tracing::error!("{problem}");
+    }
+    let summary = format!("{} transactions replayed, {} balances checked", report.transactions, report.balances);
+    if report.problems.is_empty() {
+        tracing::info!("{summary}: every invariant holds");
+        Ok(())
+    } else {
+        Err(format!("{summary}: {} problems", report.problems.len()))
+    }
+}
+
+fn redeliver_failed(args: DatabaseArgs) -> Result<(), String> {
+    let store = store::open(&args.database, args.db_pool_size)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let mut count = 0;
+    store
+        .write(&mut |w| {
+            count = w.redeliver_failed(now)?;
+            Ok(())
+        })
+        .map_err(|e| format!("cannot requeue failed events: {e}"))?;
+    tracing::info!("{count} failed events are pending again; a running server delivers them");
     Ok(())
 }
 

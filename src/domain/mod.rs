@@ -7,4 +7,5 @@ pub mod error;
 pub mod event;
 pub mod ledger;
 pub mod monitor;
+pub mod replay;
 pub mod transaction;

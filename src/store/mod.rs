@@ -97,11 +97,17 @@ pub trait Writes: Reads {
     fn record_attempt(&mut self, attempt: &Attempt, after: &AfterAttempt) -> StoreResult<()>;
     /// Makes an event pending again, due now, with a fresh allowance of attempts. False if unknown.
     fn redeliver_event(&mut self, id: &str, now_ms: i64) -> StoreResult<bool>;
+    /// Makes every failed event pending again; returns how many.
+    fn redeliver_failed(&mut self, now_ms: i64) -> StoreResult<u64>;
 }
 
 pub trait Store: Send + Sync + 'static {
     /// A consistent reader: it never sees half of a batch and never blocks the writer.
     fn reader(&self) -> StoreResult<Box<dyn Reads + '_>>;
+
+    /// Runs `work` against one consistent snapshot of the whole database (long reads such as
+    /// `keel check`, which must not see a batch that commits halfway through them).
+    fn read_consistent(&self, work: &mut dyn FnMut(&dyn Reads) -> StoreResult<()>) -> StoreResult<()>;
 
     /// Runs `work` inside one database transaction and commits it durably if `work` returns `Ok`;
     /// rolls everything back otherwise.

@@ -132,6 +132,20 @@ impl Store for PostgresStore {
         Ok(Box::new(Reader(RefCell::new(conn))))
     }
 
+    fn read_consistent(&self, work: &mut dyn FnMut(&dyn Reads) -> StoreResult<()>) -> StoreResult<()> {
+        let mut conn = self.pool.get().map_err(|e| StoreError::Transient(e.to_string()))?;
+        let Connection { client, statements } = &mut *conn;
+        let tx = client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let reader = Writer { tx: RefCell::new(tx), statements: RefCell::new(statements) };
+        work(&reader)?;
+        reader.tx.into_inner().commit()?;
+        Ok(())
+    }
+
     fn write(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
         let mut conn = self.pool.get().map_err(|e| StoreError::Transient(e.to_string()))?;
         let Connection { client, statements } = &mut *conn;
@@ -550,6 +564,13 @@ impl Writes for Writer<'_> {
             &[&a.event_id, &status.as_str(), &(a.attempt as i32), &next, &a.error, &delivered_at],
         )?;
         Ok(())
+    }
+
+    fn redeliver_failed(&mut self, now_ms: i64) -> StoreResult<u64> {
+        self.exec(
+            "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = $1 WHERE status = 'failed'",
+            &[&now_ms],
+        )
     }
 
     fn redeliver_event(&mut self, id: &str, now_ms: i64) -> StoreResult<bool> {

@@ -85,6 +85,15 @@ impl Store for SqliteStore {
         Ok(Box::new(Reader(conn)))
     }
 
+    fn read_consistent(&self, work: &mut dyn FnMut(&dyn Reads) -> StoreResult<()>) -> StoreResult<()> {
+        let mut conn = self.readers.get().map_err(|e| StoreError::Database(e.to_string()))?;
+        // A read transaction: WAL keeps its snapshot for as long as it lasts.
+        let tx = conn.transaction()?;
+        work(&Writer(&tx))?;
+        tx.commit()?;
+        Ok(())
+    }
+
     fn write(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
         let mut conn = self
             .writer
@@ -484,6 +493,16 @@ impl Writes for Writer<'_> {
             )?
             .execute(params![a.event_id, status.as_str(), a.attempt, next, a.error, delivered_at])?;
         Ok(())
+    }
+
+    fn redeliver_failed(&mut self, now_ms: i64) -> StoreResult<u64> {
+        let changed = self
+            .0
+            .prepare_cached(
+                "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = ?1 WHERE status = 'failed'",
+            )?
+            .execute([now_ms])?;
+        Ok(changed as u64)
     }
 
     fn redeliver_event(&mut self, id: &str, now_ms: i64) -> StoreResult<bool> {
