@@ -14,6 +14,11 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Commands,
 
+    /// Configuration file (TOML; keys are `serve`'s flags in snake case). Default: ./keel.toml if it
+    /// exists. Flags override `KEEL_*` variables, which override the file.
+    #[arg(long, env = "KEEL_CONFIG", global = true)]
+    pub config: Option<std::path::PathBuf>,
+
     /// Log lines as readable text or as JSON objects (each with the request id it belongs to).
     #[arg(long, env = "KEEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -25,6 +30,9 @@ pub enum Commands {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Print the effective configuration of `serve` (same options), each value with its source;
+    /// secrets masked.
+    Config(ServeArgs),
     /// Verify the ledger's invariants over the whole database; exits 1 listing every balance that
     /// does not match its transactions.
     Check(DatabaseArgs),

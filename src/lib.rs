@@ -5,6 +5,7 @@
 pub mod api;
 pub mod check;
 pub mod config;
+pub mod config_file;
 pub mod domain;
 pub mod engine;
 pub mod store;

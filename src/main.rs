@@ -1,16 +1,36 @@
 //! `keel`: parses the command line, wires the parts together, and nothing else.
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use keel::config::{Cli, Commands, DatabaseArgs, ServeArgs, WebhooksCommand};
 use keel::engine::{self, EngineConfig};
 use keel::webhooks::{self, retry::RetryPolicy, WebhookConfig};
-use keel::{api, store, telemetry};
+use keel::{api, config_file, store, telemetry};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<String> = std::env::args().collect();
+    let file = match config_file::load(&args) {
+        Ok(file) => file,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let matches = Cli::command().try_get_matches().unwrap_or_else(|error| {
+        // A bad value from the file reaches clap through its variable: say which keys the file set.
+        if let (Some((path, applied)), true) = (&file, error.use_stderr()) {
+            let keys: Vec<String> = config_file::known_keys()
+                .into_iter()
+                .filter(|(_, variable)| applied.contains(variable))
+                .map(|(key, _)| key)
+                .collect();
+            eprintln!("note: {} set {}", path.display(), keys.join(", "));
+        }
+        error.exit()
+    });
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     telemetry::init_logging(cli.log_format);
     let result = match cli.command {
         Commands::Serve(args) => serve(args),
@@ -18,6 +38,10 @@ fn main() -> ExitCode {
             tracing::info!("migrations applied to {}", s.describe());
         }),
         Commands::Check(args) => check(args),
+        Commands::Config(_) => {
+            print_config(&matches, file);
+            Ok(())
+        }
         Commands::Webhooks { command: WebhooksCommand::Redeliver { failed: _, database } } => {
             redeliver_failed(database)
         }
@@ -95,6 +119,61 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     drop(store_outlives_runtime);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `keel config`: the effective value of every `serve` option as TOML (so it can be saved as
+/// keel.toml), each with where it came from; secrets masked.
+fn print_config(matches: &clap::ArgMatches, file: Option<(std::path::PathBuf, Vec<String>)>) {
+    use clap::parser::ValueSource;
+    let sub = matches.subcommand_matches("config").expect("print_config runs for `keel config`");
+    let (file_name, from_file) = match &file {
+        Some((path, applied)) => (path.display().to_string(), applied.clone()),
+        None => (String::new(), Vec::new()),
+    };
+    for (key, variable) in config_file::known_keys() {
+        // `log_format` is a global option: it lives in the top-level matches.
+        let here = if sub.try_get_raw(&key).is_ok() { sub } else { matches };
+        let value = here
+            .try_get_raw(&key)
+            .ok()
+            .flatten()
+            .and_then(|mut values| values.next())
+            .map(|v| v.to_string_lossy().to_string());
+        let source = match here.value_source(&key) {
+            Some(ValueSource::CommandLine) => "flag".to_string(),
+            Some(ValueSource::EnvVariable) if from_file.contains(&variable) => file_name.clone(),
+            Some(ValueSource::EnvVariable) => variable.clone(),
+            _ => "default".to_string(),
+        };
+        match value {
+            None => println!("# {key} is not set"),
+            Some(value) => {
+                let shown = match key.as_str() {
+                    "api_key" | "webhook_secret" => "********".to_string(),
+                    "database" => mask_password(&value),
+                    _ => value,
+                };
+                let literal = if shown.parse::<i64>().is_ok() || shown == "true" || shown == "false" {
+                    shown
+                } else {
+                    format!("{shown:?}")
+                };
+                println!("{:<56} # {source}", format!("{key} = {literal}"));
+            }
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:****@host/db`.
+fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    match rest.split_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:****@{host}")
+        }
+        _ => url.to_string(),
+    }
 }
 
 fn check(args: DatabaseArgs) -> Result<(), String> {
