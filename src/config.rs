@@ -33,6 +33,8 @@ pub enum Commands {
     /// Print the effective configuration of `serve` (same options), each value with its source;
     /// secrets masked.
     Config(ServeArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API (the one served at /openapi.json).
+    Openapi,
     /// Verify the ledger's invariants over the whole database; exits 1 listing every balance that
     /// does not match its transactions.
     Check(DatabaseArgs),

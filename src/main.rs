@@ -38,6 +38,7 @@ fn main() -> ExitCode {
             tracing::info!("migrations applied to {}", s.describe());
         }),
         Commands::Check(args) => check(args),
+        Commands::Openapi => api::openapi().to_pretty_json().map(|doc| println!("{doc}")).map_err(|e| e.to_string()),
         Commands::Config(_) => {
             print_config(&matches, file);
             Ok(())

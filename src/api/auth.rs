@@ -1,4 +1,5 @@
-//! `X-Blnk-Key` authentication. With no key configured every request passes; `/health` always does.
+//! `X-Blnk-Key` authentication. With no key configured every request passes; `/health`,
+//! `/openapi.json` and `/docs` always do.
 
 use super::error::ApiError;
 use super::extract::read_limited;
@@ -15,7 +16,8 @@ pub async fn require_key(State(app): State<AppState>, request: Request, next: Ne
     let Some(expected) = app.api_key.as_deref() else {
         return next.run(request).await;
     };
-    if request.uri().path() == "/health" {
+    // Health and the API's own description are public.
+    if matches!(request.uri().path(), "/health" | "/openapi.json" | "/docs") {
         return next.run(request).await;
     }
     let error = match request.headers().get(HEADER) {

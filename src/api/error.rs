@@ -7,7 +7,6 @@ use crate::store::StoreError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -102,16 +101,74 @@ impl From<EngineError> for ApiError {
     }
 }
 
+/// Every error code Keel answers with (CONTRACT.md's list, plus `GEN_METHOD_NOT_ALLOWED` and
+/// `GEN_UNAVAILABLE`).
+pub const ERROR_CODES: &[&str] = &[
+    "GEN_MALFORMED_REQUEST",
+    "GEN_VALIDATION_ERROR",
+    "GEN_NOT_FOUND",
+    "GEN_METHOD_NOT_ALLOWED",
+    "GEN_PAYLOAD_TOO_LARGE",
+    "GEN_INTERNAL",
+    "GEN_UNAVAILABLE",
+    "LGR_NOT_FOUND",
+    "BAL_NOT_FOUND",
+    "BAL_MONITOR_NOT_FOUND",
+    "BAL_VALIDATION_ERROR",
+    "TXN_NOT_FOUND",
+    "TXN_VALIDATION_ERROR",
+    "TXN_INVALID_AMOUNT",
+    "TXN_PRECISION_NOT_INTEGER",
+    "TXN_DUPLICATE_REFERENCE",
+    "TXN_INSUFFICIENT_FUNDS",
+    "TXN_NOT_INFLIGHT",
+    "TXN_ALREADY_COMMITTED",
+    "TXN_ALREADY_VOIDED",
+    "TXN_COMMIT_AMOUNT_EXCEEDED",
+    "AUTH_MISSING_API_KEY",
+    "AUTH_INVALID_API_KEY",
+];
+
+fn error_code_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(ERROR_CODES.iter().copied()))
+        .build()
+}
+
+/// Blnk's error body, as sent and as documented.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A sentence for people.
+    pub error: String,
+    pub error_detail: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    #[schema(schema_with = error_code_schema)]
+    pub code: &'static str,
+    pub message: String,
+    pub details: ErrorDetails,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetails {
+    /// The request field at fault, when there is one (`amount`, `condition.operator`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let details = match &self.field {
-            Some(field) => json!({ "field": field }),
-            None => json!({}),
+        let body = ErrorBody {
+            error: self.message.clone(),
+            error_detail: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                details: ErrorDetails { field: self.field },
+            },
         };
-        let body = json!({
-            "error": self.message,
-            "error_detail": { "code": self.code, "message": self.message, "details": details },
-        });
         let mut response = (self.status, Json(body)).into_response();
         if self.close_connection {
             // The body was refused unread: the connection cannot carry another request, and a

@@ -9,6 +9,7 @@ mod extract;
 mod ledgers;
 mod monitors;
 mod observe;
+mod reference;
 mod transactions;
 
 use crate::engine::EngineHandle;
@@ -16,11 +17,13 @@ use crate::store::{Reads, Store, StoreResult};
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use error::ApiError;
 use serde::Serialize;
 use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -31,27 +34,42 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
+/// Every documented route. Only `routes!` registers routes here, and it also documents each one, so
+/// `/openapi.json` is the route table.
+fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(observe::metrics_page))
+        .routes(routes!(reference::openapi_json))
+        .routes(routes!(reference::docs))
+        .routes(routes!(ledgers::create, ledgers::list))
+        .routes(routes!(ledgers::get, ledgers::update))
+        .routes(routes!(balances::create, balances::list))
+        .routes(routes!(balances::get))
+        .routes(routes!(balances::by_indicator))
+        .routes(routes!(transactions::create, transactions::list))
+        .routes(routes!(transactions::get))
+        .routes(routes!(transactions::by_reference))
+        .routes(routes!(transactions::finish_inflight))
+        .routes(routes!(transactions::refund))
+        .routes(routes!(monitors::create, monitors::list))
+        .routes(routes!(monitors::get, monitors::update, monitors::delete))
+        .routes(routes!(monitors::of_balance))
+        .routes(routes!(monitors::events))
+        .routes(routes!(events::list))
+        .routes(routes!(events::get))
+        .routes(routes!(events::redeliver))
+}
+
+/// The OpenAPI document of the routes `router` serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented_routes().split_for_parts().1
+}
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(observe::metrics_page))
-        .route("/ledgers", post(ledgers::create).get(ledgers::list))
-        .route("/ledgers/{id}", get(ledgers::get).put(ledgers::update))
-        .route("/balances", post(balances::create).get(balances::list))
-        .route("/balances/{id}", get(balances::get))
-        .route("/balances/indicator/{indicator}/currency/{currency}", get(balances::by_indicator))
-        .route("/transactions", post(transactions::create).get(transactions::list))
-        .route("/transactions/{id}", get(transactions::get))
-        .route("/transactions/reference/{reference}", get(transactions::by_reference))
-        .route("/transactions/inflight/{id}", put(transactions::finish_inflight))
-        .route("/refund-transaction/{id}", post(transactions::refund))
-        .route("/balance-monitors", post(monitors::create).get(monitors::list))
-        .route("/balance-monitors/{id}", get(monitors::get).put(monitors::update).delete(monitors::delete))
-        .route("/balance-monitors/balances/{id}", get(monitors::of_balance))
-        .route("/balance-monitors/{id}/events", get(monitors::events))
-        .route("/events", get(events::list))
-        .route("/events/{id}", get(events::get))
-        .route("/events/{id}/redeliver", post(events::redeliver))
+    let (routes, document) = documented_routes().split_for_parts();
+    let _ = reference::DOCUMENT.set(document.to_json().expect("the OpenAPI document serializes"));
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
@@ -59,6 +77,40 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Keel",
+        description = "A double-entry ledger server with balance monitors, speaking Blnk's HTTP API. \
+            Amounts are exact numbers of any size; see the README for the rules.",
+    ),
+    tags(
+        (name = "ledgers"), (name = "balances"), (name = "transactions"),
+        (name = "balance-monitors", description = "Conditions on balances, evaluated in the same commit as the money"),
+        (name = "events", description = "(keel) The webhook outbox and its delivery log"),
+        (name = "operations", description = "Health and metrics"),
+        (name = "reference", description = "This document"),
+    ),
+    components(schemas(error::ErrorBody)),
+    modifiers(&ApiKeyHeader),
+    security(("api_key" = [])),
+)]
+struct ApiDoc;
+
+/// `X-Blnk-Key`, required on every route that does not say otherwise when a key is configured.
+struct ApiKeyHeader;
+
+impl utoipa::Modify for ApiKeyHeader {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Blnk-Key"))));
+    }
+}
+
+#[utoipa::path(operation_id = "getHealth", get, path = "/health", tag = "operations", security(()),
+    responses((status = 200, description = "{\"status\":\"UP\"}", body = Object)))]
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "UP" }))
 }

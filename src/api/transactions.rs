@@ -15,10 +15,13 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateTransactionBody {
+    #[schema(schema_with = crate::wire::number::number_or_string_schema)]
     amount: Option<NumberText>,
+    #[schema(schema_with = crate::wire::number::number_or_string_schema)]
     precise_amount: Option<NumberText>,
+    #[schema(schema_with = crate::wire::number::number_or_string_schema)]
     precision: Option<NumberText>,
     reference: Option<String>,
     currency: Option<String>,
@@ -28,6 +31,7 @@ pub struct CreateTransactionBody {
     allow_overdraft: Option<bool>,
     inflight: Option<bool>,
     skip_queue: Option<bool>,
+    #[schema(value_type = Option<Object>)]
     meta_data: Option<Map<String, Value>>,
 }
 
@@ -35,10 +39,12 @@ impl Payload for CreateTransactionBody {
     const RESOURCE: Resource = Resource::Transaction;
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct InflightBody {
     status: Option<String>,
+    #[schema(schema_with = crate::wire::number::number_or_string_schema)]
     amount: Option<NumberText>,
+    #[schema(schema_with = crate::wire::number::number_or_string_schema)]
     precise_amount: Option<NumberText>,
 }
 
@@ -57,6 +63,13 @@ fn text(n: &Option<NumberText>) -> Option<&str> {
     n.as_ref().map(|n| n.0.as_str())
 }
 
+#[utoipa::path(operation_id = "createTransaction", 
+    post,
+    path = "/transactions",
+    tag = "transactions",
+    request_body = CreateTransactionBody,
+    responses((status = 201, description = "the transaction: QUEUED, or with skip_queue APPLIED / INFLIGHT", body = crate::wire::TransactionJson), (status = 400, description = "GEN_MALFORMED_REQUEST, TXN_VALIDATION_ERROR, TXN_INVALID_AMOUNT, TXN_PRECISION_NOT_INTEGER, TXN_DUPLICATE_REFERENCE, TXN_INSUFFICIENT_FUNDS", body = crate::api::error::ErrorBody), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 413, description = "GEN_PAYLOAD_TOO_LARGE", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+)]
 pub async fn create(
     State(app): State<AppState>,
     JsonBody(body): JsonBody<CreateTransactionBody>,
@@ -80,6 +93,14 @@ pub async fn create(
 }
 
 /// `PUT /transactions/inflight/{id}` with `{"status": "commit" | "void", "amount"?, "precise_amount"?}`.
+#[utoipa::path(operation_id = "updateInflightTransaction", 
+    put,
+    path = "/transactions/inflight/{id}",
+    tag = "transactions",
+    request_body = InflightBody,
+    params(("id" = String, Path, description = "the inflight transaction")),
+    responses((status = 200, description = "the commit (APPLIED) or void (VOID) child transaction", body = crate::wire::TransactionJson), (status = 400, description = "TXN_VALIDATION_ERROR, TXN_INVALID_AMOUNT, TXN_NOT_INFLIGHT, TXN_ALREADY_COMMITTED, TXN_ALREADY_VOIDED, TXN_COMMIT_AMOUNT_EXCEEDED", body = crate::api::error::ErrorBody), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 404, description = "TXN_NOT_FOUND", body = crate::api::error::ErrorBody), (status = 413, description = "GEN_PAYLOAD_TOO_LARGE", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+)]
 pub async fn finish_inflight(
     State(app): State<AppState>,
     PathId(id): PathId,
@@ -103,6 +124,13 @@ pub async fn finish_inflight(
     transaction_reply(app.engine.submit(Command::FinishInflight { id, action }).await?, false)
 }
 
+#[utoipa::path(operation_id = "refundTransaction", 
+    post,
+    path = "/refund-transaction/{id}",
+    tag = "transactions",
+    params(("id" = String, Path, description = "the APPLIED transaction to reverse")),
+    responses((status = 201, description = "the refund: APPLIED, source and destination swapped", body = crate::wire::TransactionJson), (status = 400, description = "TXN_VALIDATION_ERROR, TXN_INSUFFICIENT_FUNDS", body = crate::api::error::ErrorBody), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 404, description = "TXN_NOT_FOUND", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+)]
 pub async fn refund(State(app): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
     transaction_reply(app.engine.submit(Command::Refund { id }).await?, true)
 }
@@ -115,11 +143,25 @@ fn transaction_reply(outcome: Outcome, is_create: bool) -> Result<Response, ApiE
     }
 }
 
+#[utoipa::path(operation_id = "getTransaction", 
+    get,
+    path = "/transactions/{id}",
+    tag = "transactions",
+    params(("id" = String, Path, description = "transaction id")),
+    responses((status = 200, description = "the transaction", body = crate::wire::TransactionJson), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 404, description = "TXN_NOT_FOUND", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+)]
 pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Json<TransactionJson>, ApiError> {
     let found = read(&app, move |r| r.transaction(&id)).await?;
     found.map(|t| Json(t.into())).ok_or_else(|| ApiError::not_found(Resource::Transaction))
 }
 
+#[utoipa::path(operation_id = "getTransactionByReference", 
+    get,
+    path = "/transactions/reference/{reference}",
+    tag = "transactions",
+    params(("reference" = String, Path, description = "the client's reference")),
+    responses((status = 200, description = "the transaction", body = crate::wire::TransactionJson), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 404, description = "TXN_NOT_FOUND", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+)]
 pub async fn by_reference(
     State(app): State<AppState>,
     PathId(reference): PathId,
@@ -128,6 +170,13 @@ pub async fn by_reference(
     found.map(|t| Json(t.into())).ok_or_else(|| ApiError::not_found(Resource::Transaction))
 }
 
+#[utoipa::path(operation_id = "listTransactions", 
+    get,
+    path = "/transactions",
+    tag = "transactions",
+    params(("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at 1000)"), ("offset" = Option<u64>, Query, description = "skip this many")),
+    responses((status = 200, description = "the log, in the order it was recorded", body = Vec<crate::wire::TransactionJson>), (status = 400, description = "GEN_VALIDATION_ERROR (limit, offset)", body = crate::api::error::ErrorBody), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+)]
 pub async fn list(State(app): State<AppState>, Paging(page): Paging) -> Result<Json<Vec<TransactionJson>>, ApiError> {
     let found = read(&app, move |r| r.transactions(page)).await?;
     Ok(Json(found.into_iter().map(TransactionJson::from).collect()))

@@ -5,21 +5,28 @@ use crate::domain::balance::Balance;
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct BalanceJson {
     pub balance_id: String,
     pub ledger_id: String,
     pub identity_id: String,
     pub indicator: String,
     pub currency: String,
+    #[schema(schema_with = crate::wire::number::exact_number_schema)]
     pub balance: Number,
+    #[schema(schema_with = crate::wire::number::exact_number_schema)]
     pub credit_balance: Number,
+    #[schema(schema_with = crate::wire::number::exact_number_schema)]
     pub debit_balance: Number,
+    #[schema(schema_with = crate::wire::number::exact_number_schema)]
     pub inflight_balance: Number,
+    #[schema(schema_with = crate::wire::number::exact_number_schema)]
     pub inflight_credit_balance: Number,
+    #[schema(schema_with = crate::wire::number::exact_number_schema)]
     pub inflight_debit_balance: Number,
     pub version: i64,
     pub created_at: String,
+    #[schema(value_type = Option<Object>)]
     pub meta_data: Map<String, Value>,
 }
 

@@ -24,7 +24,7 @@ pub fn transaction_event_body(kind: EventKind, transaction: &Transaction) -> Str
     json!({ "event": kind.as_str(), "data": data }).to_string()
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AttemptJson {
     pub attempt: u32,
     pub attempted_at: String,
@@ -33,7 +33,7 @@ pub struct AttemptJson {
     pub duration_ms: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EventJson {
     pub event_id: String,
     pub event: &'static str,
@@ -46,6 +46,7 @@ pub struct EventJson {
     pub last_error: Option<String>,
     pub delivered_at: Option<String>,
     /// The webhook body's `data`: for `balance.monitor`, the monitor, `balance` and `transaction_id`.
+    #[schema(value_type = Object)]
     pub data: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deliveries: Option<Vec<AttemptJson>>,

@@ -4,11 +4,12 @@ use crate::domain::ledger::Ledger;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LedgerJson {
     pub ledger_id: String,
     pub name: String,
     pub created_at: String,
+    #[schema(value_type = Option<Object>)]
     pub meta_data: Map<String, Value>,
 }
 

@@ -6,22 +6,26 @@ use crate::domain::monitor::Monitor;
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ConditionJson {
     pub field: &'static str,
     pub operator: &'static str,
+    #[schema(schema_with = crate::wire::number::exact_number_schema)]
     pub value: Number,
+    #[schema(schema_with = crate::wire::number::exact_number_schema)]
     pub precision: Number,
+    #[schema(schema_with = crate::wire::number::exact_number_schema)]
     pub precise_value: Number,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct MonitorJson {
     pub monitor_id: String,
     pub balance_id: String,
     pub condition: ConditionJson,
     pub description: String,
     pub call_back_url: String,
+    #[schema(value_type = Option<Object>)]
     pub meta_data: Map<String, Value>,
     pub created_at: String,
     pub trigger: &'static str,

@@ -42,3 +42,20 @@ pub fn integer(value: &BigInt) -> Number {
 pub fn decimal(text: &str) -> Number {
     Number::from_str(text).expect("the domain writes only valid decimal text")
 }
+
+/// OpenAPI schema of an exact amount: a JSON number of any size, written exactly (never a float).
+pub fn exact_number_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Number)
+        .description(Some("An exact number of any size, written without exponent or rounding (parse it as a decimal or big integer, not a float)."))
+        .build()
+}
+
+/// OpenAPI schema of an amount in a request: a number, or a string holding one (`"19.99"`).
+pub fn number_or_string_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Number, Type::String]))
+        .description(Some("A decimal number, or a string holding one; read exactly, never through a float."))
+        .build()
+}

@@ -5,12 +5,15 @@ use crate::domain::transaction::Transaction;
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TransactionJson {
     pub transaction_id: String,
     pub parent_transaction: String,
+    #[schema(schema_with = crate::wire::number::exact_number_schema)]
     pub amount: Number,
+    #[schema(schema_with = crate::wire::number::exact_number_schema)]
     pub precise_amount: Number,
+    #[schema(schema_with = crate::wire::number::exact_number_schema)]
     pub precision: Number,
     pub reference: String,
     pub description: String,
@@ -21,6 +24,7 @@ pub struct TransactionJson {
     pub allow_overdraft: bool,
     pub inflight: bool,
     pub created_at: String,
+    #[schema(value_type = Option<Object>)]
     pub meta_data: Map<String, Value>,
 }
 
