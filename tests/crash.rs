@@ -1,8 +1,9 @@
 //! Crash safety: the real server under concurrent load is killed with SIGKILL at random moments,
 //! many times, and restarted on the same data. After every restart:
 //! - every transaction that got a 2xx is there, with its effect (queued ones get applied or rejected);
-//! - nothing is half applied: the balances equal the replay of the log and sum to zero;
-//! and at the end every monitor event of a committed change has been delivered, and none of a change
+//! - nothing is half applied: the balances equal the replay of the log and sum to zero.
+//!
+//! At the end, every monitor event of a committed change has been delivered, and none of a change
 //! that does not exist. `KEEL_CRASH_ROUNDS` sets the number of kills (default 6).
 
 mod common;
