@@ -75,3 +75,63 @@ pub fn load(args: &[String]) -> Result<Option<(PathBuf, Vec<String>)>, String> {
     }
     Ok(Some((path, applied)))
 }
+
+/// `keel config`: the effective value of every `serve` option as TOML (so it can be saved as
+/// keel.toml), each with where it came from; secrets masked.
+pub fn effective(matches: &clap::ArgMatches, file: Option<&(PathBuf, Vec<String>)>) -> String {
+    use clap::parser::ValueSource;
+    use std::fmt::Write;
+    let mut out = String::new();
+    let sub = matches.subcommand_matches("config").expect("effective() is for `keel config`");
+    let (file_name, from_file) = match file {
+        Some((path, applied)) => (path.display().to_string(), applied.clone()),
+        None => (String::new(), Vec::new()),
+    };
+    for (key, variable) in known_keys() {
+        // `log_format` is a global option: it lives in the top-level matches.
+        let here = if sub.try_get_raw(&key).is_ok() { sub } else { matches };
+        let value = here
+            .try_get_raw(&key)
+            .ok()
+            .flatten()
+            .and_then(|mut values| values.next())
+            .map(|v| v.to_string_lossy().to_string());
+        let source = match here.value_source(&key) {
+            Some(ValueSource::CommandLine) => "flag".to_string(),
+            Some(ValueSource::EnvVariable) if from_file.contains(&variable) => file_name.clone(),
+            Some(ValueSource::EnvVariable) => variable.clone(),
+            _ => "default".to_string(),
+        };
+        match value {
+            None => {
+                let _ = writeln!(out, "# {key} is not set");
+            }
+            Some(value) => {
+                let shown = match key.as_str() {
+                    "api_key" | "webhook_secret" => "********".to_string(),
+                    "database" => mask_password(&value),
+                    _ => value,
+                };
+                let literal = if shown.parse::<i64>().is_ok() || shown == "true" || shown == "false" {
+                    shown
+                } else {
+                    format!("{shown:?}")
+                };
+                let _ = writeln!(out, "{:<56} # {source}", format!("{key} = {literal}"));
+            }
+        }
+    }
+    out
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:****@host/db`.
+fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    match rest.split_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:****@{host}")
+        }
+        _ => url.to_string(),
+    }
+}

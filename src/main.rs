@@ -40,7 +40,7 @@ fn main() -> ExitCode {
         Commands::Check(args) => check(args),
         Commands::Openapi => api::openapi().to_pretty_json().map(|doc| println!("{doc}")).map_err(|e| e.to_string()),
         Commands::Config(_) => {
-            print_config(&matches, file);
+            print!("{}", config_file::effective(&matches, file.as_ref()));
             Ok(())
         }
         Commands::Webhooks { command: WebhooksCommand::Redeliver { failed: _, database } } => {
@@ -120,61 +120,6 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     drop(store_outlives_runtime);
     tracing::info!("stopped");
     Ok(())
-}
-
-/// `keel config`: the effective value of every `serve` option as TOML (so it can be saved as
-/// keel.toml), each with where it came from; secrets masked.
-fn print_config(matches: &clap::ArgMatches, file: Option<(std::path::PathBuf, Vec<String>)>) {
-    use clap::parser::ValueSource;
-    let sub = matches.subcommand_matches("config").expect("print_config runs for `keel config`");
-    let (file_name, from_file) = match &file {
-        Some((path, applied)) => (path.display().to_string(), applied.clone()),
-        None => (String::new(), Vec::new()),
-    };
-    for (key, variable) in config_file::known_keys() {
-        // `log_format` is a global option: it lives in the top-level matches.
-        let here = if sub.try_get_raw(&key).is_ok() { sub } else { matches };
-        let value = here
-            .try_get_raw(&key)
-            .ok()
-            .flatten()
-            .and_then(|mut values| values.next())
-            .map(|v| v.to_string_lossy().to_string());
-        let source = match here.value_source(&key) {
-            Some(ValueSource::CommandLine) => "flag".to_string(),
-            Some(ValueSource::EnvVariable) if from_file.contains(&variable) => file_name.clone(),
-            Some(ValueSource::EnvVariable) => variable.clone(),
-            _ => "default".to_string(),
-        };
-        match value {
-            None => println!("# {key} is not set"),
-            Some(value) => {
-                let shown = match key.as_str() {
-                    "api_key" | "webhook_secret" => "********".to_string(),
-                    "database" => mask_password(&value),
-                    _ => value,
-                };
-                let literal = if shown.parse::<i64>().is_ok() || shown == "true" || shown == "false" {
-                    shown
-                } else {
-                    format!("{shown:?}")
-                };
-                println!("{:<56} # {source}", format!("{key} = {literal}"));
-            }
-        }
-    }
-}
-
-/// `postgres://user:secret@host/db` → `postgres://user:****@host/db`.
-fn mask_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    match rest.split_once('@') {
-        Some((credentials, host)) if credentials.contains(':') => {
-            let user = credentials.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:****@{host}")
-        }
-        _ => url.to_string(),
-    }
 }
 
 fn check(args: DatabaseArgs) -> Result<(), String> {
