@@ -214,5 +214,5 @@ async fn run_case(server: &Server, ops: Vec<Op>) {
 #[test]
 fn random_operation_sequences_match_the_model_and_keep_the_invariants() {
     let server = Server::start();
-    check_property(prop::collection::vec(op(), 1..30), |ops| Box::pin(run_case(&server, ops)));
+    check_property(24, prop::collection::vec(op(), 1..30), |ops| Box::pin(run_case(&server, ops)));
 }

@@ -68,6 +68,26 @@ async fn ledger_errors_name_the_problem() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error(&body, "LGR_NOT_FOUND");
 
+    // NUL cannot be stored by PostgreSQL and is never needed: refused on both backends, naming where.
+    let (status, body) = server.post("/ledgers", json!({"name": "a\u{0}b", "meta_data": {"k": "v"}})).await;
+    assert_eq!(
+        (status, body["error_detail"]["details"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("name")),
+        "{body}"
+    );
+    let (status, body) = server.post("/ledgers", json!({"name": "ok", "meta_data": {"deep": ["x", "\u{0}"]}})).await;
+    assert_eq!(
+        (status, body["error_detail"]["details"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("meta_data.deep[1]")),
+        "{body}"
+    );
+    let (status, body) = server.get("/ledgers/ldg_%00").await;
+    assert_eq!(
+        (status, body["error_detail"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("GEN_VALIDATION_ERROR")),
+        "{body}"
+    );
+
     let (status, body) = server.get("/ledgers?limit=abc").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error_detail"]["details"]["field"], "limit");

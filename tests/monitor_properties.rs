@@ -235,5 +235,5 @@ async fn check_monitor(server: &Server, m: &ModelMonitor) {
 #[test]
 fn monitor_events_equal_a_step_by_step_reference_evaluation() {
     let server = Server::start();
-    check_property(prop::collection::vec(op(), 1..40), |ops| Box::pin(run_case(&server, ops)));
+    check_property(24, prop::collection::vec(op(), 1..40), |ops| Box::pin(run_case(&server, ops)));
 }

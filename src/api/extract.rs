@@ -44,6 +44,13 @@ impl<S: Send + Sync, T: Payload> FromRequest<S> for JsonBody<T> {
         if !value.is_object() {
             return Err(malformed("expected a JSON object".into()));
         }
+        if let Some(field) = nul_inside(&value, "") {
+            return Err(ApiError::validation(
+                T::RESOURCE,
+                &field,
+                format!("{field}: text may not contain NUL characters"),
+            ));
+        }
         serde_path_to_error::deserialize(value).map(JsonBody).map_err(|e| {
             let field = e.path().to_string();
             ApiError::validation(T::RESOURCE, &field, format!("{field}: {}", e.inner()))
@@ -90,6 +97,34 @@ pub async fn read_limited(mut body: axum::body::Body) -> Result<Vec<u8>, ApiErro
     Ok(kept)
 }
 
+/// Where in `value` a string (or key) holds a NUL character, as a field path. PostgreSQL cannot
+/// store NUL in text, and no id, name or reference needs one: refusing it at the edge keeps the
+/// backends identical.
+fn nul_inside(value: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    let join = |key: &str| if at.is_empty() { key.to_string() } else { format!("{at}.{key}") };
+    match value {
+        Value::String(s) if s.contains('\0') => Some(if at.is_empty() { "body".into() } else { at.to_string() }),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| nul_inside(v, &format!("{at}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(join(&k.replace('\0', "\\0")))
+            } else {
+                nul_inside(v, &join(k))
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// Refuses path segments holding a NUL character (see `nul_inside`).
+fn no_nul(segment: String, name: &str) -> Result<String, ApiError> {
+    if segment.contains('\0') {
+        return Err(ApiError::validation(Resource::General, name, format!("{name} may not contain NUL characters")));
+    }
+    Ok(segment)
+}
+
 /// The id in a route such as `/balances/{id}`.
 pub struct PathId(pub String);
 
@@ -99,8 +134,8 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         Path::<String>::from_request_parts(parts, state)
             .await
-            .map(|Path(id)| PathId(id))
             .map_err(|e| ApiError::validation(Resource::General, "id", e.body_text()))
+            .and_then(|Path(id)| no_nul(id, "id").map(PathId))
     }
 }
 
@@ -113,8 +148,8 @@ impl<S: Send + Sync> FromRequestParts<S> for PathPair {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         Path::<(String, String)>::from_request_parts(parts, state)
             .await
-            .map(|Path((a, b))| PathPair(a, b))
             .map_err(|e| ApiError::validation(Resource::General, "path", e.body_text()))
+            .and_then(|Path((a, b))| Ok(PathPair(no_nul(a, "path")?, no_nul(b, "path")?)))
     }
 }
 

@@ -188,14 +188,15 @@ pub fn unique_currency() -> String {
     format!("T{}", &uuid::Uuid::new_v4().simple().to_string()[..10]).to_uppercase()
 }
 
-/// Runs a property over `cases` random inputs (`KEEL_PROPTEST_CASES` overrides), each on the
-/// shared server, with proptest's shrinking on failure.
+/// Runs a property over `default_cases` random inputs (`KEEL_PROPTEST_CASES` overrides), each on
+/// the shared server, with proptest's shrinking on failure.
 pub fn check_property<'a, S: proptest::strategy::Strategy>(
+    default_cases: u32,
     strategy: S,
     property: impl Fn(S::Value) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
 ) {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime for the property");
-    let cases = std::env::var("KEEL_PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(24);
+    let cases = std::env::var("KEEL_PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(default_cases);
     let config = proptest::test_runner::Config { cases, failure_persistence: None, ..Default::default() };
     proptest::test_runner::TestRunner::new(config)
         .run(&strategy, |input| {
