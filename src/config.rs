@@ -115,6 +115,10 @@ pub struct ServeArgs {
     #[arg(long, env = "KEEL_WEBHOOK_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub webhook_concurrency: u16,
 
+    /// Only these hosts (comma-separated) may be a monitor's `call_back_url`; unset allows any.
+    #[arg(long, env = "KEEL_CALLBACK_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub callback_allowed_hosts: Option<Vec<String>>,
+
     /// Most requests the engine applies in one database transaction (group commit).
     #[arg(long, env = "KEEL_MAX_BATCH", default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_batch: u16,

@@ -96,7 +96,14 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     }
     let (engine, engine_thread) = engine::start(store.clone(), config);
     let metrics = Some(telemetry::install_metrics()?);
-    let app = api::router(api::AppState { engine, store: store.clone(), api_key: args.api_key.clone(), metrics });
+    let callback_hosts = args.callback_allowed_hosts.clone();
+    let app = api::router(api::AppState {
+        engine,
+        store: store.clone(),
+        api_key: args.api_key.clone(),
+        callback_hosts,
+        metrics,
+    });
 
     // The last reference to the store is dropped here, after the runtime: closing a PostgreSQL
     // connection blocks, which must not happen on one of the runtime's threads.

@@ -355,3 +355,22 @@ async fn inflight_commit_void_refund_and_queued_transactions_fire_rejected_ones_
     // bob's balance: 40 after the commit, 40 at the void, 0 after the refund, 5 after the queued one.
     assert_eq!(s.fired_on(&bob_has).await, [id(&commit), id(&void), id(&queued)]);
 }
+
+#[tokio::test]
+async fn call_back_url_hosts_can_be_restricted_to_an_allow_list() {
+    let server = Server::start_with_args(&["--callback-allowed-hosts", "hooks.example.com,127.0.0.1"]);
+    let currency = unique_currency();
+    let balance = server.balance(&server.ledger("l").await, &currency).await;
+    let body = |url: &str| json!({"balance_id": balance, "condition": {"field": "balance", "operator": ">", "value": 1}, "call_back_url": url});
+    for allowed in ["https://hooks.example.com/keel", "http://127.0.0.1:9000/hook", "https://HOOKS.example.com/x"] {
+        let (status, answer) = server.post("/balance-monitors", body(allowed)).await;
+        assert_eq!(status, StatusCode::CREATED, "{allowed}: {answer}");
+    }
+    for refused in
+        ["https://evil.example.net/steal", "http://169.254.169.254/latest/meta-data", "http://localhost:9000/hook"]
+    {
+        let (status, answer) = server.post("/balance-monitors", body(refused)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}: {answer}");
+        assert_eq!(answer["error_detail"]["details"]["field"], "call_back_url");
+    }
+}

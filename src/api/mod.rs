@@ -30,6 +30,8 @@ pub struct AppState {
     pub engine: EngineHandle,
     pub store: Arc<dyn Store>,
     pub api_key: Option<String>,
+    /// Hosts a monitor's `call_back_url` may name; `None` allows any.
+    pub callback_hosts: Option<Vec<String>>,
     /// Renders `/metrics`; `None` when no recorder is installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }

@@ -51,8 +51,9 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::validation(Resource::Monitor, field, message)
 }
 
-/// Turns a request body into a monitor definition; every refusal names the field.
-fn new_monitor(body: MonitorBody) -> Result<NewMonitor, ApiError> {
+/// Turns a request body into a monitor definition; every refusal names the field. `allowed_hosts`
+/// (the server's `--callback-allowed-hosts`) restricts where `call_back_url` may point.
+fn new_monitor(body: MonitorBody, allowed_hosts: Option<&[String]>) -> Result<NewMonitor, ApiError> {
     let balance_id = match body.balance_id.map(|b| b.trim().to_string()) {
         Some(id) if !id.is_empty() => id,
         _ => return Err(invalid("balance_id", "balance_id is required")),
@@ -71,10 +72,15 @@ fn new_monitor(body: MonitorBody) -> Result<NewMonitor, ApiError> {
     };
     let call_back_url = body.call_back_url.unwrap_or_default().trim().to_string();
     if !call_back_url.is_empty() {
-        let valid = reqwest::Url::parse(&call_back_url)
-            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
-        if !valid {
-            return Err(invalid("call_back_url", "call_back_url must be an http:// or https:// URL"));
+        let url = reqwest::Url::parse(&call_back_url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            .ok_or_else(|| invalid("call_back_url", "call_back_url must be an http:// or https:// URL"))?;
+        let host = url.host_str().unwrap_or_default();
+        if let Some(allowed) = allowed_hosts {
+            if !allowed.iter().any(|a| a.eq_ignore_ascii_case(host)) {
+                return Err(invalid("call_back_url", format!("call_back_url host {host} is not in the allowed hosts")));
+            }
         }
     }
     Ok(NewMonitor {
@@ -102,7 +108,8 @@ fn monitor_reply(outcome: Outcome) -> MonitorJson {
     responses((status = 201, description = "the monitor", body = crate::wire::MonitorJson), (status = 400, description = "GEN_MALFORMED_REQUEST, BAL_VALIDATION_ERROR (naming the field)", body = crate::api::error::ErrorBody), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 413, description = "GEN_PAYLOAD_TOO_LARGE", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn create(State(app): State<AppState>, JsonBody(body): JsonBody<MonitorBody>) -> Result<Response, ApiError> {
-    let outcome = app.engine.submit(Command::CreateMonitor(new_monitor(body)?)).await?;
+    let monitor = new_monitor(body, app.callback_hosts.as_deref())?;
+    let outcome = app.engine.submit(Command::CreateMonitor(monitor)).await?;
     Ok(created(monitor_reply(outcome)))
 }
 
@@ -119,7 +126,8 @@ pub async fn update(
     PathId(id): PathId,
     JsonBody(body): JsonBody<MonitorBody>,
 ) -> Result<Json<MonitorJson>, ApiError> {
-    let outcome = app.engine.submit(Command::UpdateMonitor { id, monitor: new_monitor(body)? }).await?;
+    let monitor = new_monitor(body, app.callback_hosts.as_deref())?;
+    let outcome = app.engine.submit(Command::UpdateMonitor { id, monitor }).await?;
     Ok(Json(monitor_reply(outcome)))
 }
 

@@ -24,11 +24,29 @@ impl Received {
     }
 }
 
+/// How the receiver answers (after the planned statuses, if any).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Mode {
+    #[default]
+    Ok,
+    /// Never answers (the request hangs until the sender gives up).
+    Hang,
+    /// Answers 200 after this long.
+    Slow(Duration),
+    /// Answers this status.
+    Status(u16),
+    /// Answers 200 with a body of this many bytes.
+    Huge(usize),
+}
+
 #[derive(Default)]
 struct Inner {
     received: Vec<Received>,
     /// Statuses to answer before answering 200 again.
     planned: VecDeque<u16>,
+    mode: Mode,
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 pub struct Receiver {
@@ -57,6 +75,15 @@ impl Receiver {
             axum::serve(listener, app).await.unwrap();
         });
         Receiver { url: format!("http://127.0.0.1:{port}/hook"), port, inner, task }
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        self.inner.lock().unwrap().mode = mode;
+    }
+
+    /// The most requests that were being answered at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.inner.lock().unwrap().max_in_flight
     }
 
     /// Answer these statuses to the next requests, then 200 again.
@@ -103,11 +130,40 @@ impl Drop for Receiver {
     }
 }
 
-async fn record(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn record(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> (StatusCode, Vec<u8>) {
     let raw = String::from_utf8_lossy(&body).to_string();
     let parsed = serde_json::from_str(&raw).unwrap_or(Value::Null);
-    let mut inner = inner.lock().unwrap();
-    inner.received.push(Received { headers, raw, body: parsed });
-    let status = inner.planned.pop_front().unwrap_or(200);
-    StatusCode::from_u16(status).unwrap()
+    let (planned, mode) = {
+        let mut inner = inner.lock().unwrap();
+        inner.received.push(Received { headers, raw, body: parsed });
+        inner.in_flight += 1;
+        inner.max_in_flight = inner.max_in_flight.max(inner.in_flight);
+        (inner.planned.pop_front(), inner.mode)
+    };
+    // Counted out when the answer is sent or the sender gives up (the future is then dropped).
+    let _in_flight = InFlight(inner.clone());
+    match (planned, mode) {
+        (Some(status), _) => (StatusCode::from_u16(status).unwrap(), Vec::new()),
+        (None, Mode::Ok) => (StatusCode::OK, Vec::new()),
+        (None, Mode::Hang) => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            (StatusCode::OK, Vec::new())
+        }
+        (None, Mode::Slow(delay)) => {
+            tokio::time::sleep(delay).await;
+            (StatusCode::OK, Vec::new())
+        }
+        (None, Mode::Status(status)) => (StatusCode::from_u16(status).unwrap(), Vec::new()),
+        (None, Mode::Huge(bytes)) => (StatusCode::OK, vec![b'x'; bytes]),
+    }
+}
+
+struct InFlight(Arc<Mutex<Inner>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut inner) = self.0.lock() {
+            inner.in_flight -= 1;
+        }
+    }
 }

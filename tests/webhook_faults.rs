@@ -1,0 +1,129 @@
+//! Receivers that misbehave (hang, answer slowly, answer 4xx/5xx, reset connections, answer with
+//! huge bodies) never slow the write path, never make Keel's memory grow, never raise deliveries
+//! above the configured concurrency, and never lose an event.
+
+mod common;
+
+use common::receiver::{free_port, Mode, Receiver};
+use common::{unique_currency, Server};
+use reqwest::StatusCode;
+use std::time::{Duration, Instant};
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits (up to 30 s) until `expected` events are delivered.
+async fn all_delivered(server: &Server, expected: usize) {
+    for _ in 0..600 {
+        let (_, delivered) = server.get("/events?status=delivered&limit=1000").await;
+        if delivered.as_array().is_some_and(|l| l.len() == expected) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not every event was delivered: {}", server.get("/events?limit=1000").await.1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn misbehaving_receivers_slow_nothing_and_lose_nothing() {
+    let receiver = Receiver::start().await;
+    let server = Server::start_with_args(&[
+        "--webhook-url",
+        &receiver.url,
+        "--webhook-timeout-ms",
+        "8000",
+        "--webhook-concurrency",
+        "3",
+        "--webhook-retry-base-ms",
+        "50",
+        "--webhook-retry-max-ms",
+        "200",
+        "--webhook-max-attempts",
+        "1000",
+    ]);
+    let currency = unique_currency();
+    let wallet = server.balance(&server.ledger("faults").await, &currency).await;
+
+    // Errors, slowness and huge answers, each getting real deliveries.
+    receiver.set_mode(Mode::Status(404));
+    for _ in 0..10 {
+        assert_eq!(server.transfer("@World", &wallet, 1, &currency).await.0, StatusCode::CREATED);
+    }
+    for mode in [Mode::Status(404), Mode::Status(503), Mode::Slow(Duration::from_millis(300)), Mode::Huge(64 << 20)] {
+        receiver.set_mode(mode);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let rss = rss_kib(server.pid());
+    assert!(rss < 200 * 1024, "server RSS {rss} KiB after 64 MiB answers: a receiver's body is never read");
+
+    // A hanging receiver holds every delivery slot for 8 s; the write path must not notice.
+    receiver.set_mode(Mode::Hang);
+    let started = Instant::now();
+    for _ in 0..30 {
+        assert_eq!(server.transfer("@World", &wallet, 1, &currency).await.0, StatusCode::CREATED);
+    }
+    let writes = started.elapsed();
+    assert!(writes < Duration::from_secs(5), "30 transfers took {writes:?} while webhooks hung for 8 s each");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.max_in_flight(), 3, "deliveries are bounded by --webhook-concurrency");
+
+    // Healthy again: the hung attempts time out and are retried; nothing is lost.
+    receiver.set_mode(Mode::Ok);
+    all_delivered(&server, 40).await;
+    let (_, events) = server.get("/events?limit=1000").await;
+    let mut codes = std::collections::HashSet::new();
+    for event in events.as_array().unwrap() {
+        let (_, detail) = server.get(&format!("/events/{}", event["event_id"].as_str().unwrap())).await;
+        for attempt in detail["deliveries"].as_array().unwrap() {
+            codes.insert(attempt["status_code"].as_u64());
+        }
+    }
+    for seen in [Some(404), Some(503), Some(200), None] {
+        assert!(codes.contains(&seen), "the attempt log shows {seen:?} answers (None: timed out): {codes:?}");
+    }
+}
+
+#[tokio::test]
+async fn connections_reset_by_the_receiver_are_retried_until_it_recovers() {
+    let port = free_port();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    // Accept and drop at once: every delivery sees its connection reset.
+    let resetter = std::thread::spawn(move || {
+        listener.set_nonblocking(false).unwrap();
+        for stream in listener.incoming().take(10) {
+            drop(stream);
+        }
+    });
+    let server = Server::start_with_args(&[
+        "--webhook-url",
+        &format!("http://127.0.0.1:{port}/hook"),
+        "--webhook-retry-base-ms",
+        "50",
+        "--webhook-retry-max-ms",
+        "100",
+        "--webhook-max-attempts",
+        "1000",
+    ]);
+    let currency = unique_currency();
+    let wallet = server.balance(&server.ledger("resets").await, &currency).await;
+    for _ in 0..3 {
+        server.transfer("@World", &wallet, 1, &currency).await;
+    }
+    resetter.join().unwrap(); // ten connections were reset; the listener is closed now
+    let (_, pending) = server.get("/events?status=pending").await;
+    let first = pending[0]["event_id"].as_str().unwrap().to_string();
+    let (_, event) = server.get(&format!("/events/{first}")).await;
+    assert!(
+        event["deliveries"].as_array().is_some_and(|d| !d.is_empty() && d.iter().all(|a| a["status_code"].is_null())),
+        "{event}"
+    );
+    let receiver = Receiver::start_on(port).await;
+    receiver.wait_for(3).await;
+    all_delivered(&server, 3).await;
+}
