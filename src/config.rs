@@ -115,6 +115,11 @@ pub struct ServeArgs {
     #[arg(long, env = "KEEL_WEBHOOK_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub webhook_concurrency: u16,
 
+    /// Longest time to read a request's body and answer it, in milliseconds; then 408 (a write that
+    /// reached the engine may still commit: look it up by its reference).
+    #[arg(long, env = "KEEL_REQUEST_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
+
     /// Only these hosts (comma-separated) may be a monitor's `call_back_url`; unset allows any.
     #[arg(long, env = "KEEL_CALLBACK_ALLOWED_HOSTS", value_delimiter = ',')]
     pub callback_allowed_hosts: Option<Vec<String>>,

@@ -101,6 +101,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         engine,
         store: store.clone(),
         api_key: args.api_key.clone(),
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
         callback_hosts,
         metrics,
     });

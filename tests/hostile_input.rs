@@ -206,3 +206,21 @@ fn hostile_requests_get_4xx_error_bodies_and_change_nothing() {
         })
     });
 }
+
+#[test]
+fn a_client_that_dribbles_its_body_is_cut_off_with_408() {
+    use std::io::{Read, Write};
+    let server = Server::start_with_args(&["--request-timeout-ms", "500"]);
+    let address = server.base.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    // Announce 100 bytes, send 10, then go quiet.
+    write!(stream, "POST /ledgers HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\":\"a").unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer); // ends when the server closes
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("GEN_REQUEST_TIMEOUT"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "cut off after the timeout, not left open");
+}

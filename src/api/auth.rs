@@ -4,10 +4,13 @@
 use super::error::ApiError;
 use super::extract::read_limited;
 use super::AppState;
+use crate::domain::api_key::{hash_secret, Action, RESOURCES};
 use axum::extract::{Request, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::time::SystemTime;
 use subtle::ConstantTimeEq;
 
 pub const HEADER: &str = "x-blnk-key";
@@ -24,10 +27,65 @@ pub async fn require_key(State(app): State<AppState>, request: Request, next: Ne
         None => ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_MISSING_API_KEY", "API key is required"),
         // Constant time: the comparison must not reveal how much of a guess was right.
         Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => return next.run(request).await,
-        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_INVALID_API_KEY", "API key is invalid"),
+        Some(given) => match scoped_key_refusal(
+            &app,
+            given.to_str().ok(),
+            request.uri().path().to_string(),
+            request.method().clone(),
+        )
+        .await
+        {
+            None => return next.run(request).await,
+            Some(refusal) => refusal,
+        },
     };
     drain(request).await;
     error.into_response()
+}
+
+/// Why a scoped key may not make this request (`None`: it may). Keys are looked up by the hash of
+/// what was sent; the stored hash is compared again in constant time.
+async fn scoped_key_refusal(app: &AppState, given: Option<&str>, path: String, method: Method) -> Option<ApiError> {
+    let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_INVALID_API_KEY", "API key is invalid");
+    let forbidden = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "AUTH_INSUFFICIENT_PERMISSIONS",
+            "this API key's scopes do not allow this request",
+        )
+    };
+    let Some(given) = given else { return Some(invalid()) };
+    let hash = hash_secret(given);
+    let lookup = hash.clone();
+    let key = match super::read(app, move |r| r.api_key_by_hash(&lookup)).await {
+        Ok(Some(key)) if bool::from(key.key_hash.as_bytes().ct_eq(hash.as_bytes())) => key,
+        Ok(_) => return Some(invalid()),
+        Err(error) => return Some(error),
+    };
+    if key.revoked_at.is_some() {
+        return Some(invalid());
+    }
+    let expired = key
+        .expires_at
+        .as_deref()
+        .and_then(|at| humantime::parse_rfc3339(at).ok())
+        .is_some_and(|at| at <= SystemTime::now());
+    if expired {
+        return Some(ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_EXPIRED_API_KEY", "API key has expired"));
+    }
+    // Managing keys is for the master key alone.
+    if path.starts_with("/api-keys") {
+        return Some(forbidden());
+    }
+    let resource = match path.trim_start_matches('/').split('/').next().unwrap_or("") {
+        "refund-transaction" => "transactions",
+        other => other,
+    };
+    let action = if matches!(method, Method::GET | Method::HEAD) { Action::Read } else { Action::Write };
+    if RESOURCES.contains(&resource) && !key.allows(resource, action) {
+        return Some(forbidden());
+    }
+    None
 }
 
 /// Reads and drops a request's body, so a keep-alive connection is ready for the next request even

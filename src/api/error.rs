@@ -101,8 +101,8 @@ impl From<EngineError> for ApiError {
     }
 }
 
-/// Every error code Keel answers with (CONTRACT.md's list, plus `GEN_METHOD_NOT_ALLOWED` and
-/// `GEN_UNAVAILABLE`).
+/// Every error code Keel answers with (CONTRACT.md's list, plus `GEN_METHOD_NOT_ALLOWED`,
+/// `GEN_UNAVAILABLE` and `GEN_REQUEST_TIMEOUT`).
 pub const ERROR_CODES: &[&str] = &[
     "GEN_MALFORMED_REQUEST",
     "GEN_VALIDATION_ERROR",
@@ -111,6 +111,7 @@ pub const ERROR_CODES: &[&str] = &[
     "GEN_PAYLOAD_TOO_LARGE",
     "GEN_INTERNAL",
     "GEN_UNAVAILABLE",
+    "GEN_REQUEST_TIMEOUT",
     "LGR_NOT_FOUND",
     "BAL_NOT_FOUND",
     "BAL_MONITOR_NOT_FOUND",
@@ -127,6 +128,8 @@ pub const ERROR_CODES: &[&str] = &[
     "TXN_COMMIT_AMOUNT_EXCEEDED",
     "AUTH_MISSING_API_KEY",
     "AUTH_INVALID_API_KEY",
+    "AUTH_EXPIRED_API_KEY",
+    "AUTH_INSUFFICIENT_PERMISSIONS",
 ];
 
 fn error_code_schema() -> utoipa::openapi::schema::Object {

@@ -1,6 +1,7 @@
 //! The HTTP layer: routes Blnk's API onto engine commands (writes) and store reads. It translates;
 //! the rules live in the domain and the engine.
 
+mod api_keys;
 mod auth;
 mod balances;
 pub mod error;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub engine: EngineHandle,
     pub store: Arc<dyn Store>,
     pub api_key: Option<String>,
+    /// Longest time to read a request and answer it.
+    pub request_timeout: std::time::Duration,
     /// Hosts a monitor's `call_back_url` may name; `None` allows any.
     pub callback_hosts: Option<Vec<String>>,
     /// Renders `/metrics`; `None` when no recorder is installed.
@@ -61,6 +64,8 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events::list))
         .routes(routes!(events::get))
         .routes(routes!(events::redeliver))
+        .routes(routes!(api_keys::create, api_keys::list))
+        .routes(routes!(api_keys::revoke))
 }
 
 /// The OpenAPI document of the routes `router` serves.
@@ -75,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe::time_limit))
         .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
 }
@@ -92,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         (name = "events", description = "(keel) The webhook outbox and its delivery log"),
         (name = "operations", description = "Health and metrics"),
         (name = "reference", description = "This document"),
+        (name = "api-keys", description = "Scoped API keys (master key only)"),
     ),
     components(schemas(error::ErrorBody)),
     modifiers(&ApiKeyHeader),

@@ -42,6 +42,21 @@ pub async fn observe(request: Request, next: Next) -> Response {
     response
 }
 
+/// Bounds the time to read a request and answer it: a client that dribbles its body (or a request
+/// stuck behind a saturated engine) gets `408 GEN_REQUEST_TIMEOUT` and a closed connection.
+pub async fn time_limit(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(app.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => super::error::ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "GEN_REQUEST_TIMEOUT",
+            format!("the request was not read and answered within {} ms", app.request_timeout.as_millis()),
+        )
+        .closing_connection()
+        .into_response(),
+    }
+}
+
 /// `GET /metrics`: Prometheus text format (the one non-JSON answer; scrapers, not SDKs, read it).
 #[utoipa::path(operation_id = "getMetrics", get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format (see the README for every metric)", content_type = "text/plain"),

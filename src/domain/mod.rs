@@ -2,6 +2,7 @@
 //! no clock, no randomness; ids and timestamps are handed in by the engine.
 
 pub mod amount;
+pub mod api_key;
 pub mod balance;
 pub mod error;
 pub mod event;

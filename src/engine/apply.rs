@@ -11,6 +11,7 @@
 //! before the first mutation. Storage errors abort the whole batch (the caller rolls back).
 
 use super::command::{Command, InflightAction, NewTransaction, Outcome};
+use crate::domain::api_key::{hash_secret, ApiKey};
 use crate::domain::balance::Balance;
 use crate::domain::error::{DomainError, Resource};
 use crate::domain::event::EventKind;
@@ -117,7 +118,9 @@ fn plan(
         | Command::CreateMonitor(_)
         | Command::UpdateMonitor { .. }
         | Command::DeleteMonitor { .. }
-        | Command::RedeliverEvent { .. } => no_balances,
+        | Command::RedeliverEvent { .. }
+        | Command::CreateApiKey { .. }
+        | Command::RevokeApiKey { .. } => no_balances,
         Command::CreateTransaction(new) => {
             let source = resolve_party(w, &new.source, &new.currency, indicators, now)?;
             let destination = resolve_party(w, &new.destination, &new.currency, indicators, now)?;
@@ -231,6 +234,32 @@ impl Batch {
             Command::UpdateMonitor { id, monitor } => self.update_monitor(w, id, monitor),
             Command::DeleteMonitor { id } => self.delete_monitor(w, id),
             Command::RedeliverEvent { id } => self.redeliver_event(w, id),
+            Command::CreateApiKey { name, owner, scopes, expires_at } => {
+                // 256 random bits from two v4 UUIDs (the OS's generator), hex-encoded.
+                let secret = format!("keel_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+                let key = ApiKey {
+                    id: new_id("key"),
+                    name: name.clone(),
+                    owner: owner.clone(),
+                    scopes: scopes.clone(),
+                    key_hash: hash_secret(&secret),
+                    created_at: self.now.clone(),
+                    expires_at: expires_at.clone(),
+                    revoked_at: None,
+                };
+                w.insert_api_key(&key)?;
+                Ok(Ok(Outcome::ApiKey { key, secret: Some(secret) }))
+            }
+            Command::RevokeApiKey { id } => {
+                let Some(mut key) = w.api_key(id)? else {
+                    return Ok(Err(DomainError::not_found(Resource::General, "api_key_id")));
+                };
+                if key.revoked_at.is_none() {
+                    key.revoked_at = Some(self.now.clone());
+                    w.revoke_api_key(id, &self.now)?;
+                }
+                Ok(Ok(Outcome::ApiKey { key, secret: None }))
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 //! that need stored state (funds, references, lifecycle) are checked when the command is applied.
 
 use crate::domain::amount::Precision;
+use crate::domain::api_key::{ApiKey, Scope};
 use crate::domain::balance::Balance;
 use crate::domain::error::DomainError;
 use crate::domain::event::Event;
@@ -49,6 +50,16 @@ pub enum Command {
     },
     /// Makes a delivered or failed event pending again.
     RedeliverEvent {
+        id: String,
+    },
+    /// A scoped API key; the answer carries its secret, the only time it is ever shown.
+    CreateApiKey {
+        name: String,
+        owner: String,
+        scopes: Vec<Scope>,
+        expires_at: Option<String>,
+    },
+    RevokeApiKey {
         id: String,
     },
     /// Internal: apply a transaction that was accepted as `QUEUED`.
@@ -100,6 +111,7 @@ pub enum Outcome {
     Monitor(Monitor),
     MonitorDeleted,
     Event(Event),
+    ApiKey { key: ApiKey, secret: Option<String> },
 }
 
 #[derive(Debug, thiserror::Error)]

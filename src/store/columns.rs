@@ -30,3 +30,14 @@ pub fn precision(exponent: i64) -> StoreResult<Precision> {
 pub fn named<T>(text: &str, what: &str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
     parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown {what} {text:?}")))
 }
+
+/// Scopes as stored: space-separated `RESOURCE:ACTION`.
+pub fn scopes(text: &str) -> StoreResult<Vec<crate::domain::api_key::Scope>> {
+    text.split_whitespace()
+        .map(|s| crate::domain::api_key::Scope::parse(s).map_err(|_| StoreError::Corrupt(format!("scope {s:?}"))))
+        .collect()
+}
+
+pub fn scopes_text(scopes: &[crate::domain::api_key::Scope]) -> String {
+    scopes.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+}

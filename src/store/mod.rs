@@ -6,6 +6,7 @@ mod columns;
 pub mod postgres;
 pub mod sqlite;
 
+use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
 pub use crate::domain::event::{AfterAttempt, Attempt};
 use crate::domain::event::{Delivery, Event};
@@ -71,6 +72,9 @@ pub trait Reads {
     fn attempts(&self, event_id: &str) -> StoreResult<Vec<Attempt>>;
     /// How many events wait for delivery (the outbox depth).
     fn pending_events(&self) -> StoreResult<u64>;
+    fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
+    fn api_key(&self, id: &str) -> StoreResult<Option<ApiKey>>;
+    fn api_keys(&self, page: Page) -> StoreResult<Vec<ApiKey>>;
 }
 
 pub trait Writes: Reads {
@@ -97,6 +101,8 @@ pub trait Writes: Reads {
     fn record_attempt(&mut self, attempt: &Attempt, after: &AfterAttempt) -> StoreResult<()>;
     /// Makes an event pending again, due now, with a fresh allowance of attempts. False if unknown.
     fn redeliver_event(&mut self, id: &str, now_ms: i64) -> StoreResult<bool>;
+    fn insert_api_key(&mut self, key: &ApiKey) -> StoreResult<()>;
+    fn revoke_api_key(&mut self, id: &str, at: &str) -> StoreResult<()>;
     /// Makes every failed event pending again; returns how many.
     fn redeliver_failed(&mut self, now_ms: i64) -> StoreResult<u64>;
 }

@@ -4,8 +4,9 @@
 //! processes at once), and serialization failures, deadlocks and lost connections are reported as
 //! transient so the engine retries them. Amounts are `NUMERIC`, exchanged as decimal text.
 
-use super::columns::{amount, json_map, json_text, named, precision};
+use super::columns::{amount, json_map, json_text, named, precision, scopes, scopes_text};
 use super::{AfterAttempt, Attempt, EventFilter, Page, PoolUsage, Reads, Store, StoreError, StoreResult, Writes};
+use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
 use crate::domain::event::{Delivery, Event, EventKind};
 use crate::domain::ledger::Ledger;
@@ -21,6 +22,7 @@ use std::time::Duration;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "ledger_core", include_str!("../../migrations/postgres/0001_ledger_core.sql")),
     (2, "monitors_and_outbox", include_str!("../../migrations/postgres/0002_monitors_and_outbox.sql")),
+    (3, "api_keys", include_str!("../../migrations/postgres/0003_api_keys.sql")),
 ];
 
 /// Any fixed number: every Keel process takes this advisory lock to migrate, one at a time.
@@ -227,6 +229,7 @@ const BALANCE_COLUMNS: &str = "balance_id, ledger_id, identity_id, indicator, cu
 const TRANSACTION_COLUMNS: &str = "transaction_id, parent_transaction, precise_amount::text, precision_exponent, \
      reference, description, currency, source, destination, source_balance_id, destination_balance_id, status, \
      allow_overdraft, inflight, created_at, meta_data";
+const API_KEY_COLUMNS: &str = "key_id, name, owner, scopes, key_hash, created_at, expires_at, revoked_at";
 const MONITOR_COLUMNS: &str = "monitor_id, balance_id, field, operator, value, precision_exponent, \
      precise_value::text, description, call_back_url, meta_data, created_at, trigger_mode, state, trigger_count, \
      last_triggered_at";
@@ -336,6 +339,31 @@ macro_rules! impl_reads {
         );
         all(self.rows(&sql, &[&status, &filter.monitor_id, &limit, &offset])?, event_from_row)
     }
+
+    fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>> {
+
+        one(self.rows(&format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"), &[&key_hash])?, api_key_from_row)
+
+    }
+
+
+    fn api_key(&self, id: &str) -> StoreResult<Option<ApiKey>> {
+
+        one(self.rows(&format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_id = $1"), &[&id])?, api_key_from_row)
+
+    }
+
+
+    fn api_keys(&self, page: Page) -> StoreResult<Vec<ApiKey>> {
+
+        let (limit, offset) = limits(page);
+
+        let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY seq LIMIT $1 OFFSET $2");
+
+        all(self.rows(&sql, &[&limit, &offset])?, api_key_from_row)
+
+    }
+
 
     fn pending_events(&self) -> StoreResult<u64> {
 
@@ -566,6 +594,28 @@ impl Writes for Writer<'_> {
         Ok(())
     }
 
+    fn insert_api_key(&mut self, k: &ApiKey) -> StoreResult<()> {
+        self.exec(
+            &format!("INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+            &[
+                &k.id,
+                &k.name,
+                &k.owner,
+                &scopes_text(&k.scopes),
+                &k.key_hash,
+                &k.created_at,
+                &k.expires_at,
+                &k.revoked_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn revoke_api_key(&mut self, id: &str, at: &str) -> StoreResult<()> {
+        self.exec("UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1", &[&id, &at])?;
+        Ok(())
+    }
+
     fn redeliver_failed(&mut self, now_ms: i64) -> StoreResult<u64> {
         self.exec(
             "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = $1 WHERE status = 'failed'",
@@ -669,6 +719,19 @@ fn monitor_from_row(r: &Row) -> StoreResult<Monitor> {
         state: named(r.try_get(12)?, "state", State::parse)?,
         trigger_count: r.try_get(13)?,
         last_triggered_at: r.try_get(14)?,
+    })
+}
+
+fn api_key_from_row(r: &Row) -> StoreResult<ApiKey> {
+    Ok(ApiKey {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        owner: r.try_get(2)?,
+        scopes: scopes(r.try_get(3)?)?,
+        key_hash: r.try_get(4)?,
+        created_at: r.try_get(5)?,
+        expires_at: r.try_get(6)?,
+        revoked_at: r.try_get(7)?,
     })
 }
 

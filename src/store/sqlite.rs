@@ -2,8 +2,9 @@
 //! before the engine answers. One writer connection (the engine's) and a pool of readers; WAL lets
 //! readers see the last commit while the writer works on the next one.
 
-use super::columns::{amount, json_map, json_text, named, precision};
+use super::columns::{amount, json_map, json_text, named, precision, scopes, scopes_text};
 use super::{AfterAttempt, Attempt, EventFilter, Page, PoolUsage, Reads, Store, StoreError, StoreResult, Writes};
+use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
 use crate::domain::event::{Delivery, Event, EventKind};
 use crate::domain::ledger::Ledger;
@@ -18,6 +19,7 @@ use std::sync::Mutex;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "ledger_core", include_str!("../../migrations/sqlite/0001_ledger_core.sql")),
     (2, "monitors_and_outbox", include_str!("../../migrations/sqlite/0002_monitors_and_outbox.sql")),
+    (3, "api_keys", include_str!("../../migrations/sqlite/0003_api_keys.sql")),
 ];
 
 const READER_POOL_SIZE: u32 = 8;
@@ -145,6 +147,7 @@ const TRANSACTION_COLUMNS: &str = "transaction_id, parent_transaction, precise_a
      reference, description, currency, source, destination, source_balance_id, destination_balance_id, \
      status, allow_overdraft, inflight, created_at, meta_data";
 
+const API_KEY_COLUMNS: &str = "key_id, name, owner, scopes, key_hash, created_at, expires_at, revoked_at";
 const MONITOR_COLUMNS: &str = "monitor_id, balance_id, field, operator, value, precision_exponent, precise_value, \
      description, call_back_url, meta_data, created_at, trigger_mode, state, trigger_count, last_triggered_at";
 const EVENT_COLUMNS: &str = "event_id, event_type, body, url, monitor_id, transaction_id, created_at, status, \
@@ -278,6 +281,33 @@ impl<T: HasConnection> Reads for T {
         let status = filter.delivery.map(Delivery::as_str);
         let rows = stmt.query_map(params![status, filter.monitor_id, page.limit, offset], |r| Ok(event_from_row(r)))?;
         rows.map(|r| r?).collect()
+    }
+
+    fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>> {
+        query_one(
+            self.conn(),
+            &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?1"),
+            &[key_hash],
+            api_key_from_row,
+        )
+    }
+
+    fn api_key(&self, id: &str) -> StoreResult<Option<ApiKey>> {
+        query_one(
+            self.conn(),
+            &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_id = ?1"),
+            &[id],
+            api_key_from_row,
+        )
+    }
+
+    fn api_keys(&self, page: Page) -> StoreResult<Vec<ApiKey>> {
+        query_page(
+            self.conn(),
+            &format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY rowid LIMIT ?1 OFFSET ?2"),
+            page,
+            api_key_from_row,
+        )
     }
 
     fn pending_events(&self) -> StoreResult<u64> {
@@ -495,6 +525,29 @@ impl Writes for Writer<'_> {
         Ok(())
     }
 
+    fn insert_api_key(&mut self, k: &ApiKey) -> StoreResult<()> {
+        self.0
+            .prepare_cached(&format!(
+                "INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ))?
+            .execute(params![
+                k.id,
+                k.name,
+                k.owner,
+                scopes_text(&k.scopes),
+                k.key_hash,
+                k.created_at,
+                k.expires_at,
+                k.revoked_at
+            ])?;
+        Ok(())
+    }
+
+    fn revoke_api_key(&mut self, id: &str, at: &str) -> StoreResult<()> {
+        self.0.prepare_cached("UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1")?.execute(params![id, at])?;
+        Ok(())
+    }
+
     fn redeliver_failed(&mut self, now_ms: i64) -> StoreResult<u64> {
         let changed = self
             .0
@@ -558,6 +611,19 @@ fn monitor_from_row(r: &Row) -> StoreResult<Monitor> {
         state: named(text(12)?, "state", State::parse)?,
         trigger_count: r.get(13)?,
         last_triggered_at: r.get(14)?,
+    })
+}
+
+fn api_key_from_row(r: &Row) -> StoreResult<ApiKey> {
+    Ok(ApiKey {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        owner: r.get(2)?,
+        scopes: scopes(r.get_ref(3)?.as_str()?)?,
+        key_hash: r.get(4)?,
+        created_at: r.get(5)?,
+        expires_at: r.get(6)?,
+        revoked_at: r.get(7)?,
     })
 }
 

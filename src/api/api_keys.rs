@@ -1,0 +1,120 @@
+//! `/api-keys` (master key only): create scoped keys, list them, revoke one. A key's secret is in
+//! the answer to its creation and nowhere else, ever.
+
+use super::error::ApiError;
+use super::extract::{JsonBody, Paging, PathId, Payload};
+use super::{created, read, AppState};
+use crate::domain::api_key::{ApiKey, Scope};
+use crate::domain::error::Resource;
+use crate::engine::{Command, Outcome};
+use axum::extract::State;
+use axum::response::Response;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct CreateApiKeyBody {
+    name: Option<String>,
+    owner: Option<String>,
+    /// `RESOURCE:ACTION`: RESOURCE one of ledgers, balances, transactions, balance-monitors, events,
+    /// metrics, or `*`; ACTION `read` (GET), `write` (anything else) or `*`.
+    scopes: Option<Vec<String>>,
+    /// RFC 3339 in UTC (`2027-01-31T00:00:00Z`); absent never expires.
+    expires_at: Option<String>,
+}
+
+impl Payload for CreateApiKeyBody {
+    const RESOURCE: Resource = Resource::General;
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiKeyJson {
+    api_key_id: String,
+    name: String,
+    owner: String,
+    scopes: Vec<String>,
+    created_at: String,
+    expires_at: Option<String>,
+    revoked_at: Option<String>,
+    is_revoked: bool,
+    /// The secret, only in the answer to the creation: store it, it cannot be shown again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+}
+
+impl ApiKeyJson {
+    fn new(k: ApiKey, secret: Option<String>) -> Self {
+        ApiKeyJson {
+            api_key_id: k.id,
+            name: k.name,
+            owner: k.owner,
+            scopes: k.scopes.iter().map(ToString::to_string).collect(),
+            created_at: k.created_at,
+            is_revoked: k.revoked_at.is_some(),
+            expires_at: k.expires_at,
+            revoked_at: k.revoked_at,
+            key: secret,
+        }
+    }
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::validation(Resource::General, field, message)
+}
+
+#[utoipa::path(operation_id = "createApiKey", post, path = "/api-keys", tag = "api-keys", request_body = CreateApiKeyBody,
+    responses((status = 201, description = "the key, with its secret (shown this once)", body = ApiKeyJson),
+        (status = 400, description = "GEN_VALIDATION_ERROR", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 403, description = "AUTH_INSUFFICIENT_PERMISSIONS: only the master key manages keys", body = crate::api::error::ErrorBody)))]
+pub async fn create(
+    State(app): State<AppState>,
+    JsonBody(body): JsonBody<CreateApiKeyBody>,
+) -> Result<Response, ApiError> {
+    let name = body
+        .name
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| invalid("name", "name is required"))?;
+    let scopes = body
+        .scopes
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| invalid("scopes", "scopes must list at least one scope"))?;
+    let scopes = scopes.iter().map(|s| Scope::parse(s)).collect::<Result<Vec<_>, _>>()?;
+    let expires_at = match body.expires_at {
+        None => None,
+        Some(text) => {
+            let at = humantime::parse_rfc3339(&text)
+                .map_err(|_| invalid("expires_at", "expires_at must be RFC 3339 in UTC, e.g. 2027-01-31T00:00:00Z"))?;
+            Some(humantime::format_rfc3339_micros(at).to_string())
+        }
+    };
+    let command = Command::CreateApiKey { name, owner: body.owner.unwrap_or_default(), scopes, expires_at };
+    match app.engine.submit(command).await? {
+        Outcome::ApiKey { key, secret } => Ok(created(ApiKeyJson::new(key, secret))),
+        other => unreachable!("CreateApiKey answers a key, not {other:?}"),
+    }
+}
+
+#[utoipa::path(operation_id = "listApiKeys", get, path = "/api-keys", tag = "api-keys",
+    params(("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at 1000)"), ("offset" = Option<u64>, Query, description = "skip this many")),
+    responses((status = 200, description = "keys, oldest first, without secrets", body = Vec<ApiKeyJson>),
+        (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 403, description = "AUTH_INSUFFICIENT_PERMISSIONS", body = crate::api::error::ErrorBody)))]
+pub async fn list(State(app): State<AppState>, Paging(page): Paging) -> Result<Json<Vec<ApiKeyJson>>, ApiError> {
+    let keys = read(&app, move |r| r.api_keys(page)).await?;
+    Ok(Json(keys.into_iter().map(|k| ApiKeyJson::new(k, None)).collect()))
+}
+
+#[utoipa::path(operation_id = "revokeApiKey", delete, path = "/api-keys/{id}", tag = "api-keys",
+    params(("id" = String, Path, description = "api_key_id")),
+    responses((status = 200, description = "the key, revoked", body = ApiKeyJson),
+        (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 403, description = "AUTH_INSUFFICIENT_PERMISSIONS", body = crate::api::error::ErrorBody),
+        (status = 404, description = "GEN_NOT_FOUND", body = crate::api::error::ErrorBody)))]
+pub async fn revoke(State(app): State<AppState>, PathId(id): PathId) -> Result<Json<ApiKeyJson>, ApiError> {
+    match app.engine.submit(Command::RevokeApiKey { id }).await? {
+        Outcome::ApiKey { key, .. } => Ok(Json(ApiKeyJson::new(key, None))),
+        other => unreachable!("RevokeApiKey answers a key, not {other:?}"),
+    }
+}
