@@ -82,7 +82,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
 
-    /// Require this key in the `X-Blnk-Key` header of every request but `GET /health`.
+    /// The master key: required in the `X-Blnk-Key` header of every request but `/health`,
+    /// `/openapi.json` and `/docs`, and the only key that may manage scoped keys (`/api-keys`).
     /// Without it, the API is open (and the server logs a warning).
     #[arg(long, env = "KEEL_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
