@@ -88,6 +88,16 @@ pub enum Movement {
     ReleaseHold,
 }
 
+/// What a new transaction does when it is applied, and the status it then has: an inflight one
+/// holds the amount, any other transfers it.
+pub fn first_movement(inflight: bool) -> (Movement, Status) {
+    if inflight {
+        (Movement::Hold, Status::Inflight)
+    } else {
+        (Movement::Transfer, Status::Applied)
+    }
+}
+
 /// Applies `movement` of `amount` from `source` to `destination`, all or nothing.
 ///
 /// Invariant D1 (double entry): every movement changes the source and the destination by the same

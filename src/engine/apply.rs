@@ -17,7 +17,7 @@ use crate::domain::error::{DomainError, Resource};
 use crate::domain::event::EventKind;
 use crate::domain::ledger::{Ledger, GENERAL_LEDGER_ID};
 use crate::domain::monitor::Monitor;
-use crate::domain::transaction::{apply_movement, resolve_amount, Movement, Status, Transaction};
+use crate::domain::transaction::{apply_movement, first_movement, resolve_amount, Movement, Status, Transaction};
 use crate::store::{StoreResult, Writes};
 use num_bigint::BigInt;
 use std::collections::{BTreeSet, HashMap};
@@ -270,8 +270,7 @@ impl Batch {
         source: String,
         destination: String,
     ) -> StoreResult<CommandResult> {
-        for (id, field) in [(&source, "source"), (&destination, "destination")] {
-            let given = if field == "source" { &new.source } else { &new.destination };
+        for (id, given, field) in [(&source, &new.source, "source"), (&destination, &new.destination, "destination")] {
             match self.balances.get(id) {
                 None => {
                     let message = format!("{field} balance {given} not found");
@@ -306,8 +305,7 @@ impl Batch {
             meta_data: new.meta_data.clone(),
         };
         if new.skip_queue {
-            let (movement, status) =
-                if new.inflight { (Movement::Hold, Status::Inflight) } else { (Movement::Transfer, Status::Applied) };
+            let (movement, status) = first_movement(new.inflight);
             if let Err(refused) = self.move_money(&transaction, movement, &transaction.precise_amount) {
                 return Ok(Err(refused));
             }
@@ -321,8 +319,7 @@ impl Batch {
 
     fn apply_queued(&mut self, w: &mut dyn Writes, queued: &Transaction) -> StoreResult<CommandResult> {
         let mut transaction = queued.clone();
-        let (movement, status) =
-            if queued.inflight { (Movement::Hold, Status::Inflight) } else { (Movement::Transfer, Status::Applied) };
+        let (movement, status) = first_movement(queued.inflight);
         transaction.status = match self.move_money(queued, movement, &queued.precise_amount) {
             Ok(()) => status,
             Err(refused) => {
