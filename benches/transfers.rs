@@ -5,7 +5,12 @@
 //! commit per transfer and one per 1,000.
 //!
 //! `cargo bench --bench transfers -- [--clients 1,8,64] [--seconds 5] [--balances 1000]
-//!     [--monitors N (per balance)] [--postgres postgres://USER@HOST:PORT/DB (an admin database)]`
+//!     [--monitors N (per balance)] [--firing-monitors] [--postgres postgres://USER@HOST:PORT/DB (an admin database)]`
+//!
+//! `--monitors N` adds N monitors per balance whose thresholds are never reached (every one is
+//! evaluated on every transfer). `--firing-monitors` adds one more per balance that fires on every
+//! credit, with the server's webhooks sent to a local receiver, and reports the monitor-event lag:
+//! from the batch that committed the transfer to the webhook's arrival.
 //!
 //! With `--postgres`, each run gets a database of its own (created, then dropped); the storage
 //! baseline is SQLite's either way.
@@ -23,11 +28,19 @@ struct Options {
     seconds: u64,
     balances: usize,
     monitors: usize,
+    firing_monitors: bool,
     postgres: Option<String>,
 }
 
 fn options() -> Options {
-    let mut o = Options { clients: vec![1, 8, 64], seconds: 5, balances: 1000, monitors: 0, postgres: None };
+    let mut o = Options {
+        clients: vec![1, 8, 64],
+        seconds: 5,
+        balances: 1000,
+        monitors: 0,
+        firing_monitors: false,
+        postgres: None,
+    };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < args.len() {
@@ -38,6 +51,11 @@ fn options() -> Options {
             "--balances" => o.balances = value.parse().expect("--balances N"),
             "--monitors" => o.monitors = value.parse().expect("--monitors N"),
             "--postgres" => o.postgres = Some(value),
+            "--firing-monitors" => {
+                o.firing_monitors = true;
+                i += 1;
+                continue;
+            }
             _ => {
                 i += 1;
                 continue; // cargo passes --bench
@@ -56,10 +74,23 @@ fn main() {
         "keel over HTTP: {store}, {} balances, {} monitors per balance, {} s per run",
         o.balances, o.monitors, o.seconds
     );
-    println!("{:>8} {:>12} {:>10} {:>10} {:>10}", "clients", "transfers/s", "p50 ms", "p99 ms", "max ms");
+    println!(
+        "{:>8} {:>12} {:>10} {:>10} {:>10} {:>14} {:>14} {:>10}",
+        "clients", "transfers/s", "p50 ms", "p99 ms", "max ms", "event lag p50", "event lag p99", "peak RSS"
+    );
     for &clients in &o.clients {
         let r = runtime.block_on(http_run(clients, &o));
-        println!("{clients:>8} {:>12.0} {:>10.2} {:>10.2} {:>10.2}", r.0, r.1, r.2, r.3);
+        let lag = |v: Option<f64>| v.map_or("-".to_string(), |ms| format!("{ms:.1} ms"));
+        println!(
+            "{clients:>8} {:>12.0} {:>10.2} {:>10.2} {:>10.2} {:>14} {:>14} {:>7} MiB",
+            r.rate,
+            r.p50,
+            r.p99,
+            r.max,
+            lag(r.lag_p50),
+            lag(r.lag_p99),
+            r.peak_rss_mib
+        );
     }
     println!("\nstorage baseline (rusqlite, same pragmas, 1 insert + 2 updates per transfer):");
     for per_commit in [1usize, 1000] {
@@ -98,7 +129,53 @@ fn pg_admin(url: &str, sql: String) {
         .unwrap();
 }
 
-async fn http_run(clients: usize, o: &Options) -> (f64, f64, f64, f64) {
+struct RunResult {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+    lag_p50: Option<f64>,
+    lag_p99: Option<f64>,
+    peak_rss_mib: u64,
+}
+
+/// A webhook receiver that notes, for each monitor event, how long after its batch it arrived.
+async fn lag_receiver() -> (String, Arc<std::sync::Mutex<Vec<f64>>>) {
+    let lags = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = lags.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let kept = kept.clone();
+            async move {
+                let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                if let Some(at) = event["data"]["last_triggered_at"].as_str() {
+                    if let Ok(at) = humantime::parse_rfc3339(at) {
+                        let lag = std::time::SystemTime::now().duration_since(at).unwrap_or_default();
+                        kept.lock().unwrap().push(lag.as_secs_f64() * 1000.0);
+                    }
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, lags)
+}
+
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    kib / 1024
+}
+
+async fn http_run(clients: usize, o: &Options) -> RunResult {
     let (seconds, balances) = (o.seconds, o.balances);
     let dir = tempfile::tempdir().unwrap();
     let (_pg, url) = match &o.postgres {
@@ -108,8 +185,13 @@ async fn http_run(clients: usize, o: &Options) -> (f64, f64, f64, f64) {
         }
         None => (None, format!("sqlite://{}", dir.path().join("bench.db").display())),
     };
+    let (hook_url, lags) = lag_receiver().await;
+    let mut args = vec!["serve", "--bind", "127.0.0.1", "--port", "0", "--database", &url];
+    if o.firing_monitors {
+        args.extend(["--webhook-url", &hook_url]);
+    }
     let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--database", &url])
+        .args(&args)
         .env("RUST_LOG", "warn,keel=info")
         .stdout(Stdio::piped())
         .spawn()
@@ -134,6 +216,16 @@ async fn http_run(clients: usize, o: &Options) -> (f64, f64, f64, f64) {
     for i in 0..balances {
         let b = post("/balances", json!({"ledger_id": ledger, "currency": "USD"})).await;
         let id = b["balance_id"].as_str().unwrap().to_string();
+        if o.firing_monitors {
+            let m = json!({"balance_id": id, "condition": {"field": "credit_balance", "operator": ">", "value": 0}});
+            assert!(post("/balance-monitors", m).await["monitor_id"].is_string(), "the firing monitor is created");
+        }
+        for m in 0..o.monitors {
+            // Thresholds no balance reaches: every monitor is evaluated, none fires.
+            let body = json!({"balance_id": id, "condition": {"field": "debit_balance", "operator": ">",
+                "value": 1_000_000_000_000u64 + m as u64}});
+            assert!(post("/balance-monitors", body).await["monitor_id"].is_string(), "every monitor is created");
+        }
         post(
             "/transactions",
             json!({"precise_amount": 1_000_000_000u64, "currency": "USD", "source": "@World",
@@ -177,12 +269,27 @@ async fn http_run(clients: usize, o: &Options) -> (f64, f64, f64, f64) {
         latencies.extend(t.await.unwrap());
     }
     let elapsed = started.elapsed().as_secs_f64();
+    if o.firing_monitors {
+        tokio::time::sleep(Duration::from_secs(2)).await; // let the last events arrive
+    }
+    let peak_rss_mib = peak_rss_mib(child.id());
     let _ = child.kill();
     let _ = child.wait();
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let at = |q: f64| ms(latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)]);
-    (latencies.len() as f64 / elapsed, at(0.5), at(0.99), ms(*latencies.last().unwrap()))
+    let mut lags = lags.lock().unwrap().clone();
+    lags.sort_by(f64::total_cmp);
+    let lag_at = |q: f64| (!lags.is_empty()).then(|| lags[((lags.len() as f64 * q) as usize).min(lags.len() - 1)]);
+    RunResult {
+        rate: latencies.len() as f64 / elapsed,
+        p50: at(0.5),
+        p99: at(0.99),
+        max: ms(*latencies.last().unwrap()),
+        lag_p50: lag_at(0.5),
+        lag_p99: lag_at(0.99),
+        peak_rss_mib,
+    }
 }
 
 fn storage_baseline(per_commit: usize, seconds: u64, balances: usize) -> f64 {

@@ -11,9 +11,9 @@ use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Condition, Field, Monitor, Operator, State, Trigger};
 use crate::domain::transaction::{Status, Transaction};
 use num_bigint::BigInt;
+use parking_lot::FairMutex;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
-use std::sync::Mutex;
 
 /// Plain SQL files, applied in order at start-up; `schema_migrations` records which ran.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -26,7 +26,9 @@ const READER_POOL_SIZE: u32 = 8;
 
 pub struct SqliteStore {
     path: String,
-    writer: Mutex<Connection>,
+    /// Fair, so the webhook dispatcher's short writes get the connection between the engine's
+    /// back-to-back batches instead of starving under sustained load.
+    writer: FairMutex<Connection>,
     readers: r2d2::Pool<SqliteConnectionManager>,
 }
 
@@ -52,7 +54,7 @@ impl SqliteStore {
             .min_idle(Some(1))
             .build(manager)
             .map_err(|e| StoreError::Database(e.to_string()))?;
-        Ok(SqliteStore { path: path.to_string(), writer: Mutex::new(writer), readers })
+        Ok(SqliteStore { path: path.to_string(), writer: FairMutex::new(writer), readers })
     }
 }
 
@@ -97,10 +99,7 @@ impl Store for SqliteStore {
     }
 
     fn write(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
-        let mut conn = self
-            .writer
-            .lock()
-            .map_err(|_| StoreError::Database("writer connection poisoned by an earlier panic".into()))?;
+        let mut conn = self.writer.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut writer = Writer(&tx);
         work(&mut writer)?;
