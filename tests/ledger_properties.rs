@@ -6,7 +6,7 @@
 mod common;
 
 use common::invariants::assert_ledger_invariants;
-use common::{check_property, unique, unique_currency, wait_for, Server};
+use common::{check_property, unique, wait_for, Server};
 use proptest::prelude::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -72,12 +72,7 @@ impl Model {
 }
 
 async fn run_case(server: &Server, ops: Vec<Op>) {
-    let currency = unique_currency();
-    let ledger = server.ledger("prop").await;
-    let mut ids = vec!["@World".to_string()];
-    for _ in 1..PARTIES {
-        ids.push(server.balance(&ledger, &currency).await);
-    }
+    let (currency, ids) = common::parties(server, PARTIES - 1).await;
     let mut m = Model { totals: [Totals::default(); PARTIES], inflight: vec![], applied: vec![] };
 
     for op in ops {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{check_property, unique, unique_currency, Server};
+use common::{check_property, unique, Server};
 use proptest::prelude::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -119,12 +119,7 @@ fn body(spec: &Spec, wallets: &[String]) -> Value {
 }
 
 async fn run_case(server: &Server, ops: Vec<Op>) {
-    let currency = unique_currency();
-    let ledger = server.ledger("prop").await;
-    let mut ids = vec!["@World".to_string()];
-    for _ in 1..PARTIES {
-        ids.push(server.balance(&ledger, &currency).await);
-    }
+    let (currency, ids) = common::parties(server, PARTIES - 1).await;
     let mut totals = [Totals::default(); PARTIES];
     let mut monitors: Vec<ModelMonitor> = Vec::new();
     let mut holds: Vec<(String, usize, usize, i64, bool)> = Vec::new(); // id, from, to, amount, open

@@ -184,6 +184,17 @@ impl Drop for Server {
     }
 }
 
+/// A fresh currency and its parties: `@World` first, then `wallets` balances in a new ledger.
+pub async fn parties(server: &Server, wallets: usize) -> (String, Vec<String>) {
+    let currency = unique_currency();
+    let ledger = server.ledger("prop").await;
+    let mut ids = vec!["@World".to_string()];
+    for _ in 0..wallets {
+        ids.push(server.balance(&ledger, &currency).await);
+    }
+    (currency, ids)
+}
+
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4())
 }
