@@ -1,6 +1,8 @@
 //! The dispatcher: a loop that leases due events from the outbox and delivers each on its own task,
-//! at most `concurrency` at once. A lease outlives the delivery timeout, so an event whose process
-//! died mid-delivery is taken again once the lease runs out: delivery is at least once.
+//! at most `concurrency` at once. Attempts are recorded in batches, in the same commit that leases
+//! the next events. A lease outlives the delivery timeout, so an event whose process died
+//! mid-delivery (or before its attempt was recorded) is taken again once the lease runs out:
+//! delivery is at least once.
 
 use super::retry::RetryPolicy;
 use super::signing;
@@ -8,7 +10,7 @@ use crate::domain::event::Event;
 use crate::store::{AfterAttempt, Attempt, Store, StoreResult};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
@@ -39,8 +41,11 @@ async fn run(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) {
         .expect("the HTTP client builds with static settings");
     let config = Arc::new(config);
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    // One message per delivery in flight, so `concurrency` bounds what waits here.
+    let (finished_tx, mut finished) = mpsc::unbounded_channel::<(Attempt, AfterAttempt)>();
     // A lease longer than any delivery can take, so an event is never taken twice at once.
     let lease = config.timeout + Duration::from_secs(5);
+    let mut to_record: Vec<(Attempt, AfterAttempt)> = Vec::new();
     let mut depth_measured = Instant::now() - Duration::from_secs(60);
     loop {
         if depth_measured.elapsed() >= Duration::from_secs(1) {
@@ -50,52 +55,73 @@ async fn run(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) {
                 metrics::gauge!(crate::telemetry::OUTBOX_PENDING).set(depth as f64);
             }
         }
-        let first = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
-        let limit = 1 + slots.available_permits() as u32;
-        let claimed = {
-            let store = store.clone();
-            let now = unix_ms();
-            blocking(move || {
-                let mut events = Vec::new();
-                store.write(&mut |w| {
-                    events = w.claim_due_events(now, now + lease.as_millis() as i64, limit)?;
+        while let Ok(done) = finished.try_recv() {
+            to_record.push(done);
+        }
+        // One commit records every attempt that finished since the last one and claims as many
+        // due events as there are free slots. Under load one commit serves many deliveries, so
+        // the dispatcher seldom needs the store's writer and keeps up with the engine.
+        let limit = slots.available_permits() as u32;
+        let records = std::mem::take(&mut to_record);
+        let written = {
+            let (store, now) = (store.clone(), unix_ms());
+            let lease_until = now + lease.as_millis() as i64;
+            tokio::task::spawn_blocking(move || {
+                let mut claimed = Vec::new();
+                let outcome = store.write(&mut |w| {
+                    for (attempt, after) in &records {
+                        w.record_attempt(attempt, after)?;
+                    }
+                    claimed = if limit > 0 { w.claim_due_events(now, lease_until, limit)? } else { Vec::new() };
                     Ok(())
-                })?;
-                Ok(events)
+                });
+                outcome.map(|()| claimed).map_err(|error| (error, records))
             })
             .await
+            .expect("the outbox task does not panic")
         };
-        let events = match claimed {
-            Ok(events) => events,
-            Err(error) => {
-                tracing::error!(%error, "cannot read the outbox; retrying");
-                Vec::new()
+        let claimed = match written {
+            Ok(claimed) => claimed,
+            Err((error, records)) => {
+                // Kept for the next round. Should the process die first, each event's lease runs
+                // out and it is delivered again: at least once, never lost.
+                tracing::error!(%error, "cannot write to the outbox; retrying");
+                to_record = records;
+                tokio::time::sleep(config.poll.min(Duration::from_millis(200))).await;
+                continue;
             }
         };
-        if events.is_empty() {
-            drop(first);
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(config.poll) => {}
+        let more_due = limit > 0 && claimed.len() == limit as usize;
+        for event in claimed {
+            let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+            let (client, config, finished_tx) = (client.clone(), config.clone(), finished_tx.clone());
+            tokio::spawn(async move {
+                let done = deliver(&client, &config, event).await;
+                drop(slot);
+                // The receiver lives as long as this loop, which lives as long as the process.
+                let _ = finished_tx.send(done);
+            });
+        }
+        if more_due {
+            continue;
+        }
+        if slots.available_permits() == 0 {
+            // Every slot is busy: the next thing to do is record the first delivery to finish.
+            if let Some(done) = finished.recv().await {
+                to_record.push(done);
             }
             continue;
         }
-        let mut permit = Some(first);
-        for event in events {
-            let slot = match permit.take() {
-                Some(p) => p,
-                None => slots.clone().acquire_owned().await.expect("the semaphore is never closed"),
-            };
-            let (store, client, config) = (store.clone(), client.clone(), config.clone());
-            tokio::spawn(async move {
-                deliver(&store, &client, &config, event).await;
-                drop(slot);
-            });
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(config.poll) => {}
+            Some(done) = finished.recv() => to_record.push(done),
         }
     }
 }
 
-async fn deliver(store: &Arc<dyn Store>, client: &reqwest::Client, config: &WebhookConfig, event: Event) {
+/// Makes one attempt at delivering `event` and says what to record.
+async fn deliver(client: &reqwest::Client, config: &WebhookConfig, event: Event) -> (Attempt, AfterAttempt) {
     let attempt = event.attempts + 1;
     let started = Instant::now();
     let attempted_at = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
@@ -141,12 +167,7 @@ async fn deliver(store: &Arc<dyn Store>, client: &reqwest::Client, config: &Webh
         error,
         duration_ms: started.elapsed().as_millis() as i64,
     };
-    let store = store.clone();
-    let recorded = blocking(move || store.write(&mut |w| w.record_attempt(&record, &after))).await;
-    if let Err(error) = recorded {
-        // The lease runs out and the event is tried again: at least once, never lost.
-        tracing::error!(event_id = %event.id, %error, "cannot record a delivery attempt");
-    }
+    (record, after)
 }
 
 /// Posts the event; the receiver's body is never read, so a huge answer costs nothing.
