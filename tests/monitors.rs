@@ -308,6 +308,23 @@ async fn updates_and_deletes_take_effect_on_the_next_transaction() {
 }
 
 #[tokio::test]
+async fn a_monitor_moved_to_another_balance_watches_only_the_new_one() {
+    // Both balances have moved money (and so had their monitors read) before the move.
+    let s = setup().await;
+    let m = s.monitor(&s.alice, "credit_balance", ">", json!(0), json!({})).await;
+    let t1 = s.pay("@World", &s.alice, 5, json!({})).await;
+    s.pay("@World", &s.bob, 5, json!({})).await;
+    let moved = json!({"balance_id": s.bob, "condition": {"field": "credit_balance", "operator": ">", "value": 0}});
+    let (status, body) = s.server.put(&format!("/balance-monitors/{}", id(&m)), moved).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    s.pay("@World", &s.alice, 5, json!({})).await; // alice is no longer watched
+    let t3 = s.pay("@World", &s.bob, 5, json!({})).await;
+    assert_eq!(s.fired_on(&m).await, [id(&t1), id(&t3)]);
+    let (_, stored) = s.server.get(&format!("/balance-monitors/{}", id(&m))).await;
+    assert_eq!(stored["trigger_count"], 2, "{stored}");
+}
+
+#[tokio::test]
 async fn a_monitor_created_just_before_a_transaction_fires_on_it() {
     let s = setup().await;
     for round in 0..20 {

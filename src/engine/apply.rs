@@ -11,6 +11,7 @@
 //! before the first mutation. Storage errors abort the whole batch (the caller rolls back).
 
 use super::command::{Command, InflightAction, NewTransaction, Outcome};
+use super::monitor_cache::MonitorCache;
 use crate::domain::api_key::{hash_secret, ApiKey};
 use crate::domain::balance::Balance;
 use crate::domain::error::{DomainError, Resource};
@@ -39,9 +40,18 @@ pub struct BatchOutput {
     /// Monitor evaluations and triggers in this batch (counted once it commits).
     pub monitor_evaluations: u64,
     pub monitor_triggers: u64,
+    /// The monitors of every balance the batch touched, as they stand after it (for the cache).
+    pub monitors: HashMap<String, Vec<Monitor>>,
+    /// Balances whose monitors changed but were not loaded: their cached lists are stale.
+    pub monitors_evicted: BTreeSet<String>,
 }
 
-pub fn apply_batch(w: &mut dyn Writes, commands: &[Command], config: BatchConfig) -> StoreResult<BatchOutput> {
+pub fn apply_batch(
+    w: &mut dyn Writes,
+    commands: &[Command],
+    config: BatchConfig,
+    cache: &mut MonitorCache,
+) -> StoreResult<BatchOutput> {
     let clock = std::time::SystemTime::now();
     let now = humantime::format_rfc3339_micros(clock).to_string();
     let now_ms = clock.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
@@ -56,15 +66,35 @@ pub fn apply_batch(w: &mut dyn Writes, commands: &[Command], config: BatchConfig
     // Lock the balances first: their monitors are read under those locks, so a monitor's state
     // cannot be changed by another writer between this batch's read and its write.
     let balances = w.lock_balances(&touched)?.into_iter().map(|b| (b.id.clone(), b)).collect();
-    let mut monitors: HashMap<String, Vec<Monitor>> = touched.iter().map(|id| (id.clone(), Vec::new())).collect();
-    for monitor in w.monitors_of_balances(&touched)? {
+    let mut monitors: HashMap<String, Vec<Monitor>> = HashMap::with_capacity(touched.len());
+    let mut uncached = Vec::new();
+    for id in &touched {
+        match cache.take(id) {
+            Some(list) => monitors.insert(id.clone(), list),
+            None => {
+                uncached.push(id.clone());
+                monitors.insert(id.clone(), Vec::new())
+            }
+        };
+    }
+    for monitor in w.monitors_of_balances(&uncached)? {
         monitors.get_mut(&monitor.balance_id).expect("monitors are of the balances asked for").push(monitor);
     }
+    let references: Vec<String> = commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::CreateTransaction(new) => Some(new.reference.clone()),
+            _ => None,
+        })
+        .collect();
+    let taken_references = w.existing_references(&references)?.into_iter().collect();
     let mut batch = Batch {
+        taken_references,
         balances,
         changed: BTreeSet::new(),
         monitors,
         changed_monitors: BTreeSet::new(),
+        monitors_evicted: BTreeSet::new(),
         now,
         now_ms,
         config,
@@ -88,11 +118,16 @@ pub fn apply_batch(w: &mut dyn Writes, commands: &[Command], config: BatchConfig
             w.update_monitor(monitor)?;
         }
     }
+    // Only lists of balances that exist go back to the cache: ids a client made up take no memory.
+    let Batch { mut monitors, balances, monitors_evicted, .. } = batch;
+    monitors.retain(|id, _| balances.contains_key(id));
     Ok(BatchOutput {
         results,
         events_to_deliver: batch.events_to_deliver,
         monitor_evaluations: batch.monitor_evaluations,
         monitor_triggers: batch.monitor_triggers,
+        monitors,
+        monitors_evicted,
     })
 }
 
@@ -175,12 +210,16 @@ fn resolve_party(
 }
 
 pub(super) struct Batch {
+    /// References of new transactions already in storage or taken earlier in this batch.
+    pub(super) taken_references: std::collections::HashSet<String>,
     pub(super) balances: HashMap<String, Balance>,
     /// Balances whose totals changed in this batch.
     pub(super) changed: BTreeSet<String>,
     /// The monitors of every balance this batch touches (an entry, maybe empty, per balance).
     pub(super) monitors: HashMap<String, Vec<Monitor>>,
     pub(super) changed_monitors: BTreeSet<String>,
+    /// Balances whose monitors a command changed (see `MonitorCache::commit`).
+    pub(super) monitors_evicted: BTreeSet<String>,
     pub(super) now: String,
     pub(super) now_ms: i64,
     pub(super) config: BatchConfig,
@@ -283,7 +322,7 @@ impl Batch {
                 Some(_) => {}
             }
         }
-        if w.transaction_by_reference(&new.reference)?.is_some() {
+        if self.taken_references.contains(&new.reference) {
             return Ok(Err(DomainError::DuplicateReference(new.reference.clone())));
         }
         let mut transaction = Transaction {
@@ -313,6 +352,7 @@ impl Batch {
             self.after_movement(w, &transaction)?;
         }
         w.insert_transaction(&transaction)?;
+        self.taken_references.insert(transaction.reference.clone());
         self.transaction_event(w, &transaction)?;
         Ok(Ok(Outcome::Transaction(transaction)))
     }

@@ -7,11 +7,13 @@
 
 mod apply;
 mod command;
+mod monitor_cache;
 mod monitoring;
 
 pub use command::{Command, EngineError, InflightAction, NewMonitor, NewTransaction, Outcome};
 
-use crate::store::Store;
+use crate::store::{Store, StoreResult, Writes};
+use monitor_cache::MonitorCache;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -64,7 +66,8 @@ impl EngineHandle {
 /// for the last batch to commit.
 pub fn start(store: Arc<dyn Store>, config: EngineConfig) -> (EngineHandle, std::thread::JoinHandle<()>) {
     let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
-    let engine = Engine { store, config, receiver, queue_pending: true, queue_retry_delay: None };
+    let monitor_cache = MonitorCache::new(store.sole_writer());
+    let engine = Engine { store, config, receiver, queue_pending: true, queue_retry_delay: None, monitor_cache };
     let thread = std::thread::Builder::new()
         .name("keel-engine".into())
         .spawn(move || {
@@ -87,6 +90,7 @@ struct Engine {
     queue_pending: bool,
     /// Set after the queue failed on a storage error, so a broken database is not hammered.
     queue_retry_delay: Option<Duration>,
+    monitor_cache: MonitorCache,
 }
 
 impl Engine {
@@ -140,13 +144,15 @@ impl Engine {
         let mut output = None;
         let config = self.batch_config();
         let started = std::time::Instant::now();
-        let written = self.with_retries(&mut |w| {
-            output = Some(apply::apply_batch(w, &commands, config)?);
+        let cache = &mut self.monitor_cache;
+        let written = with_retries(self.store.as_ref(), &mut |w| {
+            output = Some(apply::apply_batch(w, &commands, config, cache)?);
             Ok(())
         });
         match written {
             Ok(()) => {
-                let output = output.expect("a committed batch has its output");
+                let mut output = output.expect("a committed batch has its output");
+                self.monitor_cache.commit(std::mem::take(&mut output.monitors), &output.monitors_evicted);
                 record_batch(&commands, &output, started.elapsed());
                 self.committed(output.events_to_deliver);
                 let results = output.results;
@@ -175,28 +181,6 @@ impl Engine {
         }
     }
 
-    /// Runs one database transaction, trying again while the store reports a transient failure
-    /// (a serialization failure, a deadlock, a connection lost to a database restart): those are
-    /// the database's to resolve, not the client's.
-    fn with_retries(
-        &self,
-        work: &mut dyn FnMut(&mut dyn crate::store::Writes) -> crate::store::StoreResult<()>,
-    ) -> crate::store::StoreResult<()> {
-        let mut delay = Duration::from_millis(5);
-        let mut tries = 0;
-        loop {
-            match self.store.write(work) {
-                Err(error) if error.is_transient() && tries < TRANSIENT_RETRIES => {
-                    tries += 1;
-                    tracing::warn!(%error, tries, "transient storage failure; retrying the batch");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(1));
-                }
-                other => return other,
-            }
-        }
-    }
-
     /// Applies the oldest queued transactions in arrival order.
     fn apply_queued(&mut self) {
         if let Some(delay) = self.queue_retry_delay {
@@ -206,16 +190,18 @@ impl Engine {
         let mut output = None;
         let config = self.batch_config();
         let started = std::time::Instant::now();
-        let written = self.with_retries(&mut |w| {
+        let cache = &mut self.monitor_cache;
+        let written = with_retries(self.store.as_ref(), &mut |w| {
             let queued = w.queued_transactions(QUEUE_BATCH)?;
             fetched = queued.into_iter().map(Command::ApplyQueued).collect();
-            output = Some(apply::apply_batch(w, &fetched, config)?);
+            output = Some(apply::apply_batch(w, &fetched, config, cache)?);
             Ok(())
         });
         let fetched = fetched.len();
         match written {
             Ok(()) => {
-                let output = output.expect("a committed batch has its output");
+                let mut output = output.expect("a committed batch has its output");
+                self.monitor_cache.commit(std::mem::take(&mut output.monitors), &output.monitors_evicted);
                 record_batch(&[], &output, started.elapsed());
                 self.committed(output.events_to_deliver);
                 self.queue_retry_delay = None;
@@ -227,6 +213,25 @@ impl Engine {
                 tracing::error!(%error, retry_in = ?delay, "applying queued transactions failed");
                 self.queue_retry_delay = Some(delay);
             }
+        }
+    }
+}
+
+/// Runs one database transaction, trying again while the store reports a transient failure
+/// (a serialization failure, a deadlock, a connection lost to a database restart): those are
+/// the database's to resolve, not the client's.
+fn with_retries(store: &dyn Store, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
+    let mut delay = Duration::from_millis(5);
+    let mut tries = 0;
+    loop {
+        match store.write(work) {
+            Err(error) if error.is_transient() && tries < TRANSIENT_RETRIES => {
+                tries += 1;
+                tracing::warn!(%error, tries, "transient storage failure; retrying the batch");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
         }
     }
 }

@@ -30,6 +30,7 @@ impl Batch {
             last_triggered_at: None,
         };
         w.insert_monitor(&monitor)?;
+        self.monitors_evicted.insert(monitor.balance_id.clone());
         // A transaction later in this batch on this balance must see the new monitor.
         if let Some(list) = self.monitors.get_mut(&monitor.balance_id) {
             list.push(monitor.clone());
@@ -49,6 +50,7 @@ impl Batch {
         if let Err(refused) = balance_exists(w, &new.balance_id)? {
             return Ok(Err(refused));
         }
+        let current_balance = current.balance_id.clone();
         let monitor = Monitor {
             balance_id: new.balance_id.clone(),
             condition: new.condition.clone(),
@@ -61,6 +63,8 @@ impl Batch {
             ..current
         };
         w.update_monitor(&monitor)?;
+        self.monitors_evicted.insert(current_balance);
+        self.monitors_evicted.insert(monitor.balance_id.clone());
         self.forget_monitor(id);
         if let Some(list) = self.monitors.get_mut(&monitor.balance_id) {
             list.push(monitor.clone());
@@ -69,10 +73,11 @@ impl Batch {
     }
 
     pub(super) fn delete_monitor(&mut self, w: &mut dyn Writes, id: &str) -> StoreResult<CommandResult> {
-        if self.current_monitor(w, id)?.is_none() {
+        let Some(current) = self.current_monitor(w, id)? else {
             return Ok(Err(DomainError::not_found(Resource::Monitor, "monitor_id")));
-        }
+        };
         w.delete_monitor(id)?;
+        self.monitors_evicted.insert(current.balance_id);
         self.forget_monitor(id);
         Ok(Ok(Outcome::MonitorDeleted))
     }

@@ -57,6 +57,8 @@ pub trait Reads {
     fn balances(&self, page: Page) -> StoreResult<Vec<Balance>>;
     fn transaction(&self, id: &str) -> StoreResult<Option<Transaction>>;
     fn transaction_by_reference(&self, reference: &str) -> StoreResult<Option<Transaction>>;
+    /// Which of these references are already taken: one query for a whole batch.
+    fn existing_references(&self, references: &[String]) -> StoreResult<Vec<String>>;
     /// Every transaction in the order it was recorded: the log a balance can be replayed from.
     fn transactions(&self, page: Page) -> StoreResult<Vec<Transaction>>;
     /// The commits, voids and refunds made against `parent`, in order.
@@ -118,6 +120,10 @@ pub trait Store: Send + Sync + 'static {
     /// Runs `work` inside one database transaction and commits it durably if `work` returns `Ok`;
     /// rolls everything back otherwise.
     fn write(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()>;
+
+    /// True when this process is the only writer (SQLite: one process per file), so the engine may
+    /// keep copies of what it wrote; false where other processes write too.
+    fn sole_writer(&self) -> bool;
 
     /// Where the data lives, for logs (never includes a password).
     fn describe(&self) -> String;

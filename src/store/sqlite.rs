@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 ];
 
 const READER_POOL_SIZE: u32 = 8;
+/// How often the background checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// WAL pages after which a commit checkpoints by itself: a safety net, should the background
+/// checkpointer fall behind (SQLite's default is 1,000).
+const CHECKPOINT_FALLBACK_PAGES: i64 = 20_000;
 
 pub struct SqliteStore {
     path: String,
@@ -30,6 +35,8 @@ pub struct SqliteStore {
     /// back-to-back batches instead of starving under sustained load.
     writer: FairMutex<Connection>,
     readers: r2d2::Pool<SqliteConnectionManager>,
+    /// Dropping it stops the checkpointer thread.
+    _checkpointer: std::sync::mpsc::Sender<()>,
 }
 
 impl SqliteStore {
@@ -41,6 +48,9 @@ impl SqliteStore {
         writer.pragma_update(None, "synchronous", "FULL")?;
         writer.pragma_update(None, "foreign_keys", "ON")?;
         writer.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Checkpoints (copying the WAL into the database file, with an fsync of its own) run on a
+        // thread of their own rather than inside a commit, so the engine never waits for one.
+        writer.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_FALLBACK_PAGES)?;
         migrate(&mut writer)?;
         // One process owns a SQLite file, so no delivery can be in flight elsewhere: events leased
         // by a process that died are due again now, not when their lease would have run out.
@@ -54,8 +64,27 @@ impl SqliteStore {
             .min_idle(Some(1))
             .build(manager)
             .map_err(|e| StoreError::Database(e.to_string()))?;
-        Ok(SqliteStore { path: path.to_string(), writer: FairMutex::new(writer), readers })
+        let checkpointer = start_checkpointer(Connection::open(path)?)?;
+        Ok(SqliteStore { path: path.to_string(), writer: FairMutex::new(writer), readers, _checkpointer: checkpointer })
     }
+}
+
+/// Runs a PASSIVE checkpoint every `CHECKPOINT_EVERY` until the returned sender is dropped. PASSIVE
+/// never blocks the writer or readers; whatever it cannot copy yet, the next round does.
+fn start_checkpointer(conn: Connection) -> StoreResult<std::sync::mpsc::Sender<()>> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("keel-checkpoint".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(%error, "background checkpoint failed; the next round tries again");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Database(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok(stop)
 }
 
 fn migrate(conn: &mut Connection) -> StoreResult<()> {
@@ -111,6 +140,11 @@ impl Store for SqliteStore {
         // The writer connection is always open, and busy only inside a batch.
         let readers = self.readers.state();
         PoolUsage { connections: readers.connections + 1, idle: readers.idle_connections }
+    }
+
+    fn sole_writer(&self) -> bool {
+        // One process owns a SQLite file (see `open`).
+        true
     }
 
     fn describe(&self) -> String {
@@ -207,6 +241,18 @@ impl<T: HasConnection> Reads for T {
             &[id],
             transaction_from_row,
         )
+    }
+
+    fn existing_references(&self, references: &[String]) -> StoreResult<Vec<String>> {
+        // In-process index lookups: cheaper than building a statement per batch size.
+        let mut stmt = self.conn().prepare_cached("SELECT 1 FROM transactions WHERE reference = ?1")?;
+        let mut taken = Vec::new();
+        for reference in references {
+            if stmt.exists([reference])? {
+                taken.push(reference.clone());
+            }
+        }
+        Ok(taken)
     }
 
     fn transaction_by_reference(&self, reference: &str) -> StoreResult<Option<Transaction>> {
