@@ -1,46 +1,49 @@
-//! Throughput benchmark: the real `keel serve` (release build) on a fresh SQLite file, driven over
-//! HTTP by C concurrent clients posting `skip_queue: true` transfers between K balances for T seconds,
-//! for each C in a list; then the storage baseline: the minimal writes of one transfer (one
-//! transaction row, two balance updates) straight through rusqlite with the same settings, one
-//! commit per transfer and one per 1,000.
+//! Throughput benchmark. One run:
+//! 1. set-up, through Keel's own engine (no HTTP, so a million balances take seconds, not an hour):
+//!    K balances, each funded from `@World`, then M monitors per balance whose thresholds are never
+//!    reached (every one is evaluated on every transfer, none fires), and, on F% of the balances,
+//!    one monitor that fires on every transfer touching its balance, with a `call_back_url` at a
+//!    local webhook receiver;
+//! 2. the real `keel serve` (release build) started on that database, timed until it listens;
+//! 3. over HTTP: C concurrent clients posting `skip_queue: true` transfers between random balances
+//!    for T seconds, for each C in a list: applied transfers/s, latency p50/p99/max, monitor-event
+//!    lag (from the batch that fired the monitor to the webhook's arrival) and the server's peak RSS;
+//! 4. the engine alone: the same workload submitted straight to the engine (no HTTP, no JSON), to
+//!    show what the HTTP layer costs;
+//! 5. the storage baseline: the minimal writes of one transfer (one transaction row, two balance
+//!    updates) straight through rusqlite with the same settings, one commit per transfer, per C
+//!    transfers (the largest batch C clients can make) and per 1,000.
 //!
 //! `cargo bench --bench transfers -- [--clients 1,8,64] [--seconds 5] [--balances 1000]
-//!     [--monitors N (per balance)] [--firing-monitors] [--postgres postgres://USER@HOST:PORT/DB (an admin database)]`
+//!     [--monitors M] [--firing F (percent of balances)] [--postgres postgres://USER@HOST:PORT/DB]`
 //!
-//! `--monitors N` adds N monitors per balance whose thresholds are never reached (every one is
-//! evaluated on every transfer). `--firing-monitors` adds one more per balance that fires on every
-//! credit, with the server's webhooks sent to a local receiver, and reports the monitor-event lag:
-//! from the batch that committed the transfer to the webhook's arrival.
-//!
-//! With `--postgres`, each run gets a database of its own (created, then dropped); the storage
-//! baseline is SQLite's either way.
+//! With `--postgres` (an admin database), the run gets a database of its own, dropped afterwards;
+//! the storage baseline is SQLite's either way.
 
+use keel::domain::amount::Precision;
+use keel::domain::monitor::{Condition, Trigger};
+use keel::engine::{Command, EngineConfig, EngineHandle, NewMonitor, NewTransaction, Outcome};
+use num_bigint::BigInt;
 use rusqlite::{params, Connection};
-use serde_json::json;
+use serde_json::{json, Map};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Command as Process, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 struct Options {
     clients: Vec<usize>,
     seconds: u64,
     balances: usize,
     monitors: usize,
-    firing_monitors: bool,
+    firing_percent: usize,
     postgres: Option<String>,
 }
 
 fn options() -> Options {
-    let mut o = Options {
-        clients: vec![1, 8, 64],
-        seconds: 5,
-        balances: 1000,
-        monitors: 0,
-        firing_monitors: false,
-        postgres: None,
-    };
+    let mut o =
+        Options { clients: vec![1, 8, 64], seconds: 5, balances: 1000, monitors: 0, firing_percent: 0, postgres: None };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < args.len() {
@@ -49,13 +52,9 @@ fn options() -> Options {
             "--clients" => o.clients = value.split(',').map(|c| c.parse().expect("--clients 1,8,64")).collect(),
             "--seconds" => o.seconds = value.parse().expect("--seconds N"),
             "--balances" => o.balances = value.parse().expect("--balances N"),
-            "--monitors" => o.monitors = value.parse().expect("--monitors N"),
+            "--monitors" => o.monitors = value.parse().expect("--monitors N (per balance)"),
+            "--firing" => o.firing_percent = value.parse().expect("--firing PERCENT (of balances)"),
             "--postgres" => o.postgres = Some(value),
-            "--firing-monitors" => {
-                o.firing_monitors = true;
-                i += 1;
-                continue;
-            }
             _ => {
                 i += 1;
                 continue; // cargo passes --bench
@@ -63,42 +62,362 @@ fn options() -> Options {
         }
         i += 2;
     }
+    assert!(o.balances >= 2, "--balances must be at least 2");
     o
 }
 
 fn main() {
     let o = options();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_pg, url) = match &o.postgres {
+        Some(admin) => {
+            let (db, url) = PgDatabase::create(admin);
+            (Some(db), url)
+        }
+        None => (None, format!("sqlite://{}", dir.path().join("bench.db").display())),
+    };
     let store = if o.postgres.is_some() { "PostgreSQL" } else { "SQLite WAL synchronous=FULL" };
     println!(
-        "keel over HTTP: {store}, {} balances, {} monitors per balance, {} s per run",
-        o.balances, o.monitors, o.seconds
+        "keel: {store}, {} balances, {} quiet monitors per balance, a firing monitor on {}% of balances, {} s per run",
+        o.balances, o.monitors, o.firing_percent, o.seconds
     );
-    println!(
-        "{:>8} {:>12} {:>10} {:>10} {:>10} {:>14} {:>14} {:>10}",
-        "clients", "transfers/s", "p50 ms", "p99 ms", "max ms", "event lag p50", "event lag p99", "peak RSS"
-    );
-    for &clients in &o.clients {
-        let r = runtime.block_on(http_run(clients, &o));
-        let lag = |v: Option<f64>| v.map_or("-".to_string(), |ms| format!("{ms:.1} ms"));
-        println!(
-            "{clients:>8} {:>12.0} {:>10.2} {:>10.2} {:>10.2} {:>14} {:>14} {:>7} MiB",
-            r.rate,
-            r.p50,
-            r.p99,
-            r.max,
-            lag(r.lag_p50),
-            lag(r.lag_p99),
-            r.peak_rss_mib
-        );
-    }
+    runtime.block_on(async {
+        let (hook_url, lags) = lag_receiver().await;
+        let (ids, commands, took) = set_up(&url, &o, &hook_url).await;
+        println!("set-up through the engine: {commands} commands in {:.1} s", took.as_secs_f64());
+
+        let server = Server::start(&url);
+        println!("server start-up on that database: {} ms to listening", server.startup.as_millis());
+        header();
+        let ids = Arc::new(ids);
+        for &clients in &o.clients {
+            let measuring_from = SystemTime::now();
+            let submit = HttpSubmit { client: http_client(clients), base: server.base.clone() };
+            let mut r = drive(clients, o.seconds, &ids, Arc::new(submit)).await;
+            if o.firing_percent > 0 {
+                tokio::time::sleep(Duration::from_secs(2)).await; // let the last events arrive
+                (r.lag_p50, r.lag_p99) = lag_quantiles(&lags, measuring_from);
+            }
+            row("HTTP", clients, &r);
+        }
+        let peak_rss = server.stop();
+
+        let store = open_store(&url);
+        let (engine, thread) = keel::engine::start(store, EngineConfig { apply_queue: false, ..Default::default() });
+        for &clients in &o.clients {
+            let r = drive(clients, o.seconds, &ids, Arc::new(EngineSubmit(engine.clone()))).await;
+            row("engine", clients, &r);
+        }
+        drop(engine);
+        thread.join().unwrap();
+        println!("server peak RSS: {peak_rss} MiB");
+    });
     println!("\nstorage baseline (rusqlite, same pragmas, 1 insert + 2 updates per transfer):");
-    for per_commit in [1usize, 1000] {
+    // One commit per transfer; per batch the size Keel's largest run can reach (one request per
+    // client); and per 1,000.
+    let largest = o.clients.iter().copied().max().unwrap_or(1);
+    let mut sizes = vec![1usize, largest, 1000];
+    sizes.sort();
+    sizes.dedup();
+    for per_commit in sizes {
         println!(
             "{per_commit:>8} per commit {:>12.0} transfers/s",
             storage_baseline(per_commit, o.seconds, o.balances)
         );
     }
+}
+
+/// Builds the database through the engine, with many commands in flight so they share commits.
+/// Returns the balance ids, how many commands it took and how long.
+async fn set_up(url: &str, o: &Options, hook_url: &str) -> (Vec<String>, usize, Duration) {
+    let started = Instant::now();
+    let store = open_store(url);
+    let (engine, thread) = keel::engine::start(store, EngineConfig { apply_queue: false, ..Default::default() });
+    let ledger = match engine.submit(Command::CreateLedger { name: "bench".into(), meta_data: Map::new() }).await {
+        Ok(Outcome::Ledger(l)) => l.id,
+        other => panic!("the ledger is created: {other:?}"),
+    };
+    let balances = in_parallel(&engine, o.balances, |_| Command::CreateBalance {
+        ledger_id: ledger.clone(),
+        currency: "USD".into(),
+        identity_id: String::new(),
+        meta_data: Map::new(),
+    })
+    .await;
+    let ids: Vec<String> = balances
+        .into_iter()
+        .map(|b| match b {
+            Outcome::Balance(b) => b.id,
+            other => panic!("a balance is created: {other:?}"),
+        })
+        .collect();
+    // Funded before any monitor exists, so set-up fires nothing.
+    in_parallel(&engine, ids.len(), |i| transfer("@World", &ids[i], 1_000_000_000, format!("fund-{i}"))).await;
+    let quiet = |i: usize| {
+        // Thresholds no balance reaches: evaluated on every transfer, never fired.
+        let threshold = format!("{}", 1_000_000_000_000u64 + (i % o.monitors.max(1)) as u64);
+        monitor(&ids[i / o.monitors.max(1)], "debit_balance", &threshold, String::new())
+    };
+    in_parallel(&engine, ids.len() * o.monitors, quiet).await;
+    let firing = ids.len() * o.firing_percent / 100;
+    // `credit_balance > 0` holds on every funded balance: these fire on each transfer they are in.
+    in_parallel(&engine, firing, |i| monitor(&ids[i * ids.len() / firing], "credit_balance", "0", hook_url.into()))
+        .await;
+    let commands = 1 + ids.len() * (2 + o.monitors) + firing;
+    drop(engine);
+    thread.join().unwrap();
+    (ids, commands, started.elapsed())
+}
+
+/// The store, opened off the async threads (the PostgreSQL client blocks). The engine thread that
+/// takes it also drops it there.
+fn open_store(url: &str) -> Arc<dyn keel::store::Store> {
+    tokio::task::block_in_place(|| keel::store::open(url, 8).expect("the database opens"))
+}
+
+/// Submits `count` commands, 256 in flight at a time; returns their outcomes in order.
+async fn in_parallel(engine: &EngineHandle, count: usize, command: impl Fn(usize) -> Command) -> Vec<Outcome> {
+    let mut outcomes = Vec::with_capacity(count);
+    for chunk_start in (0..count).step_by(256) {
+        let tasks: Vec<_> = (chunk_start..(chunk_start + 256).min(count))
+            .map(|i| {
+                let (engine, command) = (engine.clone(), command(i));
+                tokio::spawn(async move { engine.submit(command).await })
+            })
+            .collect();
+        for task in tasks {
+            outcomes.push(task.await.unwrap().expect("a set-up command succeeds"));
+        }
+    }
+    outcomes
+}
+
+fn transfer(source: &str, destination: &str, amount: u64, reference: String) -> Command {
+    Command::CreateTransaction(NewTransaction {
+        precise_amount: BigInt::from(amount),
+        precision: Precision::ONE,
+        reference,
+        description: String::new(),
+        currency: "USD".into(),
+        source: source.into(),
+        destination: destination.into(),
+        allow_overdraft: false,
+        inflight: false,
+        skip_queue: true,
+        meta_data: Map::new(),
+    })
+}
+
+fn monitor(balance_id: &str, field: &str, value: &str, call_back_url: String) -> Command {
+    Command::CreateMonitor(NewMonitor {
+        balance_id: balance_id.into(),
+        condition: Condition::new(field, ">", value, None).expect("a valid condition"),
+        description: String::new(),
+        call_back_url,
+        meta_data: Map::new(),
+        trigger: Trigger::Every,
+    })
+}
+
+/// The running `keel serve`.
+struct Server {
+    child: std::process::Child,
+    base: String,
+    startup: Duration,
+}
+
+impl Server {
+    fn start(url: &str) -> Server {
+        let started = Instant::now();
+        let mut child = Process::new(env!("CARGO_BIN_EXE_keel"))
+            .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--database", url])
+            .env("RUST_LOG", "warn,keel=info")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("keel starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let address = loop {
+            let line = lines.next().expect("keel logs its address").unwrap();
+            if let Some(a) = line.split("listening on ").nth(1) {
+                break a.trim().to_string();
+            }
+        };
+        let startup = started.elapsed();
+        std::thread::spawn(move || lines.for_each(drop));
+        Server { child, base: format!("http://{address}"), startup }
+    }
+
+    /// Stops the server; returns its peak RSS in MiB.
+    fn stop(mut self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let kib: u64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0);
+        // SIGTERM: the server finishes what it has, then exits (so the engine run can open the file).
+        let _ = Process::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+        kib / 1024
+    }
+}
+
+fn http_client(clients: usize) -> reqwest::Client {
+    reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap()
+}
+
+/// One way of applying a transfer: over HTTP, or straight into the engine.
+trait Submit: Send + Sync + 'static {
+    fn submit(
+        &self,
+        source: &str,
+        destination: &str,
+        amount: u64,
+        reference: String,
+    ) -> impl std::future::Future<Output = ()> + Send;
+}
+
+struct HttpSubmit {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Submit for HttpSubmit {
+    async fn submit(&self, source: &str, destination: &str, amount: u64, reference: String) {
+        let body = json!({"precise_amount": amount, "currency": "USD", "source": source,
+            "destination": destination, "reference": reference, "skip_queue": true});
+        let response = self.client.post(format!("{}/transactions", self.base)).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        response.bytes().await.unwrap();
+    }
+}
+
+struct EngineSubmit(EngineHandle);
+
+impl Submit for EngineSubmit {
+    async fn submit(&self, source: &str, destination: &str, amount: u64, reference: String) {
+        match self.0.submit(transfer(source, destination, amount, reference)).await {
+            Ok(Outcome::Transaction(_)) => {}
+            other => panic!("the transfer is applied: {other:?}"),
+        }
+    }
+}
+
+#[derive(Default)]
+struct RunResult {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+    lag_p50: Option<f64>,
+    lag_p99: Option<f64>,
+}
+
+/// `clients` tasks, each applying transfers one after another for `seconds`.
+async fn drive<S: Submit>(clients: usize, seconds: u64, ids: &Arc<Vec<String>>, submit: Arc<S>) -> RunResult {
+    static RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (ids, stop, submit) = (ids.clone(), stop.clone(), submit.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1) ^ (run << 32);
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let from = (seed % ids.len() as u64) as usize;
+                let to = (from + 1 + (seed >> 32) as usize % (ids.len() - 1)) % ids.len();
+                let t = Instant::now();
+                submit.submit(&ids[from], &ids[to], 1 + seed % 100, format!("r{run}-c{c}-{n}")).await;
+                latencies.push(t.elapsed());
+                n += 1;
+            }
+            latencies
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let at = |q: f64| ms(latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)]);
+    RunResult {
+        rate: latencies.len() as f64 / elapsed,
+        p50: at(0.5),
+        p99: at(0.99),
+        max: ms(*latencies.last().unwrap()),
+        ..Default::default()
+    }
+}
+
+fn header() {
+    println!(
+        "{:>7} {:>8} {:>12} {:>9} {:>9} {:>9} {:>14} {:>14}",
+        "path", "clients", "transfers/s", "p50 ms", "p99 ms", "max ms", "event lag p50", "event lag p99"
+    );
+}
+
+fn row(path: &str, clients: usize, r: &RunResult) {
+    let lag = |v: Option<f64>| v.map_or("-".to_string(), |ms| format!("{ms:.1} ms"));
+    println!(
+        "{path:>7} {clients:>8} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>14} {:>14}",
+        r.rate,
+        r.p50,
+        r.p99,
+        r.max,
+        lag(r.lag_p50),
+        lag(r.lag_p99)
+    );
+}
+
+/// A webhook receiver that notes when each monitor event arrived and when its monitor fired.
+type Arrivals = Arc<Mutex<Vec<(SystemTime, SystemTime)>>>;
+
+async fn lag_receiver() -> (String, Arrivals) {
+    let arrivals: Arrivals = Arc::default();
+    let kept = arrivals.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let kept = kept.clone();
+            async move {
+                let now = SystemTime::now();
+                let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                if let Some(Ok(fired)) = event["data"]["last_triggered_at"].as_str().map(humantime::parse_rfc3339) {
+                    kept.lock().unwrap().push((fired, now));
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, arrivals)
+}
+
+/// Lag p50 and p99, in ms, of the events fired since `since`.
+fn lag_quantiles(arrivals: &Arrivals, since: SystemTime) -> (Option<f64>, Option<f64>) {
+    let mut lags: Vec<f64> = arrivals
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(fired, _)| *fired >= since)
+        .map(|(fired, arrived)| arrived.duration_since(*fired).unwrap_or_default().as_secs_f64() * 1000.0)
+        .collect();
+    lags.sort_by(f64::total_cmp);
+    let at = |q: f64| (!lags.is_empty()).then(|| lags[((lags.len() as f64 * q) as usize).min(lags.len() - 1)]);
+    (at(0.5), at(0.99))
 }
 
 /// A fresh PostgreSQL database for one run, dropped afterwards.
@@ -127,169 +446,6 @@ fn pg_admin(url: &str, sql: String) {
     std::thread::spawn(move || postgres::Client::connect(&url, postgres::NoTls).unwrap().batch_execute(&sql).unwrap())
         .join()
         .unwrap();
-}
-
-struct RunResult {
-    rate: f64,
-    p50: f64,
-    p99: f64,
-    max: f64,
-    lag_p50: Option<f64>,
-    lag_p99: Option<f64>,
-    peak_rss_mib: u64,
-}
-
-/// A webhook receiver that notes, for each monitor event, how long after its batch it arrived.
-async fn lag_receiver() -> (String, Arc<std::sync::Mutex<Vec<f64>>>) {
-    let lags = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let kept = lags.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let kept = kept.clone();
-            async move {
-                let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                if let Some(at) = event["data"]["last_triggered_at"].as_str() {
-                    if let Ok(at) = humantime::parse_rfc3339(at) {
-                        let lag = std::time::SystemTime::now().duration_since(at).unwrap_or_default();
-                        kept.lock().unwrap().push(lag.as_secs_f64() * 1000.0);
-                    }
-                }
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, lags)
-}
-
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0);
-    kib / 1024
-}
-
-async fn http_run(clients: usize, o: &Options) -> RunResult {
-    let (seconds, balances) = (o.seconds, o.balances);
-    let dir = tempfile::tempdir().unwrap();
-    let (_pg, url) = match &o.postgres {
-        Some(admin) => {
-            let (db, url) = PgDatabase::create(admin);
-            (Some(db), url)
-        }
-        None => (None, format!("sqlite://{}", dir.path().join("bench.db").display())),
-    };
-    let (hook_url, lags) = lag_receiver().await;
-    let mut args = vec!["serve", "--bind", "127.0.0.1", "--port", "0", "--database", &url];
-    if o.firing_monitors {
-        args.extend(["--webhook-url", &hook_url]);
-    }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(&args)
-        .env("RUST_LOG", "warn,keel=info")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("keel starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let address = loop {
-        let line = lines.next().expect("keel logs its address").unwrap();
-        if let Some(a) = line.split("listening on ").nth(1) {
-            break a.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    let base = format!("http://{address}");
-    let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
-    let post = |path: &str, body: serde_json::Value| {
-        let request = client.post(format!("{base}{path}")).json(&body);
-        async move { request.send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
-    };
-    let ledger = post("/ledgers", json!({"name": "bench"})).await["ledger_id"].as_str().unwrap().to_string();
-    // Set-up is sequential: it is not what is measured.
-    let mut ids = Vec::with_capacity(balances);
-    for i in 0..balances {
-        let b = post("/balances", json!({"ledger_id": ledger, "currency": "USD"})).await;
-        let id = b["balance_id"].as_str().unwrap().to_string();
-        if o.firing_monitors {
-            let m = json!({"balance_id": id, "condition": {"field": "credit_balance", "operator": ">", "value": 0}});
-            assert!(post("/balance-monitors", m).await["monitor_id"].is_string(), "the firing monitor is created");
-        }
-        for m in 0..o.monitors {
-            // Thresholds no balance reaches: every monitor is evaluated, none fires.
-            let body = json!({"balance_id": id, "condition": {"field": "debit_balance", "operator": ">",
-                "value": 1_000_000_000_000u64 + m as u64}});
-            assert!(post("/balance-monitors", body).await["monitor_id"].is_string(), "every monitor is created");
-        }
-        post(
-            "/transactions",
-            json!({"precise_amount": 1_000_000_000u64, "currency": "USD", "source": "@World",
-            "destination": id, "reference": format!("fund-{i}"), "skip_queue": true}),
-        )
-        .await;
-        ids.push(id);
-    }
-    let ids = Arc::new(ids);
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let (ids, stop, client, base) = (ids.clone(), stop.clone(), client.clone(), base.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1);
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let from = (seed % ids.len() as u64) as usize;
-                let to = (from + 1 + (seed >> 32) as usize % (ids.len() - 1)) % ids.len();
-                let body = json!({"precise_amount": 1 + seed % 100, "currency": "USD", "source": ids[from],
-                    "destination": ids[to], "reference": format!("b{c}-{n}"), "skip_queue": true});
-                n += 1;
-                let t = Instant::now();
-                let response = client.post(format!("{base}/transactions")).json(&body).send().await.unwrap();
-                assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
-                response.bytes().await.unwrap();
-                latencies.push(t.elapsed());
-            }
-            latencies
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.unwrap());
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    if o.firing_monitors {
-        tokio::time::sleep(Duration::from_secs(2)).await; // let the last events arrive
-    }
-    let peak_rss_mib = peak_rss_mib(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
-    latencies.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let at = |q: f64| ms(latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)]);
-    let mut lags = lags.lock().unwrap().clone();
-    lags.sort_by(f64::total_cmp);
-    let lag_at = |q: f64| (!lags.is_empty()).then(|| lags[((lags.len() as f64 * q) as usize).min(lags.len() - 1)]);
-    RunResult {
-        rate: latencies.len() as f64 / elapsed,
-        p50: at(0.5),
-        p99: at(0.99),
-        max: ms(*latencies.last().unwrap()),
-        lag_p50: lag_at(0.5),
-        lag_p99: lag_at(0.99),
-        peak_rss_mib,
-    }
 }
 
 fn storage_baseline(per_commit: usize, seconds: u64, balances: usize) -> f64 {
