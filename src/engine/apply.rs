@@ -481,8 +481,10 @@ impl Batch {
     }
 }
 
+/// A new id: a UUIDv7, which starts with the time, so consecutive rows land beside each other in
+/// every index keyed by id instead of on a random page each (fewer pages written per commit).
 pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4())
+    format!("{prefix}_{}", uuid::Uuid::now_v7())
 }
 
 /// The lifecycle event a transaction's status calls for.
