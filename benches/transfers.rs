@@ -458,9 +458,11 @@ fn storage_baseline(per_commit: usize, seconds: u64, balances: usize) -> f64 {
          CREATE TABLE transactions (id TEXT PRIMARY KEY, amount TEXT, source TEXT, destination TEXT, reference TEXT UNIQUE);",
     )
     .unwrap();
+    conn.execute_batch("BEGIN").unwrap();
     for i in 0..balances {
         conn.execute("INSERT INTO balances VALUES (?1, '0', '0', 0)", [format!("b{i}")]).unwrap();
     }
+    conn.execute_batch("COMMIT").unwrap();
     let started = Instant::now();
     let mut n = 0usize;
     while started.elapsed() < Duration::from_secs(seconds) {
