@@ -62,6 +62,13 @@ async fn run(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) {
         // due events as there are free slots. Under load one commit serves many deliveries, so
         // the dispatcher seldom needs the store's writer and keeps up with the engine.
         let limit = slots.available_permits() as u32;
+        if limit == 0 && to_record.is_empty() {
+            // Every slot is busy and nothing to record: wait for the first delivery to finish.
+            if let Some(done) = finished.recv().await {
+                to_record.push(done);
+            }
+            continue;
+        }
         let records = std::mem::take(&mut to_record);
         let written = {
             let (store, now) = (store.clone(), unix_ms());
@@ -102,14 +109,7 @@ async fn run(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) {
                 let _ = finished_tx.send(done);
             });
         }
-        if more_due {
-            continue;
-        }
-        if slots.available_permits() == 0 {
-            // Every slot is busy: the next thing to do is record the first delivery to finish.
-            if let Some(done) = finished.recv().await {
-                to_record.push(done);
-            }
+        if more_due || slots.available_permits() == 0 {
             continue;
         }
         tokio::select! {
