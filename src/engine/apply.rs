@@ -1,6 +1,8 @@
 //! One batch, inside one database transaction:
 //! 1. plan: resolve every command's balances (creating indicator balances on first use);
-//! 2. lock: load every touched balance once, in id order (a fixed order cannot deadlock);
+//! 2. lock: load every touched balance once, in id order (a fixed order cannot deadlock), then
+//!    their monitors (from the engine's `MonitorCache` where it keeps one) and, in one query, which
+//!    of the batch's references are already taken;
 //! 3. apply: run the commands in arrival order against the in-memory balances, writing each
 //!    transaction row as it is accepted (so later commands in the batch see earlier ones);
 //!    After every movement, the monitors of both balances are evaluated against the balances as
