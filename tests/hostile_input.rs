@@ -80,32 +80,12 @@ fn json_text() -> impl Strategy<Value = String> {
 
 /// The contract's field names, so random bodies hit real validation paths.
 fn field() -> impl Strategy<Value = String> {
-    prop::sample::select(vec![
-        "name",
-        "meta_data",
-        "ledger_id",
-        "currency",
-        "identity_id",
-        "amount",
-        "precise_amount",
-        "precision",
-        "reference",
-        "source",
-        "destination",
-        "description",
-        "allow_overdraft",
-        "inflight",
-        "skip_queue",
-        "status",
-        "balance_id",
-        "condition",
-        "field",
-        "operator",
-        "value",
-        "call_back_url",
-        "trigger",
-    ])
-    .prop_map(str::to_string)
+    let mut names = vec!["name", "ledger_id", "identity_id", "status", "field", "operator", "value"];
+    names.extend(common::TRANSACTION_FIELDS);
+    names.extend(common::MONITOR_FIELDS);
+    names.sort_unstable();
+    names.dedup();
+    prop::sample::select(names).prop_map(str::to_string)
 }
 
 #[derive(Debug, Clone)]

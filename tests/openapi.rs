@@ -123,24 +123,11 @@ async fn the_document_covers_the_contract() {
         resolve(&doc, &op["requestBody"]["content"]["application/json"]["schema"]).clone()
     };
     let transaction = body("/transactions", "post");
-    for field in [
-        "amount",
-        "precise_amount",
-        "precision",
-        "reference",
-        "currency",
-        "source",
-        "destination",
-        "description",
-        "allow_overdraft",
-        "inflight",
-        "skip_queue",
-        "meta_data",
-    ] {
+    for field in common::TRANSACTION_FIELDS {
         assert!(transaction["properties"].get(field).is_some(), "POST /transactions body lacks {field}");
     }
     let monitor = body("/balance-monitors", "post");
-    for field in ["balance_id", "condition", "description", "call_back_url", "meta_data", "trigger"] {
+    for field in common::MONITOR_FIELDS {
         assert!(monitor["properties"].get(field).is_some(), "POST /balance-monitors body lacks {field}");
     }
     let balance = resolve(

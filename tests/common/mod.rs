@@ -6,6 +6,26 @@ pub mod database;
 pub mod invariants;
 pub mod receiver;
 
+/// The request-body fields CONTRACT.md gives `POST /transactions`, as clients send them.
+pub const TRANSACTION_FIELDS: [&str; 12] = [
+    "amount",
+    "precise_amount",
+    "precision",
+    "reference",
+    "currency",
+    "source",
+    "destination",
+    "description",
+    "allow_overdraft",
+    "inflight",
+    "skip_queue",
+    "meta_data",
+];
+
+/// The request-body fields CONTRACT.md gives `POST /balance-monitors`.
+pub const MONITOR_FIELDS: [&str; 6] =
+    ["balance_id", "condition", "description", "call_back_url", "meta_data", "trigger"];
+
 pub use database::TestDatabase;
 
 use reqwest::StatusCode;
