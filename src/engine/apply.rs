@@ -1,8 +1,8 @@
 //! One batch, inside one database transaction:
 //! 1. plan: resolve every command's balances (creating indicator balances on first use);
-//! 2. lock: load every touched balance once, in id order (a fixed order cannot deadlock), then
-//!    their monitors (from the engine's `MonitorCache` where it keeps one) and, in one query, which
-//!    of the batch's references are already taken;
+//! 2. lock: take every touched balance and its monitors from the engine's `BalanceCache` where it
+//!    keeps one; load the rest once, in id order (a fixed order cannot deadlock), then their
+//!    monitors; and, in one query, find which of the batch's references are already taken;
 //! 3. apply: run the commands in arrival order against the in-memory balances, writing each
 //!    transaction row as it is accepted (so later commands in the batch see earlier ones);
 //!    After every movement, the monitors of both balances are evaluated against the balances as
@@ -12,8 +12,8 @@
 //! A command refused by a rule returns its `DomainError` and has changed nothing: every check runs
 //! before the first mutation. Storage errors abort the whole batch (the caller rolls back).
 
+use super::balance_cache::{BalanceCache, Entry};
 use super::command::{Command, InflightAction, NewTransaction, Outcome};
-use super::monitor_cache::MonitorCache;
 use crate::domain::api_key::{hash_secret, ApiKey};
 use crate::domain::balance::Balance;
 use crate::domain::error::{DomainError, Resource};
@@ -42,8 +42,8 @@ pub struct BatchOutput {
     /// Monitor evaluations and triggers in this batch (counted once it commits).
     pub monitor_evaluations: u64,
     pub monitor_triggers: u64,
-    /// The monitors of every balance the batch touched, as they stand after it (for the cache).
-    pub monitors: HashMap<String, Vec<Monitor>>,
+    /// Every balance the batch touched with its monitors, as they stand after it (for the cache).
+    pub touched: Vec<Entry>,
     /// Balances whose monitors changed but were not loaded: their cached lists are stale.
     pub monitors_evicted: BTreeSet<String>,
 }
@@ -52,7 +52,7 @@ pub fn apply_batch(
     w: &mut dyn Writes,
     commands: &[Command],
     config: BatchConfig,
-    cache: &mut MonitorCache,
+    cache: &mut BalanceCache,
 ) -> StoreResult<BatchOutput> {
     let clock = std::time::SystemTime::now();
     let now = humantime::format_rfc3339_micros(clock).to_string();
@@ -65,19 +65,26 @@ pub fn apply_batch(
     let touched: BTreeSet<String> =
         plans.iter().filter_map(|p| p.as_ref().ok()).flat_map(|p| p.balances.iter().cloned()).collect();
     let touched: Vec<String> = touched.into_iter().collect();
-    // Lock the balances first: their monitors are read under those locks, so a monitor's state
-    // cannot be changed by another writer between this batch's read and its write.
-    let balances = w.lock_balances(&touched)?.into_iter().map(|b| (b.id.clone(), b)).collect();
+    let mut balances: HashMap<String, Balance> = HashMap::with_capacity(touched.len());
     let mut monitors: HashMap<String, Vec<Monitor>> = HashMap::with_capacity(touched.len());
     let mut uncached = Vec::new();
     for id in &touched {
         match cache.take(id) {
-            Some(list) => monitors.insert(id.clone(), list),
+            Some(entry) => {
+                balances.insert(id.clone(), entry.balance);
+                monitors.insert(id.clone(), entry.monitors);
+            }
             None => {
                 uncached.push(id.clone());
-                monitors.insert(id.clone(), Vec::new())
+                monitors.insert(id.clone(), Vec::new());
             }
         };
+    }
+    // Lock the balances first: their monitors are read under those locks, so a monitor's state
+    // cannot be changed by another writer between this batch's read and its write. (`uncached`
+    // keeps `touched`'s id order.)
+    for balance in w.lock_balances(&uncached)? {
+        balances.insert(balance.id.clone(), balance);
     }
     for monitor in w.monitors_of_balances(&uncached)? {
         monitors.get_mut(&monitor.balance_id).expect("monitors are of the balances asked for").push(monitor);
@@ -120,15 +127,18 @@ pub fn apply_batch(
             w.update_monitor(monitor)?;
         }
     }
-    // Only lists of balances that exist go back to the cache: ids a client made up take no memory.
+    // Only balances that exist go back to the cache: ids a client made up take no memory.
     let Batch { mut monitors, balances, monitors_evicted, .. } = batch;
-    monitors.retain(|id, _| balances.contains_key(id));
+    let touched = balances
+        .into_values()
+        .map(|balance| Entry { monitors: monitors.remove(&balance.id).unwrap_or_default(), balance })
+        .collect();
     Ok(BatchOutput {
         results,
         events_to_deliver: batch.events_to_deliver,
         monitor_evaluations: batch.monitor_evaluations,
         monitor_triggers: batch.monitor_triggers,
-        monitors,
+        touched,
         monitors_evicted,
     })
 }
@@ -220,7 +230,7 @@ pub(super) struct Batch {
     /// The monitors of every balance this batch touches (an entry, maybe empty, per balance).
     pub(super) monitors: HashMap<String, Vec<Monitor>>,
     pub(super) changed_monitors: BTreeSet<String>,
-    /// Balances whose monitors a command changed (see `MonitorCache::commit`).
+    /// Balances whose monitors a command changed (see `BalanceCache::commit`).
     pub(super) monitors_evicted: BTreeSet<String>,
     pub(super) now: String,
     pub(super) now_ms: i64,

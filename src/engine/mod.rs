@@ -6,14 +6,14 @@
 //! the request that caused the failure sees it.
 
 mod apply;
+mod balance_cache;
 mod command;
-mod monitor_cache;
 mod monitoring;
 
 pub use command::{Command, EngineError, InflightAction, NewMonitor, NewTransaction, Outcome};
 
 use crate::store::{Store, StoreResult, Writes};
-use monitor_cache::MonitorCache;
+use balance_cache::BalanceCache;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -66,8 +66,8 @@ impl EngineHandle {
 /// for the last batch to commit.
 pub fn start(store: Arc<dyn Store>, config: EngineConfig) -> (EngineHandle, std::thread::JoinHandle<()>) {
     let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
-    let monitor_cache = MonitorCache::new(store.sole_writer());
-    let engine = Engine { store, config, receiver, queue_pending: true, queue_retry_delay: None, monitor_cache };
+    let cache = BalanceCache::new(store.sole_writer());
+    let engine = Engine { store, config, receiver, queue_pending: true, queue_retry_delay: None, cache };
     let thread = std::thread::Builder::new()
         .name("keel-engine".into())
         .spawn(move || {
@@ -90,7 +90,7 @@ struct Engine {
     queue_pending: bool,
     /// Set after the queue failed on a storage error, so a broken database is not hammered.
     queue_retry_delay: Option<Duration>,
-    monitor_cache: MonitorCache,
+    cache: BalanceCache,
 }
 
 impl Engine {
@@ -144,7 +144,7 @@ impl Engine {
         let mut output = None;
         let config = self.batch_config();
         let started = std::time::Instant::now();
-        let cache = &mut self.monitor_cache;
+        let cache = &mut self.cache;
         let written = with_retries(self.store.as_ref(), &mut |w| {
             output = Some(apply::apply_batch(w, &commands, config, cache)?);
             Ok(())
@@ -152,7 +152,7 @@ impl Engine {
         match written {
             Ok(()) => {
                 let mut output = output.expect("a committed batch has its output");
-                self.monitor_cache.commit(std::mem::take(&mut output.monitors), &output.monitors_evicted);
+                self.cache.commit(std::mem::take(&mut output.touched), &output.monitors_evicted);
                 record_batch(&commands, &output, started.elapsed());
                 self.committed(output.events_to_deliver);
                 let results = output.results;
@@ -190,7 +190,7 @@ impl Engine {
         let mut output = None;
         let config = self.batch_config();
         let started = std::time::Instant::now();
-        let cache = &mut self.monitor_cache;
+        let cache = &mut self.cache;
         let written = with_retries(self.store.as_ref(), &mut |w| {
             let queued = w.queued_transactions(QUEUE_BATCH)?;
             fetched = queued.into_iter().map(Command::ApplyQueued).collect();
@@ -201,7 +201,7 @@ impl Engine {
         match written {
             Ok(()) => {
                 let mut output = output.expect("a committed batch has its output");
-                self.monitor_cache.commit(std::mem::take(&mut output.monitors), &output.monitors_evicted);
+                self.cache.commit(std::mem::take(&mut output.touched), &output.monitors_evicted);
                 record_batch(&[], &output, started.elapsed());
                 self.committed(output.events_to_deliver);
                 self.queue_retry_delay = None;
