@@ -11,14 +11,21 @@
 //! 4. the engine alone: the same workload submitted straight to the engine (no HTTP, no JSON), to
 //!    show what the HTTP layer costs;
 //! 5. the storage baseline: the minimal writes of one transfer (one transaction row, two balance
-//!    updates) straight through rusqlite with the same settings, one commit per transfer, per C
-//!    transfers (the largest batch C clients can make) and per 1,000.
+//!    updates), one commit per transfer, per B (the mean batch Keel committed in its largest HTTP
+//!    run), per C (the largest batch C clients can make) and per 1,000, twice:
+//!    - smallest rows: four-column rows with sequential keys straight through rusqlite, with the
+//!      same pragmas (SQLite only): what the disk and SQLite can do at all;
+//!    - Keel's rows: Keel's full rows, UUIDv7 ids and interleaved client references, through
+//!      Keel's own store (`Store::write`: its schema, indexes, pragmas and checkpointer), with no
+//!      reads, checks, monitors, JSON or HTTP. Keel's HTTP figure is quoted as a ratio to this one
+//!      at its own batch B: the same writes in the same commits, so the ratio is what everything
+//!      but storage costs.
 //!
 //! `cargo bench --bench transfers -- [--clients 1,8,64] [--seconds 5] [--balances 1000]
 //!     [--monitors M] [--firing F (percent of balances)] [--postgres postgres://USER@HOST:PORT/DB]`
 //!
-//! With `--postgres` (an admin database), the run gets a database of its own, dropped afterwards;
-//! the storage baseline is SQLite's either way.
+//! With `--postgres` (an admin database), the run and each Keel's-rows baseline get a database of
+//! their own, dropped afterwards.
 
 use keel::domain::amount::Precision;
 use keel::domain::monitor::{Condition, Trigger};
@@ -82,7 +89,8 @@ fn main() {
         "keel: {store}, {} balances, {} quiet monitors per balance, a firing monitor on {}% of balances, {} s per run",
         o.balances, o.monitors, o.firing_percent, o.seconds
     );
-    runtime.block_on(async {
+    let largest = o.clients.iter().copied().max().unwrap_or(1);
+    let (keel_rate, keel_batch) = runtime.block_on(async {
         let (hook_url, lags) = lag_receiver().await;
         let (ids, commands, took) = set_up(&url, &o, &hook_url).await;
         println!("set-up through the engine: {commands} commands in {:.1} s", took.as_secs_f64());
@@ -91,10 +99,18 @@ fn main() {
         println!("server start-up on that database: {} ms to listening", server.startup.as_millis());
         header();
         let ids = Arc::new(ids);
+        let mut keel_at_largest = (0.0, 1.0);
+        let client = reqwest::Client::new(); // for /metrics only; transfers go through `HttpSubmit`
         for &clients in &o.clients {
             let measuring_from = SystemTime::now();
-            let submit = HttpSubmit { client: http_client(clients), base: server.base.clone() };
+            let before = batch_totals(&client, &server.base).await;
+            let submit = HttpSubmit::new(&server.base);
             let mut r = drive(clients, o.seconds, &ids, Arc::new(submit)).await;
+            let after = batch_totals(&client, &server.base).await;
+            r.batch = Some((after.0 - before.0) / (after.1 - before.1).max(1.0));
+            if clients == largest {
+                keel_at_largest = (r.rate, r.batch.unwrap_or(1.0));
+            }
             if o.firing_percent > 0 {
                 tokio::time::sleep(Duration::from_secs(2)).await; // let the last events arrive
                 (r.lag_p50, r.lag_p99) = lag_quantiles(&lags, measuring_from);
@@ -112,20 +128,43 @@ fn main() {
         drop(engine);
         thread.join().unwrap();
         println!("server peak RSS: {peak_rss} MiB");
+        keel_at_largest
     });
-    println!("\nstorage baseline (rusqlite, same pragmas, 1 insert + 2 updates per transfer):");
-    // One commit per transfer; per batch the size Keel's largest run can reach (one request per
-    // client); and per 1,000.
-    let largest = o.clients.iter().copied().max().unwrap_or(1);
-    let mut sizes = vec![1usize, largest, 1000];
+    // One commit per transfer; per Keel's own mean batch at its largest run; per the largest batch
+    // that run could make (one request per client); and per 1,000.
+    let own_batch = (keel_batch.round() as usize).max(1);
+    let mut sizes = vec![1usize, own_batch, largest, 1000];
     sizes.sort();
     sizes.dedup();
-    for per_commit in sizes {
-        println!(
-            "{per_commit:>8} per commit {:>12.0} transfers/s",
-            storage_baseline(per_commit, o.seconds, o.balances)
-        );
+    let note = |per_commit: usize| if per_commit == own_batch { "  (Keel's mean batch)" } else { "" };
+    if o.postgres.is_none() {
+        println!("\nstorage baseline, smallest rows (rusqlite, same pragmas, 1 insert + 2 updates per transfer):");
+        for &per_commit in &sizes {
+            let rate = storage_baseline(per_commit, o.seconds, o.balances);
+            println!("{per_commit:>8} per commit {rate:>12.0} transfers/s{}", note(per_commit));
+        }
     }
+    println!("\nstorage baseline, Keel's rows (Keel's store, {store}, 1 insert + 2 updates per transfer):");
+    let mut at_own_batch = 0.0;
+    for &per_commit in &sizes {
+        let (_pg, url) = match &o.postgres {
+            Some(admin) => {
+                let (db, url) = PgDatabase::create(admin);
+                (Some(db), url)
+            }
+            None => (None, format!("sqlite://{}", dir.path().join(format!("baseline-{per_commit}.db")).display())),
+        };
+        let rate = keel_rows_baseline(&url, per_commit, o.seconds, o.balances, largest);
+        println!("{per_commit:>8} per commit {rate:>12.0} transfers/s{}", note(per_commit));
+        if per_commit == own_batch {
+            at_own_batch = rate;
+        }
+    }
+    println!(
+        "\nKeel over HTTP at {largest} clients: {keel_rate:.0} transfers/s = {:.0}% of Keel's rows at its own batch \
+         ({own_batch} per commit)",
+        100.0 * keel_rate / at_own_batch
+    );
 }
 
 /// Builds the database through the engine, with many commands in flight so they share commits.
@@ -263,9 +302,13 @@ impl Server {
     }
 }
 
-fn http_client(clients: usize) -> reqwest::Client {
-    reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap()
+/// The server's `keel_engine_batch_size` sum and count so far (its Prometheus metrics).
+async fn batch_totals(client: &reqwest::Client, base: &str) -> (f64, f64) {
+    let text = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let value = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0);
+    (value("keel_engine_batch_size_sum "), value("keel_engine_batch_size_count "))
 }
+
 
 /// One way of applying a transfer: over HTTP, or straight into the engine.
 trait Submit: Send + Sync + 'static {
@@ -278,18 +321,49 @@ trait Submit: Send + Sync + 'static {
     ) -> impl std::future::Future<Output = ()> + Send;
 }
 
+/// The load generator shares the machine's two cores with the server, so it is kept lean, as
+/// `wrk` is: each client has one kept-alive HTTP/1.1 connection of its own (taken from `idle` and
+/// put back), and no pool, redirect or header machinery beyond that.
 struct HttpSubmit {
-    client: reqwest::Client,
-    base: String,
+    address: String,
+    idle: Mutex<Vec<hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>>>,
+}
+
+impl HttpSubmit {
+    fn new(base: &str) -> Self {
+        HttpSubmit { address: base.trim_start_matches("http://").to_string(), idle: Mutex::new(Vec::new()) }
+    }
+
+    async fn connect(&self) -> hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>> {
+        let stream = tokio::net::TcpStream::connect(&self.address).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(connection);
+        sender
+    }
 }
 
 impl Submit for HttpSubmit {
     async fn submit(&self, source: &str, destination: &str, amount: u64, reference: String) {
+        use http_body_util::BodyExt;
+        let taken = self.idle.lock().unwrap().pop();
+        let mut sender = match taken {
+            Some(sender) => sender,
+            None => self.connect().await,
+        };
         let body = json!({"precise_amount": amount, "currency": "USD", "source": source,
             "destination": destination, "reference": reference, "skip_queue": true});
-        let response = self.client.post(format!("{}/transactions", self.base)).json(&body).send().await.unwrap();
-        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
-        response.bytes().await.unwrap();
+        let request = hyper::Request::post("/transactions")
+            .header("host", &self.address)
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(body.to_string())))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status();
+        let answer = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
+        self.idle.lock().unwrap().push(sender);
     }
 }
 
@@ -312,6 +386,8 @@ struct RunResult {
     max: f64,
     lag_p50: Option<f64>,
     lag_p99: Option<f64>,
+    /// Mean transfers per commit (HTTP runs, from the server's own metrics).
+    batch: Option<f64>,
 }
 
 /// `clients` tasks, each applying transfers one after another for `seconds`.
@@ -362,21 +438,22 @@ async fn drive<S: Submit>(clients: usize, seconds: u64, ids: &Arc<Vec<String>>, 
 
 fn header() {
     println!(
-        "{:>7} {:>8} {:>12} {:>9} {:>9} {:>9} {:>14} {:>14}",
-        "path", "clients", "transfers/s", "p50 ms", "p99 ms", "max ms", "event lag p50", "event lag p99"
+        "{:>7} {:>8} {:>12} {:>9} {:>9} {:>9} {:>14} {:>14} {:>14}",
+        "path", "clients", "transfers/s", "p50 ms", "p99 ms", "max ms", "event lag p50", "event lag p99", "per commit"
     );
 }
 
 fn row(path: &str, clients: usize, r: &RunResult) {
     let lag = |v: Option<f64>| v.map_or("-".to_string(), |ms| format!("{ms:.1} ms"));
     println!(
-        "{path:>7} {clients:>8} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>14} {:>14}",
+        "{path:>7} {clients:>8} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>14} {:>14} {:>14}",
         r.rate,
         r.p50,
         r.p99,
         r.max,
         lag(r.lag_p50),
-        lag(r.lag_p99)
+        lag(r.lag_p99),
+        r.batch.map_or("-".to_string(), |b| format!("{b:.1}"))
     );
 }
 
@@ -446,6 +523,60 @@ fn pg_admin(url: &str, sql: String) {
     std::thread::spawn(move || postgres::Client::connect(&url, postgres::NoTls).unwrap().batch_execute(&sql).unwrap())
         .join()
         .unwrap();
+}
+
+/// The same minimal writes, but Keel's rows through Keel's own store (`Store::write`, so Keel's
+/// schema, indexes, pragmas and checkpointer): one `INSERT` of a full transaction row with a UUIDv7
+/// id and a client reference from one of `streams` interleaved clients, and two balance updates.
+/// No reads, checks, monitors, JSON or HTTP: what Keel's storage can do at best.
+fn keel_rows_baseline(url: &str, per_commit: usize, seconds: u64, balances: usize, streams: usize) -> f64 {
+    use keel::domain::balance::Balance;
+    use keel::domain::transaction::{Status, Transaction};
+    let store = open_store(url);
+    let now = || humantime::format_rfc3339_micros(SystemTime::now()).to_string();
+    let id = |prefix: &str| format!("{prefix}_{}", uuid::Uuid::now_v7());
+    let mut rows: Vec<Balance> =
+        (0..balances).map(|_| Balance::new(id("bln"), "general_ledger_id".into(), "USD".into(), now())).collect();
+    store.write(&mut |w| rows.iter().try_for_each(|b| w.insert_balance(b))).unwrap();
+    let started = Instant::now();
+    let mut n = 0usize;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        store
+            .write(&mut |w| {
+                for k in n..n + per_commit {
+                    let (from, to) = (k % balances, (k * 7 + 1) % balances);
+                    let transaction = Transaction {
+                        id: id("txn"),
+                        parent: None,
+                        precise_amount: BigInt::from(10),
+                        precision: Precision::ONE,
+                        reference: format!("r-c{}-{}", k % streams, k / streams),
+                        description: String::new(),
+                        currency: "USD".into(),
+                        source: rows[from].id.clone(),
+                        destination: rows[to].id.clone(),
+                        source_balance_id: rows[from].id.clone(),
+                        destination_balance_id: rows[to].id.clone(),
+                        status: Status::Applied,
+                        allow_overdraft: false,
+                        inflight: false,
+                        created_at: now(),
+                        meta_data: Map::new(),
+                    };
+                    w.insert_transaction(&transaction)?;
+                    rows[from].debit_balance += 10u32;
+                    rows[from].version += 1;
+                    rows[to].credit_balance += 10u32;
+                    rows[to].version += 1;
+                    w.save_balance_totals(&rows[from])?;
+                    w.save_balance_totals(&rows[to])?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        n += per_commit;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
 }
 
 fn storage_baseline(per_commit: usize, seconds: u64, balances: usize) -> f64 {
