@@ -309,7 +309,6 @@ async fn batch_totals(client: &reqwest::Client, base: &str) -> (f64, f64) {
     (value("keel_engine_batch_size_sum "), value("keel_engine_batch_size_count "))
 }
 
-
 /// One way of applying a transfer: over HTTP, or straight into the engine.
 trait Submit: Send + Sync + 'static {
     fn submit(
