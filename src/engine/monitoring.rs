@@ -63,11 +63,23 @@ impl Batch {
             ..current
         };
         w.update_monitor(&monitor)?;
-        self.monitors_evicted.insert(current_balance);
+        self.monitors_evicted.insert(current_balance.clone());
         self.monitors_evicted.insert(monitor.balance_id.clone());
-        self.forget_monitor(id);
-        if let Some(list) = self.monitors.get_mut(&monitor.balance_id) {
-            list.push(monitor.clone());
+        if current_balance == monitor.balance_id {
+            // It keeps its place among its balance's monitors, as its row keeps its place in
+            // storage; it is written already, so the batch must not write an older copy.
+            self.changed_monitors.remove(id);
+            let list = self.monitors.get_mut(&monitor.balance_id);
+            if let Some(slot) = list.and_then(|list| list.iter_mut().find(|m| m.id == id)) {
+                *slot = monitor.clone();
+            }
+        } else {
+            self.forget_monitor(id);
+            // A transaction later in this batch on the new balance must see it.
+            if let Some(list) = self.monitors.get_mut(&monitor.balance_id) {
+                list.push(monitor.clone());
+                self.monitor_order_unknown.insert(monitor.balance_id.clone());
+            }
         }
         Ok(Ok(Outcome::Monitor(monitor)))
     }
