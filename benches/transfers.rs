@@ -533,9 +533,9 @@ fn keel_rows_baseline(url: &str, per_commit: usize, seconds: u64, balances: usiz
     use keel::domain::transaction::{Status, Transaction};
     let store = open_store(url);
     let now = || humantime::format_rfc3339_micros(SystemTime::now()).to_string();
-    let id = |prefix: &str| format!("{prefix}_{}", uuid::Uuid::now_v7());
-    let mut rows: Vec<Balance> =
-        (0..balances).map(|_| Balance::new(id("bln"), "general_ledger_id".into(), "USD".into(), now())).collect();
+    let mut rows: Vec<Balance> = (0..balances)
+        .map(|_| Balance::new(keel::engine::new_id("bln"), "general_ledger_id".into(), "USD".into(), now()))
+        .collect();
     store.write(&mut |w| rows.iter().try_for_each(|b| w.insert_balance(b))).unwrap();
     let started = Instant::now();
     let mut n = 0usize;
@@ -545,7 +545,7 @@ fn keel_rows_baseline(url: &str, per_commit: usize, seconds: u64, balances: usiz
                 for k in n..n + per_commit {
                     let (from, to) = (k % balances, (k * 7 + 1) % balances);
                     let transaction = Transaction {
-                        id: id("txn"),
+                        id: keel::engine::new_id("txn"),
                         parent: None,
                         precise_amount: BigInt::from(10),
                         precision: Precision::ONE,

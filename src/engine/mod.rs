@@ -10,6 +10,7 @@ mod balance_cache;
 mod command;
 mod monitoring;
 
+pub use apply::new_id;
 pub use command::{Command, EngineError, InflightAction, NewMonitor, NewTransaction, Outcome};
 
 use crate::store::{Store, StoreResult, Writes};
