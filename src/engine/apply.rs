@@ -44,7 +44,8 @@ pub struct BatchOutput {
     pub monitor_triggers: u64,
     /// Every balance the batch touched with its monitors, as they stand after it (for the cache).
     pub touched: Vec<Entry>,
-    /// Balances whose monitors changed but were not loaded: their cached lists are stale.
+    /// Balances whose monitors a command changed: a cached entry of theirs is stale unless this
+    /// batch loaded the balance and returns it in `touched`.
     pub monitors_evicted: BTreeSet<String>,
 }
 

@@ -50,7 +50,8 @@ impl BalanceCache {
     }
 
     /// Called after a batch committed: `entries` are the balances it touched with their monitors,
-    /// as they stand after it; `evicted` are balances whose monitors changed without being loaded.
+    /// as they stand after it; `evicted` are balances whose monitors a command changed: their old
+    /// entries go, and only those the batch returns in `entries` come back.
     pub fn commit(&mut self, entries: Vec<Entry>, evicted: &BTreeSet<String>) {
         if !self.enabled {
             return;
