@@ -47,13 +47,15 @@ fn main() -> ExitCode {
             redeliver_failed(database)
         }
     };
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry::flush_logs();
+    code
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {

@@ -76,6 +76,7 @@ pub fn start(store: Arc<dyn Store>, config: EngineConfig) -> (EngineHandle, std:
             // move is to stop the process at once rather than serve on without a writer.
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.run())).is_err() {
                 tracing::error!("the engine panicked (a bug); stopping so nothing further is accepted");
+                crate::telemetry::flush_logs();
                 std::process::exit(70);
             }
         })
