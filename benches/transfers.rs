@@ -32,12 +32,16 @@ use keel::domain::monitor::{Condition, Trigger};
 use keel::engine::{Command, EngineConfig, EngineHandle, NewMonitor, NewTransaction, Outcome};
 use num_bigint::BigInt;
 use rusqlite::{params, Connection};
-use serde_json::{json, Map};
+use serde_json::Map;
 use std::io::{BufRead, BufReader};
 use std::process::{Command as Process, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+
+/// The load generator shares the two cores with the server: mimalloc, as the server has.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Options {
     clients: Vec<usize>,
@@ -104,10 +108,13 @@ fn main() {
         for &clients in &o.clients {
             let measuring_from = SystemTime::now();
             let before = batch_totals(&client, &server.base).await;
+            let cpu_before = CpuTimes::read(server.child.id());
             let submit = HttpSubmit::new(&server.base);
             let mut r = drive(clients, o.seconds, &ids, Arc::new(submit)).await;
+            let cpu = CpuTimes::read(server.child.id()).since(&cpu_before);
             let after = batch_totals(&client, &server.base).await;
             r.batch = Some((after.0 - before.0) / (after.1 - before.1).max(1.0));
+            r.cpu = Some(cpu.per_transfer(r.transfers));
             if clients == largest {
                 keel_at_largest = (r.rate, r.batch.unwrap_or(1.0));
             }
@@ -322,10 +329,18 @@ trait Submit: Send + Sync + 'static {
 
 /// The load generator shares the machine's two cores with the server, so it is kept lean, as
 /// `wrk` is: each client has one kept-alive HTTP/1.1 connection of its own (taken from `idle` and
-/// put back), and no pool, redirect or header machinery beyond that.
+/// put back), writes its request as one pre-formatted buffer and reads the answer on the same task.
+/// A general client (hyper's, reqwest's) costs a task hand-off, a header map and a body type per
+/// request, which is CPU taken from the server on this machine.
 struct HttpSubmit {
     address: String,
-    idle: Mutex<Vec<hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>>>,
+    idle: Mutex<Vec<KeptAlive>>,
+}
+
+/// One kept-alive connection and the buffer its answers are read into.
+struct KeptAlive {
+    stream: tokio::net::TcpStream,
+    read: Vec<u8>,
 }
 
 impl HttpSubmit {
@@ -333,36 +348,69 @@ impl HttpSubmit {
         HttpSubmit { address: base.trim_start_matches("http://").to_string(), idle: Mutex::new(Vec::new()) }
     }
 
-    async fn connect(&self) -> hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>> {
+    async fn connect(&self) -> KeptAlive {
         let stream = tokio::net::TcpStream::connect(&self.address).await.unwrap();
         stream.set_nodelay(true).unwrap();
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
-        tokio::spawn(connection);
-        sender
+        KeptAlive { stream, read: Vec::with_capacity(4096) }
+    }
+}
+
+impl KeptAlive {
+    /// Sends one request and reads its whole answer; returns the status and the body.
+    async fn exchange(&mut self, request: &[u8]) -> (u16, Vec<u8>) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(request).await.unwrap();
+        self.read.clear();
+        let (head_end, status, length) = loop {
+            if let Some(at) = self.read.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.read[..at]).expect("an HTTP head is text");
+                let status = head.get(9..12).and_then(|s| s.parse().ok()).expect("an HTTP/1.1 status line");
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok())?
+                    })
+                    .expect("Keel answers with a Content-Length");
+                break (at + 4, status, length);
+            }
+            self.fill().await;
+        };
+        while self.read.len() < head_end + length {
+            self.fill().await;
+        }
+        assert_eq!(self.read.len(), head_end + length, "one answer per request, nothing pipelined");
+        (status, self.read[head_end..].to_vec())
+    }
+
+    async fn fill(&mut self) {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 4096];
+        let n = self.stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the server closed a kept-alive connection");
+        self.read.extend_from_slice(&chunk[..n]);
     }
 }
 
 impl Submit for HttpSubmit {
     async fn submit(&self, source: &str, destination: &str, amount: u64, reference: String) {
-        use http_body_util::BodyExt;
         let taken = self.idle.lock().unwrap().pop();
-        let mut sender = match taken {
-            Some(sender) => sender,
+        let mut connection = match taken {
+            Some(connection) => connection,
             None => self.connect().await,
         };
-        let body = json!({"precise_amount": amount, "currency": "USD", "source": source,
-            "destination": destination, "reference": reference, "skip_queue": true});
-        let request = hyper::Request::post("/transactions")
-            .header("host", &self.address)
-            .header("content-type", "application/json")
-            .body(http_body_util::Full::new(hyper::body::Bytes::from(body.to_string())))
-            .unwrap();
-        let response = sender.send_request(request).await.unwrap();
-        let status = response.status();
-        let answer = response.into_body().collect().await.unwrap().to_bytes();
+        // Written out, not built as a `serde_json::Value`: ids and references here need no escaping.
+        let body = format!(
+            r#"{{"precise_amount":{amount},"currency":"USD","source":"{source}","destination":"{destination}","reference":"{reference}","skip_queue":true}}"#
+        );
+        let request = format!(
+            "POST /transactions HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            self.address,
+            body.len()
+        );
+        let (status, answer) = connection.exchange(request.as_bytes()).await;
         assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
-        self.idle.lock().unwrap().push(sender);
+        self.idle.lock().unwrap().push(connection);
     }
 }
 
@@ -387,6 +435,58 @@ struct RunResult {
     lag_p99: Option<f64>,
     /// Mean transfers per commit (HTTP runs, from the server's own metrics).
     batch: Option<f64>,
+    transfers: u64,
+    /// CPU time per transfer, µs (HTTP runs): the server, its engine thread, the load generator.
+    cpu: Option<CpuTimes>,
+}
+
+/// CPU time (user + system) of the server, of its engine thread and of this process (the load
+/// generator), from `/proc`: steadier than a rate on a shared machine, since it does not count
+/// the time a thread waited for a core.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuTimes {
+    server: f64,
+    engine: f64,
+    load_generator: f64,
+}
+
+impl CpuTimes {
+    fn read(server_pid: u32) -> CpuTimes {
+        // Fields 14 and 15 of a stat line (after the parenthesised name) are utime and stime, in
+        // clock ticks (100 a second on Linux).
+        let seconds = |path: String| {
+            let stat = std::fs::read_to_string(path).unwrap_or_default();
+            let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let fields: Vec<&str> = after_name.split_whitespace().collect();
+            let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+            (tick(11) + tick(12)) / 100.0
+        };
+        let engine = std::fs::read_dir(format!("/proc/{server_pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim() == "keel-engine"))
+            .map_or(0.0, |task| seconds(task.path().join("stat").display().to_string()));
+        CpuTimes {
+            server: seconds(format!("/proc/{server_pid}/stat")),
+            engine,
+            load_generator: seconds("/proc/self/stat".into()),
+        }
+    }
+
+    fn since(&self, earlier: &CpuTimes) -> CpuTimes {
+        CpuTimes {
+            server: self.server - earlier.server,
+            engine: self.engine - earlier.engine,
+            load_generator: self.load_generator - earlier.load_generator,
+        }
+    }
+
+    /// In µs per transfer.
+    fn per_transfer(&self, transfers: u64) -> CpuTimes {
+        let us = |s: f64| s * 1e6 / transfers.max(1) as f64;
+        CpuTimes { server: us(self.server), engine: us(self.engine), load_generator: us(self.load_generator) }
+    }
 }
 
 /// `clients` tasks, each applying transfers one after another for `seconds`.
@@ -428,6 +528,7 @@ async fn drive<S: Submit>(clients: usize, seconds: u64, ids: &Arc<Vec<String>>, 
     let at = |q: f64| ms(latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)]);
     RunResult {
         rate: latencies.len() as f64 / elapsed,
+        transfers: latencies.len() as u64,
         p50: at(0.5),
         p99: at(0.99),
         max: ms(*latencies.last().unwrap()),
@@ -454,6 +555,12 @@ fn row(path: &str, clients: usize, r: &RunResult) {
         lag(r.lag_p99),
         r.batch.map_or("-".to_string(), |b| format!("{b:.1}"))
     );
+    if let Some(cpu) = r.cpu {
+        println!(
+            "{:>17} CPU per transfer: server {:.1} µs (its engine thread {:.1} µs), load generator {:.1} µs",
+            "", cpu.server, cpu.engine, cpu.load_generator
+        );
+    }
 }
 
 /// A webhook receiver that notes when each monitor event arrived and when its monitor fired.
