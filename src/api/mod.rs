@@ -26,8 +26,25 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+/// What every handler shares. Axum clones the state for each extractor of each request, so it is
+/// one `Arc`: a clone is a reference count, not a copy of the key and the host list.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub engine: EngineHandle,
     pub store: Arc<dyn Store>,
     pub api_key: Option<String>,
