@@ -142,7 +142,9 @@ impl Engine {
     }
 
     fn run_batch(&mut self, batch: Vec<Envelope>) {
-        let commands: Vec<Command> = batch.iter().map(|e| e.command.clone()).collect();
+        // Moved out, not cloned: the commands are still ours after the batch, should it have to
+        // be re-run one request at a time.
+        let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|e| (e.command, e.reply)).unzip();
         let mut output = None;
         let config = self.batch_config();
         let started = std::time::Instant::now();
@@ -158,26 +160,26 @@ impl Engine {
                 record_batch(&commands, &output, started.elapsed());
                 self.committed(output.events_to_deliver);
                 let results = output.results;
-                for (envelope, result) in batch.into_iter().zip(results) {
+                for (reply, result) in replies.into_iter().zip(results) {
                     if let Ok(Outcome::Transaction(t)) = &result {
                         if t.status == crate::domain::transaction::Status::Queued {
                             self.queue_pending = true;
                         }
                     }
                     // A client that gave up waiting is no reason to stop: its write stands.
-                    let _ = envelope.reply.send(result.map_err(EngineError::from));
+                    let _ = reply.send(result.map_err(EngineError::from));
                 }
             }
-            Err(error) if batch.len() > 1 => {
-                tracing::warn!(%error, size = batch.len(), "batch failed; re-running its requests one by one");
-                for envelope in batch {
-                    self.run_batch(vec![envelope]);
+            Err(error) if replies.len() > 1 => {
+                tracing::warn!(%error, size = replies.len(), "batch failed; re-running its requests one by one");
+                for (command, reply) in commands.into_iter().zip(replies) {
+                    self.run_batch(vec![Envelope { command, reply }]);
                 }
             }
             Err(error) => {
                 tracing::error!(%error, "request failed in storage");
-                for envelope in batch {
-                    let _ = envelope.reply.send(Err(EngineError::Store(error.clone())));
+                for reply in replies {
+                    let _ = reply.send(Err(EngineError::Store(error.clone())));
                 }
             }
         }
@@ -245,12 +247,21 @@ fn record_batch(commands: &[Command], output: &apply::BatchOutput, elapsed: Dura
     metrics::histogram!(COMMIT_DURATION).record(elapsed.as_secs_f64());
     metrics::counter!(MONITOR_EVALUATIONS).increment(output.monitor_evaluations);
     metrics::counter!(MONITOR_TRIGGERS).increment(output.monitor_triggers);
+    // Counted per (currency, status) once per batch, not per transaction: this runs on the engine
+    // thread, which every request waits for.
+    let mut counts: Vec<(&str, &'static str, u64)> = Vec::new();
     for (i, result) in output.results.iter().enumerate() {
         let (currency, status) = match (result, commands.get(i)) {
-            (Ok(Outcome::Transaction(t)), _) => (t.currency.clone(), t.status.as_str()),
-            (Err(_), Some(Command::CreateTransaction(new))) => (new.currency.clone(), "REFUSED"),
+            (Ok(Outcome::Transaction(t)), _) => (t.currency.as_str(), t.status.as_str()),
+            (Err(_), Some(Command::CreateTransaction(new))) => (new.currency.as_str(), "REFUSED"),
             _ => continue,
         };
-        metrics::counter!(TRANSACTIONS, "currency" => currency, "status" => status).increment(1);
+        match counts.iter_mut().find(|(c, s, _)| *c == currency && *s == status) {
+            Some((_, _, n)) => *n += 1,
+            None => counts.push((currency, status, 1)),
+        }
+    }
+    for (currency, status, n) in counts {
+        metrics::counter!(TRANSACTIONS, "currency" => currency.to_string(), "status" => status).increment(n);
     }
 }
