@@ -499,11 +499,14 @@ impl Batch {
 
     /// Moves `amount` between `t`'s balances (as loaded in step 2), all or nothing.
     fn move_money(&mut self, t: &Transaction, movement: Movement, amount: &BigInt) -> Result<(), DomainError> {
-        let mut source = self.balances.remove(&t.source_balance_id).expect("a planned balance was loaded");
-        let destination = self.balances.get_mut(&t.destination_balance_id);
-        let destination = destination.expect("a planned balance was loaded");
-        let result = apply_movement(movement, &mut source, destination, amount, t.allow_overdraft);
-        self.balances.insert(source.id.clone(), source);
+        let (source, destination) = (&t.source_balance_id, &t.destination_balance_id);
+        // Invariant T1: a transaction moves money between two different balances (`plan` refuses
+        // one whose source and destination resolve to the same balance).
+        assert_ne!(source, destination, "T1: transaction {} moves money between two balances", t.id);
+        let [Some(source), Some(destination)] = self.balances.get_disjoint_mut([source, destination]) else {
+            panic!("a planned balance was loaded: transaction {}", t.id);
+        };
+        let result = apply_movement(movement, source, destination, amount, t.allow_overdraft);
         if result.is_ok() {
             self.changed.insert(t.source_balance_id.clone());
             self.changed.insert(t.destination_balance_id.clone());

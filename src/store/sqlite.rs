@@ -181,9 +181,16 @@ impl HasConnection for Writer<'_> {
 const LEDGER_COLUMNS: &str = "ledger_id, name, created_at, meta_data";
 const BALANCE_COLUMNS: &str = "balance_id, ledger_id, identity_id, indicator, currency, credit_balance, \
      debit_balance, inflight_credit_balance, inflight_debit_balance, version, created_at, meta_data";
-const TRANSACTION_COLUMNS: &str = "transaction_id, parent_transaction, precise_amount, precision_exponent, \
-     reference, description, currency, source, destination, source_balance_id, destination_balance_id, \
-     status, allow_overdraft, inflight, created_at, meta_data";
+/// A macro, not only a `const`, so the hot `INSERT` can be one `concat!`ed literal: formatting its
+/// text again for every transaction was a measurable share of the engine's time.
+macro_rules! transaction_columns {
+    () => {
+        "transaction_id, parent_transaction, precise_amount, precision_exponent, \
+         reference, description, currency, source, destination, source_balance_id, destination_balance_id, \
+         status, allow_overdraft, inflight, created_at, meta_data"
+    };
+}
+const TRANSACTION_COLUMNS: &str = transaction_columns!();
 
 const API_KEY_COLUMNS: &str = "key_id, name, owner, scopes, key_hash, created_at, expires_at, revoked_at";
 const MONITOR_COLUMNS: &str = "monitor_id, balance_id, field, operator, value, precision_exponent, precise_value, \
@@ -454,9 +461,10 @@ impl Writes for Writer<'_> {
 
     fn insert_transaction(&mut self, t: &Transaction) -> StoreResult<()> {
         self.0
-            .prepare_cached(&format!(
-                "INSERT INTO transactions ({TRANSACTION_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+            .prepare_cached(concat!(
+                "INSERT INTO transactions (",
+                transaction_columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
             ))?
             .execute(params![
                 t.id,
