@@ -6,6 +6,7 @@ use super::balance::Balance;
 use super::error::{DomainError, Resource};
 use num_bigint::BigInt;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
@@ -42,15 +43,17 @@ impl Field {
         Self::ALL.into_iter().find(|f| f.as_str() == text)
     }
 
-    /// The field's value in minor units.
-    pub fn read(self, b: &Balance) -> BigInt {
+    /// The field's value in minor units: borrowed where the balance stores it, computed where it is
+    /// a difference. Every monitor of both balances is evaluated after every transfer, so a copy
+    /// of a stored total for each evaluation would be an allocation each.
+    pub fn read(self, b: &Balance) -> Cow<'_, BigInt> {
         match self {
-            Field::Balance => b.balance(),
-            Field::CreditBalance => b.credit_balance.clone(),
-            Field::DebitBalance => b.debit_balance.clone(),
-            Field::InflightBalance => b.inflight_balance(),
-            Field::InflightCreditBalance => b.inflight_credit_balance.clone(),
-            Field::InflightDebitBalance => b.inflight_debit_balance.clone(),
+            Field::Balance => Cow::Owned(b.balance()),
+            Field::CreditBalance => Cow::Borrowed(&b.credit_balance),
+            Field::DebitBalance => Cow::Borrowed(&b.debit_balance),
+            Field::InflightBalance => Cow::Owned(b.inflight_balance()),
+            Field::InflightCreditBalance => Cow::Borrowed(&b.inflight_credit_balance),
+            Field::InflightDebitBalance => Cow::Borrowed(&b.inflight_debit_balance),
         }
     }
 }
