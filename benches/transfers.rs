@@ -385,10 +385,11 @@ impl KeptAlive {
 
     async fn fill(&mut self) {
         use tokio::io::AsyncReadExt;
-        let mut chunk = [0u8; 4096];
-        let n = self.stream.read(&mut chunk).await.unwrap();
+        if self.read.capacity() == self.read.len() {
+            self.read.reserve(4096);
+        }
+        let n = self.stream.read_buf(&mut self.read).await.unwrap();
         assert!(n > 0, "the server closed a kept-alive connection");
-        self.read.extend_from_slice(&chunk[..n]);
     }
 }
 
@@ -454,19 +455,21 @@ impl CpuTimes {
     fn read(server_pid: u32) -> CpuTimes {
         // Fields 14 and 15 of a stat line (after the parenthesised name) are utime and stime, in
         // clock ticks (100 a second on Linux).
+        // A figure that cannot be read stops the run: a silent zero would read as "free".
         let seconds = |path: String| {
-            let stat = std::fs::read_to_string(path).unwrap_or_default();
+            let stat = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path} is readable: {e}"));
             let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
             let fields: Vec<&str> = after_name.split_whitespace().collect();
-            let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+            let tick =
+                |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).expect("utime and stime in a stat line");
             (tick(11) + tick(12)) / 100.0
         };
         let engine = std::fs::read_dir(format!("/proc/{server_pid}/task"))
-            .into_iter()
-            .flatten()
+            .expect("the server's threads are listed in /proc")
             .flatten()
             .find(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim() == "keel-engine"))
-            .map_or(0.0, |task| seconds(task.path().join("stat").display().to_string()));
+            .map(|task| seconds(task.path().join("stat").display().to_string()))
+            .expect("the server has a keel-engine thread");
         CpuTimes {
             server: seconds(format!("/proc/{server_pid}/stat")),
             engine,
