@@ -6,7 +6,7 @@ mod common;
 
 use common::database::postgres_url;
 use common::invariants::assert_ledger_invariants;
-use common::receiver::free_port;
+use common::receiver::ReservedPort;
 use common::{unique_currency, Server, TestDatabase};
 use reqwest::StatusCode;
 use std::process::{Command, Stdio};
@@ -25,7 +25,8 @@ fn serve_and_fail(database: &str) -> (bool, String) {
 
 #[test]
 fn a_wrong_or_unreachable_database_is_a_clear_startup_error() {
-    let unreachable = format!("postgres://keel@127.0.0.1:{}/ledger", free_port());
+    let refusing = ReservedPort::new(); // held to the end: nothing else can start listening there
+    let unreachable = format!("postgres://keel@127.0.0.1:{}/ledger", refusing.port);
     for (url, says) in [
         (unreachable.as_str(), "cannot connect to PostgreSQL database ledger on 127.0.0.1"),
         ("postgres://keel@127.0.0.1:notaport/x", "invalid PostgreSQL URL"),

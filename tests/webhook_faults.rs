@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::receiver::{free_port, Mode, Receiver};
+use common::receiver::{Mode, Receiver, ReservedPort};
 use common::{unique_currency, Server};
 use reqwest::StatusCode;
 use std::time::{Duration, Instant};
@@ -91,18 +91,21 @@ async fn misbehaving_receivers_slow_nothing_and_lose_nothing() {
 
 #[tokio::test]
 async fn connections_reset_by_the_receiver_are_retried_until_it_recovers() {
-    let port = free_port();
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-    // Accept and drop at once: every delivery sees its connection reset.
-    let resetter = std::thread::spawn(move || {
-        listener.set_nonblocking(false).unwrap();
-        for stream in listener.incoming().take(10) {
+    let reserved = ReservedPort::new();
+    let url = reserved.url();
+    let listener = reserved.listen();
+    // Accept and drop at once: every delivery sees its connection reset. The listener is kept for the
+    // receiver that comes up afterwards, so the port is never free for anything else to take.
+    let resetter = tokio::spawn(async move {
+        for _ in 0..10 {
+            let (stream, _) = listener.accept().await.expect("the resetter accepts");
             drop(stream);
         }
+        listener
     });
     let server = Server::start_with_args(&[
         "--webhook-url",
-        &format!("http://127.0.0.1:{port}/hook"),
+        &url,
         "--webhook-retry-base-ms",
         "50",
         "--webhook-retry-max-ms",
@@ -115,7 +118,7 @@ async fn connections_reset_by_the_receiver_are_retried_until_it_recovers() {
     for _ in 0..3 {
         server.transfer("@World", &wallet, 1, &currency).await;
     }
-    resetter.join().unwrap(); // ten connections were reset; the listener is closed now
+    let listener = resetter.await.expect("the resetter ran"); // ten connections were reset
     let (_, pending) = server.get("/events?status=pending").await;
     let first = pending[0]["event_id"].as_str().unwrap().to_string();
     let (_, event) = server.get(&format!("/events/{first}")).await;
@@ -123,7 +126,7 @@ async fn connections_reset_by_the_receiver_are_retried_until_it_recovers() {
         event["deliveries"].as_array().is_some_and(|d| !d.is_empty() && d.iter().all(|a| a["status_code"].is_null())),
         "{event}"
     );
-    let receiver = Receiver::start_on(port).await;
+    let receiver = Receiver::serve(listener);
     receiver.wait_for(3).await;
     all_delivered(&server, 3).await;
 }

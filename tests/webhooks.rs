@@ -5,7 +5,7 @@
 mod common;
 
 use base64::Engine;
-use common::receiver::{free_port, Receiver};
+use common::receiver::{Receiver, ReservedPort};
 use common::{unique, unique_currency, wait_for, Server, TestDatabase};
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
@@ -131,9 +131,8 @@ async fn a_failing_receiver_gets_the_event_on_retry_with_the_same_webhook_id() {
 
 #[tokio::test]
 async fn events_produced_while_the_receiver_is_down_all_arrive_when_it_comes_up() {
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}/hook");
-    let server = start(&fast_retries(Some(&url), 50));
+    let port = ReservedPort::new();
+    let server = start(&fast_retries(Some(&port.url()), 50));
     let (currency, alice, _) = monitored(&server, json!({})).await;
     let mut fired = Vec::new();
     for _ in 0..10 {
@@ -144,7 +143,7 @@ async fn events_produced_while_the_receiver_is_down_all_arrive_when_it_comes_up(
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let (_, pending) = server.get("/events?status=pending&limit=100").await;
     assert_eq!(pending.as_array().unwrap().len(), 20, "10 monitor events and 10 transaction.applied, all pending");
-    let receiver = Receiver::start_on(port).await;
+    let receiver = Receiver::start_on(port);
     receiver.wait_for(20).await;
     let mut got: Vec<Value> =
         receiver.monitor_events().iter().map(|r| r.body["data"]["transaction_id"].clone()).collect();
@@ -158,9 +157,8 @@ async fn events_produced_while_the_receiver_is_down_all_arrive_when_it_comes_up(
 async fn events_pending_at_a_stop_are_delivered_after_the_restart() {
     let test_database = TestDatabase::new();
     let database = test_database.url.clone();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}/hook");
-    let args = fast_retries(Some(&url), 50);
+    let port = ReservedPort::new();
+    let args = fast_retries(Some(&port.url()), 50);
     let mut with_db: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = Server::start_on(&database, &with_db);
     let (currency, alice, _) = monitored(&server, json!({})).await;
@@ -168,7 +166,7 @@ async fn events_pending_at_a_stop_are_delivered_after_the_restart() {
         server.transfer("@World", &alice, 200, &currency).await;
     }
     server.kill();
-    let receiver = Receiver::start_on(port).await;
+    let receiver = Receiver::start_on(port);
     with_db.push("--hold-queue"); // the restart changes nothing else
     let server = Server::start_on(&database, &with_db);
     receiver.wait_for(10).await;

@@ -56,19 +56,47 @@ pub struct Receiver {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// A free port on 127.0.0.1 with nothing listening (yet).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A port on 127.0.0.1 that is bound but not listening: connections to it are refused, like a
+/// receiver that is down. The port stays bound until it listens, so no other socket can take it
+/// meanwhile (asking for a free port number and binding it later raced with the ephemeral ports of
+/// the tests' own outgoing connections: "Address already in use").
+pub struct ReservedPort {
+    socket: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+impl ReservedPort {
+    pub fn new() -> ReservedPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a test can open a socket");
+        socket.bind(([127, 0, 0, 1], 0).into()).expect("127.0.0.1 has a free port");
+        let port = socket.local_addr().expect("a bound socket has an address").port();
+        ReservedPort { socket, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    /// Starts listening on the reserved port (must be called inside the tests' runtime).
+    pub fn listen(self) -> tokio::net::TcpListener {
+        self.socket.listen(128).expect("a reserved port can listen")
+    }
 }
 
 impl Receiver {
     pub async fn start() -> Receiver {
-        Self::start_on(0).await
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("receiver binds");
+        Self::serve(listener)
     }
 
-    pub async fn start_on(port: u16) -> Receiver {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("receiver binds");
-        let port = listener.local_addr().unwrap().port();
+    /// The receiver comes up on a port that was refusing connections until now.
+    pub fn start_on(reserved: ReservedPort) -> Receiver {
+        Self::serve(reserved.listen())
+    }
+
+    /// Serves on a listener the test already holds.
+    pub fn serve(listener: tokio::net::TcpListener) -> Receiver {
+        let port = listener.local_addr().expect("a listener has an address").port();
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new().route("/{*path}", post(record)).route("/", post(record)).with_state(inner.clone());
         let task = tokio::spawn(async move {
