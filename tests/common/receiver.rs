@@ -56,6 +56,11 @@ pub struct Receiver {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Where a receiver on this port takes webhooks.
+fn hook_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}/hook")
+}
+
 /// A port on 127.0.0.1 that is bound but not listening: connections to it are refused, like a
 /// receiver that is down. The port stays bound until it listens, so no other socket can take it
 /// meanwhile (asking for a free port number and binding it later raced with the ephemeral ports of
@@ -74,7 +79,7 @@ impl ReservedPort {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hook", self.port)
+        hook_url(self.port)
     }
 
     /// Starts listening on the reserved port (must be called inside the tests' runtime).
@@ -102,7 +107,7 @@ impl Receiver {
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Receiver { url: format!("http://127.0.0.1:{port}/hook"), port, inner, task }
+        Receiver { url: hook_url(port), port, inner, task }
     }
 
     pub fn set_mode(&self, mode: Mode) {
