@@ -51,7 +51,6 @@ struct Inner {
 
 pub struct Receiver {
     pub url: String,
-    pub port: u16,
     inner: Arc<Mutex<Inner>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -107,7 +106,7 @@ impl Receiver {
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Receiver { url: hook_url(port), port, inner, task }
+        Receiver { url: hook_url(port), inner, task }
     }
 
     pub fn set_mode(&self, mode: Mode) {
