@@ -59,7 +59,7 @@ pub enum WebhooksCommand {
 
 #[derive(Args, Debug, Clone)]
 pub struct DatabaseArgs {
-    /// Where the ledger is stored: `sqlite://PATH` (created if missing) or
+    /// Where the ledger is stored: `sqlite://PATH` (created if missing by `serve` and `migrate`) or
     /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (several Keel processes may share it).
     #[arg(long, env = "KEEL_DATABASE_URL", default_value = "sqlite://keel.db")]
     pub database: String,
@@ -116,12 +116,20 @@ pub struct ServeArgs {
     #[arg(long, env = "KEEL_WEBHOOK_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub webhook_concurrency: u16,
 
-    /// Longest time to read a request's body and answer it, in milliseconds; then 408 (a write that
-    /// reached the engine may still commit: look it up by its reference).
+    /// Longest time to read a request's headers, and then to read its body and answer it, in
+    /// milliseconds: slow headers close the connection, a slow body or answer gets 408 (a write
+    /// that reached the engine may still commit: look it up by its reference).
     #[arg(long, env = "KEEL_REQUEST_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_ms: u64,
 
-    /// Only these hosts (comma-separated) may be a monitor's `call_back_url`; unset allows any.
+    /// After SIGTERM or Ctrl-C, the longest wait in milliseconds for open connections to finish
+    /// the requests they are on; then they are closed (a write that reached the engine still
+    /// commits before the process exits).
+    #[arg(long, env = "KEEL_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000)]
+    pub shutdown_timeout_ms: u64,
+
+    /// Only these hosts (comma-separated) may be a monitor's `call_back_url`, checked when a
+    /// monitor is written and again at every delivery; unset allows any.
     #[arg(long, env = "KEEL_CALLBACK_ALLOWED_HOSTS", value_delimiter = ',')]
     pub callback_allowed_hosts: Option<Vec<String>>,
 

@@ -3,6 +3,7 @@
 use clap::{CommandFactory, FromArgMatches};
 use keel::config::{Cli, Commands, DatabaseArgs, ServeArgs, WebhooksCommand};
 use keel::engine::{self, EngineConfig};
+use keel::store::Access;
 use keel::webhooks::{self, retry::RetryPolicy, WebhookConfig};
 use keel::{api, config_file, store, telemetry};
 use std::process::ExitCode;
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
     telemetry::init_logging(cli.log_format);
     let result = match cli.command {
         Commands::Serve(args) => serve(args),
-        Commands::Migrate(args) => store::open(&args.database, args.db_pool_size).map(|s| {
+        Commands::Migrate(args) => store::open(&args.database, args.db_pool_size, Access::Own).map(|s| {
             tracing::info!("migrations applied to {}", s.describe());
         }),
         Commands::Check(args) => check(args),
@@ -64,7 +65,11 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
-    let store = store::open(&args.database.database, args.database.db_pool_size)?;
+    // The port first: a port in use is an error before any database is opened or created.
+    let listener = std::net::TcpListener::bind((args.bind, args.port))
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", args.bind, args.port))?;
+    let store = store::open(&args.database.database, args.database.db_pool_size, Access::Own)?;
     tracing::info!("data lives in {}", store.describe());
     match &args.api_key {
         Some(_) => tracing::info!("auth is on: requests need the X-Blnk-Key header"),
@@ -91,6 +96,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         timeout: Duration::from_millis(args.webhook_timeout_ms),
         concurrency: args.webhook_concurrency as usize,
         poll: Duration::from_millis(250),
+        callback_hosts: args.callback_allowed_hosts.clone(),
     };
     let config = EngineConfig {
         max_batch: args.max_batch as usize,
@@ -103,42 +109,43 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     }
     let (engine, engine_thread) = engine::start(store.clone(), config);
     let metrics = Some(telemetry::install_metrics()?);
-    let callback_hosts = args.callback_allowed_hosts.clone();
+    let request_timeout = Duration::from_millis(args.request_timeout_ms);
     let app = api::router(api::AppState::new(api::Shared {
         engine,
         store: store.clone(),
         api_key: args.api_key.clone(),
-        request_timeout: Duration::from_millis(args.request_timeout_ms),
-        callback_hosts,
+        request_timeout,
+        callback_hosts: args.callback_allowed_hosts.clone(),
         metrics,
     }));
+    let limits = api::serve::Limits {
+        header_read_timeout: request_timeout,
+        shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
+    };
 
     // The last reference to the store is dropped here, after the runtime: closing a PostgreSQL
     // connection blocks, which must not happen on one of the runtime's threads.
     let store_outlives_runtime = store.clone();
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(async move {
-        webhooks::spawn(store, webhook_config, events_written);
-        let listener = tokio::net::TcpListener::bind((args.bind, args.port))
-            .await
-            .map_err(|e| format!("cannot listen on {}:{}: {e}", args.bind, args.port))?;
+    let served = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| format!("cannot listen: {e}"))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
+        webhooks::spawn(store, webhook_config, events_written);
         tracing::info!("listening on {address}");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|e| format!("server failed: {e}"))
-    })?;
-    // Every engine handle went with the router: the engine finishes its batch and stops.
+        Ok::<_, String>(api::serve::serve(listener, app, limits, shutdown_signal()).await)
+    });
+    // Connections left open past the shutdown timeout, and the dispatcher, end with the runtime.
+    // Every engine handle goes with them, so the engine finishes its batch and stops.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served?;
     engine_thread.join().map_err(|_| "the engine thread panicked".to_string())?;
-    drop(runtime);
     drop(store_outlives_runtime);
     tracing::info!("stopped");
     Ok(())
 }
 
 fn check(args: DatabaseArgs) -> Result<(), String> {
-    let store = store::open(&args.database, args.db_pool_size)?;
+    let store = store::open(&args.database, args.db_pool_size, Access::Existing)?;
     tracing::info!("checking {}", store.describe());
     let report = keel::check::run(store.as_ref(), &mut |line| tracing::info!("{line}"))
         .map_err(|e| format!("check failed: {e}"))?;
@@ -155,7 +162,7 @@ fn check(args: DatabaseArgs) -> Result<(), String> {
 }
 
 fn redeliver_failed(args: DatabaseArgs) -> Result<(), String> {
-    let store = store::open(&args.database, args.db_pool_size)?;
+    let store = store::open(&args.database, args.db_pool_size, Access::Existing)?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let mut count = 0;
     store

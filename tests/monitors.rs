@@ -5,7 +5,8 @@
 mod common;
 
 use common::invariants::big;
-use common::{unique, unique_currency, wait_for, Server};
+use common::receiver::Receiver;
+use common::{unique, unique_currency, wait_for, Server, TestDatabase};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -390,4 +391,35 @@ async fn call_back_url_hosts_can_be_restricted_to_an_allow_list() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}: {answer}");
         assert_eq!(answer["error_detail"]["details"]["field"], "call_back_url");
     }
+}
+
+#[tokio::test]
+async fn a_monitor_written_before_the_allow_list_cannot_deliver_outside_it() {
+    let receiver = Receiver::start().await;
+    let database = TestDatabase::new();
+    let server = Server::start_on(&database.url, &[]);
+    let currency = unique_currency();
+    let balance = server.balance(&server.ledger("l").await, &currency).await;
+    let monitor = server
+        .create(
+            "/balance-monitors",
+            json!({"balance_id": balance, "condition": {"field": "credit_balance", "operator": ">", "value": 0},
+                   "call_back_url": receiver.url}),
+        )
+        .await;
+    assert!(server.stop());
+
+    // The operator narrows the list; the monitor stored earlier still names 127.0.0.1.
+    let server = Server::start_on(&database.url, &["--callback-allowed-hosts", "hooks.example.com"]);
+    let (status, _) = server.transfer("@World", &balance, 5, &currency).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let path = format!("/balance-monitors/{}/events", monitor["monitor_id"].as_str().unwrap());
+    let history = wait_for(&server, &path, |e| e.as_array().is_some_and(|l| l.len() == 1)).await;
+    let event_id = history[0]["event_id"].as_str().unwrap().to_string();
+    let event = wait_for(&server, &format!("/events/{event_id}"), |e| e["status"] == "failed").await;
+    assert!(event["last_error"].as_str().unwrap().contains("127.0.0.1"), "{event}");
+    assert_eq!(event["deliveries"].as_array().unwrap().len(), 1, "refused once, not retried: {event}");
+    assert_eq!(event["deliveries"][0]["status_code"], serde_json::Value::Null, "nothing was sent: {event}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(receiver.received().is_empty(), "the receiver outside the list got nothing");
 }

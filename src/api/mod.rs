@@ -11,6 +11,7 @@ mod ledgers;
 mod monitors;
 mod observe;
 mod reference;
+pub mod serve;
 mod transactions;
 
 use crate::engine::EngineHandle;

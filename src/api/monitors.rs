@@ -72,16 +72,8 @@ fn new_monitor(body: MonitorBody, allowed_hosts: Option<&[String]>) -> Result<Ne
     };
     let call_back_url = body.call_back_url.unwrap_or_default().trim().to_string();
     if !call_back_url.is_empty() {
-        let url = reqwest::Url::parse(&call_back_url)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-            .ok_or_else(|| invalid("call_back_url", "call_back_url must be an http:// or https:// URL"))?;
-        let host = url.host_str().unwrap_or_default();
-        if let Some(allowed) = allowed_hosts {
-            if !allowed.iter().any(|a| a.eq_ignore_ascii_case(host)) {
-                return Err(invalid("call_back_url", format!("call_back_url host {host} is not in the allowed hosts")));
-            }
-        }
+        crate::webhooks::callback::check(&call_back_url, allowed_hosts)
+            .map_err(|refusal| invalid("call_back_url", refusal.to_string()))?;
     }
     Ok(NewMonitor {
         balance_id,

@@ -138,16 +138,64 @@ pub struct PoolUsage {
     pub idle: u32,
 }
 
+/// How a command uses the database it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `keel serve` and `keel migrate`: creates the database if it is missing (SQLite) and
+    /// migrates it. On SQLite it also takes the file's lock for as long as the store lives, so a
+    /// second owner refuses to start instead of writing behind the first (DESIGN rule 7).
+    Own,
+    /// `keel check` and `keel webhooks redeliver`: an existing Keel database at this build's schema
+    /// version, opened as it is: never created, never migrated, never locked, so it may run beside
+    /// a server. What such a command writes (only `redeliver` writes: the delivery status of
+    /// failed events) is nothing the server keeps a copy of.
+    Existing,
+}
+
 /// Opens the store a `--database` URL names; `pool_size` bounds PostgreSQL connections.
-pub fn open(url: &str, pool_size: u32) -> Result<std::sync::Arc<dyn Store>, String> {
+pub fn open(url: &str, pool_size: u32, access: Access) -> Result<std::sync::Arc<dyn Store>, String> {
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-        return sqlite::SqliteStore::open(path)
-            .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn Store>)
-            .map_err(|e| format!("cannot open SQLite database {path}: {e}"));
+        let path = sqlite_path(path, url)?;
+        return sqlite::SqliteStore::open(path, access).map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn Store>);
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return postgres::PostgresStore::open(url, pool_size)
+        return postgres::PostgresStore::open(url, pool_size, access)
             .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn Store>);
     }
     Err(format!("unsupported database URL {url:?}: expected sqlite://FILE or postgres://USER@HOST:PORT/DB"))
+}
+
+/// The file a `sqlite://` URL names. Every connection Keel opens (a writer, readers, the
+/// checkpointer) must reach the same database, so a URL naming no file, or SQLite's in-memory
+/// databases (one separate, empty database per connection), would start a server whose reads find
+/// no tables: refused instead.
+fn sqlite_path<'a>(path: &'a str, url: &str) -> Result<&'a str, String> {
+    if path.is_empty() {
+        return Err(format!("the SQLite URL {url:?} names no file: use sqlite://PATH, for example sqlite://keel.db"));
+    }
+    if path == ":memory:" || path.contains(":memory:") || path.contains("mode=memory") {
+        return Err(format!(
+            "{url:?} is an in-memory SQLite database, which Keel does not support: each of its connections \
+             would see a different, empty database. Name a file, for example sqlite://keel.db"
+        ));
+    }
+    if path.starts_with("file:") || path.contains('?') {
+        return Err(format!("{url:?}: SQLite URI options are not supported; use sqlite://PATH"));
+    }
+    Ok(path)
+}
+
+/// Says whether a database at schema `found` (the highest migration applied; `None`: no Keel
+/// schema at all) can be opened as it is by a build whose migrations end at `latest`.
+fn schema_is_current(found: Option<i64>, latest: i64, what: &str) -> Result<(), String> {
+    match found {
+        None => Err(format!("{what} is not a Keel database (it has no schema_migrations table)")),
+        Some(v) if v < latest => {
+            Err(format!("{what} is at schema version {v} and this Keel needs {latest}: run `keel migrate` first"))
+        }
+        Some(v) if v > latest => {
+            Err(format!("{what} is at schema version {v}, written by a newer Keel (this one knows up to {latest})"))
+        }
+        Some(_) => Ok(()),
+    }
 }

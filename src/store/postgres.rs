@@ -5,6 +5,7 @@
 //! transient so the engine retries them. Amounts are `NUMERIC`, exchanged as decimal text.
 
 use super::columns::{amount, json_map, json_text, named, precision, scopes, scopes_text};
+use super::{schema_is_current, Access};
 use super::{AfterAttempt, Attempt, EventFilter, Page, PoolUsage, Reads, Store, StoreError, StoreResult, Writes};
 use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
@@ -79,7 +80,7 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    pub fn open(url: &str, pool_size: u32) -> Result<Self, String> {
+    pub fn open(url: &str, pool_size: u32, access: Access) -> Result<Self, String> {
         let mut config = postgres::Config::from_str(url).map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
         config.connect_timeout(Duration::from_secs(5));
         let hosts: Vec<String> = config
@@ -104,9 +105,27 @@ impl PostgresStore {
             .build(Manager { config })
             .map_err(|e| format!("cannot connect to {description}: {e}"))?;
         let mut conn = pool.get().map_err(|e| format!("cannot connect to {description}: {e}"))?;
-        migrate(&mut conn.client).map_err(|e| format!("cannot migrate {description}: {e}"))?;
+        if access == Access::Own {
+            migrate(&mut conn.client).map_err(|e| format!("cannot migrate {description}: {e}"))?;
+        }
+        let found = schema_version(&mut conn.client).map_err(|e| format!("cannot read {description}: {e}"))?;
+        schema_is_current(found, latest_migration(), &description)?;
         Ok(PostgresStore { pool, description })
     }
+}
+
+/// The highest migration applied; `None` if the database has no Keel schema.
+fn schema_version(client: &mut postgres::Client) -> StoreResult<Option<i64>> {
+    let row = client.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?;
+    if !row.try_get::<_, bool>(0)? {
+        return Ok(None);
+    }
+    let row = client.query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])?;
+    Ok(Some(row.try_get(0)?))
+}
+
+fn latest_migration() -> i64 {
+    MIGRATIONS.last().map_or(0, |(version, _, _)| *version)
 }
 
 fn migrate(client: &mut postgres::Client) -> StoreResult<()> {

@@ -3,6 +3,7 @@
 //! readers see the last commit while the writer works on the next one.
 
 use super::columns::{amount, json_map, json_text, named, precision, scopes, scopes_text};
+use super::{schema_is_current, Access};
 use super::{AfterAttempt, Attempt, EventFilter, Page, PoolUsage, Reads, Store, StoreError, StoreResult, Writes};
 use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
@@ -37,41 +38,147 @@ pub struct SqliteStore {
     /// back-to-back batches instead of starving under sustained load.
     writer: FairMutex<Connection>,
     readers: r2d2::Pool<SqliteConnectionManager>,
-    /// Dropping it stops the checkpointer thread.
-    _checkpointer: std::sync::mpsc::Sender<()>,
+    /// Dropping it stops the checkpointer thread (`Access::Own` only).
+    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
+    /// The database file, locked for as long as this store lives (`Access::Own` only). Declared
+    /// last so it is dropped last: closing a descriptor of the file releases the POSIX locks
+    /// SQLite's own connections hold on it in this process, so it must outlive them.
+    _owner_lock: Option<std::fs::File>,
 }
 
 impl SqliteStore {
-    pub fn open(path: &str) -> StoreResult<Self> {
-        let mut writer = Connection::open(path)?;
-        // WAL: readers never block the writer. FULL: the WAL is fsynced at every commit, so a 2xx is
-        // durable across power loss, not only across a process crash.
-        writer.pragma_update(None, "journal_mode", "WAL")?;
-        writer.pragma_update(None, "synchronous", "FULL")?;
-        writer.pragma_update(None, "foreign_keys", "ON")?;
-        // SQLite's default page cache (2 MiB) is smaller than 10,000 balance rows: a batch then
-        // reads back from the file pages it wrote moments ago.
-        writer.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
-        writer.busy_timeout(std::time::Duration::from_secs(5))?;
-        // Checkpoints (copying the WAL into the database file, with an fsync of its own) run on a
-        // thread of their own rather than inside a commit, so the engine never waits for one.
-        writer.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_FALLBACK_PAGES)?;
-        migrate(&mut writer)?;
-        // One process owns a SQLite file, so no delivery can be in flight elsewhere: events leased
-        // by a process that died are due again now, not when their lease would have run out.
-        writer.execute("UPDATE events SET next_attempt_at = 0 WHERE status = 'pending'", [])?;
-        let manager = SqliteConnectionManager::file(path).with_init(|c| {
+    pub fn open(path: &str, access: Access) -> Result<Self, String> {
+        match access {
+            Access::Own => Self::open_owned(path),
+            Access::Existing => Self::open_existing(path),
+        }
+    }
+
+    /// The server's (and `keel migrate`'s) store: the file created if missing, locked, migrated.
+    fn open_owned(path: &str) -> Result<Self, String> {
+        let failed = |e: StoreError| format!("cannot open SQLite database {path}: {e}");
+        let lock = lock_for_owner(path)?;
+        let mut writer = Connection::open(path).map_err(|e| failed(e.into()))?;
+        let has_tables: bool = writer
+            .query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table')", [], |r| r.get(0))
+            .map_err(|e| failed(e.into()))?;
+        if has_tables && schema_version(&writer).map_err(failed)?.is_none() {
+            // Another program's database: Keel's tables do not belong in it.
+            return Err(format!("{path} is not a Keel database (it has tables but no schema_migrations table)"));
+        }
+        (|| -> StoreResult<()> {
+            // WAL: readers never block the writer. FULL: the WAL is fsynced at every commit, so a
+            // 2xx is durable across power loss, not only across a process crash.
+            writer.pragma_update(None, "journal_mode", "WAL")?;
+            writer.pragma_update(None, "synchronous", "FULL")?;
+            writer.pragma_update(None, "foreign_keys", "ON")?;
+            // SQLite's default page cache (2 MiB) is smaller than 10,000 balance rows: a batch then
+            // reads back from the file pages it wrote moments ago.
+            writer.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+            writer.busy_timeout(std::time::Duration::from_secs(5))?;
+            // Checkpoints (copying the WAL into the database file, with an fsync of its own) run on
+            // a thread of their own rather than inside a commit, so the engine never waits for one.
+            writer.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_FALLBACK_PAGES)?;
+            Ok(())
+        })()
+        .map_err(failed)?;
+        migrate(&mut writer).map_err(|e| format!("cannot migrate SQLite database {path}: {e}"))?;
+        schema_is_current(schema_version(&writer).map_err(failed)?, latest_migration(), path)?;
+        // This process owns the file (it holds the lock), so no delivery can be in flight
+        // elsewhere: events leased by a process that died are due again now, not when their lease
+        // would have run out.
+        writer
+            .execute("UPDATE events SET next_attempt_at = 0 WHERE status = 'pending'", [])
+            .map_err(|e| failed(e.into()))?;
+        let readers = reader_pool(path).map_err(failed)?;
+        let checkpointer =
+            Connection::open(path).map_err(StoreError::from).and_then(start_checkpointer).map_err(failed)?;
+        Ok(SqliteStore {
+            path: path.to_string(),
+            writer: FairMutex::new(writer),
+            readers,
+            _checkpointer: Some(checkpointer),
+            _owner_lock: Some(lock),
+        })
+    }
+
+    /// A store for `keel check` and `keel webhooks redeliver`: an existing Keel database, opened
+    /// without creating, migrating, locking or changing a setting of it.
+    fn open_existing(path: &str) -> Result<Self, String> {
+        if !std::path::Path::new(path).is_file() {
+            return Err(format!("there is no Keel database at {path}: no such file"));
+        }
+        let failed = |e: StoreError| format!("cannot open SQLite database {path}: {e}");
+        // Without SQLITE_OPEN_CREATE: a file that vanished in between is an error, not a new database.
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let writer = Connection::open_with_flags(path, flags).map_err(|e| failed(e.into()))?;
+        writer.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| failed(e.into()))?;
+        writer.pragma_update(None, "foreign_keys", "ON").map_err(|e| failed(e.into()))?;
+        schema_is_current(schema_version(&writer).map_err(failed)?, latest_migration(), path)?;
+        let readers = reader_pool(path).map_err(failed)?;
+        Ok(SqliteStore {
+            path: path.to_string(),
+            writer: FairMutex::new(writer),
+            readers,
+            _checkpointer: None,
+            _owner_lock: None,
+        })
+    }
+}
+
+/// Takes the database file's lock for this process, creating the file if it is missing; refuses
+/// if another process holds it. An OS lock on the file itself (`flock`), not a lock file beside
+/// it: it follows the file whatever name or link it is opened by, cannot be left stale by a
+/// crash (the kernel releases it with the process), and cannot be deleted by hand.
+fn lock_for_owner(path: &str) -> Result<std::fs::File, String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| format!("cannot open SQLite database {path}: {e}"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another Keel process is using the SQLite database {path} (it holds the file's lock). \
+             A SQLite file has one writer: stop that process first (or wait for it to exit), or use \
+             PostgreSQL to run several Keel processes"
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock SQLite database {path}: {e}")),
+    }
+}
+
+/// The highest migration applied; `None` if the file has no Keel schema.
+fn schema_version(conn: &Connection) -> StoreResult<Option<i64>> {
+    let has_table: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_table {
+        return Ok(None);
+    }
+    Ok(conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0))?)
+}
+
+fn latest_migration() -> i64 {
+    MIGRATIONS.last().map_or(0, |(version, _, _)| *version)
+}
+
+/// Readers: query-only connections, so nothing read through them can write.
+fn reader_pool(path: &str) -> StoreResult<r2d2::Pool<SqliteConnectionManager>> {
+    let manager = SqliteConnectionManager::file(path)
+        .with_flags(rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_init(|c| {
             c.busy_timeout(std::time::Duration::from_secs(5))?;
             c.pragma_update(None, "query_only", "ON")
         });
-        let readers = r2d2::Pool::builder()
-            .max_size(READER_POOL_SIZE)
-            .min_idle(Some(1))
-            .build(manager)
-            .map_err(|e| StoreError::Database(e.to_string()))?;
-        let checkpointer = start_checkpointer(Connection::open(path)?)?;
-        Ok(SqliteStore { path: path.to_string(), writer: FairMutex::new(writer), readers, _checkpointer: checkpointer })
-    }
+    r2d2::Pool::builder()
+        .max_size(READER_POOL_SIZE)
+        .min_idle(Some(1))
+        .build(manager)
+        .map_err(|e| StoreError::Database(e.to_string()))
 }
 
 /// Runs a PASSIVE checkpoint every `CHECKPOINT_EVERY` until the returned sender is dropped. PASSIVE
@@ -148,8 +255,8 @@ impl Store for SqliteStore {
     }
 
     fn sole_writer(&self) -> bool {
-        // One process owns a SQLite file (see `open`).
-        true
+        // The server owns its file: it holds the file's lock (`lock_for_owner`).
+        self._owner_lock.is_some()
     }
 
     fn describe(&self) -> String {

@@ -4,6 +4,7 @@
 //! mid-delivery (or before its attempt was recorded) is taken again once the lease runs out:
 //! delivery is at least once.
 
+use super::callback;
 use super::retry::RetryPolicy;
 use super::signing;
 use crate::domain::event::Event;
@@ -24,6 +25,8 @@ pub struct WebhookConfig {
     pub concurrency: usize,
     /// How often due retries are looked for when nothing wakes the dispatcher.
     pub poll: Duration,
+    /// `--callback-allowed-hosts`: a monitor's `call_back_url` outside them is never posted to.
+    pub callback_hosts: Option<Vec<String>>,
 }
 
 /// Starts the dispatcher on the current Tokio runtime. `wake` is notified by the engine after each
@@ -73,7 +76,7 @@ async fn run(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) {
         let written = {
             let (store, now) = (store.clone(), unix_ms());
             let lease_until = now + lease.as_millis() as i64;
-            tokio::task::spawn_blocking(move || {
+            let task = tokio::task::spawn_blocking(move || {
                 let mut claimed = Vec::new();
                 let outcome = store.write(&mut |w| {
                     for (attempt, after) in &records {
@@ -83,9 +86,18 @@ async fn run(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) {
                     Ok(())
                 });
                 outcome.map(|()| claimed).map_err(|error| (error, records))
-            })
-            .await
-            .expect("the outbox task does not panic")
+            });
+            match task.await {
+                Ok(written) => written,
+                // The runtime is shutting down (or the write panicked, which the panic's own
+                // message reports): stop. Unrecorded attempts are retried after their lease.
+                Err(error) => {
+                    if error.is_panic() {
+                        tracing::error!(%error, "the outbox write panicked; the dispatcher stops");
+                    }
+                    return;
+                }
+            }
         };
         let claimed = match written {
             Ok(claimed) => claimed,
@@ -125,13 +137,19 @@ async fn deliver(client: &reqwest::Client, config: &WebhookConfig, event: Event)
     let attempt = event.attempts + 1;
     let started = Instant::now();
     let attempted_at = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
-    let (status_code, error) = match event.url.as_deref().or(config.default_url.as_deref()) {
-        None => (None, Some("no webhook URL configured".to_string())),
-        Some(url) => post(client, config, url, &event).await,
+    // A monitor's own URL is checked again here: it may predate `--callback-allowed-hosts`.
+    let refused = event.url.as_deref().and_then(|url| callback::check(url, config.callback_hosts.as_deref()).err());
+    let (status_code, error) = match (&refused, event.url.as_deref().or(config.default_url.as_deref())) {
+        (Some(refusal), _) => (None, Some(format!("not sent: {refusal}"))),
+        (None, None) => (None, Some("no webhook URL configured".to_string())),
+        (None, Some(url)) => post(client, config, url, &event).await,
     };
     let delivered = status_code.is_some_and(|s| (200..300).contains(&s));
     let after = if delivered {
         AfterAttempt::Delivered { at: humantime::format_rfc3339_micros(SystemTime::now()).to_string() }
+    } else if refused.is_some() {
+        // Trying again cannot help until the operator changes the list; then it can be redelivered.
+        AfterAttempt::Failed
     } else {
         match config.retry.next_delay(attempt) {
             Some(delay) => AfterAttempt::RetryAt(unix_ms() + delay.as_millis() as i64),

@@ -2,6 +2,7 @@
 //! set), retries with backoff across restarts, and records every attempt. The write path never waits
 //! on any of this.
 
+pub mod callback;
 mod dispatcher;
 pub mod retry;
 pub mod signing;

@@ -1,0 +1,95 @@
+//! One writer per SQLite file (DESIGN rule 7): the engine trusts its copy of the balances it wrote,
+//! so a second `keel serve` on the same file, as a blue/green or rolling restart on one volume
+//! starts it, must refuse to start rather than write behind the first; so must `keel migrate`.
+//! `keel check` (reads only) still runs beside a server. Once the first process has stopped, the
+//! next one starts.
+
+mod common;
+
+use common::database::postgres_url;
+use common::invariants::assert_ledger_invariants;
+use common::{unique_currency, Server, TestDatabase};
+use reqwest::StatusCode;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs `keel` with `args` and waits at most 20 s for it to exit; a process that is still running
+/// then (a second server that started) is killed and reported as not having exited.
+fn run_to_exit(args: &[&str]) -> Option<(bool, String)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("keel runs");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(_status) = child.try_wait().expect("the child can be waited for") {
+            let output = child.wait_with_output().expect("its output");
+            let text =
+                format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+            return Some((output.status.success(), text));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn a_second_server_on_one_sqlite_file_refuses_to_start_and_the_books_hold() {
+    if postgres_url().is_some() {
+        return; // one writer per file is SQLite's rule; PostgreSQL takes many processes
+    }
+    let database = TestDatabase::new();
+    let first = Server::start_on(&database.url, &[]);
+    let currency = unique_currency();
+    let ledger = first.ledger("one writer").await;
+    let a = first.balance(&ledger, &currency).await;
+    let b = first.balance(&ledger, &currency).await;
+    assert_eq!(first.transfer("@World", &a, 100, &currency).await.0, StatusCode::CREATED);
+
+    // The reproduction: a second process would move money from A behind the first.
+    let second = run_to_exit(&["serve", "--bind", "127.0.0.1", "--port", "0", "--database", &database.url]);
+    let (ok, log) = second.expect("a second server on the same SQLite file exits instead of serving");
+    assert!(!ok, "it exits with an error: {log}");
+    assert!(log.contains("another Keel process"), "the message says why: {log}");
+    assert!(!log.contains("listening on"), "it never listens: {log}");
+
+    // Nor may migrations run under a live server; a read-only check may.
+    let (ok, log) = run_to_exit(&["migrate", "--database", &database.url]).expect("keel migrate exits");
+    assert!(!ok && log.contains("another Keel process"), "keel migrate refuses: {log}");
+    let (ok, log) = run_to_exit(&["check", "--database", &database.url]).expect("keel check exits");
+    assert!(ok && log.contains("every invariant holds"), "keel check reads beside a server: {log}");
+
+    // The first server carries on alone: spending all of A once works, a second time does not.
+    assert_eq!(first.transfer(&a, &b, 100, &currency).await.0, StatusCode::CREATED);
+    assert_eq!(first.transfer(&a, &b, 99, &currency).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(assert_ledger_invariants(&first, &currency).await, 2);
+
+    // Once the first has stopped, the next one takes the file over and sees everything.
+    assert!(first.stop(), "a graceful stop exits 0");
+    let next = Server::start_on(&database.url, &[]);
+    assert_eq!(next.get(&format!("/balances/{b}")).await.1["balance"], serde_json::json!(100));
+    assert_eq!(assert_ledger_invariants(&next, &currency).await, 2);
+}
+
+#[tokio::test]
+async fn the_lock_follows_the_file_not_the_name_it_is_opened_by() {
+    if postgres_url().is_some() {
+        return;
+    }
+    let database = TestDatabase::new();
+    let first = Server::start_on(&database.url, &[]);
+    let path = std::path::PathBuf::from(database.url.trim_start_matches("sqlite://"));
+    let link = path.with_file_name("alias.db");
+    std::os::unix::fs::symlink(&path, &link).expect("a symlink to the database");
+    let alias = format!("sqlite://{}", link.display());
+    let (ok, log) = run_to_exit(&["serve", "--bind", "127.0.0.1", "--port", "0", "--database", &alias])
+        .expect("a server on another name for the same file exits");
+    assert!(!ok && log.contains("another Keel process"), "{log}");
+    assert_eq!(first.get("/health").await.0, StatusCode::OK);
+}
