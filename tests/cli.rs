@@ -5,17 +5,9 @@
 mod common;
 
 use common::receiver::Receiver;
-use common::{unique_currency, wait_for, Server, TestDatabase};
+use common::{keel, unique_currency, wait_for, Server, TestDatabase};
 use reqwest::StatusCode;
 use serde_json::json;
-use std::process::Command;
-
-/// Runs a `keel` subcommand; returns whether it exited 0 and everything it printed.
-fn keel(args: &[&str]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_keel")).args(args).output().expect("keel runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), text)
-}
 
 /// Changes a stored balance without going through Keel, as a bad migration or a hand edit would.
 fn corrupt_balance(database: &TestDatabase, balance_id: &str) {

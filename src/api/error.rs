@@ -85,7 +85,16 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         // The details go to the log, never to the client.
         tracing::error!(error = %e, "storage failure");
-        ApiError::internal()
+        match e {
+            // Not "it failed": the client must look before it sends the write again.
+            StoreError::OutcomeUnknown(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "GEN_OUTCOME_UNKNOWN",
+                "the database could not be reached to confirm whether this write committed; look it up \
+                 (by reference, or the inflight transaction's children) before sending it again",
+            ),
+            _ => ApiError::internal(),
+        }
     }
 }
 
@@ -102,7 +111,7 @@ impl From<EngineError> for ApiError {
 }
 
 /// Every error code Keel answers with (CONTRACT.md's list, plus `GEN_METHOD_NOT_ALLOWED`,
-/// `GEN_UNAVAILABLE` and `GEN_REQUEST_TIMEOUT`).
+/// `GEN_UNAVAILABLE`, `GEN_REQUEST_TIMEOUT` and `GEN_OUTCOME_UNKNOWN`).
 pub const ERROR_CODES: &[&str] = &[
     "GEN_MALFORMED_REQUEST",
     "GEN_VALIDATION_ERROR",
@@ -112,6 +121,7 @@ pub const ERROR_CODES: &[&str] = &[
     "GEN_INTERNAL",
     "GEN_UNAVAILABLE",
     "GEN_REQUEST_TIMEOUT",
+    "GEN_OUTCOME_UNKNOWN",
     "LGR_NOT_FOUND",
     "BAL_NOT_FOUND",
     "BAL_MONITOR_NOT_FOUND",

@@ -13,7 +13,7 @@ mod monitoring;
 pub use apply::new_id;
 pub use command::{Command, EngineError, InflightAction, NewMonitor, NewTransaction, Outcome};
 
-use crate::store::{Store, StoreResult, Writes};
+use crate::store::{Store, StoreError, StoreResult, Writes};
 use balance_cache::BalanceCache;
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,7 +170,8 @@ impl Engine {
                     let _ = reply.send(result.map_err(EngineError::from));
                 }
             }
-            Err(error) if replies.len() > 1 => {
+            // A batch whose COMMIT may have happened is never run again, whole or in parts.
+            Err(error) if replies.len() > 1 && !matches!(error, StoreError::OutcomeUnknown(_)) => {
                 tracing::warn!(%error, size = replies.len(), "batch failed; re-running its requests one by one");
                 for (command, reply) in commands.into_iter().zip(replies) {
                     self.run_batch(vec![Envelope { command, reply }]);

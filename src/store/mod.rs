@@ -22,9 +22,14 @@ pub enum StoreError {
     Corrupt(String),
     #[error("a unique value is already taken: {0}")]
     Conflict(String),
-    /// Worth trying again as it is: a serialization failure, a deadlock, a lost connection.
+    /// Worth trying again as it is: a serialization failure, a deadlock, a lost connection, a
+    /// COMMIT found not to have happened.
     #[error("transient database error: {0}")]
     Transient(String),
+    /// A COMMIT failed and the database could not be asked whether it happened: the write may or
+    /// may not be stored, so it must not be run again (DESIGN rule 8).
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
 }
 
 impl StoreError {
@@ -118,7 +123,9 @@ pub trait Store: Send + Sync + 'static {
     fn read_consistent(&self, work: &mut dyn FnMut(&dyn Reads) -> StoreResult<()>) -> StoreResult<()>;
 
     /// Runs `work` inside one database transaction and commits it durably if `work` returns `Ok`;
-    /// rolls everything back otherwise.
+    /// rolls everything back otherwise. `Ok` means committed; `Transient` and every other error
+    /// but `OutcomeUnknown` mean nothing was written. A COMMIT whose answer is lost is resolved
+    /// here (PostgreSQL: from the batch's marker), never reported as a failure that happened.
     fn write(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()>;
 
     /// True when this process is the only writer (SQLite: one process per file), so the engine may

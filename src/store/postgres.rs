@@ -24,7 +24,19 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "ledger_core", include_str!("../../migrations/postgres/0001_ledger_core.sql")),
     (2, "monitors_and_outbox", include_str!("../../migrations/postgres/0002_monitors_and_outbox.sql")),
     (3, "api_keys", include_str!("../../migrations/postgres/0003_api_keys.sql")),
+    (4, "batch_markers", include_str!("../../migrations/postgres/0004_batch_markers.sql")),
 ];
+
+/// How long a write whose COMMIT answer was lost keeps asking the database whether it committed
+/// before it gives up and reports the outcome unknown (the database is unreachable all that time).
+const OUTCOME_DEADLINE: Duration = Duration::from_secs(120);
+/// A session that sits inside a transaction this long without sending anything is ended by the
+/// database. Keel's own transactions never pause: this bounds how long a transaction whose client
+/// vanished (its COMMIT lost on the way) holds its locks, and so how long a probe waits for it.
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "30s";
+/// Batch markers are kept this long, then pruned (every `PRUNE_EVERY`, by each process).
+const MARKER_RETENTION: &str = "1 day";
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Any fixed number: every Keel process takes this advisory lock to migrate, one at a time.
 const MIGRATION_LOCK: i64 = 0x6b65_656c; // "keel"
@@ -48,7 +60,9 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<Connection, postgres::Error> {
-        Ok(Connection { client: self.config.connect(NoTls)?, statements: HashMap::new() })
+        let mut client = self.config.connect(NoTls)?;
+        client.batch_execute(&format!("SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}'"))?;
+        Ok(Connection { client, statements: HashMap::new() })
     }
 
     fn is_valid(&self, conn: &mut Connection) -> Result<(), postgres::Error> {
@@ -77,6 +91,8 @@ fn cached(
 pub struct PostgresStore {
     pool: Pool,
     description: String,
+    /// Dropping it stops the thread that prunes old batch markers (`Access::Own` only).
+    _pruner: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl PostgresStore {
@@ -110,7 +126,58 @@ impl PostgresStore {
         }
         let found = schema_version(&mut conn.client).map_err(|e| format!("cannot read {description}: {e}"))?;
         schema_is_current(found, latest_migration(), &description)?;
-        Ok(PostgresStore { pool, description })
+        drop(conn);
+        let pruner = if access == Access::Own { Some(start_pruner(pool.clone())?) } else { None };
+        Ok(PostgresStore { pool, description, _pruner: pruner })
+    }
+}
+
+impl PostgresStore {
+    /// After a COMMIT failed: finds out, from another connection, whether the transaction that
+    /// wrote `marker` committed (`Ok`) or not (`Transient`: safe to run again), trying until
+    /// `OUTCOME_DEADLINE` (then `OutcomeUnknown`: the caller must not run it again).
+    fn resolve_commit(&self, marker: &str, error: &postgres::Error) -> StoreResult<()> {
+        tracing::warn!(%error, batch = marker, "COMMIT failed; asking the database whether it committed");
+        let deadline = std::time::Instant::now() + OUTCOME_DEADLINE;
+        let mut delay = Duration::from_millis(10);
+        loop {
+            match self.probe(marker) {
+                Ok(true) => {
+                    tracing::info!(batch = marker, "the batch had committed: its answer was lost, not its writes");
+                    return Ok(());
+                }
+                Ok(false) => {
+                    return Err(StoreError::Transient(format!(
+                        "the batch did not commit ({error}); it is safe to retry"
+                    )))
+                }
+                Err(probe_error) if std::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %probe_error, batch = marker, "cannot ask yet whether the batch committed");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Err(probe_error) => {
+                    return Err(StoreError::OutcomeUnknown(format!(
+                        "COMMIT failed ({error}) and the database could not be asked for {}s ({probe_error})",
+                        OUTCOME_DEADLINE.as_secs()
+                    )))
+                }
+            }
+        }
+    }
+
+    /// True if the batch that wrote `marker` committed. The insert waits for that batch's
+    /// transaction if it is still running and, if it never committed, takes its place so it never
+    /// can; then the row says whose it is. Both statements may be repeated safely.
+    fn probe(&self, marker: &str) -> StoreResult<bool> {
+        let mut conn = self.pool.get().map_err(|e| StoreError::Transient(e.to_string()))?;
+        conn.client.execute(
+            "INSERT INTO batch_markers (batch_id, by_probe) VALUES ($1::text::uuid, true) ON CONFLICT DO NOTHING",
+            &[&marker],
+        )?;
+        let row =
+            conn.client.query_one("SELECT by_probe FROM batch_markers WHERE batch_id = $1::text::uuid", &[&marker])?;
+        Ok(!row.try_get::<_, bool>(0)?)
     }
 }
 
@@ -126,6 +193,28 @@ fn schema_version(client: &mut postgres::Client) -> StoreResult<Option<i64>> {
 
 fn latest_migration() -> i64 {
     MIGRATIONS.last().map_or(0, |(version, _, _)| *version)
+}
+
+/// Deletes batch markers older than `MARKER_RETENTION` every `PRUNE_EVERY` until the returned sender
+/// is dropped. Each process prunes; the deletes are idempotent.
+fn start_pruner(pool: Pool) -> Result<std::sync::mpsc::Sender<()>, String> {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("keel-prune".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(PRUNE_EVERY) {
+                let sql = format!("DELETE FROM batch_markers WHERE written_at < now() - interval '{MARKER_RETENTION}'");
+                let pruned = pool
+                    .get()
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut c| c.client.execute(sql.as_str(), &[]).map_err(|e| e.to_string()));
+                if let Err(error) = pruned {
+                    tracing::warn!(%error, "pruning old batch markers failed; the next round tries again");
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the marker pruning thread: {e}"))?;
+    Ok(stop)
 }
 
 fn migrate(client: &mut postgres::Client) -> StoreResult<()> {
@@ -168,24 +257,29 @@ impl Store for PostgresStore {
     }
 
     fn write(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
-        let mut conn = self.pool.get().map_err(|e| StoreError::Transient(e.to_string()))?;
-        let Connection { client, statements } = &mut *conn;
-        let mut writer = Writer {
-            tx: RefCell::new(client.transaction()?),
-            statements: RefCell::new(statements),
-            pending: RefCell::default(),
+        let marker = uuid::Uuid::new_v4().to_string();
+        let committed = {
+            let mut conn = self.pool.get().map_err(|e| StoreError::Transient(e.to_string()))?;
+            let Connection { client, statements } = &mut *conn;
+            let mut writer = Writer {
+                tx: RefCell::new(client.transaction()?),
+                statements: RefCell::new(statements),
+                pending: RefCell::default(),
+            };
+            writer.run("INSERT INTO batch_markers (batch_id) VALUES ($1::text::uuid)", &[&marker])?;
+            work(&mut writer)?;
+            writer.send_pending()?;
+            // Any error before this point left the transaction open, so nothing committed and the
+            // caller may run the batch again. An error from COMMIT itself says nothing for sure: a
+            // backend terminated after writing its commit record, or a connection lost on the
+            // way back, fails a COMMIT that happened.
+            writer.tx.into_inner().commit()
         };
-        work(&mut writer)?;
-        writer.send_pending()?;
-        writer.tx.into_inner().commit().map_err(|e| match classify(&e) {
-            // The commit may or may not have happened: not safe to run the batch again.
-            StoreError::Transient(m) if e.code().is_none() => {
-                StoreError::Database(format!("commit outcome unknown: {m}"))
-            }
-            other => other,
-        })
+        match committed {
+            Ok(()) => Ok(()),
+            Err(error) => self.resolve_commit(&marker, &error),
+        }
     }
-
     fn sole_writer(&self) -> bool {
         // Several `keel serve` processes may share one database.
         false

@@ -4,6 +4,7 @@
 
 pub mod database;
 pub mod invariants;
+pub mod pg_proxy;
 pub mod receiver;
 
 /// The request-body fields CONTRACT.md gives `POST /transactions`, as clients send them.
@@ -213,6 +214,13 @@ pub async fn parties(server: &Server, wallets: usize) -> (String, Vec<String>) {
         ids.push(server.balance(&ledger, &currency).await);
     }
     (currency, ids)
+}
+
+/// Runs a `keel` subcommand to its end; returns whether it exited 0 and everything it printed.
+pub fn keel(args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_keel")).args(args).output().expect("keel runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
 }
 
 pub fn unique(prefix: &str) -> String {
