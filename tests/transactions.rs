@@ -331,3 +331,48 @@ async fn bad_transactions_are_4xx_naming_the_field_and_change_nothing() {
     assert_eq!(all.as_array().unwrap().len(), 1, "only the funding transaction exists: {all}");
     assert_eq!(big(&all[0]["precise_amount"]), 1000.into());
 }
+
+#[tokio::test]
+async fn a_refused_transaction_creates_no_indicator_and_currency_codes_follow_one_rule() {
+    let s = setup(1000).await;
+    let before = count_balances(&s.server).await;
+    // 100 refusals, each naming an indicator no one has used yet.
+    for i in 0..100 {
+        let refusals = [
+            json!({"amount": 1, "source": format!("@Unused{i}"), "destination": "bln_missing"}),
+            json!({"amount": 1, "source": format!("@Elsewhere{i}"), "currency": "OTHER"}),
+        ];
+        let (status, body) = s.server.post("/transactions", s.body(refusals[i % 2].clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    assert_eq!(count_balances(&s.server).await, before, "no refusal left an indicator balance behind");
+    let (status, _) = s.server.get("/balances/indicator/@Unused0/currency/OTHER").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // One indicator named by a refused and an accepted transaction at once exists once, used.
+    let refused = s.body(json!({"amount": 1, "source": "@Shared", "destination": "bln_missing"}));
+    let accepted = s.body(json!({"amount": 1, "source": "@Shared", "destination": s.bob}));
+    let (a, b) = tokio::join!(s.server.post("/transactions", refused), s.server.post("/transactions", accepted));
+    assert_eq!((a.0, b.0), (StatusCode::BAD_REQUEST, StatusCode::CREATED), "{a:?} {b:?}");
+    let (status, shared) = s.server.get(&format!("/balances/indicator/@Shared/currency/{}", s.currency)).await;
+    assert_eq!((status, &shared["balance"]), (StatusCode::OK, &json!(-1)), "{shared}");
+    assert_eq!(count_balances(&s.server).await, before + 1);
+
+    // A currency with a space is refused by balances and transactions alike, and creates nothing.
+    let ledger = s.server.ledger("codes").await;
+    for currency in ["USD ", " USD", "U SD", "USD\t", &"X".repeat(65)] {
+        let (status, body) = s.server.post("/balances", json!({"ledger_id": ledger, "currency": currency})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "balance in {currency:?}: {body}");
+        assert_eq!(body["error_detail"]["details"]["field"], "currency", "{body}");
+        let transfer = s.body(json!({"amount": 1, "source": "@World", "currency": currency}));
+        let (status, body) = s.server.post("/transactions", transfer).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "transaction in {currency:?}: {body}");
+        assert_eq!(body["error_detail"]["details"]["field"], "currency", "{body}");
+    }
+    assert_eq!(count_balances(&s.server).await, before + 1, "no balance in a refused currency");
+    assert_ledger_invariants(&s.server, &s.currency).await;
+}
+
+async fn count_balances(server: &Server) -> usize {
+    server.get("/balances?limit=1000").await.1.as_array().unwrap().len()
+}

@@ -3,6 +3,7 @@
 use super::error::ApiError;
 use super::extract::{JsonBody, Paging, PathId, PathPair, Payload};
 use super::{created, read, AppState};
+use crate::domain::currency;
 use crate::domain::error::Resource;
 use crate::engine::{Command, Outcome};
 use crate::wire::BalanceJson;
@@ -42,7 +43,7 @@ pub async fn create(
     };
     let command = Command::CreateBalance {
         ledger_id: required(body.ledger_id, "ledger_id")?,
-        currency: required(body.currency, "currency")?,
+        currency: currency::parse(Resource::Balance, body.currency.as_deref())?,
         identity_id: body.identity_id.unwrap_or_default(),
         meta_data: body.meta_data.unwrap_or_default(),
     };

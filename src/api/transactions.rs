@@ -4,6 +4,7 @@
 use super::error::ApiError;
 use super::extract::{JsonBody, Paging, PathId, Payload};
 use super::{created, read, AppState};
+use crate::domain::currency;
 use crate::domain::error::{DomainError, Resource};
 use crate::domain::transaction::{parse_precision, resolve_amount};
 use crate::engine::{Command, InflightAction, NewTransaction, Outcome};
@@ -80,7 +81,7 @@ pub async fn create(
         precise_amount,
         precision,
         reference: required(body.reference, "reference")?,
-        currency: required(body.currency, "currency")?,
+        currency: currency::parse(Resource::Transaction, body.currency.as_deref())?,
         source: required(body.source, "source")?,
         destination: required(body.destination, "destination")?,
         description: body.description.unwrap_or_default(),

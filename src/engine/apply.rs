@@ -21,7 +21,7 @@ use crate::domain::event::EventKind;
 use crate::domain::ledger::{Ledger, GENERAL_LEDGER_ID};
 use crate::domain::monitor::Monitor;
 use crate::domain::transaction::{apply_movement, first_movement, resolve_amount, Movement, Status, Transaction};
-use crate::store::{StoreResult, Writes};
+use crate::store::{StoreError, StoreResult, Writes};
 use num_bigint::BigInt;
 use std::collections::{BTreeSet, HashMap};
 
@@ -59,7 +59,7 @@ pub fn apply_batch(
     let now = humantime::format_rfc3339_micros(clock).to_string();
     let now_ms = clock.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let mut plans = Vec::with_capacity(commands.len());
-    let mut indicators = HashMap::new();
+    let mut indicators = Indicators::default();
     for command in commands {
         plans.push(plan(w, command, &mut indicators, &now)?);
     }
@@ -123,12 +123,27 @@ pub fn apply_batch(
         };
         results.push(result);
     }
+    // An indicator created for this batch that no accepted transaction names goes again: a
+    // refused request changes nothing.
+    let named: BTreeSet<&str> = results
+        .iter()
+        .filter_map(|r| match r {
+            Ok(Outcome::Transaction(t)) => Some([t.source_balance_id.as_str(), t.destination_balance_id.as_str()]),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    for id in indicators.created.iter().filter(|id| !named.contains(id.as_str())) {
+        assert!(!batch.changed.contains(id), "an indicator no transaction names has not moved: {id}");
+        w.delete_balance(id)?;
+        batch.balances.remove(id);
+    }
     for id in &batch.changed {
         w.save_balance_totals(&batch.balances[id])?;
     }
     for monitor in batch.monitors.values().flatten() {
         if batch.changed_monitors.contains(&monitor.id) {
-            w.update_monitor(monitor)?;
+            w.save_monitor_state(monitor)?;
         }
     }
     // Only balances that exist go back to the cache: ids a client made up take no memory.
@@ -167,10 +182,19 @@ struct Plan {
     resolved: Option<(String, String)>,
 }
 
+/// The indicator balances a batch resolved, and which of them it created.
+#[derive(Default)]
+struct Indicators {
+    /// (indicator, currency) → balance id.
+    by_name: HashMap<(String, String), String>,
+    /// Created by this batch (so not yet visible to anyone else), in creation order.
+    created: Vec<String>,
+}
+
 fn plan(
     w: &mut dyn Writes,
     command: &Command,
-    indicators: &mut HashMap<(String, String), String>,
+    indicators: &mut Indicators,
     now: &str,
 ) -> StoreResult<Result<Plan, DomainError>> {
     let no_balances = Ok(Plan { balances: vec![], resolved: None });
@@ -178,9 +202,6 @@ fn plan(
         Command::CreateLedger { .. }
         | Command::UpdateLedger { .. }
         | Command::CreateBalance { .. }
-        | Command::CreateMonitor(_)
-        | Command::UpdateMonitor { .. }
-        | Command::DeleteMonitor { .. }
         | Command::RedeliverEvent { .. }
         | Command::CreateApiKey { .. }
         | Command::RevokeApiKey { .. } => no_balances,
@@ -200,6 +221,18 @@ fn plan(
         Command::ApplyQueued(t) => {
             Ok(Plan { balances: vec![t.source_balance_id.clone(), t.destination_balance_id.clone()], resolved: None })
         }
+        // A monitor command locks the balances its monitor watches, before and after: it then
+        // waits for, and is waited for by, every batch evaluating that monitor on any process.
+        Command::CreateMonitor(new) => Ok(Plan { balances: vec![new.balance_id.clone()], resolved: None }),
+        Command::UpdateMonitor { id, monitor } => {
+            let mut balances = vec![monitor.balance_id.clone()];
+            balances.extend(w.monitor(id)?.map(|current| current.balance_id));
+            Ok(Plan { balances, resolved: None })
+        }
+        Command::DeleteMonitor { id } => Ok(Plan {
+            balances: w.monitor(id)?.map(|current| current.balance_id).into_iter().collect(),
+            resolved: None,
+        }),
         Command::FinishInflight { id, .. } | Command::Refund { id } => match w.transaction(id)? {
             Some(t) => Ok(Plan { balances: vec![t.source_balance_id, t.destination_balance_id], resolved: None }),
             None => Err(DomainError::not_found(Resource::Transaction, "transaction_id")),
@@ -208,12 +241,14 @@ fn plan(
 }
 
 /// A transaction's `source` or `destination`: a balance id, or an indicator (`@World`) whose
-/// balance in this currency is created in the general ledger the first time it is used.
+/// balance in this currency is created in the general ledger the first time it is used. Should
+/// another process create it at the same moment, the insert waits for theirs and this batch uses
+/// it. If every transaction naming a new indicator is refused, `apply_batch` removes it again.
 fn resolve_party(
     w: &mut dyn Writes,
     party: &str,
     currency: &str,
-    indicators: &mut HashMap<(String, String), String>,
+    indicators: &mut Indicators,
     now: &str,
 ) -> StoreResult<String> {
     if !party.starts_with('@') {
@@ -221,7 +256,7 @@ fn resolve_party(
         return Ok(party.to_string());
     }
     let key = (party.to_string(), currency.to_string());
-    if let Some(id) = indicators.get(&key) {
+    if let Some(id) = indicators.by_name.get(&key) {
         return Ok(id.clone());
     }
     let id = match w.balance_by_indicator(party, currency)? {
@@ -229,11 +264,21 @@ fn resolve_party(
         None => {
             let mut indicator = Balance::new(new_id("bln"), GENERAL_LEDGER_ID.into(), currency.into(), now.into());
             indicator.indicator = party.into();
-            w.insert_balance(&indicator)?;
-            indicator.id
+            if w.insert_indicator(&indicator)? {
+                indicators.created.push(indicator.id.clone());
+                indicator.id
+            } else {
+                // Another process created it first; its row is committed, so this read sees it.
+                match w.balance_by_indicator(party, currency)? {
+                    Some(theirs) => theirs.id,
+                    None => {
+                        return Err(StoreError::Transient(format!("indicator {party} in {currency} is being created")))
+                    }
+                }
+            }
         }
     };
-    indicators.insert(key, id.clone());
+    indicators.by_name.insert(key, id.clone());
     Ok(id)
 }
 

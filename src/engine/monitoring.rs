@@ -8,12 +8,12 @@ use crate::domain::error::{DomainError, Resource};
 use crate::domain::event::{Delivery, Event, EventKind};
 use crate::domain::monitor::{Monitor, State};
 use crate::domain::transaction::Transaction;
-use crate::store::{StoreResult, Writes};
+use crate::store::{StoreError, StoreResult, Writes};
 use crate::wire::event::{monitor_event_body, transaction_event_body};
 
 impl Batch {
     pub(super) fn create_monitor(&mut self, w: &mut dyn Writes, new: &NewMonitor) -> StoreResult<CommandResult> {
-        if let Err(refused) = balance_exists(w, &new.balance_id)? {
+        if let Err(refused) = self.balance_exists(&new.balance_id) {
             return Ok(Err(refused));
         }
         let monitor = Monitor {
@@ -47,7 +47,8 @@ impl Batch {
         let Some(current) = self.current_monitor(w, id)? else {
             return Ok(Err(DomainError::not_found(Resource::Monitor, "monitor_id")));
         };
-        if let Err(refused) = balance_exists(w, &new.balance_id)? {
+        self.assert_locked(&current)?;
+        if let Err(refused) = self.balance_exists(&new.balance_id) {
             return Ok(Err(refused));
         }
         let current_balance = current.balance_id.clone();
@@ -88,6 +89,7 @@ impl Batch {
         let Some(current) = self.current_monitor(w, id)? else {
             return Ok(Err(DomainError::not_found(Resource::Monitor, "monitor_id")));
         };
+        self.assert_locked(&current)?;
         w.delete_monitor(id)?;
         self.monitors_evicted.insert(current.balance_id);
         self.forget_monitor(id);
@@ -178,21 +180,32 @@ impl Batch {
         w.monitor(id)
     }
 
+    /// A monitor command holds the lock of the monitor's balance (`plan` named it). Another process
+    /// may have moved the monitor between `plan`'s read and the lock: then the batch runs again.
+    fn assert_locked(&self, monitor: &Monitor) -> StoreResult<()> {
+        if self.monitors.contains_key(&monitor.balance_id) {
+            Ok(())
+        } else {
+            Err(StoreError::Transient(format!("monitor {} moved to another balance meanwhile", monitor.id)))
+        }
+    }
+
+    /// The balance a monitor is to watch exists (it was loaded, under its lock, with the batch).
+    fn balance_exists(&self, balance_id: &str) -> Result<(), DomainError> {
+        match self.balances.contains_key(balance_id) {
+            true => Ok(()),
+            false => Err(DomainError::validation(
+                Resource::Monitor,
+                "balance_id",
+                format!("balance_id {balance_id} does not exist"),
+            )),
+        }
+    }
+
     fn forget_monitor(&mut self, id: &str) {
         for list in self.monitors.values_mut() {
             list.retain(|m| m.id != id);
         }
         self.changed_monitors.remove(id);
     }
-}
-
-fn balance_exists(w: &mut dyn Writes, balance_id: &str) -> StoreResult<Result<(), DomainError>> {
-    Ok(match w.balance(balance_id)? {
-        Some(_) => Ok(()),
-        None => Err(DomainError::validation(
-            Resource::Monitor,
-            "balance_id",
-            format!("balance_id {balance_id} does not exist"),
-        )),
-    })
 }

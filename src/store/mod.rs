@@ -91,6 +91,12 @@ pub trait Writes: Reads {
     fn insert_ledger(&mut self, ledger: &Ledger) -> StoreResult<()>;
     fn update_ledger(&mut self, ledger: &Ledger) -> StoreResult<()>;
     fn insert_balance(&mut self, balance: &Balance) -> StoreResult<()>;
+    /// Inserts an indicator balance unless one exists for its indicator and currency (another
+    /// writer may be creating it at this moment: the insert waits for it). True if inserted.
+    fn insert_indicator(&mut self, balance: &Balance) -> StoreResult<bool>;
+    /// Removes a balance this batch inserted and nothing uses (an indicator whose only users
+    /// were refused).
+    fn delete_balance(&mut self, id: &str) -> StoreResult<()>;
     /// Writes the four totals and the version.
     fn save_balance_totals(&mut self, balance: &Balance) -> StoreResult<()>;
     fn insert_transaction(&mut self, transaction: &Transaction) -> StoreResult<()>;
@@ -98,8 +104,12 @@ pub trait Writes: Reads {
     /// The oldest `QUEUED` transactions, in arrival order.
     fn queued_transactions(&mut self, limit: u32) -> StoreResult<Vec<Transaction>>;
     fn insert_monitor(&mut self, monitor: &Monitor) -> StoreResult<()>;
-    /// Writes every column: the definition and the state.
+    /// Writes every column, the definition and the state: for monitor commands only, which hold
+    /// the locks of the monitor's balances.
     fn update_monitor(&mut self, monitor: &Monitor) -> StoreResult<()>;
+    /// Writes only the state an evaluation changes (`state`, `trigger_count`, `last_triggered_at`),
+    /// never the definition: a transaction batch owns the state alone (DESIGN rule 9).
+    fn save_monitor_state(&mut self, monitor: &Monitor) -> StoreResult<()>;
     fn delete_monitor(&mut self, id: &str) -> StoreResult<()>;
     fn insert_event(&mut self, event: &Event) -> StoreResult<()>;
     /// Takes up to `limit` pending events due at `now_ms`, oldest first, and leases them until

@@ -629,26 +629,16 @@ impl Writes for Writer<'_> {
     }
 
     fn insert_balance(&mut self, b: &Balance) -> StoreResult<()> {
-        self.exec(
-            "INSERT INTO balances (balance_id, ledger_id, identity_id, indicator, currency, credit_balance, debit_balance,
-                 inflight_credit_balance, inflight_debit_balance, version, created_at, meta_data)
-             VALUES ($1, $2, $3, $4, $5, $6::text::numeric, $7::text::numeric, $8::text::numeric, $9::text::numeric,
-                 $10, $11, $12)",
-            &[
-                &b.id,
-                &b.ledger_id,
-                &b.identity_id,
-                &b.indicator,
-                &b.currency,
-                &b.credit_balance.to_string(),
-                &b.debit_balance.to_string(),
-                &b.inflight_credit_balance.to_string(),
-                &b.inflight_debit_balance.to_string(),
-                &b.version,
-                &b.created_at,
-                &json_text(&b.meta_data),
-            ],
-        )?;
+        self.insert_balance_row(b, "").map(drop)
+    }
+
+    fn insert_indicator(&mut self, b: &Balance) -> StoreResult<bool> {
+        // Waits for another process inserting the same indicator, then does nothing if it committed.
+        Ok(self.insert_balance_row(b, INDICATOR_CONFLICT)? == 1)
+    }
+
+    fn delete_balance(&mut self, id: &str) -> StoreResult<()> {
+        self.exec("DELETE FROM balances WHERE balance_id = $1", &[&id])?;
         Ok(())
     }
 
@@ -695,6 +685,14 @@ impl Writes for Writer<'_> {
                  last_triggered_at = $15
              WHERE monitor_id = $1",
             &monitor_params(m).iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect::<Vec<_>>(),
+        )?;
+        Ok(())
+    }
+
+    fn save_monitor_state(&mut self, m: &Monitor) -> StoreResult<()> {
+        self.exec(
+            "UPDATE balance_monitors SET state = $2, trigger_count = $3, last_triggered_at = $4 WHERE monitor_id = $1",
+            &[&m.id, &m.state.as_str(), &m.trigger_count, &m.last_triggered_at],
         )?;
         Ok(())
     }
@@ -803,6 +801,38 @@ impl Writes for Writer<'_> {
         Ok(changed > 0)
     }
 }
+
+impl Writer<'_> {
+    /// Inserts a balance row; `on_conflict` is appended to the statement. Returns the rows inserted.
+    fn insert_balance_row(&self, b: &Balance, on_conflict: &str) -> StoreResult<u64> {
+        let sql = format!(
+            "INSERT INTO balances (balance_id, ledger_id, identity_id, indicator, currency, credit_balance,
+                 debit_balance, inflight_credit_balance, inflight_debit_balance, version, created_at, meta_data)
+             VALUES ($1, $2, $3, $4, $5, $6::text::numeric, $7::text::numeric, $8::text::numeric,
+                 $9::text::numeric, $10, $11, $12) {on_conflict}"
+        );
+        self.exec(
+            &sql,
+            &[
+                &b.id,
+                &b.ledger_id,
+                &b.identity_id,
+                &b.indicator,
+                &b.currency,
+                &b.credit_balance.to_string(),
+                &b.debit_balance.to_string(),
+                &b.inflight_credit_balance.to_string(),
+                &b.inflight_debit_balance.to_string(),
+                &b.version,
+                &b.created_at,
+                &json_text(&b.meta_data),
+            ],
+        )
+    }
+}
+
+/// See the SQLite store: a concurrent first use of an indicator inserts nothing here.
+const INDICATOR_CONFLICT: &str = "ON CONFLICT (indicator, currency) WHERE indicator <> '' DO NOTHING";
 
 fn monitor_params(m: &Monitor) -> Vec<Box<dyn ToSql + Sync + '_>> {
     vec![

@@ -299,6 +299,9 @@ macro_rules! transaction_columns {
 }
 const TRANSACTION_COLUMNS: &str = transaction_columns!();
 
+/// An indicator balance (`@World` in a currency) is created on first use; should another writer
+/// create it at the same moment, the insert does nothing and the caller reads theirs.
+const INDICATOR_CONFLICT: &str = "ON CONFLICT (indicator, currency) WHERE indicator <> '' DO NOTHING";
 const API_KEY_COLUMNS: &str = "key_id, name, owner, scopes, key_hash, created_at, expires_at, revoked_at";
 const MONITOR_COLUMNS: &str = "monitor_id, balance_id, field, operator, value, precision_exponent, precise_value, \
      description, call_back_url, meta_data, created_at, trigger_mode, state, trigger_count, last_triggered_at";
@@ -528,24 +531,15 @@ impl Writes for Writer<'_> {
     }
 
     fn insert_balance(&mut self, b: &Balance) -> StoreResult<()> {
-        self.0
-            .prepare_cached(&format!(
-                "INSERT INTO balances ({BALANCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-            ))?
-            .execute(params![
-                b.id,
-                b.ledger_id,
-                b.identity_id,
-                b.indicator,
-                b.currency,
-                b.credit_balance.to_string(),
-                b.debit_balance.to_string(),
-                b.inflight_credit_balance.to_string(),
-                b.inflight_debit_balance.to_string(),
-                b.version,
-                b.created_at,
-                json_text(&b.meta_data),
-            ])?;
+        self.insert_balance_row(b, "").map(drop)
+    }
+
+    fn insert_indicator(&mut self, b: &Balance) -> StoreResult<bool> {
+        Ok(self.insert_balance_row(b, INDICATOR_CONFLICT)? == 1)
+    }
+
+    fn delete_balance(&mut self, id: &str) -> StoreResult<()> {
+        self.0.prepare_cached("DELETE FROM balances WHERE balance_id = ?1")?.execute([id])?;
         Ok(())
     }
 
@@ -625,6 +619,15 @@ impl Writes for Writer<'_> {
              WHERE monitor_id = ?1",
         )?;
         execute_with_monitor(&mut stmt, m)
+    }
+
+    fn save_monitor_state(&mut self, m: &Monitor) -> StoreResult<()> {
+        self.0
+            .prepare_cached(
+                "UPDATE balance_monitors SET state = ?2, trigger_count = ?3, last_triggered_at = ?4 WHERE monitor_id = ?1",
+            )?
+            .execute(params![m.id, m.state.as_str(), m.trigger_count, m.last_triggered_at])?;
+        Ok(())
     }
 
     fn delete_monitor(&mut self, id: &str) -> StoreResult<()> {
@@ -732,6 +735,29 @@ impl Writes for Writer<'_> {
             )?
             .execute(params![id, now_ms])?;
         Ok(changed > 0)
+    }
+}
+
+impl Writer<'_> {
+    /// Inserts a balance row; `on_conflict` is appended to the statement. Returns the rows inserted.
+    fn insert_balance_row(&self, b: &Balance, on_conflict: &str) -> StoreResult<usize> {
+        let sql = format!(
+            "INSERT INTO balances ({BALANCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) {on_conflict}"
+        );
+        Ok(self.0.prepare_cached(&sql)?.execute(params![
+            b.id,
+            b.ledger_id,
+            b.identity_id,
+            b.indicator,
+            b.currency,
+            b.credit_balance.to_string(),
+            b.debit_balance.to_string(),
+            b.inflight_credit_balance.to_string(),
+            b.inflight_debit_balance.to_string(),
+            b.version,
+            b.created_at,
+            json_text(&b.meta_data),
+        ])?)
     }
 }
 
