@@ -58,7 +58,7 @@ async fn metrics_move_with_real_traffic() {
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await; // let the outbox gauge refresh
 
     let page = scrape(&server).await;
-    let tx = |status: &str| format!("keel_transactions_total{{currency=\"{currency}\",status=\"{status}\"}}");
+    let tx = |status: &str| format!("keel_transactions_total{{status=\"{status}\"}}");
     assert_eq!(metric(&page, &tx("APPLIED")), 5.0);
     assert_eq!(metric(&page, &tx("QUEUED")), 1.0);
     assert_eq!(metric(&page, &tx("REFUSED")), 1.0);
@@ -172,4 +172,60 @@ async fn sigterm_finishes_the_work_in_flight_and_exits_zero() {
     }
     let (_, balance) = server.get(&format!("/balances/{wallet}")).await;
     assert_eq!(balance["balance"], json!(acknowledged.len()), "exactly the acknowledged transfers moved money");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_stay_small_whatever_refused_requests_name() {
+    let server = std::sync::Arc::new(Server::start());
+    let size = |server: &Server| {
+        let request = server.client().get(format!("{}/metrics", server.base)).send();
+        async move { request.await.unwrap().text().await.unwrap() }
+    };
+    let (ledger, currency) = (server.ledger("hostile").await, unique_currency());
+    let wallet = server.balance(&ledger, &currency).await;
+    assert_eq!(server.transfer("@World", &wallet, 1, &currency).await.0, StatusCode::CREATED);
+    let before = size(&server).await;
+    let rss = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().to_string();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
+    };
+    let rss_before = rss(server.pid());
+    // 3,000 refused transactions, each in a currency of its own, and 500 requests with methods of
+    // their own: neither may become a label.
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let (server, wallet) = (server.clone(), wallet.clone());
+            tokio::spawn(async move {
+                for i in (t..3000).step_by(8) {
+                    let currency = format!("HOSTILE{i}{}", "X".repeat(50));
+                    let body = json!({"precise_amount": 1, "currency": currency, "source": "@World",
+                        "destination": wallet, "reference": unique("h"), "skip_queue": true});
+                    let (status, answer) = server.post("/transactions", body).await;
+                    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+                }
+                for i in (t..500).step_by(8) {
+                    let method = reqwest::Method::from_bytes(format!("HOSTILE{i}").as_bytes()).unwrap();
+                    let answer = server.client().request(method, format!("{}/balances", server.base)).send().await;
+                    assert!(answer.unwrap().status().is_client_error());
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let after = size(&server).await;
+    assert!(!after.contains("HOSTILE"), "no label took a client's value");
+    assert!(
+        after.len() < before.len() + 16 * 1024,
+        "/metrics grew from {} to {} bytes after hostile requests",
+        before.len(),
+        after.len()
+    );
+    let rss_after = rss(server.pid());
+    assert!(rss_after < rss_before + 64, "the server grew from {rss_before} to {rss_after} MiB");
+    let page = scrape(&server).await;
+    assert_eq!(metric(&page, r#"keel_transactions_total{status="REFUSED"}"#), 3000.0);
+    assert_eq!(metric(&page, r#"keel_http_requests_total{route="/balances",method="OTHER",status="405"}"#), 500.0);
 }
