@@ -165,3 +165,54 @@ async fn secrets_are_stored_only_as_hashes() {
     assert!(!dump.is_empty());
     assert!(!dump.contains(&secret), "the secret itself is stored");
 }
+
+#[tokio::test]
+async fn a_route_needs_the_read_scopes_of_everything_its_answer_carries() {
+    let server = Server::start_with_args(&["--api-key", MASTER, "--webhook-url", "http://127.0.0.1:9/unused"]);
+    let ledger = call(&server, MASTER, "POST", "/ledgers", Some(json!({"name": "l"}))).await.1["ledger_id"].clone();
+    let currency = unique_currency();
+    let balance = call(&server, MASTER, "POST", "/balances", Some(json!({"ledger_id": ledger, "currency": currency})))
+        .await
+        .1["balance_id"]
+        .clone();
+    let monitor = json!({"balance_id": balance, "condition": {"field": "balance", "operator": ">", "value": 0}});
+    let monitor = call(&server, MASTER, "POST", "/balance-monitors", Some(monitor)).await.1["monitor_id"].clone();
+    let transfer = json!({"precise_amount": 5, "currency": currency, "source": "@World", "destination": balance,
+        "reference": "reveals-1", "skip_queue": true});
+    assert_eq!(call(&server, MASTER, "POST", "/transactions", Some(transfer)).await.0, StatusCode::CREATED);
+    let monitor_events = format!("/balance-monitors/{}/events", monitor.as_str().unwrap());
+    let (_, events) = call(&server, MASTER, "GET", "/events", None).await;
+    let event = format!("/events/{}", events[0]["event_id"].as_str().unwrap());
+    let redeliver = format!("{event}/redeliver");
+
+    // (scopes, method, path, allowed)
+    let cases: Vec<(Value, &str, &str, bool)> = vec![
+        // A monitor's triggers carry balance totals.
+        (json!(["balance-monitors:read"]), "GET", &monitor_events, false),
+        (json!(["balance-monitors:read", "balances:read"]), "GET", &monitor_events, true),
+        (json!(["balance-monitors:read"]), "GET", "/balance-monitors", true),
+        // Events carry transaction bodies, monitors and balances.
+        (json!(["events:read"]), "GET", "/events", false),
+        (json!(["events:read", "transactions:read"]), "GET", &event, false),
+        (json!(["events:read", "transactions:read", "balances:read", "balance-monitors:read"]), "GET", "/events", true),
+        (json!(["events:read", "transactions:read", "balances:read", "balance-monitors:read"]), "GET", &event, true),
+        (json!(["events:write"]), "POST", &redeliver, false),
+        (
+            json!(["events:write", "transactions:read", "balances:read", "balance-monitors:read"]),
+            "POST",
+            &redeliver,
+            true,
+        ),
+        (json!(["*:read"]), "GET", "/events", true),
+    ];
+    for (scopes, method, path, allowed) in cases {
+        let (key, _) = new_key(&server, scopes.clone(), None).await;
+        let (status, body) = call(&server, &key, method, path, (method == "POST").then(|| json!({}))).await;
+        if allowed {
+            assert!(status.is_success(), "{scopes} {method} {path}: {status} {body}");
+        } else {
+            assert_eq!(status, StatusCode::FORBIDDEN, "{scopes} {method} {path}: {body}");
+            assert!(body["error"].as_str().unwrap().contains("needs"), "the refusal names what is missing: {body}");
+        }
+    }
+}

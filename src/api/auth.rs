@@ -47,13 +47,6 @@ pub async fn require_key(State(app): State<AppState>, request: Request, next: Ne
 /// what was sent; the stored hash is compared again in constant time.
 async fn scoped_key_refusal(app: &AppState, given: Option<&str>, path: String, method: Method) -> Option<ApiError> {
     let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_INVALID_API_KEY", "API key is invalid");
-    let forbidden = || {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "AUTH_INSUFFICIENT_PERMISSIONS",
-            "this API key's scopes do not allow this request",
-        )
-    };
     let Some(given) = given else { return Some(invalid()) };
     let hash = hash_secret(given);
     let lookup = hash.clone();
@@ -73,19 +66,57 @@ async fn scoped_key_refusal(app: &AppState, given: Option<&str>, path: String, m
     if expired {
         return Some(ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_EXPIRED_API_KEY", "API key has expired"));
     }
-    // Managing keys is for the master key alone.
-    if path.starts_with("/api-keys") {
-        return Some(forbidden());
-    }
-    let resource = match path.trim_start_matches('/').split('/').next().unwrap_or("") {
-        "refund-transaction" => "transactions",
-        other => other,
+    let needed = match required_scopes(&method, &path) {
+        Ok(needed) => needed,
+        Err(refusal) => return Some(refusal),
     };
-    let action = if matches!(method, Method::GET | Method::HEAD) { Action::Read } else { Action::Write };
-    if RESOURCES.contains(&resource) && !key.allows(resource, action) {
-        return Some(forbidden());
+    let missing: Vec<String> = needed
+        .iter()
+        .filter(|(resource, action)| !key.allows(resource, *action))
+        .map(|(resource, action)| format!("{resource}:{}", if *action == Action::Read { "read" } else { "write" }))
+        .collect();
+    if missing.is_empty() {
+        return None;
     }
-    None
+    Some(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "AUTH_INSUFFICIENT_PERMISSIONS",
+        format!("this API key's scopes do not allow this request: it also needs {}", missing.join(", ")),
+    ))
+}
+
+/// The scopes a request needs: `RESOURCE:read` (GET, HEAD) or `RESOURCE:write` (anything else) for
+/// the resource it acts on, plus `read` of every other resource whose data its answer carries
+/// (README, "What each scope reveals"). `Err` for `/api-keys`, which only the master key may use;
+/// an empty list for routes that are not a resource (a 404 for any valid key).
+fn required_scopes(method: &Method, path: &str) -> Result<Vec<(&'static str, Action)>, ApiError> {
+    let action = if matches!(*method, Method::GET | Method::HEAD) { Action::Read } else { Action::Write };
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    Ok(match segments[0] {
+        "api-keys" => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "AUTH_INSUFFICIENT_PERMISSIONS",
+                "only the master key may manage API keys",
+            ))
+        }
+        "refund-transaction" => vec![("transactions", action)],
+        // A monitor's triggers carry the balance as it stood after each one.
+        "balance-monitors" if segments.get(2) == Some(&"events") => {
+            vec![("balance-monitors", action), ("balances", Action::Read)]
+        }
+        // An event's body is a transaction, or a monitor with its balance.
+        "events" => vec![
+            ("events", action),
+            ("transactions", Action::Read),
+            ("balances", Action::Read),
+            ("balance-monitors", Action::Read),
+        ],
+        resource => match RESOURCES.iter().find(|r| **r == resource) {
+            Some(resource) => vec![(*resource, action)],
+            None => Vec::new(),
+        },
+    })
 }
 
 /// Reads and drops a request's body, so a keep-alive connection is ready for the next request even
