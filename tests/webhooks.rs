@@ -247,3 +247,73 @@ async fn transaction_lifecycle_events_follow_each_transaction() {
         assert!(seen.contains(&(expected.0.to_string(), expected.1.clone())), "{expected:?} missing from {seen:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_event_carries_its_sequence_which_follows_commit_order_for_each_balance() {
+    let receiver = Receiver::start().await;
+    let server = std::sync::Arc::new(Server::start_with_args(&[
+        "--webhook-url",
+        receiver.url.as_str(),
+        "--webhook-concurrency",
+        "16",
+    ]));
+    let currency = unique_currency();
+    let ledger = server.ledger("ordered").await;
+    let (watched, other) = (server.balance(&ledger, &currency).await, server.balance(&ledger, &currency).await);
+    let monitor = json!({"balance_id": watched, "condition": {"field": "credit_balance", "operator": ">", "value": 0}});
+    server.create("/balance-monitors", monitor).await;
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let (server, watched, other, currency) = (server.clone(), watched.clone(), other.clone(), currency.clone());
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    let (from, to) = if (c + i) % 3 == 0 { ("@World", &other) } else { ("@World", &watched) };
+                    assert_eq!(server.transfer(from, to, 1, &currency).await.0, StatusCode::CREATED);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let (_, log) = server.get("/transactions?limit=1000").await;
+    let log: Vec<String> =
+        log.as_array().unwrap().iter().map(|t| t["transaction_id"].as_str().unwrap().into()).collect();
+    // 80 transaction.applied events, and a monitor event for each transfer into the watched
+    // balance: as many as its version.
+    let monitor_events = server.get(&format!("/balances/{watched}")).await.1["version"].as_i64().unwrap() as usize;
+    let got = receiver.wait_for(80 + monitor_events).await;
+
+    let sequence = |r: &common::receiver::Received| r.body["sequence"].as_i64().expect("every body has a sequence");
+    let mut sequences: Vec<i64> = got.iter().map(sequence).collect();
+    sequences.sort();
+    sequences.dedup();
+    assert_eq!(sequences.len(), got.len(), "sequences are unique");
+    let arrived_out_of_order = got.windows(2).filter(|w| sequence(&w[0]) > sequence(&w[1])).count();
+
+    // Ordered by sequence, the transfers into each balance follow the log, and the watched
+    // balance's snapshots in its monitor events follow its versions.
+    let mut by_sequence = got.clone();
+    by_sequence.sort_by_key(sequence);
+    for balance in [&watched, &other] {
+        let applied: Vec<&str> = by_sequence
+            .iter()
+            .filter(|r| r.body["event"] == "transaction.applied" && r.body["data"]["destination"] == balance.as_str())
+            .map(|r| r.body["data"]["transaction_id"].as_str().unwrap())
+            .collect();
+        let logged: Vec<&str> = log.iter().map(String::as_str).filter(|id| applied.contains(id)).collect();
+        assert_eq!(applied, logged, "events about {balance} by sequence are in commit order");
+    }
+    let versions: Vec<i64> = by_sequence
+        .iter()
+        .filter(|r| r.body["event"] == "balance.monitor")
+        .map(|r| r.body["data"]["balance"]["version"].as_i64().unwrap())
+        .collect();
+    assert!(
+        versions.windows(2).all(|w| w[0] < w[1]),
+        "snapshots by sequence follow the balance's versions: {versions:?}"
+    );
+    let (_, first) = server.get(&format!("/events/{}", got[0].header("webhook-id"))).await;
+    assert_eq!(first["sequence"], got[0].body["sequence"], "the API shows the same sequence: {first}");
+    eprintln!("{arrived_out_of_order} of {} consecutive deliveries arrived out of sequence", got.len() - 1);
+}

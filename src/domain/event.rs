@@ -84,6 +84,11 @@ pub struct Event {
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
     pub delivered_at: Option<String>,
+    /// The event's position in the outbox, assigned by the store when the event is written (0
+    /// until then). Two events about one balance are numbered in the order their changes
+    /// committed: what a receiver orders by, since deliveries run concurrently and retries reorder
+    /// them.
+    pub sequence: i64,
 }
 
 /// One delivery attempt of an event, as the delivery log keeps it.

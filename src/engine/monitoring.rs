@@ -169,6 +169,7 @@ impl Batch {
             next_attempt_at: self.now_ms,
             last_error: None,
             delivered_at: None,
+            sequence: 0,
         })
     }
 

@@ -533,14 +533,14 @@ macro_rules! impl_reads {
 
 
     fn event(&self, id: &str) -> StoreResult<Option<Event>> {
-        one(self.rows(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1"), &[&id])?, event_from_row)
+        one(self.rows(&format!("SELECT {EVENT_COLUMNS}, seq FROM events WHERE event_id = $1"), &[&id])?, event_from_row)
     }
 
     fn events(&self, filter: &EventFilter, page: Page) -> StoreResult<Vec<Event>> {
         let (limit, offset) = limits(page);
         let status = filter.delivery.map(Delivery::as_str);
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR monitor_id = $2)
+            "SELECT {EVENT_COLUMNS}, seq FROM events WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR monitor_id = $2)
              ORDER BY seq DESC LIMIT $3 OFFSET $4"
         );
         all(self.rows(&sql, &[&status, &filter.monitor_id, &limit, &offset])?, event_from_row)
@@ -728,7 +728,7 @@ impl Writes for Writer<'_> {
     fn claim_due_events(&mut self, now_ms: i64, lease_until_ms: i64, limit: u32) -> StoreResult<Vec<Event>> {
         // SKIP LOCKED plus the lease: no two processes deliver one event at the same time.
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE status = 'pending' AND next_attempt_at <= $1
+            "SELECT {EVENT_COLUMNS}, seq FROM events WHERE status = 'pending' AND next_attempt_at <= $1
              ORDER BY next_attempt_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED"
         );
         let due = all(self.rows(&sql, &[&now_ms, &(limit as i64)])?, event_from_row)?;
@@ -950,6 +950,9 @@ fn event_from_row(r: &Row) -> StoreResult<Event> {
         next_attempt_at: r.try_get(9)?,
         last_error: r.try_get(10)?,
         delivered_at: r.try_get(11)?,
+        // `seq` is taken when the row is written, under the locks of the balances the event is
+        // about, so for each balance it follows commit order.
+        sequence: r.try_get(12)?,
     })
 }
 

@@ -432,7 +432,7 @@ impl<T: HasConnection> Reads for T {
     fn event(&self, id: &str) -> StoreResult<Option<Event>> {
         query_one(
             self.conn(),
-            &format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"),
+            &format!("SELECT {EVENT_COLUMNS}, rowid FROM events WHERE event_id = ?1"),
             &[id],
             event_from_row,
         )
@@ -440,7 +440,7 @@ impl<T: HasConnection> Reads for T {
 
     fn events(&self, filter: &EventFilter, page: Page) -> StoreResult<Vec<Event>> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR monitor_id = ?2)
+            "SELECT {EVENT_COLUMNS}, rowid FROM events WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR monitor_id = ?2)
              ORDER BY rowid DESC LIMIT ?3 OFFSET ?4"
         );
         let mut stmt = self.conn().prepare_cached(&sql)?;
@@ -657,7 +657,7 @@ impl Writes for Writer<'_> {
 
     fn claim_due_events(&mut self, now_ms: i64, lease_until_ms: i64, limit: u32) -> StoreResult<Vec<Event>> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE status = 'pending' AND next_attempt_at <= ?1
+            "SELECT {EVENT_COLUMNS}, rowid FROM events WHERE status = 'pending' AND next_attempt_at <= ?1
              ORDER BY next_attempt_at, rowid LIMIT ?2"
         );
         let due: Vec<Event> = {
@@ -832,6 +832,8 @@ fn event_from_row(r: &Row) -> StoreResult<Event> {
         next_attempt_at: r.get(9)?,
         last_error: r.get(10)?,
         delivered_at: r.get(11)?,
+        // The rowid: one writer appends, so it follows commit order.
+        sequence: r.get(12)?,
     })
 }
 

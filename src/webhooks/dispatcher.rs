@@ -195,10 +195,11 @@ async fn post(
     url: &str,
     event: &Event,
 ) -> (Option<u16>, Option<String>) {
-    let mut request = client.post(url).header("content-type", "application/json").body(event.body.clone());
+    let body = crate::wire::event::delivered_body(event);
+    let mut request = client.post(url).header("content-type", "application/json").body(body.clone());
     if let Some(secret) = &config.secret {
         let timestamp = unix_ms() / 1000;
-        for (name, value) in signing::headers(secret, &event.id, timestamp, &event.body) {
+        for (name, value) in signing::headers(secret, &event.id, timestamp, &body) {
             request = request.header(name, value);
         }
     } else {

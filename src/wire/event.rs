@@ -24,6 +24,15 @@ pub fn transaction_event_body(kind: EventKind, transaction: &Transaction) -> Str
     json!({ "event": kind.as_str(), "data": data }).to_string()
 }
 
+/// The body as delivered: the stored body with the event's outbox `sequence` as its first field
+/// (`{"sequence": 42, "event": …, "data": …}`). The same bytes on every attempt, so a receiver
+/// may deduplicate on `webhook-id` and order by `sequence`.
+pub fn delivered_body(event: &Event) -> String {
+    let rest = event.body.trim_start().strip_prefix('{').unwrap_or(&event.body);
+    let separator = if rest.trim_start().starts_with('}') { "" } else { "," };
+    format!("{{\"sequence\":{}{separator}{rest}", event.sequence)
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AttemptJson {
     pub attempt: u32,
@@ -36,6 +45,9 @@ pub struct AttemptJson {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct EventJson {
     pub event_id: String,
+    /// The event's place in the outbox, also the webhook body's `sequence`: for events about one
+    /// balance, the order their changes committed in.
+    pub sequence: i64,
     pub event: &'static str,
     pub monitor_id: Option<String>,
     pub transaction_id: Option<String>,
@@ -59,6 +71,7 @@ impl EventJson {
             event: e.kind.as_str(),
             status: e.delivery.as_str(),
             event_id: e.id,
+            sequence: e.sequence,
             monitor_id: e.monitor_id,
             transaction_id: e.transaction_id,
             created_at: e.created_at,
@@ -78,5 +91,33 @@ impl EventJson {
                     .collect()
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::Delivery;
+
+    #[test]
+    fn the_delivered_body_starts_with_the_sequence() {
+        let mut event = Event {
+            id: "evt_1".into(),
+            kind: EventKind::TransactionApplied,
+            body: r#"{"event":"transaction.applied","data":{"amount":1}}"#.into(),
+            url: None,
+            monitor_id: None,
+            transaction_id: None,
+            created_at: "t".into(),
+            delivery: Delivery::Pending,
+            attempts: 0,
+            next_attempt_at: 0,
+            last_error: None,
+            delivered_at: None,
+            sequence: 42,
+        };
+        assert_eq!(delivered_body(&event), r#"{"sequence":42,"event":"transaction.applied","data":{"amount":1}}"#);
+        event.body = "{}".into();
+        assert_eq!(delivered_body(&event), r#"{"sequence":42}"#);
     }
 }
