@@ -6,7 +6,6 @@
 
 mod common;
 
-use common::database::postgres_url;
 use common::invariants::assert_ledger_invariants;
 use common::{unique_currency, Server, TestDatabase};
 use reqwest::StatusCode;
@@ -41,10 +40,8 @@ fn run_to_exit(args: &[&str]) -> Option<(bool, String)> {
 
 #[tokio::test]
 async fn a_second_server_on_one_sqlite_file_refuses_to_start_and_the_books_hold() {
-    if postgres_url().is_some() {
-        return; // one writer per file is SQLite's rule; PostgreSQL takes many processes
-    }
-    let database = TestDatabase::new();
+    // One writer per file is SQLite's rule (PostgreSQL takes many processes): SQLite on both suites.
+    let database = TestDatabase::sqlite();
     let first = Server::start_on(&database.url, &[]);
     let currency = unique_currency();
     let ledger = first.ledger("one writer").await;
@@ -79,10 +76,7 @@ async fn a_second_server_on_one_sqlite_file_refuses_to_start_and_the_books_hold(
 
 #[tokio::test]
 async fn the_lock_follows_the_file_not_the_name_it_is_opened_by() {
-    if postgres_url().is_some() {
-        return;
-    }
-    let database = TestDatabase::new();
+    let database = TestDatabase::sqlite();
     let first = Server::start_on(&database.url, &[]);
     let path = std::path::PathBuf::from(database.url.trim_start_matches("sqlite://"));
     let link = path.with_file_name("alias.db");

@@ -3,6 +3,9 @@
 //! database, and a port already in use are each a clear error, with no panic, no listener and no
 //! database file left behind.
 
+mod common;
+
+use common::TestDatabase;
 use std::process::{Command, Stdio};
 
 /// Runs `keel` with `args` in `dir` and waits at most 20 s; whether it exited 0 and everything it
@@ -98,4 +101,21 @@ fn a_port_in_use_is_a_clean_error_before_anything_is_created() {
     assert!(!log.contains("panicked") && !log.contains("panic"), "no panic after the clean error: {log}");
     assert!(files_in(dir.path()).is_empty(), "no database was created: {:?}", files_in(dir.path()));
     drop(taken);
+}
+
+#[test]
+#[ignore = "PostgreSQL suite: set KEEL_TEST_POSTGRES_URL and pass --include-ignored (.ci/run does)"]
+fn check_on_a_postgresql_database_without_keel_refuses_and_creates_nothing() {
+    let empty = TestDatabase::empty_postgres().expect("the PostgreSQL suite needs KEEL_TEST_POSTGRES_URL");
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, log) = keel_in(dir.path(), &["check", "--database", &empty.url]);
+    assert!(!ok && log.contains("not a Keel database"), "{log}");
+    let url = empty.url.clone();
+    let tables: i64 = std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client.query_one("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", &[]).unwrap().get(0)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(tables, 0, "keel check created no table");
 }

@@ -36,12 +36,22 @@ impl TestDatabase {
                 let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
                 TestDatabase { url: format!("{base}/{name}"), _dir: None, postgres: Some((admin_url.clone(), name)) }
             }
-            None => {
-                let dir = tempfile::tempdir().expect("a temp dir for the database");
-                let url = format!("sqlite://{}", dir.path().join("keel.db").display());
-                TestDatabase { url, _dir: Some(dir), postgres: None }
-            }
+            None => Self::sqlite(),
         }
+    }
+
+    /// A SQLite file in a temporary directory, whatever the suite's backend (for what only SQLite
+    /// has, such as its one-writer lock).
+    pub fn sqlite() -> TestDatabase {
+        let dir = tempfile::tempdir().expect("a temp dir for the database");
+        let url = format!("sqlite://{}", dir.path().join("keel.db").display());
+        TestDatabase { url, _dir: Some(dir), postgres: None }
+    }
+
+    /// An empty PostgreSQL database (no Keel schema), dropped afterwards; `None` without
+    /// `KEEL_TEST_POSTGRES_URL`.
+    pub fn empty_postgres() -> Option<TestDatabase> {
+        postgres_url().map(|_| Self::new())
     }
 
     pub fn is_postgres(&self) -> bool {
