@@ -7,35 +7,12 @@
 mod common;
 
 use common::invariants::assert_ledger_invariants;
-use common::{unique_currency, Server, TestDatabase};
+use common::{keel_within_20s, unique_currency, Server, TestDatabase};
 use reqwest::StatusCode;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-/// Runs `keel` with `args` and waits at most 20 s for it to exit; a process that is still running
-/// then (a second server that started) is killed and reported as not having exited.
+/// Runs `keel` beside the test; `None` if it was still running after 20 s (it started serving).
 fn run_to_exit(args: &[&str]) -> Option<(bool, String)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("keel runs");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(_status) = child.try_wait().expect("the child can be waited for") {
-            let output = child.wait_with_output().expect("its output");
-            let text =
-                format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-            return Some((output.status.success(), text));
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    keel_within_20s(&std::env::current_dir().expect("a working directory"), args)
 }
 
 #[tokio::test]

@@ -5,32 +5,12 @@
 
 mod common;
 
-use common::TestDatabase;
-use std::process::{Command, Stdio};
+use common::{keel_within_20s, TestDatabase};
 
-/// Runs `keel` with `args` in `dir` and waits at most 20 s; whether it exited 0 and everything it
-/// printed. A process still running then (a server that started) is killed and fails the test.
+/// Runs `keel` in `dir`; a process still running after 20 s (a server that started) fails the test.
 fn keel_in(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("KEEL_DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("keel runs");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while child.try_wait().expect("the child can be waited for").is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("keel {args:?} was still running after 20 s instead of failing");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().expect("its output");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), text)
+    keel_within_20s(dir, args)
+        .unwrap_or_else(|| panic!("keel {args:?} was still running after 20 s instead of failing"))
 }
 
 fn files_in(dir: &std::path::Path) -> Vec<String> {

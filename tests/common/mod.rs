@@ -216,6 +216,32 @@ pub async fn parties(server: &Server, wallets: usize) -> (String, Vec<String>) {
     (currency, ids)
 }
 
+/// Runs `keel` with `args` in `dir` and waits at most 20 s for it to exit: whether it exited 0 and
+/// everything it printed, or `None` if it was still running then (a server that started), which
+/// is killed.
+pub fn keel_within_20s(dir: &std::path::Path, args: &[&str]) -> Option<(bool, String)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KEEL_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("keel runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("the child can be waited for").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("its output");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    Some((output.status.success(), text))
+}
+
 /// Runs a `keel` subcommand to its end; returns whether it exited 0 and everything it printed.
 pub fn keel(args: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_keel")).args(args).output().expect("keel runs");
