@@ -203,7 +203,8 @@ fn sqlite_path<'a>(path: &'a str, url: &str) -> Result<&'a str, String> {
 }
 
 /// Says whether a database at schema `found` (the highest migration applied; `None`: no Keel
-/// schema at all) can be opened as it is by a build whose migrations end at `latest`.
+/// schema at all) can be opened as it is by a build whose migrations end at `latest`: not if it
+/// has no Keel schema or lacks migrations this build needs; a newer one is used with a warning.
 fn schema_is_current(found: Option<i64>, latest: i64, what: &str) -> Result<(), String> {
     match found {
         None => Err(format!("{what} is not a Keel database (it has no schema_migrations table)")),
@@ -211,7 +212,14 @@ fn schema_is_current(found: Option<i64>, latest: i64, what: &str) -> Result<(), 
             Err(format!("{what} is at schema version {v} and this Keel needs {latest}: run `keel migrate` first"))
         }
         Some(v) if v > latest => {
-            Err(format!("{what} is at schema version {v}, written by a newer Keel (this one knows up to {latest})"))
+            // Migrations only add (tables, columns with defaults, indexes), so an older build still
+            // reads and writes correctly: a rollback, or an old process restarting during a rolling
+            // upgrade, keeps working.
+            tracing::warn!(
+                "{what} is at schema version {v}, from a newer Keel (this one knows up to {latest}); \
+                 carrying on, as every migration so far only adds"
+            );
+            Ok(())
         }
         Some(_) => Ok(()),
     }
