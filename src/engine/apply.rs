@@ -1,5 +1,6 @@
 //! One batch, inside one database transaction:
-//! 1. plan: resolve every command's balances (creating indicator balances on first use);
+//! 1. plan: resolve every command's balances (creating indicator balances on first use; a monitor
+//!    command names the balances its monitor watches, so it takes their locks too);
 //! 2. lock: take every touched balance and its monitors from the engine's `BalanceCache` where it
 //!    keeps one; load the rest once, in id order (a fixed order cannot deadlock), then their
 //!    monitors; and, in one query, find which of the batch's references are already taken;
@@ -7,7 +8,8 @@
 //!    transaction row as it is accepted (so later commands in the batch see earlier ones);
 //!    After every movement, the monitors of both balances are evaluated against the balances as
 //!    they stand right then (`monitoring.rs`), and the resulting events go to the outbox;
-//! 4. flush: write each changed balance and monitor once.
+//! 4. flush: remove the indicators this batch created that no accepted transaction names, then
+//!    write each changed balance and the state (never the definition) of each changed monitor once.
 //!
 //! A command refused by a rule returns its `DomainError` and has changed nothing: every check runs
 //! before the first mutation. Storage errors abort the whole batch (the caller rolls back).
