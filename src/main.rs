@@ -132,7 +132,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         webhooks::spawn(store, webhook_config, events_written);
         tracing::info!("listening on {address}");
-        Ok::<_, String>(api::serve::serve(listener, app, limits, shutdown_signal()).await)
+        api::serve::serve(listener, app, limits, shutdown_signal()).await;
+        Ok::<_, String>(())
     });
     // Connections left open past the shutdown timeout, and the dispatcher, end with the runtime.
     // Every engine handle goes with them, so the engine finishes its batch and stops.

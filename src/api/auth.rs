@@ -73,7 +73,7 @@ async fn scoped_key_refusal(app: &AppState, given: Option<&str>, path: String, m
     let missing: Vec<String> = needed
         .iter()
         .filter(|(resource, action)| !key.allows(resource, *action))
-        .map(|(resource, action)| format!("{resource}:{}", if *action == Action::Read { "read" } else { "write" }))
+        .map(|(resource, action)| format!("{resource}:{}", action.as_str()))
         .collect();
     if missing.is_empty() {
         return None;

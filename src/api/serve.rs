@@ -26,14 +26,9 @@ pub struct Limits {
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting, lets every open
 /// connection finish the request it is on (idle ones close at once) for at most
-/// `limits.shutdown_timeout`. Returns `false` if some were still open then: their tasks are still
-/// on the runtime, and the caller closes them by shutting the runtime down.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    limits: Limits,
-    shutdown: impl Future<Output = ()>,
-) -> bool {
+/// `limits.shutdown_timeout`. Connections still open then keep their tasks on the runtime: the
+/// caller closes them by shutting the runtime down.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router, limits: Limits, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
@@ -69,13 +64,12 @@ pub async fn serve(
         tracing::info!(open, "waiting for open connections to finish their requests");
     }
     tokio::select! {
-        () = graceful.shutdown() => true,
+        () = graceful.shutdown() => {}
         () = tokio::time::sleep(limits.shutdown_timeout) => {
             tracing::warn!(
                 timeout_ms = limits.shutdown_timeout.as_millis() as u64,
                 "connections still open after the shutdown timeout are being closed"
             );
-            false
         }
     }
 }

@@ -11,6 +11,16 @@ pub enum Action {
     Write,
 }
 
+impl Action {
+    /// As a scope spells it: `read` or `write`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Write => "write",
+        }
+    }
+}
+
 /// The resources a scope can name (`*` names them all).
 pub const RESOURCES: &[&str] = &["ledgers", "balances", "transactions", "balance-monitors", "events", "metrics"];
 

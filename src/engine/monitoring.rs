@@ -47,7 +47,7 @@ impl Batch {
         let Some(current) = self.current_monitor(w, id)? else {
             return Ok(Err(DomainError::not_found(Resource::Monitor, "monitor_id")));
         };
-        self.assert_locked(&current)?;
+        self.check_locked(&current)?;
         if let Err(refused) = self.balance_exists(&new.balance_id) {
             return Ok(Err(refused));
         }
@@ -89,7 +89,7 @@ impl Batch {
         let Some(current) = self.current_monitor(w, id)? else {
             return Ok(Err(DomainError::not_found(Resource::Monitor, "monitor_id")));
         };
-        self.assert_locked(&current)?;
+        self.check_locked(&current)?;
         w.delete_monitor(id)?;
         self.monitors_evicted.insert(current.balance_id);
         self.forget_monitor(id);
@@ -183,7 +183,7 @@ impl Batch {
 
     /// A monitor command holds the lock of the monitor's balance (`plan` named it). Another process
     /// may have moved the monitor between `plan`'s read and the lock: then the batch runs again.
-    fn assert_locked(&self, monitor: &Monitor) -> StoreResult<()> {
+    fn check_locked(&self, monitor: &Monitor) -> StoreResult<()> {
         if self.monitors.contains_key(&monitor.balance_id) {
             Ok(())
         } else {

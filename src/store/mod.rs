@@ -202,10 +202,18 @@ fn sqlite_path<'a>(path: &'a str, url: &str) -> Result<&'a str, String> {
     Ok(path)
 }
 
+/// A backend's migrations: plain SQL files, applied in order, each recorded by its version.
+type Migrations = [(i64, &'static str, &'static str)];
+
+/// An indicator balance (`@World` in a currency) is created on first use; should another writer
+/// create it at the same moment, the insert does nothing and the caller reads theirs.
+const INDICATOR_CONFLICT: &str = "ON CONFLICT (indicator, currency) WHERE indicator <> '' DO NOTHING";
+
 /// Says whether a database at schema `found` (the highest migration applied; `None`: no Keel
-/// schema at all) can be opened as it is by a build whose migrations end at `latest`: not if it
-/// has no Keel schema or lacks migrations this build needs; a newer one is used with a warning.
-fn schema_is_current(found: Option<i64>, latest: i64, what: &str) -> Result<(), String> {
+/// schema at all) can be opened as it is by a build with `migrations`: not if it has no Keel
+/// schema or lacks migrations this build needs; a newer one is used with a warning.
+fn schema_is_current(found: Option<i64>, migrations: &Migrations, what: &str) -> Result<(), String> {
+    let latest = migrations.last().map_or(0, |(version, _, _)| *version);
     match found {
         None => Err(format!("{what} is not a Keel database (it has no schema_migrations table)")),
         Some(v) if v < latest => {

@@ -5,7 +5,7 @@
 //! transient so the engine retries them. Amounts are `NUMERIC`, exchanged as decimal text.
 
 use super::columns::{amount, json_map, json_text, named, precision, scopes, scopes_text};
-use super::{schema_is_current, Access};
+use super::{schema_is_current, Access, Migrations, INDICATOR_CONFLICT};
 use super::{AfterAttempt, Attempt, EventFilter, Page, PoolUsage, Reads, Store, StoreError, StoreResult, Writes};
 use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+const MIGRATIONS: &Migrations = &[
     (1, "ledger_core", include_str!("../../migrations/postgres/0001_ledger_core.sql")),
     (2, "monitors_and_outbox", include_str!("../../migrations/postgres/0002_monitors_and_outbox.sql")),
     (3, "api_keys", include_str!("../../migrations/postgres/0003_api_keys.sql")),
@@ -125,7 +125,7 @@ impl PostgresStore {
             migrate(&mut conn.client).map_err(|e| format!("cannot migrate {description}: {e}"))?;
         }
         let found = schema_version(&mut conn.client).map_err(|e| format!("cannot read {description}: {e}"))?;
-        schema_is_current(found, latest_migration(), &description)?;
+        schema_is_current(found, MIGRATIONS, &description)?;
         drop(conn);
         let pruner = if access == Access::Own { Some(start_pruner(pool.clone())?) } else { None };
         Ok(PostgresStore { pool, description, _pruner: pruner })
@@ -189,10 +189,6 @@ fn schema_version(client: &mut postgres::Client) -> StoreResult<Option<i64>> {
     }
     let row = client.query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])?;
     Ok(Some(row.try_get(0)?))
-}
-
-fn latest_migration() -> i64 {
-    MIGRATIONS.last().map_or(0, |(version, _, _)| *version)
 }
 
 /// Deletes batch markers older than `MARKER_RETENTION` every `PRUNE_EVERY` until the returned sender
@@ -830,9 +826,6 @@ impl Writer<'_> {
         )
     }
 }
-
-/// See the SQLite store: a concurrent first use of an indicator inserts nothing here.
-const INDICATOR_CONFLICT: &str = "ON CONFLICT (indicator, currency) WHERE indicator <> '' DO NOTHING";
 
 fn monitor_params(m: &Monitor) -> Vec<Box<dyn ToSql + Sync + '_>> {
     vec![

@@ -3,7 +3,7 @@
 //! readers see the last commit while the writer works on the next one.
 
 use super::columns::{amount, json_map, json_text, named, precision, scopes, scopes_text};
-use super::{schema_is_current, Access};
+use super::{schema_is_current, Access, Migrations, INDICATOR_CONFLICT};
 use super::{AfterAttempt, Attempt, EventFilter, Page, PoolUsage, Reads, Store, StoreError, StoreResult, Writes};
 use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
@@ -17,7 +17,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 /// Plain SQL files, applied in order at start-up; `schema_migrations` records which ran.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+const MIGRATIONS: &Migrations = &[
     (1, "ledger_core", include_str!("../../migrations/sqlite/0001_ledger_core.sql")),
     (2, "monitors_and_outbox", include_str!("../../migrations/sqlite/0002_monitors_and_outbox.sql")),
     (3, "api_keys", include_str!("../../migrations/sqlite/0003_api_keys.sql")),
@@ -83,7 +83,7 @@ impl SqliteStore {
         })()
         .map_err(failed)?;
         migrate(&mut writer).map_err(|e| format!("cannot migrate SQLite database {path}: {e}"))?;
-        schema_is_current(schema_version(&writer).map_err(failed)?, latest_migration(), path)?;
+        schema_is_current(schema_version(&writer).map_err(failed)?, MIGRATIONS, path)?;
         // This process owns the file (it holds the lock), so no delivery can be in flight
         // elsewhere: events leased by a process that died are due again now, not when their lease
         // would have run out.
@@ -114,7 +114,7 @@ impl SqliteStore {
         let writer = Connection::open_with_flags(path, flags).map_err(|e| failed(e.into()))?;
         writer.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| failed(e.into()))?;
         writer.pragma_update(None, "foreign_keys", "ON").map_err(|e| failed(e.into()))?;
-        schema_is_current(schema_version(&writer).map_err(failed)?, latest_migration(), path)?;
+        schema_is_current(schema_version(&writer).map_err(failed)?, MIGRATIONS, path)?;
         let readers = reader_pool(path).map_err(failed)?;
         Ok(SqliteStore {
             path: path.to_string(),
@@ -160,10 +160,6 @@ fn schema_version(conn: &Connection) -> StoreResult<Option<i64>> {
         return Ok(None);
     }
     Ok(conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0))?)
-}
-
-fn latest_migration() -> i64 {
-    MIGRATIONS.last().map_or(0, |(version, _, _)| *version)
 }
 
 /// Readers: query-only connections, so nothing read through them can write.
@@ -299,9 +295,6 @@ macro_rules! transaction_columns {
 }
 const TRANSACTION_COLUMNS: &str = transaction_columns!();
 
-/// An indicator balance (`@World` in a currency) is created on first use; should another writer
-/// create it at the same moment, the insert does nothing and the caller reads theirs.
-const INDICATOR_CONFLICT: &str = "ON CONFLICT (indicator, currency) WHERE indicator <> '' DO NOTHING";
 const API_KEY_COLUMNS: &str = "key_id, name, owner, scopes, key_hash, created_at, expires_at, revoked_at";
 const MONITOR_COLUMNS: &str = "monitor_id, balance_id, field, operator, value, precision_exponent, precise_value, \
      description, call_back_url, meta_data, created_at, trigger_mode, state, trigger_count, last_triggered_at";
