@@ -1,6 +1,6 @@
 //! `keel check`: verifies the ledger's invariants over the whole database, from one consistent
 //! snapshot, and reports every balance that does not match its transactions:
-//! - each balance's four totals equal the replay of the transaction log (`domain::replay`);
+//! - each balance's four totals equal the replay of the transaction log (`domain::replay`, R1);
 //! - no stored total is negative (invariant B1);
 //! - per currency, `balance` and `inflight_balance` sum to zero (double entry, D1);
 //! - every balance a transaction names exists.

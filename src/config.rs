@@ -97,7 +97,8 @@ pub struct ServeArgs {
     pub webhook_secret: Option<String>,
 
     /// Delivery attempts per event before it is marked failed (it can then be redelivered).
-    #[arg(long, env = "KEEL_WEBHOOK_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "KEEL_WEBHOOK_MAX_ATTEMPTS", default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..))]
     pub webhook_max_attempts: u32,
 
     /// Delay before the first retry, in milliseconds; doubles with each failure (with jitter).
@@ -113,13 +114,15 @@ pub struct ServeArgs {
     pub webhook_timeout_ms: u64,
 
     /// Most webhook deliveries in flight at once.
-    #[arg(long, env = "KEEL_WEBHOOK_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, env = "KEEL_WEBHOOK_CONCURRENCY", default_value_t = 16,
+        value_parser = clap::value_parser!(u16).range(1..))]
     pub webhook_concurrency: u16,
 
     /// Longest time to read a request's headers, and then to read its body and answer it, in
     /// milliseconds: slow headers close the connection, a slow body or answer gets 408 (a write
     /// that reached the engine may still commit: look it up by its reference).
-    #[arg(long, env = "KEEL_REQUEST_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "KEEL_REQUEST_TIMEOUT_MS", default_value_t = 30_000,
+        value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_ms: u64,
 
     /// After SIGTERM or Ctrl-C, the longest wait in milliseconds for open connections to finish

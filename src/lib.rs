@@ -9,6 +9,7 @@ pub mod config_file;
 pub mod domain;
 pub mod engine;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod webhooks;
 pub mod wire;

@@ -35,7 +35,7 @@ static LOG_WRITER: Mutex<Option<WorkerGuard>> = Mutex::new(None);
 ///
 /// A thread of its own writes them, every line waiting at that moment in one `write`. Written
 /// from the HTTP workers, one line and one locked `write` per request cost a quarter of the
-/// throughput at 64 clients (README, Performance). A full buffer slows the logging request down;
+/// throughput at 64 clients (docs/performance.md). A full buffer slows the logging request down;
 /// no line is dropped. Call `flush_logs` before the process ends.
 pub fn init_logging(format: LogFormat) {
     let (writer, guard) = NonBlockingBuilder::default()

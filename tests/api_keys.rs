@@ -30,6 +30,7 @@ async fn new_key(server: &Server, scopes: Value, expires_at: Option<&str>) -> (S
     (created["key"].as_str().unwrap().to_string(), created)
 }
 
+// tidy: long because it is one scenario, step by step
 #[tokio::test]
 async fn scoped_keys_do_what_their_scopes_allow_and_nothing_else() {
     let server = Server::start_with_args(&["--api-key", MASTER]);
@@ -73,7 +74,8 @@ async fn scoped_keys_do_what_their_scopes_allow_and_nothing_else() {
     );
 
     let (writer, _) = new_key(&server, json!(["transactions:write"]), None).await;
-    let transfer = json!({"precise_amount": 5, "currency": currency, "source": "@World", "destination": balance["balance_id"],
+    let transfer = json!({"precise_amount": 5, "currency": currency, "source": "@World",
+        "destination": balance["balance_id"],
         "reference": "scoped-1", "skip_queue": true});
     assert_eq!(call(&server, &writer, "POST", "/transactions", Some(transfer)).await.0, StatusCode::CREATED);
     assert_eq!(

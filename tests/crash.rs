@@ -62,6 +62,7 @@ async fn drain_queue(server: &Server, currency: &str) {
     panic!("queued transactions were never applied");
 }
 
+// tidy: long because it is one scenario, step by step
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_load_loses_nothing_acknowledged_and_half_applies_nothing() {
     let rounds: usize = std::env::var("KEEL_CRASH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(6);
@@ -152,7 +153,8 @@ async fn sigkill_under_load_loses_nothing_acknowledged_and_half_applies_nothing(
     }
     assert_eq!(delivered, expected, "every monitor event of a committed change delivered, none of another");
     println!(
-        "crash: {rounds} kills survived, {} acknowledged transactions checked, {} monitor events delivered, nothing lost",
+        "crash: {rounds} kills survived, {} acknowledged transactions checked, {} monitor events delivered, nothing \
+            lost",
         acknowledged.len(),
         delivered.len()
     );

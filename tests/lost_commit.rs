@@ -123,6 +123,7 @@ struct Answers {
     unacknowledged: usize,
 }
 
+// tidy: long because it is one scenario, step by step
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "PostgreSQL suite: set KEEL_TEST_POSTGRES_URL and pass --include-ignored (.ci/run does)"]
 async fn backends_terminated_every_30_ms_under_load_neither_lose_nor_repeat_a_write() {

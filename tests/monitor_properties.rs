@@ -49,7 +49,10 @@ fn spec() -> impl Strategy<Value = Spec> {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0..PARTIES, 1..PARTIES, 1i64..120, prop::bool::weighted(0.3))
-            .prop_map(|(from, to, amount, inflight)| Op::Transfer { from, to: if to == from { (to % (PARTIES - 1)) + 1 } else { to }, amount, inflight }),
+            .prop_map(|(from, to, amount, inflight)| {
+                let to = if to == from { (to % (PARTIES - 1)) + 1 } else { to };
+                Op::Transfer { from, to, amount, inflight }
+            }),
         2 => (any::<usize>(), any::<bool>()).prop_map(|(pick, commit)| Op::Settle { pick, commit }),
         3 => spec().prop_map(Op::CreateMonitor),
         1 => (any::<usize>(), spec()).prop_map(|(pick, spec)| Op::UpdateMonitor { pick, spec }),
@@ -114,10 +117,12 @@ fn body(spec: &Spec, wallets: &[String]) -> Value {
         spec.threshold.abs() / 10,
         spec.threshold.abs() % 10
     );
-    json!({"balance_id": wallets[spec.wallet], "condition": {"field": FIELDS[spec.field], "operator": OPERATORS[spec.operator],
+    json!({"balance_id": wallets[spec.wallet],
+        "condition": {"field": FIELDS[spec.field], "operator": OPERATORS[spec.operator],
         "value": value, "precision": 10}, "trigger": if spec.crossing { "crossing" } else { "every" }})
 }
 
+// tidy: long because one match arm per operation keeps the model and the server side by side
 async fn run_case(server: &Server, ops: Vec<Op>) {
     let (currency, ids) = common::parties(server, PARTIES - 1).await;
     let mut totals = [Totals::default(); PARTIES];

@@ -91,7 +91,8 @@ async fn monitors_are_created_read_listed_updated_and_deleted() {
     assert_eq!(s.server.get(&format!("/balance-monitors/balances/{}", s.alice)).await.1, json!([created.clone()]));
     assert_eq!(s.server.get(&format!("/balance-monitors/balances/{}", s.bob)).await, (StatusCode::OK, json!([])));
 
-    let update = json!({"balance_id": s.bob, "condition": {"field": "balance", "operator": "<=", "value": 2.5, "precision": 1000},
+    let update = json!({"balance_id": s.bob,
+        "condition": {"field": "balance", "operator": "<=", "value": 2.5, "precision": 1000},
         "description": "moved", "trigger": "crossing"});
     let (status, updated) = s.server.put(&format!("/balance-monitors/{mid}"), update).await;
     assert_eq!(status, StatusCode::OK, "{updated}");
@@ -148,7 +149,8 @@ async fn bad_monitors_are_400_naming_the_field() {
         (with("precision", json!(3)), "condition.precision"),
         (with("precision", json!("1e99")), "condition.precision"),
         (
-            json!({"balance_id": s.alice, "condition": {"field": "balance", "operator": ">", "value": 0.001, "precision": 100}}),
+            json!({"balance_id": s.alice,
+                "condition": {"field": "balance", "operator": ">", "value": 0.001, "precision": 100}}),
             "condition.value",
         ),
         (json!({"balance_id": s.alice, "condition": ok, "trigger": "sometimes"}), "trigger"),
@@ -269,7 +271,8 @@ async fn thresholds_are_exact_with_precision() {
     assert_eq!(s.fired_on(&zero).await, [id(&t)]);
     assert!(s.fired_on(&huge).await.is_empty());
     let raw = format!(
-        r#"{{"precise_amount": 123456789012345678901234567880, "currency": "{}", "source": "@World", "destination": "{}", "reference": "{}", "skip_queue": true}}"#,
+        r#"{{"precise_amount": 123456789012345678901234567880, "currency": "{}", "source": "@World",
+            "destination": "{}", "reference": "{}", "skip_queue": true}}"#,
         s.currency,
         s.alice,
         unique("h")
@@ -379,7 +382,8 @@ async fn call_back_url_hosts_can_be_restricted_to_an_allow_list() {
     let server = Server::start_with_args(&["--callback-allowed-hosts", "hooks.example.com,127.0.0.1"]);
     let currency = unique_currency();
     let balance = server.balance(&server.ledger("l").await, &currency).await;
-    let body = |url: &str| json!({"balance_id": balance, "condition": {"field": "balance", "operator": ">", "value": 1}, "call_back_url": url});
+    let condition = json!({"field": "balance", "operator": ">", "value": 1});
+    let body = |url: &str| json!({"balance_id": balance, "condition": condition, "call_back_url": url});
     for allowed in ["https://hooks.example.com/keel", "http://127.0.0.1:9000/hook", "https://HOOKS.example.com/x"] {
         let (status, answer) = server.post("/balance-monitors", body(allowed)).await;
         assert_eq!(status, StatusCode::CREATED, "{allowed}: {answer}");

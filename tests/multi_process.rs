@@ -20,6 +20,7 @@ use std::sync::Arc;
 const CLIENTS: usize = 16;
 const TRANSFERS_PER_CLIENT: usize = 30;
 
+// tidy: long because it is one scenario, step by step
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "PostgreSQL suite: set KEEL_TEST_POSTGRES_URL and pass --include-ignored (.ci/run does)"]
 async fn two_processes_share_one_database_safely() {
@@ -73,13 +74,18 @@ async fn two_processes_share_one_database_safely() {
                 if from == to {
                     continue;
                 }
-                let body = json!({"precise_amount": 1 + (client * 5 + i * 11) % 90, "currency": currency, "source": from,
+                let body = json!({"precise_amount": 1 + (client * 5 + i * 11) % 90, "currency": currency,
+                    "source": from,
                     "destination": to, "reference": unique("mp"), "skip_queue": i % 4 != 0});
                 let (status, answer) = server.post("/transactions", body).await;
                 match status {
-                    StatusCode::CREATED if answer["status"] == "QUEUED" => queued.push(answer["transaction_id"].clone()),
+                    StatusCode::CREATED if answer["status"] == "QUEUED" => {
+                        queued.push(answer["transaction_id"].clone())
+                    }
                     StatusCode::CREATED => {}
-                    StatusCode::BAD_REQUEST => assert_eq!(answer["error_detail"]["code"], "TXN_INSUFFICIENT_FUNDS", "{answer}"),
+                    StatusCode::BAD_REQUEST => {
+                        assert_eq!(answer["error_detail"]["code"], "TXN_INSUFFICIENT_FUNDS", "{answer}")
+                    }
                     other => panic!("unexpected {other}: {answer}"),
                 }
             }

@@ -47,7 +47,11 @@ async fn metrics_move_with_real_traffic() {
     }
     assert_eq!(server.transfer(&alice, &bob, 1000, &currency).await.0, StatusCode::BAD_REQUEST);
     let queued = server
-        .create("/transactions", json!({"precise_amount": 5, "currency": currency, "source": alice, "destination": bob, "reference": unique("q")}))
+        .create(
+            "/transactions",
+            json!({"precise_amount": 5, "currency": currency, "source": alice, "destination": bob,
+            "reference": unique("q")}),
+        )
         .await;
     wait_for(&server, &format!("/transactions/{}", queued["transaction_id"].as_str().unwrap()), |t| {
         t["status"] == "APPLIED"

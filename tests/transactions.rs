@@ -80,7 +80,8 @@ async fn decimal_amounts_become_exact_minor_units() {
 async fn huge_amounts_stay_exact_numbers() {
     let s = setup(0).await;
     let raw = format!(
-        r#"{{"precise_amount": 123456789012345678901234567890, "currency": "{}", "source": "@World", "destination": "{}", "reference": "{}", "skip_queue": true}}"#,
+        r#"{{"precise_amount": 123456789012345678901234567890, "currency": "{}", "source": "@World",
+            "destination": "{}", "reference": "{}", "skip_queue": true}}"#,
         s.currency,
         s.alice,
         unique("big")

@@ -52,7 +52,8 @@ fn start(args: &[String]) -> Server {
 async fn monitored(server: &Server, extra: Value) -> (String, String, Value) {
     let currency = unique_currency();
     let alice = server.balance(&server.ledger("w").await, &currency).await;
-    let mut body = json!({"balance_id": alice, "condition": {"field": "balance", "operator": ">", "value": 1, "precision": 100},
+    let mut body = json!({"balance_id": alice,
+        "condition": {"field": "balance", "operator": ">", "value": 1, "precision": 100},
         "description": "over a dollar"});
     body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     let monitor = server.create("/balance-monitors", body).await;
@@ -209,7 +210,9 @@ async fn transaction_lifecycle_events_follow_each_transaction() {
     let alice = server.balance(&server.ledger("l").await, &currency).await;
     let post = |body: Value| server.create("/transactions", body);
     let base = |amount: u64, source: &str, extra: Value| {
-        let mut b = json!({"precise_amount": amount, "currency": currency, "source": source, "destination": if source == "@World" { alice.as_str() } else { "@Sink" }, "reference": unique("l")});
+        let destination = if source == "@World" { alice.as_str() } else { "@Sink" };
+        let mut b = json!({"precise_amount": amount, "currency": currency, "source": source,
+            "destination": destination, "reference": unique("l")});
         b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         b
     };

@@ -62,11 +62,14 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::validation(Resource::General, field, message)
 }
 
-#[utoipa::path(operation_id = "createApiKey", post, path = "/api-keys", tag = "api-keys", request_body = CreateApiKeyBody,
+#[utoipa::path(operation_id = "createApiKey", post, path = "/api-keys", tag = "api-keys",
+    request_body = CreateApiKeyBody,
     responses((status = 201, description = "the key, with its secret (shown this once)", body = ApiKeyJson),
         (status = 400, description = "GEN_VALIDATION_ERROR", body = crate::api::error::ErrorBody),
-        (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
-        (status = 403, description = "AUTH_INSUFFICIENT_PERMISSIONS: only the master key manages keys", body = crate::api::error::ErrorBody)))]
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 403, description = "AUTH_INSUFFICIENT_PERMISSIONS: only the master key manages \
+            keys", body = crate::api::error::ErrorBody)))]
 pub async fn create(
     State(app): State<AppState>,
     JsonBody(body): JsonBody<CreateApiKeyBody>,
@@ -97,9 +100,11 @@ pub async fn create(
 }
 
 #[utoipa::path(operation_id = "listApiKeys", get, path = "/api-keys", tag = "api-keys",
-    params(("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at 1000)"), ("offset" = Option<u64>, Query, description = "skip this many")),
+    params(("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at \
+        1000)"), ("offset" = Option<u64>, Query, description = "skip this many")),
     responses((status = 200, description = "keys, oldest first, without secrets", body = Vec<ApiKeyJson>),
-        (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
         (status = 403, description = "AUTH_INSUFFICIENT_PERMISSIONS", body = crate::api::error::ErrorBody)))]
 pub async fn list(State(app): State<AppState>, Paging(page): Paging) -> Result<Json<Vec<ApiKeyJson>>, ApiError> {
     let keys = read(&app, move |r| r.api_keys(page)).await?;
@@ -109,7 +114,8 @@ pub async fn list(State(app): State<AppState>, Paging(page): Paging) -> Result<J
 #[utoipa::path(operation_id = "revokeApiKey", delete, path = "/api-keys/{id}", tag = "api-keys",
     params(("id" = String, Path, description = "api_key_id")),
     responses((status = 200, description = "the key, revoked", body = ApiKeyJson),
-        (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
         (status = 403, description = "AUTH_INSUFFICIENT_PERMISSIONS", body = crate::api::error::ErrorBody),
         (status = 404, description = "GEN_NOT_FOUND", body = crate::api::error::ErrorBody)))]
 pub async fn revoke(State(app): State<AppState>, PathId(id): PathId) -> Result<Json<ApiKeyJson>, ApiError> {

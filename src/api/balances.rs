@@ -26,12 +26,20 @@ impl Payload for CreateBalanceBody {
     const RESOURCE: Resource = Resource::Balance;
 }
 
-#[utoipa::path(operation_id = "createBalance", 
+#[utoipa::path(operation_id = "createBalance",
     post,
     path = "/balances",
     tag = "balances",
     request_body = CreateBalanceBody,
-    responses((status = 201, description = "the balance, all amounts 0", body = crate::wire::BalanceJson), (status = 400, description = "GEN_MALFORMED_REQUEST, BAL_VALIDATION_ERROR", body = crate::api::error::ErrorBody), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 404, description = "LGR_NOT_FOUND", body = crate::api::error::ErrorBody), (status = 413, description = "GEN_PAYLOAD_TOO_LARGE", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    responses(
+        (status = 201, description = "the balance, all amounts 0", body = crate::wire::BalanceJson),
+        (status = 400, description = "GEN_MALFORMED_REQUEST, \
+            BAL_VALIDATION_ERROR", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "LGR_NOT_FOUND", body = crate::api::error::ErrorBody),
+        (status = 413, description = "GEN_PAYLOAD_TOO_LARGE", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn create(
     State(app): State<AppState>,
@@ -53,24 +61,35 @@ pub async fn create(
     }
 }
 
-#[utoipa::path(operation_id = "getBalance", 
+#[utoipa::path(operation_id = "getBalance",
     get,
     path = "/balances/{id}",
     tag = "balances",
     params(("id" = String, Path, description = "balance id")),
-    responses((status = 200, description = "the balance", body = crate::wire::BalanceJson), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 404, description = "BAL_NOT_FOUND", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    responses(
+        (status = 200, description = "the balance", body = crate::wire::BalanceJson),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "BAL_NOT_FOUND", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Json<BalanceJson>, ApiError> {
     let balance = read(&app, move |r| r.balance(&id)).await?;
     balance.map(|b| Json(b.into())).ok_or_else(|| ApiError::not_found(Resource::Balance))
 }
 
-#[utoipa::path(operation_id = "listBalances", 
+#[utoipa::path(operation_id = "listBalances",
     get,
     path = "/balances",
     tag = "balances",
-    params(("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at 1000)"), ("offset" = Option<u64>, Query, description = "skip this many")),
-    responses((status = 200, description = "balances, oldest first", body = Vec<crate::wire::BalanceJson>), (status = 400, description = "GEN_VALIDATION_ERROR (limit, offset)", body = crate::api::error::ErrorBody), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    params(("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at \
+        1000)"), ("offset" = Option<u64>, Query, description = "skip this many")),
+    responses(
+        (status = 200, description = "balances, oldest first", body = Vec<crate::wire::BalanceJson>),
+        (status = 400, description = "GEN_VALIDATION_ERROR (limit, offset)", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn list(State(app): State<AppState>, Paging(page): Paging) -> Result<Json<Vec<BalanceJson>>, ApiError> {
     let balances = read(&app, move |r| r.balances(page)).await?;
@@ -78,12 +97,18 @@ pub async fn list(State(app): State<AppState>, Paging(page): Paging) -> Result<J
 }
 
 /// `GET /balances/indicator/{indicator}/currency/{currency}`; the leading `@` may be left out.
-#[utoipa::path(operation_id = "getBalanceByIndicator", 
+#[utoipa::path(operation_id = "getBalanceByIndicator",
     get,
     path = "/balances/indicator/{indicator}/currency/{currency}",
     tag = "balances",
-    params(("indicator" = String, Path, description = "e.g. @World (the @ may be left out)"), ("currency" = String, Path, description = "e.g. USD")),
-    responses((status = 200, description = "the indicator balance", body = crate::wire::BalanceJson), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 404, description = "BAL_NOT_FOUND", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    params(("indicator" = String, Path, description = "e.g. @World (the @ may be left \
+        out)"), ("currency" = String, Path, description = "e.g. USD")),
+    responses(
+        (status = 200, description = "the indicator balance", body = crate::wire::BalanceJson),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "BAL_NOT_FOUND", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn by_indicator(
     State(app): State<AppState>,

@@ -3,7 +3,7 @@
 
 use crate::domain::error::{DomainError, Resource};
 use crate::engine::EngineError;
-use crate::store::StoreError;
+use crate::store::{ErrorKind, StoreError};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -81,13 +81,20 @@ impl From<DomainError> for ApiError {
     }
 }
 
+/// A read that failed in storage. (A write that failed was logged by the engine, once, with its
+/// batch: see `From<EngineError>`.) The details go to the log, never to the client.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        // The details go to the log, never to the client.
         tracing::error!(error = %e, "storage failure");
-        match e {
+        ApiError::storage(&e)
+    }
+}
+
+impl ApiError {
+    fn storage(e: &StoreError) -> Self {
+        match e.kind() {
             // Not "it failed": the client must look before it sends the write again.
-            StoreError::OutcomeUnknown(_) => ApiError::new(
+            ErrorKind::OutcomeUnknown => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "GEN_OUTCOME_UNKNOWN",
                 "the database could not be reached to confirm whether this write committed; look it up \
@@ -102,7 +109,7 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::Rejected(e) => e.into(),
-            EngineError::Store(e) => e.into(),
+            EngineError::Store(e) => ApiError::storage(&e),
             EngineError::Stopped => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "GEN_UNAVAILABLE", "server is shutting down")
             }

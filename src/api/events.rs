@@ -14,12 +14,20 @@ use axum::Json;
 use std::collections::HashMap;
 
 /// `GET /events?status=pending|delivered|failed|no_target&limit=&offset=`, newest first.
-#[utoipa::path(operation_id = "listEvents", 
+#[utoipa::path(operation_id = "listEvents",
     get,
     path = "/events",
     tag = "events",
-    params(("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at 1000)"), ("offset" = Option<u64>, Query, description = "skip this many"), ("status" = Option<String>, Query, description = "pending, delivered, failed or no_target")),
-    responses((status = 200, description = "(keel) the outbox, newest first", body = Vec<crate::wire::EventJson>), (status = 400, description = "GEN_VALIDATION_ERROR (status, limit, offset)", body = crate::api::error::ErrorBody), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    params(("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at \
+        1000)"), ("offset" = Option<u64>, Query, description = "skip this \
+        many"), ("status" = Option<String>, Query, description = "pending, delivered, failed or no_target")),
+    responses(
+        (status = 200, description = "(keel) the outbox, newest first", body = Vec<crate::wire::EventJson>),
+        (status = 400, description = "GEN_VALIDATION_ERROR (status, limit, \
+            offset)", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn list(
     State(app): State<AppState>,
@@ -37,12 +45,17 @@ pub async fn list(
     Ok(Json(events.into_iter().map(|e| EventJson::new(e, None)).collect()))
 }
 
-#[utoipa::path(operation_id = "getEvent", 
+#[utoipa::path(operation_id = "getEvent",
     get,
     path = "/events/{id}",
     tag = "events",
     params(("id" = String, Path, description = "event id (the webhook-id header)")),
-    responses((status = 200, description = "(keel) the event with every delivery attempt", body = crate::wire::EventJson), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 404, description = "GEN_NOT_FOUND", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    responses(
+        (status = 200, description = "(keel) the event with every delivery attempt", body = crate::wire::EventJson),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "GEN_NOT_FOUND", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Json<EventJson>, ApiError> {
     let found = read(&app, move |r| match r.event(&id)? {
@@ -55,12 +68,17 @@ pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Json
 }
 
 /// `POST /events/{id}/redeliver`: pending again, due now, with a fresh allowance of attempts.
-#[utoipa::path(operation_id = "redeliverEvent", 
+#[utoipa::path(operation_id = "redeliverEvent",
     post,
     path = "/events/{id}/redeliver",
     tag = "events",
     params(("id" = String, Path, description = "event id")),
-    responses((status = 200, description = "(keel) the event, pending again", body = crate::wire::EventJson), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 404, description = "GEN_NOT_FOUND", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    responses(
+        (status = 200, description = "(keel) the event, pending again", body = crate::wire::EventJson),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "GEN_NOT_FOUND", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn redeliver(State(app): State<AppState>, PathId(id): PathId) -> Result<Json<EventJson>, ApiError> {
     match app.engine.submit(Command::RedeliverEvent { id }).await? {

@@ -30,12 +30,19 @@ fn required_name(body: &LedgerBody) -> Result<String, ApiError> {
     }
 }
 
-#[utoipa::path(operation_id = "createLedger", 
+#[utoipa::path(operation_id = "createLedger",
     post,
     path = "/ledgers",
     tag = "ledgers",
     request_body = LedgerBody,
-    responses((status = 201, description = "the ledger", body = crate::wire::LedgerJson), (status = 400, description = "GEN_MALFORMED_REQUEST, GEN_VALIDATION_ERROR", body = crate::api::error::ErrorBody), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 413, description = "GEN_PAYLOAD_TOO_LARGE", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    responses(
+        (status = 201, description = "the ledger", body = crate::wire::LedgerJson),
+        (status = 400, description = "GEN_MALFORMED_REQUEST, \
+            GEN_VALIDATION_ERROR", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 413, description = "GEN_PAYLOAD_TOO_LARGE", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn create(State(app): State<AppState>, JsonBody(body): JsonBody<LedgerBody>) -> Result<Response, ApiError> {
     let name = required_name(&body)?;
@@ -46,13 +53,20 @@ pub async fn create(State(app): State<AppState>, JsonBody(body): JsonBody<Ledger
     }
 }
 
-#[utoipa::path(operation_id = "updateLedger", 
+#[utoipa::path(operation_id = "updateLedger",
     put,
     path = "/ledgers/{id}",
     tag = "ledgers",
     request_body = LedgerBody,
     params(("id" = String, Path, description = "ledger id")),
-    responses((status = 200, description = "the renamed ledger", body = crate::wire::LedgerJson), (status = 400, description = "GEN_VALIDATION_ERROR", body = crate::api::error::ErrorBody), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 404, description = "LGR_NOT_FOUND", body = crate::api::error::ErrorBody), (status = 413, description = "GEN_PAYLOAD_TOO_LARGE", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    responses(
+        (status = 200, description = "the renamed ledger", body = crate::wire::LedgerJson),
+        (status = 400, description = "GEN_VALIDATION_ERROR", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "LGR_NOT_FOUND", body = crate::api::error::ErrorBody),
+        (status = 413, description = "GEN_PAYLOAD_TOO_LARGE", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn update(
     State(app): State<AppState>,
@@ -66,24 +80,35 @@ pub async fn update(
     }
 }
 
-#[utoipa::path(operation_id = "getLedger", 
+#[utoipa::path(operation_id = "getLedger",
     get,
     path = "/ledgers/{id}",
     tag = "ledgers",
     params(("id" = String, Path, description = "ledger id")),
-    responses((status = 200, description = "the ledger", body = crate::wire::LedgerJson), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 404, description = "LGR_NOT_FOUND", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    responses(
+        (status = 200, description = "the ledger", body = crate::wire::LedgerJson),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "LGR_NOT_FOUND", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Json<LedgerJson>, ApiError> {
     let ledger = read(&app, move |r| r.ledger(&id)).await?;
     ledger.map(|l| Json(l.into())).ok_or_else(|| ApiError::not_found(Resource::Ledger))
 }
 
-#[utoipa::path(operation_id = "listLedgers", 
+#[utoipa::path(operation_id = "listLedgers",
     get,
     path = "/ledgers",
     tag = "ledgers",
-    params(("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at 1000)"), ("offset" = Option<u64>, Query, description = "skip this many")),
-    responses((status = 200, description = "ledgers, oldest first", body = Vec<crate::wire::LedgerJson>), (status = 400, description = "GEN_VALIDATION_ERROR (limit, offset)", body = crate::api::error::ErrorBody), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    params(("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at \
+        1000)"), ("offset" = Option<u64>, Query, description = "skip this many")),
+    responses(
+        (status = 200, description = "ledgers, oldest first", body = Vec<crate::wire::LedgerJson>),
+        (status = 400, description = "GEN_VALIDATION_ERROR (limit, offset)", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn list(State(app): State<AppState>, Paging(page): Paging) -> Result<Json<Vec<LedgerJson>>, ApiError> {
     let ledgers = read(&app, move |r| r.ledgers(page)).await?;

@@ -99,6 +99,12 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe::time_limit))
+        // A panic in a request answers 500 and the process goes on (`crate::tasks`); inside
+        // `observe`, so the answer is counted like any other.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            tracing::error!("a request panicked (a bug); it answers 500");
+            ApiError::internal().into_response()
+        }))
         .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
 }
@@ -165,8 +171,9 @@ async fn read<T: Send + 'static>(
     .await;
     match joined {
         Ok(result) => Ok(result?),
-        Err(panic) => {
-            tracing::error!(error = %panic, "a read panicked");
+        // A request's panic answers 500 (`crate::tasks`); a cancelled read is the runtime stopping.
+        Err(error) => {
+            tracing::error!(%error, "a read panicked or was cancelled");
             Err(ApiError::internal())
         }
     }

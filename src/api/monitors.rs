@@ -92,12 +92,19 @@ fn monitor_reply(outcome: Outcome) -> MonitorJson {
     }
 }
 
-#[utoipa::path(operation_id = "createBalanceMonitor", 
+#[utoipa::path(operation_id = "createBalanceMonitor",
     post,
     path = "/balance-monitors",
     tag = "balance-monitors",
     request_body = MonitorBody,
-    responses((status = 201, description = "the monitor", body = crate::wire::MonitorJson), (status = 400, description = "GEN_MALFORMED_REQUEST, BAL_VALIDATION_ERROR (naming the field)", body = crate::api::error::ErrorBody), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 413, description = "GEN_PAYLOAD_TOO_LARGE", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    responses(
+        (status = 201, description = "the monitor", body = crate::wire::MonitorJson),
+        (status = 400, description = "GEN_MALFORMED_REQUEST, BAL_VALIDATION_ERROR (naming the \
+            field)", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 413, description = "GEN_PAYLOAD_TOO_LARGE", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn create(State(app): State<AppState>, JsonBody(body): JsonBody<MonitorBody>) -> Result<Response, ApiError> {
     let monitor = new_monitor(body, app.callback_hosts.as_deref())?;
@@ -105,13 +112,20 @@ pub async fn create(State(app): State<AppState>, JsonBody(body): JsonBody<Monito
     Ok(created(monitor_reply(outcome)))
 }
 
-#[utoipa::path(operation_id = "updateBalanceMonitor", 
+#[utoipa::path(operation_id = "updateBalanceMonitor",
     put,
     path = "/balance-monitors/{id}",
     tag = "balance-monitors",
     request_body = MonitorBody,
     params(("id" = String, Path, description = "monitor id")),
-    responses((status = 200, description = "the monitor, precise_value recomputed", body = crate::wire::MonitorJson), (status = 400, description = "BAL_VALIDATION_ERROR", body = crate::api::error::ErrorBody), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 404, description = "BAL_MONITOR_NOT_FOUND", body = crate::api::error::ErrorBody), (status = 413, description = "GEN_PAYLOAD_TOO_LARGE", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    responses(
+        (status = 200, description = "the monitor, precise_value recomputed", body = crate::wire::MonitorJson),
+        (status = 400, description = "BAL_VALIDATION_ERROR", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "BAL_MONITOR_NOT_FOUND", body = crate::api::error::ErrorBody),
+        (status = 413, description = "GEN_PAYLOAD_TOO_LARGE", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn update(
     State(app): State<AppState>,
@@ -123,48 +137,68 @@ pub async fn update(
     Ok(Json(monitor_reply(outcome)))
 }
 
-#[utoipa::path(operation_id = "deleteBalanceMonitor", 
+#[utoipa::path(operation_id = "deleteBalanceMonitor",
     delete,
     path = "/balance-monitors/{id}",
     tag = "balance-monitors",
     params(("id" = String, Path, description = "monitor id")),
-    responses((status = 200, description = "deleted", body = DeletedJson), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 404, description = "BAL_MONITOR_NOT_FOUND", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    responses(
+        (status = 200, description = "deleted", body = DeletedJson),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "BAL_MONITOR_NOT_FOUND", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn delete(State(app): State<AppState>, PathId(id): PathId) -> Result<Json<DeletedJson>, ApiError> {
     app.engine.submit(Command::DeleteMonitor { id }).await?;
     Ok(Json(DeletedJson { message: "BalanceMonitor deleted successfully" }))
 }
 
-#[utoipa::path(operation_id = "getBalanceMonitor", 
+#[utoipa::path(operation_id = "getBalanceMonitor",
     get,
     path = "/balance-monitors/{id}",
     tag = "balance-monitors",
     params(("id" = String, Path, description = "monitor id")),
-    responses((status = 200, description = "the monitor", body = crate::wire::MonitorJson), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 404, description = "BAL_MONITOR_NOT_FOUND", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    responses(
+        (status = 200, description = "the monitor", body = crate::wire::MonitorJson),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "BAL_MONITOR_NOT_FOUND", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Json<MonitorJson>, ApiError> {
     let monitor = read(&app, move |r| r.monitor(&id)).await?;
     monitor.map(|m| Json(m.into())).ok_or_else(|| ApiError::not_found(Resource::Monitor))
 }
 
-#[utoipa::path(operation_id = "listBalanceMonitors", 
+#[utoipa::path(operation_id = "listBalanceMonitors",
     get,
     path = "/balance-monitors",
     tag = "balance-monitors",
-    params(("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at 1000)"), ("offset" = Option<u64>, Query, description = "skip this many")),
-    responses((status = 200, description = "monitors, oldest first", body = Vec<crate::wire::MonitorJson>), (status = 400, description = "GEN_VALIDATION_ERROR (limit, offset)", body = crate::api::error::ErrorBody), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    params(("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at \
+        1000)"), ("offset" = Option<u64>, Query, description = "skip this many")),
+    responses(
+        (status = 200, description = "monitors, oldest first", body = Vec<crate::wire::MonitorJson>),
+        (status = 400, description = "GEN_VALIDATION_ERROR (limit, offset)", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn list(State(app): State<AppState>, Paging(page): Paging) -> Result<Json<Vec<MonitorJson>>, ApiError> {
     let monitors = read(&app, move |r| r.monitors(page)).await?;
     Ok(Json(monitors.into_iter().map(MonitorJson::from).collect()))
 }
 
-#[utoipa::path(operation_id = "listBalanceMonitorsOfBalance", 
+#[utoipa::path(operation_id = "listBalanceMonitorsOfBalance",
     get,
     path = "/balance-monitors/balances/{id}",
     tag = "balance-monitors",
     params(("id" = String, Path, description = "balance id")),
-    responses((status = 200, description = "the balance's monitors ([] when none)", body = Vec<crate::wire::MonitorJson>), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    responses(
+        (status = 200, description = "the balance's monitors ([] when none)", body = Vec<crate::wire::MonitorJson>),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn of_balance(
     State(app): State<AppState>,
@@ -176,12 +210,18 @@ pub async fn of_balance(
 
 /// `GET /balance-monitors/{id}/events`: the monitor's triggers, newest first, each with the
 /// transaction and the balance as it stood right after it.
-#[utoipa::path(operation_id = "listBalanceMonitorEvents", 
+#[utoipa::path(operation_id = "listBalanceMonitorEvents",
     get,
     path = "/balance-monitors/{id}/events",
     tag = "balance-monitors",
     params(("id" = String, Path, description = "monitor id")),
-    responses((status = 200, description = "(keel) the monitor's triggers, newest first, with transaction and balance snapshot", body = Vec<crate::wire::EventJson>), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 404, description = "BAL_MONITOR_NOT_FOUND", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    responses(
+        (status = 200, description = "(keel) the monitor's triggers, newest first, with transaction and balance \
+            snapshot", body = Vec<crate::wire::EventJson>),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "BAL_MONITOR_NOT_FOUND", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn events(
     State(app): State<AppState>,

@@ -97,8 +97,11 @@ pub async fn time_limit(State(app): State<AppState>, request: Request, next: Nex
 
 /// `GET /metrics`: Prometheus text format (the one non-JSON answer; scrapers, not SDKs, read it).
 #[utoipa::path(operation_id = "getMetrics", get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format (see the README for every metric)", content_type = "text/plain"),
-        (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody)))]
+    responses(
+        (status = 200, description = "Prometheus text format (see the README for every \
+            metric)", content_type = "text/plain"),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody)))]
 pub async fn metrics_page(State(app): State<AppState>) -> Response {
     let usage = app.store.pool_usage();
     let gauge =

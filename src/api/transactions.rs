@@ -64,12 +64,21 @@ fn text(n: &Option<NumberText>) -> Option<&str> {
     n.as_ref().map(|n| n.0.as_str())
 }
 
-#[utoipa::path(operation_id = "createTransaction", 
+#[utoipa::path(operation_id = "createTransaction",
     post,
     path = "/transactions",
     tag = "transactions",
     request_body = CreateTransactionBody,
-    responses((status = 201, description = "the transaction: QUEUED, or with skip_queue APPLIED / INFLIGHT", body = crate::wire::TransactionJson), (status = 400, description = "GEN_MALFORMED_REQUEST, TXN_VALIDATION_ERROR, TXN_INVALID_AMOUNT, TXN_PRECISION_NOT_INTEGER, TXN_DUPLICATE_REFERENCE, TXN_INSUFFICIENT_FUNDS", body = crate::api::error::ErrorBody), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 413, description = "GEN_PAYLOAD_TOO_LARGE", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    responses(
+        (status = 201, description = "the transaction: QUEUED, or with skip_queue APPLIED / \
+            INFLIGHT", body = crate::wire::TransactionJson),
+        (status = 400, description = "GEN_MALFORMED_REQUEST, TXN_VALIDATION_ERROR, TXN_INVALID_AMOUNT, \
+            TXN_PRECISION_NOT_INTEGER, TXN_DUPLICATE_REFERENCE, \
+            TXN_INSUFFICIENT_FUNDS", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 413, description = "GEN_PAYLOAD_TOO_LARGE", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn create(
     State(app): State<AppState>,
@@ -94,13 +103,23 @@ pub async fn create(
 }
 
 /// `PUT /transactions/inflight/{id}` with `{"status": "commit" | "void", "amount"?, "precise_amount"?}`.
-#[utoipa::path(operation_id = "updateInflightTransaction", 
+#[utoipa::path(operation_id = "updateInflightTransaction",
     put,
     path = "/transactions/inflight/{id}",
     tag = "transactions",
     request_body = InflightBody,
     params(("id" = String, Path, description = "the inflight transaction")),
-    responses((status = 200, description = "the commit (APPLIED) or void (VOID) child transaction", body = crate::wire::TransactionJson), (status = 400, description = "TXN_VALIDATION_ERROR, TXN_INVALID_AMOUNT, TXN_NOT_INFLIGHT, TXN_ALREADY_COMMITTED, TXN_ALREADY_VOIDED, TXN_COMMIT_AMOUNT_EXCEEDED", body = crate::api::error::ErrorBody), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 404, description = "TXN_NOT_FOUND", body = crate::api::error::ErrorBody), (status = 413, description = "GEN_PAYLOAD_TOO_LARGE", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    responses(
+        (status = 200, description = "the commit (APPLIED) or void (VOID) child \
+            transaction", body = crate::wire::TransactionJson),
+        (status = 400, description = "TXN_VALIDATION_ERROR, TXN_INVALID_AMOUNT, TXN_NOT_INFLIGHT, \
+            TXN_ALREADY_COMMITTED, TXN_ALREADY_VOIDED, \
+            TXN_COMMIT_AMOUNT_EXCEEDED", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "TXN_NOT_FOUND", body = crate::api::error::ErrorBody),
+        (status = 413, description = "GEN_PAYLOAD_TOO_LARGE", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn finish_inflight(
     State(app): State<AppState>,
@@ -125,12 +144,20 @@ pub async fn finish_inflight(
     transaction_reply(app.engine.submit(Command::FinishInflight { id, action }).await?, false)
 }
 
-#[utoipa::path(operation_id = "refundTransaction", 
+#[utoipa::path(operation_id = "refundTransaction",
     post,
     path = "/refund-transaction/{id}",
     tag = "transactions",
     params(("id" = String, Path, description = "the APPLIED transaction to reverse")),
-    responses((status = 201, description = "the refund: APPLIED, source and destination swapped", body = crate::wire::TransactionJson), (status = 400, description = "TXN_VALIDATION_ERROR, TXN_INSUFFICIENT_FUNDS", body = crate::api::error::ErrorBody), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 404, description = "TXN_NOT_FOUND", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    responses(
+        (status = 201, description = "the refund: APPLIED, source and destination \
+            swapped", body = crate::wire::TransactionJson),
+        (status = 400, description = "TXN_VALIDATION_ERROR, \
+            TXN_INSUFFICIENT_FUNDS", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "TXN_NOT_FOUND", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn refund(State(app): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
     transaction_reply(app.engine.submit(Command::Refund { id }).await?, true)
@@ -144,24 +171,34 @@ fn transaction_reply(outcome: Outcome, is_create: bool) -> Result<Response, ApiE
     }
 }
 
-#[utoipa::path(operation_id = "getTransaction", 
+#[utoipa::path(operation_id = "getTransaction",
     get,
     path = "/transactions/{id}",
     tag = "transactions",
     params(("id" = String, Path, description = "transaction id")),
-    responses((status = 200, description = "the transaction", body = crate::wire::TransactionJson), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 404, description = "TXN_NOT_FOUND", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    responses(
+        (status = 200, description = "the transaction", body = crate::wire::TransactionJson),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "TXN_NOT_FOUND", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Json<TransactionJson>, ApiError> {
     let found = read(&app, move |r| r.transaction(&id)).await?;
     found.map(|t| Json(t.into())).ok_or_else(|| ApiError::not_found(Resource::Transaction))
 }
 
-#[utoipa::path(operation_id = "getTransactionByReference", 
+#[utoipa::path(operation_id = "getTransactionByReference",
     get,
     path = "/transactions/reference/{reference}",
     tag = "transactions",
     params(("reference" = String, Path, description = "the client's reference")),
-    responses((status = 200, description = "the transaction", body = crate::wire::TransactionJson), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 404, description = "TXN_NOT_FOUND", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    responses(
+        (status = 200, description = "the transaction", body = crate::wire::TransactionJson),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "TXN_NOT_FOUND", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn by_reference(
     State(app): State<AppState>,
@@ -171,12 +208,18 @@ pub async fn by_reference(
     found.map(|t| Json(t.into())).ok_or_else(|| ApiError::not_found(Resource::Transaction))
 }
 
-#[utoipa::path(operation_id = "listTransactions", 
+#[utoipa::path(operation_id = "listTransactions",
     get,
     path = "/transactions",
     tag = "transactions",
-    params(("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at 1000)"), ("offset" = Option<u64>, Query, description = "skip this many")),
-    responses((status = 200, description = "the log, in the order it was recorded", body = Vec<crate::wire::TransactionJson>), (status = 400, description = "GEN_VALIDATION_ERROR (limit, offset)", body = crate::api::error::ErrorBody), (status = 401, description = "AUTH_MISSING_API_KEY / AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody), (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+    params(("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at \
+        1000)"), ("offset" = Option<u64>, Query, description = "skip this many")),
+    responses(
+        (status = 200, description = "the log, in the order it was recorded", body = Vec<crate::wire::TransactionJson>),
+        (status = 400, description = "GEN_VALIDATION_ERROR (limit, offset)", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn list(State(app): State<AppState>, Paging(page): Paging) -> Result<Json<Vec<TransactionJson>>, ApiError> {
     let found = read(&app, move |r| r.transactions(page)).await?;

@@ -5,15 +5,19 @@
 //! neighbours; if storage fails, the batch is rolled back and re-run one request at a time, so only
 //! the request that caused the failure sees it.
 
-mod apply;
+mod api_keys;
 mod balance_cache;
+mod batch;
 mod command;
-mod monitoring;
+mod failure;
+mod ledgers;
+mod monitors;
+mod transactions;
 
-pub use apply::new_id;
+pub use batch::new_id;
 pub use command::{Command, EngineError, InflightAction, NewMonitor, NewTransaction, Outcome};
 
-use crate::store::{Store, StoreError, StoreResult, Writes};
+use crate::store::{Store, StoreResult, Writes};
 use balance_cache::BalanceCache;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +29,7 @@ pub struct EngineConfig {
     pub max_batch: usize,
     /// Apply `QUEUED` transactions in the background. Off only to hold the queue (tests, maintenance).
     pub apply_queue: bool,
-    /// A server-wide webhook URL is configured (see `apply::BatchConfig`).
+    /// A server-wide webhook URL is configured (see `batch::BatchConfig`).
     pub webhook_url_configured: bool,
     /// Woken after a commit that wrote events to deliver, so delivery starts at once.
     pub events_written: Option<Arc<Notify>>,
@@ -67,38 +71,24 @@ impl EngineHandle {
 /// for the last batch to commit.
 pub fn start(store: Arc<dyn Store>, config: EngineConfig) -> (EngineHandle, std::thread::JoinHandle<()>) {
     let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
-    let cache = BalanceCache::new(store.sole_writer());
-    let engine = Engine { store, config, receiver, queue_pending: true, queue_retry_delay: None, cache };
-    let thread = std::thread::Builder::new()
-        .name("keel-engine".into())
-        .spawn(move || {
-            // A panic here is a broken invariant. Nothing uncommitted was acknowledged, so the safe
-            // move is to stop the process at once rather than serve on without a writer.
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.run())).is_err() {
-                tracing::error!("the engine panicked (a bug); stopping so nothing further is accepted");
-                crate::telemetry::flush_logs();
-                std::process::exit(70);
-            }
-        })
+    let engine = Engine { core: Core::new(store, config), receiver };
+    // A panic in the engine is a broken invariant. Nothing uncommitted was acknowledged, so the
+    // safe move is to stop the process at once rather than serve on without a writer (`tasks`).
+    let thread = crate::tasks::thread("keel-engine", move || engine.run())
         .expect("the OS can start the engine thread at start-up");
     (EngineHandle { sender }, thread)
 }
 
+/// The engine thread: takes what waits on the channel, runs it as one batch, answers.
 struct Engine {
-    store: Arc<dyn Store>,
-    config: EngineConfig,
+    core: Core,
     receiver: mpsc::Receiver<Envelope>,
-    /// There may be `QUEUED` transactions in the store (true at start: some may predate a restart).
-    queue_pending: bool,
-    /// Set after the queue failed on a storage error, so a broken database is not hammered.
-    queue_retry_delay: Option<Duration>,
-    cache: BalanceCache,
 }
 
 impl Engine {
     fn run(mut self) {
         loop {
-            let queue_work = self.config.apply_queue && self.queue_pending;
+            let queue_work = self.core.queue_work();
             let first = if queue_work {
                 match self.receiver.try_recv() {
                     Ok(envelope) => Some(envelope),
@@ -113,81 +103,103 @@ impl Engine {
             };
             if let Some(first) = first {
                 let mut batch = vec![first];
-                while batch.len() < self.config.max_batch {
+                while batch.len() < self.core.config.max_batch {
                     match self.receiver.try_recv() {
                         Ok(envelope) => batch.push(envelope),
                         Err(_) => break,
                     }
                 }
-                self.run_batch(batch);
+                // Moved out, not cloned: the commands are still the core's after the batch, should
+                // it have to re-run them one at a time.
+                let (commands, replies): (Vec<Command>, Vec<_>) =
+                    batch.into_iter().map(|e| (e.command, e.reply)).unzip();
+                let results = self.core.execute(commands);
+                assert_eq!(results.len(), replies.len(), "E1: one answer per request");
+                for (reply, result) in replies.into_iter().zip(results) {
+                    // A client that gave up waiting is no reason to stop: its write stands.
+                    let _ = reply.send(result);
+                }
             }
-            if self.config.apply_queue && self.queue_pending {
-                self.apply_queued();
+            if self.core.queue_work() {
+                self.core.apply_queued();
             }
         }
         tracing::info!("engine stopped: every accepted request was committed");
     }
+}
 
-    fn batch_config(&self) -> apply::BatchConfig {
-        apply::BatchConfig { webhook_url_configured: self.config.webhook_url_configured }
+/// The engine's state and its batch loop, without the channel: the engine thread drives it, and so
+/// does the simulator (`tests/simulation.rs`), one batch at a time, deterministically.
+pub struct Core {
+    store: Arc<dyn Store>,
+    config: EngineConfig,
+    /// There may be `QUEUED` transactions in the store (true at start: some may predate a restart).
+    queue_pending: bool,
+    /// Set after the queue failed on a storage error, so a broken database is not hammered.
+    queue_retry_delay: Option<Duration>,
+    cache: BalanceCache,
+}
+
+impl Core {
+    pub fn new(store: Arc<dyn Store>, config: EngineConfig) -> Core {
+        let cache = BalanceCache::new(store.sole_writer());
+        Core { store, config, queue_pending: true, queue_retry_delay: None, cache }
+    }
+
+    /// Queued transactions may be waiting, and the engine applies them.
+    pub fn queue_work(&self) -> bool {
+        self.config.apply_queue && self.queue_pending
+    }
+
+    fn batch_config(&self) -> batch::BatchConfig {
+        batch::BatchConfig { webhook_url_configured: self.config.webhook_url_configured }
     }
 
     /// Wakes the webhook dispatcher after a commit that wrote events for it.
-    fn committed(&self, events_to_deliver: usize) {
-        if events_to_deliver > 0 {
+    fn committed(&mut self, output: &mut batch::BatchOutput) {
+        self.cache.commit(std::mem::take(&mut output.touched), &output.monitors_evicted);
+        if output.events_to_deliver > 0 {
             if let Some(notify) = &self.config.events_written {
                 notify.notify_one();
             }
         }
     }
 
-    fn run_batch(&mut self, batch: Vec<Envelope>) {
-        // Moved out, not cloned: the commands are still ours after the batch, should it have to
-        // be re-run one request at a time.
-        let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|e| (e.command, e.reply)).unzip();
+    /// Applies `commands` as one batch in one database transaction and returns one answer per
+    /// command, in order. If storage fails, the batch is rolled back and its commands re-run one
+    /// at a time, so only the command that caused the failure sees it; a batch whose COMMIT may
+    /// have happened is never run again, whole or in parts (DESIGN rule 8). The failure is logged
+    /// here, once.
+    pub fn execute(&mut self, commands: Vec<Command>) -> Vec<Result<Outcome, EngineError>> {
         let mut output = None;
         let config = self.batch_config();
         let started = std::time::Instant::now();
         let cache = &mut self.cache;
         let written = with_retries(self.store.as_ref(), &mut |w| {
-            output = Some(apply::apply_batch(w, &commands, config, cache)?);
+            output = Some(batch::apply_batch(w, &commands, config, cache)?);
             Ok(())
         });
         match written {
             Ok(()) => {
                 let mut output = output.expect("a committed batch has its output");
-                self.cache.commit(std::mem::take(&mut output.touched), &output.monitors_evicted);
+                self.committed(&mut output);
                 record_batch(&commands, &output, started.elapsed());
-                self.committed(output.events_to_deliver);
-                let results = output.results;
-                for (reply, result) in replies.into_iter().zip(results) {
-                    if let Ok(Outcome::Transaction(t)) = &result {
-                        if t.status == crate::domain::transaction::Status::Queued {
-                            self.queue_pending = true;
-                        }
-                    }
-                    // A client that gave up waiting is no reason to stop: its write stands.
-                    let _ = reply.send(result.map_err(EngineError::from));
-                }
+                self.queue_pending |= output.results.iter().any(is_queued);
+                output.results.into_iter().map(|r| r.map_err(EngineError::from)).collect()
             }
-            // A batch whose COMMIT may have happened is never run again, whole or in parts.
-            Err(error) if replies.len() > 1 && !matches!(error, StoreError::OutcomeUnknown(_)) => {
-                tracing::warn!(%error, size = replies.len(), "batch failed; re-running its requests one by one");
-                for (command, reply) in commands.into_iter().zip(replies) {
-                    self.run_batch(vec![Envelope { command, reply }]);
-                }
+            Err(error) if commands.len() > 1 && !error.is_outcome_unknown() => {
+                tracing::warn!(%error, size = commands.len(), "batch failed; re-running its requests one by one");
+                commands.into_iter().flat_map(|command| self.execute(vec![command])).collect()
             }
             Err(error) => {
                 tracing::error!(%error, "request failed in storage");
-                for reply in replies {
-                    let _ = reply.send(Err(EngineError::Store(error.clone())));
-                }
+                commands.iter().map(|_| Err(EngineError::Store(error.clone()))).collect()
             }
         }
     }
 
-    /// Applies the oldest queued transactions in arrival order.
-    fn apply_queued(&mut self) {
+    /// Applies the oldest queued transactions in arrival order; returns how many it took.
+    pub fn apply_queued(&mut self) -> usize {
         if let Some(delay) = self.queue_retry_delay {
             std::thread::sleep(delay);
         }
@@ -199,27 +211,32 @@ impl Engine {
         let written = with_retries(self.store.as_ref(), &mut |w| {
             let queued = w.queued_transactions(QUEUE_BATCH)?;
             fetched = queued.into_iter().map(Command::ApplyQueued).collect();
-            output = Some(apply::apply_batch(w, &fetched, config, cache)?);
+            output = Some(batch::apply_batch(w, &fetched, config, cache)?);
             Ok(())
         });
         let fetched = fetched.len();
         match written {
             Ok(()) => {
                 let mut output = output.expect("a committed batch has its output");
-                self.cache.commit(std::mem::take(&mut output.touched), &output.monitors_evicted);
+                self.committed(&mut output);
                 record_batch(&[], &output, started.elapsed());
-                self.committed(output.events_to_deliver);
                 self.queue_retry_delay = None;
                 self.queue_pending = fetched == QUEUE_BATCH as usize;
+                fetched
             }
             Err(error) => {
                 let delay =
                     self.queue_retry_delay.map_or(Duration::from_millis(50), |d| (d * 2).min(Duration::from_secs(5)));
                 tracing::error!(%error, retry_in = ?delay, "applying queued transactions failed");
                 self.queue_retry_delay = Some(delay);
+                0
             }
         }
     }
+}
+
+fn is_queued(result: &batch::CommandResult) -> bool {
+    matches!(result, Ok(Outcome::Transaction(t)) if t.status == crate::domain::transaction::Status::Queued)
 }
 
 /// Runs one database transaction, trying again while the store reports a transient failure
@@ -242,7 +259,7 @@ fn with_retries(store: &dyn Store, work: &mut dyn FnMut(&mut dyn Writes) -> Stor
 }
 
 /// Metrics of a committed batch: only what is durable is counted.
-fn record_batch(commands: &[Command], output: &apply::BatchOutput, elapsed: Duration) {
+fn record_batch(commands: &[Command], output: &batch::BatchOutput, elapsed: Duration) {
     use crate::telemetry::*;
     metrics::histogram!(BATCH_SIZE).record(output.results.len() as f64);
     metrics::histogram!(COMMIT_DURATION).record(elapsed.as_secs_f64());

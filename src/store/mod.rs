@@ -1,10 +1,21 @@
 //! Storage behind one trait. `Reads` are the queries every reader and the engine use; `Writes` adds
 //! what only the engine may do, inside one database transaction per batch (`Store::write`).
 //! Implementations: `sqlite` (embedded default, one process) and `postgres` (several processes).
+//!
+//! Layout: `schema` describes every table's columns once; `codec` turns domain values into column
+//! values and back; `sql` holds every query, written once and rendered per dialect, and
+//! implements `Reads` and `Writes` for both backends; `sqlite` and `postgres` keep only what truly
+//! differs (connections, binding, locks, set-based batch writes, durability of a commit).
 
-mod columns;
+mod codec;
+mod error;
+pub mod faults;
 pub mod postgres;
+mod schema;
+mod sql;
 pub mod sqlite;
+
+pub use error::{ErrorKind, StoreError, StoreResult};
 
 use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
@@ -13,32 +24,6 @@ use crate::domain::event::{Delivery, Event};
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::Monitor;
 use crate::domain::transaction::{Status, Transaction};
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error: {0}")]
-    Database(String),
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
-    #[error("a unique value is already taken: {0}")]
-    Conflict(String),
-    /// Worth trying again as it is: a serialization failure, a deadlock, a lost connection, a
-    /// COMMIT found not to have happened.
-    #[error("transient database error: {0}")]
-    Transient(String),
-    /// A COMMIT failed and the database could not be asked whether it happened: the write may or
-    /// may not be stored, so it must not be run again (DESIGN rule 8).
-    #[error("outcome unknown: {0}")]
-    OutcomeUnknown(String),
-}
-
-impl StoreError {
-    pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Transient(_))
-    }
-}
-
-pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A window of a list, oldest first.
 #[derive(Debug, Clone, Copy)]
@@ -204,10 +189,6 @@ fn sqlite_path<'a>(path: &'a str, url: &str) -> Result<&'a str, String> {
 
 /// A backend's migrations: plain SQL files, applied in order, each recorded by its version.
 type Migrations = [(i64, &'static str, &'static str)];
-
-/// An indicator balance (`@World` in a currency) is created on first use; should another writer
-/// create it at the same moment, the insert does nothing and the caller reads theirs.
-const INDICATOR_CONFLICT: &str = "ON CONFLICT (indicator, currency) WHERE indicator <> '' DO NOTHING";
 
 /// Says whether a database at schema `found` (the highest migration applied; `None`: no Keel
 /// schema at all) can be opened as it is by a build with `migrations`: not if it has no Keel

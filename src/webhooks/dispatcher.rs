@@ -8,7 +8,8 @@ use super::callback;
 use super::retry::RetryPolicy;
 use super::signing;
 use crate::domain::event::Event;
-use crate::store::{AfterAttempt, Attempt, Store, StoreResult};
+use crate::store::{AfterAttempt, Attempt, Store};
+use crate::tasks;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, Notify, Semaphore};
@@ -30,11 +31,15 @@ pub struct WebhookConfig {
 }
 
 /// Starts the dispatcher on the current Tokio runtime. `wake` is notified by the engine after each
-/// commit that wrote events.
-pub fn spawn(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(store, config, wake))
+/// commit that wrote events. A panic in it ends the process (`tasks`).
+pub fn spawn(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) {
+    tasks::task(TASK, run(store, config, wake));
 }
 
+/// The dispatcher's name in the log line of a panic.
+const TASK: &str = "webhook dispatcher";
+
+// tidy: long because the delivery loop (claim, deliver, record, sleep until due or woken) reads best whole
 async fn run(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) {
     let client = reqwest::Client::builder()
         .timeout(config.timeout)
@@ -54,7 +59,7 @@ async fn run(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) {
         if depth_measured.elapsed() >= Duration::from_secs(1) {
             depth_measured = Instant::now();
             let store = store.clone();
-            if let Ok(depth) = blocking(move || store.reader()?.pending_events()).await {
+            if let Some(Ok(depth)) = tasks::blocking(TASK, move || store.reader()?.pending_events()).await {
                 metrics::gauge!(crate::telemetry::OUTBOX_PENDING).set(depth as f64);
             }
         }
@@ -76,7 +81,7 @@ async fn run(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) {
         let written = {
             let (store, now) = (store.clone(), unix_ms());
             let lease_until = now + lease.as_millis() as i64;
-            let task = tokio::task::spawn_blocking(move || {
+            let task = tasks::blocking(TASK, move || {
                 let mut claimed = Vec::new();
                 let outcome = store.write(&mut |w| {
                     for (attempt, after) in &records {
@@ -88,15 +93,9 @@ async fn run(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) {
                 outcome.map(|()| claimed).map_err(|error| (error, records))
             });
             match task.await {
-                Ok(written) => written,
-                // The runtime is shutting down (or the write panicked, which the panic's own
-                // message reports): stop. Unrecorded attempts are retried after their lease.
-                Err(error) => {
-                    if error.is_panic() {
-                        tracing::error!(%error, "the outbox write panicked; the dispatcher stops");
-                    }
-                    return;
-                }
+                Some(written) => written,
+                // The runtime is shutting down: stop. Unrecorded attempts are retried after their lease.
+                None => return,
             }
         };
         let claimed = match written {
@@ -114,7 +113,7 @@ async fn run(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) {
         for event in claimed {
             let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
             let (client, config, finished_tx) = (client.clone(), config.clone(), finished_tx.clone());
-            tokio::spawn(async move {
+            tasks::task(TASK, async move {
                 let done = deliver(&client, &config, event).await;
                 drop(slot);
                 // The receiver lives as long as this loop, which lives as long as the process.
@@ -224,10 +223,4 @@ fn describe(e: &reqwest::Error) -> String {
 
 fn unix_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|e| Err(crate::store::StoreError::Database(format!("store task failed: {e}"))))
 }

@@ -47,7 +47,10 @@ pub fn decimal(text: &str) -> Number {
 pub fn exact_number_schema() -> utoipa::openapi::schema::Object {
     utoipa::openapi::schema::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::Number)
-        .description(Some("An exact number of any size, written without exponent or rounding (parse it as a decimal or big integer, not a float)."))
+        .description(Some(
+            "An exact number of any size, written without exponent or rounding (parse it as a decimal \
+            or big integer, not a float).",
+        ))
         .build()
 }
 

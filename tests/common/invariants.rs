@@ -37,6 +37,7 @@ struct Totals {
 }
 
 /// Asserts every invariant for `currency`; returns how many transactions were replayed.
+// tidy: long because it is the one list of invariants the suites re-check, each a few lines
 pub async fn assert_ledger_invariants(server: &Server, currency: &str) -> usize {
     let balances: Vec<Value> =
         all(server, "/balances").await.into_iter().filter(|b| b["currency"] == currency).collect();

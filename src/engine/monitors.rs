@@ -2,19 +2,21 @@
 //! both write to the outbox. Everything here runs inside the batch's database transaction, so an
 //! event exists exactly when the change that caused it committed.
 
-use super::apply::{lifecycle_event, new_id, Batch, CommandResult};
+use super::batch::{new_id, Batch};
 use super::command::{NewMonitor, Outcome};
+use super::failure::Ruled;
+use super::transactions::lifecycle_event;
 use crate::domain::error::{DomainError, Resource};
 use crate::domain::event::{Delivery, Event, EventKind};
 use crate::domain::monitor::{Monitor, State};
 use crate::domain::transaction::Transaction;
-use crate::store::{StoreError, StoreResult, Writes};
+use crate::store::{ErrorKind, StoreError, StoreResult, Writes};
 use crate::wire::event::{monitor_event_body, transaction_event_body};
 
 impl Batch {
-    pub(super) fn create_monitor(&mut self, w: &mut dyn Writes, new: &NewMonitor) -> StoreResult<CommandResult> {
+    pub(super) fn create_monitor(&mut self, w: &mut dyn Writes, new: &NewMonitor) -> Ruled<Outcome> {
         if let Err(refused) = self.balance_exists(&new.balance_id) {
-            return Ok(Err(refused));
+            return Err(refused.into());
         }
         let monitor = Monitor {
             id: new_id("mon"),
@@ -35,21 +37,16 @@ impl Batch {
         if let Some(list) = self.monitors.get_mut(&monitor.balance_id) {
             list.push(monitor.clone());
         }
-        Ok(Ok(Outcome::Monitor(monitor)))
+        Ok(Outcome::Monitor(monitor))
     }
 
-    pub(super) fn update_monitor(
-        &mut self,
-        w: &mut dyn Writes,
-        id: &str,
-        new: &NewMonitor,
-    ) -> StoreResult<CommandResult> {
+    pub(super) fn update_monitor(&mut self, w: &mut dyn Writes, id: &str, new: &NewMonitor) -> Ruled<Outcome> {
         let Some(current) = self.current_monitor(w, id)? else {
-            return Ok(Err(DomainError::not_found(Resource::Monitor, "monitor_id")));
+            return Err(DomainError::not_found(Resource::Monitor, "monitor_id").into());
         };
         self.check_locked(&current)?;
         if let Err(refused) = self.balance_exists(&new.balance_id) {
-            return Ok(Err(refused));
+            return Err(refused.into());
         }
         let current_balance = current.balance_id.clone();
         let monitor = Monitor {
@@ -82,27 +79,27 @@ impl Batch {
                 self.monitor_order_unknown.insert(monitor.balance_id.clone());
             }
         }
-        Ok(Ok(Outcome::Monitor(monitor)))
+        Ok(Outcome::Monitor(monitor))
     }
 
-    pub(super) fn delete_monitor(&mut self, w: &mut dyn Writes, id: &str) -> StoreResult<CommandResult> {
+    pub(super) fn delete_monitor(&mut self, w: &mut dyn Writes, id: &str) -> Ruled<Outcome> {
         let Some(current) = self.current_monitor(w, id)? else {
-            return Ok(Err(DomainError::not_found(Resource::Monitor, "monitor_id")));
+            return Err(DomainError::not_found(Resource::Monitor, "monitor_id").into());
         };
         self.check_locked(&current)?;
         w.delete_monitor(id)?;
         self.monitors_evicted.insert(current.balance_id);
         self.forget_monitor(id);
-        Ok(Ok(Outcome::MonitorDeleted))
+        Ok(Outcome::MonitorDeleted)
     }
 
-    pub(super) fn redeliver_event(&mut self, w: &mut dyn Writes, id: &str) -> StoreResult<CommandResult> {
+    pub(super) fn redeliver_event(&mut self, w: &mut dyn Writes, id: &str) -> Ruled<Outcome> {
         if !w.redeliver_event(id, self.now_ms)? {
-            return Ok(Err(DomainError::not_found(Resource::Event, "event_id")));
+            return Err(DomainError::not_found(Resource::Event, "event_id").into());
         }
         self.events_to_deliver += 1;
         let event = w.event(id)?.expect("an event just redelivered exists in the same transaction");
-        Ok(Ok(Outcome::Event(event)))
+        Ok(Outcome::Event(event))
     }
 
     /// Evaluates the monitors of both balances `t` moved, each against its balance as it stands
@@ -187,7 +184,10 @@ impl Batch {
         if self.monitors.contains_key(&monitor.balance_id) {
             Ok(())
         } else {
-            Err(StoreError::Transient(format!("monitor {} moved to another balance meanwhile", monitor.id)))
+            Err(StoreError::new(
+                ErrorKind::Transient,
+                format!("changing monitor {}, which moved to another balance meanwhile", monitor.id),
+            ))
         }
     }
 

@@ -1,0 +1,370 @@
+//! The batch mechanics, in one place. One batch runs inside one database transaction:
+//! 1. plan: resolve every command's balances (creating indicator balances on first use; a monitor
+//!    command names the balances its monitor watches, so it takes their locks too);
+//! 2. lock: take every touched balance and its monitors from the engine's `BalanceCache` where it
+//!    keeps one; load the rest once, in id order (a fixed order cannot deadlock), then their
+//!    monitors; and, in one query, find which of the batch's references are already taken;
+//! 3. apply: run the commands in arrival order against the in-memory balances, each by the rules
+//!    of its resource (`ledgers.rs`, `transactions.rs`, `monitors.rs`, `api_keys.rs`), writing
+//!    each row as it is accepted (so later commands in the batch see earlier ones). After every
+//!    movement, the monitors of both balances are evaluated against the balances as they stand
+//!    right then, and the resulting events go to the outbox;
+//! 4. flush: remove the indicators this batch created that no accepted transaction names, then
+//!    write each changed balance and the state (never the definition) of each changed monitor once.
+//!
+//! Commit and answer are the caller's (`mod.rs`). A command refused by a rule returns its
+//! `DomainError` and has changed nothing: every check runs before the first mutation. Storage
+//! errors abort the whole batch (the caller rolls back).
+//!
+//! Postconditions, asserted on every batch: E1, one result per command, in order; E2, every
+//! balance whose totals changed was loaded and locked by this batch; E3, an indicator no accepted
+//! transaction names has not moved.
+
+use super::balance_cache::{BalanceCache, Entry};
+use super::command::{Command, Outcome};
+use super::failure::{split, Ruled};
+use crate::domain::balance::Balance;
+use crate::domain::error::{DomainError, Resource};
+use crate::domain::ledger::GENERAL_LEDGER_ID;
+use crate::domain::monitor::Monitor;
+use crate::store::{ErrorKind, StoreError, StoreResult, Writes};
+use std::collections::{BTreeSet, HashMap};
+
+pub type CommandResult = Result<Outcome, DomainError>;
+
+/// What the batch needs to know beyond its commands.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    /// A server-wide webhook URL is set: transaction lifecycle events are recorded, and monitor
+    /// events without a `call_back_url` have somewhere to go.
+    pub webhook_url_configured: bool,
+}
+
+pub struct BatchOutput {
+    pub results: Vec<CommandResult>,
+    /// Events written that are waiting for delivery.
+    pub events_to_deliver: usize,
+    /// Monitor evaluations and triggers in this batch (counted once it commits).
+    pub monitor_evaluations: u64,
+    pub monitor_triggers: u64,
+    /// Every balance the batch touched with its monitors, as they stand after it (for the cache).
+    pub touched: Vec<Entry>,
+    /// Balances whose monitors a command changed: a cached entry of theirs is stale unless this
+    /// batch loaded the balance and returns it in `touched`.
+    pub monitors_evicted: BTreeSet<String>,
+}
+
+/// Plans, locks, applies and flushes `commands` inside the caller's database transaction.
+pub fn apply_batch(
+    w: &mut dyn Writes,
+    commands: &[Command],
+    config: BatchConfig,
+    cache: &mut BalanceCache,
+) -> StoreResult<BatchOutput> {
+    let clock = std::time::SystemTime::now();
+    let now = humantime::format_rfc3339_micros(clock).to_string();
+    let now_ms = clock.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let mut indicators = Indicators::default();
+    let plans = commands.iter().map(|c| plan(w, c, &mut indicators, &now)).collect::<StoreResult<Vec<_>>>()?;
+    let mut batch = Batch::lock(w, commands, &plans, cache, now, now_ms, config)?;
+    let mut results = Vec::with_capacity(commands.len());
+    for (command, plan) in commands.iter().zip(plans) {
+        results.push(match plan {
+            Ok(plan) => split(batch.apply(w, command, plan))?,
+            Err(refused) => Err(refused),
+        });
+    }
+    assert_eq!(results.len(), commands.len(), "E1: one result per command, in order");
+    batch.flush(w, &results, &indicators)?;
+    Ok(batch.finish(results))
+}
+
+/// Invariant C1 (`balance_cache.rs`): a cached entry equals what storage holds. Checked on every
+/// cache hit in debug builds, so every test run compares the cache with storage; release builds
+/// trust it and save the reads.
+#[cfg(debug_assertions)]
+fn assert_cached_entry_is_current(w: &mut dyn Writes, entry: &Entry) -> StoreResult<()> {
+    let id = &entry.balance.id;
+    assert_eq!(w.balance(id)?.as_ref(), Some(&entry.balance), "C1: the cached balance {id} equals its row");
+    assert_eq!(w.monitors_of_balance(id)?, entry.monitors, "C1: the cached monitors of {id} equal storage's");
+    Ok(())
+}
+
+/// What a command needs before it can be applied.
+struct Plan {
+    /// Every balance the command may move, by id.
+    balances: Vec<String>,
+    /// For new transactions: the balances `source` and `destination` resolved to.
+    resolved: Option<(String, String)>,
+}
+
+/// The indicator balances a batch resolved, and which of them it created.
+#[derive(Default)]
+struct Indicators {
+    /// (indicator, currency) → balance id.
+    by_name: HashMap<(String, String), String>,
+    /// Created by this batch (so not yet visible to anyone else), in creation order.
+    created: Vec<String>,
+}
+
+fn plan(
+    w: &mut dyn Writes,
+    command: &Command,
+    indicators: &mut Indicators,
+    now: &str,
+) -> StoreResult<Result<Plan, DomainError>> {
+    let no_balances = Ok(Plan { balances: vec![], resolved: None });
+    Ok(match command {
+        Command::CreateLedger { .. }
+        | Command::UpdateLedger { .. }
+        | Command::CreateBalance { .. }
+        | Command::RedeliverEvent { .. }
+        | Command::CreateApiKey { .. }
+        | Command::RevokeApiKey { .. } => no_balances,
+        Command::CreateTransaction(new) => {
+            let source = resolve_party(w, &new.source, &new.currency, indicators, now)?;
+            let destination = resolve_party(w, &new.destination, &new.currency, indicators, now)?;
+            if source == destination {
+                Err(DomainError::validation(
+                    Resource::Transaction,
+                    "destination",
+                    "source and destination must be different balances",
+                ))
+            } else {
+                Ok(Plan { balances: vec![source.clone(), destination.clone()], resolved: Some((source, destination)) })
+            }
+        }
+        Command::ApplyQueued(t) => {
+            Ok(Plan { balances: vec![t.source_balance_id.clone(), t.destination_balance_id.clone()], resolved: None })
+        }
+        // A monitor command locks the balances its monitor watches, before and after: it then
+        // waits for, and is waited for by, every batch evaluating that monitor on any process.
+        Command::CreateMonitor(new) => Ok(Plan { balances: vec![new.balance_id.clone()], resolved: None }),
+        Command::UpdateMonitor { id, monitor } => {
+            let mut balances = vec![monitor.balance_id.clone()];
+            balances.extend(w.monitor(id)?.map(|current| current.balance_id));
+            Ok(Plan { balances, resolved: None })
+        }
+        Command::DeleteMonitor { id } => Ok(Plan {
+            balances: w.monitor(id)?.map(|current| current.balance_id).into_iter().collect(),
+            resolved: None,
+        }),
+        Command::FinishInflight { id, .. } | Command::Refund { id } => match w.transaction(id)? {
+            Some(t) => Ok(Plan { balances: vec![t.source_balance_id, t.destination_balance_id], resolved: None }),
+            None => Err(DomainError::not_found(Resource::Transaction, "transaction_id")),
+        },
+    })
+}
+
+/// A transaction's `source` or `destination`: a balance id, or an indicator (`@World`) whose
+/// balance in this currency is created in the general ledger the first time it is used. Should
+/// another process create it at the same moment, the insert waits for theirs and this batch uses
+/// it. If every transaction naming a new indicator is refused, `apply_batch` removes it again.
+fn resolve_party(
+    w: &mut dyn Writes,
+    party: &str,
+    currency: &str,
+    indicators: &mut Indicators,
+    now: &str,
+) -> StoreResult<String> {
+    if !party.starts_with('@') {
+        // A balance id: whether it exists and holds the currency is checked once it is locked.
+        return Ok(party.to_string());
+    }
+    let key = (party.to_string(), currency.to_string());
+    if let Some(id) = indicators.by_name.get(&key) {
+        return Ok(id.clone());
+    }
+    let id = match w.balance_by_indicator(party, currency)? {
+        Some(existing) => existing.id,
+        None => {
+            let mut indicator = Balance::new(new_id("bln"), GENERAL_LEDGER_ID.into(), currency.into(), now.into());
+            indicator.indicator = party.into();
+            if w.insert_indicator(&indicator)? {
+                indicators.created.push(indicator.id.clone());
+                indicator.id
+            } else {
+                // Another process created it first; its row is committed, so this read sees it.
+                match w.balance_by_indicator(party, currency)? {
+                    Some(theirs) => theirs.id,
+                    None => {
+                        return Err(StoreError::new(
+                            ErrorKind::Transient,
+                            format!("creating indicator {party} in {currency}, which another writer is creating"),
+                        ))
+                    }
+                }
+            }
+        }
+    };
+    indicators.by_name.insert(key, id.clone());
+    Ok(id)
+}
+
+pub(super) struct Batch {
+    /// References of new transactions already in storage or taken earlier in this batch.
+    pub(super) taken_references: std::collections::HashSet<String>,
+    pub(super) balances: HashMap<String, Balance>,
+    /// Balances whose totals changed in this batch.
+    pub(super) changed: BTreeSet<String>,
+    /// The monitors of every balance this batch touches (an entry, maybe empty, per balance).
+    pub(super) monitors: HashMap<String, Vec<Monitor>>,
+    pub(super) changed_monitors: BTreeSet<String>,
+    /// Balances whose monitors a command changed (see `BalanceCache::commit`).
+    pub(super) monitors_evicted: BTreeSet<String>,
+    /// Loaded balances whose list got a monitor moved in from another balance: the list is right
+    /// for this batch, but its order may differ from storage's, so it is not cached (C1).
+    pub(super) monitor_order_unknown: BTreeSet<String>,
+    pub(super) now: String,
+    pub(super) now_ms: i64,
+    pub(super) config: BatchConfig,
+    pub(super) events_to_deliver: usize,
+    pub(super) monitor_evaluations: u64,
+    pub(super) monitor_triggers: u64,
+}
+
+impl Batch {
+    /// Step 2: loads (from the cache, or from storage under their locks) every balance the plans
+    /// name, their monitors, and which of the batch's references are taken.
+    fn lock(
+        w: &mut dyn Writes,
+        commands: &[Command],
+        plans: &[Result<Plan, DomainError>],
+        cache: &mut BalanceCache,
+        now: String,
+        now_ms: i64,
+        config: BatchConfig,
+    ) -> StoreResult<Batch> {
+        let touched: BTreeSet<&String> =
+            plans.iter().filter_map(|p| p.as_ref().ok()).flat_map(|p| p.balances.iter()).collect();
+        let mut balances: HashMap<String, Balance> = HashMap::with_capacity(touched.len());
+        let mut monitors: HashMap<String, Vec<Monitor>> = HashMap::with_capacity(touched.len());
+        let mut uncached = Vec::new();
+        for id in touched {
+            match cache.take(id) {
+                Some(entry) => {
+                    #[cfg(debug_assertions)]
+                    assert_cached_entry_is_current(w, &entry)?;
+                    balances.insert(id.clone(), entry.balance);
+                    monitors.insert(id.clone(), entry.monitors);
+                }
+                None => {
+                    uncached.push(id.clone());
+                    monitors.insert(id.clone(), Vec::new());
+                }
+            };
+        }
+        // Lock the balances first: their monitors are read under those locks, so a monitor's state
+        // cannot be changed by another writer between this batch's read and its write. (`uncached`
+        // keeps `touched`'s id order.)
+        for balance in w.lock_balances(&uncached)? {
+            balances.insert(balance.id.clone(), balance);
+        }
+        for monitor in w.monitors_of_balances(&uncached)? {
+            monitors.get_mut(&monitor.balance_id).expect("monitors are of the balances asked for").push(monitor);
+        }
+        let references: Vec<String> = commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::CreateTransaction(new) => Some(new.reference.clone()),
+                _ => None,
+            })
+            .collect();
+        Ok(Batch {
+            taken_references: w.existing_references(&references)?.into_iter().collect(),
+            balances,
+            changed: BTreeSet::new(),
+            monitors,
+            changed_monitors: BTreeSet::new(),
+            monitors_evicted: BTreeSet::new(),
+            monitor_order_unknown: BTreeSet::new(),
+            now,
+            now_ms,
+            config,
+            events_to_deliver: 0,
+            monitor_evaluations: 0,
+            monitor_triggers: 0,
+        })
+    }
+
+    /// Step 3, for one command: the rules of its resource.
+    fn apply(&mut self, w: &mut dyn Writes, command: &Command, plan: Plan) -> Ruled<Outcome> {
+        match command {
+            Command::CreateLedger { name, meta_data } => self.create_ledger(w, name, meta_data),
+            Command::UpdateLedger { id, name, meta_data } => self.update_ledger(w, id, name, meta_data.as_ref()),
+            Command::CreateBalance { ledger_id, currency, identity_id, meta_data } => {
+                self.create_balance(w, ledger_id, currency, identity_id, meta_data)
+            }
+            Command::CreateTransaction(new) => {
+                let (source, destination) = plan.resolved.expect("a transaction's plan resolves its parties");
+                self.create_transaction(w, new, source, destination)
+            }
+            Command::ApplyQueued(queued) => self.apply_queued(w, queued),
+            Command::FinishInflight { id, action } => self.finish_inflight(w, id, action),
+            Command::Refund { id } => self.refund(w, id),
+            Command::CreateMonitor(new) => self.create_monitor(w, new),
+            Command::UpdateMonitor { id, monitor } => self.update_monitor(w, id, monitor),
+            Command::DeleteMonitor { id } => self.delete_monitor(w, id),
+            Command::RedeliverEvent { id } => self.redeliver_event(w, id),
+            Command::CreateApiKey { name, owner, scopes, expires_at } => {
+                self.create_api_key(w, name, owner, scopes, expires_at.as_ref())
+            }
+            Command::RevokeApiKey { id } => self.revoke_api_key(w, id),
+        }
+    }
+
+    /// Step 4: an indicator created for this batch that no accepted transaction names goes again
+    /// (a refused request changes nothing); then every changed balance and monitor state is
+    /// written once.
+    fn flush(&mut self, w: &mut dyn Writes, results: &[CommandResult], indicators: &Indicators) -> StoreResult<()> {
+        let named: BTreeSet<&str> = results
+            .iter()
+            .filter_map(|r| match r {
+                Ok(Outcome::Transaction(t)) => Some([t.source_balance_id.as_str(), t.destination_balance_id.as_str()]),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        for id in indicators.created.iter().filter(|id| !named.contains(id.as_str())) {
+            assert!(!self.changed.contains(id), "E3: an indicator no transaction names has not moved: {id}");
+            w.delete_balance(id)?;
+            self.balances.remove(id);
+        }
+        for id in &self.changed {
+            let balance = self.balances.get(id);
+            let balance = balance.unwrap_or_else(|| panic!("E2: a changed balance was loaded and locked: {id}"));
+            w.save_balance_totals(balance)?;
+        }
+        for monitor in self.monitors.values().flatten() {
+            if self.changed_monitors.contains(&monitor.id) {
+                w.save_monitor_state(monitor)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What the engine keeps once the batch commits. Only balances that exist go back to the
+    /// cache: ids a client made up take no memory.
+    fn finish(self, results: Vec<CommandResult>) -> BatchOutput {
+        let Batch { mut monitors, balances, monitors_evicted, monitor_order_unknown, .. } = self;
+        let touched = balances
+            .into_values()
+            .filter(|balance| !monitor_order_unknown.contains(&balance.id))
+            .map(|balance| Entry { monitors: monitors.remove(&balance.id).unwrap_or_default(), balance })
+            .collect();
+        BatchOutput {
+            results,
+            events_to_deliver: self.events_to_deliver,
+            monitor_evaluations: self.monitor_evaluations,
+            monitor_triggers: self.monitor_triggers,
+            touched,
+            monitors_evicted,
+        }
+    }
+}
+
+/// A new id: a UUIDv7, which starts with the time, so consecutive rows land beside each other in
+/// every index keyed by id instead of on a random page each (fewer pages written per commit).
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7())
+}

@@ -1,0 +1,58 @@
+//! The rules of ledgers and balances.
+
+use super::batch::{new_id, Batch};
+use super::command::Outcome;
+use super::failure::Ruled;
+use crate::domain::balance::Balance;
+use crate::domain::error::{DomainError, Resource};
+use crate::domain::ledger::Ledger;
+use crate::store::Writes;
+use serde_json::{Map, Value};
+
+impl Batch {
+    pub(super) fn create_ledger(
+        &mut self,
+        w: &mut dyn Writes,
+        name: &str,
+        meta: &Map<String, Value>,
+    ) -> Ruled<Outcome> {
+        let ledger =
+            Ledger { id: new_id("ldg"), name: name.to_string(), created_at: self.now.clone(), meta_data: meta.clone() };
+        w.insert_ledger(&ledger)?;
+        Ok(Outcome::Ledger(ledger))
+    }
+
+    pub(super) fn update_ledger(
+        &mut self,
+        w: &mut dyn Writes,
+        id: &str,
+        name: &str,
+        meta_data: Option<&Map<String, Value>>,
+    ) -> Ruled<Outcome> {
+        let mut ledger = w.ledger(id)?.ok_or_else(|| DomainError::not_found(Resource::Ledger, "ledger_id"))?;
+        ledger.name = name.to_string();
+        if let Some(meta_data) = meta_data {
+            ledger.meta_data = meta_data.clone();
+        }
+        w.update_ledger(&ledger)?;
+        Ok(Outcome::Ledger(ledger))
+    }
+
+    pub(super) fn create_balance(
+        &mut self,
+        w: &mut dyn Writes,
+        ledger_id: &str,
+        currency: &str,
+        identity_id: &str,
+        meta_data: &Map<String, Value>,
+    ) -> Ruled<Outcome> {
+        if w.ledger(ledger_id)?.is_none() {
+            return Err(DomainError::not_found(Resource::Ledger, "ledger_id").into());
+        }
+        let mut balance = Balance::new(new_id("bln"), ledger_id.to_string(), currency.to_string(), self.now.clone());
+        balance.identity_id = identity_id.to_string();
+        balance.meta_data = meta_data.clone();
+        w.insert_balance(&balance)?;
+        Ok(Outcome::Balance(balance))
+    }
+}

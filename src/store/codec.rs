@@ -1,0 +1,261 @@
+//! How domain values become column values and back, once for both backends: amounts as decimal
+//! integer text, `meta_data` as JSON text, precisions as exponents, enums by name. A value that does
+//! not read back is corruption (`ErrorKind::Corrupt`), never bad input.
+//!
+//! `Value` is what a statement is given; `Cursor` walks a result row column by column, so no
+//! mapper counts column positions. Each backend binds `Value`s and implements `RowAccess`.
+
+use super::{ErrorKind, StoreError, StoreResult};
+use crate::domain::amount::Precision;
+use crate::domain::api_key::Scope;
+use crate::domain::event::{Delivery, EventKind};
+use crate::domain::monitor::{Field, Operator, State, Trigger};
+use crate::domain::transaction::Status;
+use num_bigint::BigInt;
+use serde_json::Map;
+use std::borrow::Cow;
+
+/// A statement parameter, borrowed from the record it came from where it can be.
+#[derive(Debug, Clone)]
+pub enum Value<'a> {
+    Null,
+    Text(Cow<'a, str>),
+    Int(i64),
+    Bool(bool),
+    /// A list of texts, for `{any}` (PostgreSQL binds it as one array; SQLite runs once per item).
+    TextList(&'a [String]),
+    /// One column of a set-based write (PostgreSQL only), bound as an array.
+    Array(Vec<Value<'a>>),
+}
+
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(text: &'a str) -> Self {
+        Value::Text(Cow::Borrowed(text))
+    }
+}
+
+impl<'a> From<&'a String> for Value<'a> {
+    fn from(text: &'a String) -> Self {
+        Value::Text(Cow::Borrowed(text))
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Value<'a> {
+    fn from(text: Option<&'a str>) -> Self {
+        text.map_or(Value::Null, Value::from)
+    }
+}
+
+impl From<i64> for Value<'_> {
+    fn from(n: i64) -> Self {
+        Value::Int(n)
+    }
+}
+
+/// How a column is stored, which decides how SQL names and binds it per dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Int,
+    Bool,
+    /// An exact integer amount: `NUMERIC` on PostgreSQL (exchanged as text), text on SQLite.
+    Amount,
+}
+
+/// One column of a table: its name and kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    pub kind: Kind,
+}
+
+/// The column every table has for insertion order: PostgreSQL's `seq`, SQLite's `rowid`. Assigned
+/// by the database, so read but never written.
+pub const SEQUENCE: &str = "seq";
+
+impl Column {
+    pub fn is_written(&self) -> bool {
+        self.name != SEQUENCE
+    }
+}
+
+/// A result row, as each backend's driver gives it.
+pub trait RowAccess {
+    fn is_null(&self, index: usize) -> StoreResult<bool>;
+    fn text(&self, index: usize) -> StoreResult<Option<&str>>;
+    fn int(&self, index: usize) -> StoreResult<Option<i64>>;
+    fn bool(&self, index: usize) -> StoreResult<Option<bool>>;
+}
+
+/// Reads a row's columns in order.
+pub struct Cursor<'r> {
+    row: &'r dyn RowAccess,
+    next: usize,
+}
+
+impl<'r> Cursor<'r> {
+    pub fn new(row: &'r dyn RowAccess) -> Self {
+        Cursor { row, next: 0 }
+    }
+
+    fn advance(&mut self) -> usize {
+        self.next += 1;
+        self.next - 1
+    }
+
+    fn next_is_null(&self) -> StoreResult<bool> {
+        self.row.is_null(self.next)
+    }
+
+    fn skip(&mut self) {
+        self.advance();
+    }
+
+    pub fn text(&mut self) -> StoreResult<&'r str> {
+        let index = self.advance();
+        self.row.text(index)?.ok_or_else(|| null(index))
+    }
+
+    pub fn int(&mut self) -> StoreResult<i64> {
+        let index = self.advance();
+        self.row.int(index)?.ok_or_else(|| null(index))
+    }
+
+    pub fn bool(&mut self) -> StoreResult<bool> {
+        let index = self.advance();
+        self.row.bool(index)?.ok_or_else(|| null(index))
+    }
+}
+
+fn null(index: usize) -> StoreError {
+    corrupt(format!("column {index} is NULL"))
+}
+
+fn corrupt(what: String) -> StoreError {
+    StoreError::caused_by(ErrorKind::Corrupt, what)
+}
+
+/// How a domain type is written to a column and read back. `Option<T>` is `T` or NULL.
+pub trait Codec: Sized {
+    const KIND: Kind;
+    fn encode(&self) -> Value<'_>;
+    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self>;
+}
+
+impl Codec for String {
+    const KIND: Kind = Kind::Text;
+    fn encode(&self) -> Value<'_> {
+        self.into()
+    }
+    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
+        Ok(cursor.text()?.to_string())
+    }
+}
+
+impl Codec for bool {
+    const KIND: Kind = Kind::Bool;
+    fn encode(&self) -> Value<'_> {
+        Value::Bool(*self)
+    }
+    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
+        cursor.bool()
+    }
+}
+
+/// Integers, stored as 64-bit integers.
+macro_rules! integer_codecs {
+    ($($type:ty),*) => {$(
+        impl Codec for $type {
+            const KIND: Kind = Kind::Int;
+            fn encode(&self) -> Value<'_> {
+                Value::Int((*self).into())
+            }
+            fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
+                let n = cursor.int()?;
+                Self::try_from(n).map_err(|_| corrupt(format!("integer {n} is out of range")))
+            }
+        }
+    )*};
+}
+integer_codecs!(i64, u32, u16);
+
+impl<T: Codec> Codec for Option<T> {
+    const KIND: Kind = T::KIND;
+    fn encode(&self) -> Value<'_> {
+        self.as_ref().map_or(Value::Null, T::encode)
+    }
+    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
+        if cursor.next_is_null()? {
+            cursor.skip();
+            return Ok(None);
+        }
+        T::decode(cursor).map(Some)
+    }
+}
+
+impl Codec for BigInt {
+    const KIND: Kind = Kind::Amount;
+    fn encode(&self) -> Value<'_> {
+        Value::Text(Cow::Owned(self.to_string()))
+    }
+    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
+        let text = cursor.text()?;
+        text.parse().map_err(|_| corrupt(format!("amount {text:?} is not an integer")))
+    }
+}
+
+/// `meta_data`: a JSON object as text.
+impl Codec for Map<String, serde_json::Value> {
+    const KIND: Kind = Kind::Text;
+    fn encode(&self) -> Value<'_> {
+        Value::Text(Cow::Owned(serde_json::to_string(self).expect("a JSON map always serializes")))
+    }
+    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
+        serde_json::from_str(cursor.text()?).map_err(|e| corrupt(format!("meta_data: {e}")))
+    }
+}
+
+/// A precision, stored as its exponent.
+impl Codec for Precision {
+    const KIND: Kind = Kind::Int;
+    fn encode(&self) -> Value<'_> {
+        Value::Int(self.exponent().into())
+    }
+    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
+        let exponent = cursor.int()?;
+        u32::try_from(exponent)
+            .ok()
+            .and_then(|e| Precision::from_exponent(e).ok())
+            .ok_or_else(|| corrupt(format!("precision exponent {exponent}")))
+    }
+}
+
+/// Scopes as stored: space-separated `RESOURCE:ACTION`.
+impl Codec for Vec<Scope> {
+    const KIND: Kind = Kind::Text;
+    fn encode(&self) -> Value<'_> {
+        Value::Text(Cow::Owned(self.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")))
+    }
+    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
+        let text = cursor.text()?;
+        text.split_whitespace().map(|s| Scope::parse(s).map_err(|_| corrupt(format!("scope {s:?}")))).collect()
+    }
+}
+
+/// The domain's named values (a status, a field, an operator, …), stored by the names the API uses.
+macro_rules! named_codecs {
+    ($($type:ty: $what:literal),* $(,)?) => {$(
+        impl Codec for $type {
+            const KIND: Kind = Kind::Text;
+            fn encode(&self) -> Value<'_> {
+                self.as_str().into()
+            }
+            fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
+                let text = cursor.text()?;
+                <$type>::parse(text).ok_or_else(|| corrupt(format!("unknown {} {text:?}", $what)))
+            }
+        }
+    )*};
+}
+named_codecs!(Status: "status", Field: "field", Operator: "operator", Trigger: "trigger", State: "state",
+    Delivery: "delivery status", EventKind: "event type");

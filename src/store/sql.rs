@@ -1,0 +1,441 @@
+//! The one SQL layer: every query is written once, as a template, and rendered for each dialect;
+//! `Reads` and `Writes` are implemented once, for any backend connection that can run a template
+//! (`Sql`). What truly differs per backend stays in that backend's file: how it binds values and
+//! reads rows, PostgreSQL's set-based batch writes, SQLite's pragmas and checkpointer.
+//!
+//! Template tokens, rendered once per dialect and cached:
+//! - `{table}` (for example `{balances}`): the table's SELECT list (`schema.rs`);
+//! - `{insert:table}`: `INSERT INTO table (…) VALUES (…)` of every written column, in order;
+//! - `{update:table}`: `UPDATE table SET` every written column but the first `WHERE` the first;
+//! - `{seq}`: the insertion-order column (PostgreSQL `seq`, SQLite `rowid`);
+//! - `{any}`: `= ANY($1)` on PostgreSQL, `= $1` on SQLite, whose backend runs the statement once
+//!   per item of the list bound to `$1` (in-process index lookups cost less than an IN list);
+//! - `{numeric}`, after a placeholder: the cast PostgreSQL needs to bind an amount as text;
+//! - `{lock}` / `{skip_locked}`: PostgreSQL's `FOR UPDATE` / `FOR UPDATE SKIP LOCKED` (SQLite's
+//!   writer holds the database's one write lock for the whole batch, so reading is locking).
+//!
+//! Placeholders are written `$N`; SQLite's are rendered `?N` (positional, like PostgreSQL's).
+
+use super::codec::{Cursor, Kind, Value};
+use super::schema::{columns_of, Record};
+use super::{AfterAttempt, Attempt, EventFilter, Page, Reads, StoreResult, Writes};
+use crate::domain::api_key::ApiKey;
+use crate::domain::balance::Balance;
+use crate::domain::event::{Delivery, Event};
+use crate::domain::ledger::Ledger;
+use crate::domain::monitor::Monitor;
+use crate::domain::transaction::{Status, Transaction};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A template rendered for `dialect`. Cached by the template's address, so the hot statements
+/// are not formatted again for every transaction.
+pub fn render(dialect: Dialect, template: &'static str) -> &'static str {
+    static RENDERED: LazyLock<RwLock<HashMap<(Dialect, usize), &'static str>>> = LazyLock::new(RwLock::default);
+    let key = (dialect, template.as_ptr() as usize);
+    if let Some(sql) = RENDERED.read().get(&key) {
+        return sql;
+    }
+    // Leaked on purpose: one string per template in the source, for the life of the process.
+    let sql: &'static str = Box::leak(render_uncached(dialect, template).into_boxed_str());
+    RENDERED.write().insert(key, sql);
+    sql
+}
+
+fn render_uncached(dialect: Dialect, template: &str) -> String {
+    let pg = dialect == Dialect::Postgres;
+    let mut out = String::with_capacity(template.len() * 2);
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let end = start + rest[start..].find('}').expect("a template's `{` is closed");
+        let token = &rest[start + 1..end];
+        match token {
+            "seq" => out.push_str(if pg { "seq" } else { "rowid" }),
+            "any" => out.push_str(if pg { "= ANY($1)" } else { "= $1" }),
+            "numeric" => out.push_str(if pg { "::text::numeric" } else { "" }),
+            "lock" => out.push_str(if pg { " FOR UPDATE" } else { "" }),
+            "skip_locked" => out.push_str(if pg { " FOR UPDATE SKIP LOCKED" } else { "" }),
+            _ => out.push_str(&render_table_token(dialect, token)),
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    if pg {
+        out
+    } else {
+        out.replace('$', "?")
+    }
+}
+
+fn render_table_token(dialect: Dialect, token: &str) -> String {
+    let pg = dialect == Dialect::Postgres;
+    let (verb, table) = token.split_once(':').unwrap_or(("select", token));
+    let columns = columns_of(table).unwrap_or_else(|| panic!("a template names an unknown table {table:?}"));
+    let written: Vec<_> = columns.iter().filter(|c| c.is_written()).collect();
+    let placeholder = |n: usize, kind: Kind| match kind {
+        Kind::Amount if pg => format!("${n}::text::numeric"),
+        _ => format!("${n}"),
+    };
+    match verb {
+        "select" => columns
+            .iter()
+            .map(|c| match c.kind {
+                Kind::Amount if pg => format!("{}::text", c.name),
+                _ if !c.is_written() && !pg => "rowid".to_string(),
+                _ => c.name.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        "insert" => format!(
+            "INSERT INTO {table} ({}) VALUES ({})",
+            written.iter().map(|c| c.name).collect::<Vec<_>>().join(", "),
+            written.iter().enumerate().map(|(i, c)| placeholder(i + 1, c.kind)).collect::<Vec<_>>().join(", ")
+        ),
+        "update" => format!(
+            "UPDATE {table} SET {} WHERE {} = $1",
+            written
+                .iter()
+                .enumerate()
+                .skip(1)
+                .map(|(i, c)| format!("{} = {}", c.name, placeholder(i + 1, c.kind)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            written[0].name
+        ),
+        _ => panic!("unknown template token {token:?}"),
+    }
+}
+
+/// The statement a failure happened in, short enough for a log line.
+pub fn operation(sql: &'static str) -> &'static str {
+    let line = sql.trim_start().lines().next().unwrap_or_default();
+    match line.char_indices().nth(96) {
+        Some((end, _)) => &line[..end],
+        None => line,
+    }
+}
+
+/// A connection that can run templates: a backend's reader, or the batch's writer.
+pub trait Sql {
+    const DIALECT: Dialect;
+
+    /// Runs `sql` and reads every row with `read`.
+    fn rows<T>(
+        &self,
+        sql: &'static str,
+        params: &[Value<'_>],
+        read: fn(&mut Cursor<'_>) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>>;
+
+    /// Runs `sql`; returns the rows it changed.
+    fn execute(&self, sql: &'static str, params: &[Value<'_>]) -> StoreResult<u64>;
+
+    fn one<R: Record>(&self, sql: &'static str, params: &[Value<'_>]) -> StoreResult<Option<R>> {
+        Ok(self.rows(sql, params, R::read)?.into_iter().next())
+    }
+
+    fn all<R: Record>(&self, sql: &'static str, params: &[Value<'_>]) -> StoreResult<Vec<R>> {
+        self.rows(sql, params, R::read)
+    }
+
+    fn page<R: Record>(&self, sql: &'static str, page: Page) -> StoreResult<Vec<R>> {
+        self.all(sql, &limits(page))
+    }
+}
+
+/// The batch's writer. A backend may buffer the hottest writes and send them set-based
+/// (PostgreSQL); by default each is one statement.
+pub trait WriteSql: Sql {
+    fn write_transaction(&self, t: &Transaction) -> StoreResult<()> {
+        self.execute("{insert:transactions}", &t.values()).map(drop)
+    }
+
+    fn write_totals(&self, b: &Balance) -> StoreResult<()> {
+        self.execute(
+            "UPDATE balances SET credit_balance = $2{numeric}, debit_balance = $3{numeric},
+             inflight_credit_balance = $4{numeric}, inflight_debit_balance = $5{numeric}, version = $6
+             WHERE balance_id = $1",
+            &totals(b),
+        )
+        .map(drop)
+    }
+}
+
+/// A balance's id, four totals and version: what a batch writes back.
+pub fn totals(b: &Balance) -> [Value<'_>; 6] {
+    use super::codec::Codec;
+    [
+        (&b.id).into(),
+        b.credit_balance.encode(),
+        b.debit_balance.encode(),
+        b.inflight_credit_balance.encode(),
+        b.inflight_debit_balance.encode(),
+        b.version.into(),
+    ]
+}
+
+fn limits(page: Page) -> [Value<'static>; 2] {
+    [Value::Int(page.limit.into()), Value::Int(i64::try_from(page.offset).unwrap_or(i64::MAX))]
+}
+
+fn text(cursor: &mut Cursor<'_>) -> StoreResult<String> {
+    Ok(cursor.text()?.to_string())
+}
+
+impl<S: Sql> Reads for S {
+    fn ledger(&self, id: &str) -> StoreResult<Option<Ledger>> {
+        self.one("SELECT {ledgers} FROM ledgers WHERE ledger_id = $1", &[id.into()])
+    }
+
+    fn ledgers(&self, page: Page) -> StoreResult<Vec<Ledger>> {
+        self.page("SELECT {ledgers} FROM ledgers ORDER BY {seq} LIMIT $1 OFFSET $2", page)
+    }
+
+    fn balance(&self, id: &str) -> StoreResult<Option<Balance>> {
+        self.one("SELECT {balances} FROM balances WHERE balance_id = $1", &[id.into()])
+    }
+
+    fn balance_by_indicator(&self, indicator: &str, currency: &str) -> StoreResult<Option<Balance>> {
+        self.one(
+            "SELECT {balances} FROM balances WHERE indicator = $1 AND currency = $2 AND indicator <> ''",
+            &[indicator.into(), currency.into()],
+        )
+    }
+
+    fn balances(&self, page: Page) -> StoreResult<Vec<Balance>> {
+        self.page("SELECT {balances} FROM balances ORDER BY {seq} LIMIT $1 OFFSET $2", page)
+    }
+
+    fn transaction(&self, id: &str) -> StoreResult<Option<Transaction>> {
+        self.one("SELECT {transactions} FROM transactions WHERE transaction_id = $1", &[id.into()])
+    }
+
+    fn transaction_by_reference(&self, reference: &str) -> StoreResult<Option<Transaction>> {
+        self.one("SELECT {transactions} FROM transactions WHERE reference = $1", &[reference.into()])
+    }
+
+    fn existing_references(&self, references: &[String]) -> StoreResult<Vec<String>> {
+        self.rows("SELECT reference FROM transactions WHERE reference {any}", &[Value::TextList(references)], text)
+    }
+
+    fn transactions(&self, page: Page) -> StoreResult<Vec<Transaction>> {
+        self.page("SELECT {transactions} FROM transactions ORDER BY {seq} LIMIT $1 OFFSET $2", page)
+    }
+
+    fn children(&self, parent: &str) -> StoreResult<Vec<Transaction>> {
+        self.all(
+            "SELECT {transactions} FROM transactions WHERE parent_transaction = $1 ORDER BY {seq}",
+            &[parent.into()],
+        )
+    }
+
+    fn monitor(&self, id: &str) -> StoreResult<Option<Monitor>> {
+        self.one("SELECT {balance_monitors} FROM balance_monitors WHERE monitor_id = $1", &[id.into()])
+    }
+
+    fn monitors(&self, page: Page) -> StoreResult<Vec<Monitor>> {
+        self.page("SELECT {balance_monitors} FROM balance_monitors ORDER BY {seq} LIMIT $1 OFFSET $2", page)
+    }
+
+    fn monitors_of_balance(&self, balance_id: &str) -> StoreResult<Vec<Monitor>> {
+        self.all(
+            "SELECT {balance_monitors} FROM balance_monitors WHERE balance_id = $1 ORDER BY {seq}",
+            &[balance_id.into()],
+        )
+    }
+
+    fn monitors_of_balances(&self, balance_ids: &[String]) -> StoreResult<Vec<Monitor>> {
+        self.all(
+            "SELECT {balance_monitors} FROM balance_monitors WHERE balance_id {any} ORDER BY {seq}",
+            &[Value::TextList(balance_ids)],
+        )
+    }
+
+    fn event(&self, id: &str) -> StoreResult<Option<Event>> {
+        self.one("SELECT {events} FROM events WHERE event_id = $1", &[id.into()])
+    }
+
+    fn events(&self, filter: &EventFilter, page: Page) -> StoreResult<Vec<Event>> {
+        let [limit, offset] = limits(page);
+        self.all(
+            "SELECT {events} FROM events
+             WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) AND (CAST($2 AS TEXT) IS NULL OR monitor_id = $2)
+             ORDER BY {seq} DESC LIMIT $3 OFFSET $4",
+            &[filter.delivery.map(Delivery::as_str).into(), filter.monitor_id.as_deref().into(), limit, offset],
+        )
+    }
+
+    fn attempts(&self, event_id: &str) -> StoreResult<Vec<Attempt>> {
+        self.all("SELECT {event_attempts} FROM event_attempts WHERE event_id = $1 ORDER BY {seq}", &[event_id.into()])
+    }
+
+    fn pending_events(&self) -> StoreResult<u64> {
+        let counts = self.rows("SELECT count(*) FROM events WHERE status = 'pending'", &[], |c| c.int())?;
+        Ok(counts.first().copied().unwrap_or(0).max(0) as u64)
+    }
+
+    fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>> {
+        self.one("SELECT {api_keys} FROM api_keys WHERE key_hash = $1", &[key_hash.into()])
+    }
+
+    fn api_key(&self, id: &str) -> StoreResult<Option<ApiKey>> {
+        self.one("SELECT {api_keys} FROM api_keys WHERE key_id = $1", &[id.into()])
+    }
+
+    fn api_keys(&self, page: Page) -> StoreResult<Vec<ApiKey>> {
+        self.page("SELECT {api_keys} FROM api_keys ORDER BY {seq} LIMIT $1 OFFSET $2", page)
+    }
+}
+
+impl<S: WriteSql> Writes for S {
+    fn lock_balances(&mut self, sorted_ids: &[String]) -> StoreResult<Vec<Balance>> {
+        // On PostgreSQL, ORDER BY runs below the row locks, so rows are locked in id order.
+        self.all(
+            "SELECT {balances} FROM balances WHERE balance_id {any} ORDER BY balance_id{lock}",
+            &[Value::TextList(sorted_ids)],
+        )
+    }
+
+    fn insert_ledger(&mut self, ledger: &Ledger) -> StoreResult<()> {
+        self.execute("{insert:ledgers}", &ledger.values()).map(drop)
+    }
+
+    fn update_ledger(&mut self, l: &Ledger) -> StoreResult<()> {
+        self.execute("{update:ledgers}", &l.values()).map(drop)
+    }
+
+    fn insert_balance(&mut self, balance: &Balance) -> StoreResult<()> {
+        self.execute("{insert:balances}", &balance.values()).map(drop)
+    }
+
+    fn insert_indicator(&mut self, balance: &Balance) -> StoreResult<bool> {
+        // On PostgreSQL the insert waits for another process inserting the same indicator, then
+        // does nothing if that one committed.
+        let inserted = self.execute(
+            "{insert:balances} ON CONFLICT (indicator, currency) WHERE indicator <> '' DO NOTHING",
+            &balance.values(),
+        )?;
+        Ok(inserted == 1)
+    }
+
+    fn delete_balance(&mut self, id: &str) -> StoreResult<()> {
+        self.execute("DELETE FROM balances WHERE balance_id = $1", &[id.into()]).map(drop)
+    }
+
+    fn save_balance_totals(&mut self, balance: &Balance) -> StoreResult<()> {
+        self.write_totals(balance)
+    }
+
+    fn insert_transaction(&mut self, transaction: &Transaction) -> StoreResult<()> {
+        self.write_transaction(transaction)
+    }
+
+    fn set_transaction_status(&mut self, id: &str, status: Status) -> StoreResult<()> {
+        self.execute(
+            "UPDATE transactions SET status = $2 WHERE transaction_id = $1",
+            &[id.into(), status.as_str().into()],
+        )
+        .map(drop)
+    }
+
+    fn queued_transactions(&mut self, limit: u32) -> StoreResult<Vec<Transaction>> {
+        // SKIP LOCKED: another process applying queued transactions takes different ones.
+        self.all(
+            "SELECT {transactions} FROM transactions WHERE status = 'QUEUED' ORDER BY {seq} LIMIT $1{skip_locked}",
+            &[Value::Int(limit.into())],
+        )
+    }
+
+    fn insert_monitor(&mut self, monitor: &Monitor) -> StoreResult<()> {
+        self.execute("{insert:balance_monitors}", &monitor.values()).map(drop)
+    }
+
+    fn update_monitor(&mut self, monitor: &Monitor) -> StoreResult<()> {
+        self.execute("{update:balance_monitors}", &monitor.values()).map(drop)
+    }
+
+    fn save_monitor_state(&mut self, m: &Monitor) -> StoreResult<()> {
+        self.execute(
+            "UPDATE balance_monitors SET state = $2, trigger_count = $3, last_triggered_at = $4 WHERE monitor_id = $1",
+            &[(&m.id).into(), m.state.as_str().into(), m.trigger_count.into(), m.last_triggered_at.as_deref().into()],
+        )
+        .map(drop)
+    }
+
+    fn delete_monitor(&mut self, id: &str) -> StoreResult<()> {
+        self.execute("DELETE FROM balance_monitors WHERE monitor_id = $1", &[id.into()]).map(drop)
+    }
+
+    fn insert_event(&mut self, event: &Event) -> StoreResult<()> {
+        self.execute("{insert:events}", &event.values()).map(drop)
+    }
+
+    fn claim_due_events(&mut self, now_ms: i64, lease_until_ms: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        // SKIP LOCKED plus the lease: no two processes deliver one event at the same time.
+        let due: Vec<Event> = self.all(
+            "SELECT {events} FROM events WHERE status = 'pending' AND next_attempt_at <= $1
+             ORDER BY next_attempt_at, {seq} LIMIT $2{skip_locked}",
+            &[now_ms.into(), Value::Int(limit.into())],
+        )?;
+        let ids: Vec<String> = due.iter().map(|e| e.id.clone()).collect();
+        self.execute(
+            "UPDATE events SET next_attempt_at = $2 WHERE event_id {any}",
+            &[Value::TextList(&ids), lease_until_ms.into()],
+        )?;
+        Ok(due)
+    }
+
+    fn record_attempt(&mut self, attempt: &Attempt, after: &AfterAttempt) -> StoreResult<()> {
+        self.execute("{insert:event_attempts}", &attempt.values())?;
+        let (status, next, delivered_at) = match after {
+            AfterAttempt::Delivered { at } => (Delivery::Delivered, 0, Some(at.as_str())),
+            AfterAttempt::RetryAt(when) => (Delivery::Pending, *when, None),
+            AfterAttempt::Failed => (Delivery::Failed, 0, None),
+        };
+        self.execute(
+            "UPDATE events SET status = $2, attempts = $3, next_attempt_at = $4, last_error = $5, delivered_at = $6
+             WHERE event_id = $1",
+            &[
+                (&attempt.event_id).into(),
+                status.as_str().into(),
+                Value::Int(attempt.attempt.into()),
+                next.into(),
+                attempt.error.as_deref().into(),
+                delivered_at.into(),
+            ],
+        )
+        .map(drop)
+    }
+
+    fn redeliver_event(&mut self, id: &str, now_ms: i64) -> StoreResult<bool> {
+        let changed = self.execute(
+            "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = $2, delivered_at = NULL
+             WHERE event_id = $1",
+            &[id.into(), now_ms.into()],
+        )?;
+        Ok(changed > 0)
+    }
+
+    fn insert_api_key(&mut self, key: &ApiKey) -> StoreResult<()> {
+        self.execute("{insert:api_keys}", &key.values()).map(drop)
+    }
+
+    fn revoke_api_key(&mut self, id: &str, at: &str) -> StoreResult<()> {
+        self.execute("UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1", &[id.into(), at.into()]).map(drop)
+    }
+
+    fn redeliver_failed(&mut self, now_ms: i64) -> StoreResult<u64> {
+        self.execute(
+            "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = $1 WHERE status = 'failed'",
+            &[now_ms.into()],
+        )
+    }
+}
