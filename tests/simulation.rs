@@ -1,0 +1,605 @@
+//! Deterministic simulation. Many simulated clients issue random commands of every kind
+//! (transfers, queued, inflight, commits, voids, refunds, monitors, balances) to the engine's batch
+//! loop (`engine::Core`), one batch per step, over a real SQLite store wrapped in a `FaultyStore`
+//! that injects, at points chosen by the seed, a failed statement, a failed commit, a commit whose
+//! answer is lost (then the process "dies" and restarts from its file), and a slow commit.
+//!
+//! After every step the simulator checks what the clients were told against what is stored:
+//! every acknowledged change is durable, and nothing refused or failed was written. Every few
+//! steps, after every restart and at the end it checks the whole database: `keel check`'s ledger
+//! invariants (balances replay from the log, nothing negative, double entry), that every stored
+//! transaction was acknowledged (or its answer was lost), and that the events are exactly those of
+//! committed changes.
+//!
+//! A failure prints its seed; the same seed replays the same commands and the same faults:
+//!   KEEL_SIM_SEED=1234 cargo test --release --test simulation -- --nocapture
+//! The long run (figures in docs/testing.md):
+//!   KEEL_SIM_SEEDS=100 KEEL_SIM_COMMANDS=10000 cargo test --release --test simulation -- --nocapture
+
+use keel::domain::amount::Precision;
+use keel::domain::ledger::GENERAL_LEDGER_ID;
+use keel::domain::monitor::{Condition, Trigger};
+use keel::domain::transaction::{Status, Transaction};
+use keel::engine::{Command, Core, EngineConfig, EngineError, InflightAction, NewMonitor, NewTransaction, Outcome};
+use keel::store::faults::{Fault, FaultyStore};
+use keel::store::{Access, ErrorKind, Page, Reads, Store};
+use num_bigint::BigInt;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+/// Seeds CI runs on every push; each is a different mix of commands and faults.
+const CI_SEEDS: std::ops::Range<u64> = 1..7;
+const CI_COMMANDS: usize = 1_500;
+/// A full-database check every this many steps (and after every restart, and at the end).
+const FULL_CHECK_EVERY: u64 = 60;
+const CURRENCIES: [&str; 2] = ["USD", "EUR"];
+
+#[test]
+fn simulated_clients_under_injected_storage_faults_keep_every_invariant() {
+    let seeds: Vec<u64> = match (std::env::var("KEEL_SIM_SEED"), std::env::var("KEEL_SIM_SEEDS")) {
+        (Ok(one), _) => vec![one.parse().expect("KEEL_SIM_SEED is a number")],
+        (_, Ok(count)) => (1..=count.parse::<u64>().expect("KEEL_SIM_SEEDS is a number")).collect(),
+        _ => CI_SEEDS.collect(),
+    };
+    let commands: usize = std::env::var("KEEL_SIM_COMMANDS").map_or(CI_COMMANDS, |n| n.parse().expect("a number"));
+    let mut total = Stats::default();
+    let started = std::time::Instant::now();
+    for seed in seeds {
+        let stats = std::panic::catch_unwind(|| Simulation::new(seed).run(commands)).unwrap_or_else(|panic| {
+            eprintln!("\nsimulation failed with seed {seed}; replay it with KEEL_SIM_SEED={seed}\n");
+            std::panic::resume_unwind(panic)
+        });
+        total.add(&stats);
+    }
+    println!("{} in {:.1}s", total.report(), started.elapsed().as_secs_f64());
+}
+
+#[derive(Default, Debug)]
+struct Stats {
+    seeds: u64,
+    commands: u64,
+    steps: u64,
+    acknowledged: u64,
+    refused: u64,
+    store_errors: u64,
+    outcome_unknown: u64,
+    restarts: u64,
+    full_checks: u64,
+    faults: BTreeMap<&'static str, u64>,
+}
+
+impl Stats {
+    fn add(&mut self, other: &Stats) {
+        self.seeds += other.seeds;
+        self.commands += other.commands;
+        self.steps += other.steps;
+        self.acknowledged += other.acknowledged;
+        self.refused += other.refused;
+        self.store_errors += other.store_errors;
+        self.outcome_unknown += other.outcome_unknown;
+        self.restarts += other.restarts;
+        self.full_checks += other.full_checks;
+        for (name, n) in &other.faults {
+            *self.faults.entry(name).or_default() += n;
+        }
+    }
+
+    fn report(&self) -> String {
+        format!(
+            "simulation: {} seeds, {} commands in {} batches: {} acknowledged, {} refused, {} failed in storage, \
+             {} outcome unknown; {} restarts, {} full checks; faults fired: {:?}",
+            self.seeds,
+            self.commands,
+            self.steps,
+            self.acknowledged,
+            self.refused,
+            self.store_errors,
+            self.outcome_unknown,
+            self.restarts,
+            self.full_checks,
+            self.faults
+        )
+    }
+}
+
+/// What the clients were told: the oracle every stored row is checked against.
+#[derive(Default)]
+struct Model {
+    /// Balance ids, in creation order (choices index into it, so they replay with the seed).
+    balances: Vec<String>,
+    currency_of: HashMap<String, String>,
+    /// Every acknowledged transaction, as acknowledged.
+    acked: HashMap<String, Transaction>,
+    inflight: Vec<String>,
+    applied: Vec<String>,
+    references: Vec<String>,
+    /// References of new transactions whose answer was lost: stored or not, both are right.
+    maybe_references: HashSet<String>,
+    /// Transactions a commit, void or refund whose answer was lost was made against.
+    maybe_parents: HashSet<String>,
+    /// Monitors acknowledged and not deleted: (id, balance id).
+    monitors: Vec<(String, String)>,
+    next_reference: u64,
+}
+
+struct Simulation {
+    seed: u64,
+    rng: fastrand::Rng,
+    _dir: tempfile::TempDir,
+    path: String,
+    /// The running "process": its store and its engine. `None` only while it restarts.
+    process: Option<Process>,
+    model: Model,
+    stats: Stats,
+}
+
+struct Process {
+    faulty: Arc<FaultyStore>,
+    core: Core,
+}
+
+fn open(path: &str) -> Process {
+    let store = keel::store::open(&format!("sqlite://{path}"), 1, Access::Own).expect("the simulation's store opens");
+    let faulty = Arc::new(FaultyStore::new(store));
+    let config =
+        EngineConfig { max_batch: 1000, apply_queue: true, webhook_url_configured: true, events_written: None };
+    let core = Core::new(faulty.clone() as Arc<dyn Store>, config);
+    Process { faulty, core }
+}
+
+impl Simulation {
+    fn new(seed: u64) -> Self {
+        // In memory where the machine has it: a crash here is the process's, not the disk's, so
+        // the page cache keeps every commit, and the run is not bound by fsync.
+        let dir = match std::path::Path::new("/dev/shm").is_dir() {
+            true => tempfile::tempdir_in("/dev/shm"),
+            false => tempfile::tempdir(),
+        }
+        .expect("a temporary directory");
+        let path = dir.path().join("sim.db").display().to_string();
+        let process = Some(open(&path));
+        let stats = Stats { seeds: 1, ..Stats::default() };
+        Simulation {
+            seed,
+            rng: fastrand::Rng::with_seed(seed),
+            _dir: dir,
+            path,
+            process,
+            model: Model::default(),
+            stats,
+        }
+    }
+
+    fn run(mut self, commands: usize) -> Stats {
+        // Every client starts with a few balances to move money between.
+        let opening: Vec<Command> = (0..6).map(|i| self.new_balance(CURRENCIES[i % 2])).collect();
+        self.step(opening);
+        while (self.stats.commands as usize) < commands {
+            let clients = 1 + self.rng.usize(..16);
+            let batch: Vec<Command> = (0..clients).map(|_| self.random_command()).collect();
+            self.arm_random_faults();
+            self.step(batch);
+            if self.rng.u8(..10) == 0 {
+                self.apply_queue();
+            }
+            if self.rng.u16(..400) == 0 {
+                self.restart();
+            }
+            if self.stats.steps.is_multiple_of(FULL_CHECK_EVERY) {
+                self.full_check();
+            }
+        }
+        self.faulty().disarm();
+        while self.core().apply_queued() > 0 {}
+        self.full_check();
+        self.count_fired_faults();
+        self.stats
+    }
+
+    /// Arms up to three faults for the writes to come (the batch, and its commands re-run one by
+    /// one if it fails).
+    fn arm_random_faults(&mut self) {
+        for _ in 0..1 + self.rng.usize(..3) {
+            self.arm_random_fault();
+        }
+    }
+
+    fn arm_random_fault(&mut self) {
+        // Early statements are where a one-command batch can meet it, late ones a large batch.
+        let reach = if self.rng.bool() { 4 } else { 40 };
+        let at = self.rng.u32(..reach);
+        let fault = match self.rng.u8(..100) {
+            0..=5 => Fault::FailStatement { at, kind: ErrorKind::Database },
+            6..=8 => Fault::FailStatement { at, kind: ErrorKind::Transient },
+            9..=10 => Fault::FailCommit,
+            11..=12 => Fault::LoseCommitAnswer,
+            13 => Fault::SlowCommit(std::time::Duration::from_millis(2)),
+            _ => return,
+        };
+        self.faulty().arm(fault);
+    }
+
+    fn core(&mut self) -> &mut Core {
+        &mut self.process.as_mut().expect("a running process").core
+    }
+
+    fn faulty(&self) -> &FaultyStore {
+        &self.process.as_ref().expect("a running process").faulty
+    }
+
+    fn count_fired_faults(&mut self) {
+        for fault in self.faulty().fired() {
+            *self.stats.faults.entry(fault_name(&fault)).or_default() += 1;
+        }
+    }
+
+    fn restart(&mut self) {
+        self.count_fired_faults();
+        // The process dies: the engine and its cache go, the file stays. The old store's file
+        // lock is released when its last handle goes, so the new process opens only then.
+        self.process = None;
+        self.process = Some(open(&self.path));
+        self.stats.restarts += 1;
+        self.full_check();
+    }
+
+    fn apply_queue(&mut self) {
+        self.core().apply_queued();
+    }
+
+    /// Runs one batch and checks every answer against what is stored.
+    fn step(&mut self, commands: Vec<Command>) {
+        self.stats.steps += 1;
+        self.stats.commands += commands.len() as u64;
+        let answers = self.core().execute(commands.clone());
+        assert_eq!(answers.len(), commands.len(), "E1: one answer per command (seed {})", self.seed);
+        let mut lost = false;
+        let deleted: HashSet<String> = commands
+            .iter()
+            .zip(&answers)
+            .filter_map(|(c, a)| match (c, a) {
+                (Command::DeleteMonitor { id }, Ok(_)) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        for (command, answer) in commands.iter().zip(answers) {
+            match answer {
+                Ok(outcome) => {
+                    self.stats.acknowledged += 1;
+                    self.acknowledged(command, outcome, &deleted);
+                }
+                Err(EngineError::Rejected(refused)) => {
+                    self.stats.refused += 1;
+                    self.refused(command, &refused);
+                }
+                Err(EngineError::Store(error)) if error.is_outcome_unknown() => {
+                    self.stats.outcome_unknown += 1;
+                    lost = true;
+                    self.maybe(command);
+                }
+                Err(EngineError::Store(_)) => {
+                    self.stats.store_errors += 1;
+                    self.not_written(command);
+                }
+                Err(EngineError::Stopped) => panic!("the core never stops"),
+            }
+        }
+        // A fault armed for a batch that failed before reaching it must not leak into the checks.
+        self.faulty().disarm();
+        if lost {
+            // The answer was lost because the process died between commit and answer.
+            self.restart();
+        }
+    }
+
+    fn reader(&self) -> Box<dyn Reads + '_> {
+        self.faulty().reader().expect("a reader")
+    }
+
+    /// `deleted`: the monitors this batch deleted (a later command may delete what an earlier one
+    /// made or changed).
+    fn acknowledged(&mut self, command: &Command, outcome: Outcome, deleted: &HashSet<String>) {
+        let seed = self.seed;
+        match outcome {
+            Outcome::Balance(b) => {
+                self.model.currency_of.insert(b.id.clone(), b.currency.clone());
+                self.model.balances.push(b.id);
+            }
+            Outcome::Transaction(t) => {
+                let stored = self.reader().transaction(&t.id).unwrap();
+                let stored = stored.unwrap_or_else(|| panic!("A1, seed {seed}: acknowledged {} is not stored", t.id));
+                assert_eq!(
+                    (
+                        &stored.precise_amount,
+                        &stored.source_balance_id,
+                        &stored.destination_balance_id,
+                        &stored.reference
+                    ),
+                    (&t.precise_amount, &t.source_balance_id, &t.destination_balance_id, &t.reference),
+                    "A1, seed {seed}: transaction {} is stored as acknowledged",
+                    t.id
+                );
+                assert_status_follows(&t, &stored, seed);
+                match t.status {
+                    Status::Inflight => self.model.inflight.push(t.id.clone()),
+                    Status::Applied if t.parent.is_none() => self.model.applied.push(t.id.clone()),
+                    _ => {}
+                }
+                if let Command::CreateTransaction(new) = command {
+                    self.model.references.push(new.reference.clone());
+                }
+                self.model.acked.insert(t.id.clone(), t);
+            }
+            Outcome::Monitor(m) => {
+                self.model.monitors.retain(|(id, _)| *id != m.id);
+                if !deleted.contains(&m.id) {
+                    assert!(
+                        self.reader().monitor(&m.id).unwrap().is_some(),
+                        "A1, seed {seed}: monitor {} is stored",
+                        m.id
+                    );
+                    self.model.monitors.push((m.id, m.balance_id));
+                }
+            }
+            Outcome::MonitorDeleted => {
+                let Command::DeleteMonitor { id } = command else { panic!("seed {seed}: a deletion answers a delete") };
+                self.model.monitors.retain(|(m, _)| m != id);
+                assert!(self.reader().monitor(id).unwrap().is_none(), "A1, seed {seed}: deleted monitor {id} is gone");
+            }
+            Outcome::Ledger(_) | Outcome::Event(_) | Outcome::ApiKey { .. } => {}
+        }
+    }
+
+    fn refused(&mut self, command: &Command, refused: &keel::domain::error::DomainError) {
+        if let Command::CreateTransaction(new) = command {
+            if self.fresh(&new.reference) {
+                self.assert_reference_free(&new.reference, &format!("refused ({refused})"));
+            }
+        }
+    }
+
+    /// A command that failed in storage (and the store knew its batch did not commit).
+    fn not_written(&mut self, command: &Command) {
+        if let Command::CreateTransaction(new) = command {
+            if self.fresh(&new.reference) {
+                self.assert_reference_free(&new.reference, "failed in storage");
+            }
+        }
+        // A failed commit, void or refund left no child: checked by the next full check, which
+        // finds any child nobody was told about.
+    }
+
+    fn maybe(&mut self, command: &Command) {
+        match command {
+            Command::CreateTransaction(new) => {
+                self.model.maybe_references.insert(new.reference.clone());
+            }
+            Command::FinishInflight { id, .. } | Command::Refund { id } => {
+                self.model.maybe_parents.insert(id.clone());
+            }
+            // A monitor or balance whose answer was lost: the client never learnt its id, so the
+            // model never chooses it; stored or not, the full check accepts it.
+            _ => {}
+        }
+    }
+
+    /// No earlier transaction (acknowledged, or whose answer was lost) has this reference.
+    fn fresh(&self, reference: &String) -> bool {
+        !self.model.references.contains(reference) && !self.model.maybe_references.contains(reference)
+    }
+
+    fn assert_reference_free(&self, reference: &str, what: &str) {
+        let stored = self.reader().transaction_by_reference(reference).unwrap();
+        assert!(stored.is_none(), "A2, seed {}: a {what} transaction was stored: {stored:?}", self.seed);
+    }
+
+    /// Checks the whole database against `keel check`'s invariants and the model.
+    fn full_check(&mut self) {
+        self.stats.full_checks += 1;
+        let seed = self.seed;
+        let report = keel::check::run(self.faulty(), &mut |_| {}).expect("the check reads the store");
+        assert!(report.problems.is_empty(), "B1/D1/R1, seed {seed}: keel check found {:?}", report.problems);
+        let reader = self.reader();
+        let mut stored_ids = HashSet::new();
+        let mut offset = 0;
+        loop {
+            let page = reader.transactions(Page { limit: 1000, offset }).unwrap();
+            for t in &page {
+                let told = self.model.acked.contains_key(&t.id)
+                    || (t.parent.is_none() && self.model.maybe_references.contains(&t.reference))
+                    || t.parent.as_ref().is_some_and(|p| self.model.maybe_parents.contains(p));
+                assert!(
+                    told,
+                    "A2, seed {seed}: transaction {} ({:?}) is stored but no client was told",
+                    t.id, t.status
+                );
+                stored_ids.insert(t.id.clone());
+            }
+            offset += page.len() as u64;
+            if page.len() < 1000 {
+                break;
+            }
+        }
+        for id in self.model.acked.keys() {
+            assert!(stored_ids.contains(id), "A1, seed {seed}: acknowledged transaction {id} was lost");
+        }
+        // Events: each is about a stored transaction; each stored transaction has its lifecycle
+        // event(s); each monitor has exactly one event per trigger it counts.
+        let mut per_transaction: HashMap<String, u64> = HashMap::new();
+        let mut per_monitor: HashMap<String, i64> = HashMap::new();
+        let mut offset = 0;
+        loop {
+            let page = reader.events(&Default::default(), Page { limit: 1000, offset }).unwrap();
+            for e in &page {
+                let about = e.transaction_id.clone().expect("every event is about a transaction");
+                assert!(stored_ids.contains(&about), "V1, seed {seed}: event {} is about {about}, never stored", e.id);
+                match &e.monitor_id {
+                    Some(monitor) => *per_monitor.entry(monitor.clone()).or_default() += 1,
+                    None => *per_transaction.entry(about).or_default() += 1,
+                }
+            }
+            offset += page.len() as u64;
+            if page.len() < 1000 {
+                break;
+            }
+        }
+        for id in &stored_ids {
+            assert!(per_transaction.contains_key(id), "V1, seed {seed}: transaction {id} has no lifecycle event");
+        }
+        let mut offset = 0;
+        loop {
+            let page = reader.monitors(Page { limit: 1000, offset }).unwrap();
+            for m in &page {
+                let events = per_monitor.get(&m.id).copied().unwrap_or(0);
+                assert_eq!(events, m.trigger_count, "V1, seed {seed}: monitor {} has one event per trigger", m.id);
+            }
+            offset += page.len() as u64;
+            if page.len() < 1000 {
+                break;
+            }
+        }
+    }
+
+    fn new_balance(&mut self, currency: &str) -> Command {
+        Command::CreateBalance {
+            ledger_id: GENERAL_LEDGER_ID.into(),
+            currency: currency.into(),
+            identity_id: String::new(),
+            meta_data: Default::default(),
+        }
+    }
+
+    fn pick<'a>(&mut self, from: &'a [String]) -> Option<&'a String> {
+        (!from.is_empty()).then(|| &from[self.rng.usize(..from.len())])
+    }
+
+    fn random_command(&mut self) -> Command {
+        match self.rng.u8(..100) {
+            0..=2 => {
+                let currency = CURRENCIES[self.rng.usize(..2)];
+                self.new_balance(currency)
+            }
+            3..=54 => self.random_transfer(),
+            55..=69 => {
+                let id = self.model.inflight.clone();
+                let id = self.pick(&id).cloned().unwrap_or_else(|| "txn_unknown".into());
+                let action = match self.rng.u8(..3) {
+                    0 => InflightAction::Void,
+                    1 => InflightAction::Commit { amount: None, precise_amount: None },
+                    _ => {
+                        InflightAction::Commit { amount: None, precise_amount: Some(self.rng.u32(1..400).to_string()) }
+                    }
+                };
+                Command::FinishInflight { id, action }
+            }
+            70..=79 => {
+                let id = self.model.applied.clone();
+                Command::Refund { id: self.pick(&id).cloned().unwrap_or_else(|| "txn_unknown".into()) }
+            }
+            80..=91 => {
+                let balances = self.model.balances.clone();
+                let balance_id = self.pick(&balances).cloned().unwrap_or_default();
+                let monitor = self.random_monitor(balance_id);
+                let existing = self.model.monitors.clone();
+                match (self.rng.u8(..3), existing.is_empty()) {
+                    (0, false) => {
+                        let (id, _) = &existing[self.rng.usize(..existing.len())];
+                        Command::UpdateMonitor { id: id.clone(), monitor }
+                    }
+                    _ => Command::CreateMonitor(monitor),
+                }
+            }
+            92..=94 => {
+                let existing = self.model.monitors.clone();
+                match existing.is_empty() {
+                    true => Command::DeleteMonitor { id: "mon_unknown".into() },
+                    false => Command::DeleteMonitor { id: existing[self.rng.usize(..existing.len())].0.clone() },
+                }
+            }
+            _ => {
+                // A transfer from the outside world: `@World` is created on first use, per currency.
+                let balances = self.model.balances.clone();
+                let destination = self.pick(&balances).cloned().unwrap_or_default();
+                let currency = self.model.currency_of.get(&destination).cloned().unwrap_or_else(|| "USD".into());
+                self.transfer("@World".into(), destination, currency, true)
+            }
+        }
+    }
+
+    fn random_transfer(&mut self) -> Command {
+        let balances = self.model.balances.clone();
+        let source = self.pick(&balances).cloned().unwrap_or_default();
+        let destination = self.pick(&balances).cloned().unwrap_or_default();
+        let currency = self.model.currency_of.get(&source).cloned().unwrap_or_else(|| "USD".into());
+        let overdraft = self.rng.u8(..4) == 0;
+        self.transfer(source, destination, currency, overdraft)
+    }
+
+    fn transfer(&mut self, source: String, destination: String, currency: String, overdraft: bool) -> Command {
+        let reused = self.rng.u8(..30) == 0 && !self.model.references.is_empty();
+        let reference = match reused {
+            true => self.model.references[self.rng.usize(..self.model.references.len())].clone(),
+            false => {
+                self.model.next_reference += 1;
+                format!("sim-{}-{}", self.seed, self.model.next_reference)
+            }
+        };
+        Command::CreateTransaction(NewTransaction {
+            precise_amount: BigInt::from(self.rng.u32(1..1_000)),
+            precision: Precision::parse("100").unwrap(),
+            reference,
+            description: String::new(),
+            currency,
+            source,
+            destination,
+            allow_overdraft: overdraft,
+            inflight: self.rng.u8(..5) == 0,
+            skip_queue: self.rng.u8(..8) != 0,
+            meta_data: Default::default(),
+        })
+    }
+
+    fn random_monitor(&mut self, balance_id: String) -> NewMonitor {
+        let fields = ["balance", "credit_balance", "debit_balance", "inflight_balance"];
+        let operators = [">", "<", ">=", "<=", "=", "!="];
+        let field = fields[self.rng.usize(..fields.len())];
+        let operator = operators[self.rng.usize(..operators.len())];
+        let value = (self.rng.i32(-20..20)).to_string();
+        NewMonitor {
+            balance_id,
+            condition: Condition::new(field, operator, &value, Some("100")).expect("a valid condition"),
+            description: String::new(),
+            call_back_url: String::new(),
+            meta_data: Default::default(),
+            trigger: if self.rng.bool() { Trigger::Every } else { Trigger::Crossing },
+        }
+    }
+}
+
+/// A stored transaction's status may only have moved on from the one acknowledged.
+fn assert_status_follows(acked: &Transaction, stored: &Transaction, seed: u64) {
+    let allowed: &[Status] = match acked.status {
+        Status::Queued => {
+            &[Status::Queued, Status::Applied, Status::Inflight, Status::Rejected, Status::Commit, Status::Void]
+        }
+        Status::Inflight => &[Status::Inflight, Status::Commit, Status::Void],
+        other => &[other],
+    };
+    assert!(
+        allowed.contains(&stored.status),
+        "L1, seed {seed}: transaction {} was acknowledged {:?} and is stored {:?}",
+        acked.id,
+        acked.status,
+        stored.status
+    );
+}
+
+fn fault_name(fault: &Fault) -> &'static str {
+    match fault {
+        Fault::FailStatement { kind: ErrorKind::Transient, .. } => "statement failed (transient)",
+        Fault::FailStatement { .. } => "statement failed",
+        Fault::FailCommit => "commit failed",
+        Fault::LoseCommitAnswer => "commit answer lost (crash and restart)",
+        Fault::SlowCommit(_) => "slow commit",
+    }
+}
