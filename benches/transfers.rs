@@ -27,14 +27,17 @@
 //! With `--postgres` (an admin database), the run and each Keel's-rows baseline get a database of
 //! their own, dropped afterwards.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::receiver::Receiver;
+use common::{Server, TestDatabase};
 use keel::domain::amount::Precision;
 use keel::domain::monitor::{Condition, Trigger};
 use keel::engine::{Command, EngineConfig, EngineHandle, NewMonitor, NewTransaction, Outcome};
 use num_bigint::BigInt;
 use rusqlite::{params, Connection};
 use serde_json::Map;
-use std::io::{BufRead, BufReader};
-use std::process::{Command as Process, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -81,14 +84,8 @@ fn options() -> Options {
 fn main() {
     let o = options();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (_pg, url) = match &o.postgres {
-        Some(admin) => {
-            let (db, url) = PgDatabase::create(admin);
-            (Some(db), url)
-        }
-        None => (None, format!("sqlite://{}", dir.path().join("bench.db").display())),
-    };
+    let database = test_database(&o);
+    let url = database.url.clone();
     let store = if o.postgres.is_some() { "PostgreSQL" } else { "SQLite WAL synchronous=FULL" };
     println!(
         "keel: {store}, {} balances, {} quiet monitors per balance, a firing monitor on {}% of balances, {} s per run",
@@ -96,12 +93,14 @@ fn main() {
     );
     let largest = o.clients.iter().copied().max().unwrap_or(1);
     let (keel_rate, keel_batch) = runtime.block_on(async {
-        let (hook_url, lags) = lag_receiver().await;
+        let receiver = Receiver::start().await;
+        let hook_url = receiver.url.clone();
         let (ids, commands, took) = set_up(&url, &o, &hook_url).await;
         println!("set-up through the engine: {commands} commands in {:.1} s", took.as_secs_f64());
 
-        let server = Server::start(&url);
-        println!("server start-up on that database: {} ms to listening", server.startup.as_millis());
+        let started = Instant::now();
+        let server = Server::start_discarding_logs(&url, &[]);
+        println!("server start-up on that database: {} ms to listening", started.elapsed().as_millis());
         header();
         let ids = Arc::new(ids);
         let mut keel_at_largest = (0.0, 1.0);
@@ -109,10 +108,10 @@ fn main() {
         for &clients in &o.clients {
             let measuring_from = SystemTime::now();
             let before = batch_totals(&client, &server.base).await;
-            let cpu_before = CpuTimes::read(server.child.id());
+            let cpu_before = CpuTimes::read(server.pid());
             let submit = HttpSubmit::new(&server.base);
             let mut r = drive(clients, o.seconds, &ids, Arc::new(submit)).await;
-            let cpu = CpuTimes::read(server.child.id()).since(&cpu_before);
+            let cpu = CpuTimes::read(server.pid()).since(&cpu_before);
             let after = batch_totals(&client, &server.base).await;
             r.batch = Some((after.0 - before.0) / (after.1 - before.1).max(1.0));
             r.cpu = Some(cpu.per_transfer(r.transfers));
@@ -121,11 +120,13 @@ fn main() {
             }
             if o.firing_percent > 0 {
                 tokio::time::sleep(Duration::from_secs(2)).await; // let the last events arrive
-                (r.lag_p50, r.lag_p99) = lag_quantiles(&lags, measuring_from);
+                (r.lag_p50, r.lag_p99) = lag_quantiles(&receiver, measuring_from);
             }
             row("HTTP", clients, &r);
         }
-        let peak_rss = server.stop();
+        let peak_rss = peak_rss_mib(server.pid());
+        // SIGTERM: the server finishes what it has, then exits (so the engine run can open the file).
+        assert!(server.stop(), "the server exits cleanly");
 
         let store = open_store(&url);
         let (engine, thread) = keel::engine::start(store, EngineConfig { apply_queue: false, ..Default::default() });
@@ -155,14 +156,8 @@ fn main() {
     println!("\nstorage baseline, Keel's rows (Keel's store, {store}, 1 insert + 2 updates per transfer):");
     let mut at_own_batch = 0.0;
     for &per_commit in &sizes {
-        let (_pg, url) = match &o.postgres {
-            Some(admin) => {
-                let (db, url) = PgDatabase::create(admin);
-                (Some(db), url)
-            }
-            None => (None, format!("sqlite://{}", dir.path().join(format!("baseline-{per_commit}.db")).display())),
-        };
-        let rate = keel_rows_baseline(&url, per_commit, o.seconds, o.balances, largest);
+        let database = test_database(&o);
+        let rate = keel_rows_baseline(&database.url, per_commit, o.seconds, o.balances, largest);
         println!("{per_commit:>8} per commit {rate:>12.0} transfers/s{}", note(per_commit));
         if per_commit == own_batch {
             at_own_batch = rate;
@@ -268,45 +263,22 @@ fn monitor(balance_id: &str, field: &str, value: &str, call_back_url: String) ->
 }
 
 /// The running `keel serve`.
-struct Server {
-    child: std::process::Child,
-    base: String,
-    startup: Duration,
+/// The server's peak RSS in MiB (`VmHWM`), read while it runs.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    kib / 1024
 }
 
-impl Server {
-    fn start(url: &str) -> Server {
-        let started = Instant::now();
-        let mut child = Process::new(env!("CARGO_BIN_EXE_keel"))
-            .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--database", url])
-            .env("RUST_LOG", "warn,keel=info")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("keel starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let address = loop {
-            let line = lines.next().expect("keel logs its address").unwrap();
-            if let Some(a) = line.split("listening on ").nth(1) {
-                break a.trim().to_string();
-            }
-        };
-        let startup = started.elapsed();
-        std::thread::spawn(move || lines.for_each(drop));
-        Server { child, base: format!("http://{address}"), startup }
-    }
-
-    /// Stops the server; returns its peak RSS in MiB.
-    fn stop(mut self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let kib: u64 = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0);
-        // SIGTERM: the server finishes what it has, then exits (so the engine run can open the file).
-        let _ = Process::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-        kib / 1024
+/// A fresh database for one run, dropped afterwards: the tests' own (`tests/common/database.rs`).
+fn test_database(o: &Options) -> TestDatabase {
+    match &o.postgres {
+        Some(admin) => TestDatabase::postgres_on(admin),
+        None => TestDatabase::sqlite(),
     }
 }
 
@@ -576,71 +548,19 @@ fn row(path: &str, clients: usize, r: &RunResult) {
 }
 
 /// A webhook receiver that notes when each monitor event arrived and when its monitor fired.
-type Arrivals = Arc<Mutex<Vec<(SystemTime, SystemTime)>>>;
-
-async fn lag_receiver() -> (String, Arrivals) {
-    let arrivals: Arrivals = Arc::default();
-    let kept = arrivals.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let kept = kept.clone();
-            async move {
-                let now = SystemTime::now();
-                let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                if let Some(Ok(fired)) = event["data"]["last_triggered_at"].as_str().map(humantime::parse_rfc3339) {
-                    kept.lock().unwrap().push((fired, now));
-                }
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, arrivals)
-}
-
 /// Lag p50 and p99, in ms, of the events fired since `since`.
-fn lag_quantiles(arrivals: &Arrivals, since: SystemTime) -> (Option<f64>, Option<f64>) {
-    let mut lags: Vec<f64> = arrivals
-        .lock()
-        .unwrap()
+/// Lag runs from the batch that fired the monitor (its `last_triggered_at`) to the arrival.
+fn lag_quantiles(receiver: &Receiver, since: SystemTime) -> (Option<f64>, Option<f64>) {
+    let mut lags: Vec<f64> = receiver
+        .received()
         .iter()
+        .filter_map(|r| Some((humantime::parse_rfc3339(r.body["data"]["last_triggered_at"].as_str()?).ok()?, r.at)))
         .filter(|(fired, _)| *fired >= since)
-        .map(|(fired, arrived)| arrived.duration_since(*fired).unwrap_or_default().as_secs_f64() * 1000.0)
+        .map(|(fired, arrived)| arrived.duration_since(fired).unwrap_or_default().as_secs_f64() * 1000.0)
         .collect();
     lags.sort_by(f64::total_cmp);
     let at = |q: f64| (!lags.is_empty()).then(|| lags[((lags.len() as f64 * q) as usize).min(lags.len() - 1)]);
     (at(0.5), at(0.99))
-}
-
-/// A fresh PostgreSQL database for one run, dropped afterwards.
-struct PgDatabase {
-    admin: String,
-    name: String,
-}
-
-impl PgDatabase {
-    fn create(admin: &str) -> (PgDatabase, String) {
-        let name = format!("keel_bench_{}", std::process::id() as u64 * 1000 + fastrand::u64(0..1000));
-        pg_admin(admin, format!("CREATE DATABASE {name}"));
-        let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
-        (PgDatabase { admin: admin.to_string(), name: name.clone() }, format!("{base}/{name}"))
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        pg_admin(&self.admin, format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-    }
-}
-
-fn pg_admin(url: &str, sql: String) {
-    let url = url.to_string();
-    std::thread::spawn(move || postgres::Client::connect(&url, postgres::NoTls).unwrap().batch_execute(&sql).unwrap())
-        .join()
-        .unwrap();
 }
 
 /// The same minimal writes, but Keel's rows through Keel's own store (`Store::write`, so Keel's

@@ -1,4 +1,5 @@
-//! Ledgers, balances, health, auth and error bodies, over HTTP against a real server.
+//! Ledgers, balances, health, auth and error bodies. The API's rules run in this process (`Server::in_process`);
+//! what depends on the socket (body limits and keep-alive, auth draining bodies) on a real server.
 
 mod common;
 
@@ -14,7 +15,7 @@ fn assert_error(body: &Value, code: &str) {
 
 #[tokio::test]
 async fn health_answers_json() {
-    let server = Server::start();
+    let server = Server::in_process(None);
     let (status, body) = server.get("/health").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.is_object());
@@ -22,7 +23,7 @@ async fn health_answers_json() {
 
 #[tokio::test]
 async fn ledgers_are_created_read_listed_and_renamed() {
-    let server = Server::start();
+    let server = Server::in_process(None);
     let created = server.create("/ledgers", json!({"name": "Customers", "meta_data": {"region": "eu"}})).await;
     let id = created["ledger_id"].as_str().unwrap();
     assert!(id.starts_with("ldg_"), "{created}");
@@ -51,7 +52,7 @@ async fn ledgers_are_created_read_listed_and_renamed() {
 
 #[tokio::test]
 async fn ledger_errors_name_the_problem() {
-    let server = Server::start();
+    let server = Server::in_process(None);
     let (status, body) = server.post("/ledgers", json!({})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&body, "GEN_VALIDATION_ERROR");
@@ -95,7 +96,7 @@ async fn ledger_errors_name_the_problem() {
 
 #[tokio::test]
 async fn balances_start_at_zero_and_are_found_by_id_and_list() {
-    let server = Server::start();
+    let server = Server::in_process(None);
     let ledger = server.ledger("wallets").await;
     let currency = unique_currency();
     let body = json!({"ledger_id": ledger, "currency": currency, "identity_id": "idt_1", "meta_data": {"tier": 1}});
@@ -124,7 +125,7 @@ async fn balances_start_at_zero_and_are_found_by_id_and_list() {
 
 #[tokio::test]
 async fn balance_errors_are_4xx_with_the_field() {
-    let server = Server::start();
+    let server = Server::in_process(None);
     let ledger = server.ledger("l").await;
     let cases = [
         (json!({"currency": "USD"}), StatusCode::BAD_REQUEST, "BAL_VALIDATION_ERROR", "ledger_id"),
@@ -153,7 +154,7 @@ async fn balance_errors_are_4xx_with_the_field() {
 
 #[tokio::test]
 async fn indicator_balances_appear_on_first_use_in_the_general_ledger() {
-    let server = Server::start();
+    let server = Server::in_process(None);
     let currency = unique_currency();
     let (status, _) = server.get(&format!("/balances/indicator/@World/currency/{currency}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

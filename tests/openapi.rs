@@ -59,9 +59,9 @@ const CONTRACT_CODES: &[&str] = &[
 
 async fn document(server: &Server) -> Value {
     // Public even when a key is configured.
-    let response = server.client().get(format!("{}/openapi.json", server.base)).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
+    let answer = server.send("GET", "/openapi.json", &[], Vec::new()).await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    serde_json::from_str(&answer.body).unwrap()
 }
 
 fn operations(doc: &Value) -> Vec<(String, String, Value)> {
@@ -83,7 +83,7 @@ fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
 
 #[tokio::test]
 async fn the_document_covers_the_contract() {
-    let server = Server::start_with_args(&["--api-key", "k"]);
+    let server = Server::in_process(Some("k"));
     let doc = document(&server).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
     assert_eq!(doc["info"]["title"], "Keel");
@@ -139,18 +139,16 @@ async fn the_document_covers_the_contract() {
 
 #[tokio::test]
 async fn every_documented_operation_is_served() {
-    let server = Server::start();
+    let server = Server::in_process(None);
     let doc = document(&server).await;
     for (method, path, _) in operations(&doc) {
         let concrete = path.replace("{indicator}", "@World").replace('{', "x").replace('}', "");
-        let http = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-        let mut request = server.client().request(http, format!("{}{concrete}", server.base));
-        if matches!(method.as_str(), "post" | "put") {
-            request = request.json(&serde_json::json!({}));
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
+        let (headers, body): (&[(&str, &str)], Vec<u8>) = match method.as_str() {
+            "post" | "put" => (&[("content-type", "application/json")], b"{}".to_vec()),
+            _ => (&[], Vec::new()),
+        };
+        let answer = server.send(&method.to_uppercase(), &concrete, headers, body).await.unwrap();
+        let (status, text) = (answer.status, answer.body);
         assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path} is documented but not routed");
         assert!(!text.contains("route not found"), "{method} {path} is documented but not routed: {text}");
         assert!(status.as_u16() < 500, "{method} {path}: {status} {text}");
@@ -159,9 +157,9 @@ async fn every_documented_operation_is_served() {
 
 #[tokio::test]
 async fn the_reference_page_is_served_over_the_document() {
-    let server = Server::start_with_args(&["--api-key", "k"]);
-    let response = server.client().get(format!("{}/docs", server.base)).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
-    assert!(response.text().await.unwrap().contains("data-url=\"/openapi.json\""));
+    let server = Server::in_process(Some("k"));
+    let answer = server.send("GET", "/docs", &[], Vec::new()).await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(answer.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(answer.body.contains("data-url=\"/openapi.json\""));
 }

@@ -15,9 +15,10 @@ struct Setup {
     bob: String,
 }
 
-/// A server with two balances; alice is funded with `funds` minor units from @World.
+/// An app with two balances; alice is funded with `funds` minor units from @World. In this
+/// process (`Server::in_process`): these tests are about the API's rules, not the socket.
 async fn setup(funds: u64) -> Setup {
-    let server = Server::start();
+    let server = Server::in_process(None);
     let currency = unique_currency();
     let ledger = server.ledger("wallets").await;
     let alice = server.balance(&ledger, &currency).await;
@@ -86,30 +87,13 @@ async fn huge_amounts_stay_exact_numbers() {
         s.alice,
         unique("big")
     );
-    let response =
-        s.server.client().post(format!("{}/transactions", s.server.base)).body(raw.clone()).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let text = response.text().await.unwrap();
+    let answer = s.server.send("POST", "/transactions", &[], raw.clone().into_bytes()).await.unwrap();
+    assert_eq!(answer.status, StatusCode::CREATED);
+    let text = answer.body;
     assert!(text.contains("\"precise_amount\":123456789012345678901234567890"), "{text}");
-    let response = s
-        .server
-        .client()
-        .post(format!("{}/transactions", s.server.base))
-        .body(raw.replace("big-", "big2-"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let text = s
-        .server
-        .client()
-        .get(format!("{}/balances/{}", s.server.base, s.alice))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let answer = s.server.send("POST", "/transactions", &[], raw.replace("big-", "big2-").into_bytes()).await.unwrap();
+    assert_eq!(answer.status, StatusCode::CREATED);
+    let text = s.server.send("GET", &format!("/balances/{}", s.alice), &[], Vec::new()).await.unwrap().body;
     assert!(text.contains("\"balance\":246913578024691357802469135780"), "{text}");
     assert_ledger_invariants(&s.server, &s.currency).await;
 }

@@ -30,14 +30,18 @@ fn admin(url: &str, sql: String) {
 impl TestDatabase {
     pub fn new() -> TestDatabase {
         match postgres_url() {
-            Some(admin_url) => {
-                let name = format!("keel_test_{}", uuid::Uuid::new_v4().simple());
-                admin(&admin_url, format!("CREATE DATABASE {name}"));
-                let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
-                TestDatabase { url: format!("{base}/{name}"), _dir: None, postgres: Some((admin_url.clone(), name)) }
-            }
+            Some(admin_url) => Self::postgres_on(&admin_url),
             None => Self::sqlite(),
         }
+    }
+
+    /// A database of its own on the PostgreSQL server `admin_url` names (an admin database),
+    /// dropped afterwards.
+    pub fn postgres_on(admin_url: &str) -> TestDatabase {
+        let name = format!("keel_test_{}", uuid::Uuid::new_v4().simple());
+        admin(admin_url, format!("CREATE DATABASE {name}"));
+        let base = admin_url.rsplit_once('/').map_or(admin_url, |(base, _)| base);
+        TestDatabase { url: format!("{base}/{name}"), _dir: None, postgres: Some((admin_url.to_string(), name)) }
     }
 
     /// A SQLite file in a temporary directory, whatever the suite's backend (for what only SQLite

@@ -1,8 +1,10 @@
-//! Shared test helpers: a real `keel serve` process on a free port with its own SQLite file, an
+//! Shared test helpers: a real `keel serve` process on a free port with its own SQLite file (or,
+//! where a subprocess adds nothing, the same app in the test's process: `Server::in_process`), an
 //! HTTP client for it, and the ledger invariants every test can assert.
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod database;
+pub mod in_process;
 pub mod invariants;
 pub mod pg_proxy;
 pub mod receiver;
@@ -37,7 +39,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 pub struct Server {
-    child: Child,
+    transport: Transport,
     pub base: String,
     pub database_url: String,
     client: reqwest::Client,
@@ -47,7 +49,47 @@ pub struct Server {
     _database: Option<TestDatabase>,
 }
 
+/// What the harness does with a server's log lines (it always reads them, so the server never
+/// blocks on a full pipe).
+#[derive(Clone, Copy, PartialEq)]
+enum Logs {
+    Keep,
+    Discard,
+}
+
+/// An answer, by either transport.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+/// How requests reach the app.
+enum Transport {
+    /// A real `keel serve` process, over HTTP.
+    Process(Child),
+    /// The app in this process, through its router (no socket, no subprocess).
+    InProcess(in_process::InProcess),
+}
+
 impl Server {
+    /// The app in this process on a fresh database (SQLite, or PostgreSQL with
+    /// `KEEL_TEST_POSTGRES_URL`), with `api_key` if given. Requests go through the router
+    /// directly: `request`, `send` and the helpers built on them work; `base`, `client`, `pid`,
+    /// `logs`, `stop` and `kill` are a real server's only.
+    pub fn in_process(api_key: Option<&str>) -> Server {
+        let database = TestDatabase::new();
+        let app = in_process::InProcess::start(&database.url, api_key);
+        Server {
+            transport: Transport::InProcess(app),
+            base: String::new(),
+            database_url: database.url.clone(),
+            client: reqwest::Client::new(),
+            logs: Default::default(),
+            _database: Some(database),
+        }
+    }
+
     /// A server on a fresh SQLite file.
     pub fn start() -> Server {
         Self::start_with_args(&[])
@@ -63,6 +105,16 @@ impl Server {
     /// A server on an existing database (restart and multi-process tests); the caller keeps the
     /// `TestDatabase` alive.
     pub fn start_on(database_url: &str, extra: &[&str]) -> Server {
+        Self::spawn(database_url, extra, Logs::Keep)
+    }
+
+    /// A server that keeps none of its log lines after the one it listens with: for the benchmark,
+    /// whose servers log one line per request and whose own CPU is measured.
+    pub fn start_discarding_logs(database_url: &str, extra: &[&str]) -> Server {
+        Self::spawn(database_url, extra, Logs::Discard)
+    }
+
+    fn spawn(database_url: &str, extra: &[&str], keep: Logs) -> Server {
         let mut args = vec!["serve", "--bind", "127.0.0.1", "--port", "0", "--database", database_url];
         args.extend_from_slice(extra);
         let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
@@ -89,6 +141,9 @@ impl Server {
                         let _ = tx.send(address.to_string());
                     }
                 }
+                if keep == Logs::Discard {
+                    continue;
+                }
                 kept.lock().unwrap().push(line.clone());
                 if std::env::var_os("KEEL_TEST_LOG").is_some() {
                     eprintln!("[keel] {line}");
@@ -103,7 +158,7 @@ impl Server {
             }
         };
         Server {
-            child,
+            transport: Transport::Process(child),
             base: format!("http://{address}"),
             database_url: database_url.to_string(),
             client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client"),
@@ -112,21 +167,46 @@ impl Server {
         }
     }
 
+    /// The HTTP client of a real server (`base` is its address).
     pub fn client(&self) -> &reqwest::Client {
+        assert!(matches!(self.transport, Transport::Process(_)), "an in-process app has no socket: use `send`");
         &self.client
     }
 
     pub async fn request(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("the server answers");
-        let status = response.status();
-        let text = response.text().await.expect("a body");
+        let (headers, bytes): (&[(&str, &str)], Vec<u8>) = match &body {
+            Some(body) => (&[("content-type", "application/json")], serde_json::to_vec(body).expect("JSON")),
+            None => (&[], Vec::new()),
+        };
+        let answer = self.send(method, path, headers, bytes).await.expect("a valid request");
+        let (status, text) = (answer.status, answer.body);
         let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status} body is not JSON: {text:?}"));
         (status, value)
+    }
+
+    /// Sends any request, raw body and all, by either transport. `None`: the method or path is not
+    /// one an HTTP client can send.
+    pub async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Option<Answer> {
+        match &self.transport {
+            Transport::Process(_) => {
+                let method = reqwest::Method::from_bytes(method.as_bytes()).ok()?;
+                let mut request = self.client.request(method, format!("{}{path}", self.base)).body(body);
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                let response = request.send().await.ok()?;
+                let (status, headers) = (response.status(), response.headers().clone());
+                Some(Answer { status, headers, body: response.text().await.expect("a body") })
+            }
+            Transport::InProcess(app) => {
+                let mut request = axum::http::Request::builder().method(method).uri(path);
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                let request = request.body(axum::body::Body::from(body)).ok()?;
+                Some(app.send(request).await)
+            }
+        }
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -177,7 +257,17 @@ impl Server {
 
     /// The server's process id (to read its memory use).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        match &self.transport {
+            Transport::Process(child) => child.id(),
+            Transport::InProcess(_) => panic!("an in-process app has no process"),
+        }
+    }
+
+    fn child(&mut self) -> &mut Child {
+        match &mut self.transport {
+            Transport::Process(child) => child,
+            Transport::InProcess(_) => panic!("an in-process app has no process"),
+        }
     }
 
     /// Every line the server has logged so far.
@@ -187,21 +277,26 @@ impl Server {
 
     /// Stops the server with SIGTERM (graceful), waits for it, and says whether it exited 0.
     pub fn stop(mut self) -> bool {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        self.child.wait().is_ok_and(|status| status.success())
+        let child = self.child();
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        child.wait().is_ok_and(|status| status.success())
     }
 
     /// Kills the server with SIGKILL: no shutdown code runs.
     pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let child = self.child();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // An in-process app stops when its transport is dropped (`InProcess::drop`).
+        if let Transport::Process(child) = &mut self.transport {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

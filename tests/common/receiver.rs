@@ -13,6 +13,8 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// When it arrived (the benchmark's monitor-event lag).
+    pub at: std::time::SystemTime,
     pub headers: HeaderMap,
     pub raw: String,
     pub body: Value,
@@ -163,11 +165,12 @@ impl Drop for Receiver {
 }
 
 async fn record(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> (StatusCode, Vec<u8>) {
+    let at = std::time::SystemTime::now();
     let raw = String::from_utf8_lossy(&body).to_string();
     let parsed = serde_json::from_str(&raw).unwrap_or(Value::Null);
     let (planned, mode) = {
         let mut inner = inner.lock().unwrap();
-        inner.received.push(Received { headers, raw, body: parsed });
+        inner.received.push(Received { at, headers, raw, body: parsed });
         inner.in_flight += 1;
         inner.max_in_flight = inner.max_in_flight.max(inner.in_flight);
         (inner.planned.pop_front(), inner.mode)
