@@ -1,6 +1,7 @@
-//! Balance monitors over HTTP: the whole API, validation, every operator and field, precision edge
+//! Balance monitors: the whole API, validation, every operator and field, precision edge
 //! cases, both trigger modes, updates and deletes taking effect at once, and which transactions
-//! fire (every kind of movement; never a rejected one).
+//! fire (every kind of movement; never a rejected one). Through the app in this process, except
+//! the callback-host rules, which deliver to a real receiver from a real server.
 
 mod common;
 
@@ -17,8 +18,10 @@ struct Setup {
     bob: String,
 }
 
+/// An app with two balances, in this process (`Server::in_process`): these tests read monitor
+/// events through the API; the tests that deliver webhooks start real servers of their own.
 async fn setup() -> Setup {
-    let server = Server::start();
+    let server = Server::in_process(None);
     let currency = unique_currency();
     let ledger = server.ledger("monitored").await;
     let alice = server.balance(&ledger, &currency).await;
@@ -277,9 +280,9 @@ async fn thresholds_are_exact_with_precision() {
         s.alice,
         unique("h")
     );
-    let response = s.server.client().post(format!("{}/transactions", s.server.base)).body(raw).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let t2: Value = response.json().await.unwrap();
+    let answer = s.server.send("POST", "/transactions", &[], raw.into_bytes()).await.unwrap();
+    assert_eq!(answer.status, StatusCode::CREATED);
+    let t2: Value = serde_json::from_str(&answer.body).unwrap();
     assert_eq!(s.fired_on(&huge).await, [id(&t2)], "credit 123456789012345678901234567890 ≥ the threshold exactly");
     assert_eq!(
         big(&s.events(&huge).await[0]["data"]["balance"]["credit_balance"]).to_string(),

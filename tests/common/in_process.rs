@@ -13,6 +13,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 use tower::ServiceExt;
 
+/// PostgreSQL connections, as `keel serve`'s default (`--db-pool-size`).
+const POOL_SIZE: u32 = 16;
+
 /// Largest answer a test reads (the OpenAPI document is the largest).
 const MOST_BYTES: usize = 64 * 1024 * 1024;
 
@@ -29,7 +32,7 @@ impl InProcess {
         let url = database_url.to_string();
         // On a thread of its own: the synchronous PostgreSQL client runs its own runtime, which may
         // not start inside a test's.
-        let store = std::thread::spawn(move || keel::store::open(&url, 4, Access::Own))
+        let store = std::thread::spawn(move || keel::store::open(&url, POOL_SIZE, Access::Own))
             .join()
             .expect("opening the store does not panic")
             .expect("the test database opens");
