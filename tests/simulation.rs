@@ -4,9 +4,10 @@
 //! that injects, at points chosen by the seed, a failed statement, a failed commit, a commit whose
 //! answer is lost (then the process "dies" and restarts from its file), and a slow commit.
 //!
-//! After every step the simulator checks what the clients were told against what is stored:
-//! every acknowledged change is durable, and nothing refused or failed was written. Every few
-//! steps, after every restart and at the end it checks the whole database: `keel check`'s ledger
+//! After every step the simulator checks what the clients were told against what is stored
+//! (every acknowledged change is durable, and nothing refused or failed was written) and that no
+//! total is negative and every currency sums to zero. After every step too (every 60 in the long
+//! run), after every restart and at the end it checks the whole database: `keel check`'s ledger
 //! invariants (balances replay from the log, nothing negative, double entry), that every stored
 //! transaction was acknowledged (or its answer was lost), and that the events are exactly those of
 //! committed changes.
@@ -14,7 +15,8 @@
 //! A failure prints its seed; the same seed replays the same commands and the same faults:
 //!   KEEL_SIM_SEED=1234 cargo test --release --test simulation -- --nocapture
 //! The long run (figures in docs/testing.md):
-//!   KEEL_SIM_SEEDS=100 KEEL_SIM_COMMANDS=10000 cargo test --release --test simulation -- --nocapture
+//!   KEEL_SIM_SEEDS=100 KEEL_SIM_COMMANDS=10000 KEEL_SIM_FULL_CHECK_EVERY=60 \
+//!     cargo test --release --test simulation -- --nocapture
 
 use keel::domain::amount::Precision;
 use keel::domain::ledger::GENERAL_LEDGER_ID;
@@ -30,8 +32,11 @@ use std::sync::Arc;
 /// Seeds CI runs on every push; each is a different mix of commands and faults.
 const CI_SEEDS: std::ops::Range<u64> = 1..7;
 const CI_COMMANDS: usize = 1_500;
-/// A full-database check every this many steps (and after every restart, and at the end).
-const FULL_CHECK_EVERY: u64 = 60;
+/// A full-database check (`keel check`'s replay of the whole log, and the events) after every this
+/// many steps, besides after every restart and at the end; `KEEL_SIM_FULL_CHECK_EVERY` sets it.
+/// Every step by default, as CI runs; a long run's log grows to thousands of transactions, so it
+/// checks every 60 steps, and B1 and D1 over every balance after every step still (`check_ledger`).
+const FULL_CHECK_EVERY: u64 = 1;
 const CURRENCIES: [&str; 2] = ["USD", "EUR"];
 
 #[test]
@@ -42,13 +47,16 @@ fn simulated_clients_under_injected_storage_faults_keep_every_invariant() {
         _ => CI_SEEDS.collect(),
     };
     let commands: usize = std::env::var("KEEL_SIM_COMMANDS").map_or(CI_COMMANDS, |n| n.parse().expect("a number"));
+    let every: u64 =
+        std::env::var("KEEL_SIM_FULL_CHECK_EVERY").map_or(FULL_CHECK_EVERY, |n| n.parse().expect("a number"));
     let mut total = Stats::default();
     let started = std::time::Instant::now();
     for seed in seeds {
-        let stats = std::panic::catch_unwind(|| Simulation::new(seed).run(commands)).unwrap_or_else(|panic| {
-            eprintln!("\nsimulation failed with seed {seed}; replay it with KEEL_SIM_SEED={seed}\n");
-            std::panic::resume_unwind(panic)
-        });
+        let stats =
+            std::panic::catch_unwind(|| Simulation::new(seed, every.max(1)).run(commands)).unwrap_or_else(|panic| {
+                eprintln!("\nsimulation failed with seed {seed}; replay it with KEEL_SIM_SEED={seed}\n");
+                std::panic::resume_unwind(panic)
+            });
         total.add(&stats);
     }
     println!("{} in {:.1}s", total.report(), started.elapsed().as_secs_f64());
@@ -131,6 +139,8 @@ struct Simulation {
     process: Option<Process>,
     model: Model,
     stats: Stats,
+    /// A full check after every this many steps.
+    full_check_every: u64,
 }
 
 struct Process {
@@ -148,7 +158,7 @@ fn open(path: &str) -> Process {
 }
 
 impl Simulation {
-    fn new(seed: u64) -> Self {
+    fn new(seed: u64, full_check_every: u64) -> Self {
         // In memory where the machine has it: a crash here is the process's, not the disk's, so
         // the page cache keeps every commit, and the run is not bound by fsync.
         let dir = match std::path::Path::new("/dev/shm").is_dir() {
@@ -167,6 +177,7 @@ impl Simulation {
             process,
             model: Model::default(),
             stats,
+            full_check_every,
         }
     }
 
@@ -185,7 +196,7 @@ impl Simulation {
             if self.rng.u16(..400) == 0 {
                 self.restart();
             }
-            if self.stats.steps.is_multiple_of(FULL_CHECK_EVERY) {
+            if self.stats.steps.is_multiple_of(self.full_check_every) {
                 self.full_check();
             }
         }
@@ -286,6 +297,7 @@ impl Simulation {
         }
         // A fault armed for a batch that failed before reaching it must not leak into the checks.
         self.faulty().disarm();
+        self.check_ledger();
         if lost {
             // The answer was lost because the process died between commit and answer.
             self.restart();
@@ -391,6 +403,34 @@ impl Simulation {
     fn assert_reference_free(&self, reference: &str, what: &str) {
         let stored = self.reader().transaction_by_reference(reference).unwrap();
         assert!(stored.is_none(), "A2, seed {}: a {what} transaction was stored: {stored:?}", self.seed);
+    }
+
+    /// B1 and D1 over every balance, after every step: no stored total is negative, and per
+    /// currency `balance` and `inflight_balance` sum to zero. (R1, the replay, is the full check's.)
+    fn check_ledger(&mut self) {
+        let seed = self.seed;
+        let reader = self.reader();
+        let mut sums: BTreeMap<String, (BigInt, BigInt)> = BTreeMap::new();
+        let mut offset = 0;
+        loop {
+            let page = reader.balances(Page { limit: 1000, offset }).unwrap();
+            for b in &page {
+                let totals =
+                    [&b.credit_balance, &b.debit_balance, &b.inflight_credit_balance, &b.inflight_debit_balance];
+                assert!(totals.iter().all(|t| t.sign() != num_bigint::Sign::Minus), "B1, seed {seed}: {b:?}");
+                let sum = sums.entry(b.currency.clone()).or_default();
+                sum.0 += &b.credit_balance - &b.debit_balance;
+                sum.1 += &b.inflight_credit_balance - &b.inflight_debit_balance;
+            }
+            offset += page.len() as u64;
+            if page.len() < 1000 {
+                break;
+            }
+        }
+        for (currency, (balance, inflight)) in sums {
+            let zero = BigInt::from(0);
+            assert!(balance == zero && inflight == zero, "D1, seed {seed}: {currency} sums to {balance}, {inflight}");
+        }
     }
 
     /// Checks the whole database against `keel check`'s invariants and the model.
