@@ -24,6 +24,7 @@ pub struct CreateBalanceBody {
 
 impl Payload for CreateBalanceBody {
     const RESOURCE: Resource = Resource::Balance;
+    const NOT_YET: &'static [&'static str] = &["indicator", "precision", "track_fund_lineage", "allocation_strategy"];
 }
 
 #[utoipa::path(operation_id = "createBalance",

@@ -2,7 +2,7 @@
 //! void inflight, refund.
 
 use super::error::ApiError;
-use super::extract::{JsonBody, Paging, PathId, Payload};
+use super::extract::{JsonBody, OptionalJsonBody, Paging, PathId, Payload};
 use super::{created, read, AppState};
 use crate::domain::currency;
 use crate::domain::error::{DomainError, Resource};
@@ -38,6 +38,18 @@ pub struct CreateTransactionBody {
 
 impl Payload for CreateTransactionBody {
     const RESOURCE: Resource = Resource::Transaction;
+    const NOT_YET: &'static [&'static str] = &[
+        "dry_run",
+        "sources",
+        "destinations",
+        "overdraft_limit",
+        "atomic",
+        "balance_id",
+        "scheduled_for",
+        "inflight_expiry_date",
+        "inflight_commit_date",
+        "effective_date",
+    ];
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -47,10 +59,27 @@ pub struct InflightBody {
     amount: Option<NumberText>,
     #[schema(schema_with = crate::wire::number::number_or_string_schema)]
     precise_amount: Option<NumberText>,
+    /// Keel commits and voids synchronously whatever this says (see the README).
+    #[allow(dead_code)]
+    skip_queue: Option<bool>,
 }
 
 impl Payload for InflightBody {
     const RESOURCE: Resource = Resource::Transaction;
+    const NOT_YET: &'static [&'static str] = &["dry_run"];
+}
+
+/// `POST /refund-transaction/{id}`'s optional body.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+pub struct RefundBody {
+    /// Keel refunds synchronously whatever this says (see the README).
+    #[allow(dead_code)]
+    skip_queue: Option<bool>,
+}
+
+impl Payload for RefundBody {
+    const RESOURCE: Resource = Resource::Transaction;
+    const NOT_YET: &'static [&'static str] = &["dry_run", "description", "meta_data"];
 }
 
 fn required(value: Option<String>, field: &str) -> Result<String, ApiError> {
@@ -149,6 +178,7 @@ pub async fn finish_inflight(
     path = "/refund-transaction/{id}",
     tag = "transactions",
     params(("id" = String, Path, description = "the APPLIED transaction to reverse")),
+    request_body(content = Option<RefundBody>, description = "optional: no body, `null` or an object"),
     responses(
         (status = 201, description = "the refund: APPLIED, source and destination \
             swapped", body = crate::wire::TransactionJson),
@@ -159,7 +189,11 @@ pub async fn finish_inflight(
         (status = 404, description = "TXN_NOT_FOUND", body = crate::api::error::ErrorBody),
         (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
-pub async fn refund(State(app): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
+pub async fn refund(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+    OptionalJsonBody(_body): OptionalJsonBody<RefundBody>,
+) -> Result<Response, ApiError> {
     transaction_reply(app.engine.submit(Command::Refund { id }).await?, true)
 }
 

@@ -1,0 +1,173 @@
+//! A Blnk field is implemented or refused, never ignored: every request field of Blnk's API that
+//! Keel does not implement yet answers `400` naming it and writes nothing, while its zero value
+//! (what Blnk's Go server cannot tell from absence) and fields outside Blnk's API pass.
+
+mod common;
+
+use common::{unique, unique_currency, Server};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+struct Setup {
+    server: Server,
+    currency: String,
+    ledger: String,
+    alice: String,
+    bob: String,
+}
+
+async fn setup() -> Setup {
+    let server = Server::in_process(None);
+    let currency = unique_currency();
+    let ledger = server.ledger("wallets").await;
+    let alice = server.balance(&ledger, &currency).await;
+    let bob = server.balance(&ledger, &currency).await;
+    let (status, body) = server.transfer("@World", &alice, 10_000, &currency).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    Setup { server, currency, ledger, alice, bob }
+}
+
+impl Setup {
+    fn transfer(&self, extra: Value) -> Value {
+        let mut body = json!({
+            "precise_amount": 100, "currency": self.currency, "source": self.alice,
+            "destination": self.bob, "reference": unique("ref"), "skip_queue": true,
+        });
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    }
+
+    async fn transaction_count(&self) -> usize {
+        let (status, list) = self.server.get("/transactions?limit=1000").await;
+        assert_eq!(status, StatusCode::OK);
+        list.as_array().unwrap().len()
+    }
+
+    async fn balance_count(&self) -> usize {
+        let (status, list) = self.server.get("/balances?limit=1000").await;
+        assert_eq!(status, StatusCode::OK);
+        list.as_array().unwrap().len()
+    }
+}
+
+fn assert_refused(status: StatusCode, body: &Value, code: &str, field: &str) {
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {body}");
+    assert_eq!(body["error_detail"]["code"], code, "{field}: {body}");
+    assert_eq!(body["error_detail"]["details"]["field"], field, "{body}");
+    assert!(body["error"].as_str().unwrap().contains(field), "the message names {field}: {body}");
+}
+
+#[tokio::test]
+async fn unimplemented_transaction_fields_are_refused_and_move_nothing() {
+    let s = setup().await;
+    let before = s.transaction_count().await;
+    let alice = s.server.get(&format!("/balances/{}", s.alice)).await.1;
+    let split = json!([{"identifier": s.bob, "distribution": "100%"}]);
+    let cases = [
+        ("sources", split.clone()),
+        ("destinations", split),
+        ("overdraft_limit", json!(50)),
+        ("atomic", json!(true)),
+        ("balance_id", json!(s.alice)),
+        ("scheduled_for", json!("2030-01-01T00:00:00Z")),
+        ("inflight_expiry_date", json!("2030-01-01T00:00:00Z")),
+        ("inflight_commit_date", json!("2030-01-01T00:00:00Z")),
+        ("effective_date", json!("2020-01-01T00:00:00Z")),
+    ];
+    for (field, value) in cases {
+        for skip_queue in [true, false] {
+            let body = s.transfer(json!({ field: value, "skip_queue": skip_queue }));
+            let (status, answer) = s.server.post("/transactions", body.clone()).await;
+            assert_refused(status, &answer, "TXN_VALIDATION_ERROR", field);
+            let reference = body["reference"].as_str().unwrap();
+            let (status, _) = s.server.get(&format!("/transactions/reference/{reference}")).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{field}: nothing was recorded");
+        }
+    }
+    assert_eq!(s.transaction_count().await, before);
+    assert_eq!(s.server.get(&format!("/balances/{}", s.alice)).await.1, alice, "the source did not move");
+}
+
+#[tokio::test]
+async fn zero_values_and_fields_outside_blnks_api_are_accepted() {
+    let s = setup().await;
+    let zeros = json!({
+        "dry_run": false, "sources": [], "destinations": null, "overdraft_limit": 0, "atomic": false,
+        "balance_id": "", "scheduled_for": "", "effective_date": null, "not_a_blnk_field": {"x": 1},
+    });
+    let created = s.server.create("/transactions", s.transfer(zeros)).await;
+    assert_eq!(created["status"], "APPLIED", "{created}");
+    let (status, list) = s.server.get(&format!("/balances/{}", s.bob)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["balance"], json!(100));
+}
+
+#[tokio::test]
+async fn unimplemented_balance_fields_are_refused_and_create_nothing() {
+    let s = setup().await;
+    let before = s.balance_count().await;
+    for (field, value) in [
+        ("indicator", json!("@Fees")),
+        ("precision", json!(100)),
+        ("track_fund_lineage", json!(true)),
+        ("allocation_strategy", json!("FIFO")),
+    ] {
+        let body = json!({"ledger_id": s.ledger, "currency": s.currency, field: value});
+        let (status, answer) = s.server.post("/balances", body).await;
+        assert_refused(status, &answer, "BAL_VALIDATION_ERROR", field);
+    }
+    assert_eq!(s.balance_count().await, before);
+    let zeros = json!({"ledger_id": s.ledger, "currency": s.currency, "indicator": "", "precision": 0,
+        "track_fund_lineage": false, "allocation_strategy": null});
+    s.server.create("/balances", zeros).await;
+}
+
+#[tokio::test]
+async fn a_refund_takes_blnks_optional_body_and_refuses_what_it_does_not_implement() {
+    let s = setup().await;
+    let mut originals = Vec::new();
+    for _ in 0..3 {
+        originals.push(s.server.create("/transactions", s.transfer(json!({}))).await);
+    }
+    let id = |t: &Value| t["transaction_id"].as_str().unwrap().to_string();
+
+    for (field, value) in [("dry_run", json!(true)), ("description", json!("why")), ("meta_data", json!({"k": 1}))] {
+        let (status, answer) =
+            s.server.post(&format!("/refund-transaction/{}", id(&originals[0])), json!({field: value})).await;
+        assert_refused(status, &answer, "TXN_VALIDATION_ERROR", field);
+    }
+    // Nothing was refunded by the refusals: the original still has no children.
+    let (status, answer) = s.server.request("POST", &format!("/refund-transaction/{}", id(&originals[0])), None).await;
+    assert_eq!(status, StatusCode::CREATED, "no body at all: {answer}");
+    assert_eq!(answer["parent_transaction"], id(&originals[0]));
+
+    // `null` (what Blnk's TypeScript SDK sends without options) and Blnk's own options.
+    let path = format!("/refund-transaction/{}", id(&originals[1]));
+    let answer = s.server.send("POST", &path, &[("content-type", "application/json")], b"null".to_vec()).await.unwrap();
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    let path = format!("/refund-transaction/{}", id(&originals[2]));
+    let (status, answer) = s.server.post(&path, json!({"skip_queue": true, "dry_run": false})).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+
+    let (status, answer) = s
+        .server
+        .send("POST", &path, &[("content-type", "application/json")], b"[1]".to_vec())
+        .await
+        .map(|a| (a.status, a.body))
+        .unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a body that is not an object: {answer}");
+}
+
+#[tokio::test]
+async fn an_inflight_dry_run_is_refused_and_the_hold_stays() {
+    let s = setup().await;
+    let hold = s.server.create("/transactions", s.transfer(json!({"inflight": true}))).await;
+    let path = format!("/transactions/inflight/{}", hold["transaction_id"].as_str().unwrap());
+    let (status, answer) = s.server.put(&path, json!({"status": "commit", "dry_run": true})).await;
+    assert_refused(status, &answer, "TXN_VALIDATION_ERROR", "dry_run");
+    let (_, held) = s.server.get(&format!("/transactions/{}", hold["transaction_id"].as_str().unwrap())).await;
+    assert_eq!(held["status"], "INFLIGHT", "{held}");
+    let (status, answer) = s.server.put(&path, json!({"status": "commit", "skip_queue": true})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"], "APPLIED");
+}
