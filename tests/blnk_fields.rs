@@ -131,7 +131,7 @@ async fn a_refund_takes_blnks_optional_body_and_refuses_what_it_does_not_impleme
     }
     let id = |t: &Value| t["transaction_id"].as_str().unwrap().to_string();
 
-    for (field, value) in [("dry_run", json!(true)), ("description", json!("why")), ("meta_data", json!({"k": 1}))] {
+    for (field, value) in [("description", json!("why")), ("meta_data", json!({"k": 1}))] {
         let (status, answer) =
             s.server.post(&format!("/refund-transaction/{}", id(&originals[0])), json!({field: value})).await;
         assert_refused(status, &answer, "TXN_VALIDATION_ERROR", field);
@@ -159,14 +159,10 @@ async fn a_refund_takes_blnks_optional_body_and_refuses_what_it_does_not_impleme
 }
 
 #[tokio::test]
-async fn an_inflight_dry_run_is_refused_and_the_hold_stays() {
+async fn an_inflight_commit_accepts_skip_queue() {
     let s = setup().await;
     let hold = s.server.create("/transactions", s.transfer(json!({"inflight": true}))).await;
     let path = format!("/transactions/inflight/{}", hold["transaction_id"].as_str().unwrap());
-    let (status, answer) = s.server.put(&path, json!({"status": "commit", "dry_run": true})).await;
-    assert_refused(status, &answer, "TXN_VALIDATION_ERROR", "dry_run");
-    let (_, held) = s.server.get(&format!("/transactions/{}", hold["transaction_id"].as_str().unwrap())).await;
-    assert_eq!(held["status"], "INFLIGHT", "{held}");
     let (status, answer) = s.server.put(&path, json!({"status": "commit", "skip_queue": true})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["status"], "APPLIED");

@@ -12,6 +12,11 @@
 //! transaction was acknowledged (or its answer was lost), and that the events are exactly those of
 //! committed changes.
 //!
+//! Some steps are a dry run followed by the same request for real: the dry run must change
+//! nothing at all, and its prediction (the answer, or the rule that refuses it; the balances after;
+//! the monitors it triggers) must be what the real request then does. Dry runs also ride inside
+//! ordinary batches, where faults are injected around them.
+//!
 //! A failure prints its seed; the same seed replays the same commands and the same faults:
 //!   KEEL_SIM_SEED=1234 cargo test --release --test simulation -- --nocapture
 //! The long run (figures in docs/testing.md):
@@ -19,12 +24,16 @@
 //!     cargo test --release --test simulation -- --nocapture
 
 use keel::domain::amount::Precision;
+use keel::domain::balance::Balance;
+use keel::domain::event::Event;
 use keel::domain::ledger::GENERAL_LEDGER_ID;
+use keel::domain::monitor::Monitor;
 use keel::domain::monitor::{Condition, Trigger};
+use keel::domain::preview::Preview;
 use keel::domain::transaction::{Status, Transaction};
 use keel::engine::{Command, Core, EngineConfig, EngineError, InflightAction, NewMonitor, NewTransaction, Outcome};
 use keel::store::faults::{Fault, FaultyStore};
-use keel::store::{Access, ErrorKind, Page, Reads, Store};
+use keel::store::{Access, ErrorKind, EventFilter, Page, Reads, Store};
 use num_bigint::BigInt;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -73,6 +82,8 @@ struct Stats {
     outcome_unknown: u64,
     restarts: u64,
     full_checks: u64,
+    /// Dry runs checked against the real request that followed.
+    dry_runs_predicted: u64,
     faults: BTreeMap<&'static str, u64>,
 }
 
@@ -87,6 +98,7 @@ impl Stats {
         self.outcome_unknown += other.outcome_unknown;
         self.restarts += other.restarts;
         self.full_checks += other.full_checks;
+        self.dry_runs_predicted += other.dry_runs_predicted;
         for (name, n) in &other.faults {
             *self.faults.entry(name).or_default() += n;
         }
@@ -95,7 +107,7 @@ impl Stats {
     fn report(&self) -> String {
         format!(
             "simulation: {} seeds, {} commands in {} batches: {} acknowledged, {} refused, {} failed in storage, \
-             {} outcome unknown; {} restarts, {} full checks; faults fired: {:?}",
+             {} outcome unknown; {} restarts, {} full checks, {} dry runs predicted; faults fired: {:?}",
             self.seeds,
             self.commands,
             self.steps,
@@ -105,6 +117,7 @@ impl Stats {
             self.outcome_unknown,
             self.restarts,
             self.full_checks,
+            self.dry_runs_predicted,
             self.faults
         )
     }
@@ -190,6 +203,9 @@ impl Simulation {
             let batch: Vec<Command> = (0..clients).map(|_| self.random_command()).collect();
             self.arm_random_faults();
             self.step(batch);
+            if self.rng.u8(..6) == 0 {
+                self.dry_run_then_real();
+            }
             if self.rng.u8(..10) == 0 {
                 self.apply_queue();
             }
@@ -260,9 +276,115 @@ impl Simulation {
 
     /// Runs one batch and checks every answer against what is stored.
     fn step(&mut self, commands: Vec<Command>) {
+        let answers = self.core().execute(commands.clone());
+        self.settle(commands, answers);
+    }
+
+    /// A dry run of a random money-moving request, then the request itself (no fault armed for
+    /// either): the dry run changed nothing, and predicted what the request did.
+    fn dry_run_then_real(&mut self) {
+        let command = loop {
+            let command = self.random_request();
+            if matches!(
+                command,
+                Command::CreateTransaction(_) | Command::FinishInflight { .. } | Command::Refund { .. }
+            ) {
+                break command;
+            }
+        };
+        let seed = self.seed;
+        // A queued request is applied after those queued before it: with none ahead of it, the
+        // state it meets is the one the dry run saw.
+        while self.core().apply_queued() > 0 {}
+        let before = self.world();
+        let mut answers = self.core().execute(vec![Command::DryRun(Box::new(command.clone()))]);
+        assert_eq!(self.world(), before, "a dry run changed nothing (seed {seed}): {command:?}");
+        let predicted = answers.pop().expect("E1: one answer");
+        let answers = self.core().execute(vec![command.clone()]);
+        match (&predicted, &answers[0]) {
+            (Ok(Outcome::Preview(preview)), real) => self.assert_predicted(preview, real, &command),
+            (Err(EngineError::Rejected(expected)), Err(EngineError::Rejected(refused))) => {
+                assert_eq!(expected, refused, "seed {seed}: refused before locking, as predicted: {command:?}")
+            }
+            (predicted, real) => panic!("seed {seed}: {command:?} was predicted {predicted:?} and did {real:?}"),
+        }
+        self.stats.dry_runs_predicted += 1;
+        self.settle(vec![command], answers);
+    }
+
+    fn assert_predicted(&mut self, preview: &Preview, real: &Result<Outcome, EngineError>, command: &Command) {
+        let seed = self.seed;
+        // A queued transaction answers QUEUED and meets the rules when the queue applies it, now.
+        let real = match real {
+            Ok(Outcome::Transaction(t)) if t.status == Status::Queued => {
+                while self.core().apply_queued() > 0 {}
+                let applied = self.reader().transaction(&t.id).unwrap().expect("an acknowledged transaction is stored");
+                match (&preview.result, applied.status) {
+                    (Err(_), Status::Rejected) => None,
+                    (Ok(_), _) => Some(applied),
+                    (Err(expected), status) => panic!("seed {seed}: predicted {expected:?}, queued one is {status:?}"),
+                }
+            }
+            Ok(Outcome::Transaction(t)) => Some(t.clone()),
+            Err(EngineError::Rejected(refused)) => {
+                let expected = preview.result.as_ref().err();
+                assert_eq!(expected, Some(refused), "seed {seed}: refused by the predicted rule: {command:?}");
+                None
+            }
+            other => panic!("seed {seed}: {command:?} was predicted {:?} and did {other:?}", preview.result),
+        };
+        if let (Ok(predicted), Some(t)) = (&preview.result, &real) {
+            let shape = |t: &Transaction| (t.status, t.precise_amount.clone(), t.currency.clone(), t.parent.clone());
+            assert_eq!(shape(predicted), shape(t), "seed {seed}: the transaction is as predicted: {command:?}");
+        }
+        assert_eq!(preview.result.is_ok(), real.is_some(), "seed {seed}: {command:?} applied as predicted");
+        let reader = self.reader();
+        for change in &preview.balances {
+            let stored = match change.is_new_indicator {
+                true => reader.balance_by_indicator(&change.before.indicator, &change.before.currency).unwrap(),
+                false => reader.balance(&change.before.id).unwrap(),
+            };
+            let expected = match preview.result.is_ok() {
+                true => &change.after,
+                false => &change.before,
+            };
+            let totals = |b: &keel::domain::balance::Balance| {
+                [
+                    b.credit_balance.clone(),
+                    b.debit_balance.clone(),
+                    b.inflight_credit_balance.clone(),
+                    b.inflight_debit_balance.clone(),
+                ]
+            };
+            match stored {
+                Some(stored) => {
+                    assert_eq!(totals(expected), totals(&stored), "seed {seed}: balance as predicted: {command:?}")
+                }
+                None => assert!(change.is_new_indicator && preview.result.is_err(), "seed {seed}: {change:?} exists"),
+            }
+        }
+        for monitor in &preview.monitors_triggered {
+            let stored = reader.monitor(&monitor.id).unwrap().expect("a triggered monitor exists");
+            assert_eq!(stored.trigger_count, monitor.trigger_count, "seed {seed}: monitor triggered as predicted");
+        }
+    }
+
+    /// Everything a dry run must leave as it was: every balance, transaction, monitor and event.
+    fn world(&self) -> (Vec<Balance>, Vec<Transaction>, Vec<Monitor>, Vec<Event>) {
+        let reader = self.reader();
+        let all = Page { limit: u32::MAX, offset: 0 };
+        (
+            reader.balances(all).unwrap(),
+            reader.transactions(all).unwrap(),
+            reader.monitors(all).unwrap(),
+            reader.events(&EventFilter::default(), all).unwrap(),
+        )
+    }
+
+    /// Checks a batch's answers against what is stored.
+    fn settle(&mut self, commands: Vec<Command>, answers: Vec<Result<Outcome, EngineError>>) {
         self.stats.steps += 1;
         self.stats.commands += commands.len() as u64;
-        let answers = self.core().execute(commands.clone());
         assert_eq!(answers.len(), commands.len(), "E1: one answer per command (seed {})", self.seed);
         let mut lost = false;
         let deleted: HashSet<String> = commands
@@ -358,7 +480,7 @@ impl Simulation {
                 self.model.monitors.retain(|(m, _)| m != id);
                 assert!(self.reader().monitor(id).unwrap().is_none(), "A1, seed {seed}: deleted monitor {id} is gone");
             }
-            Outcome::Ledger(_) | Outcome::Event(_) | Outcome::ApiKey { .. } => {}
+            Outcome::Ledger(_) | Outcome::Event(_) | Outcome::ApiKey { .. } | Outcome::Preview(_) => {}
         }
     }
 
@@ -514,6 +636,16 @@ impl Simulation {
     }
 
     fn random_command(&mut self) -> Command {
+        let command = self.random_request();
+        let moves_money =
+            matches!(command, Command::CreateTransaction(_) | Command::FinishInflight { .. } | Command::Refund { .. });
+        match moves_money && self.rng.u8(..15) == 0 {
+            true => Command::DryRun(Box::new(command)),
+            false => command,
+        }
+    }
+
+    fn random_request(&mut self) -> Command {
         match self.rng.u8(..100) {
             0..=2 => {
                 let currency = CURRENCIES[self.rng.usize(..2)];

@@ -4,15 +4,18 @@
 use super::error::ApiError;
 use super::extract::{JsonBody, OptionalJsonBody, Paging, PathId, Payload};
 use super::{created, read, AppState};
+use crate::domain::amount::Precision;
 use crate::domain::currency;
 use crate::domain::error::{DomainError, Resource};
 use crate::domain::transaction::{parse_precision, resolve_amount};
 use crate::engine::{Command, InflightAction, NewTransaction, Outcome};
 use crate::wire::number::NumberText;
-use crate::wire::TransactionJson;
+use crate::wire::preview::{Asked, RejectionJson};
+use crate::wire::{PreviewJson, TransactionJson};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use num_bigint::BigInt;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -34,12 +37,13 @@ pub struct CreateTransactionBody {
     skip_queue: Option<bool>,
     #[schema(value_type = Option<Object>)]
     meta_data: Option<Map<String, Value>>,
+    /// Answer `200` with what the transaction would do, and write nothing.
+    dry_run: Option<bool>,
 }
 
 impl Payload for CreateTransactionBody {
     const RESOURCE: Resource = Resource::Transaction;
     const NOT_YET: &'static [&'static str] = &[
-        "dry_run",
         "sources",
         "destinations",
         "overdraft_limit",
@@ -62,11 +66,12 @@ pub struct InflightBody {
     /// Keel commits and voids synchronously whatever this says (see the README).
     #[allow(dead_code)]
     skip_queue: Option<bool>,
+    /// Answer `200` with what the commit or void would do, and write nothing.
+    dry_run: Option<bool>,
 }
 
 impl Payload for InflightBody {
     const RESOURCE: Resource = Resource::Transaction;
-    const NOT_YET: &'static [&'static str] = &["dry_run"];
 }
 
 /// `POST /refund-transaction/{id}`'s optional body.
@@ -75,11 +80,13 @@ pub struct RefundBody {
     /// Keel refunds synchronously whatever this says (see the README).
     #[allow(dead_code)]
     skip_queue: Option<bool>,
+    /// Answer `200` with what the refund would do, and write nothing.
+    dry_run: Option<bool>,
 }
 
 impl Payload for RefundBody {
     const RESOURCE: Resource = Resource::Transaction;
-    const NOT_YET: &'static [&'static str] = &["dry_run", "description", "meta_data"];
+    const NOT_YET: &'static [&'static str] = &["description", "meta_data"];
 }
 
 fn required(value: Option<String>, field: &str) -> Result<String, ApiError> {
@@ -101,6 +108,8 @@ fn text(n: &Option<NumberText>) -> Option<&str> {
     responses(
         (status = 201, description = "the transaction: QUEUED, or with skip_queue APPLIED / \
             INFLIGHT", body = crate::wire::TransactionJson),
+        (status = 200, description = "dry_run: what it would do; nothing is \
+            written", body = crate::wire::PreviewJson),
         (status = 400, description = "GEN_MALFORMED_REQUEST, TXN_VALIDATION_ERROR, TXN_INVALID_AMOUNT, \
             TXN_PRECISION_NOT_INTEGER, TXN_DUPLICATE_REFERENCE, \
             TXN_INSUFFICIENT_FUNDS", body = crate::api::error::ErrorBody),
@@ -116,7 +125,7 @@ pub async fn create(
     let precision = parse_precision(text(&body.precision))?;
     let precise_amount = resolve_amount(text(&body.amount), text(&body.precise_amount), precision)?;
     let new = NewTransaction {
-        precise_amount,
+        precise_amount: precise_amount.clone(),
         precision,
         reference: required(body.reference, "reference")?,
         currency: currency::parse(Resource::Transaction, body.currency.as_deref())?,
@@ -128,7 +137,53 @@ pub async fn create(
         skip_queue: body.skip_queue.unwrap_or(false),
         meta_data: body.meta_data.unwrap_or_default(),
     };
+    if body.dry_run == Some(true) {
+        let asked =
+            Asked { reference: Some(new.reference.clone()), currency: new.currency.clone(), precise_amount, precision };
+        let notes = if new.skip_queue {
+            vec![]
+        } else {
+            vec!["skip_queue is false: a real post answers QUEUED and the engine applies it right after, \
+                  in arrival order; this projection shows it applied now"
+                .to_string()]
+        };
+        return dry_run(&app, Command::CreateTransaction(new), None, asked, notes).await;
+    }
     transaction_reply(app.engine.submit(Command::CreateTransaction(new)).await?, true)
+}
+
+/// Answers a dry run of `command`: `200` with the preview, also when a rule refuses it (the
+/// `rejection` carries the code the real request would answer). A balance or transaction that
+/// does not exist is the real request's error instead, as in Blnk.
+async fn dry_run(
+    app: &AppState,
+    command: Command,
+    operation: Option<&'static str>,
+    asked: Asked,
+    notes: Vec<String>,
+) -> Result<Response, ApiError> {
+    let Outcome::Preview(preview) = app.engine.submit(Command::DryRun(Box::new(command))).await? else {
+        unreachable!("a dry run answers a preview")
+    };
+    let rejection = match &preview.result {
+        Ok(_) => None,
+        Err(refused) if preview.balances.len() < 2 => return Err(refused.clone().into()),
+        Err(refused) => {
+            let reason = match refused {
+                DomainError::InsufficientFunds(_) => "insufficient_funds",
+                _ => "other",
+            };
+            let error = ApiError::from(refused.clone());
+            Some(RejectionJson { code: error.code, reason, message: error.message })
+        }
+    };
+    Ok(Json(PreviewJson::new(preview, rejection, operation, asked, notes)).into_response())
+}
+
+/// What a dry run of a commit, void or refund asked to move: nothing it can name before the
+/// engine finds the transaction (a refused preview then shows 0, as Blnk's does).
+fn nothing_asked() -> Asked {
+    Asked { reference: None, currency: String::new(), precise_amount: BigInt::ZERO, precision: Precision::ONE }
 }
 
 /// `PUT /transactions/inflight/{id}` with `{"status": "commit" | "void", "amount"?, "precise_amount"?}`.
@@ -139,8 +194,8 @@ pub async fn create(
     request_body = InflightBody,
     params(("id" = String, Path, description = "the inflight transaction")),
     responses(
-        (status = 200, description = "the commit (APPLIED) or void (VOID) child \
-            transaction", body = crate::wire::TransactionJson),
+        (status = 200, description = "the commit (APPLIED) or void (VOID) child transaction; with \
+            dry_run, the preview (nothing is written)", body = crate::wire::TransactionJson),
         (status = 400, description = "TXN_VALIDATION_ERROR, TXN_INVALID_AMOUNT, TXN_NOT_INFLIGHT, \
             TXN_ALREADY_COMMITTED, TXN_ALREADY_VOIDED, \
             TXN_COMMIT_AMOUNT_EXCEEDED", body = crate::api::error::ErrorBody),
@@ -155,12 +210,15 @@ pub async fn finish_inflight(
     PathId(id): PathId,
     JsonBody(body): JsonBody<InflightBody>,
 ) -> Result<Response, ApiError> {
-    let action = match body.status.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        Some("commit") => InflightAction::Commit {
-            amount: body.amount.map(|n| n.0),
-            precise_amount: body.precise_amount.map(|n| n.0),
-        },
-        Some("void") => InflightAction::Void,
+    let (action, operation) = match body.status.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        Some("commit") => (
+            InflightAction::Commit {
+                amount: body.amount.map(|n| n.0),
+                precise_amount: body.precise_amount.map(|n| n.0),
+            },
+            "commit",
+        ),
+        Some("void") => (InflightAction::Void, "void"),
         _ => {
             return Err(DomainError::validation(
                 Resource::Transaction,
@@ -170,7 +228,11 @@ pub async fn finish_inflight(
             .into())
         }
     };
-    transaction_reply(app.engine.submit(Command::FinishInflight { id, action }).await?, false)
+    let command = Command::FinishInflight { id, action };
+    if body.dry_run == Some(true) {
+        return dry_run(&app, command, Some(operation), nothing_asked(), vec![]).await;
+    }
+    transaction_reply(app.engine.submit(command).await?, false)
 }
 
 #[utoipa::path(operation_id = "refundTransaction",
@@ -182,6 +244,8 @@ pub async fn finish_inflight(
     responses(
         (status = 201, description = "the refund: APPLIED, source and destination \
             swapped", body = crate::wire::TransactionJson),
+        (status = 200, description = "dry_run: what it would do; nothing is \
+            written", body = crate::wire::PreviewJson),
         (status = 400, description = "TXN_VALIDATION_ERROR, \
             TXN_INSUFFICIENT_FUNDS", body = crate::api::error::ErrorBody),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
@@ -192,8 +256,11 @@ pub async fn finish_inflight(
 pub async fn refund(
     State(app): State<AppState>,
     PathId(id): PathId,
-    OptionalJsonBody(_body): OptionalJsonBody<RefundBody>,
+    OptionalJsonBody(body): OptionalJsonBody<RefundBody>,
 ) -> Result<Response, ApiError> {
+    if body.dry_run == Some(true) {
+        return dry_run(&app, Command::Refund { id }, None, nothing_asked(), vec![]).await;
+    }
     transaction_reply(app.engine.submit(Command::Refund { id }).await?, true)
 }
 

@@ -9,5 +9,6 @@ pub mod error;
 pub mod event;
 pub mod ledger;
 pub mod monitor;
+pub mod preview;
 pub mod replay;
 pub mod transaction;

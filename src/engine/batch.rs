@@ -61,9 +61,7 @@ pub fn apply_batch(
     config: BatchConfig,
     cache: &mut BalanceCache,
 ) -> StoreResult<BatchOutput> {
-    let clock = std::time::SystemTime::now();
-    let now = humantime::format_rfc3339_micros(clock).to_string();
-    let now_ms = clock.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let (now, now_ms) = now();
     let mut indicators = Indicators::default();
     let plans = commands.iter().map(|c| plan(w, c, &mut indicators, &now)).collect::<StoreResult<Vec<_>>>()?;
     let mut batch = Batch::lock(w, commands, &plans, cache, now, now_ms, config)?;
@@ -79,6 +77,13 @@ pub fn apply_batch(
     Ok(batch.finish(results))
 }
 
+/// The batch's clock: RFC 3339 for rows, milliseconds since the epoch for delivery times.
+pub(super) fn now() -> (String, i64) {
+    let clock = std::time::SystemTime::now();
+    let now = humantime::format_rfc3339_micros(clock).to_string();
+    (now, clock.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
+}
+
 /// Invariant C1 (`balance_cache.rs`): a cached entry equals what storage holds. Checked on every
 /// cache hit in debug builds, so every test run compares the cache with storage; release builds
 /// trust it and save the reads.
@@ -91,23 +96,23 @@ fn assert_cached_entry_is_current(w: &mut dyn Writes, entry: &Entry) -> StoreRes
 }
 
 /// What a command needs before it can be applied.
-struct Plan {
+pub(super) struct Plan {
     /// Every balance the command may move, by id.
-    balances: Vec<String>,
+    pub(super) balances: Vec<String>,
     /// For new transactions: the balances `source` and `destination` resolved to.
-    resolved: Option<(String, String)>,
+    pub(super) resolved: Option<(String, String)>,
 }
 
 /// The indicator balances a batch resolved, and which of them it created.
 #[derive(Default)]
-struct Indicators {
+pub(super) struct Indicators {
     /// (indicator, currency) → balance id.
     by_name: HashMap<(String, String), String>,
     /// Created by this batch (so not yet visible to anyone else), in creation order.
-    created: Vec<String>,
+    pub(super) created: Vec<String>,
 }
 
-fn plan(
+pub(super) fn plan(
     w: &mut dyn Writes,
     command: &Command,
     indicators: &mut Indicators,
@@ -121,6 +126,7 @@ fn plan(
         | Command::RedeliverEvent { .. }
         | Command::CreateApiKey { .. }
         | Command::RevokeApiKey { .. } => no_balances,
+        Command::DryRun(_) => unreachable!("a dry run is rehearsed on its own (`Core::execute`), never batched"),
         Command::CreateTransaction(new) => {
             let source = resolve_party(w, &new.source, &new.currency, indicators, now)?;
             let destination = resolve_party(w, &new.destination, &new.currency, indicators, now)?;
@@ -226,7 +232,7 @@ pub(super) struct Batch {
 impl Batch {
     /// Step 2: loads (from the cache, or from storage under their locks) every balance the plans
     /// name, their monitors, and which of the batch's references are taken.
-    fn lock(
+    pub(super) fn lock(
         w: &mut dyn Writes,
         commands: &[Command],
         plans: &[Result<Plan, DomainError>],
@@ -288,7 +294,7 @@ impl Batch {
     }
 
     /// Step 3, for one command: the rules of its resource.
-    fn apply(&mut self, w: &mut dyn Writes, command: &Command, plan: Plan) -> Ruled<Outcome> {
+    pub(super) fn apply(&mut self, w: &mut dyn Writes, command: &Command, plan: Plan) -> Ruled<Outcome> {
         match command {
             Command::CreateLedger { name, meta_data } => self.create_ledger(w, name, meta_data),
             Command::UpdateLedger { id, name, meta_data } => self.update_ledger(w, id, name, meta_data.as_ref()),
@@ -310,6 +316,7 @@ impl Batch {
                 self.create_api_key(w, name, owner, scopes, expires_at.as_ref())
             }
             Command::RevokeApiKey { id } => self.revoke_api_key(w, id),
+            Command::DryRun(_) => unreachable!("a dry run is rehearsed on its own, never batched"),
         }
     }
 

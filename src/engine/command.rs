@@ -8,6 +8,7 @@ use crate::domain::error::DomainError;
 use crate::domain::event::Event;
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Condition, Monitor, Trigger};
+use crate::domain::preview::Preview;
 use crate::domain::transaction::Transaction;
 use crate::store::StoreError;
 use num_bigint::BigInt;
@@ -64,6 +65,10 @@ pub enum Command {
     },
     /// Internal: apply a transaction that was accepted as `QUEUED`.
     ApplyQueued(Transaction),
+    /// Runs a money-moving command (`CreateTransaction`, `FinishInflight`, `Refund`) by the same
+    /// rules against the current state, in a database transaction that is rolled back: it answers
+    /// `Outcome::Preview` and changes nothing (`rehearsal.rs`).
+    DryRun(Box<Command>),
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +117,7 @@ pub enum Outcome {
     MonitorDeleted,
     Event(Event),
     ApiKey { key: ApiKey, secret: Option<String> },
+    Preview(Preview),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -12,12 +12,13 @@ mod command;
 mod failure;
 mod ledgers;
 mod monitors;
+mod rehearsal;
 mod transactions;
 
 pub use batch::new_id;
 pub use command::{Command, EngineError, InflightAction, NewMonitor, NewTransaction, Outcome};
 
-use crate::store::{Store, StoreResult, Writes};
+use crate::store::{Store, StoreResult};
 use balance_cache::BalanceCache;
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,14 +171,36 @@ impl Core {
     /// at a time, so only the command that caused the failure sees it; a batch whose COMMIT may
     /// have happened is never run again, whole or in parts (DESIGN rule 8). The failure is logged
     /// here, once.
+    ///
+    /// Dry runs among `commands` are rehearsed one by one after the batch commits, each in a
+    /// transaction of its own that is rolled back: so each sees the state the real ones left.
     pub fn execute(&mut self, commands: Vec<Command>) -> Vec<Result<Outcome, EngineError>> {
+        if commands.iter().any(|c| matches!(c, Command::DryRun(_))) {
+            let (dry_runs, real): (Vec<_>, Vec<_>) =
+                commands.into_iter().enumerate().partition(|(_, c)| matches!(c, Command::DryRun(_)));
+            let (positions, real): (Vec<usize>, Vec<Command>) = real.into_iter().unzip();
+            let mut answers: Vec<Option<Result<Outcome, EngineError>>> =
+                (0..positions.len() + dry_runs.len()).map(|_| None).collect();
+            let committed = if real.is_empty() { Vec::new() } else { self.execute(real) };
+            for (position, answer) in positions.into_iter().zip(committed) {
+                answers[position] = Some(answer);
+            }
+            for (position, dry_run) in dry_runs {
+                let Command::DryRun(command) = dry_run else { unreachable!("partitioned above") };
+                answers[position] = Some(self.rehearse(&command));
+            }
+            return answers.into_iter().map(|a| a.expect("E1: one answer per command")).collect();
+        }
         let mut output = None;
         let config = self.batch_config();
         let started = std::time::Instant::now();
         let cache = &mut self.cache;
-        let written = with_retries(self.store.as_ref(), &mut |w| {
-            output = Some(batch::apply_batch(w, &commands, config, cache)?);
-            Ok(())
+        let store = self.store.as_ref();
+        let written = with_retries(&mut || {
+            store.write(&mut |w| {
+                output = Some(batch::apply_batch(w, &commands, config, cache)?);
+                Ok(())
+            })
         });
         match written {
             Ok(()) => {
@@ -208,11 +231,14 @@ impl Core {
         let config = self.batch_config();
         let started = std::time::Instant::now();
         let cache = &mut self.cache;
-        let written = with_retries(self.store.as_ref(), &mut |w| {
-            let queued = w.queued_transactions(QUEUE_BATCH)?;
-            fetched = queued.into_iter().map(Command::ApplyQueued).collect();
-            output = Some(batch::apply_batch(w, &fetched, config, cache)?);
-            Ok(())
+        let store = self.store.as_ref();
+        let written = with_retries(&mut || {
+            store.write(&mut |w| {
+                let queued = w.queued_transactions(QUEUE_BATCH)?;
+                fetched = queued.into_iter().map(Command::ApplyQueued).collect();
+                output = Some(batch::apply_batch(w, &fetched, config, cache)?);
+                Ok(())
+            })
         });
         let fetched = fetched.len();
         match written {
@@ -235,18 +261,40 @@ impl Core {
     }
 }
 
+impl Core {
+    /// A dry run of `command`: `Outcome::Preview`, with nothing written (`rehearsal.rs`).
+    fn rehearse(&mut self, command: &Command) -> Result<Outcome, EngineError> {
+        let mut preview = None;
+        let config = self.batch_config();
+        let store = self.store.as_ref();
+        let rehearsed = with_retries(&mut || {
+            store.rehearse(&mut |w| {
+                preview = Some(rehearsal::rehearse(w, command, config)?);
+                Ok(())
+            })
+        });
+        match rehearsed {
+            Ok(()) => Ok(Outcome::Preview(preview.expect("a rehearsal has its preview")?)),
+            Err(error) => {
+                tracing::error!(%error, "dry run failed in storage");
+                Err(EngineError::Store(error))
+            }
+        }
+    }
+}
+
 fn is_queued(result: &batch::CommandResult) -> bool {
     matches!(result, Ok(Outcome::Transaction(t)) if t.status == crate::domain::transaction::Status::Queued)
 }
 
-/// Runs one database transaction, trying again while the store reports a transient failure
-/// (a serialization failure, a deadlock, a connection lost to a database restart): those are
-/// the database's to resolve, not the client's.
-fn with_retries(store: &dyn Store, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
+/// Runs one database transaction (`transaction`: a `write` or a `rehearse`), trying again while
+/// the store reports a transient failure (a serialization failure, a deadlock, a connection lost
+/// to a database restart): those are the database's to resolve, not the client's.
+fn with_retries(transaction: &mut dyn FnMut() -> StoreResult<()>) -> StoreResult<()> {
     let mut delay = Duration::from_millis(5);
     let mut tries = 0;
     loop {
-        match store.write(work) {
+        match transaction() {
             Err(error) if error.is_transient() && tries < TRANSIENT_RETRIES => {
                 tries += 1;
                 tracing::warn!(%error, tries, "transient storage failure; retrying the batch");

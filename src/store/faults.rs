@@ -79,6 +79,11 @@ impl Store for FaultyStore {
         self.inner.read_consistent(work)
     }
 
+    /// Faults are armed for writes; a rehearsal commits nothing, so none is spent on it.
+    fn rehearse(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
+        self.inner.rehearse(work)
+    }
+
     fn write(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
         let fault = self.armed.lock().pop_front();
         let fired = |f: Fault| self.fired.lock().push(f);

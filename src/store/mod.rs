@@ -123,6 +123,10 @@ pub trait Store: Send + Sync + 'static {
     /// here (PostgreSQL: from the batch's marker), never reported as a failure that happened.
     fn write(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()>;
 
+    /// Runs `work` inside one database transaction, as `write` does (same locks, same reads of its
+    /// own writes), and always rolls it back: what `work` wrote is never seen by anyone (dry runs).
+    fn rehearse(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()>;
+
     /// True when this process is the only writer (SQLite: one process per file), so the engine may
     /// keep copies of what it wrote; false where other processes write too.
     fn sole_writer(&self) -> bool;

@@ -275,6 +275,20 @@ impl Store for PostgresStore {
             Err(error) => self.resolve_commit(&marker, &error),
         }
     }
+    fn rehearse(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
+        let mut conn = self.pool.get().map_err(pool_error)?;
+        let Connection { client, statements } = &mut *conn;
+        let mut writer = Writer {
+            tx: RefCell::new(client.transaction()?),
+            statements: RefCell::new(statements),
+            pending: RefCell::default(),
+        };
+        work(&mut writer)?;
+        // Nothing buffered is sent: it is thrown away with the transaction.
+        writer.tx.into_inner().rollback()?;
+        Ok(())
+    }
+
     fn sole_writer(&self) -> bool {
         // Several `keel serve` processes may share one database.
         false

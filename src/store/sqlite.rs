@@ -233,6 +233,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn rehearse(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
+        let mut conn = self.writer.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        work(&mut Writer(&tx))?;
+        tx.rollback()?;
+        Ok(())
+    }
+
     fn pool_usage(&self) -> PoolUsage {
         // The writer connection is always open, and busy only inside a batch.
         let readers = self.readers.state();

@@ -6,10 +6,12 @@ pub mod event;
 pub mod ledger;
 pub mod monitor;
 pub mod number;
+pub mod preview;
 pub mod transaction;
 
 pub use balance::BalanceJson;
 pub use event::EventJson;
 pub use ledger::LedgerJson;
 pub use monitor::MonitorJson;
+pub use preview::PreviewJson;
 pub use transaction::TransactionJson;

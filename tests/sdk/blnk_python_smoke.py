@@ -92,6 +92,19 @@ def main():
         assert ok(blnk.ledger_balances.get(balance["balance_id"]), 200, "balance")["balance"] == 75050; checks += 1
         assert ok(blnk.transactions.get_by_reference(funded["reference"]), 200, "by ref")["transaction_id"] == funded["transaction_id"]; checks += 1
 
+        # A preview (dry_run) answers 200 with Blnk's TransactionPreview and moves nothing.
+        preview = ok(blnk.transactions.create({
+            "amount": 10, "precision": 100, "reference": f"preview-{uuid.uuid4()}", "currency": "USD",
+            "source": balance["balance_id"], "destination": other["balance_id"], "description": "preview",
+            "dry_run": True,
+        }), 200, "dry run")
+        assert preview["dry_run"] is True and preview["would_apply"] is True, preview; checks += 1
+        assert preview["precise_amount"] == "1000" and preview["status"] == "APPLIED", preview; checks += 1
+        source = [b for b in preview["balances"] if b["role"] == "source"][0]
+        assert (source["current_balance"], source["resulting_balance"]) == ("75050", "74050"), source; checks += 1
+        assert ok(blnk.ledger_balances.get(balance["balance_id"]), 200, "balance")["balance"] == 75050; checks += 1
+        assert blnk.transactions.get_by_reference(preview["reference"]).status == 404; checks += 1
+
         held = ok(blnk.transactions.create({
             "amount": 100, "precision": 100, "reference": f"hold-{uuid.uuid4()}", "currency": "USD",
             "source": balance["balance_id"], "destination": other["balance_id"], "description": "hold",
@@ -100,7 +113,11 @@ def main():
         assert held["status"] == "INFLIGHT"; checks += 1
         committed = ok(blnk.transactions.update_status(held["transaction_id"], {"status": "commit", "amount": 40}), 200, "commit")
         assert committed["precise_amount"] == 4000; checks += 1
+        void_preview = ok(blnk.transactions.update_status(held["transaction_id"], {"status": "void", "dry_run": True}), 200, "void preview")
+        assert void_preview["operation"] == "void" and void_preview["precise_amount"] == "6000", void_preview; checks += 1
         ok(blnk.transactions.update_status(held["transaction_id"], {"status": "void"}), 200, "void"); checks += 1
+        refund_preview = ok(blnk.transactions.refund(committed["transaction_id"], {"dry_run": True}), 200, "refund preview")
+        assert refund_preview["would_apply"] is True, refund_preview; checks += 1
         refund = ok(blnk.transactions.refund(committed["transaction_id"]), 201, "refund")
         assert refund["source"] == other["balance_id"]; checks += 1
 

@@ -81,13 +81,19 @@ async function main() {
     check(funded.status === "APPLIED" && funded.precise_amount === 75000, "applied", funded);
     check(expect(await LedgerBalances.get(balance.balance_id), 200, "balance").balance === 75000, "balance moved", null);
     check(expect(await Transactions.getByReference(funded.reference), 200, "by ref").transaction_id === funded.transaction_id, "by ref", null);
+    const preview = expect(await Transactions.create({
+      amount: 10, reference: `ref_${randomUUID()}`, currency: "USD", precision: 100, source: balance.balance_id,
+      destination: other.balance_id, description: "preview", dry_run: true,
+    }), 200, "dry run");
+    check(preview.dry_run === true && preview.would_apply === true && preview.precise_amount === "1000", "dry run", preview);
+    check(expect(await LedgerBalances.get(balance.balance_id), 200, "balance").balance === 75000, "a dry run moves nothing", null);
     const held = expect(await Transactions.create({
       amount: 10, reference: `ref_${randomUUID()}`, currency: "USD", precision: 100, source: balance.balance_id,
       destination: other.balance_id, description: "hold", inflight: true, skip_queue: true,
     }), 201, "inflight");
     const committed = expect(await Transactions.updateStatus(held.transaction_id, { status: "commit" }), 200, "commit");
     check(committed.precise_amount === 1000, "committed", committed);
-    expect(await Transactions.refund(committed.transaction_id), 201, "refund");
+    expect(await Transactions.refund(committed.transaction_id, { skip_queue: true }), 201, "refund");
 
     for (let i = 0; i < 200 && !received.some((e) => e.event === "balance.monitor"); i++) {
       await new Promise((r) => setTimeout(r, 50));
