@@ -123,39 +123,75 @@ async fn unimplemented_balance_fields_are_refused_and_create_nothing() {
 }
 
 #[tokio::test]
-async fn a_refund_takes_blnks_optional_body_and_refuses_what_it_does_not_implement() {
+async fn a_refund_takes_blnks_optional_body() {
     let s = setup().await;
     let mut originals = Vec::new();
     for _ in 0..3 {
-        originals.push(s.server.create("/transactions", s.transfer(json!({}))).await);
+        let body = s.transfer(json!({"description": "order 7", "meta_data": {"order": 7, "channel": "web"}}));
+        originals.push(s.server.create("/transactions", body).await);
     }
     let id = |t: &Value| t["transaction_id"].as_str().unwrap().to_string();
 
-    for (field, value) in [("description", json!("why")), ("meta_data", json!({"k": 1}))] {
-        let (status, answer) =
-            s.server.post(&format!("/refund-transaction/{}", id(&originals[0])), json!({field: value})).await;
-        assert_refused(status, &answer, "TXN_VALIDATION_ERROR", field);
-    }
-    // Nothing was refunded by the refusals: the original still has no children.
-    let (status, answer) = s.server.request("POST", &format!("/refund-transaction/{}", id(&originals[0])), None).await;
-    assert_eq!(status, StatusCode::CREATED, "no body at all: {answer}");
-    assert_eq!(answer["parent_transaction"], id(&originals[0]));
+    // No body at all: the refund inherits the original's description and metadata.
+    let (status, refund) = s.server.request("POST", &format!("/refund-transaction/{}", id(&originals[0])), None).await;
+    assert_eq!(status, StatusCode::CREATED, "no body at all: {refund}");
+    assert_eq!(refund["parent_transaction"], id(&originals[0]));
+    assert_eq!(refund["reference"], format!("{}_refund", id(&originals[0])), "Blnk's refund reference");
+    assert_eq!(
+        (&refund["description"], &refund["meta_data"]),
+        (&originals[0]["description"], &originals[0]["meta_data"])
+    );
 
-    // `null` (what Blnk's TypeScript SDK sends without options) and Blnk's own options.
+    // `null`, what Blnk's TypeScript SDK sends without options.
     let path = format!("/refund-transaction/{}", id(&originals[1]));
     let answer = s.server.send("POST", &path, &[("content-type", "application/json")], b"null".to_vec()).await.unwrap();
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
-    let path = format!("/refund-transaction/{}", id(&originals[2]));
-    let (status, answer) = s.server.post(&path, json!({"skip_queue": true, "dry_run": false})).await;
-    assert_eq!(status, StatusCode::CREATED, "{answer}");
 
-    let (status, answer) = s
+    // Blnk's options: a description replaces the inherited one, metadata merges over it.
+    let path = format!("/refund-transaction/{}", id(&originals[2]));
+    let meta_data = json!({"channel": "support", "ticket": 9});
+    let options = json!({"skip_queue": true, "dry_run": false, "description": "damaged", "meta_data": meta_data});
+    let (status, refund) = s.server.post(&path, options).await;
+    assert_eq!(status, StatusCode::CREATED, "{refund}");
+    assert_eq!(refund["description"], "damaged");
+    assert_eq!(refund["meta_data"], json!({"order": 7, "channel": "support", "ticket": 9}));
+    let (_, original) = s.server.get(&format!("/transactions/{}", id(&originals[2]))).await;
+    assert_eq!(original["meta_data"], json!({"order": 7, "channel": "web"}), "the original keeps its own");
+
+    let answer = s.server.send("POST", &path, &[("content-type", "application/json")], b"[1]".to_vec()).await.unwrap();
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "a body that is not an object: {}", answer.body);
+    let (status, answer) = s.server.post(&path, json!({"meta_data": [1]})).await;
+    assert_refused(status, &answer, "TXN_VALIDATION_ERROR", "meta_data");
+}
+
+#[tokio::test]
+async fn second_refunds_and_refunds_of_refunds_are_409_and_unknown_balances_404() {
+    let s = setup().await;
+    let original = s.server.create("/transactions", s.transfer(json!({}))).await;
+    let path = format!("/refund-transaction/{}", original["transaction_id"].as_str().unwrap());
+    let refund = s.server.create(&path, json!({})).await;
+    for path in [path, format!("/refund-transaction/{}", refund["transaction_id"].as_str().unwrap())] {
+        let (status, answer) = s.server.post(&path, json!({})).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{path}: {answer}");
+        assert_eq!(answer["error_detail"]["code"], "TXN_ALREADY_REFUNDED", "{answer}");
+    }
+    // A commit's child is refundable: it is not a refund.
+    let hold = s.server.create("/transactions", s.transfer(json!({"inflight": true}))).await;
+    let (_, child) = s
         .server
-        .send("POST", &path, &[("content-type", "application/json")], b"[1]".to_vec())
-        .await
-        .map(|a| (a.status, a.body))
-        .unwrap();
-    assert_eq!(status, StatusCode::BAD_REQUEST, "a body that is not an object: {answer}");
+        .put(
+            &format!("/transactions/inflight/{}", hold["transaction_id"].as_str().unwrap()),
+            json!({"status": "commit"}),
+        )
+        .await;
+    s.server.create(&format!("/refund-transaction/{}", child["transaction_id"].as_str().unwrap()), json!({})).await;
+
+    for field in ["source", "destination"] {
+        let (status, answer) = s.server.post("/transactions", s.transfer(json!({field: "bln_missing"}))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+        assert_eq!(answer["error_detail"]["code"], "BAL_NOT_FOUND");
+        assert_eq!(answer["error_detail"]["details"]["field"], field);
+    }
 }
 
 #[tokio::test]

@@ -176,7 +176,7 @@ async fn a_refused_dry_run_says_why_with_the_real_code() {
     // A balance that does not exist, and bad input: the real request's error, not a preview.
     let (status, error) =
         s.server.post("/transactions", s.transfer(1, json!({"destination": "bln_missing", "dry_run": true}))).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!((status, &error["error_detail"]["code"]), (StatusCode::NOT_FOUND, &json!("BAL_NOT_FOUND")), "{error}");
     assert_eq!(error["error_detail"]["details"]["field"], "destination");
     let (status, error) = s.server.post("/transactions", s.transfer(0, json!({"dry_run": true}))).await;
     assert_eq!((status, &error["error_detail"]["code"]), (StatusCode::BAD_REQUEST, &json!("TXN_INVALID_AMOUNT")));
@@ -278,5 +278,5 @@ async fn a_refund_dry_run_swaps_the_roles_and_leaves_the_original_refundable() {
 
     let preview = s.preview(&path, json!({"dry_run": true})).await;
     assert_eq!(preview["would_apply"], false, "a second refund is refused: {preview}");
-    assert_eq!(preview["rejection"]["code"], "TXN_VALIDATION_ERROR");
+    assert_eq!(preview["rejection"]["code"], "TXN_ALREADY_REFUNDED");
 }

@@ -508,7 +508,7 @@ impl Simulation {
             Command::CreateTransaction(new) => {
                 self.model.maybe_references.insert(new.reference.clone());
             }
-            Command::FinishInflight { id, .. } | Command::Refund { id } => {
+            Command::FinishInflight { id, .. } | Command::Refund { id, .. } => {
                 self.model.maybe_parents.insert(id.clone());
             }
             // A monitor or balance whose answer was lost: the client never learnt its id, so the
@@ -666,7 +666,9 @@ impl Simulation {
             }
             70..=79 => {
                 let id = self.model.applied.clone();
-                Command::Refund { id: self.pick(&id).cloned().unwrap_or_else(|| "txn_unknown".into()) }
+                let id = self.pick(&id).cloned().unwrap_or_else(|| "txn_unknown".into());
+                let description = if self.rng.bool() { "refund".to_string() } else { String::new() };
+                Command::Refund { id, description, meta_data: Default::default() }
             }
             80..=91 => {
                 let balances = self.model.balances.clone();

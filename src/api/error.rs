@@ -77,6 +77,9 @@ impl From<DomainError> for ApiError {
             DomainError::AlreadyCommitted => bad("TXN_ALREADY_COMMITTED", "transaction_id"),
             DomainError::AlreadyVoided => bad("TXN_ALREADY_VOIDED", "transaction_id"),
             DomainError::CommitAmountExceeded(_) => bad("TXN_COMMIT_AMOUNT_EXCEEDED", "amount"),
+            DomainError::AlreadyRefunded(_) => {
+                ApiError::new(StatusCode::CONFLICT, "TXN_ALREADY_REFUNDED", e.to_string()).with_field("transaction_id")
+            }
         }
     }
 }
@@ -143,6 +146,7 @@ pub const ERROR_CODES: &[&str] = &[
     "TXN_ALREADY_COMMITTED",
     "TXN_ALREADY_VOIDED",
     "TXN_COMMIT_AMOUNT_EXCEEDED",
+    "TXN_ALREADY_REFUNDED",
     "AUTH_MISSING_API_KEY",
     "AUTH_INVALID_API_KEY",
     "AUTH_EXPIRED_API_KEY",

@@ -82,11 +82,15 @@ pub struct RefundBody {
     skip_queue: Option<bool>,
     /// Answer `200` with what the refund would do, and write nothing.
     dry_run: Option<bool>,
+    /// Replaces the description the refund inherits from the original (empty keeps it).
+    description: Option<String>,
+    /// Merged over the metadata the refund inherits from the original.
+    #[schema(value_type = Option<Object>)]
+    meta_data: Option<Map<String, Value>>,
 }
 
 impl Payload for RefundBody {
     const RESOURCE: Resource = Resource::Transaction;
-    const NOT_YET: &'static [&'static str] = &["description", "meta_data"];
 }
 
 fn required(value: Option<String>, field: &str) -> Result<String, ApiError> {
@@ -115,6 +119,8 @@ fn text(n: &Option<NumberText>) -> Option<&str> {
             TXN_INSUFFICIENT_FUNDS", body = crate::api::error::ErrorBody),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
             AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "BAL_NOT_FOUND: no such source or \
+            destination", body = crate::api::error::ErrorBody),
         (status = 413, description = "GEN_PAYLOAD_TOO_LARGE", body = crate::api::error::ErrorBody),
         (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
@@ -246,8 +252,10 @@ pub async fn finish_inflight(
             swapped", body = crate::wire::TransactionJson),
         (status = 200, description = "dry_run: what it would do; nothing is \
             written", body = crate::wire::PreviewJson),
-        (status = 400, description = "TXN_VALIDATION_ERROR, \
-            TXN_INSUFFICIENT_FUNDS", body = crate::api::error::ErrorBody),
+        (status = 400, description = "TXN_VALIDATION_ERROR, TXN_INSUFFICIENT_FUNDS, \
+            TXN_DUPLICATE_REFERENCE", body = crate::api::error::ErrorBody),
+        (status = 409, description = "TXN_ALREADY_REFUNDED: refunded before, or itself a \
+            refund", body = crate::api::error::ErrorBody),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
             AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
         (status = 404, description = "TXN_NOT_FOUND", body = crate::api::error::ErrorBody),
@@ -258,10 +266,15 @@ pub async fn refund(
     PathId(id): PathId,
     OptionalJsonBody(body): OptionalJsonBody<RefundBody>,
 ) -> Result<Response, ApiError> {
+    let command = Command::Refund {
+        id,
+        description: body.description.unwrap_or_default(),
+        meta_data: body.meta_data.unwrap_or_default(),
+    };
     if body.dry_run == Some(true) {
-        return dry_run(&app, Command::Refund { id }, None, nothing_asked(), vec![]).await;
+        return dry_run(&app, command, None, nothing_asked(), vec![]).await;
     }
-    transaction_reply(app.engine.submit(Command::Refund { id }).await?, true)
+    transaction_reply(app.engine.submit(command).await?, true)
 }
 
 fn transaction_reply(outcome: Outcome, is_create: bool) -> Result<Response, ApiError> {

@@ -34,6 +34,9 @@ pub enum DomainError {
     AlreadyVoided,
     #[error("cannot commit more than the {0} left inflight")]
     CommitAmountExceeded(String),
+    /// A second refund of a transaction, or a refund of a refund (Blnk 0.15.4: 409).
+    #[error("{0}")]
+    AlreadyRefunded(String),
 }
 
 impl DomainError {

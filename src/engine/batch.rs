@@ -155,7 +155,7 @@ pub(super) fn plan(
             balances: w.monitor(id)?.map(|current| current.balance_id).into_iter().collect(),
             resolved: None,
         }),
-        Command::FinishInflight { id, .. } | Command::Refund { id } => match w.transaction(id)? {
+        Command::FinishInflight { id, .. } | Command::Refund { id, .. } => match w.transaction(id)? {
             Some(t) => Ok(Plan { balances: vec![t.source_balance_id, t.destination_balance_id], resolved: None }),
             None => Err(DomainError::not_found(Resource::Transaction, "transaction_id")),
         },
@@ -307,7 +307,7 @@ impl Batch {
             }
             Command::ApplyQueued(queued) => self.apply_queued(w, queued),
             Command::FinishInflight { id, action } => self.finish_inflight(w, id, action),
-            Command::Refund { id } => self.refund(w, id),
+            Command::Refund { id, description, meta_data } => self.refund(w, id, description, meta_data),
             Command::CreateMonitor(new) => self.create_monitor(w, new),
             Command::UpdateMonitor { id, monitor } => self.update_monitor(w, id, monitor),
             Command::DeleteMonitor { id } => self.delete_monitor(w, id),

@@ -37,8 +37,12 @@ pub enum Command {
         id: String,
         action: InflightAction,
     },
+    /// Reverse an `APPLIED` transaction. The refund inherits the original's description and
+    /// metadata: a non-empty `description` replaces it, `meta_data` keys are merged over it.
     Refund {
         id: String,
+        description: String,
+        meta_data: Map<String, Value>,
     },
     CreateMonitor(NewMonitor),
     /// Replaces a monitor's definition (and re-arms it: state back to `ok`).

@@ -10,6 +10,7 @@ use crate::domain::event::EventKind;
 use crate::domain::transaction::{apply_movement, first_movement, resolve_amount, Movement, Status, Transaction};
 use crate::store::Writes;
 use num_bigint::BigInt;
+use serde_json::{Map, Value};
 
 impl Batch {
     pub(super) fn create_transaction(
@@ -21,10 +22,8 @@ impl Batch {
     ) -> Ruled<Outcome> {
         for (id, given, field) in [(&source, &new.source, "source"), (&destination, &new.destination, "destination")] {
             match self.balances.get(id) {
-                None => {
-                    let message = format!("{field} balance {given} not found");
-                    return Err(DomainError::validation(Resource::Transaction, field, message).into());
-                }
+                // Blnk 0.15.4: an unknown source or destination is 404 `BAL_NOT_FOUND`.
+                None => return Err(DomainError::not_found(Resource::Balance, field).into()),
                 Some(b) if b.currency != new.currency => {
                     let message = format!("{field} balance {given} holds {}, not {}", b.currency, new.currency);
                     return Err(DomainError::validation(Resource::Transaction, "currency", message).into());
@@ -125,7 +124,13 @@ impl Batch {
         Ok(Outcome::Transaction(child))
     }
 
-    pub(super) fn refund(&mut self, w: &mut dyn Writes, id: &str) -> Ruled<Outcome> {
+    pub(super) fn refund(
+        &mut self,
+        w: &mut dyn Writes,
+        id: &str,
+        description: &str,
+        meta_data: &Map<String, Value>,
+    ) -> Ruled<Outcome> {
         let Some(original) = w.transaction(id)? else {
             return Err(DomainError::not_found(Resource::Transaction, "transaction_id").into());
         };
@@ -137,18 +142,32 @@ impl Batch {
             )
             .into());
         }
-        // An APPLIED transaction's only children are its refunds.
-        if !w.children(&original.id)?.is_empty() {
-            return Err(DomainError::validation(
-                Resource::Transaction,
-                "transaction_id",
-                "transaction has already been refunded",
-            )
-            .into());
+        // An APPLIED child of an APPLIED transaction is its refund (a commit's parent is INFLIGHT
+        // or COMMIT); and an APPLIED transaction's only children are its refunds.
+        if let Some(parent) = &original.parent {
+            if w.transaction(parent)?.is_some_and(|p| p.status == Status::Applied) {
+                return Err(
+                    DomainError::AlreadyRefunded(format!("{id} is a refund; a refund cannot be refunded")).into()
+                );
+            }
         }
-        let refund = self.child_of(&original, original.precise_amount.clone(), Status::Applied, true);
+        if !w.children(&original.id)?.is_empty() {
+            return Err(DomainError::AlreadyRefunded(format!("transaction {id} has already been refunded")).into());
+        }
+        let mut refund = self.child_of(&original, original.precise_amount.clone(), Status::Applied, true);
+        // Blnk's reference for a refund, so a client can find it without being told.
+        refund.reference = format!("{}_refund", original.id);
+        if self.taken_references.contains(&refund.reference) || w.transaction_by_reference(&refund.reference)?.is_some()
+        {
+            return Err(DomainError::DuplicateReference(refund.reference).into());
+        }
+        if !description.is_empty() {
+            refund.description = description.to_string();
+        }
+        refund.meta_data.extend(meta_data.iter().map(|(k, v)| (k.clone(), v.clone())));
         self.move_money(&refund, Movement::Transfer, &refund.precise_amount)?;
         w.insert_transaction(&refund)?;
+        self.taken_references.insert(refund.reference.clone());
         self.after_movement(w, &refund)?;
         self.transaction_event(w, &refund)?;
         Ok(Outcome::Transaction(refund))
