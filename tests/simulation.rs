@@ -480,7 +480,11 @@ impl Simulation {
                 self.model.monitors.retain(|(m, _)| m != id);
                 assert!(self.reader().monitor(id).unwrap().is_none(), "A1, seed {seed}: deleted monitor {id} is gone");
             }
-            Outcome::Ledger(_) | Outcome::Event(_) | Outcome::ApiKey { .. } | Outcome::Preview(_) => {}
+            Outcome::Ledger(_)
+            | Outcome::Event(_)
+            | Outcome::ApiKey { .. }
+            | Outcome::Preview(_)
+            | Outcome::MetaData(_) => {}
         }
     }
 
@@ -689,6 +693,15 @@ impl Simulation {
                     true => Command::DeleteMonitor { id: "mon_unknown".into() },
                     false => Command::DeleteMonitor { id: existing[self.rng.usize(..existing.len())].0.clone() },
                 }
+            }
+            95 => {
+                // Metadata on a balance (written under its lock, into the engine's copy: C1 checks
+                // it on the next cache hit) or on a transaction and its children.
+                let ids = if self.rng.bool() { self.model.balances.clone() } else { self.model.applied.clone() };
+                let id = self.pick(&ids).cloned().unwrap_or_else(|| "bln_unknown".into());
+                let mut meta_data = serde_json::Map::new();
+                meta_data.insert(format!("k{}", self.rng.u8(..4)), serde_json::Value::from(self.rng.u32(..100)));
+                Command::UpdateMetadata { id, meta_data }
             }
             _ => {
                 // A transfer from the outside world: `@World` is created on first use, per currency.

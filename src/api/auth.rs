@@ -112,6 +112,12 @@ fn required_scopes(method: &Method, path: &str) -> Result<Vec<(&'static str, Act
             ("balances", Action::Read),
             ("balance-monitors", Action::Read),
         ],
+        // `POST /{id}/metadata`: Blnk's `metadata` scope, and read of the entity it answers with.
+        id if segments.get(1) == Some(&"metadata") && segments.len() == 2 => match super::metadata::entity_resource(id)
+        {
+            Some(entity) => vec![("metadata", action), (entity, Action::Read)],
+            None => vec![("metadata", action)],
+        },
         resource => match RESOURCES.iter().find(|r| **r == resource) {
             Some(resource) => vec![(*resource, action)],
             None => Vec::new(),

@@ -44,6 +44,7 @@ impl ApiError {
             Resource::Transaction => "TXN_NOT_FOUND",
             Resource::Monitor => "BAL_MONITOR_NOT_FOUND",
             Resource::General | Resource::Event => "GEN_NOT_FOUND",
+            Resource::Metadata => "META_ENTITY_NOT_FOUND",
         };
         ApiError::new(StatusCode::NOT_FOUND, code, format!("{what} not found"))
     }
@@ -58,6 +59,7 @@ fn validation_code(resource: Resource) -> &'static str {
         Resource::General | Resource::Ledger | Resource::Event => "GEN_VALIDATION_ERROR",
         Resource::Balance | Resource::Monitor => "BAL_VALIDATION_ERROR",
         Resource::Transaction => "TXN_VALIDATION_ERROR",
+        Resource::Metadata => "META_INVALID_ENTITY_ID",
     }
 }
 
@@ -147,6 +149,9 @@ pub const ERROR_CODES: &[&str] = &[
     "TXN_ALREADY_VOIDED",
     "TXN_COMMIT_AMOUNT_EXCEEDED",
     "TXN_ALREADY_REFUNDED",
+    "META_ENTITY_NOT_FOUND",
+    "META_INVALID_ENTITY_ID",
+    "META_UNSUPPORTED_ENTITY",
     "AUTH_MISSING_API_KEY",
     "AUTH_INVALID_API_KEY",
     "AUTH_EXPIRED_API_KEY",

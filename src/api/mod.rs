@@ -8,6 +8,7 @@ pub mod error;
 mod events;
 mod extract;
 mod ledgers;
+mod metadata;
 mod monitors;
 mod observe;
 mod reference;
@@ -84,6 +85,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events::redeliver))
         .routes(routes!(api_keys::create, api_keys::list))
         .routes(routes!(api_keys::revoke))
+        .routes(routes!(metadata::update))
 }
 
 /// The OpenAPI document of the routes `router` serves.
@@ -123,6 +125,7 @@ pub fn router(state: AppState) -> Router {
         (name = "operations", description = "Health and metrics"),
         (name = "reference", description = "This document"),
         (name = "api-keys", description = "Scoped API keys (master key only)"),
+        (name = "metadata", description = "Merge keys into any entity's metadata"),
     ),
     components(schemas(error::ErrorBody)),
     modifiers(&ApiKeyHeader),

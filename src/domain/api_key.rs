@@ -22,7 +22,8 @@ impl Action {
 }
 
 /// The resources a scope can name (`*` names them all).
-pub const RESOURCES: &[&str] = &["ledgers", "balances", "transactions", "balance-monitors", "events", "metrics"];
+pub const RESOURCES: &[&str] =
+    &["ledgers", "balances", "transactions", "balance-monitors", "events", "metrics", "metadata"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {

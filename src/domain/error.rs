@@ -10,6 +10,8 @@ pub enum Resource {
     Transaction,
     Monitor,
     Event,
+    /// `POST /{id}/metadata`, whose entity may be any of the above.
+    Metadata,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +60,7 @@ impl std::fmt::Display for Resource {
             Resource::Transaction => "transaction",
             Resource::Monitor => "monitor",
             Resource::Event => "event",
+            Resource::Metadata => "entity",
         })
     }
 }

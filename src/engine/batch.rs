@@ -127,6 +127,11 @@ pub(super) fn plan(
         | Command::CreateApiKey { .. }
         | Command::RevokeApiKey { .. } => no_balances,
         Command::DryRun(_) => unreachable!("a dry run is rehearsed on its own (`Core::execute`), never batched"),
+        // A balance's metadata is written under its lock, into the copy the batch holds (C1).
+        Command::UpdateMetadata { id, .. } if id.starts_with("bln_") => {
+            Ok(Plan { balances: vec![id.clone()], resolved: None })
+        }
+        Command::UpdateMetadata { .. } => no_balances,
         Command::CreateTransaction(new) => {
             let source = resolve_party(w, &new.source, &new.currency, indicators, now)?;
             let destination = resolve_party(w, &new.destination, &new.currency, indicators, now)?;
@@ -312,6 +317,7 @@ impl Batch {
             Command::UpdateMonitor { id, monitor } => self.update_monitor(w, id, monitor),
             Command::DeleteMonitor { id } => self.delete_monitor(w, id),
             Command::RedeliverEvent { id } => self.redeliver_event(w, id),
+            Command::UpdateMetadata { id, meta_data } => self.update_metadata(w, id, meta_data),
             Command::CreateApiKey { name, owner, scopes, expires_at } => {
                 self.create_api_key(w, name, owner, scopes, expires_at.as_ref())
             }

@@ -53,6 +53,12 @@ pub enum Command {
     DeleteMonitor {
         id: String,
     },
+    /// Merges `meta_data`'s keys into a ledger's, a balance's or a transaction's metadata (a
+    /// transaction's children too, as Blnk does); the id's prefix says which.
+    UpdateMetadata {
+        id: String,
+        meta_data: Map<String, Value>,
+    },
     /// Makes a delivered or failed event pending again.
     RedeliverEvent {
         id: String,
@@ -120,8 +126,13 @@ pub enum Outcome {
     Monitor(Monitor),
     MonitorDeleted,
     Event(Event),
-    ApiKey { key: ApiKey, secret: Option<String> },
+    ApiKey {
+        key: ApiKey,
+        secret: Option<String>,
+    },
     Preview(Preview),
+    /// The entity's metadata after a merge.
+    MetaData(Map<String, Value>),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,7 @@ mod batch;
 mod command;
 mod failure;
 mod ledgers;
+mod metadata;
 mod monitors;
 mod rehearsal;
 mod transactions;

@@ -17,6 +17,7 @@ use crate::domain::ledger::Ledger;
 use crate::domain::monitor::Monitor;
 use crate::domain::transaction::{Status, Transaction};
 use parking_lot::Mutex;
+use serde_json::Map;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -220,6 +221,8 @@ delegate! { writes:
     save_balance_totals(balance: &Balance) -> ();
     insert_transaction(transaction: &Transaction) -> ();
     set_transaction_status(id: &str, status: Status) -> ();
+    set_transaction_meta_data(id: &str, meta_data: &Map<String, serde_json::Value>) -> ();
+    set_balance_meta_data(id: &str, meta_data: &Map<String, serde_json::Value>) -> ();
     queued_transactions(limit: u32) -> Vec<Transaction>;
     insert_monitor(monitor: &Monitor) -> ();
     update_monitor(monitor: &Monitor) -> ();

@@ -24,6 +24,7 @@ use crate::domain::event::{Delivery, Event};
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::Monitor;
 use crate::domain::transaction::{Status, Transaction};
+use serde_json::Map;
 
 /// A window of a list, oldest first.
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +87,10 @@ pub trait Writes: Reads {
     fn save_balance_totals(&mut self, balance: &Balance) -> StoreResult<()>;
     fn insert_transaction(&mut self, transaction: &Transaction) -> StoreResult<()>;
     fn set_transaction_status(&mut self, id: &str, status: Status) -> StoreResult<()>;
+    /// Replaces a transaction's `meta_data` (the engine merged it).
+    fn set_transaction_meta_data(&mut self, id: &str, meta_data: &Map<String, serde_json::Value>) -> StoreResult<()>;
+    /// Replaces a balance's `meta_data` (the engine merged it, under the balance's lock).
+    fn set_balance_meta_data(&mut self, id: &str, meta_data: &Map<String, serde_json::Value>) -> StoreResult<()>;
     /// The oldest `QUEUED` transactions, in arrival order.
     fn queued_transactions(&mut self, limit: u32) -> StoreResult<Vec<Transaction>>;
     fn insert_monitor(&mut self, monitor: &Monitor) -> StoreResult<()>;

@@ -16,7 +16,7 @@
 //!
 //! Placeholders are written `$N`; SQLite's are rendered `?N` (positional, like PostgreSQL's).
 
-use super::codec::{Cursor, Kind, Value};
+use super::codec::{Codec, Cursor, Kind, Value};
 use super::schema::{columns_of, Record};
 use super::{AfterAttempt, Attempt, EventFilter, Page, Reads, StoreResult, Writes};
 use crate::domain::api_key::ApiKey;
@@ -26,6 +26,7 @@ use crate::domain::ledger::Ledger;
 use crate::domain::monitor::Monitor;
 use crate::domain::transaction::{Status, Transaction};
 use parking_lot::RwLock;
+use serde_json::Map;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -344,6 +345,19 @@ impl<S: WriteSql> Writes for S {
             &[id.into(), status.as_str().into()],
         )
         .map(drop)
+    }
+
+    fn set_transaction_meta_data(&mut self, id: &str, meta_data: &Map<String, serde_json::Value>) -> StoreResult<()> {
+        self.execute(
+            "UPDATE transactions SET meta_data = $2 WHERE transaction_id = $1",
+            &[id.into(), meta_data.encode()],
+        )
+        .map(drop)
+    }
+
+    fn set_balance_meta_data(&mut self, id: &str, meta_data: &Map<String, serde_json::Value>) -> StoreResult<()> {
+        self.execute("UPDATE balances SET meta_data = $2 WHERE balance_id = $1", &[id.into(), meta_data.encode()])
+            .map(drop)
     }
 
     fn queued_transactions(&mut self, limit: u32) -> StoreResult<Vec<Transaction>> {
