@@ -97,8 +97,15 @@ async fn scoped_keys_do_what_their_scopes_allow_and_nothing_else() {
 
     // Revoked: refused as invalid.
     let id = created["api_key_id"].as_str().unwrap();
-    let (status, revoked) = call(&server, MASTER, "DELETE", &format!("/api-keys/{id}"), None).await;
-    assert_eq!((status, revoked["is_revoked"].as_bool()), (StatusCode::OK, Some(true)));
+    let (status, _) = call(&server, MASTER, "DELETE", &format!("/api-keys/{id}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "Blnk answers a revocation with 204");
+    let (_, listed) = call(&server, MASTER, "GET", "/api-keys", None).await;
+    let revoked = listed.as_array().unwrap().iter().find(|k| k["api_key_id"] == id).unwrap().clone();
+    assert_eq!((revoked["is_revoked"].as_bool(), revoked["owner_id"].as_str()), (Some(true), Some("team-payments")));
+    let (_, theirs) = call(&server, MASTER, "GET", "/api-keys?owner=team-payments", None).await;
+    assert_eq!(theirs.as_array().unwrap().len(), 2, "the owner filter: {theirs}");
+    let (_, nobodys) = call(&server, MASTER, "GET", "/api-keys?owner=nobody", None).await;
+    assert_eq!(nobodys, json!([]));
     let (status, body) = call(&server, &reader, "GET", "/balances", None).await;
     assert_eq!(
         (status, body["error_detail"]["code"].as_str()),

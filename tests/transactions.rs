@@ -248,6 +248,7 @@ async fn inflight_is_held_then_committed_in_parts_and_voided() {
         (status, answer["error_detail"]["details"]["field"].as_str()),
         (StatusCode::BAD_REQUEST, Some("status"))
     );
+    assert_eq!(answer["error_detail"]["code"], "TXN_INVALID_STATUS_ACTION", "Blnk's code: {answer}");
     let (status, _) = s.server.put("/transactions/inflight/txn_missing", json!({"status": "void"})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_ledger_invariants(&s.server, &s.currency).await;

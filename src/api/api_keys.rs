@@ -7,7 +7,9 @@ use super::{created, read, AppState};
 use crate::domain::api_key::{ApiKey, Scope};
 use crate::domain::error::Resource;
 use crate::engine::{Command, Outcome};
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -27,11 +29,19 @@ impl Payload for CreateApiKeyBody {
     const RESOURCE: Resource = Resource::General;
 }
 
+/// `GET /api-keys?owner=`.
+#[derive(Deserialize)]
+pub struct OwnerFilter {
+    owner: Option<String>,
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ApiKeyJson {
     api_key_id: String,
     name: String,
     owner: String,
+    /// Blnk's name for `owner` (both are sent).
+    owner_id: String,
     scopes: Vec<String>,
     created_at: String,
     expires_at: Option<String>,
@@ -47,6 +57,7 @@ impl ApiKeyJson {
         ApiKeyJson {
             api_key_id: k.id,
             name: k.name,
+            owner_id: k.owner.clone(),
             owner: k.owner,
             scopes: k.scopes.iter().map(ToString::to_string).collect(),
             created_at: k.created_at,
@@ -100,27 +111,51 @@ pub async fn create(
 }
 
 #[utoipa::path(operation_id = "listApiKeys", get, path = "/api-keys", tag = "api-keys",
-    params(("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at \
+    params(("owner" = Option<String>, Query, description = "only this owner's keys"),
+        ("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at \
         1000)"), ("offset" = Option<u64>, Query, description = "skip this many")),
     responses((status = 200, description = "keys, oldest first, without secrets", body = Vec<ApiKeyJson>),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
             AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
         (status = 403, description = "AUTH_INSUFFICIENT_PERMISSIONS", body = crate::api::error::ErrorBody)))]
-pub async fn list(State(app): State<AppState>, Paging(page): Paging) -> Result<Json<Vec<ApiKeyJson>>, ApiError> {
-    let keys = read(&app, move |r| r.api_keys(page)).await?;
+pub async fn list(
+    State(app): State<AppState>,
+    Paging(page): Paging,
+    filter: Result<Query<OwnerFilter>, QueryRejection>,
+) -> Result<Json<Vec<ApiKeyJson>>, ApiError> {
+    let Query(filter) = filter.map_err(|e| ApiError::validation(Resource::General, "owner", e.body_text()))?;
+    let keys = read(&app, move |r| r.api_keys(filter.owner.as_deref(), page)).await?;
     Ok(Json(keys.into_iter().map(|k| ApiKeyJson::new(k, None)).collect()))
 }
 
 #[utoipa::path(operation_id = "revokeApiKey", delete, path = "/api-keys/{id}", tag = "api-keys",
-    params(("id" = String, Path, description = "api_key_id")),
-    responses((status = 200, description = "the key, revoked", body = ApiKeyJson),
+    params(("id" = String, Path, description = "api_key_id"),
+        ("owner" = Option<String>, Query, description = "refuse (403) if the key is another owner's")),
+    responses((status = 204, description = "revoked (Blnk's answer: no body)"),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
             AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
         (status = 403, description = "AUTH_INSUFFICIENT_PERMISSIONS", body = crate::api::error::ErrorBody),
         (status = 404, description = "GEN_NOT_FOUND", body = crate::api::error::ErrorBody)))]
-pub async fn revoke(State(app): State<AppState>, PathId(id): PathId) -> Result<Json<ApiKeyJson>, ApiError> {
+pub async fn revoke(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+    filter: Result<Query<OwnerFilter>, QueryRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Query(filter) = filter.map_err(|e| ApiError::validation(Resource::General, "owner", e.body_text()))?;
+    if let Some(owner) = filter.owner {
+        // Blnk's `?owner=`: a key of another owner is not revoked (a key's owner never changes).
+        let lookup = id.clone();
+        let key = read(&app, move |r| r.api_key(&lookup)).await?;
+        if key.is_some_and(|k| k.owner != owner) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "AUTH_INSUFFICIENT_PERMISSIONS",
+                "this key belongs to another owner",
+            ));
+        }
+    }
     match app.engine.submit(Command::RevokeApiKey { id }).await? {
-        Outcome::ApiKey { key, .. } => Ok(Json(ApiKeyJson::new(key, None))),
+        Outcome::ApiKey { .. } => Ok(StatusCode::NO_CONTENT),
         other => unreachable!("RevokeApiKey answers a key, not {other:?}"),
     }
 }

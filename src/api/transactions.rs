@@ -13,6 +13,7 @@ use crate::wire::number::NumberText;
 use crate::wire::preview::{Asked, RejectionJson};
 use crate::wire::{PreviewJson, TransactionJson};
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use num_bigint::BigInt;
@@ -202,7 +203,8 @@ fn nothing_asked() -> Asked {
     responses(
         (status = 200, description = "the commit (APPLIED) or void (VOID) child transaction; with \
             dry_run, the preview (nothing is written)", body = crate::wire::TransactionJson),
-        (status = 400, description = "TXN_VALIDATION_ERROR, TXN_INVALID_AMOUNT, TXN_NOT_INFLIGHT, \
+        (status = 400, description = "TXN_VALIDATION_ERROR, TXN_INVALID_STATUS_ACTION, TXN_INVALID_AMOUNT, \
+            TXN_NOT_INFLIGHT, \
             TXN_ALREADY_COMMITTED, TXN_ALREADY_VOIDED, \
             TXN_COMMIT_AMOUNT_EXCEEDED", body = crate::api::error::ErrorBody),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
@@ -226,12 +228,12 @@ pub async fn finish_inflight(
         ),
         Some("void") => (InflightAction::Void, "void"),
         _ => {
-            return Err(DomainError::validation(
-                Resource::Transaction,
-                "status",
-                "status must be \"commit\" or \"void\"",
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "TXN_INVALID_STATUS_ACTION",
+                "status not supported. use either commit or void",
             )
-            .into())
+            .with_field("status"))
         }
     };
     let command = Command::FinishInflight { id, action };

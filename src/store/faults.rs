@@ -208,7 +208,7 @@ delegate! { reads:
     pending_events() -> u64;
     api_key_by_hash(key_hash: &str) -> Option<ApiKey>;
     api_key(id: &str) -> Option<ApiKey>;
-    api_keys(page: Page) -> Vec<ApiKey>;
+    api_keys(owner: Option<&str>, page: Page) -> Vec<ApiKey>;
 }
 
 delegate! { writes:

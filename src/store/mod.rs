@@ -67,7 +67,8 @@ pub trait Reads {
     fn pending_events(&self) -> StoreResult<u64>;
     fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
     fn api_key(&self, id: &str) -> StoreResult<Option<ApiKey>>;
-    fn api_keys(&self, page: Page) -> StoreResult<Vec<ApiKey>>;
+    /// Keys oldest first; only `owner`'s when given.
+    fn api_keys(&self, owner: Option<&str>, page: Page) -> StoreResult<Vec<ApiKey>>;
 }
 
 pub trait Writes: Reads {

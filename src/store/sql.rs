@@ -291,8 +291,13 @@ impl<S: Sql> Reads for S {
         self.one("SELECT {api_keys} FROM api_keys WHERE key_id = $1", &[id.into()])
     }
 
-    fn api_keys(&self, page: Page) -> StoreResult<Vec<ApiKey>> {
-        self.page("SELECT {api_keys} FROM api_keys ORDER BY {seq} LIMIT $1 OFFSET $2", page)
+    fn api_keys(&self, owner: Option<&str>, page: Page) -> StoreResult<Vec<ApiKey>> {
+        let [limit, offset] = limits(page);
+        self.all(
+            "SELECT {api_keys} FROM api_keys WHERE (CAST($1 AS TEXT) IS NULL OR owner = $1)
+             ORDER BY {seq} LIMIT $2 OFFSET $3",
+            &[owner.into(), limit, offset],
+        )
     }
 }
 

@@ -118,6 +118,14 @@ def main():
         ok(blnk.transactions.update_status(held["transaction_id"], {"status": "void"}), 200, "void"); checks += 1
         refund_preview = ok(blnk.transactions.refund(committed["transaction_id"], {"dry_run": True}), 200, "refund preview")
         assert refund_preview["would_apply"] is True, refund_preview; checks += 1
+        tagged = ok(blnk.metadata.update(committed["transaction_id"], {"meta_data": {"invoice": "INV-1"}}), 200, "metadata")
+        assert tagged["meta_data"]["invoice"] == "INV-1", tagged; checks += 1
+        key = ok(blnk.api_keys.create({"name": "sdk", "owner": "sdk-owner", "scopes": ["ledgers:read"],
+                                       "expires_at": "2030-01-01T00:00:00Z"}), 201, "api key")
+        assert key["owner_id"] == "sdk-owner", key; checks += 1
+        assert [k["api_key_id"] for k in ok(blnk.api_keys.list({"owner": "sdk-owner"}), 200, "keys")] == [key["api_key_id"]]; checks += 1
+        revoked = blnk.api_keys.delete(key["api_key_id"], {"owner": "sdk-owner"})
+        assert revoked.status == 204, revoked.to_dict(); checks += 1
         refund = ok(blnk.transactions.refund(committed["transaction_id"]), 201, "refund")
         assert refund["source"] == other["balance_id"]; checks += 1
 

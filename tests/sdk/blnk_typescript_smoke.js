@@ -51,7 +51,7 @@ async function main() {
 
   try {
     const blnk = await BlnkInit("sdk-key", { baseUrl });
-    const { Ledgers, LedgerBalances, Transactions, BalanceMonitor } = blnk;
+    const { Ledgers, LedgerBalances, Transactions, BalanceMonitor, Metadata } = blnk;
     const ledger = expect(await Ledgers.create({ name: "Customer Savings Account", meta_data: { project_owner: "keel" } }), 201, "ledger");
     check(ledger.ledger_id.startsWith("ldg_"), "ledger id", ledger);
     const balance = expect(await LedgerBalances.create({ ledger_id: ledger.ledger_id, currency: "USD" }), 201, "balance");
@@ -93,6 +93,8 @@ async function main() {
     }), 201, "inflight");
     const committed = expect(await Transactions.updateStatus(held.transaction_id, { status: "commit" }), 200, "commit");
     check(committed.precise_amount === 1000, "committed", committed);
+    const tagged = expect(await Metadata.update(committed.transaction_id, { meta_data: { invoice: "INV-1" } }), 200, "metadata");
+    check(tagged.meta_data.invoice === "INV-1", "metadata merged", tagged);
     expect(await Transactions.refund(committed.transaction_id, { skip_queue: true }), 201, "refund");
 
     for (let i = 0; i < 200 && !received.some((e) => e.event === "balance.monitor"); i++) {
