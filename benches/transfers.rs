@@ -245,6 +245,8 @@ fn transfer(source: &str, destination: &str, amount: u64, reference: String) -> 
         source: source.into(),
         destination: destination.into(),
         allow_overdraft: false,
+        overdraft_limit: BigInt::ZERO,
+        effective_date: None,
         inflight: false,
         skip_queue: true,
         meta_data: Map::new(),
@@ -597,8 +599,10 @@ fn keel_rows_baseline(url: &str, per_commit: usize, seconds: u64, balances: usiz
                         destination_balance_id: rows[to].id.clone(),
                         status: Status::Applied,
                         allow_overdraft: false,
+                        overdraft_limit: BigInt::ZERO,
                         inflight: false,
                         created_at: now(),
+                        effective_date: None,
                         meta_data: Map::new(),
                     };
                     w.insert_transaction(&transaction)?;

@@ -66,13 +66,11 @@ async fn unimplemented_transaction_fields_are_refused_and_move_nothing() {
     let cases = [
         ("sources", split.clone()),
         ("destinations", split),
-        ("overdraft_limit", json!(50)),
         ("atomic", json!(true)),
         ("balance_id", json!(s.alice)),
         ("scheduled_for", json!("2030-01-01T00:00:00Z")),
         ("inflight_expiry_date", json!("2030-01-01T00:00:00Z")),
         ("inflight_commit_date", json!("2030-01-01T00:00:00Z")),
-        ("effective_date", json!("2020-01-01T00:00:00Z")),
     ];
     for (field, value) in cases {
         for skip_queue in [true, false] {

@@ -740,6 +740,9 @@ impl Simulation {
             source,
             destination,
             allow_overdraft: overdraft,
+            // Sometimes a bounded overdraft (Blnk's `overdraft_limit`), with or without permission.
+            overdraft_limit: BigInt::from(if self.rng.u8(..5) == 0 { self.rng.u32(1..500) } else { 0 }),
+            effective_date: None,
             inflight: self.rng.u8(..5) == 0,
             skip_queue: self.rng.u8(..8) != 0,
             meta_data: Default::default(),

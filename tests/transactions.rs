@@ -360,3 +360,78 @@ async fn a_refused_transaction_creates_no_indicator_and_currency_codes_follow_on
 async fn count_balances(server: &Server) -> usize {
     server.get("/balances?limit=1000").await.1.as_array().unwrap().len()
 }
+
+#[tokio::test]
+async fn an_overdraft_limit_bounds_how_far_the_source_goes_below_zero() {
+    let s = setup(1000).await;
+    let pay = |amount: u64, extra: Value| {
+        let mut body = s.body(json!({"precise_amount": amount, "precision": 100}));
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    // $5.00 below zero at most: 1,000 in, 1,400 out is -400; another 200 would be -600.
+    let first = s.server.create("/transactions", pay(1400, json!({"overdraft_limit": 5}))).await;
+    assert_eq!((first["status"].as_str(), first["overdraft_limit"].to_string()), (Some("APPLIED"), "5".into()));
+    let (status, refused) = s.server.post("/transactions", pay(200, json!({"overdraft_limit": "5"}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["error_detail"]["details"]["field"], "overdraft_limit", "{refused}");
+    // With allow_overdraft too, the limit still holds; exactly at it is allowed.
+    let (status, _) =
+        s.server.post("/transactions", pay(200, json!({"overdraft_limit": 5, "allow_overdraft": true}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    s.server.create("/transactions", pay(100, json!({"overdraft_limit": 5.0}))).await;
+    assert_eq!(s.balance(&s.alice).await["balance"], json!(-500));
+    // Without a limit, allow_overdraft allows any overdraft, as before.
+    s.server.create("/transactions", pay(10_000, json!({"allow_overdraft": true}))).await;
+
+    // A dry run says which rule refused it.
+    let (_, preview) = s.server.post("/transactions", pay(1, json!({"overdraft_limit": 5, "dry_run": true}))).await;
+    assert_eq!(preview["rejection"]["reason"], "overdraft_limit", "{preview}");
+
+    // A queued transaction is applied later by the limit it was accepted with.
+    let ledger = s.server.ledger("queued").await;
+    let carol = s.server.balance(&ledger, &s.currency).await;
+    let (_, funded) = s.server.transfer("@World", &carol, 100, &s.currency).await;
+    assert_eq!(funded["status"], "APPLIED");
+    let queued = |amount: u64| {
+        json!({"precise_amount": amount, "precision": 100, "currency": s.currency, "source": carol,
+            "destination": s.alice, "reference": unique("q"), "overdraft_limit": 1})
+    };
+    let ok = s.server.create("/transactions", queued(200)).await;
+    let refused = s.server.create("/transactions", queued(1)).await;
+    for (t, status) in [(ok, "APPLIED"), (refused, "REJECTED")] {
+        let path = format!("/transactions/{}", t["transaction_id"].as_str().unwrap());
+        let done = wait_for(&s.server, &path, |t| t["status"] != "QUEUED").await;
+        assert_eq!(done["status"], status, "{done}");
+    }
+
+    for (limit, why) in
+        [(json!(-1), "negative"), (json!("0.001"), "finer than the precision"), (json!("x"), "not a number")]
+    {
+        let (status, answer) = s.server.post("/transactions", pay(1, json!({"overdraft_limit": limit}))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{why}: {answer}");
+        assert_eq!(answer["error_detail"]["details"]["field"], "overdraft_limit", "{why}: {answer}");
+    }
+    assert_ledger_invariants(&s.server, &s.currency).await;
+}
+
+#[tokio::test]
+async fn an_effective_date_is_stored_in_utc_and_inherited_by_children() {
+    let s = setup(1000).await;
+    let body = s.body(json!({"precise_amount": 100, "inflight": true, "effective_date": "2026-01-31T23:00:00+01:00"}));
+    let hold = s.server.create("/transactions", body).await;
+    assert_eq!(hold["effective_date"], "2026-01-31T22:00:00.000000Z", "{hold}");
+    let id = hold["transaction_id"].as_str().unwrap();
+    assert_eq!(s.server.get(&format!("/transactions/{id}")).await.1["effective_date"], hold["effective_date"]);
+    let (_, child) = s.server.put(&format!("/transactions/inflight/{id}"), json!({"status": "commit"})).await;
+    assert_eq!(child["effective_date"], hold["effective_date"], "a commit inherits it: {child}");
+
+    let plain = s.server.create("/transactions", s.body(json!({"precise_amount": 1}))).await;
+    assert!(plain.get("effective_date").is_none(), "absent unless given: {plain}");
+    for bad in [json!("yesterday"), json!("2026-13-01T00:00:00Z"), json!(12)] {
+        let (status, answer) =
+            s.server.post("/transactions", s.body(json!({"amount": 1, "effective_date": bad}))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
+        assert_eq!(answer["error_detail"]["details"]["field"], "effective_date", "{answer}");
+    }
+}

@@ -75,6 +75,8 @@ impl From<DomainError> for ApiError {
             DomainError::PrecisionNotInteger(_) => bad("TXN_PRECISION_NOT_INTEGER", "amount"),
             DomainError::DuplicateReference(_) => bad("TXN_DUPLICATE_REFERENCE", "reference"),
             DomainError::InsufficientFunds(_) => bad("TXN_INSUFFICIENT_FUNDS", "source"),
+            // Blnk has no code of its own for it: its message falls through to the validation code.
+            DomainError::OverdraftLimitExceeded(_) => bad("TXN_VALIDATION_ERROR", "overdraft_limit"),
             DomainError::NotInflight => bad("TXN_NOT_INFLIGHT", "transaction_id"),
             DomainError::AlreadyCommitted => bad("TXN_ALREADY_COMMITTED", "transaction_id"),
             DomainError::AlreadyVoided => bad("TXN_ALREADY_VOIDED", "transaction_id"),

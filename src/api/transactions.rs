@@ -7,7 +7,7 @@ use super::{created, read, AppState};
 use crate::domain::amount::Precision;
 use crate::domain::currency;
 use crate::domain::error::{DomainError, Resource};
-use crate::domain::transaction::{parse_precision, resolve_amount};
+use crate::domain::transaction::{parse_overdraft_limit, parse_precision, resolve_amount};
 use crate::engine::{Command, InflightAction, NewTransaction, Outcome};
 use crate::wire::number::NumberText;
 use crate::wire::preview::{Asked, RejectionJson};
@@ -34,6 +34,11 @@ pub struct CreateTransactionBody {
     destination: Option<String>,
     description: Option<String>,
     allow_overdraft: Option<bool>,
+    /// Major units: the source may go this far below zero (with or without `allow_overdraft`).
+    #[schema(schema_with = crate::wire::number::number_or_string_schema)]
+    overdraft_limit: Option<NumberText>,
+    /// RFC 3339 (any offset; stored in UTC): when the money is deemed to have moved.
+    effective_date: Option<String>,
     inflight: Option<bool>,
     skip_queue: Option<bool>,
     #[schema(value_type = Option<Object>)]
@@ -47,13 +52,11 @@ impl Payload for CreateTransactionBody {
     const NOT_YET: &'static [&'static str] = &[
         "sources",
         "destinations",
-        "overdraft_limit",
         "atomic",
         "balance_id",
         "scheduled_for",
         "inflight_expiry_date",
         "inflight_commit_date",
-        "effective_date",
     ];
 }
 
@@ -101,6 +104,23 @@ fn required(value: Option<String>, field: &str) -> Result<String, ApiError> {
     }
 }
 
+/// An RFC 3339 instant with any offset (`2026-01-31T23:00:00+01:00`), as RFC 3339 in UTC with
+/// microseconds, the form every Keel timestamp has.
+fn timestamp(text: &str, field: &str) -> Result<String, ApiError> {
+    use time::format_description::well_known::Rfc3339;
+    let invalid = || {
+        ApiError::validation(
+            Resource::Transaction,
+            field,
+            format!("{field} must be RFC 3339, e.g. 2026-01-31T09:30:00Z"),
+        )
+    };
+    let at = time::OffsetDateTime::parse(text, &Rfc3339).map_err(|_| invalid())?;
+    let utc = at.to_offset(time::UtcOffset::UTC);
+    let system: std::time::SystemTime = utc.into();
+    Ok(humantime::format_rfc3339_micros(system).to_string())
+}
+
 fn text(n: &Option<NumberText>) -> Option<&str> {
     n.as_ref().map(|n| n.0.as_str())
 }
@@ -140,6 +160,8 @@ pub async fn create(
         destination: required(body.destination, "destination")?,
         description: body.description.unwrap_or_default(),
         allow_overdraft: body.allow_overdraft.unwrap_or(false),
+        overdraft_limit: parse_overdraft_limit(text(&body.overdraft_limit), precision)?,
+        effective_date: body.effective_date.as_deref().map(|d| timestamp(d, "effective_date")).transpose()?,
         inflight: body.inflight.unwrap_or(false),
         skip_queue: body.skip_queue.unwrap_or(false),
         meta_data: body.meta_data.unwrap_or_default(),
@@ -178,6 +200,7 @@ async fn dry_run(
         Err(refused) => {
             let reason = match refused {
                 DomainError::InsufficientFunds(_) => "insufficient_funds",
+                DomainError::OverdraftLimitExceeded(_) => "overdraft_limit",
                 _ => "other",
             };
             let error = ApiError::from(refused.clone());

@@ -28,6 +28,8 @@ pub enum DomainError {
     DuplicateReference(String),
     #[error("insufficient funds in source balance {0}")]
     InsufficientFunds(String),
+    #[error("transaction exceeds overdraft limit of source balance {0}")]
+    OverdraftLimitExceeded(String),
     #[error("transaction is not in inflight status")]
     NotInflight,
     #[error("transaction has already been committed")]

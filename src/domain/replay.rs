@@ -112,6 +112,8 @@ mod tests {
             destination_balance_id: to.into(),
             status,
             allow_overdraft: false,
+            overdraft_limit: 0.into(),
+            effective_date: None,
             inflight,
             created_at: String::new(),
             meta_data: Map::new(),

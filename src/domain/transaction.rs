@@ -63,8 +63,14 @@ pub struct Transaction {
     pub destination_balance_id: String,
     pub status: Status,
     pub allow_overdraft: bool,
+    /// Blnk's `overdraft_limit`, in minor units: the source may go down to `-overdraft_limit`
+    /// (with or without `allow_overdraft`). Zero: no limit of its own (`allow_overdraft` decides).
+    pub overdraft_limit: BigInt,
     pub inflight: bool,
     pub created_at: String,
+    /// When the money is deemed to have moved (Blnk's `effective_date`, RFC 3339 in UTC), if the
+    /// client said; otherwise `created_at`. Children inherit it.
+    pub effective_date: Option<String>,
     pub meta_data: Map<String, Value>,
 }
 
@@ -72,6 +78,29 @@ impl Transaction {
     /// The decimal `amount`, exactly `precise_amount ÷ precision`.
     pub fn amount(&self) -> String {
         self.precision.to_major(&self.precise_amount)
+    }
+}
+
+/// How far a transfer or hold may take its source below zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overdraft {
+    /// Not at all: the source's available balance must cover the amount.
+    None,
+    /// Down to minus this many minor units.
+    Limit(BigInt),
+    /// Without limit (`allow_overdraft` with no `overdraft_limit`).
+    Unlimited,
+}
+
+impl Transaction {
+    /// Blnk's rule: a positive `overdraft_limit` bounds the overdraft whatever `allow_overdraft`
+    /// says; without one, `allow_overdraft` allows any.
+    pub fn overdraft(&self) -> Overdraft {
+        match (self.overdraft_limit.is_positive(), self.allow_overdraft) {
+            (true, _) => Overdraft::Limit(self.overdraft_limit.clone()),
+            (false, true) => Overdraft::Unlimited,
+            (false, false) => Overdraft::None,
+        }
     }
 }
 
@@ -108,14 +137,21 @@ pub fn apply_movement(
     source: &mut Balance,
     destination: &mut Balance,
     amount: &BigInt,
-    allow_overdraft: bool,
+    overdraft: &Overdraft,
 ) -> Result<(), DomainError> {
     assert!(amount.is_positive(), "a movement of a non-positive amount is a bug upstream");
     assert_ne!(source.id, destination.id, "a movement needs two distinct balances");
     assert_eq!(source.currency, destination.currency, "currencies are checked before a movement");
     let needs_funds = matches!(movement, Movement::Transfer | Movement::Hold);
-    if needs_funds && !allow_overdraft && !source.is_indicator() && source.available() < *amount {
-        return Err(DomainError::InsufficientFunds(source.id.clone()));
+    if needs_funds && !source.is_indicator() {
+        let after = source.available() - amount;
+        match overdraft {
+            Overdraft::None if after.is_negative() => return Err(DomainError::InsufficientFunds(source.id.clone())),
+            Overdraft::Limit(limit) if after < -limit => {
+                return Err(DomainError::OverdraftLimitExceeded(source.id.clone()))
+            }
+            _ => {}
+        }
     }
     match movement {
         Movement::Transfer => {
@@ -194,6 +230,24 @@ pub fn resolve_amount(
     }
 }
 
+/// Reads Blnk's `overdraft_limit`: major units, exact in the transaction's precision (a limit finer
+/// than it is refused, never rounded), not negative. Absent is zero: no limit of its own.
+pub fn parse_overdraft_limit(limit: Option<&str>, precision: Precision) -> Result<BigInt, DomainError> {
+    let Some(text) = limit else { return Ok(BigInt::ZERO) };
+    let invalid = |why: String| DomainError::validation(Resource::Transaction, "overdraft_limit", why);
+    let decimal = Decimal::parse(text).map_err(|e| invalid(format!("overdraft_limit {e}")))?;
+    let minor = precision.to_minor(&decimal).map_err(|e| match e {
+        AmountError::TooFine => {
+            invalid(format!("overdraft_limit {text} has more decimal places than precision {precision} allows"))
+        }
+        other => invalid(format!("overdraft_limit {other}")),
+    })?;
+    if minor.is_negative() {
+        return Err(invalid("overdraft_limit may not be negative".into()));
+    }
+    Ok(minor)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,26 +279,26 @@ mod tests {
     fn transfers_need_funds_unless_indicator_or_overdraft() {
         let (mut world, mut alice, mut bob) = (balance("w", "@World"), balance("a", ""), balance("b", ""));
         let ten = BigInt::from(10);
-        apply_movement(Movement::Transfer, &mut world, &mut alice, &ten, false).unwrap();
+        apply_movement(Movement::Transfer, &mut world, &mut alice, &ten, &Overdraft::None).unwrap();
         assert_eq!(world.balance(), BigInt::from(-10));
         assert_eq!(
-            apply_movement(Movement::Transfer, &mut alice, &mut bob, &BigInt::from(11), false),
+            apply_movement(Movement::Transfer, &mut alice, &mut bob, &BigInt::from(11), &Overdraft::None),
             Err(DomainError::InsufficientFunds("a".into()))
         );
         assert_eq!(alice.version, 1, "a refused movement changes nothing");
-        apply_movement(Movement::Transfer, &mut alice, &mut bob, &BigInt::from(11), true).unwrap();
+        apply_movement(Movement::Transfer, &mut alice, &mut bob, &BigInt::from(11), &Overdraft::Unlimited).unwrap();
         assert_eq!(alice.balance(), BigInt::from(-1));
     }
 
     #[test]
     fn holds_reserve_funds_and_commit_or_release() {
         let (mut world, mut alice, mut bob) = (balance("w", "@World"), balance("a", ""), balance("b", ""));
-        apply_movement(Movement::Transfer, &mut world, &mut alice, &BigInt::from(10), false).unwrap();
-        apply_movement(Movement::Hold, &mut alice, &mut bob, &BigInt::from(8), false).unwrap();
+        apply_movement(Movement::Transfer, &mut world, &mut alice, &BigInt::from(10), &Overdraft::None).unwrap();
+        apply_movement(Movement::Hold, &mut alice, &mut bob, &BigInt::from(8), &Overdraft::None).unwrap();
         assert_eq!(alice.available(), BigInt::from(2));
-        assert!(apply_movement(Movement::Transfer, &mut alice, &mut bob, &BigInt::from(3), false).is_err());
-        apply_movement(Movement::CommitHold, &mut alice, &mut bob, &BigInt::from(5), false).unwrap();
-        apply_movement(Movement::ReleaseHold, &mut alice, &mut bob, &BigInt::from(3), false).unwrap();
+        assert!(apply_movement(Movement::Transfer, &mut alice, &mut bob, &BigInt::from(3), &Overdraft::None).is_err());
+        apply_movement(Movement::CommitHold, &mut alice, &mut bob, &BigInt::from(5), &Overdraft::None).unwrap();
+        apply_movement(Movement::ReleaseHold, &mut alice, &mut bob, &BigInt::from(3), &Overdraft::None).unwrap();
         assert_eq!((alice.balance(), bob.balance()), (BigInt::from(5), BigInt::from(5)));
         assert_eq!((alice.inflight_balance(), bob.inflight_balance()), (BigInt::from(0), BigInt::from(0)));
     }

@@ -91,6 +91,10 @@ pub struct NewTransaction {
     pub source: String,
     pub destination: String,
     pub allow_overdraft: bool,
+    /// Minor units; zero for none (`Transaction::overdraft`).
+    pub overdraft_limit: BigInt,
+    /// RFC 3339 in UTC, as `Transaction::effective_date`.
+    pub effective_date: Option<String>,
     pub inflight: bool,
     /// Apply before answering (`true`) or answer `QUEUED` and apply shortly after (`false`).
     pub skip_queue: bool,

@@ -48,6 +48,8 @@ impl Batch {
             destination_balance_id: destination,
             status: Status::Queued,
             allow_overdraft: new.allow_overdraft,
+            overdraft_limit: new.overdraft_limit.clone(),
+            effective_date: new.effective_date.clone(),
             inflight: new.inflight,
             created_at: self.now.clone(),
             meta_data: new.meta_data.clone(),
@@ -199,7 +201,7 @@ impl Batch {
         let [Some(source), Some(destination)] = self.balances.get_disjoint_mut([source, destination]) else {
             panic!("a planned balance was loaded: transaction {}", t.id);
         };
-        let result = apply_movement(movement, source, destination, amount, t.allow_overdraft);
+        let result = apply_movement(movement, source, destination, amount, &t.overdraft());
         if result.is_ok() {
             self.changed.insert(t.source_balance_id.clone());
             self.changed.insert(t.destination_balance_id.clone());

@@ -25,6 +25,7 @@ const MIGRATIONS: &Migrations = &[
     (2, "monitors_and_outbox", include_str!("../../migrations/postgres/0002_monitors_and_outbox.sql")),
     (3, "api_keys", include_str!("../../migrations/postgres/0003_api_keys.sql")),
     (4, "batch_markers", include_str!("../../migrations/postgres/0004_batch_markers.sql")),
+    (5, "money_movement", include_str!("../../migrations/postgres/0005_money_movement.sql")),
 ];
 
 /// How long a write whose COMMIT answer was lost keeps asking the database whether it committed

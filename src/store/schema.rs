@@ -122,6 +122,8 @@ record! {
         inflight: bool = inflight,
         created_at: String = created_at,
         meta_data: Map<String, serde_json::Value> = meta_data,
+        overdraft_limit: BigInt = overdraft_limit,
+        effective_date: Option<String> = effective_date,
     }
 }
 

@@ -16,6 +16,7 @@ const MIGRATIONS: &Migrations = &[
     (1, "ledger_core", include_str!("../../migrations/sqlite/0001_ledger_core.sql")),
     (2, "monitors_and_outbox", include_str!("../../migrations/sqlite/0002_monitors_and_outbox.sql")),
     (3, "api_keys", include_str!("../../migrations/sqlite/0003_api_keys.sql")),
+    (4, "money_movement", include_str!("../../migrations/sqlite/0004_money_movement.sql")),
 ];
 
 const READER_POOL_SIZE: u32 = 8;

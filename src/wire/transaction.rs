@@ -22,8 +22,14 @@ pub struct TransactionJson {
     pub destination: String,
     pub status: &'static str,
     pub allow_overdraft: bool,
+    /// Major units; 0 when the transaction has no limit of its own.
+    #[schema(schema_with = crate::wire::number::exact_number_schema)]
+    pub overdraft_limit: Number,
     pub inflight: bool,
     pub created_at: String,
+    /// RFC 3339 in UTC; absent when the client gave none (then it is `created_at`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effective_date: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub meta_data: Map<String, Value>,
 }
@@ -43,8 +49,10 @@ impl From<Transaction> for TransactionJson {
             destination: t.destination,
             status: t.status.as_str(),
             allow_overdraft: t.allow_overdraft,
+            overdraft_limit: decimal(&t.precision.to_major(&t.overdraft_limit)),
             inflight: t.inflight,
             created_at: t.created_at,
+            effective_date: t.effective_date,
             meta_data: t.meta_data,
         }
     }
