@@ -185,6 +185,7 @@ async fn set_up(url: &str, o: &Options, hook_url: &str) -> (Vec<String>, usize, 
         currency: "USD".into(),
         identity_id: String::new(),
         meta_data: Map::new(),
+        indicator: String::new(),
     })
     .await;
     let ids: Vec<String> = balances

@@ -105,7 +105,6 @@ async fn unimplemented_balance_fields_are_refused_and_create_nothing() {
     let s = setup().await;
     let before = s.balance_count().await;
     for (field, value) in [
-        ("indicator", json!("@Fees")),
         ("precision", json!(100)),
         ("track_fund_lineage", json!(true)),
         ("allocation_strategy", json!("FIFO")),

@@ -238,3 +238,37 @@ async fn an_api_key_guards_everything_but_health() {
     let listed: Value = client.get(&url).header("X-Blnk-Key", "s3cret").send().await.unwrap().json().await.unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2, "only the authorised create went through");
 }
+
+#[tokio::test]
+async fn general_ledger_balances_can_be_made_ahead_with_an_indicator() {
+    let server = Server::in_process(None);
+    let currency = unique_currency();
+    let body =
+        |indicator: &str, ledger: &str| json!({"ledger_id": ledger, "currency": currency, "indicator": indicator});
+    let fees = server.create("/balances", body("  @Fees ", "general_ledger_id")).await;
+    assert_eq!((fees["indicator"].as_str(), fees["ledger_id"].as_str()), (Some("@Fees"), Some("general_ledger_id")));
+    let (status, found) = server.get(&format!("/balances/indicator/@Fees/currency/{currency}")).await;
+    assert_eq!((status, &found["balance_id"]), (StatusCode::OK, &fees["balance_id"]));
+
+    // A transaction naming it uses it; a second one of the same pair is a conflict.
+    let (status, _) = server.transfer("@World", "@Fees", 7, &currency).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(server.get(&format!("/balances/{}", fees["balance_id"].as_str().unwrap())).await.1["balance"], json!(7));
+    for indicator in ["@Fees", "@World"] {
+        let (status, answer) = server.post("/balances", body(indicator, "general_ledger_id")).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{indicator}: {answer}");
+        assert_error(&answer, "GEN_CONFLICT");
+    }
+
+    let ledger = server.ledger("customers").await;
+    for (indicator, ledger) in [
+        ("@Cash", ledger.as_str()),
+        ("Cash", "general_ledger_id"),
+        ("@Petty cash", "general_ledger_id"),
+        ("@", "general_ledger_id"),
+    ] {
+        let (status, answer) = server.post("/balances", body(indicator, ledger)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{indicator}: {answer}");
+        assert_eq!(answer["error_detail"]["details"]["field"], "indicator", "{answer}");
+    }
+}

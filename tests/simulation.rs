@@ -632,6 +632,7 @@ impl Simulation {
             currency: currency.into(),
             identity_id: String::new(),
             meta_data: Default::default(),
+            indicator: String::new(),
         }
     }
 

@@ -5,6 +5,7 @@ use super::extract::{JsonBody, Paging, PathId, PathPair, Payload};
 use super::{created, read, AppState};
 use crate::domain::currency;
 use crate::domain::error::Resource;
+use crate::domain::ledger::GENERAL_LEDGER_ID;
 use crate::engine::{Command, Outcome};
 use crate::wire::BalanceJson;
 use axum::extract::State;
@@ -20,11 +21,14 @@ pub struct CreateBalanceBody {
     identity_id: Option<String>,
     #[schema(value_type = Option<Object>)]
     meta_data: Option<Map<String, Value>>,
+    /// Only with `ledger_id: general_ledger_id`: an indicator balance (`@Fees`) made ahead of its
+    /// first use. `@` then no whitespace; surrounding spaces are trimmed.
+    indicator: Option<String>,
 }
 
 impl Payload for CreateBalanceBody {
     const RESOURCE: Resource = Resource::Balance;
-    const NOT_YET: &'static [&'static str] = &["indicator", "precision", "track_fund_lineage", "allocation_strategy"];
+    const NOT_YET: &'static [&'static str] = &["precision", "track_fund_lineage", "allocation_strategy"];
 }
 
 #[utoipa::path(operation_id = "createBalance",
@@ -39,6 +43,8 @@ impl Payload for CreateBalanceBody {
         (status = 401, description = "AUTH_MISSING_API_KEY / \
             AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
         (status = 404, description = "LGR_NOT_FOUND", body = crate::api::error::ErrorBody),
+        (status = 409, description = "GEN_CONFLICT: that indicator exists in that \
+            currency", body = crate::api::error::ErrorBody),
         (status = 413, description = "GEN_PAYLOAD_TOO_LARGE", body = crate::api::error::ErrorBody),
         (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
@@ -50,8 +56,22 @@ pub async fn create(
         Some(v) if !v.is_empty() => Ok(v),
         _ => Err(ApiError::validation(Resource::Balance, field, format!("{field} is required"))),
     };
+    let ledger_id = required(body.ledger_id, "ledger_id")?;
+    let indicator = body.indicator.as_deref().map(str::trim).unwrap_or_default().to_string();
+    if !indicator.is_empty() {
+        let invalid = |message: &str| ApiError::validation(Resource::Balance, "indicator", message);
+        if ledger_id != GENERAL_LEDGER_ID {
+            return Err(invalid(
+                "indicator is only allowed for General Ledger balances (ledger_id = general_ledger_id)",
+            ));
+        }
+        if !indicator.starts_with('@') || indicator.len() < 2 || indicator.chars().any(char::is_whitespace) {
+            return Err(invalid("indicator must start with '@' and contain no whitespace (e.g. '@cash')"));
+        }
+    }
     let command = Command::CreateBalance {
-        ledger_id: required(body.ledger_id, "ledger_id")?,
+        ledger_id,
+        indicator,
         currency: currency::parse(Resource::Balance, body.currency.as_deref())?,
         identity_id: body.identity_id.unwrap_or_default(),
         meta_data: body.meta_data.unwrap_or_default(),

@@ -81,6 +81,7 @@ impl From<DomainError> for ApiError {
             DomainError::AlreadyCommitted => bad("TXN_ALREADY_COMMITTED", "transaction_id"),
             DomainError::AlreadyVoided => bad("TXN_ALREADY_VOIDED", "transaction_id"),
             DomainError::CommitAmountExceeded(_) => bad("TXN_COMMIT_AMOUNT_EXCEEDED", "amount"),
+            DomainError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "GEN_CONFLICT", e.to_string()),
             DomainError::AlreadyRefunded(_) => {
                 ApiError::new(StatusCode::CONFLICT, "TXN_ALREADY_REFUNDED", e.to_string()).with_field("transaction_id")
             }
@@ -136,6 +137,7 @@ pub const ERROR_CODES: &[&str] = &[
     "GEN_UNAVAILABLE",
     "GEN_REQUEST_TIMEOUT",
     "GEN_OUTCOME_UNKNOWN",
+    "GEN_CONFLICT",
     "LGR_NOT_FOUND",
     "BAL_NOT_FOUND",
     "BAL_MONITOR_NOT_FOUND",

@@ -38,6 +38,9 @@ pub enum DomainError {
     AlreadyVoided,
     #[error("cannot commit more than the {0} left inflight")]
     CommitAmountExceeded(String),
+    /// The thing to create exists already (Blnk: 409 `GEN_CONFLICT`).
+    #[error("{0}")]
+    Conflict(String),
     /// A second refund of a transaction, or a refund of a refund (Blnk 0.15.4: 409).
     #[error("{0}")]
     AlreadyRefunded(String),

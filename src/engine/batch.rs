@@ -303,8 +303,8 @@ impl Batch {
         match command {
             Command::CreateLedger { name, meta_data } => self.create_ledger(w, name, meta_data),
             Command::UpdateLedger { id, name, meta_data } => self.update_ledger(w, id, name, meta_data.as_ref()),
-            Command::CreateBalance { ledger_id, currency, identity_id, meta_data } => {
-                self.create_balance(w, ledger_id, currency, identity_id, meta_data)
+            Command::CreateBalance { ledger_id, currency, identity_id, meta_data, indicator } => {
+                self.create_balance(w, ledger_id, currency, identity_id, meta_data, indicator)
             }
             Command::CreateTransaction(new) => {
                 let (source, destination) = plan.resolved.expect("a transaction's plan resolves its parties");

@@ -30,6 +30,8 @@ pub enum Command {
         currency: String,
         identity_id: String,
         meta_data: Map<String, Value>,
+        /// A general-ledger balance created ahead of its first use (`@Fees`), or empty.
+        indicator: String,
     },
     CreateTransaction(NewTransaction),
     /// Commit (all or part of the rest) or void an inflight transaction.

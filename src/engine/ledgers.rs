@@ -45,6 +45,7 @@ impl Batch {
         currency: &str,
         identity_id: &str,
         meta_data: &Map<String, Value>,
+        indicator: &str,
     ) -> Ruled<Outcome> {
         if w.ledger(ledger_id)?.is_none() {
             return Err(DomainError::not_found(Resource::Ledger, "ledger_id").into());
@@ -52,7 +53,17 @@ impl Batch {
         let mut balance = Balance::new(new_id("bln"), ledger_id.to_string(), currency.to_string(), self.now.clone());
         balance.identity_id = identity_id.to_string();
         balance.meta_data = meta_data.clone();
-        w.insert_balance(&balance)?;
+        if indicator.is_empty() {
+            w.insert_balance(&balance)?;
+        } else {
+            // Blnk 0.15.3: a general-ledger balance made ahead of its first use. The insert does
+            // nothing if the pair exists (made by a transaction's first use, or another process).
+            balance.indicator = indicator.to_string();
+            if !w.insert_indicator(&balance)? {
+                let message = format!("a balance with indicator {indicator} in {currency} already exists");
+                return Err(DomainError::Conflict(message).into());
+            }
+        }
         Ok(Outcome::Balance(balance))
     }
 }
