@@ -604,6 +604,7 @@ fn keel_rows_baseline(url: &str, per_commit: usize, seconds: u64, balances: usiz
                         inflight: false,
                         created_at: now(),
                         effective_date: None,
+                        group: None,
                         meta_data: Map::new(),
                     };
                     w.insert_transaction(&transaction)?;

@@ -30,8 +30,11 @@ use keel::domain::ledger::GENERAL_LEDGER_ID;
 use keel::domain::monitor::Monitor;
 use keel::domain::monitor::{Condition, Trigger};
 use keel::domain::preview::Preview;
+use keel::domain::split::{distribute, Share, SplitSide};
 use keel::domain::transaction::{Status, Transaction};
-use keel::engine::{Command, Core, EngineConfig, EngineError, InflightAction, NewMonitor, NewTransaction, Outcome};
+use keel::engine::{
+    Command, Core, EngineConfig, EngineError, InflightAction, NewMonitor, NewSplit, NewTransaction, Outcome,
+};
 use keel::store::faults::{Fault, FaultyStore};
 use keel::store::{Access, ErrorKind, EventFilter, Page, Reads, Store};
 use num_bigint::BigInt;
@@ -84,6 +87,8 @@ struct Stats {
     full_checks: u64,
     /// Dry runs checked against the real request that followed.
     dry_runs_predicted: u64,
+    /// Split transactions acknowledged (each leg is checked as a transaction).
+    splits: u64,
     faults: BTreeMap<&'static str, u64>,
 }
 
@@ -99,6 +104,7 @@ impl Stats {
         self.restarts += other.restarts;
         self.full_checks += other.full_checks;
         self.dry_runs_predicted += other.dry_runs_predicted;
+        self.splits += other.splits;
         for (name, n) in &other.faults {
             *self.faults.entry(name).or_default() += n;
         }
@@ -107,7 +113,7 @@ impl Stats {
     fn report(&self) -> String {
         format!(
             "simulation: {} seeds, {} commands in {} batches: {} acknowledged, {} refused, {} failed in storage, \
-             {} outcome unknown; {} restarts, {} full checks, {} dry runs predicted; faults fired: {:?}",
+             {} outcome unknown; {} restarts, {} full checks, {} dry runs predicted, {} splits; faults fired: {:?}",
             self.seeds,
             self.commands,
             self.steps,
@@ -118,6 +124,7 @@ impl Stats {
             self.restarts,
             self.full_checks,
             self.dry_runs_predicted,
+            self.splits,
             self.faults
         )
     }
@@ -439,6 +446,14 @@ impl Simulation {
                 self.model.currency_of.insert(b.id.clone(), b.currency.clone());
                 self.model.balances.push(b.id);
             }
+            Outcome::Split { legs, .. } => {
+                let Command::CreateSplit(split) = command else { panic!("seed {seed}: a split answers a split") };
+                self.stats.splits += 1;
+                for (leg, (_, new)) in legs.into_iter().flatten().zip(split.legs()) {
+                    let as_command = Command::CreateTransaction(new);
+                    self.acknowledged(&as_command, Outcome::Transaction(leg), deleted);
+                }
+            }
             Outcome::Transaction(t) => {
                 let stored = self.reader().transaction(&t.id).unwrap();
                 let stored = stored.unwrap_or_else(|| panic!("A1, seed {seed}: acknowledged {} is not stored", t.id));
@@ -489,18 +504,18 @@ impl Simulation {
     }
 
     fn refused(&mut self, command: &Command, refused: &keel::domain::error::DomainError) {
-        if let Command::CreateTransaction(new) = command {
-            if self.fresh(&new.reference) {
-                self.assert_reference_free(&new.reference, &format!("refused ({refused})"));
+        for reference in new_references(command) {
+            if self.fresh(&reference) {
+                self.assert_reference_free(&reference, &format!("refused ({refused})"));
             }
         }
     }
 
     /// A command that failed in storage (and the store knew its batch did not commit).
     fn not_written(&mut self, command: &Command) {
-        if let Command::CreateTransaction(new) = command {
-            if self.fresh(&new.reference) {
-                self.assert_reference_free(&new.reference, "failed in storage");
+        for reference in new_references(command) {
+            if self.fresh(&reference) {
+                self.assert_reference_free(&reference, "failed in storage");
             }
         }
         // A failed commit, void or refund left no child: checked by the next full check, which
@@ -509,8 +524,8 @@ impl Simulation {
 
     fn maybe(&mut self, command: &Command) {
         match command {
-            Command::CreateTransaction(new) => {
-                self.model.maybe_references.insert(new.reference.clone());
+            Command::CreateTransaction(_) | Command::CreateSplit(_) => {
+                self.model.maybe_references.extend(new_references(command));
             }
             Command::FinishInflight { id, .. } | Command::Refund { id, .. } => {
                 self.model.maybe_parents.insert(id.clone());
@@ -656,7 +671,8 @@ impl Simulation {
                 let currency = CURRENCIES[self.rng.usize(..2)];
                 self.new_balance(currency)
             }
-            3..=54 => self.random_transfer(),
+            3..=49 => self.random_transfer(),
+            50..=54 => self.random_split(),
             55..=69 => {
                 let id = self.model.inflight.clone();
                 let id = self.pick(&id).cloned().unwrap_or_else(|| "txn_unknown".into());
@@ -714,6 +730,35 @@ impl Simulation {
         }
     }
 
+    /// A split of a random transfer among two or three balances, by shares of every kind (fixed,
+    /// percentage, left); one the API would refuse (it does not add up) becomes a plain transfer.
+    fn random_split(&mut self) -> Command {
+        let Command::CreateTransaction(mut template) = self.random_transfer() else { unreachable!("a transfer") };
+        let balances = self.model.balances.clone();
+        let mut shares = Vec::new();
+        for i in 0..2 + self.rng.usize(..2) {
+            let identifier = match self.rng.u8(..6) {
+                0 => "@World".to_string(),
+                _ => self.pick(&balances).cloned().unwrap_or_default(),
+            };
+            let distribution = match (i, self.rng.u8(..3)) {
+                (0, _) | (_, 0) => format!("{}%", self.rng.u8(1..60)),
+                (_, 1) => format!("{}.{:02}", self.rng.u8(..3), self.rng.u8(..100)),
+                _ => "left".to_string(),
+            };
+            shares.push(Share { identifier, distribution, precise_distribution: String::new() });
+        }
+        let side = if self.rng.bool() { SplitSide::Sources } else { SplitSide::Destinations };
+        match side {
+            SplitSide::Sources => template.source = String::new(),
+            SplitSide::Destinations => template.destination = String::new(),
+        }
+        match distribute(&template.precise_amount, template.precision, &shares, "sources") {
+            Ok(amounts) => Command::CreateSplit(NewSplit { template, side, shares, amounts }),
+            Err(_) => self.random_transfer(),
+        }
+    }
+
     fn random_transfer(&mut self) -> Command {
         let balances = self.model.balances.clone();
         let source = self.pick(&balances).cloned().unwrap_or_default();
@@ -764,6 +809,15 @@ impl Simulation {
             meta_data: Default::default(),
             trigger: if self.rng.bool() { Trigger::Every } else { Trigger::Crossing },
         }
+    }
+}
+
+/// The references a command would give the transactions it creates.
+fn new_references(command: &Command) -> Vec<String> {
+    match command {
+        Command::CreateTransaction(new) => vec![new.reference.clone()],
+        Command::CreateSplit(split) => split.legs().into_iter().map(|(_, leg)| leg.reference).collect(),
+        _ => vec![],
     }
 }
 

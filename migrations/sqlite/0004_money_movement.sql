@@ -1,5 +1,10 @@
--- Blnk's per-transaction overdraft limit (minor units, as text like every amount; 0 = none) and
+-- Blnk's money movement. Its per-transaction overdraft limit (minor units, as text like every amount; 0 = none) and
 -- effective date (RFC 3339 in UTC; NULL = created_at). Kept on the row: a queued transaction is
 -- applied later, by the rules it was accepted with.
 ALTER TABLE transactions ADD COLUMN overdraft_limit TEXT NOT NULL DEFAULT '0';
 ALTER TABLE transactions ADD COLUMN effective_date TEXT;
+
+-- The split request a leg belongs to (Blnk's parent_transaction for legs). Not a row of this table,
+-- so not a foreign key: parent_transaction stays one, for commits, voids and refunds.
+ALTER TABLE transactions ADD COLUMN group_id TEXT;
+CREATE INDEX transactions_group ON transactions (group_id) WHERE group_id IS NOT NULL;

@@ -81,6 +81,7 @@ impl From<DomainError> for ApiError {
             DomainError::AlreadyCommitted => bad("TXN_ALREADY_COMMITTED", "transaction_id"),
             DomainError::AlreadyVoided => bad("TXN_ALREADY_VOIDED", "transaction_id"),
             DomainError::CommitAmountExceeded(_) => bad("TXN_COMMIT_AMOUNT_EXCEEDED", "amount"),
+            DomainError::InvalidDistribution { field, .. } => bad("TXN_INVALID_DISTRIBUTION", field),
             DomainError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "GEN_CONFLICT", e.to_string()),
             DomainError::AlreadyRefunded(_) => {
                 ApiError::new(StatusCode::CONFLICT, "TXN_ALREADY_REFUNDED", e.to_string()).with_field("transaction_id")
@@ -154,6 +155,7 @@ pub const ERROR_CODES: &[&str] = &[
     "TXN_COMMIT_AMOUNT_EXCEEDED",
     "TXN_ALREADY_REFUNDED",
     "TXN_INVALID_STATUS_ACTION",
+    "TXN_INVALID_DISTRIBUTION",
     "META_ENTITY_NOT_FOUND",
     "META_INVALID_ENTITY_ID",
     "META_UNSUPPORTED_ENTITY",

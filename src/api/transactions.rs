@@ -7,10 +7,12 @@ use super::{created, read, AppState};
 use crate::domain::amount::Precision;
 use crate::domain::currency;
 use crate::domain::error::{DomainError, Resource};
+use crate::domain::split::{distribute, Share, SplitSide};
 use crate::domain::transaction::{parse_overdraft_limit, parse_precision, resolve_amount};
-use crate::engine::{Command, InflightAction, NewTransaction, Outcome};
+use crate::engine::{Command, InflightAction, NewSplit, NewTransaction, Outcome};
 use crate::wire::number::NumberText;
 use crate::wire::preview::{Asked, RejectionJson};
+use crate::wire::transaction::SplitJson;
 use crate::wire::{PreviewJson, TransactionJson};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -45,19 +47,27 @@ pub struct CreateTransactionBody {
     meta_data: Option<Map<String, Value>>,
     /// Answer `200` with what the transaction would do, and write nothing.
     dry_run: Option<bool>,
+    /// Split the amount among several sources (then no `source`)...
+    sources: Option<Vec<ShareBody>>,
+    /// ...or several destinations (then no `destination`); not both.
+    destinations: Option<Vec<ShareBody>>,
+}
+
+/// One share of a split, as Blnk writes it.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ShareBody {
+    /// A balance id or an indicator.
+    identifier: Option<String>,
+    /// `"10%"` of the whole, a fixed amount in major units (`"100"`), or `"left"`.
+    distribution: Option<String>,
+    /// A fixed amount in minor units (`"1006"`), instead of `distribution`.
+    precise_distribution: Option<String>,
 }
 
 impl Payload for CreateTransactionBody {
     const RESOURCE: Resource = Resource::Transaction;
-    const NOT_YET: &'static [&'static str] = &[
-        "sources",
-        "destinations",
-        "atomic",
-        "balance_id",
-        "scheduled_for",
-        "inflight_expiry_date",
-        "inflight_commit_date",
-    ];
+    const NOT_YET: &'static [&'static str] =
+        &["atomic", "balance_id", "scheduled_for", "inflight_expiry_date", "inflight_commit_date"];
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -132,12 +142,13 @@ fn text(n: &Option<NumberText>) -> Option<&str> {
     request_body = CreateTransactionBody,
     responses(
         (status = 201, description = "the transaction: QUEUED, or with skip_queue APPLIED / \
-            INFLIGHT", body = crate::wire::TransactionJson),
+            INFLIGHT; a split answers its parent with `sources` or `destinations`, each share with \
+            its leg's transaction_id", body = crate::wire::TransactionJson),
         (status = 200, description = "dry_run: what it would do; nothing is \
             written", body = crate::wire::PreviewJson),
         (status = 400, description = "GEN_MALFORMED_REQUEST, TXN_VALIDATION_ERROR, TXN_INVALID_AMOUNT, \
-            TXN_PRECISION_NOT_INTEGER, TXN_DUPLICATE_REFERENCE, \
-            TXN_INSUFFICIENT_FUNDS", body = crate::api::error::ErrorBody),
+            TXN_PRECISION_NOT_INTEGER, TXN_DUPLICATE_REFERENCE, TXN_INSUFFICIENT_FUNDS, \
+            TXN_INVALID_DISTRIBUTION", body = crate::api::error::ErrorBody),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
             AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
         (status = 404, description = "BAL_NOT_FOUND: no such source or \
@@ -147,17 +158,28 @@ fn text(n: &Option<NumberText>) -> Option<&str> {
 )]
 pub async fn create(
     State(app): State<AppState>,
-    JsonBody(body): JsonBody<CreateTransactionBody>,
+    JsonBody(mut body): JsonBody<CreateTransactionBody>,
 ) -> Result<Response, ApiError> {
     let precision = parse_precision(text(&body.precision))?;
     let precise_amount = resolve_amount(text(&body.amount), text(&body.precise_amount), precision)?;
+    let split = split_of(body.sources.take(), body.destinations.take())?;
+    let party = |value: Option<String>, field: &str, split_here: bool| match split_here {
+        false => required(value, field),
+        true if value.as_deref().is_some_and(|v| !v.is_empty()) => Err(ApiError::validation(
+            Resource::Transaction,
+            field,
+            format!("{field} and {field}s cannot both be given"),
+        )),
+        true => Ok(String::new()),
+    };
+    let side = split.as_ref().map(|(side, _)| *side);
     let new = NewTransaction {
         precise_amount: precise_amount.clone(),
         precision,
         reference: required(body.reference, "reference")?,
         currency: currency::parse(Resource::Transaction, body.currency.as_deref())?,
-        source: required(body.source, "source")?,
-        destination: required(body.destination, "destination")?,
+        source: party(body.source, "source", side == Some(SplitSide::Sources))?,
+        destination: party(body.destination, "destination", side == Some(SplitSide::Destinations))?,
         description: body.description.unwrap_or_default(),
         allow_overdraft: body.allow_overdraft.unwrap_or(false),
         overdraft_limit: parse_overdraft_limit(text(&body.overdraft_limit), precision)?,
@@ -166,6 +188,19 @@ pub async fn create(
         skip_queue: body.skip_queue.unwrap_or(false),
         meta_data: body.meta_data.unwrap_or_default(),
     };
+    if let Some((side, shares)) = split {
+        if body.dry_run == Some(true) {
+            let message = "a dry run of a split transaction is not implemented yet; leave out dry_run or the split";
+            return Err(ApiError::validation(Resource::Transaction, "dry_run", message));
+        }
+        let field = if side == SplitSide::Sources { "sources" } else { "destinations" };
+        let amounts = distribute(&precise_amount, precision, &shares, field)?;
+        let command = Command::CreateSplit(NewSplit { template: new, side, shares: shares.clone(), amounts });
+        return match app.engine.submit(command).await? {
+            Outcome::Split { parent, legs } => Ok(created(SplitJson::new(parent, side, &shares, legs))),
+            other => unreachable!("a split answers its legs, not {other:?}"),
+        };
+    }
     if body.dry_run == Some(true) {
         let asked =
             Asked { reference: Some(new.reference.clone()), currency: new.currency.clone(), precise_amount, precision };
@@ -179,6 +214,32 @@ pub async fn create(
         return dry_run(&app, Command::CreateTransaction(new), None, asked, notes).await;
     }
     transaction_reply(app.engine.submit(Command::CreateTransaction(new)).await?, true)
+}
+
+/// Which side a request splits, with its shares; Blnk 0.15.4 refuses both at once.
+fn split_of(
+    sources: Option<Vec<ShareBody>>,
+    destinations: Option<Vec<ShareBody>>,
+) -> Result<Option<(SplitSide, Vec<Share>)>, ApiError> {
+    let shares = |list: Vec<ShareBody>| -> Vec<Share> {
+        list.into_iter()
+            .map(|s| Share {
+                identifier: s.identifier.unwrap_or_default(),
+                distribution: s.distribution.unwrap_or_default(),
+                precise_distribution: s.precise_distribution.unwrap_or_default(),
+            })
+            .collect()
+    };
+    match (sources.filter(|s| !s.is_empty()), destinations.filter(|d| !d.is_empty())) {
+        (Some(_), Some(_)) => Err(ApiError::validation(
+            Resource::Transaction,
+            "destinations",
+            "a transaction can split either sources or destinations, not both",
+        )),
+        (Some(sources), None) => Ok(Some((SplitSide::Sources, shares(sources)))),
+        (None, Some(destinations)) => Ok(Some((SplitSide::Destinations, shares(destinations)))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Answers a dry run of `command`: `200` with the preview, also when a rule refuses it (the

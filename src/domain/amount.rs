@@ -106,6 +106,20 @@ impl Decimal {
         scaled_to_string(&self.mantissa, self.scale as usize)
     }
 
+    /// How many digits it has after the decimal point (`12.50` → 1, `100` → 0).
+    pub fn fraction_digits(&self) -> u32 {
+        self.scale.max(0) as u32
+    }
+
+    /// The value × 10^`digits`, which must come out whole (`digits ≥ fraction_digits()`).
+    pub fn shifted(&self, digits: u32) -> Result<BigInt, AmountError> {
+        let shift = digits as i64 - self.scale;
+        if shift < 0 {
+            return Err(AmountError::TooFine);
+        }
+        Ok(&self.mantissa * pow10(shift as u32))
+    }
+
     /// The value as an integer, or `NotInteger` when it has a fractional part.
     pub fn to_integer(&self) -> Result<BigInt, AmountError> {
         if self.scale > 0 {

@@ -38,6 +38,10 @@ pub enum DomainError {
     AlreadyVoided,
     #[error("cannot commit more than the {0} left inflight")]
     CommitAmountExceeded(String),
+    /// A split's `sources` or `destinations` cannot be divided as written (Blnk:
+    /// `TXN_INVALID_DISTRIBUTION`).
+    #[error("{message}")]
+    InvalidDistribution { field: String, message: String },
     /// The thing to create exists already (Blnk: 409 `GEN_CONFLICT`).
     #[error("{0}")]
     Conflict(String),

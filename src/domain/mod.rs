@@ -11,4 +11,5 @@ pub mod ledger;
 pub mod monitor;
 pub mod preview;
 pub mod replay;
+pub mod split;
 pub mod transaction;

@@ -114,6 +114,7 @@ mod tests {
             allow_overdraft: false,
             overdraft_limit: 0.into(),
             effective_date: None,
+            group: None,
             inflight,
             created_at: String::new(),
             meta_data: Map::new(),

@@ -71,6 +71,9 @@ pub struct Transaction {
     /// When the money is deemed to have moved (Blnk's `effective_date`, RFC 3339 in UTC), if the
     /// client said; otherwise `created_at`. Children inherit it.
     pub effective_date: Option<String>,
+    /// The split this transaction is a leg of: the id its request was answered with, which is
+    /// not a transaction of its own (Blnk shows it as `parent_transaction`).
+    pub group: Option<String>,
     pub meta_data: Map<String, Value>,
 }
 
@@ -96,8 +99,13 @@ impl Transaction {
     /// Blnk's rule: a positive `overdraft_limit` bounds the overdraft whatever `allow_overdraft`
     /// says; without one, `allow_overdraft` allows any.
     pub fn overdraft(&self) -> Overdraft {
-        match (self.overdraft_limit.is_positive(), self.allow_overdraft) {
-            (true, _) => Overdraft::Limit(self.overdraft_limit.clone()),
+        Self::overdraft_of(self.allow_overdraft, &self.overdraft_limit)
+    }
+
+    /// The same rule, for a transaction not made yet.
+    pub fn overdraft_of(allow_overdraft: bool, overdraft_limit: &BigInt) -> Overdraft {
+        match (overdraft_limit.is_positive(), allow_overdraft) {
+            (true, _) => Overdraft::Limit(overdraft_limit.clone()),
             (false, true) => Overdraft::Unlimited,
             (false, false) => Overdraft::None,
         }

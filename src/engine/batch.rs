@@ -21,12 +21,13 @@
 //! transaction names has not moved.
 
 use super::balance_cache::{BalanceCache, Entry};
-use super::command::{Command, Outcome};
+use super::command::{Command, NewSplit, Outcome};
 use super::failure::{split, Ruled};
 use crate::domain::balance::Balance;
 use crate::domain::error::{DomainError, Resource};
 use crate::domain::ledger::GENERAL_LEDGER_ID;
 use crate::domain::monitor::Monitor;
+use crate::domain::split::SplitSide;
 use crate::store::{ErrorKind, StoreError, StoreResult, Writes};
 use std::collections::{BTreeSet, HashMap};
 
@@ -101,6 +102,8 @@ pub(super) struct Plan {
     pub(super) balances: Vec<String>,
     /// For new transactions: the balances `source` and `destination` resolved to.
     pub(super) resolved: Option<(String, String)>,
+    /// For splits: the balances each leg's `source` and `destination` resolved to, in leg order.
+    pub(super) legs: Vec<(String, String)>,
 }
 
 /// The indicator balances a batch resolved, and which of them it created.
@@ -118,7 +121,7 @@ pub(super) fn plan(
     indicators: &mut Indicators,
     now: &str,
 ) -> StoreResult<Result<Plan, DomainError>> {
-    let no_balances = Ok(Plan { balances: vec![], resolved: None });
+    let no_balances = Ok(Plan { balances: vec![], resolved: None, legs: vec![] });
     Ok(match command {
         Command::CreateLedger { .. }
         | Command::UpdateLedger { .. }
@@ -129,7 +132,7 @@ pub(super) fn plan(
         Command::DryRun(_) => unreachable!("a dry run is rehearsed on its own (`Core::execute`), never batched"),
         // A balance's metadata is written under its lock, into the copy the batch holds (C1).
         Command::UpdateMetadata { id, .. } if id.starts_with("bln_") => {
-            Ok(Plan { balances: vec![id.clone()], resolved: None })
+            Ok(Plan { balances: vec![id.clone()], resolved: None, legs: vec![] })
         }
         Command::UpdateMetadata { .. } => no_balances,
         Command::CreateTransaction(new) => {
@@ -142,29 +145,67 @@ pub(super) fn plan(
                     "source and destination must be different balances",
                 ))
             } else {
-                Ok(Plan { balances: vec![source.clone(), destination.clone()], resolved: Some((source, destination)) })
+                Ok(Plan {
+                    balances: vec![source.clone(), destination.clone()],
+                    resolved: Some((source, destination)),
+                    legs: vec![],
+                })
             }
         }
-        Command::ApplyQueued(t) => {
-            Ok(Plan { balances: vec![t.source_balance_id.clone(), t.destination_balance_id.clone()], resolved: None })
-        }
+        Command::CreateSplit(split) => plan_split(w, split, indicators, now)?,
+        Command::ApplyQueued(t) => Ok(Plan {
+            balances: vec![t.source_balance_id.clone(), t.destination_balance_id.clone()],
+            resolved: None,
+            legs: vec![],
+        }),
         // A monitor command locks the balances its monitor watches, before and after: it then
         // waits for, and is waited for by, every batch evaluating that monitor on any process.
-        Command::CreateMonitor(new) => Ok(Plan { balances: vec![new.balance_id.clone()], resolved: None }),
+        Command::CreateMonitor(new) => {
+            Ok(Plan { balances: vec![new.balance_id.clone()], resolved: None, legs: vec![] })
+        }
         Command::UpdateMonitor { id, monitor } => {
             let mut balances = vec![monitor.balance_id.clone()];
             balances.extend(w.monitor(id)?.map(|current| current.balance_id));
-            Ok(Plan { balances, resolved: None })
+            Ok(Plan { balances, resolved: None, legs: vec![] })
         }
         Command::DeleteMonitor { id } => Ok(Plan {
             balances: w.monitor(id)?.map(|current| current.balance_id).into_iter().collect(),
             resolved: None,
+            legs: vec![],
         }),
         Command::FinishInflight { id, .. } | Command::Refund { id, .. } => match w.transaction(id)? {
-            Some(t) => Ok(Plan { balances: vec![t.source_balance_id, t.destination_balance_id], resolved: None }),
+            Some(t) => {
+                Ok(Plan { balances: vec![t.source_balance_id, t.destination_balance_id], resolved: None, legs: vec![] })
+            }
             None => Err(DomainError::not_found(Resource::Transaction, "transaction_id")),
         },
     })
+}
+
+/// A split's legs: each leg's parties resolved, and every balance they name.
+fn plan_split(
+    w: &mut dyn Writes,
+    split: &NewSplit,
+    indicators: &mut Indicators,
+    now: &str,
+) -> StoreResult<Result<Plan, DomainError>> {
+    let mut legs = Vec::new();
+    for (_, leg) in split.legs() {
+        let source = resolve_party(w, &leg.source, &leg.currency, indicators, now)?;
+        let destination = resolve_party(w, &leg.destination, &leg.currency, indicators, now)?;
+        legs.push((source, destination));
+    }
+    if legs.iter().any(|(source, destination)| source == destination) {
+        return Ok(Err(DomainError::validation(
+            Resource::Transaction,
+            if split.side == SplitSide::Sources { "sources" } else { "destinations" },
+            "a share names the balance on the other side: source and destination must differ",
+        )));
+    }
+    let mut balances: Vec<String> = legs.iter().flat_map(|(s, d)| [s.clone(), d.clone()]).collect();
+    balances.sort();
+    balances.dedup();
+    Ok(Ok(Plan { balances, resolved: None, legs }))
 }
 
 /// A transaction's `source` or `destination`: a balance id, or an indicator (`@World`) whose
@@ -276,9 +317,10 @@ impl Batch {
         }
         let references: Vec<String> = commands
             .iter()
-            .filter_map(|c| match c {
-                Command::CreateTransaction(new) => Some(new.reference.clone()),
-                _ => None,
+            .flat_map(|c| match c {
+                Command::CreateTransaction(new) => vec![new.reference.clone()],
+                Command::CreateSplit(split) => split.legs().into_iter().map(|(_, leg)| leg.reference).collect(),
+                _ => vec![],
             })
             .collect();
         Ok(Batch {
@@ -311,6 +353,7 @@ impl Batch {
                 self.create_transaction(w, new, source, destination)
             }
             Command::ApplyQueued(queued) => self.apply_queued(w, queued),
+            Command::CreateSplit(split) => self.create_split(w, split, plan.legs),
             Command::FinishInflight { id, action } => self.finish_inflight(w, id, action),
             Command::Refund { id, description, meta_data } => self.refund(w, id, description, meta_data),
             Command::CreateMonitor(new) => self.create_monitor(w, new),
@@ -332,11 +375,12 @@ impl Batch {
     fn flush(&mut self, w: &mut dyn Writes, results: &[CommandResult], indicators: &Indicators) -> StoreResult<()> {
         let named: BTreeSet<&str> = results
             .iter()
-            .filter_map(|r| match r {
-                Ok(Outcome::Transaction(t)) => Some([t.source_balance_id.as_str(), t.destination_balance_id.as_str()]),
-                _ => None,
+            .flat_map(|r| match r {
+                Ok(Outcome::Transaction(t)) => vec![t],
+                Ok(Outcome::Split { legs, .. }) => legs.iter().flatten().collect(),
+                _ => vec![],
             })
-            .flatten()
+            .flat_map(|t| [t.source_balance_id.as_str(), t.destination_balance_id.as_str()])
             .collect();
         for id in indicators.created.iter().filter(|id| !named.contains(id.as_str())) {
             assert!(!self.changed.contains(id), "E3: an indicator no transaction names has not moved: {id}");

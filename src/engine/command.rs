@@ -9,6 +9,7 @@ use crate::domain::event::Event;
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Condition, Monitor, Trigger};
 use crate::domain::preview::Preview;
+use crate::domain::split::{Share, SplitSide};
 use crate::domain::transaction::Transaction;
 use crate::store::StoreError;
 use num_bigint::BigInt;
@@ -34,6 +35,9 @@ pub enum Command {
         indicator: String,
     },
     CreateTransaction(NewTransaction),
+    /// A split transaction (Blnk's `sources` or `destinations`): one leg per share with an amount,
+    /// all applied in one commit or none (`splits.rs`).
+    CreateSplit(NewSplit),
     /// Commit (all or part of the rest) or void an inflight transaction.
     FinishInflight {
         id: String,
@@ -103,6 +107,38 @@ pub struct NewTransaction {
     pub meta_data: Map<String, Value>,
 }
 
+/// A split: `template` is the request (its `source` or `destination`, on the side split, is
+/// empty); `amounts[i]` is what `shares[i]` gets (`domain::split::distribute`).
+#[derive(Debug, Clone)]
+pub struct NewSplit {
+    pub template: NewTransaction,
+    pub side: SplitSide,
+    pub shares: Vec<Share>,
+    pub amounts: Vec<BigInt>,
+}
+
+impl NewSplit {
+    /// The legs with an amount, in the shares' order: (share index, the leg as a transaction).
+    /// A leg's reference is the request's with the share's 1-based position (`order-7-2`), so a
+    /// retried request finds its legs taken.
+    pub fn legs(&self) -> Vec<(usize, NewTransaction)> {
+        let positive = self.amounts.iter().enumerate().filter(|(_, a)| **a > BigInt::ZERO);
+        positive
+            .map(|(i, amount)| {
+                let mut leg = self.template.clone();
+                leg.precise_amount = amount.clone();
+                leg.reference = format!("{}-{}", self.template.reference, i + 1);
+                leg.skip_queue = true;
+                match self.side {
+                    SplitSide::Sources => leg.source = self.shares[i].identifier.clone(),
+                    SplitSide::Destinations => leg.destination = self.shares[i].identifier.clone(),
+                }
+                (i, leg)
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewMonitor {
     pub balance_id: String,
@@ -137,6 +173,12 @@ pub enum Outcome {
         secret: Option<String>,
     },
     Preview(Preview),
+    /// A split: `parent` is what the request is answered with (it is not stored: its legs are),
+    /// `legs[i]` the leg of share `i`, if it got an amount.
+    Split {
+        parent: Transaction,
+        legs: Vec<Option<Transaction>>,
+    },
     /// The entity's metadata after a merge.
     MetaData(Map<String, Value>),
 }

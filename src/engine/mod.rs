@@ -14,10 +14,11 @@ mod ledgers;
 mod metadata;
 mod monitors;
 mod rehearsal;
+mod splits;
 mod transactions;
 
 pub use batch::new_id;
-pub use command::{Command, EngineError, InflightAction, NewMonitor, NewTransaction, Outcome};
+pub use command::{Command, EngineError, InflightAction, NewMonitor, NewSplit, NewTransaction, Outcome};
 
 use crate::store::{Store, StoreResult};
 use balance_cache::BalanceCache;

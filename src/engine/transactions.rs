@@ -20,23 +20,43 @@ impl Batch {
         source: String,
         destination: String,
     ) -> Ruled<Outcome> {
-        for (id, given, field) in [(&source, &new.source, "source"), (&destination, &new.destination, "destination")] {
+        self.record_new(w, new, source, destination, None).map(Outcome::Transaction)
+    }
+
+    /// The rules a new transaction meets before anything moves: both balances exist and hold its
+    /// currency, and its reference is free.
+    pub(super) fn check_new(&self, new: &NewTransaction, source: &str, destination: &str) -> Result<(), DomainError> {
+        for (id, given, field) in [(source, &new.source, "source"), (destination, &new.destination, "destination")] {
             match self.balances.get(id) {
                 // Blnk 0.15.4: an unknown source or destination is 404 `BAL_NOT_FOUND`.
-                None => return Err(DomainError::not_found(Resource::Balance, field).into()),
+                None => return Err(DomainError::not_found(Resource::Balance, field)),
                 Some(b) if b.currency != new.currency => {
                     let message = format!("{field} balance {given} holds {}, not {}", b.currency, new.currency);
-                    return Err(DomainError::validation(Resource::Transaction, "currency", message).into());
+                    return Err(DomainError::validation(Resource::Transaction, "currency", message));
                 }
                 Some(_) => {}
             }
         }
         if self.taken_references.contains(&new.reference) {
-            return Err(DomainError::DuplicateReference(new.reference.clone()).into());
+            return Err(DomainError::DuplicateReference(new.reference.clone()));
         }
+        Ok(())
+    }
+
+    /// Records `new` (moving its money now with `skip_queue`), as a leg of split `group` if given.
+    pub(super) fn record_new(
+        &mut self,
+        w: &mut dyn Writes,
+        new: &NewTransaction,
+        source: String,
+        destination: String,
+        group: Option<&str>,
+    ) -> Ruled<Transaction> {
+        self.check_new(new, &source, &destination)?;
         let mut transaction = Transaction {
             id: new_id("txn"),
             parent: None,
+            group: group.map(str::to_string),
             precise_amount: new.precise_amount.clone(),
             precision: new.precision,
             reference: new.reference.clone(),
@@ -63,7 +83,7 @@ impl Batch {
         w.insert_transaction(&transaction)?;
         self.taken_references.insert(transaction.reference.clone());
         self.transaction_event(w, &transaction)?;
-        Ok(Outcome::Transaction(transaction))
+        Ok(transaction)
     }
 
     pub(super) fn apply_queued(&mut self, w: &mut dyn Writes, queued: &Transaction) -> Ruled<Outcome> {
@@ -180,6 +200,7 @@ impl Batch {
         let mut child = parent.clone();
         child.id = new_id("txn");
         child.parent = Some(parent.id.clone());
+        child.group = None;
         child.precise_amount = amount;
         child.reference = new_id("ref");
         child.status = status;
@@ -193,7 +214,12 @@ impl Batch {
     }
 
     /// Moves `amount` between `t`'s balances (as loaded in step 2), all or nothing.
-    fn move_money(&mut self, t: &Transaction, movement: Movement, amount: &BigInt) -> Result<(), DomainError> {
+    pub(super) fn move_money(
+        &mut self,
+        t: &Transaction,
+        movement: Movement,
+        amount: &BigInt,
+    ) -> Result<(), DomainError> {
         let (source, destination) = (&t.source_balance_id, &t.destination_balance_id);
         // Invariant T1: a transaction moves money between two different balances (`plan` refuses
         // one whose source and destination resolve to the same balance).

@@ -124,6 +124,7 @@ record! {
         meta_data: Map<String, serde_json::Value> = meta_data,
         overdraft_limit: BigInt = overdraft_limit,
         effective_date: Option<String> = effective_date,
+        group_id: Option<String> = group,
     }
 }
 

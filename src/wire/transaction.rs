@@ -1,6 +1,7 @@
 //! A transaction as Blnk writes it.
 
 use super::number::{decimal, integer};
+use crate::domain::split::{Share, SplitSide};
 use crate::domain::transaction::Transaction;
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
@@ -41,7 +42,8 @@ impl From<Transaction> for TransactionJson {
             precise_amount: integer(&t.precise_amount),
             precision: integer(&t.precision.value()),
             transaction_id: t.id,
-            parent_transaction: t.parent.unwrap_or_default(),
+            // A commit's, void's or refund's transaction, or the split a leg belongs to.
+            parent_transaction: t.parent.or(t.group).unwrap_or_default(),
             reference: t.reference,
             description: t.description,
             currency: t.currency,
@@ -55,5 +57,49 @@ impl From<Transaction> for TransactionJson {
             effective_date: t.effective_date,
             meta_data: t.meta_data,
         }
+    }
+}
+
+/// A split transaction's answer, as Blnk writes it: the parent (not stored itself: its legs are,
+/// each with `parent_transaction` set to its id) with the shares, each naming its leg. Built as a
+/// map rather than with `#[serde(flatten)]`, which cannot carry `arbitrary_precision` numbers.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(value_type = Object)]
+pub struct SplitJson(Map<String, Value>);
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ShareJson {
+    pub identifier: String,
+    pub distribution: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub precise_distribution: String,
+    /// The leg's transaction; empty for a share that came to 0 (no leg).
+    pub transaction_id: String,
+    /// (keel) What the share came to, in minor units.
+    #[schema(schema_with = crate::wire::number::exact_number_schema)]
+    pub precise_amount: Number,
+}
+
+impl SplitJson {
+    pub fn new(parent: Transaction, side: SplitSide, shares: &[Share], legs: Vec<Option<Transaction>>) -> Self {
+        let shares: Vec<ShareJson> = shares
+            .iter()
+            .zip(legs)
+            .map(|(share, leg)| ShareJson {
+                identifier: share.identifier.clone(),
+                distribution: share.distribution.clone(),
+                precise_distribution: share.precise_distribution.clone(),
+                transaction_id: leg.as_ref().map(|t| t.id.clone()).unwrap_or_default(),
+                precise_amount: integer(&leg.map(|t| t.precise_amount).unwrap_or_default()),
+            })
+            .collect();
+        let serialized = serde_json::to_value(TransactionJson::from(parent)).expect("a transaction serializes");
+        let Value::Object(mut map) = serialized else { unreachable!("a transaction is a JSON object") };
+        let key = match side {
+            SplitSide::Sources => "sources",
+            SplitSide::Destinations => "destinations",
+        };
+        map.insert(key.into(), serde_json::to_value(shares).expect("shares serialize"));
+        SplitJson(map)
     }
 }

@@ -105,6 +105,17 @@ def main():
         assert ok(blnk.ledger_balances.get(balance["balance_id"]), 200, "balance")["balance"] == 75050; checks += 1
         assert blnk.transactions.get_by_reference(preview["reference"]).status == 404; checks += 1
 
+        split = ok(blnk.transactions.create({
+            "amount": 3, "precision": 100, "reference": f"split-{uuid.uuid4()}", "currency": "USD",
+            "source": balance["balance_id"], "description": "split", "skip_queue": True,
+            "destinations": [{"identifier": other["balance_id"], "distribution": "50%"},
+                             {"identifier": "@Fees", "distribution": "left"}],
+        }), 201, "split")
+        assert [d["precise_amount"] for d in split["destinations"]] == [150, 150], split; checks += 1
+        assert ok(blnk.ledger_balances.get(balance["balance_id"]), 200, "balance")["balance"] == 74750; checks += 1
+        leg = ok(blnk.transactions.get(split["destinations"][0]["transaction_id"]), 200, "leg")
+        assert leg["parent_transaction"] == split["transaction_id"], leg; checks += 1
+
         held = ok(blnk.transactions.create({
             "amount": 100, "precision": 100, "reference": f"hold-{uuid.uuid4()}", "currency": "USD",
             "source": balance["balance_id"], "destination": other["balance_id"], "description": "hold",

@@ -1,0 +1,81 @@
+//! Split transactions: one request, one leg per share (`domain::split` worked out the amounts),
+//! each leg a transaction of its own whose `parent` is the request's id, as Blnk records them.
+//! Unlike Blnk, which records the legs one by one, every leg is applied in the batch's commit or
+//! none is: every rule is checked for every leg, against the balances as the earlier legs leave
+//! them, before the first one moves.
+
+use super::batch::{new_id, Batch};
+use super::command::{NewSplit, Outcome};
+use super::failure::Ruled;
+use crate::domain::error::DomainError;
+use crate::domain::transaction::{apply_movement, first_movement, Status, Transaction};
+use crate::store::Writes;
+use std::collections::{HashMap, HashSet};
+
+impl Batch {
+    /// `resolved[k]`: the balances leg `k` (of `split.legs()`) moves between, from `plan`.
+    pub(super) fn create_split(
+        &mut self,
+        w: &mut dyn Writes,
+        split: &NewSplit,
+        resolved: Vec<(String, String)>,
+    ) -> Ruled<Outcome> {
+        let legs = split.legs();
+        assert_eq!(legs.len(), resolved.len(), "the plan resolved every leg");
+        self.check_legs(split, &resolved)?;
+        let parent_id = new_id("txn");
+        let mut recorded: Vec<Option<Transaction>> = vec![None; split.shares.len()];
+        for ((share, leg), (source, destination)) in legs.into_iter().zip(resolved) {
+            let transaction = self.record_new(w, &leg, source, destination, Some(&parent_id))?;
+            recorded[share] = Some(transaction);
+        }
+        let (_, status) = first_movement(split.template.inflight);
+        let parent = Transaction {
+            id: parent_id,
+            parent: None,
+            group: None,
+            precise_amount: split.template.precise_amount.clone(),
+            precision: split.template.precision,
+            reference: split.template.reference.clone(),
+            description: split.template.description.clone(),
+            currency: split.template.currency.clone(),
+            source: split.template.source.clone(),
+            destination: split.template.destination.clone(),
+            source_balance_id: String::new(),
+            destination_balance_id: String::new(),
+            status,
+            allow_overdraft: split.template.allow_overdraft,
+            overdraft_limit: split.template.overdraft_limit.clone(),
+            effective_date: split.template.effective_date.clone(),
+            inflight: split.template.inflight,
+            created_at: self.now.clone(),
+            meta_data: split.template.meta_data.clone(),
+        };
+        debug_assert!(parent.status != Status::Queued);
+        Ok(Outcome::Split { parent, legs: recorded })
+    }
+
+    /// Every rule for every leg, on copies of the balances, so a refusal changes nothing: each leg's
+    /// balances exist and hold its currency, its reference is free (also among the legs), and its
+    /// movement fits the balances as the legs before it leave them.
+    fn check_legs(&self, split: &NewSplit, resolved: &[(String, String)]) -> Result<(), DomainError> {
+        let mut copies: HashMap<&str, crate::domain::balance::Balance> = HashMap::new();
+        let mut references = HashSet::new();
+        for ((_, leg), (source, destination)) in split.legs().iter().zip(resolved) {
+            self.check_new(leg, source, destination)?;
+            if !references.insert(leg.reference.clone()) {
+                return Err(DomainError::DuplicateReference(leg.reference.clone()));
+            }
+            for id in [source, destination] {
+                copies.entry(id.as_str()).or_insert_with(|| self.balances[id].clone());
+            }
+            let [Some(from), Some(to)] = copies.get_disjoint_mut([source.as_str(), destination.as_str()]) else {
+                unreachable!("a leg's two balances differ (plan) and were just copied");
+            };
+            let (movement, _) = first_movement(leg.inflight);
+            let overdraft = Transaction::overdraft_of(leg.allow_overdraft, &leg.overdraft_limit);
+            apply_movement(movement, from, to, &leg.precise_amount, &overdraft)?;
+        }
+        Ok(())
+    }
+}
