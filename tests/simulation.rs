@@ -26,6 +26,7 @@
 use keel::domain::amount::Precision;
 use keel::domain::balance::Balance;
 use keel::domain::event::Event;
+use keel::domain::event::EventKind;
 use keel::domain::ledger::GENERAL_LEDGER_ID;
 use keel::domain::monitor::Monitor;
 use keel::domain::monitor::{Condition, Trigger};
@@ -33,7 +34,7 @@ use keel::domain::preview::Preview;
 use keel::domain::split::{distribute, Share, SplitSide};
 use keel::domain::transaction::{Status, Transaction};
 use keel::engine::{
-    Command, Core, EngineConfig, EngineError, InflightAction, NewMonitor, NewSplit, NewTransaction, Outcome,
+    Command, Core, EngineConfig, EngineError, InflightAction, NewBulk, NewMonitor, NewSplit, NewTransaction, Outcome,
 };
 use keel::store::faults::{Fault, FaultyStore};
 use keel::store::{Access, ErrorKind, EventFilter, Page, Reads, Store};
@@ -89,6 +90,8 @@ struct Stats {
     dry_runs_predicted: u64,
     /// Split transactions acknowledged (each leg is checked as a transaction).
     splits: u64,
+    /// Bulk requests acknowledged (likewise each item).
+    bulks: u64,
     faults: BTreeMap<&'static str, u64>,
 }
 
@@ -105,6 +108,7 @@ impl Stats {
         self.full_checks += other.full_checks;
         self.dry_runs_predicted += other.dry_runs_predicted;
         self.splits += other.splits;
+        self.bulks += other.bulks;
         for (name, n) in &other.faults {
             *self.faults.entry(name).or_default() += n;
         }
@@ -113,7 +117,8 @@ impl Stats {
     fn report(&self) -> String {
         format!(
             "simulation: {} seeds, {} commands in {} batches: {} acknowledged, {} refused, {} failed in storage, \
-             {} outcome unknown; {} restarts, {} full checks, {} dry runs predicted, {} splits; faults fired: {:?}",
+             {} outcome unknown; {} restarts, {} full checks, {} dry runs predicted, {} splits, {} bulks; \
+             faults fired: {:?}",
             self.seeds,
             self.commands,
             self.steps,
@@ -125,6 +130,7 @@ impl Stats {
             self.full_checks,
             self.dry_runs_predicted,
             self.splits,
+            self.bulks,
             self.faults
         )
     }
@@ -145,6 +151,10 @@ struct Model {
     maybe_references: HashSet<String>,
     /// Transactions a commit, void or refund whose answer was lost was made against.
     maybe_parents: HashSet<String>,
+    /// Bulk requests run with `run_async` that were acknowledged: each has one event.
+    async_bulks: HashSet<String>,
+    /// One such request's answer was lost: an event for a batch nobody knows is then allowed.
+    lost_async_bulks: bool,
     /// Monitors acknowledged and not deleted: (id, balance id).
     monitors: Vec<(String, String)>,
     next_reference: u64,
@@ -446,6 +456,22 @@ impl Simulation {
                 self.model.currency_of.insert(b.id.clone(), b.currency.clone());
                 self.model.balances.push(b.id);
             }
+            Outcome::Bulk { id, recorded, refused } => {
+                let Command::CreateBulk(bulk) = command else { panic!("seed {seed}: a bulk request answers a batch") };
+                self.stats.bulks += 1;
+                if bulk.run_async {
+                    self.model.async_bulks.insert(id);
+                }
+                assert!(!bulk.atomic || refused.is_none() || recorded.is_empty(), "seed {seed}: atomic is all or none");
+                for (i, item) in bulk.items.iter().enumerate() {
+                    if i >= recorded.len() && self.fresh(&item.reference) {
+                        self.assert_reference_free(&item.reference, "a bulk item after the refused one");
+                    }
+                }
+                for (t, item) in recorded.into_iter().zip(&bulk.items) {
+                    self.acknowledged(&Command::CreateTransaction(item.clone()), Outcome::Transaction(t), deleted);
+                }
+            }
             Outcome::Split { legs, .. } => {
                 let Command::CreateSplit(split) = command else { panic!("seed {seed}: a split answers a split") };
                 self.stats.splits += 1;
@@ -524,8 +550,9 @@ impl Simulation {
 
     fn maybe(&mut self, command: &Command) {
         match command {
-            Command::CreateTransaction(_) | Command::CreateSplit(_) => {
+            Command::CreateTransaction(_) | Command::CreateSplit(_) | Command::CreateBulk(_) => {
                 self.model.maybe_references.extend(new_references(command));
+                self.model.lost_async_bulks |= matches!(command, Command::CreateBulk(b) if b.run_async);
             }
             Command::FinishInflight { id, .. } | Command::Refund { id, .. } => {
                 self.model.maybe_parents.insert(id.clone());
@@ -608,10 +635,21 @@ impl Simulation {
         // event(s); each monitor has exactly one event per trigger it counts.
         let mut per_transaction: HashMap<String, u64> = HashMap::new();
         let mut per_monitor: HashMap<String, i64> = HashMap::new();
+        let mut bulk_events = HashSet::new();
         let mut offset = 0;
         loop {
             let page = reader.events(&Default::default(), Page { limit: 1000, offset }).unwrap();
             for e in &page {
+                if matches!(e.kind, EventKind::BulkApplied | EventKind::BulkInflight | EventKind::BulkFailed) {
+                    // About a batch: one per run_async bulk request acknowledged (or whose answer
+                    // was lost), none for any other.
+                    let body: serde_json::Value = serde_json::from_str(&e.body).unwrap();
+                    let batch = body["data"]["batch_id"].as_str().unwrap().to_string();
+                    let known = self.model.async_bulks.contains(&batch);
+                    assert!(known || self.model.lost_async_bulks, "V1, seed {seed}: bulk event {} for {batch}", e.id);
+                    assert!(bulk_events.insert(batch), "V1, seed {seed}: one event per bulk request");
+                    continue;
+                }
                 let about = e.transaction_id.clone().expect("every event is about a transaction");
                 assert!(stored_ids.contains(&about), "V1, seed {seed}: event {} is about {about}, never stored", e.id);
                 match &e.monitor_id {
@@ -626,6 +664,9 @@ impl Simulation {
         }
         for id in &stored_ids {
             assert!(per_transaction.contains_key(id), "V1, seed {seed}: transaction {id} has no lifecycle event");
+        }
+        for batch in &self.model.async_bulks {
+            assert!(bulk_events.contains(batch), "V1, seed {seed}: run_async bulk {batch} has its event");
         }
         let mut offset = 0;
         loop {
@@ -671,7 +712,20 @@ impl Simulation {
                 let currency = CURRENCIES[self.rng.usize(..2)];
                 self.new_balance(currency)
             }
-            3..=49 => self.random_transfer(),
+            3..=46 => self.random_transfer(),
+            47..=49 => {
+                // A bulk request of one to five transfers, atomic or not, applied at once or queued.
+                let atomic = self.rng.bool();
+                let skip_queue = self.rng.bool();
+                let mut items = Vec::new();
+                for i in 0..1 + self.rng.usize(..5) {
+                    let Command::CreateTransaction(mut item) = self.random_transfer() else { unreachable!() };
+                    item.skip_queue = skip_queue || atomic;
+                    item.meta_data.insert("sequence".into(), serde_json::Value::from(i + 1));
+                    items.push(item);
+                }
+                Command::CreateBulk(NewBulk { items, atomic, run_async: self.rng.u8(..4) == 0 })
+            }
             50..=54 => self.random_split(),
             55..=69 => {
                 let id = self.model.inflight.clone();
@@ -817,6 +871,7 @@ fn new_references(command: &Command) -> Vec<String> {
     match command {
         Command::CreateTransaction(new) => vec![new.reference.clone()],
         Command::CreateSplit(split) => split.legs().into_iter().map(|(_, leg)| leg.reference).collect(),
+        Command::CreateBulk(bulk) => bulk.items.iter().map(|item| item.reference.clone()).collect(),
         _ => vec![],
     }
 }

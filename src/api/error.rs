@@ -16,15 +16,22 @@ pub struct ApiError {
     pub field: Option<String>,
     /// Ask the client not to reuse the connection (its request body was left unread).
     pub close_connection: bool,
+    /// The bulk request an item's refusal belongs to (Blnk puts it beside `error`).
+    pub batch_id: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None, close_connection: false }
+        ApiError { status, code, message: message.into(), field: None, close_connection: false, batch_id: None }
     }
 
     pub fn closing_connection(mut self) -> Self {
         self.close_connection = true;
+        self
+    }
+
+    pub fn with_batch(mut self, batch_id: String) -> Self {
+        self.batch_id = Some(batch_id);
         self
     }
 
@@ -156,6 +163,8 @@ pub const ERROR_CODES: &[&str] = &[
     "TXN_ALREADY_REFUNDED",
     "TXN_INVALID_STATUS_ACTION",
     "TXN_INVALID_DISTRIBUTION",
+    "TXN_BULK_EMPTY",
+    "TXN_BULK_LIMIT_EXCEEDED",
     "META_ENTITY_NOT_FOUND",
     "META_INVALID_ENTITY_ID",
     "META_UNSUPPORTED_ENTITY",
@@ -178,6 +187,9 @@ pub struct ErrorBody {
     /// A sentence for people.
     pub error: String,
     pub error_detail: ErrorDetail,
+    /// A refused bulk item's batch (`POST /transactions/bulk`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -193,6 +205,8 @@ pub struct ErrorDetails {
     /// The request field at fault, when there is one (`amount`, `condition.operator`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -202,8 +216,9 @@ impl IntoResponse for ApiError {
             error_detail: ErrorDetail {
                 code: self.code,
                 message: self.message,
-                details: ErrorDetails { field: self.field },
+                details: ErrorDetails { field: self.field, batch_id: self.batch_id.clone() },
             },
+            batch_id: self.batch_id,
         };
         let mut response = (self.status, Json(body)).into_response();
         if self.close_connection {

@@ -14,6 +14,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Larger bodies are still read (and thrown away) up to this size, so the 413 arrives on a
 /// connection the client can keep using; beyond it the connection is closed instead.
 pub const DRAIN_LIMIT_BYTES: usize = 16 * 1024 * 1024;
+/// A bulk request carries up to 10,000 transactions (Blnk's limit), a few hundred bytes each.
+pub const MAX_BULK_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// A request body type, and the resource whose validation code its errors carry.
 pub trait Payload: DeserializeOwned {
@@ -23,6 +25,8 @@ pub trait Payload: DeserializeOwned {
     /// implemented or refused, never ignored. "Sets" follows Blnk's Go server, which cannot tell
     /// a zero value from an absent field: `null`, `false`, `0`, `""`, `[]` and `{}` are absent.
     const NOT_YET: &'static [&'static str] = &[];
+    /// The largest body of this type accepted (413 beyond).
+    const MAX_BYTES: usize = MAX_BODY_BYTES;
 }
 
 /// A JSON body read with a size limit: too large is 413, not JSON is 400 `GEN_MALFORMED_REQUEST`,
@@ -35,9 +39,9 @@ impl<S: Send + Sync, T: Payload> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
         let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > DRAIN_LIMIT_BYTES as u64) {
-            return Err(too_large(false));
+            return Err(too_large(false, T::MAX_BYTES));
         }
-        let bytes = read_limited(req.into_body()).await?;
+        let bytes = read_limited_to(req.into_body(), T::MAX_BYTES).await?;
         let malformed = |detail: String| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -70,9 +74,9 @@ impl<S: Send + Sync, T: Payload + Default> FromRequest<S> for OptionalJsonBody<T
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > DRAIN_LIMIT_BYTES as u64) {
-            return Err(too_large(false));
+            return Err(too_large(false, T::MAX_BYTES));
         }
-        let bytes = read_limited(req.into_body()).await?;
+        let bytes = read_limited_to(req.into_body(), T::MAX_BYTES).await?;
         let text = std::str::from_utf8(&bytes).map(str::trim).unwrap_or("-");
         if text.is_empty() || text == "null" {
             return Ok(OptionalJsonBody(T::default()));
@@ -82,8 +86,9 @@ impl<S: Send + Sync, T: Payload + Default> FromRequest<S> for OptionalJsonBody<T
     }
 }
 
-/// Checks a JSON object against `T`: first the Blnk fields Keel refuses, then its shape.
-fn parse_payload<T: Payload>(value: serde_json::Value) -> Result<T, ApiError> {
+/// Checks a JSON object against `T`: first the Blnk fields Keel refuses, then its shape (also for
+/// objects inside a body, such as a bulk request's transactions).
+pub fn parse_payload<T: Payload>(value: serde_json::Value) -> Result<T, ApiError> {
     if let Some(field) = T::NOT_YET.iter().find(|field| value.get(**field).is_some_and(is_set)) {
         return Err(ApiError::validation(
             T::RESOURCE,
@@ -113,11 +118,11 @@ fn is_set(value: &serde_json::Value) -> bool {
     }
 }
 
-fn too_large(drained: bool) -> ApiError {
+fn too_large(drained: bool, max: usize) -> ApiError {
     let error = ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "GEN_PAYLOAD_TOO_LARGE",
-        format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+        format!("request body is larger than {max} bytes"),
     );
     if drained {
         error
@@ -128,7 +133,12 @@ fn too_large(drained: bool) -> ApiError {
 
 /// Reads a body of at most `MAX_BODY_BYTES`; a larger one is read to its end without being kept
 /// (up to `DRAIN_LIMIT_BYTES`) and refused.
-pub async fn read_limited(mut body: axum::body::Body) -> Result<Vec<u8>, ApiError> {
+pub async fn read_limited(body: axum::body::Body) -> Result<Vec<u8>, ApiError> {
+    read_limited_to(body, MAX_BODY_BYTES).await
+}
+
+/// `read_limited` with a limit of `max` bytes (at most `DRAIN_LIMIT_BYTES`).
+pub async fn read_limited_to(mut body: axum::body::Body, max: usize) -> Result<Vec<u8>, ApiError> {
     use http_body_util::BodyExt;
     let mut kept = Vec::new();
     let mut total = 0usize;
@@ -139,15 +149,15 @@ pub async fn read_limited(mut body: axum::body::Body) -> Result<Vec<u8>, ApiErro
         if let Ok(data) = frame.into_data() {
             total += data.len();
             if total > DRAIN_LIMIT_BYTES {
-                return Err(too_large(false));
+                return Err(too_large(false, max));
             }
-            if total <= MAX_BODY_BYTES {
+            if total <= max {
                 kept.extend_from_slice(&data);
             }
         }
     }
-    if total > MAX_BODY_BYTES {
-        return Err(too_large(true));
+    if total > max {
+        return Err(too_large(true, max));
     }
     Ok(kept)
 }

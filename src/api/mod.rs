@@ -4,6 +4,7 @@
 mod api_keys;
 mod auth;
 mod balances;
+mod bulk;
 pub mod error;
 mod events;
 mod extract;
@@ -72,6 +73,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(balances::get))
         .routes(routes!(balances::by_indicator))
         .routes(routes!(transactions::create, transactions::list))
+        .routes(routes!(bulk::create))
         .routes(routes!(transactions::get))
         .routes(routes!(transactions::by_reference))
         .routes(routes!(transactions::finish_inflight))

@@ -160,9 +160,45 @@ pub async fn create(
     State(app): State<AppState>,
     JsonBody(mut body): JsonBody<CreateTransactionBody>,
 ) -> Result<Response, ApiError> {
+    let split = split_of(body.sources.take(), body.destinations.take())?;
+    let dry_run = body.dry_run == Some(true);
+    let new = new_transaction(body, split.as_ref().map(|(side, _)| *side))?;
+    let (precise_amount, precision) = (new.precise_amount.clone(), new.precision);
+    if let Some((side, shares)) = split {
+        if dry_run {
+            let message = "a dry run of a split transaction is not implemented yet; leave out dry_run or the split";
+            return Err(ApiError::validation(Resource::Transaction, "dry_run", message));
+        }
+        let field = if side == SplitSide::Sources { "sources" } else { "destinations" };
+        let amounts = distribute(&precise_amount, precision, &shares, field)?;
+        let command = Command::CreateSplit(NewSplit { template: new, side, shares: shares.clone(), amounts });
+        return match app.engine.submit(command).await? {
+            Outcome::Split { parent, legs } => Ok(created(SplitJson::new(parent, side, &shares, legs))),
+            other => unreachable!("a split answers its legs, not {other:?}"),
+        };
+    }
+    if dry_run {
+        let asked =
+            Asked { reference: Some(new.reference.clone()), currency: new.currency.clone(), precise_amount, precision };
+        let notes = if new.skip_queue {
+            vec![]
+        } else {
+            vec!["skip_queue is false: a real post answers QUEUED and the engine applies it right after, \
+                  in arrival order; this projection shows it applied now"
+                .to_string()]
+        };
+        return dry_run_reply(&app, Command::CreateTransaction(new), None, asked, notes).await;
+    }
+    transaction_reply(app.engine.submit(Command::CreateTransaction(new)).await?, true)
+}
+
+/// A transaction from its request body; `split` says which side (if any) its shares replace.
+pub(super) fn new_transaction(
+    body: CreateTransactionBody,
+    split: Option<SplitSide>,
+) -> Result<NewTransaction, ApiError> {
     let precision = parse_precision(text(&body.precision))?;
     let precise_amount = resolve_amount(text(&body.amount), text(&body.precise_amount), precision)?;
-    let split = split_of(body.sources.take(), body.destinations.take())?;
     let party = |value: Option<String>, field: &str, split_here: bool| match split_here {
         false => required(value, field),
         true if value.as_deref().is_some_and(|v| !v.is_empty()) => Err(ApiError::validation(
@@ -172,9 +208,9 @@ pub async fn create(
         )),
         true => Ok(String::new()),
     };
-    let side = split.as_ref().map(|(side, _)| *side);
-    let new = NewTransaction {
-        precise_amount: precise_amount.clone(),
+    let side = split;
+    Ok(NewTransaction {
+        precise_amount,
         precision,
         reference: required(body.reference, "reference")?,
         currency: currency::parse(Resource::Transaction, body.currency.as_deref())?,
@@ -187,33 +223,7 @@ pub async fn create(
         inflight: body.inflight.unwrap_or(false),
         skip_queue: body.skip_queue.unwrap_or(false),
         meta_data: body.meta_data.unwrap_or_default(),
-    };
-    if let Some((side, shares)) = split {
-        if body.dry_run == Some(true) {
-            let message = "a dry run of a split transaction is not implemented yet; leave out dry_run or the split";
-            return Err(ApiError::validation(Resource::Transaction, "dry_run", message));
-        }
-        let field = if side == SplitSide::Sources { "sources" } else { "destinations" };
-        let amounts = distribute(&precise_amount, precision, &shares, field)?;
-        let command = Command::CreateSplit(NewSplit { template: new, side, shares: shares.clone(), amounts });
-        return match app.engine.submit(command).await? {
-            Outcome::Split { parent, legs } => Ok(created(SplitJson::new(parent, side, &shares, legs))),
-            other => unreachable!("a split answers its legs, not {other:?}"),
-        };
-    }
-    if body.dry_run == Some(true) {
-        let asked =
-            Asked { reference: Some(new.reference.clone()), currency: new.currency.clone(), precise_amount, precision };
-        let notes = if new.skip_queue {
-            vec![]
-        } else {
-            vec!["skip_queue is false: a real post answers QUEUED and the engine applies it right after, \
-                  in arrival order; this projection shows it applied now"
-                .to_string()]
-        };
-        return dry_run(&app, Command::CreateTransaction(new), None, asked, notes).await;
-    }
-    transaction_reply(app.engine.submit(Command::CreateTransaction(new)).await?, true)
+    })
 }
 
 /// Which side a request splits, with its shares; Blnk 0.15.4 refuses both at once.
@@ -245,7 +255,7 @@ fn split_of(
 /// Answers a dry run of `command`: `200` with the preview, also when a rule refuses it (the
 /// `rejection` carries the code the real request would answer). A balance or transaction that
 /// does not exist is the real request's error instead, as in Blnk.
-async fn dry_run(
+async fn dry_run_reply(
     app: &AppState,
     command: Command,
     operation: Option<&'static str>,
@@ -322,7 +332,7 @@ pub async fn finish_inflight(
     };
     let command = Command::FinishInflight { id, action };
     if body.dry_run == Some(true) {
-        return dry_run(&app, command, Some(operation), nothing_asked(), vec![]).await;
+        return dry_run_reply(&app, command, Some(operation), nothing_asked(), vec![]).await;
     }
     transaction_reply(app.engine.submit(command).await?, false)
 }
@@ -358,7 +368,7 @@ pub async fn refund(
         meta_data: body.meta_data.unwrap_or_default(),
     };
     if body.dry_run == Some(true) {
-        return dry_run(&app, command, None, nothing_asked(), vec![]).await;
+        return dry_run_reply(&app, command, None, nothing_asked(), vec![]).await;
     }
     transaction_reply(app.engine.submit(command).await?, true)
 }

@@ -9,6 +9,10 @@ pub enum EventKind {
     TransactionInflight,
     TransactionVoid,
     TransactionRejected,
+    /// A bulk request run with `run_async` finished: all applied, all held, or failed.
+    BulkApplied,
+    BulkInflight,
+    BulkFailed,
 }
 
 impl EventKind {
@@ -20,6 +24,9 @@ impl EventKind {
             EventKind::TransactionInflight => "transaction.inflight",
             EventKind::TransactionVoid => "transaction.void",
             EventKind::TransactionRejected => "transaction.rejected",
+            EventKind::BulkApplied => "bulk_transaction.applied",
+            EventKind::BulkInflight => "bulk_transaction.inflight",
+            EventKind::BulkFailed => "bulk_transaction.failed",
         }
     }
 
@@ -31,6 +38,9 @@ impl EventKind {
             EventKind::TransactionInflight,
             EventKind::TransactionVoid,
             EventKind::TransactionRejected,
+            EventKind::BulkApplied,
+            EventKind::BulkInflight,
+            EventKind::BulkFailed,
         ]
         .into_iter()
         .find(|k| k.as_str() == text)

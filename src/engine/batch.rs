@@ -21,7 +21,7 @@
 //! transaction names has not moved.
 
 use super::balance_cache::{BalanceCache, Entry};
-use super::command::{Command, NewSplit, Outcome};
+use super::command::{Command, NewSplit, NewTransaction, Outcome};
 use super::failure::{split, Ruled};
 use crate::domain::balance::Balance;
 use crate::domain::error::{DomainError, Resource};
@@ -153,6 +153,7 @@ pub(super) fn plan(
             }
         }
         Command::CreateSplit(split) => plan_split(w, split, indicators, now)?,
+        Command::CreateBulk(bulk) => plan_legs(w, bulk.items.iter(), indicators, now)?,
         Command::ApplyQueued(t) => Ok(Plan {
             balances: vec![t.source_balance_id.clone(), t.destination_balance_id.clone()],
             resolved: None,
@@ -189,17 +190,37 @@ fn plan_split(
     indicators: &mut Indicators,
     now: &str,
 ) -> StoreResult<Result<Plan, DomainError>> {
-    let mut legs = Vec::new();
-    for (_, leg) in split.legs() {
-        let source = resolve_party(w, &leg.source, &leg.currency, indicators, now)?;
-        let destination = resolve_party(w, &leg.destination, &leg.currency, indicators, now)?;
-        legs.push((source, destination));
-    }
-    if legs.iter().any(|(source, destination)| source == destination) {
-        return Ok(Err(DomainError::validation(
+    let legs: Vec<NewTransaction> = split.legs().into_iter().map(|(_, leg)| leg).collect();
+    Ok(plan_legs(w, legs.iter(), indicators, now)?.map_err(|_| {
+        DomainError::validation(
             Resource::Transaction,
             if split.side == SplitSide::Sources { "sources" } else { "destinations" },
             "a share names the balance on the other side: source and destination must differ",
+        )
+    }))
+}
+
+/// Several transactions in one command (a split's legs, a bulk request's items): each one's
+/// parties resolved, and every balance they name. The same balance on both sides of one is refused
+/// (the error names the first such item's `destination`).
+fn plan_legs<'a>(
+    w: &mut dyn Writes,
+    items: impl Iterator<Item = &'a NewTransaction>,
+    indicators: &mut Indicators,
+    now: &str,
+) -> StoreResult<Result<Plan, DomainError>> {
+    let mut legs = Vec::new();
+    for item in items {
+        let source = resolve_party(w, &item.source, &item.currency, indicators, now)?;
+        let destination = resolve_party(w, &item.destination, &item.currency, indicators, now)?;
+        legs.push((source, destination));
+    }
+    if let Some(i) = legs.iter().position(|(source, destination)| source == destination) {
+        let message = format!("transactions[{i}]: source and destination must be different balances");
+        return Ok(Err(DomainError::validation(
+            Resource::Transaction,
+            &format!("transactions[{i}].destination"),
+            message,
         )));
     }
     let mut balances: Vec<String> = legs.iter().flat_map(|(s, d)| [s.clone(), d.clone()]).collect();
@@ -320,6 +341,7 @@ impl Batch {
             .flat_map(|c| match c {
                 Command::CreateTransaction(new) => vec![new.reference.clone()],
                 Command::CreateSplit(split) => split.legs().into_iter().map(|(_, leg)| leg.reference).collect(),
+                Command::CreateBulk(bulk) => bulk.items.iter().map(|item| item.reference.clone()).collect(),
                 _ => vec![],
             })
             .collect();
@@ -354,6 +376,7 @@ impl Batch {
             }
             Command::ApplyQueued(queued) => self.apply_queued(w, queued),
             Command::CreateSplit(split) => self.create_split(w, split, plan.legs),
+            Command::CreateBulk(bulk) => self.create_bulk(w, bulk, plan.legs),
             Command::FinishInflight { id, action } => self.finish_inflight(w, id, action),
             Command::Refund { id, description, meta_data } => self.refund(w, id, description, meta_data),
             Command::CreateMonitor(new) => self.create_monitor(w, new),
@@ -378,6 +401,7 @@ impl Batch {
             .flat_map(|r| match r {
                 Ok(Outcome::Transaction(t)) => vec![t],
                 Ok(Outcome::Split { legs, .. }) => legs.iter().flatten().collect(),
+                Ok(Outcome::Bulk { recorded, .. }) => recorded.iter().collect(),
                 _ => vec![],
             })
             .flat_map(|t| [t.source_balance_id.as_str(), t.destination_balance_id.as_str()])

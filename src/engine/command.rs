@@ -38,6 +38,8 @@ pub enum Command {
     /// A split transaction (Blnk's `sources` or `destinations`): one leg per share with an amount,
     /// all applied in one commit or none (`splits.rs`).
     CreateSplit(NewSplit),
+    /// Blnk's bulk request: its transactions in order, each a leg of the batch (`bulk.rs`).
+    CreateBulk(NewBulk),
     /// Commit (all or part of the rest) or void an inflight transaction.
     FinishInflight {
         id: String,
@@ -139,6 +141,18 @@ impl NewSplit {
     }
 }
 
+/// A bulk request: `items` are complete transactions (the request's `inflight`, `skip_queue` and
+/// each item's `sequence` already applied by the API).
+#[derive(Debug, Clone)]
+pub struct NewBulk {
+    pub items: Vec<NewTransaction>,
+    /// All or nothing, in one commit; otherwise items are recorded in order up to the first refused.
+    pub atomic: bool,
+    /// Blnk's asynchronous mode: answer as accepted, and say how it ended in a
+    /// `bulk_transaction.*` event (written in the same commit).
+    pub run_async: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewMonitor {
     pub balance_id: String,
@@ -178,6 +192,13 @@ pub enum Outcome {
     Split {
         parent: Transaction,
         legs: Vec<Option<Transaction>>,
+    },
+    /// A bulk request: the transactions recorded, and the item refused (its index and why), if one
+    /// was: nothing is recorded then if it was atomic, the items before it otherwise.
+    Bulk {
+        id: String,
+        recorded: Vec<Transaction>,
+        refused: Option<(usize, DomainError)>,
     },
     /// The entity's metadata after a merge.
     MetaData(Map<String, Value>),

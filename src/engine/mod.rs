@@ -8,6 +8,7 @@
 mod api_keys;
 mod balance_cache;
 mod batch;
+mod bulk;
 mod command;
 mod failure;
 mod ledgers;
@@ -18,7 +19,7 @@ mod splits;
 mod transactions;
 
 pub use batch::new_id;
-pub use command::{Command, EngineError, InflightAction, NewMonitor, NewSplit, NewTransaction, Outcome};
+pub use command::{Command, EngineError, InflightAction, NewBulk, NewMonitor, NewSplit, NewTransaction, Outcome};
 
 use crate::store::{Store, StoreResult};
 use balance_cache::BalanceCache;
@@ -285,8 +286,14 @@ impl Core {
     }
 }
 
+/// The command left a transaction `QUEUED`, for the queue to apply.
 fn is_queued(result: &batch::CommandResult) -> bool {
-    matches!(result, Ok(Outcome::Transaction(t)) if t.status == crate::domain::transaction::Status::Queued)
+    let queued = |t: &crate::domain::transaction::Transaction| t.status == crate::domain::transaction::Status::Queued;
+    match result {
+        Ok(Outcome::Transaction(t)) => queued(t),
+        Ok(Outcome::Bulk { recorded, .. }) => recorded.iter().any(queued),
+        _ => false,
+    }
 }
 
 /// Runs one database transaction (`transaction`: a `write` or a `rehearse`), trying again while
@@ -319,15 +326,24 @@ fn record_batch(commands: &[Command], output: &batch::BatchOutput, elapsed: Dura
     // which every request waits for. No currency label: a currency is the client's string (and a
     // refused request's may be anything), so it would make the label set, and memory, unbounded.
     let mut counts: Vec<(&'static str, u64)> = Vec::new();
+    let mut count = |status: &'static str| match counts.iter_mut().find(|(s, _)| *s == status) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((status, 1)),
+    };
     for (i, result) in output.results.iter().enumerate() {
-        let status = match (result, commands.get(i)) {
-            (Ok(Outcome::Transaction(t)), _) => t.status.as_str(),
-            (Err(_), Some(Command::CreateTransaction(_))) => "REFUSED",
-            _ => continue,
-        };
-        match counts.iter_mut().find(|(s, _)| *s == status) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((status, 1)),
+        match (result, commands.get(i)) {
+            (Ok(Outcome::Transaction(t)), _) => count(t.status.as_str()),
+            (Ok(Outcome::Split { legs, .. }), _) => legs.iter().flatten().for_each(|t| count(t.status.as_str())),
+            (Ok(Outcome::Bulk { recorded, refused, .. }), _) => {
+                recorded.iter().for_each(|t| count(t.status.as_str()));
+                if refused.is_some() {
+                    count("REFUSED");
+                }
+            }
+            (Err(_), Some(Command::CreateTransaction(_) | Command::CreateSplit(_) | Command::CreateBulk(_))) => {
+                count("REFUSED")
+            }
+            _ => {}
         }
     }
     for (status, n) in counts {

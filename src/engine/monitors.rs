@@ -124,7 +124,7 @@ impl Batch {
             }
         }
         for (kind, body, url, monitor_id) in fired {
-            self.record_event(w, kind, body, url, monitor_id, &t.id)?;
+            self.record_event(w, kind, body, url, monitor_id, Some(&t.id))?;
         }
         Ok(())
     }
@@ -135,17 +135,17 @@ impl Batch {
             return Ok(());
         }
         let kind = lifecycle_event(t.status);
-        self.record_event(w, kind, transaction_event_body(kind, t), None, None, &t.id)
+        self.record_event(w, kind, transaction_event_body(kind, t), None, None, Some(&t.id))
     }
 
-    fn record_event(
+    pub(super) fn record_event(
         &mut self,
         w: &mut dyn Writes,
         kind: EventKind,
         body: String,
         url: Option<String>,
         monitor_id: Option<String>,
-        transaction_id: &str,
+        transaction_id: Option<&str>,
     ) -> StoreResult<()> {
         let delivery = if url.is_some() || self.config.webhook_url_configured {
             self.events_to_deliver += 1;
@@ -159,7 +159,7 @@ impl Batch {
             body,
             url,
             monitor_id,
-            transaction_id: Some(transaction_id.to_string()),
+            transaction_id: transaction_id.map(str::to_string),
             created_at: self.now.clone(),
             delivery,
             attempts: 0,

@@ -5,8 +5,9 @@
 //! them, before the first one moves.
 
 use super::batch::{new_id, Batch};
-use super::command::{NewSplit, Outcome};
+use super::command::{NewSplit, NewTransaction, Outcome};
 use super::failure::Ruled;
+use crate::domain::balance::Balance;
 use crate::domain::error::DomainError;
 use crate::domain::transaction::{apply_movement, first_movement, Status, Transaction};
 use crate::store::Writes;
@@ -22,7 +23,8 @@ impl Batch {
     ) -> Ruled<Outcome> {
         let legs = split.legs();
         assert_eq!(legs.len(), resolved.len(), "the plan resolved every leg");
-        self.check_legs(split, &resolved)?;
+        let all: Vec<NewTransaction> = legs.iter().map(|(_, leg)| leg.clone()).collect();
+        self.check_all(&all, &resolved).map_err(|(_, refused)| refused)?;
         let parent_id = new_id("txn");
         let mut recorded: Vec<Option<Transaction>> = vec![None; split.shares.len()];
         for ((share, leg), (source, destination)) in legs.into_iter().zip(resolved) {
@@ -57,14 +59,22 @@ impl Batch {
 
     /// Every rule for every leg, on copies of the balances, so a refusal changes nothing: each leg's
     /// balances exist and hold its currency, its reference is free (also among the legs), and its
-    /// movement fits the balances as the legs before it leave them.
-    fn check_legs(&self, split: &NewSplit, resolved: &[(String, String)]) -> Result<(), DomainError> {
-        let mut copies: HashMap<&str, crate::domain::balance::Balance> = HashMap::new();
+    /// movement (if it moves money now) fits the balances as the legs before it leave them. A
+    /// refusal says which leg.
+    pub(super) fn check_all(
+        &self,
+        legs: &[NewTransaction],
+        resolved: &[(String, String)],
+    ) -> Result<(), (usize, DomainError)> {
+        let mut copies: HashMap<&str, Balance> = HashMap::new();
         let mut references = HashSet::new();
-        for ((_, leg), (source, destination)) in split.legs().iter().zip(resolved) {
-            self.check_new(leg, source, destination)?;
-            if !references.insert(leg.reference.clone()) {
-                return Err(DomainError::DuplicateReference(leg.reference.clone()));
+        for (i, (leg, (source, destination))) in legs.iter().zip(resolved).enumerate() {
+            self.check_new(leg, source, destination).map_err(|e| (i, e))?;
+            if !references.insert(leg.reference.as_str()) {
+                return Err((i, DomainError::DuplicateReference(leg.reference.clone())));
+            }
+            if !leg.skip_queue {
+                continue;
             }
             for id in [source, destination] {
                 copies.entry(id.as_str()).or_insert_with(|| self.balances[id].clone());
@@ -74,7 +84,7 @@ impl Batch {
             };
             let (movement, _) = first_movement(leg.inflight);
             let overdraft = Transaction::overdraft_of(leg.allow_overdraft, &leg.overdraft_limit);
-            apply_movement(movement, from, to, &leg.precise_amount, &overdraft)?;
+            apply_movement(movement, from, to, &leg.precise_amount, &overdraft).map_err(|e| (i, e))?;
         }
         Ok(())
     }

@@ -140,6 +140,12 @@ impl Receiver {
         self.monitor_events()
     }
 
+    /// Waits until a webhook of `event` arrived (at most 20 s); returns the first.
+    pub async fn wait_until_event(&self, event: &str) -> Received {
+        let got = self.wait_until(event, |got| got.iter().any(|r| r.body["event"] == event)).await;
+        got.into_iter().find(|r| r.body["event"] == event).expect("it arrived")
+    }
+
     async fn wait_until(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
         for _ in 0..400 {
             let got = self.received();

@@ -116,6 +116,13 @@ def main():
         leg = ok(blnk.transactions.get(split["destinations"][0]["transaction_id"]), 200, "leg")
         assert leg["parent_transaction"] == split["transaction_id"], leg; checks += 1
 
+        bulk = ok(blnk.transactions.create_bulk({"atomic": True, "skip_queue": True, "transactions": [
+            {"amount": 1, "precision": 100, "reference": f"bulk-{uuid.uuid4()}", "currency": "USD",
+             "source": balance["balance_id"], "destination": other["balance_id"], "description": f"bulk {i}"}
+            for i in range(3)]}), 201, "bulk")
+        assert bulk["status"] == "applied" and bulk["transaction_count"] == 3, bulk; checks += 1
+        assert ok(blnk.ledger_balances.get(balance["balance_id"]), 200, "balance")["balance"] == 74450; checks += 1
+
         held = ok(blnk.transactions.create({
             "amount": 100, "precision": 100, "reference": f"hold-{uuid.uuid4()}", "currency": "USD",
             "source": balance["balance_id"], "destination": other["balance_id"], "description": "hold",

@@ -87,6 +87,11 @@ async function main() {
     }), 200, "dry run");
     check(preview.dry_run === true && preview.would_apply === true && preview.precise_amount === "1000", "dry run", preview);
     check(expect(await LedgerBalances.get(balance.balance_id), 200, "balance").balance === 75000, "a dry run moves nothing", null);
+    const bulk = expect(await Transactions.createBulk({ atomic: true, skip_queue: true, transactions: [1, 2].map((i) => ({
+      amount: 1, reference: `ref_${randomUUID()}`, currency: "USD", precision: 100, source: balance.balance_id,
+      destination: other.balance_id, description: `bulk ${i}`,
+    })) }), 201, "bulk");
+    check(bulk.status === "applied" && bulk.transaction_count === 2, "bulk applied", bulk);
     const held = expect(await Transactions.create({
       amount: 10, reference: `ref_${randomUUID()}`, currency: "USD", precision: 100, source: balance.balance_id,
       destination: other.balance_id, description: "hold", inflight: true, skip_queue: true,

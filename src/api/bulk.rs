@@ -1,0 +1,133 @@
+//! `POST /transactions/bulk`: Blnk's bulk request. Every item is checked as `POST /transactions`
+//! checks a body (errors name `transactions[i].field`), then the whole request goes to the engine
+//! as one command (`engine/bulk.rs`), so in one batch and one commit.
+
+use super::error::ApiError;
+use super::extract::{parse_payload, JsonBody, Payload, MAX_BULK_BODY_BYTES};
+use super::transactions::{new_transaction, CreateTransactionBody};
+use super::AppState;
+use crate::domain::error::Resource;
+use crate::engine::{Command, NewBulk, Outcome};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Blnk's most items in one bulk request.
+pub const MAX_ITEMS: usize = 10_000;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct BulkBody {
+    /// Each as `POST /transactions` takes it (no `sources`/`destinations` or `dry_run` inside).
+    #[schema(value_type = Vec<Object>)]
+    transactions: Option<Vec<Value>>,
+    /// Every item is held (`INFLIGHT`), whatever the item says.
+    inflight: Option<bool>,
+    /// All or nothing. Without it, items are recorded in order up to the first one refused.
+    atomic: Option<bool>,
+    /// Answer `202` with the batch id; how it ended is a `bulk_transaction.*` webhook.
+    run_async: Option<bool>,
+    /// Every item applied before answering (otherwise each is `QUEUED`, unless `atomic`).
+    skip_queue: Option<bool>,
+}
+
+impl Payload for BulkBody {
+    const RESOURCE: Resource = Resource::Transaction;
+    const NOT_YET: &'static [&'static str] = &["dry_run"];
+    const MAX_BYTES: usize = MAX_BULK_BODY_BYTES;
+}
+
+#[utoipa::path(operation_id = "createBulkTransactions",
+    post,
+    path = "/transactions/bulk",
+    tag = "transactions",
+    request_body = BulkBody,
+    responses(
+        (status = 201, description = "`{batch_id, status: applied | inflight, transaction_count}`", body = Object),
+        (status = 202, description = "run_async: `{message, batch_id, status: processing}`; the \\
+            bulk_transaction.applied / .inflight / .failed webhook says how it ended", body = Object),
+        (status = 400, description = "TXN_BULK_EMPTY, TXN_BULK_LIMIT_EXCEEDED, TXN_VALIDATION_ERROR \\
+            (naming transactions[i].field), or an item's refusal with `batch_id`", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \\
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "BAL_NOT_FOUND: an item's source or \
+            destination", body = crate::api::error::ErrorBody),
+        (status = 413, description = "GEN_PAYLOAD_TOO_LARGE (over 8 MiB)", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+)]
+pub async fn create(State(app): State<AppState>, JsonBody(body): JsonBody<BulkBody>) -> Result<Response, ApiError> {
+    let values = body.transactions.unwrap_or_default();
+    if values.is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "TXN_BULK_EMPTY", "transactions cannot be empty")
+            .with_field("transactions"));
+    }
+    if values.len() > MAX_ITEMS {
+        let message = format!("too many transactions; max is {MAX_ITEMS}");
+        return Err(
+            ApiError::new(StatusCode::BAD_REQUEST, "TXN_BULK_LIMIT_EXCEEDED", message).with_field("transactions")
+        );
+    }
+    let (inflight, atomic, run_async) =
+        (body.inflight.unwrap_or(false), body.atomic.unwrap_or(false), body.run_async.unwrap_or(false));
+    let mut items = Vec::with_capacity(values.len());
+    for (i, value) in values.into_iter().enumerate() {
+        let item = parse_item(i, value)?;
+        let mut new = new_transaction(item, None).map_err(|e| in_item(i, e))?;
+        // Blnk: the request's inflight and skip_queue win over the item's; each item carries its
+        // place in the batch. An atomic batch is applied at once, so it can be all or nothing.
+        new.inflight = inflight;
+        new.skip_queue = body.skip_queue.unwrap_or(false) || atomic;
+        new.meta_data.insert("sequence".into(), json!(i + 1));
+        items.push(new);
+    }
+    let count = items.len();
+    let Outcome::Bulk { id, recorded, refused } =
+        app.engine.submit(Command::CreateBulk(NewBulk { items, atomic, run_async })).await?
+    else {
+        unreachable!("a bulk request answers a batch")
+    };
+    if run_async {
+        let answer = json!({"message": "Bulk transaction processing started", "batch_id": id, "status": "processing"});
+        return Ok((StatusCode::ACCEPTED, Json(answer)).into_response());
+    }
+    if let Some((i, why)) = refused {
+        let rest = if atomic {
+            "No transaction in this batch was recorded"
+        } else {
+            "Previous transactions were not rolled back"
+        };
+        let mut error = in_item(i, ApiError::from(why));
+        error.message = format!("{}. {rest} ({} recorded).", error.message, recorded.len());
+        return Err(error.with_batch(id));
+    }
+    let status = if inflight { "inflight" } else { "applied" };
+    let answer = json!({"batch_id": id, "status": status, "transaction_count": count});
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// One item, checked as `POST /transactions` checks a body, minus what a bulk item cannot carry.
+fn parse_item(i: usize, value: Value) -> Result<CreateTransactionBody, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::validation(Resource::Transaction, &format!("transactions[{i}]"), "must be an object"));
+    }
+    for nested in ["sources", "destinations", "dry_run"] {
+        if value.get(nested).is_some_and(|v| !v.is_null() && *v != json!(false) && *v != json!([])) {
+            let message = format!("transactions[{i}].{nested} is not supported inside a bulk request by Keel yet");
+            return Err(ApiError::validation(Resource::Transaction, &format!("transactions[{i}].{nested}"), message));
+        }
+    }
+    parse_payload(value).map_err(|e| in_item(i, e))
+}
+
+/// An item's error, naming it: `transactions[3].amount`.
+fn in_item(i: usize, mut error: ApiError) -> ApiError {
+    let field = error.field.take().filter(|f| !f.is_empty());
+    error.field = Some(match field {
+        Some(field) => format!("transactions[{i}].{field}"),
+        None => format!("transactions[{i}]"),
+    });
+    error.message = format!("transactions[{i}]: {}", error.message);
+    error
+}

@@ -1,0 +1,192 @@
+//! `POST /transactions/bulk` (Blnk's bulk request) over HTTP: Blnk's answer and item linking,
+//! atomic all-or-nothing, non-atomic up to the first refusal, inflight and queued batches,
+//! validation naming `transactions[i].field`, and `run_async` with its webhook, durable across a
+//! SIGKILL right after the answer.
+
+mod common;
+
+use common::invariants::assert_ledger_invariants;
+use common::receiver::Receiver;
+use common::{unique, unique_currency, wait_for, Server, TestDatabase};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+struct Setup {
+    server: Server,
+    currency: String,
+    alice: String,
+    bob: String,
+}
+
+/// Alice holds 1,000 minor units.
+async fn setup(server: Server) -> Setup {
+    let currency = unique_currency();
+    let ledger = server.ledger("bulk").await;
+    let alice = server.balance(&ledger, &currency).await;
+    let bob = server.balance(&ledger, &currency).await;
+    let (status, body) = server.transfer("@World", &alice, 1_000, &currency).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    Setup { server, currency, alice, bob }
+}
+
+impl Setup {
+    fn item(&self, amount: u64) -> Value {
+        json!({"precise_amount": amount, "currency": self.currency, "source": self.alice, "destination": self.bob,
+            "reference": unique("bulk"), "meta_data": {"k": "v"}})
+    }
+
+    async fn balances(&self) -> (i64, i64) {
+        let get = |id: String| async move { self.server.get(&format!("/balances/{id}")).await.1["balance"].as_i64() };
+        (get(self.alice.clone()).await.unwrap(), get(self.bob.clone()).await.unwrap())
+    }
+
+    async fn by_reference(&self, item: &Value) -> (StatusCode, Value) {
+        self.server.get(&format!("/transactions/reference/{}", item["reference"].as_str().unwrap())).await
+    }
+}
+
+#[tokio::test]
+async fn a_batch_is_recorded_in_order_each_item_linked_to_it() {
+    let s = setup(Server::in_process(None)).await;
+    let items = vec![s.item(100), s.item(200), s.item(300)];
+    let (status, answer) =
+        s.server.post("/transactions/bulk", json!({"transactions": items, "skip_queue": true})).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!((answer["status"].as_str(), answer["transaction_count"].as_u64()), (Some("applied"), Some(3)));
+    let batch = answer["batch_id"].as_str().unwrap();
+    assert!(batch.starts_with("bulk_"), "{answer}");
+    for (i, item) in items.iter().enumerate() {
+        let (status, t) = s.by_reference(item).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!((t["status"].as_str(), t["parent_transaction"].as_str()), (Some("APPLIED"), Some(batch)), "{t}");
+        assert_eq!(t["meta_data"], json!({"k": "v", "sequence": i + 1}), "Blnk numbers the items: {t}");
+    }
+    assert_eq!(s.balances().await, (400, 600));
+    assert_ledger_invariants(&s.server, &s.currency).await;
+}
+
+#[tokio::test]
+async fn atomic_is_all_or_nothing_and_otherwise_up_to_the_first_refusal() {
+    let s = setup(Server::in_process(None)).await;
+    // The second item needs more than Alice has once the first is paid.
+    let items = vec![s.item(600), s.item(600), s.item(1)];
+    let (status, answer) = s.server.post("/transactions/bulk", json!({"transactions": items, "atomic": true})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error_detail"]["code"], "TXN_INSUFFICIENT_FUNDS");
+    assert_eq!(answer["error_detail"]["details"]["field"], "transactions[1].source", "{answer}");
+    assert!(answer["batch_id"].as_str().unwrap().starts_with("bulk_"), "{answer}");
+    assert_eq!(s.balances().await, (1_000, 0), "nothing moved");
+    for item in &items {
+        assert_eq!(s.by_reference(item).await.0, StatusCode::NOT_FOUND);
+    }
+
+    let items = vec![s.item(600), s.item(600), s.item(1)];
+    let (status, answer) =
+        s.server.post("/transactions/bulk", json!({"transactions": items, "skip_queue": true})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("not rolled back"), "{answer}");
+    assert_eq!(s.balances().await, (400, 600), "the first item stands");
+    let found: Vec<StatusCode> = [&items[0], &items[1], &items[2]].iter().map(|_| StatusCode::OK).collect();
+    assert_eq!(found.len(), 3);
+    assert_eq!(s.by_reference(&items[0]).await.0, StatusCode::OK);
+    assert_eq!(s.by_reference(&items[1]).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(s.by_reference(&items[2]).await.0, StatusCode::NOT_FOUND, "nothing after the refused item");
+    assert_ledger_invariants(&s.server, &s.currency).await;
+}
+
+#[tokio::test]
+async fn inflight_and_queued_batches() {
+    let s = setup(Server::in_process(None)).await;
+    let items = vec![s.item(100), s.item(200)];
+    let body = json!({"transactions": items, "inflight": true, "skip_queue": true});
+    let (status, answer) = s.server.post("/transactions/bulk", body).await;
+    assert_eq!((status, answer["status"].as_str()), (StatusCode::CREATED, Some("inflight")), "{answer}");
+    for item in &items {
+        assert_eq!(s.by_reference(item).await.1["status"], "INFLIGHT");
+    }
+    // Without skip_queue (and not atomic) the items are queued, then applied in order.
+    let items = vec![s.item(10), s.item(20)];
+    let (status, _) = s.server.post("/transactions/bulk", json!({"transactions": items})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    for item in &items {
+        let (_, t) = s.by_reference(item).await;
+        let path = format!("/transactions/{}", t["transaction_id"].as_str().unwrap());
+        assert_eq!(wait_for(&s.server, &path, |t| t["status"] != "QUEUED").await["status"], "APPLIED");
+    }
+    assert_ledger_invariants(&s.server, &s.currency).await;
+}
+
+#[tokio::test]
+async fn bad_batches_are_refused_naming_the_item_and_field() {
+    let s = setup(Server::in_process(None)).await;
+    let mut no_amount = s.item(1);
+    no_amount.as_object_mut().unwrap().remove("precise_amount");
+    let split = json!({"sources": [{"identifier": s.alice, "distribution": "left"}]});
+    let mut with_split = s.item(1);
+    with_split.as_object_mut().unwrap().extend(split.as_object().unwrap().clone());
+    let cases = [
+        (json!({"transactions": []}), "TXN_BULK_EMPTY", "transactions"),
+        (json!({}), "TXN_BULK_EMPTY", "transactions"),
+        (json!({"transactions": [s.item(1), no_amount]}), "TXN_INVALID_AMOUNT", "transactions[1].amount"),
+        (json!({"transactions": [with_split]}), "TXN_VALIDATION_ERROR", "transactions[0].sources"),
+        (json!({"transactions": [s.item(1), "x"]}), "TXN_VALIDATION_ERROR", "transactions[1]"),
+        (json!({"transactions": [s.item(1)], "dry_run": true}), "TXN_VALIDATION_ERROR", "dry_run"),
+        (
+            json!({"transactions": [s.item(1), {"scheduled_for": "2030-01-01T00:00:00Z"}]}),
+            "TXN_VALIDATION_ERROR",
+            "transactions[1].scheduled_for",
+        ),
+    ];
+    for (body, code, field) in cases {
+        let (status, answer) = s.server.post("/transactions/bulk", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(answer["error_detail"]["code"], code, "{body}: {answer}");
+        assert_eq!(answer["error_detail"]["details"]["field"], field, "{body}: {answer}");
+    }
+    let many: Vec<Value> = (0..10_001).map(|i| json!({"precise_amount": 1, "reference": format!("r{i}")})).collect();
+    let (status, answer) = s.server.post("/transactions/bulk", json!({"transactions": many})).await;
+    assert_eq!(
+        (status, answer["error_detail"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("TXN_BULK_LIMIT_EXCEEDED"))
+    );
+    assert_eq!(s.balances().await, (1_000, 0));
+}
+
+#[tokio::test]
+async fn run_async_answers_at_once_sends_its_webhook_and_survives_a_sigkill() {
+    let receiver = Receiver::start().await;
+    let database = TestDatabase::new();
+    let args = ["--webhook-url", receiver.url.as_str()];
+    let s = setup(Server::start_on(&database.url, &args)).await;
+    let items: Vec<Value> = (0..50).map(|_| s.item(10)).collect();
+    let body = json!({"transactions": items, "run_async": true, "atomic": true});
+    let (status, answer) = s.server.post("/transactions/bulk", body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(
+        (answer["status"].as_str(), answer["message"].as_str()),
+        (Some("processing"), Some("Bulk transaction processing started"))
+    );
+    let batch = answer["batch_id"].as_str().unwrap().to_string();
+    // Killed right after the answer: every item is there after the restart, exactly once.
+    let Setup { server, currency, alice, bob } = s;
+    server.kill();
+    let server = Server::start_on(&database.url, &args);
+    for item in &items {
+        let (status, t) = server.get(&format!("/transactions/reference/{}", item["reference"].as_str().unwrap())).await;
+        assert_eq!((status, t["parent_transaction"].as_str()), (StatusCode::OK, Some(batch.as_str())), "{t}");
+    }
+    let s = Setup { server, currency, alice, bob };
+    assert_eq!(s.balances().await, (500, 500));
+    let got = receiver.wait_until_event("bulk_transaction.applied").await;
+    assert_eq!(got.body["data"]["batch_id"], json!(batch), "{}", got.raw);
+    assert_eq!(got.body["data"]["transaction_count"], json!(50));
+
+    // A failing async batch says so in its webhook.
+    let body = json!({"transactions": [s.item(10_000)], "run_async": true, "atomic": true});
+    let (status, answer) = s.server.post("/transactions/bulk", body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let got = receiver.wait_until_event("bulk_transaction.failed").await;
+    assert_eq!(got.body["data"]["batch_id"], answer["batch_id"]);
+    assert!(got.body["data"]["error"].as_str().unwrap().contains("insufficient funds"), "{}", got.raw);
+    assert_ledger_invariants(&s.server, &s.currency).await;
+}
