@@ -190,3 +190,52 @@ async fn run_async_answers_at_once_sends_its_webhook_and_survives_a_sigkill() {
     assert!(got.body["data"]["error"].as_str().unwrap().contains("insufficient funds"), "{}", got.raw);
     assert_ledger_invariants(&s.server, &s.currency).await;
 }
+
+#[tokio::test]
+async fn holds_are_committed_and_voided_in_bulk_each_on_its_own() {
+    let s = setup(Server::in_process(None)).await;
+    let mut holds = Vec::new();
+    for amount in [100, 200, 300] {
+        let mut item = s.item(amount);
+        item["inflight"] = json!(true);
+        item["skip_queue"] = json!(true);
+        holds.push(s.server.create("/transactions", item).await["transaction_id"].as_str().unwrap().to_string());
+    }
+    let body = json!({"transactions": [
+        {"transaction_id": holds[0]},
+        {"transaction_id": holds[1], "precise_amount": 50},
+        {"transaction_id": holds[2], "precise_amount": 301},
+        {"transaction_id": "txn_missing"},
+    ]});
+    let (status, answer) = s.server.post("/transactions/inflight/bulk/commit", body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!((answer["succeeded"].as_u64(), answer["failed"].as_u64()), (Some(2), Some(2)), "{answer}");
+    let codes: Vec<Value> = answer["results"].as_array().unwrap().iter().map(|r| r["code"].clone()).collect();
+    assert_eq!(codes, vec![Value::Null, Value::Null, json!("INVALID_AMOUNT"), json!("NOT_FOUND")], "{answer}");
+    assert_eq!(answer["results"][0]["transaction_id"], json!(holds[0]), "in the request's order");
+    assert_eq!(s.balances().await, (850, 150), "100 and 50 committed");
+
+    let body = json!({"transaction_ids": [holds[0], holds[1], holds[2]]});
+    let (status, answer) = s.server.post("/transactions/inflight/bulk/void", body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let codes: Vec<Value> = answer["results"].as_array().unwrap().iter().map(|r| r["code"].clone()).collect();
+    assert_eq!(codes, vec![json!("ALREADY_COMMITTED"), Value::Null, Value::Null], "{answer}");
+    assert_eq!(s.balances().await, (850, 150), "the rest released");
+    let (_, held) = s.server.get(&format!("/balances/{}", s.alice)).await;
+    assert_eq!(held["inflight_debit_balance"], json!(0), "{held}");
+
+    for (path, body) in [
+        ("/transactions/inflight/bulk/commit", json!({"transactions": []})),
+        ("/transactions/inflight/bulk/void", json!({"transaction_ids": []})),
+    ] {
+        let (status, answer) = s.server.post(path, body).await;
+        assert_eq!(
+            (status, answer["error_detail"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("TXN_BULK_EMPTY"))
+        );
+    }
+    let ids: Vec<String> = (0..101).map(|i| format!("txn_{i}")).collect();
+    let (_, answer) = s.server.post("/transactions/inflight/bulk/void", json!({"transaction_ids": ids})).await;
+    assert_eq!(answer["error_detail"]["code"], "TXN_BULK_LIMIT_EXCEEDED");
+    assert_ledger_invariants(&s.server, &s.currency).await;
+}

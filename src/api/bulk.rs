@@ -6,8 +6,10 @@ use super::error::ApiError;
 use super::extract::{parse_payload, JsonBody, Payload, MAX_BULK_BODY_BYTES};
 use super::transactions::{new_transaction, CreateTransactionBody};
 use super::AppState;
-use crate::domain::error::Resource;
-use crate::engine::{Command, NewBulk, Outcome};
+use crate::domain::amount::Decimal;
+use crate::domain::error::{DomainError, Resource};
+use crate::engine::{Command, InflightAction, NewBulk, Outcome};
+use crate::wire::number::NumberText;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -130,4 +132,162 @@ fn in_item(i: usize, mut error: ApiError) -> ApiError {
     });
     error.message = format!("transactions[{i}]: {}", error.message);
     error
+}
+
+/// Blnk's most items in one bulk commit or void.
+pub const MAX_INFLIGHT_ITEMS: usize = 100;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct BulkCommitBody {
+    transactions: Option<Vec<BulkCommitItem>>,
+    /// Keel commits synchronously whatever this says (as `PUT /transactions/inflight/{id}`).
+    #[allow(dead_code)]
+    skip_queue: Option<bool>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct BulkCommitItem {
+    transaction_id: Option<String>,
+    /// Major units; absent or 0 commits all that is left.
+    #[schema(schema_with = crate::wire::number::number_or_string_schema)]
+    amount: Option<NumberText>,
+    #[schema(schema_with = crate::wire::number::number_or_string_schema)]
+    precise_amount: Option<NumberText>,
+}
+
+impl Payload for BulkCommitBody {
+    const RESOURCE: Resource = Resource::Transaction;
+    const NOT_YET: &'static [&'static str] = &["dry_run"];
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct BulkVoidBody {
+    transaction_ids: Option<Vec<String>>,
+    /// Keel voids synchronously whatever this says.
+    #[allow(dead_code)]
+    skip_queue: Option<bool>,
+}
+
+impl Payload for BulkVoidBody {
+    const RESOURCE: Resource = Resource::Transaction;
+    const NOT_YET: &'static [&'static str] = &["dry_run"];
+}
+
+#[utoipa::path(operation_id = "bulkCommitInflight",
+    post,
+    path = "/transactions/inflight/bulk/commit",
+    tag = "transactions",
+    request_body = BulkCommitBody,
+    responses(
+        (status = 200, description = "`{succeeded, failed, results: [{transaction_id, status: succeeded \\
+            | failed, code?, message?}]}`, in the request's order", body = Object),
+        (status = 400, description = "TXN_BULK_EMPTY, TXN_BULK_LIMIT_EXCEEDED (over 100), \\
+            TXN_VALIDATION_ERROR", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \\
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+)]
+pub async fn commit_inflight(
+    State(app): State<AppState>,
+    JsonBody(body): JsonBody<BulkCommitBody>,
+) -> Result<Json<Value>, ApiError> {
+    let items = inflight_items(body.transactions.unwrap_or_default())?;
+    let mut actions = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let id = item.transaction_id.filter(|id| !id.is_empty()).ok_or_else(|| {
+            ApiError::validation(
+                Resource::Transaction,
+                &format!("transactions[{i}].transaction_id"),
+                "transaction_id is required",
+            )
+        })?;
+        // Blnk: a zero amount commits all that is left, and precise_amount wins over amount.
+        let given = |n: Option<NumberText>| {
+            n.filter(|n| Decimal::parse(&n.0).map_or(true, |d| d.is_positive() || d.is_negative())).map(|n| n.0)
+        };
+        let precise_amount = given(item.precise_amount);
+        let amount = if precise_amount.is_some() { None } else { given(item.amount) };
+        actions.push((id, InflightAction::Commit { amount, precise_amount }));
+    }
+    Ok(Json(finish_all(&app, actions).await))
+}
+
+#[utoipa::path(operation_id = "bulkVoidInflight",
+    post,
+    path = "/transactions/inflight/bulk/void",
+    tag = "transactions",
+    request_body = BulkVoidBody,
+    responses(
+        (status = 200, description = "`{succeeded, failed, results: [{transaction_id, status, code?, \\
+            message?}]}`, in the request's order", body = Object),
+        (status = 400, description = "TXN_BULK_EMPTY, TXN_BULK_LIMIT_EXCEEDED (over \\
+            100)", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \\
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+)]
+pub async fn void_inflight(
+    State(app): State<AppState>,
+    JsonBody(body): JsonBody<BulkVoidBody>,
+) -> Result<Json<Value>, ApiError> {
+    let ids = inflight_items(body.transaction_ids.unwrap_or_default())?;
+    Ok(Json(finish_all(&app, ids.into_iter().map(|id| (id, InflightAction::Void)).collect()).await))
+}
+
+fn inflight_items<T>(items: Vec<T>) -> Result<Vec<T>, ApiError> {
+    if items.is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "TXN_BULK_EMPTY", "transactions cannot be empty"));
+    }
+    if items.len() > MAX_INFLIGHT_ITEMS {
+        let message = format!("too many transactions; max is {MAX_INFLIGHT_ITEMS}");
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "TXN_BULK_LIMIT_EXCEEDED", message));
+    }
+    Ok(items)
+}
+
+/// Each commit or void on its own, as Blnk runs them (one failing never stops another); sent to the
+/// engine together, so they share its batches. Results in the request's order, with Blnk's codes.
+async fn finish_all(app: &AppState, actions: Vec<(String, InflightAction)>) -> Value {
+    let mut running = tokio::task::JoinSet::new();
+    for (i, (id, action)) in actions.iter().cloned().enumerate() {
+        let engine = app.engine.clone();
+        running.spawn(async move { (i, engine.submit(Command::FinishInflight { id, action }).await) });
+    }
+    let mut answers: Vec<Option<Result<Outcome, crate::engine::EngineError>>> =
+        (0..actions.len()).map(|_| None).collect();
+    while let Some(joined) = running.join_next().await {
+        if let Ok((i, answer)) = joined {
+            answers[i] = Some(answer);
+        }
+    }
+    let mut succeeded = 0;
+    let results: Vec<Value> = actions
+        .iter()
+        .zip(answers)
+        .map(|((id, _), answer)| match answer {
+            Some(Ok(_)) => {
+                succeeded += 1;
+                json!({"transaction_id": id, "status": "succeeded"})
+            }
+            Some(Err(crate::engine::EngineError::Rejected(why))) => {
+                json!({"transaction_id": id, "status": "failed", "code": inflight_code(&why), "message": why.to_string()})
+            }
+            _ => json!({"transaction_id": id, "status": "failed", "code": "INTERNAL_ERROR", "message": "not completed"}),
+        })
+        .collect();
+    json!({"succeeded": succeeded, "failed": results.len() - succeeded, "results": results})
+}
+
+/// Blnk's per-item codes for a bulk commit or void.
+fn inflight_code(why: &DomainError) -> &'static str {
+    match why {
+        DomainError::NotFound { .. } => "NOT_FOUND",
+        DomainError::AlreadyVoided => "ALREADY_VOIDED",
+        DomainError::AlreadyCommitted => "ALREADY_COMMITTED",
+        DomainError::NotInflight => "NOT_INFLIGHT",
+        DomainError::CommitAmountExceeded(_) | DomainError::InvalidAmount(_) | DomainError::PrecisionNotInteger(_) => {
+            "INVALID_AMOUNT"
+        }
+        _ => "INTERNAL_ERROR",
+    }
 }

@@ -74,6 +74,8 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(balances::by_indicator))
         .routes(routes!(transactions::create, transactions::list))
         .routes(routes!(bulk::create))
+        .routes(routes!(bulk::commit_inflight))
+        .routes(routes!(bulk::void_inflight))
         .routes(routes!(transactions::get))
         .routes(routes!(transactions::by_reference))
         .routes(routes!(transactions::finish_inflight))

@@ -123,6 +123,18 @@ def main():
         assert bulk["status"] == "applied" and bulk["transaction_count"] == 3, bulk; checks += 1
         assert ok(blnk.ledger_balances.get(balance["balance_id"]), 200, "balance")["balance"] == 74450; checks += 1
 
+        holds = [ok(blnk.transactions.create({
+            "amount": 1, "precision": 100, "reference": f"bulkhold-{uuid.uuid4()}", "currency": "USD",
+            "source": balance["balance_id"], "destination": other["balance_id"], "description": "hold",
+            "inflight": True, "skip_queue": True}), 201, "hold")["transaction_id"] for _ in range(2)]
+        committed_bulk = ok(blnk.transactions.bulk_commit_inflight(
+            {"transactions": [{"transaction_id": holds[0]}], "skip_queue": True}), 200, "bulk commit")
+        assert committed_bulk["succeeded"] == 1, committed_bulk; checks += 1
+        voided_bulk = ok(blnk.transactions.bulk_void_inflight({"transaction_ids": holds, "skip_queue": True}), 200, "bulk void")
+        assert [r["status"] for r in voided_bulk["results"]] == ["failed", "succeeded"], voided_bulk; checks += 1
+        assert voided_bulk["results"][0]["code"] == "ALREADY_COMMITTED", voided_bulk; checks += 1
+        assert ok(blnk.ledger_balances.get(balance["balance_id"]), 200, "balance")["balance"] == 74350; checks += 1
+
         held = ok(blnk.transactions.create({
             "amount": 100, "precision": 100, "reference": f"hold-{uuid.uuid4()}", "currency": "USD",
             "source": balance["balance_id"], "destination": other["balance_id"], "description": "hold",
