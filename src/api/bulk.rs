@@ -8,7 +8,7 @@ use super::transactions::{new_transaction, CreateTransactionBody};
 use super::AppState;
 use crate::domain::amount::Decimal;
 use crate::domain::error::{DomainError, Resource};
-use crate::engine::{Command, InflightAction, NewBulk, Outcome};
+use crate::engine::{Command, EngineError, InflightAction, NewBulk, Outcome};
 use crate::wire::number::NumberText;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -253,8 +253,7 @@ async fn finish_all(app: &AppState, actions: Vec<(String, InflightAction)>) -> V
         let engine = app.engine.clone();
         running.spawn(async move { (i, engine.submit(Command::FinishInflight { id, action }).await) });
     }
-    let mut answers: Vec<Option<Result<Outcome, crate::engine::EngineError>>> =
-        (0..actions.len()).map(|_| None).collect();
+    let mut answers: Vec<Option<Result<Outcome, EngineError>>> = (0..actions.len()).map(|_| None).collect();
     while let Some(joined) = running.join_next().await {
         if let Ok((i, answer)) = joined {
             answers[i] = Some(answer);
@@ -269,10 +268,14 @@ async fn finish_all(app: &AppState, actions: Vec<(String, InflightAction)>) -> V
                 succeeded += 1;
                 json!({"transaction_id": id, "status": "succeeded"})
             }
-            Some(Err(crate::engine::EngineError::Rejected(why))) => {
-                json!({"transaction_id": id, "status": "failed", "code": inflight_code(&why), "message": why.to_string()})
+            Some(Err(EngineError::Rejected(why))) => {
+                let (code, message) = (inflight_code(&why), why.to_string());
+                json!({"transaction_id": id, "status": "failed", "code": code, "message": message})
             }
-            _ => json!({"transaction_id": id, "status": "failed", "code": "INTERNAL_ERROR", "message": "not completed"}),
+            _ => {
+                let message = "the database failed; look the transaction up before sending it again";
+                json!({"transaction_id": id, "status": "failed", "code": "INTERNAL_ERROR", "message": message})
+            }
         })
         .collect();
     json!({"succeeded": succeeded, "failed": results.len() - succeeded, "results": results})
