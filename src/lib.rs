@@ -8,6 +8,7 @@ pub mod config;
 pub mod config_file;
 pub mod domain;
 pub mod engine;
+pub mod scheduler;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;

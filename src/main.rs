@@ -64,13 +64,8 @@ fn main() -> ExitCode {
     code
 }
 
-fn serve(args: ServeArgs) -> Result<(), String> {
-    // The port first: a port in use is an error before any database is opened or created.
-    let listener = std::net::TcpListener::bind((args.bind, args.port))
-        .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", args.bind, args.port))?;
-    let store = store::open(&args.database.database, args.database.db_pool_size, Access::Own)?;
-    tracing::info!("data lives in {}", store.describe());
+/// What a newcomer must know about how this server is set up: auth, and where webhooks go.
+fn log_settings(args: &ServeArgs) {
     match &args.api_key {
         Some(_) => tracing::info!("auth is on: requests need the X-Blnk-Key header"),
         None => {
@@ -84,6 +79,16 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
         None => tracing::info!("no KEEL_WEBHOOK_URL: only monitors with a call_back_url send webhooks"),
     }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    // The port first: a port in use is an error before any database is opened or created.
+    let listener = std::net::TcpListener::bind((args.bind, args.port))
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", args.bind, args.port))?;
+    let store = store::open(&args.database.database, args.database.db_pool_size, Access::Own)?;
+    tracing::info!("data lives in {}", store.describe());
+    log_settings(&args);
     let events_written = Arc::new(tokio::sync::Notify::new());
     let webhook_config = WebhookConfig {
         default_url: args.webhook_url.clone(),
@@ -108,6 +113,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         tracing::warn!("queue is held: QUEUED transactions are stored but not applied");
     }
     let (engine, engine_thread) = engine::start(store.clone(), config);
+    let scheduler_engine = engine.clone();
     let metrics = Some(telemetry::install_metrics()?);
     let request_timeout = Duration::from_millis(args.request_timeout_ms);
     let app = api::router(api::AppState::new(api::Shared {
@@ -130,6 +136,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| format!("cannot listen: {e}"))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
+        keel::scheduler::spawn(store.clone(), scheduler_engine, Duration::from_secs(1));
         webhooks::spawn(store, webhook_config, events_written);
         tracing::info!("listening on {address}");
         api::serve::serve(listener, app, limits, shutdown_signal()).await;

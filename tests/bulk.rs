@@ -132,9 +132,9 @@ async fn bad_batches_are_refused_naming_the_item_and_field() {
         (json!({"transactions": [s.item(1), "x"]}), "TXN_VALIDATION_ERROR", "transactions[1]"),
         (json!({"transactions": [s.item(1)], "dry_run": true}), "TXN_VALIDATION_ERROR", "dry_run"),
         (
-            json!({"transactions": [s.item(1), {"scheduled_for": "2030-01-01T00:00:00Z"}]}),
+            json!({"transactions": [s.item(1), {"balance_id": "bln_x"}]}),
             "TXN_VALIDATION_ERROR",
-            "transactions[1].scheduled_for",
+            "transactions[1].balance_id",
         ),
     ];
     for (body, code, field) in cases {

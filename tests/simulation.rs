@@ -525,7 +525,8 @@ impl Simulation {
             | Outcome::Event(_)
             | Outcome::ApiKey { .. }
             | Outcome::Preview(_)
-            | Outcome::MetaData(_) => {}
+            | Outcome::MetaData(_)
+            | Outcome::QueueNudged => {}
         }
     }
 
@@ -843,6 +844,14 @@ impl Simulation {
             // Sometimes a bounded overdraft (Blnk's `overdraft_limit`), with or without permission.
             overdraft_limit: BigInt::from(if self.rng.u8(..5) == 0 { self.rng.u32(1..500) } else { 0 }),
             effective_date: None,
+            // Now and then scheduled: in the past (so applied as usual) or far ahead (so it waits).
+            scheduled_for: match self.rng.u8(..40) {
+                0 => Some("2000-01-01T00:00:00.000000Z".into()),
+                1 => Some("2100-01-01T00:00:00.000000Z".into()),
+                _ => None,
+            },
+            inflight_expiry_date: None,
+            inflight_commit_date: None,
             inflight: self.rng.u8(..5) == 0,
             skip_queue: self.rng.u8(..8) != 0,
             meta_data: Default::default(),
@@ -882,6 +891,8 @@ fn assert_status_follows(acked: &Transaction, stored: &Transaction, seed: u64) {
         Status::Queued => {
             &[Status::Queued, Status::Applied, Status::Inflight, Status::Rejected, Status::Commit, Status::Void]
         }
+        // This simulation schedules only far ahead: such a transaction never comes due in a run.
+        Status::Scheduled => &[Status::Scheduled],
         Status::Inflight => &[Status::Inflight, Status::Commit, Status::Void],
         other => &[other],
     };

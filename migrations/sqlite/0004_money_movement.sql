@@ -8,3 +8,13 @@ ALTER TABLE transactions ADD COLUMN effective_date TEXT;
 -- so not a foreign key: parent_transaction stays one, for commits, voids and refunds.
 ALTER TABLE transactions ADD COLUMN group_id TEXT;
 CREATE INDEX transactions_group ON transactions (group_id) WHERE group_id IS NOT NULL;
+
+-- Time: a SCHEDULED transaction waits for scheduled_for, then goes as a queued one; an inflight
+-- one is voided at inflight_expiry_date or committed at inflight_commit_date (RFC 3339 in UTC, so
+-- text order is time order). `keel serve` looks for due ones every second (src/scheduler.rs).
+ALTER TABLE transactions ADD COLUMN scheduled_for TEXT;
+ALTER TABLE transactions ADD COLUMN inflight_expiry_date TEXT;
+ALTER TABLE transactions ADD COLUMN inflight_commit_date TEXT;
+CREATE INDEX transactions_scheduled ON transactions (scheduled_for) WHERE status = 'SCHEDULED';
+CREATE INDEX transactions_expiring ON transactions (inflight_expiry_date) WHERE status = 'INFLIGHT' AND inflight_expiry_date IS NOT NULL;
+CREATE INDEX transactions_committing ON transactions (inflight_commit_date) WHERE status = 'INFLIGHT' AND inflight_commit_date IS NOT NULL;

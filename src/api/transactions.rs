@@ -41,6 +41,12 @@ pub struct CreateTransactionBody {
     overdraft_limit: Option<NumberText>,
     /// RFC 3339 (any offset; stored in UTC): when the money is deemed to have moved.
     effective_date: Option<String>,
+    /// RFC 3339: hold the transaction (`SCHEDULED`) and apply it then.
+    scheduled_for: Option<String>,
+    /// RFC 3339, with `inflight`: void what is left of the hold then...
+    inflight_expiry_date: Option<String>,
+    /// ...or commit all that is left then.
+    inflight_commit_date: Option<String>,
     inflight: Option<bool>,
     skip_queue: Option<bool>,
     #[schema(value_type = Option<Object>)]
@@ -66,8 +72,7 @@ pub struct ShareBody {
 
 impl Payload for CreateTransactionBody {
     const RESOURCE: Resource = Resource::Transaction;
-    const NOT_YET: &'static [&'static str] =
-        &["atomic", "balance_id", "scheduled_for", "inflight_expiry_date", "inflight_commit_date"];
+    const NOT_YET: &'static [&'static str] = &["atomic", "balance_id"];
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -129,6 +134,11 @@ fn timestamp(text: &str, field: &str) -> Result<String, ApiError> {
     let utc = at.to_offset(time::UtcOffset::UTC);
     let system: std::time::SystemTime = utc.into();
     Ok(humantime::format_rfc3339_micros(system).to_string())
+}
+
+/// An optional instant; `""` is absent (Blnk's Go zero value).
+fn optional_time(text: Option<String>, field: &str) -> Result<Option<String>, ApiError> {
+    text.filter(|t| !t.is_empty()).map(|t| timestamp(&t, field)).transpose()
 }
 
 fn text(n: &Option<NumberText>) -> Option<&str> {
@@ -220,6 +230,9 @@ pub(super) fn new_transaction(
         allow_overdraft: body.allow_overdraft.unwrap_or(false),
         overdraft_limit: parse_overdraft_limit(text(&body.overdraft_limit), precision)?,
         effective_date: body.effective_date.as_deref().map(|d| timestamp(d, "effective_date")).transpose()?,
+        scheduled_for: optional_time(body.scheduled_for, "scheduled_for")?,
+        inflight_expiry_date: optional_time(body.inflight_expiry_date, "inflight_expiry_date")?,
+        inflight_commit_date: optional_time(body.inflight_commit_date, "inflight_commit_date")?,
         inflight: body.inflight.unwrap_or(false),
         skip_queue: body.skip_queue.unwrap_or(false),
         meta_data: body.meta_data.unwrap_or_default(),

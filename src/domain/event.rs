@@ -4,6 +4,7 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
     BalanceMonitor,
+    TransactionScheduled,
     TransactionQueued,
     TransactionApplied,
     TransactionInflight,
@@ -19,6 +20,7 @@ impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::BalanceMonitor => "balance.monitor",
+            EventKind::TransactionScheduled => "transaction.scheduled",
             EventKind::TransactionQueued => "transaction.queued",
             EventKind::TransactionApplied => "transaction.applied",
             EventKind::TransactionInflight => "transaction.inflight",
@@ -33,6 +35,7 @@ impl EventKind {
     pub fn parse(text: &str) -> Option<Self> {
         [
             EventKind::BalanceMonitor,
+            EventKind::TransactionScheduled,
             EventKind::TransactionQueued,
             EventKind::TransactionApplied,
             EventKind::TransactionInflight,

@@ -46,7 +46,7 @@ impl Replay {
         let mut source = self.totals.remove(&t.source_balance_id).unwrap_or_default();
         let destination = self.totals.entry(t.destination_balance_id.clone()).or_default();
         match t.status {
-            Status::Queued | Status::Rejected => {}
+            Status::Scheduled | Status::Queued | Status::Rejected => {}
             // A commit moves part of a hold into the real balances; a refund is a plain transfer.
             Status::Applied if commits_a_hold => {
                 source.inflight_debit -= a;
@@ -114,6 +114,9 @@ mod tests {
             allow_overdraft: false,
             overdraft_limit: 0.into(),
             effective_date: None,
+            scheduled_for: None,
+            inflight_expiry_date: None,
+            inflight_commit_date: None,
             group: None,
             inflight,
             created_at: String::new(),

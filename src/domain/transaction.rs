@@ -1,6 +1,7 @@
 //! Transactions and the movements they make. A transaction's life:
 //!
 //! ```text
+//!  SCHEDULED ──► (as QUEUED, once its scheduled_for has come)
 //!  QUEUED ──► APPLIED                          (a transfer)
 //!    │   └──► INFLIGHT ──► COMMIT              (held, then fully committed)
 //!    │            └──────► VOID                (held, then the rest released)
@@ -19,6 +20,8 @@ use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// Waits for its `scheduled_for`, then goes as a queued one does.
+    Scheduled,
     Queued,
     Applied,
     Inflight,
@@ -30,6 +33,7 @@ pub enum Status {
 impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
+            Status::Scheduled => "SCHEDULED",
             Status::Queued => "QUEUED",
             Status::Applied => "APPLIED",
             Status::Inflight => "INFLIGHT",
@@ -40,9 +44,17 @@ impl Status {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Status::Queued, Status::Applied, Status::Inflight, Status::Commit, Status::Void, Status::Rejected]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        [
+            Status::Scheduled,
+            Status::Queued,
+            Status::Applied,
+            Status::Inflight,
+            Status::Commit,
+            Status::Void,
+            Status::Rejected,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
     }
 }
 
@@ -71,6 +83,12 @@ pub struct Transaction {
     /// When the money is deemed to have moved (Blnk's `effective_date`, RFC 3339 in UTC), if the
     /// client said; otherwise `created_at`. Children inherit it.
     pub effective_date: Option<String>,
+    /// When a `SCHEDULED` transaction is due (RFC 3339 in UTC).
+    pub scheduled_for: Option<String>,
+    /// An inflight transaction's hold is voided (what is left of it) at this time...
+    pub inflight_expiry_date: Option<String>,
+    /// ...or committed (all that is left) at this one, whichever the client set.
+    pub inflight_commit_date: Option<String>,
     /// The split this transaction is a leg of: the id its request was answered with, which is
     /// not a transaction of its own (Blnk shows it as `parent_transaction`).
     pub group: Option<String>,

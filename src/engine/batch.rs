@@ -128,7 +128,8 @@ pub(super) fn plan(
         | Command::CreateBalance { .. }
         | Command::RedeliverEvent { .. }
         | Command::CreateApiKey { .. }
-        | Command::RevokeApiKey { .. } => no_balances,
+        | Command::RevokeApiKey { .. }
+        | Command::RunQueue => no_balances,
         Command::DryRun(_) => unreachable!("a dry run is rehearsed on its own (`Core::execute`), never batched"),
         // A balance's metadata is written under its lock, into the copy the batch holds (C1).
         Command::UpdateMetadata { id, .. } if id.starts_with("bln_") => {
@@ -388,6 +389,7 @@ impl Batch {
                 self.create_api_key(w, name, owner, scopes, expires_at.as_ref())
             }
             Command::RevokeApiKey { id } => self.revoke_api_key(w, id),
+            Command::RunQueue => Ok(Outcome::QueueNudged),
             Command::DryRun(_) => unreachable!("a dry run is rehearsed on its own, never batched"),
         }
     }

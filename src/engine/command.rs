@@ -81,8 +81,10 @@ pub enum Command {
     RevokeApiKey {
         id: String,
     },
-    /// Internal: apply a transaction that was accepted as `QUEUED`.
+    /// Internal: apply a transaction that was accepted as `QUEUED` (or `SCHEDULED`, now due).
     ApplyQueued(Transaction),
+    /// Internal: look for queued and due scheduled transactions (the scheduler's nudge).
+    RunQueue,
     /// Runs a money-moving command (`CreateTransaction`, `FinishInflight`, `Refund`) by the same
     /// rules against the current state, in a database transaction that is rolled back: it answers
     /// `Outcome::Preview` and changes nothing (`rehearsal.rs`).
@@ -103,6 +105,10 @@ pub struct NewTransaction {
     pub overdraft_limit: BigInt,
     /// RFC 3339 in UTC, as `Transaction::effective_date`.
     pub effective_date: Option<String>,
+    /// RFC 3339 in UTC, as the `Transaction` fields of the same names.
+    pub scheduled_for: Option<String>,
+    pub inflight_expiry_date: Option<String>,
+    pub inflight_commit_date: Option<String>,
     pub inflight: bool,
     /// Apply before answering (`true`) or answer `QUEUED` and apply shortly after (`false`).
     pub skip_queue: bool,
@@ -202,6 +208,8 @@ pub enum Outcome {
     },
     /// The entity's metadata after a merge.
     MetaData(Map<String, Value>),
+    /// `RunQueue` was noted.
+    QueueNudged,
 }
 
 #[derive(Debug, thiserror::Error)]

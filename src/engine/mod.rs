@@ -237,7 +237,7 @@ impl Core {
         let store = self.store.as_ref();
         let written = with_retries(&mut || {
             store.write(&mut |w| {
-                let queued = w.queued_transactions(QUEUE_BATCH)?;
+                let queued = w.queued_transactions(QUEUE_BATCH, &batch::now().0)?;
                 fetched = queued.into_iter().map(Command::ApplyQueued).collect();
                 output = Some(batch::apply_batch(w, &fetched, config, cache)?);
                 Ok(())
@@ -292,6 +292,8 @@ fn is_queued(result: &batch::CommandResult) -> bool {
     match result {
         Ok(Outcome::Transaction(t)) => queued(t),
         Ok(Outcome::Bulk { recorded, .. }) => recorded.iter().any(queued),
+        // The scheduler saw due work (a scheduled transaction whose time came).
+        Ok(Outcome::QueueNudged) => true,
         _ => false,
     }
 }

@@ -70,11 +70,18 @@ impl Batch {
             allow_overdraft: new.allow_overdraft,
             overdraft_limit: new.overdraft_limit.clone(),
             effective_date: new.effective_date.clone(),
+            scheduled_for: new.scheduled_for.clone(),
+            inflight_expiry_date: new.inflight_expiry_date.clone().filter(|_| new.inflight),
+            inflight_commit_date: new.inflight_commit_date.clone().filter(|_| new.inflight),
             inflight: new.inflight,
             created_at: self.now.clone(),
             meta_data: new.meta_data.clone(),
         };
-        if new.skip_queue {
+        // Not due yet: it waits, whatever `skip_queue` says (Blnk: `SCHEDULED`).
+        let waits = new.scheduled_for.as_ref().is_some_and(|at| *at > self.now);
+        if waits {
+            transaction.status = Status::Scheduled;
+        } else if new.skip_queue {
             let (movement, status) = first_movement(new.inflight);
             self.move_money(&transaction, movement, &transaction.precise_amount)?;
             transaction.status = status;
@@ -201,6 +208,9 @@ impl Batch {
         child.id = new_id("txn");
         child.parent = Some(parent.id.clone());
         child.group = None;
+        child.scheduled_for = None;
+        child.inflight_expiry_date = None;
+        child.inflight_commit_date = None;
         child.precise_amount = amount;
         child.reference = new_id("ref");
         child.status = status;
@@ -239,6 +249,7 @@ impl Batch {
 /// The lifecycle event a transaction's status calls for.
 pub(super) fn lifecycle_event(status: Status) -> EventKind {
     match status {
+        Status::Scheduled => EventKind::TransactionScheduled,
         Status::Queued => EventKind::TransactionQueued,
         Status::Applied | Status::Commit => EventKind::TransactionApplied,
         Status::Inflight => EventKind::TransactionInflight,

@@ -206,6 +206,8 @@ delegate! { reads:
     events(filter: &EventFilter, page: Page) -> Vec<Event>;
     attempts(event_id: &str) -> Vec<Attempt>;
     pending_events() -> u64;
+    scheduled_due(now: &str) -> bool;
+    holds_due(now: &str, expired: bool, limit: u32) -> Vec<String>;
     api_key_by_hash(key_hash: &str) -> Option<ApiKey>;
     api_key(id: &str) -> Option<ApiKey>;
     api_keys(owner: Option<&str>, page: Page) -> Vec<ApiKey>;
@@ -223,7 +225,7 @@ delegate! { writes:
     set_transaction_status(id: &str, status: Status) -> ();
     set_transaction_meta_data(id: &str, meta_data: &Map<String, serde_json::Value>) -> ();
     set_balance_meta_data(id: &str, meta_data: &Map<String, serde_json::Value>) -> ();
-    queued_transactions(limit: u32) -> Vec<Transaction>;
+    queued_transactions(limit: u32, now: &str) -> Vec<Transaction>;
     insert_monitor(monitor: &Monitor) -> ();
     update_monitor(monitor: &Monitor) -> ();
     save_monitor_state(monitor: &Monitor) -> ();

@@ -65,6 +65,11 @@ pub trait Reads {
     fn attempts(&self, event_id: &str) -> StoreResult<Vec<Attempt>>;
     /// How many events wait for delivery (the outbox depth).
     fn pending_events(&self) -> StoreResult<u64>;
+    /// Some `SCHEDULED` transaction is due by `now`.
+    fn scheduled_due(&self, now: &str) -> StoreResult<bool>;
+    /// Ids of `INFLIGHT` transactions whose `inflight_expiry_date` (`expired`) or
+    /// `inflight_commit_date` (not `expired`) has come by `now`, oldest first, at most `limit`.
+    fn holds_due(&self, now: &str, expired: bool, limit: u32) -> StoreResult<Vec<String>>;
     fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
     fn api_key(&self, id: &str) -> StoreResult<Option<ApiKey>>;
     /// Keys oldest first; only `owner`'s when given.
@@ -92,8 +97,8 @@ pub trait Writes: Reads {
     fn set_transaction_meta_data(&mut self, id: &str, meta_data: &Map<String, serde_json::Value>) -> StoreResult<()>;
     /// Replaces a balance's `meta_data` (the engine merged it, under the balance's lock).
     fn set_balance_meta_data(&mut self, id: &str, meta_data: &Map<String, serde_json::Value>) -> StoreResult<()>;
-    /// The oldest `QUEUED` transactions, in arrival order.
-    fn queued_transactions(&mut self, limit: u32) -> StoreResult<Vec<Transaction>>;
+    /// The oldest `QUEUED` transactions, and `SCHEDULED` ones due by `now`, in arrival order.
+    fn queued_transactions(&mut self, limit: u32, now: &str) -> StoreResult<Vec<Transaction>>;
     fn insert_monitor(&mut self, monitor: &Monitor) -> StoreResult<()>;
     /// Writes every column, the definition and the state: for monitor commands only, which hold
     /// the locks of the monitor's balances.

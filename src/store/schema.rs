@@ -125,6 +125,9 @@ record! {
         overdraft_limit: BigInt = overdraft_limit,
         effective_date: Option<String> = effective_date,
         group_id: Option<String> = group,
+        scheduled_for: Option<String> = scheduled_for,
+        inflight_expiry_date: Option<String> = inflight_expiry_date,
+        inflight_commit_date: Option<String> = inflight_commit_date,
     }
 }
 

@@ -278,6 +278,36 @@ impl<S: Sql> Reads for S {
         self.all("SELECT {event_attempts} FROM event_attempts WHERE event_id = $1 ORDER BY {seq}", &[event_id.into()])
     }
 
+    fn scheduled_due(&self, now: &str) -> StoreResult<bool> {
+        let due = self.rows(
+            "SELECT transaction_id FROM transactions WHERE status = 'SCHEDULED' AND scheduled_for <= $1 LIMIT 1",
+            &[now.into()],
+            |c| c.text().map(str::to_string),
+        )?;
+        Ok(!due.is_empty())
+    }
+
+    fn holds_due(&self, now: &str, expired: bool, limit: u32) -> StoreResult<Vec<String>> {
+        let read = |c: &mut Cursor<'_>| c.text().map(str::to_string);
+        let limit = Value::Int(limit.into());
+        match expired {
+            true => self.rows(
+                "SELECT transaction_id FROM transactions WHERE status = 'INFLIGHT'
+                 AND inflight_expiry_date IS NOT NULL AND inflight_expiry_date <= $1
+                 ORDER BY inflight_expiry_date LIMIT $2",
+                &[now.into(), limit],
+                read,
+            ),
+            false => self.rows(
+                "SELECT transaction_id FROM transactions WHERE status = 'INFLIGHT'
+                 AND inflight_commit_date IS NOT NULL AND inflight_commit_date <= $1
+                 ORDER BY inflight_commit_date LIMIT $2",
+                &[now.into(), limit],
+                read,
+            ),
+        }
+    }
+
     fn pending_events(&self) -> StoreResult<u64> {
         let counts = self.rows("SELECT count(*) FROM events WHERE status = 'pending'", &[], |c| c.int())?;
         Ok(counts.first().copied().unwrap_or(0).max(0) as u64)
@@ -365,11 +395,13 @@ impl<S: WriteSql> Writes for S {
             .map(drop)
     }
 
-    fn queued_transactions(&mut self, limit: u32) -> StoreResult<Vec<Transaction>> {
+    fn queued_transactions(&mut self, limit: u32, now: &str) -> StoreResult<Vec<Transaction>> {
         // SKIP LOCKED: another process applying queued transactions takes different ones.
         self.all(
-            "SELECT {transactions} FROM transactions WHERE status = 'QUEUED' ORDER BY {seq} LIMIT $1{skip_locked}",
-            &[Value::Int(limit.into())],
+            "SELECT {transactions} FROM transactions
+             WHERE status = 'QUEUED' OR (status = 'SCHEDULED' AND scheduled_for <= $2)
+             ORDER BY {seq} LIMIT $1{skip_locked}",
+            &[Value::Int(limit.into()), now.into()],
         )
     }
 

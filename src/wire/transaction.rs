@@ -31,6 +31,12 @@ pub struct TransactionJson {
     /// RFC 3339 in UTC; absent when the client gave none (then it is `created_at`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub effective_date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inflight_expiry_date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inflight_commit_date: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub meta_data: Map<String, Value>,
 }
@@ -55,6 +61,9 @@ impl From<Transaction> for TransactionJson {
             inflight: t.inflight,
             created_at: t.created_at,
             effective_date: t.effective_date,
+            scheduled_for: t.scheduled_for,
+            inflight_expiry_date: t.inflight_expiry_date,
+            inflight_commit_date: t.inflight_commit_date,
             meta_data: t.meta_data,
         }
     }

@@ -86,7 +86,7 @@ pub async fn assert_ledger_invariants(server: &Server, currency: &str) -> usize 
             Release,
         }
         let effect = match status {
-            "QUEUED" | "REJECTED" => Effect::None,
+            "SCHEDULED" | "QUEUED" | "REJECTED" => Effect::None,
             "APPLIED" if parent_was_inflight => Effect::Commit,
             "APPLIED" => Effect::Transfer,
             "VOID" if !parent.is_empty() => Effect::Release,
