@@ -57,6 +57,13 @@ pub struct CreateTransactionBody {
     sources: Option<Vec<ShareBody>>,
     /// ...or several destinations (then no `destination`); not both.
     destinations: Option<Vec<ShareBody>>,
+    /// Blnk's all-or-nothing for a split's legs. Keel's splits are always applied in one commit or
+    /// not at all, and a single transaction is trivially so: accepted either way.
+    #[allow(dead_code)]
+    atomic: Option<bool>,
+    /// In Blnk's request type but unused by Blnk's server; ignored here too.
+    #[allow(dead_code)]
+    balance_id: Option<String>,
 }
 
 /// One share of a split, as Blnk writes it.
@@ -72,7 +79,6 @@ pub struct ShareBody {
 
 impl Payload for CreateTransactionBody {
     const RESOURCE: Resource = Resource::Transaction;
-    const NOT_YET: &'static [&'static str] = &["atomic", "balance_id"];
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
