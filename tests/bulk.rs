@@ -131,11 +131,6 @@ async fn bad_batches_are_refused_naming_the_item_and_field() {
         (json!({"transactions": [with_split]}), "TXN_VALIDATION_ERROR", "transactions[0].sources"),
         (json!({"transactions": [s.item(1), "x"]}), "TXN_VALIDATION_ERROR", "transactions[1]"),
         (json!({"transactions": [s.item(1)], "dry_run": true}), "TXN_VALIDATION_ERROR", "dry_run"),
-        (
-            json!({"transactions": [s.item(1), {"balance_id": "bln_x"}]}),
-            "TXN_VALIDATION_ERROR",
-            "transactions[1].balance_id",
-        ),
     ];
     for (body, code, field) in cases {
         let (status, answer) = s.server.post("/transactions/bulk", body.clone()).await;

@@ -69,20 +69,30 @@ async fn check_passes_on_a_healthy_ledger_and_names_a_corrupted_balance() {
 #[tokio::test]
 async fn redeliver_failed_requeues_every_failed_event() {
     let receiver = Receiver::start().await;
-    receiver.fail_next(&[500, 500]);
     let database = TestDatabase::new();
     let args = ["--webhook-url", receiver.url.as_str(), "--webhook-max-attempts", "1", "--webhook-retry-base-ms", "50"];
     let server = Server::start_on(&database.url, &args);
     let currency = unique_currency();
     let wallet = server.balance(&server.ledger("l").await, &currency).await;
+    // First the ledger, the wallet and @World (created by the first transfer) are announced...
+    server.transfer("@World", &wallet, 1, &currency).await;
+    for _ in 0..500 {
+        if receiver.received_all().len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(receiver.received_all().len(), 4, "the ledger, the wallet, @World and the first transfer");
+    // ...then two transfers whose events the receiver refuses.
+    receiver.fail_next(&[500, 500]);
     server.transfer("@World", &wallet, 1, &currency).await;
     server.transfer("@World", &wallet, 1, &currency).await;
-    receiver.wait_for(2).await;
+    receiver.wait_for(3).await;
     wait_for(&server, "/events?status=failed", |e| e.as_array().is_some_and(|l| l.len() == 2)).await;
 
     let (ok, log) = keel(&["webhooks", "redeliver", "--failed", "--database", &database.url]);
     assert!(ok, "{log}");
     assert!(log.contains("2 failed events are pending again"), "{log}");
-    wait_for(&server, "/events?status=delivered", |e| e.as_array().is_some_and(|l| l.len() == 2)).await;
-    assert_eq!(receiver.received().len(), 4, "two failures, then two deliveries");
+    wait_for(&server, "/events?status=delivered", |e| e.as_array().is_some_and(|l| l.len() == 6)).await;
+    assert_eq!(receiver.received().len(), 5, "the first transfer's, two failures, then two deliveries");
 }

@@ -57,7 +57,8 @@ async fn metrics_move_with_real_traffic() {
         t["status"] == "APPLIED"
     })
     .await;
-    // Webhooks: 5 transaction.applied, 1 transaction.queued, 4 monitor triggers (bob > 10 four times).
+    // Webhooks: 5 transaction.applied, 1 transaction.queued, 4 monitor triggers (bob > 10 four times);
+    // besides, ledger.created and balance.created for the ledger, the two balances and @World.
     receiver.wait_for(10).await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await; // let the outbox gauge refresh
 
@@ -73,8 +74,8 @@ async fn metrics_move_with_real_traffic() {
     assert!(metric(&page, "keel_monitor_evaluations_total") >= 4.0);
     assert!(metric(&page, "keel_engine_batch_size_count") >= 8.0, "one batch per write at least");
     assert!(metric(&page, "keel_engine_commit_duration_seconds_count") >= 8.0);
-    assert_eq!(metric(&page, r#"keel_webhook_deliveries_total{outcome="delivered"}"#), 10.0);
-    assert_eq!(metric(&page, "keel_webhook_delivery_lag_seconds_count"), 10.0);
+    assert_eq!(metric(&page, r#"keel_webhook_deliveries_total{outcome="delivered"}"#), 14.0);
+    assert_eq!(metric(&page, "keel_webhook_delivery_lag_seconds_count"), 14.0);
     assert_eq!(metric(&page, "keel_outbox_pending_events"), 0.0);
     assert!(metric(&page, r#"keel_db_pool_connections{state="idle"}"#) >= 0.0);
     assert!(metric(&page, r#"keel_http_request_duration_seconds_count{route="/transactions",method="POST"}"#) >= 6.0);

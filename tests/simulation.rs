@@ -603,6 +603,7 @@ impl Simulation {
     }
 
     /// Checks the whole database against `keel check`'s invariants and the model.
+    // tidy: long because it is the one whole-database check, each invariant a few lines
     fn full_check(&mut self) {
         self.stats.full_checks += 1;
         let seed = self.seed;
@@ -637,10 +638,18 @@ impl Simulation {
         let mut per_transaction: HashMap<String, u64> = HashMap::new();
         let mut per_monitor: HashMap<String, i64> = HashMap::new();
         let mut bulk_events = HashSet::new();
+        let mut created_balances = HashSet::new();
         let mut offset = 0;
         loop {
             let page = reader.events(&Default::default(), Page { limit: 1000, offset }).unwrap();
             for e in &page {
+                if e.kind == EventKind::BalanceCreated {
+                    let body: serde_json::Value = serde_json::from_str(&e.body).unwrap();
+                    let balance = body["data"]["balance_id"].as_str().unwrap().to_string();
+                    assert!(reader.balance(&balance).unwrap().is_some(), "V1, seed {seed}: {balance} was created");
+                    assert!(created_balances.insert(balance), "V1, seed {seed}: one balance.created per balance");
+                    continue;
+                }
                 if matches!(e.kind, EventKind::BulkApplied | EventKind::BulkInflight | EventKind::BulkFailed) {
                     // About a batch: one per run_async bulk request acknowledged (or whose answer
                     // was lost), none for any other.
@@ -665,6 +674,17 @@ impl Simulation {
         }
         for id in &stored_ids {
             assert!(per_transaction.contains_key(id), "V1, seed {seed}: transaction {id} has no lifecycle event");
+        }
+        let mut offset = 0;
+        loop {
+            let page = reader.balances(Page { limit: 1000, offset }).unwrap();
+            for b in &page {
+                assert!(created_balances.contains(&b.id), "V1, seed {seed}: balance {} has its balance.created", b.id);
+            }
+            offset += page.len() as u64;
+            if page.len() < 1000 {
+                break;
+            }
         }
         for batch in &self.model.async_bulks {
             assert!(bulk_events.contains(batch), "V1, seed {seed}: run_async bulk {batch} has its event");

@@ -143,7 +143,12 @@ async fn events_produced_while_the_receiver_is_down_all_arrive_when_it_comes_up(
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let (_, pending) = server.get("/events?status=pending&limit=100").await;
-    assert_eq!(pending.as_array().unwrap().len(), 20, "10 monitor events and 10 transaction.applied, all pending");
+    let counted = pending
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] != "balance.created" && e["event"] != "ledger.created");
+    assert_eq!(counted.count(), 20, "10 monitor events and 10 transaction.applied, all pending");
     let receiver = Receiver::start_on(port);
     receiver.wait_for(20).await;
     let mut got: Vec<Value> =

@@ -10,6 +10,9 @@ pub enum EventKind {
     TransactionInflight,
     TransactionVoid,
     TransactionRejected,
+    /// Blnk's creation events, sent to the server's webhook URL.
+    LedgerCreated,
+    BalanceCreated,
     /// A bulk request run with `run_async` finished: all applied, all held, or failed.
     BulkApplied,
     BulkInflight,
@@ -26,6 +29,8 @@ impl EventKind {
             EventKind::TransactionInflight => "transaction.inflight",
             EventKind::TransactionVoid => "transaction.void",
             EventKind::TransactionRejected => "transaction.rejected",
+            EventKind::LedgerCreated => "ledger.created",
+            EventKind::BalanceCreated => "balance.created",
             EventKind::BulkApplied => "bulk_transaction.applied",
             EventKind::BulkInflight => "bulk_transaction.inflight",
             EventKind::BulkFailed => "bulk_transaction.failed",
@@ -41,6 +46,8 @@ impl EventKind {
             EventKind::TransactionInflight,
             EventKind::TransactionVoid,
             EventKind::TransactionRejected,
+            EventKind::LedgerCreated,
+            EventKind::BalanceCreated,
             EventKind::BulkApplied,
             EventKind::BulkInflight,
             EventKind::BulkFailed,

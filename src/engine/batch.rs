@@ -408,7 +408,17 @@ impl Batch {
             })
             .flat_map(|t| [t.source_balance_id.as_str(), t.destination_balance_id.as_str()])
             .collect();
-        for id in indicators.created.iter().filter(|id| !named.contains(id.as_str())) {
+        for id in &indicators.created {
+            if named.contains(id.as_str()) {
+                let created = self.balances.get(id).cloned().expect("an indicator this batch created was loaded");
+                let mut as_created = created;
+                // The event shows the balance as it was made; the movements have their own events.
+                (as_created.credit_balance, as_created.debit_balance) = (0.into(), 0.into());
+                (as_created.inflight_credit_balance, as_created.inflight_debit_balance) = (0.into(), 0.into());
+                as_created.version = 0;
+                self.balance_created(w, &as_created)?;
+                continue;
+            }
             assert!(!self.changed.contains(id), "E3: an indicator no transaction names has not moved: {id}");
             w.delete_balance(id)?;
             self.balances.remove(id);

@@ -5,8 +5,10 @@ use super::command::Outcome;
 use super::failure::Ruled;
 use crate::domain::balance::Balance;
 use crate::domain::error::{DomainError, Resource};
+use crate::domain::event::EventKind;
 use crate::domain::ledger::Ledger;
-use crate::store::Writes;
+use crate::store::{StoreResult, Writes};
+use crate::wire::event::{balance_event_body, ledger_event_body};
 use serde_json::{Map, Value};
 
 impl Batch {
@@ -19,6 +21,9 @@ impl Batch {
         let ledger =
             Ledger { id: new_id("ldg"), name: name.to_string(), created_at: self.now.clone(), meta_data: meta.clone() };
         w.insert_ledger(&ledger)?;
+        if self.config.webhook_url_configured {
+            self.record_event(w, EventKind::LedgerCreated, ledger_event_body(&ledger), None, None, None)?;
+        }
         Ok(Outcome::Ledger(ledger))
     }
 
@@ -64,6 +69,16 @@ impl Batch {
                 return Err(DomainError::Conflict(message).into());
             }
         }
+        self.balance_created(w, &balance)?;
         Ok(Outcome::Balance(balance))
+    }
+
+    /// Blnk's `balance.created`, for the server's webhook URL (also for an indicator balance a
+    /// transaction created on first use, once the batch keeps it).
+    pub(super) fn balance_created(&mut self, w: &mut dyn Writes, balance: &Balance) -> StoreResult<()> {
+        if !self.config.webhook_url_configured {
+            return Ok(());
+        }
+        self.record_event(w, EventKind::BalanceCreated, balance_event_body(balance), None, None, None)
     }
 }

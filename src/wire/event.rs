@@ -1,9 +1,10 @@
 //! Webhook bodies (`{"event": "...", "data": {...}}`) and the API's view of an event and its
 //! deliveries.
 
-use super::{BalanceJson, MonitorJson, TransactionJson};
+use super::{BalanceJson, LedgerJson, MonitorJson, TransactionJson};
 use crate::domain::balance::Balance;
 use crate::domain::event::{Attempt, Event, EventKind};
+use crate::domain::ledger::Ledger;
 use crate::domain::monitor::Monitor;
 use crate::domain::transaction::Transaction;
 use serde::Serialize;
@@ -16,6 +17,18 @@ pub fn monitor_event_body(monitor: &Monitor, balance: &Balance, transaction_id: 
     data["balance"] = serde_json::to_value(BalanceJson::from(balance.clone())).expect("a balance serializes");
     data["transaction_id"] = json!(transaction_id);
     json!({ "event": EventKind::BalanceMonitor.as_str(), "data": data }).to_string()
+}
+
+/// `ledger.created`: the ledger as the API shows it.
+pub fn ledger_event_body(ledger: &Ledger) -> String {
+    let data = LedgerJson::from(ledger.clone());
+    json!({ "event": EventKind::LedgerCreated.as_str(), "data": data }).to_string()
+}
+
+/// `balance.created`: the balance as the API shows it (all totals 0).
+pub fn balance_event_body(balance: &Balance) -> String {
+    let data = BalanceJson::from(balance.clone());
+    json!({ "event": EventKind::BalanceCreated.as_str(), "data": data }).to_string()
 }
 
 /// `transaction.*`: the transaction as the API shows it.
