@@ -21,8 +21,13 @@
 //!      at its own batch B: the same writes in the same commits, so the ratio is what everything
 //!      but storage costs.
 //!
+//! With `--bulk N`, step 3 posts `POST /transactions/bulk` requests of N transfers each (atomic,
+//! `skip_queue`) instead, and steps 4 and 5 give way to the Keel's-rows baseline at the commit size
+//! those requests made (N × the mean requests per batch).
+//!
 //! `cargo bench --bench transfers -- [--clients 1,8,64] [--seconds 5] [--balances 1000]
-//!     [--monitors M] [--firing F (percent of balances)] [--postgres postgres://USER@HOST:PORT/DB]`
+//!     [--monitors M] [--firing F (percent of balances)] [--postgres postgres://USER@HOST:PORT/DB]
+//!     [--bulk N]`
 //!
 //! With `--postgres` (an admin database), the run and each Keel's-rows baseline get a database of
 //! their own, dropped afterwards.
@@ -53,11 +58,20 @@ struct Options {
     monitors: usize,
     firing_percent: usize,
     postgres: Option<String>,
+    /// Items per `POST /transactions/bulk` request; 0: single transfers.
+    bulk: usize,
 }
 
 fn options() -> Options {
-    let mut o =
-        Options { clients: vec![1, 8, 64], seconds: 5, balances: 1000, monitors: 0, firing_percent: 0, postgres: None };
+    let mut o = Options {
+        clients: vec![1, 8, 64],
+        seconds: 5,
+        balances: 1000,
+        monitors: 0,
+        firing_percent: 0,
+        postgres: None,
+        bulk: 0,
+    };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < args.len() {
@@ -69,6 +83,7 @@ fn options() -> Options {
             "--monitors" => o.monitors = value.parse().expect("--monitors N (per balance)"),
             "--firing" => o.firing_percent = value.parse().expect("--firing PERCENT (of balances)"),
             "--postgres" => o.postgres = Some(value),
+            "--bulk" => o.bulk = value.parse().expect("--bulk ITEMS (per request)"),
             _ => {
                 i += 1;
                 continue; // cargo passes --bench
@@ -92,6 +107,9 @@ fn main() {
         o.balances, o.monitors, o.firing_percent, o.seconds
     );
     let largest = o.clients.iter().copied().max().unwrap_or(1);
+    if o.bulk > 0 {
+        return bulk_mode(&o, &runtime, &url, largest);
+    }
     let (keel_rate, keel_batch) = runtime.block_on(async {
         let receiver = Receiver::start().await;
         let hook_url = receiver.url.clone();
@@ -664,4 +682,99 @@ fn storage_baseline(per_commit: usize, seconds: u64, balances: usize) -> f64 {
         conn.execute_batch("COMMIT").unwrap();
     }
     n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// `--bulk N`: clients posting N-transfer bulk requests over HTTP, then Keel's rows at the same
+/// commit size.
+fn bulk_mode(o: &Options, runtime: &tokio::runtime::Runtime, url: &str, largest: usize) {
+    let (rate, per_commit) = runtime.block_on(async {
+        let receiver = Receiver::start().await;
+        let (ids, commands, took) = set_up(url, o, &receiver.url).await;
+        println!("set-up through the engine: {commands} commands in {:.1} s", took.as_secs_f64());
+        let ids = Arc::new(ids);
+        let server = Server::start_discarding_logs(url, &[]);
+        let client = reqwest::Client::new();
+        println!(
+            "{:>7} {:>8} {:>14} {:>14} {:>16}",
+            "path", "clients", "transfers/s", "requests/s", "transfers/commit"
+        );
+        let mut at_largest = (0.0, 1.0);
+        for &clients in &o.clients {
+            let before = batch_totals(&client, &server.base).await;
+            let requests = drive_bulk(clients, o.seconds, &ids, &server.base, o.bulk).await;
+            let after = batch_totals(&client, &server.base).await;
+            let per_batch = (after.0 - before.0) / (after.1 - before.1).max(1.0);
+            let rate = (requests * o.bulk) as f64 / o.seconds as f64;
+            let per_commit = per_batch * o.bulk as f64;
+            println!(
+                "{:>7} {clients:>8} {rate:>14.0} {:>14.1} {per_commit:>16.0}",
+                "bulk",
+                requests as f64 / o.seconds as f64
+            );
+            if clients == largest {
+                at_largest = (rate, per_commit);
+            }
+        }
+        assert!(server.stop(), "the server exits cleanly");
+        at_largest
+    });
+    let per_commit = (per_commit.round() as usize).max(1);
+    let database = test_database(o);
+    let baseline = keel_rows_baseline(&database.url, per_commit, o.seconds, o.balances, largest);
+    println!("\nstorage baseline, Keel's rows at {per_commit} per commit: {baseline:.0} transfers/s");
+    println!(
+        "Keel bulk over HTTP at {largest} clients: {rate:.0} transfers/s = {:.0}% of Keel's rows at the same \
+         commit size",
+        100.0 * rate / baseline
+    );
+}
+
+/// `clients` clients each posting `items`-transfer bulk requests (atomic, applied at once) for
+/// `seconds`; returns how many requests were applied.
+async fn drive_bulk(clients: usize, seconds: u64, ids: &Arc<Vec<String>>, base: &str, items: usize) -> usize {
+    static RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (ids, stop, url) = (ids.clone(), stop.clone(), format!("{base}/transactions/bulk"));
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1) ^ (run << 32);
+            let mut applied = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let mut body = String::with_capacity(items * 220);
+                body.push_str(r#"{"atomic":true,"skip_queue":true,"transactions":["#);
+                for k in 0..items {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let from = (seed % ids.len() as u64) as usize;
+                    let to = (from + 1 + (seed >> 32) as usize % (ids.len() - 1)) % ids.len();
+                    if k > 0 {
+                        body.push(',');
+                    }
+                    body.push_str(&format!(
+                        concat!(
+                            r#"{{"precise_amount":1,"currency":"USD","source":"{}","destination":"{}","#,
+                            r#""reference":"b{}-{}-{}-{}"}}"#
+                        ),
+                        ids[from], ids[to], run, c, applied, k
+                    ));
+                }
+                body.push_str("]}");
+                let response = client.post(&url).body(body).send().await.unwrap();
+                assert_eq!(response.status(), reqwest::StatusCode::CREATED, "{}", response.text().await.unwrap());
+                applied += 1;
+            }
+            applied
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    total
 }
