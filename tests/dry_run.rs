@@ -280,3 +280,40 @@ async fn a_refund_dry_run_swaps_the_roles_and_leaves_the_original_refundable() {
     assert_eq!(preview["would_apply"], false, "a second refund is refused: {preview}");
     assert_eq!(preview["rejection"]["code"], "TXN_ALREADY_REFUNDED");
 }
+
+#[tokio::test]
+async fn a_split_dry_run_shows_each_leg_and_moves_nothing() {
+    let s = setup().await;
+    let shares = json!([{"identifier": s.bob, "distribution": "30%"}, {"identifier": "@Tips", "distribution": "left"}]);
+    let mut body = s.transfer(1_000, json!({"destinations": shares}));
+    body.as_object_mut().unwrap().remove("destination");
+    let mut dry = body.clone();
+    dry["dry_run"] = json!(true);
+    let preview = s.preview("/transactions", dry).await;
+    assert_eq!(preview["would_apply"], true, "{preview}");
+    let legs: Vec<(Value, Value, Value)> = preview["legs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["identifier"].clone(), l["role"].clone(), l["precise_amount"].clone()))
+        .collect();
+    assert_eq!(
+        legs,
+        vec![(json!(s.bob), json!("destination"), json!("300")), (json!("@Tips"), json!("destination"), json!("700"))]
+    );
+    let source = projection(&preview, "source").clone();
+    assert_eq!((source["current_balance"].as_str(), source["resulting_balance"].as_str()), (Some("1000"), Some("0")));
+    let tips = preview["balances"].as_array().unwrap().iter().find(|b| b["balance_id"] == "@Tips").unwrap().clone();
+    assert_eq!(tips["virtual"], true, "{tips}");
+
+    let real = s.server.create("/transactions", body).await;
+    assert_eq!(real["destinations"][0]["precise_amount"], json!(300), "{real}");
+    assert_predicted(&source, &s.balance(&s.alice).await);
+
+    // Too much: refused as a whole, with the code the real request gives.
+    let mut body = s.transfer(5_000, json!({"destinations": shares, "dry_run": true}));
+    body.as_object_mut().unwrap().remove("destination");
+    let preview = s.preview("/transactions", body).await;
+    assert_eq!(preview["rejection"]["code"], "TXN_INSUFFICIENT_FUNDS", "{preview}");
+    assert!(preview.get("legs").is_none(), "a refused split has no legs: {preview}");
+}

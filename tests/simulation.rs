@@ -304,7 +304,10 @@ impl Simulation {
             let command = self.random_request();
             if matches!(
                 command,
-                Command::CreateTransaction(_) | Command::FinishInflight { .. } | Command::Refund { .. }
+                Command::CreateTransaction(_)
+                    | Command::CreateSplit(_)
+                    | Command::FinishInflight { .. }
+                    | Command::Refund { .. }
             ) {
                 break command;
             }
@@ -343,6 +346,12 @@ impl Simulation {
                 }
             }
             Ok(Outcome::Transaction(t)) => Some(t.clone()),
+            Ok(Outcome::Split { parent, legs }) => {
+                let real: Vec<&BigInt> = legs.iter().flatten().map(|t| &t.precise_amount).collect();
+                let predicted: Vec<&BigInt> = preview.legs.iter().map(|l| &l.transaction.precise_amount).collect();
+                assert_eq!(predicted, real, "seed {seed}: the split's legs are as predicted: {command:?}");
+                Some(parent.clone())
+            }
             Err(EngineError::Rejected(refused)) => {
                 let expected = preview.result.as_ref().err();
                 assert_eq!(expected, Some(refused), "seed {seed}: refused by the predicted rule: {command:?}");
@@ -719,8 +728,13 @@ impl Simulation {
 
     fn random_command(&mut self) -> Command {
         let command = self.random_request();
-        let moves_money =
-            matches!(command, Command::CreateTransaction(_) | Command::FinishInflight { .. } | Command::Refund { .. });
+        let moves_money = matches!(
+            command,
+            Command::CreateTransaction(_)
+                | Command::CreateSplit(_)
+                | Command::FinishInflight { .. }
+                | Command::Refund { .. }
+        );
         match moves_money && self.rng.u8(..15) == 0 {
             true => Command::DryRun(Box::new(command)),
             false => command,

@@ -181,13 +181,15 @@ pub async fn create(
     let new = new_transaction(body, split.as_ref().map(|(side, _)| *side))?;
     let (precise_amount, precision) = (new.precise_amount.clone(), new.precision);
     if let Some((side, shares)) = split {
-        if dry_run {
-            let message = "a dry run of a split transaction is not implemented yet; leave out dry_run or the split";
-            return Err(ApiError::validation(Resource::Transaction, "dry_run", message));
-        }
         let field = if side == SplitSide::Sources { "sources" } else { "destinations" };
         let amounts = distribute(&precise_amount, precision, &shares, field)?;
+        let reference = Some(new.reference.clone());
+        let currency = new.currency.clone();
         let command = Command::CreateSplit(NewSplit { template: new, side, shares: shares.clone(), amounts });
+        if dry_run {
+            let asked = Asked { reference, currency, precise_amount, precision };
+            return dry_run_reply(&app, command, None, asked, vec![]).await;
+        }
         return match app.engine.submit(command).await? {
             Outcome::Split { parent, legs } => Ok(created(SplitJson::new(parent, side, &shares, legs))),
             other => unreachable!("a split answers its legs, not {other:?}"),
@@ -286,7 +288,9 @@ async fn dry_run_reply(
     };
     let rejection = match &preview.result {
         Ok(_) => None,
-        Err(refused) if preview.balances.len() < 2 => return Err(refused.clone().into()),
+        Err(refused) if preview.balances.len() < 2 || matches!(refused, DomainError::NotFound { .. }) => {
+            return Err(refused.clone().into())
+        }
         Err(refused) => {
             let reason = match refused {
                 DomainError::InsufficientFunds(_) => "insufficient_funds",

@@ -4,6 +4,7 @@
 use super::balance::Balance;
 use super::error::DomainError;
 use super::monitor::Monitor;
+use super::split::SplitSide;
 use super::transaction::Transaction;
 
 /// What a dry run found: what the command would have answered, and what it would have moved.
@@ -18,6 +19,27 @@ pub struct Preview {
     pub balances: Vec<BalanceChange>,
     /// The monitors it would trigger, in evaluation order.
     pub monitors_triggered: Vec<Monitor>,
+    /// A split's legs, each with what it would move (none when refused: a split is all or nothing).
+    pub legs: Vec<Leg>,
+}
+
+/// One leg of a split: the share's identifier, its side, and its amount.
+#[derive(Debug, Clone)]
+pub struct Leg {
+    pub identifier: String,
+    pub role: Role,
+    pub transaction: Transaction,
+}
+
+impl Leg {
+    pub fn of(side: SplitSide, transaction: Transaction) -> Leg {
+        match side {
+            SplitSide::Sources => Leg { identifier: transaction.source.clone(), role: Role::Source, transaction },
+            SplitSide::Destinations => {
+                Leg { identifier: transaction.destination.clone(), role: Role::Destination, transaction }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use super::batch::{self, Batch, BatchConfig, Indicators};
 use super::command::{Command, Outcome};
 use super::failure::split;
 use crate::domain::error::{DomainError, Resource};
-use crate::domain::preview::{BalanceChange, Preview, Role};
+use crate::domain::preview::{BalanceChange, Leg, Preview, Role};
 use crate::store::{StoreResult, Writes};
 use std::collections::HashMap;
 
@@ -32,7 +32,8 @@ pub(super) fn rehearse(
             applied_now.skip_queue = true;
             Command::CreateTransaction(applied_now)
         }
-        Command::FinishInflight { .. } | Command::Refund { .. } => command.clone(),
+        // A split's legs are applied at once already (`NewSplit::legs`).
+        Command::FinishInflight { .. } | Command::Refund { .. } | Command::CreateSplit(_) => command.clone(),
         _ => {
             let message = "only a transaction, an inflight commit or void, or a refund can be a dry run";
             return Ok(Err(DomainError::validation(Resource::Transaction, "dry_run", message)));
@@ -55,8 +56,14 @@ pub(super) fn rehearse(
     let counts_before: HashMap<String, _> =
         batch.monitors.values().flatten().map(|m| (m.id.clone(), m.trigger_count)).collect();
 
+    let mut legs = Vec::new();
     let result = split(batch.apply(w, &command, plan))?.map(|outcome| match outcome {
         Outcome::Transaction(t) => t,
+        Outcome::Split { parent, legs: recorded } => {
+            let Command::CreateSplit(split) = &command else { unreachable!("a split answers a split") };
+            legs = recorded.into_iter().flatten().map(|leg| Leg::of(split.side, leg)).collect();
+            parent
+        }
         other => unreachable!("a money-moving command answers a transaction, not {other:?}"),
     });
 
@@ -78,11 +85,25 @@ pub(super) fn rehearse(
         .filter(|m| counts_before.get(&m.id).is_some_and(|count| m.trigger_count > *count))
         .cloned()
         .collect();
-    Ok(Ok(Preview { result, balances, monitors_triggered }))
+    Ok(Ok(Preview { result, balances, monitors_triggered, legs }))
 }
 
-/// The balances a command moves, by id, source first.
+/// The balances a command moves, by id, sources first.
 fn roles(command: &Command, plan: &batch::Plan) -> Vec<(String, Role)> {
+    if let Command::CreateSplit(_) = command {
+        let mut roles: Vec<(String, Role)> = Vec::new();
+        let sides = plan
+            .legs
+            .iter()
+            .map(|(s, _)| (s, Role::Source))
+            .chain(plan.legs.iter().map(|(_, d)| (d, Role::Destination)));
+        for (id, role) in sides {
+            if !roles.iter().any(|(known, _)| known == id) {
+                roles.push((id.clone(), role));
+            }
+        }
+        return roles;
+    }
     let (source, destination) = match (command, &plan.resolved, plan.balances.as_slice()) {
         (Command::CreateTransaction(_), Some((source, destination)), _) => (source, destination),
         // A refund moves the money back: the original's destination is its source.

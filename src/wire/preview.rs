@@ -37,6 +37,9 @@ pub struct PreviewJson {
     #[schema(schema_with = crate::wire::number::exact_number_schema)]
     pub precision: Number,
     pub balances: Vec<BalanceProjectionJson>,
+    /// A split's legs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub legs: Vec<LegJson>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     /// (keel) The monitors the transaction would trigger, as they would stand after it.
@@ -50,6 +53,25 @@ pub struct RejectionJson {
     /// `insufficient_funds` or `other`.
     pub reason: &'static str,
     pub message: String,
+}
+
+/// One leg of a split, as Blnk's `LegProjection`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LegJson {
+    pub identifier: String,
+    /// `source` or `destination`: the side the split divides.
+    pub role: &'static str,
+    /// Minor units, as a string.
+    pub precise_amount: String,
+    #[schema(schema_with = crate::wire::number::exact_number_schema)]
+    pub amount: Number,
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Source => "source",
+        Role::Destination => "destination",
+    }
 }
 
 /// One balance before and after, every total a string of minor units.
@@ -116,6 +138,16 @@ impl PreviewJson {
             precise_amount: precise_amount.to_string(),
             precision: integer(&precision.value()),
             balances: preview.balances.into_iter().map(BalanceProjectionJson::from).collect(),
+            legs: preview
+                .legs
+                .into_iter()
+                .map(|leg| LegJson {
+                    identifier: leg.identifier,
+                    role: role_name(leg.role),
+                    precise_amount: leg.transaction.precise_amount.to_string(),
+                    amount: decimal(&leg.transaction.amount()),
+                })
+                .collect(),
             notes,
             monitors_triggered: preview.monitors_triggered.into_iter().map(MonitorJson::from).collect(),
         }
@@ -128,10 +160,7 @@ impl From<BalanceChange> for BalanceProjectionJson {
         let (now, then) = (Totals::of(&before), Totals::of(&after));
         BalanceProjectionJson {
             balance_id: if is_new_indicator { before.indicator.clone() } else { before.id.clone() },
-            role: match role {
-                Role::Source => "source",
-                Role::Destination => "destination",
-            },
+            role: role_name(role),
             currency: before.currency,
             is_virtual: is_new_indicator,
             current_balance: now.balance,
