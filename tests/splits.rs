@@ -201,6 +201,10 @@ async fn bad_splits_are_refused_naming_the_field() {
             "destination",
         ),
     ];
+    let too_many: Vec<Value> =
+        (0..1_001).map(|i| json!({"identifier": format!("@S{i}"), "distribution": "1"})).collect();
+    let mut cases = cases.to_vec();
+    cases.push((json!({"source": a, "destinations": too_many}), "TXN_INVALID_DISTRIBUTION", "destinations"));
     for (extra, code, field) in cases {
         let (status, answer) = s.server.post("/transactions", s.split(extra.clone())).await;
         assert!(status.is_client_error(), "{extra}: {answer}");

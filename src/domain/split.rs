@@ -17,6 +17,10 @@ use super::error::DomainError;
 use num_bigint::BigInt;
 use num_traits::{Signed, Zero};
 
+/// Most shares in one split: each is a leg of its own, all in one commit (Blnk sets no limit;
+/// this one keeps a split's work and its commit bounded).
+pub const MAX_SHARES: usize = 1_000;
+
 /// The side of a transaction a split divides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SplitSide {
@@ -117,12 +121,16 @@ fn kinds(shares: &[Share], precision: Precision, field: &str) -> Result<Vec<Kind
     if shares.is_empty() {
         return Err(invalid(format!("{field} must list at least one share")));
     }
+    if shares.len() > MAX_SHARES {
+        return Err(invalid(format!("{field} may list at most {MAX_SHARES} shares")));
+    }
     let mut kinds = Vec::with_capacity(shares.len());
+    let mut seen = std::collections::HashSet::with_capacity(shares.len());
     for (i, share) in shares.iter().enumerate() {
         if share.identifier.trim().is_empty() {
             return Err(invalid(format!("{field}[{i}].identifier is required")));
         }
-        if shares[..i].iter().any(|earlier| earlier.identifier == share.identifier) {
+        if !seen.insert(share.identifier.as_str()) {
             return Err(invalid(format!("{field}: {} appears more than once", share.identifier)));
         }
         kinds.push(kind(share, precision).map_err(|why| invalid(format!("{field}[{i}]: {why}")))?);
