@@ -256,12 +256,7 @@ impl Store for PostgresStore {
         let marker = uuid::Uuid::new_v4().to_string();
         let committed = {
             let mut conn = self.pool.get().map_err(pool_error)?;
-            let Connection { client, statements } = &mut *conn;
-            let mut writer = Writer {
-                tx: RefCell::new(client.transaction()?),
-                statements: RefCell::new(statements),
-                pending: RefCell::default(),
-            };
+            let mut writer = Writer::begin(&mut conn)?;
             writer.run("INSERT INTO batch_markers (batch_id) VALUES ($1::text::uuid)", &[&marker])?;
             work(&mut writer)?;
             writer.send_pending()?;
@@ -278,12 +273,7 @@ impl Store for PostgresStore {
     }
     fn rehearse(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
         let mut conn = self.pool.get().map_err(pool_error)?;
-        let Connection { client, statements } = &mut *conn;
-        let mut writer = Writer {
-            tx: RefCell::new(client.transaction()?),
-            statements: RefCell::new(statements),
-            pending: RefCell::default(),
-        };
+        let mut writer = Writer::begin(&mut conn)?;
         work(&mut writer)?;
         // Nothing buffered is sent: it is thrown away with the transaction.
         writer.tx.into_inner().rollback()?;
@@ -385,7 +375,17 @@ fn bound<'v>(params: &'v [Value<'_>]) -> Vec<&'v (dyn ToSql + Sync)> {
     params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    /// A write transaction on `conn`, with its prepared statements.
+    fn begin(conn: &'a mut Connection) -> StoreResult<Writer<'a>> {
+        let Connection { client, statements } = conn;
+        Ok(Writer {
+            tx: RefCell::new(client.transaction()?),
+            statements: RefCell::new(statements),
+            pending: RefCell::default(),
+        })
+    }
+
     fn statement(&self, sql: &str) -> StoreResult<Statement> {
         cached(&mut self.statements.borrow_mut(), sql, |sql| self.tx.borrow_mut().prepare(sql))
     }

@@ -288,24 +288,20 @@ impl<S: Sql> Reads for S {
     }
 
     fn holds_due(&self, now: &str, expired: bool, limit: u32) -> StoreResult<Vec<String>> {
-        let read = |c: &mut Cursor<'_>| c.text().map(str::to_string);
-        let limit = Value::Int(limit.into());
-        match expired {
-            true => self.rows(
+        // Two statements rather than one with the column spliced in: every query is a fixed text.
+        let sql = match expired {
+            true => {
                 "SELECT transaction_id FROM transactions WHERE status = 'INFLIGHT'
                  AND inflight_expiry_date IS NOT NULL AND inflight_expiry_date <= $1
-                 ORDER BY inflight_expiry_date LIMIT $2",
-                &[now.into(), limit],
-                read,
-            ),
-            false => self.rows(
+                 ORDER BY inflight_expiry_date LIMIT $2"
+            }
+            false => {
                 "SELECT transaction_id FROM transactions WHERE status = 'INFLIGHT'
                  AND inflight_commit_date IS NOT NULL AND inflight_commit_date <= $1
-                 ORDER BY inflight_commit_date LIMIT $2",
-                &[now.into(), limit],
-                read,
-            ),
-        }
+                 ORDER BY inflight_commit_date LIMIT $2"
+            }
+        };
+        self.rows(sql, &[now.into(), Value::Int(limit.into())], |c| c.text().map(str::to_string))
     }
 
     fn pending_events(&self) -> StoreResult<u64> {
