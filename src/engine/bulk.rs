@@ -9,7 +9,6 @@ use super::batch::{new_id, Batch};
 use super::command::{NewBulk, Outcome};
 use super::failure::{Failure, Ruled};
 use crate::domain::event::EventKind;
-use crate::domain::transaction::Status;
 use crate::store::Writes;
 use serde_json::json;
 
@@ -41,7 +40,7 @@ impl Batch {
             }
         }
         if bulk.run_async {
-            self.bulk_event(w, &id, bulk, &recorded, refused.as_ref().map(|(i, why)| (*i, why.to_string())))?;
+            self.bulk_event(w, &id, bulk, refused.as_ref().map(|(i, why)| (*i, why.to_string())))?;
         }
         Ok(Outcome::Bulk { id, recorded, refused })
     }
@@ -52,13 +51,13 @@ impl Batch {
         w: &mut dyn Writes,
         id: &str,
         bulk: &NewBulk,
-        recorded: &[crate::domain::transaction::Transaction],
         refused: Option<(usize, String)>,
     ) -> crate::store::StoreResult<()> {
         if !self.config.webhook_url_configured {
             return Ok(());
         }
-        let inflight = recorded.first().is_some_and(|t| t.status == Status::Inflight || t.inflight);
+        // The request's `inflight` is every item's (the API set it on each).
+        let inflight = bulk.items.first().is_some_and(|item| item.inflight);
         let (kind, data) = match refused {
             None => {
                 let kind = if inflight { EventKind::BulkInflight } else { EventKind::BulkApplied };
