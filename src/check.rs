@@ -28,7 +28,7 @@ pub fn run(store: &dyn Store, progress: &mut dyn FnMut(String)) -> StoreResult<R
         report = Report::default();
         let mut replay = Replay::default();
         loop {
-            let page = reader.transactions(Page { limit: PAGE, offset: replay.transactions })?;
+            let page = reader.transactions(Page::first(PAGE, replay.transactions))?;
             for t in &page {
                 replay.apply(t);
                 if replay.transactions % PROGRESS_EVERY == 0 {
@@ -44,7 +44,7 @@ pub fn run(store: &dyn Store, progress: &mut dyn FnMut(String)) -> StoreResult<R
         let mut sums: BTreeMap<String, (BigInt, BigInt)> = BTreeMap::new();
         let mut seen = HashSet::new();
         loop {
-            let page = reader.balances(Page { limit: PAGE, offset: report.balances })?;
+            let page = reader.balances(Page::first(PAGE, report.balances))?;
             for b in &page {
                 report.balances += 1;
                 if report.balances % PROGRESS_EVERY == 0 {

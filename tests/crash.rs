@@ -45,13 +45,13 @@ async fn load(http: reqwest::Client, base: String, wallets: Vec<String>, currenc
 /// Waits until no transaction of `currency` is still QUEUED (the restarted engine drains them).
 async fn drain_queue(server: &Server, currency: &str) {
     for _ in 0..200 {
-        let (_, all) = server.get("/transactions?limit=1000&offset=0").await;
+        let (_, all) = server.get("/transactions?sort_order=asc&limit=1000&offset=0").await;
         let mut offset = 0;
         let mut queued = all.as_array().unwrap().iter().any(|t| t["currency"] == currency && t["status"] == "QUEUED");
         let mut page = all;
         while page.as_array().unwrap().len() == 1000 {
             offset += 1000;
-            page = server.get(&format!("/transactions?limit=1000&offset={offset}")).await.1;
+            page = server.get(&format!("/transactions?sort_order=asc&limit=1000&offset={offset}")).await.1;
             queued |= page.as_array().unwrap().iter().any(|t| t["currency"] == currency && t["status"] == "QUEUED");
         }
         if !queued {
@@ -122,7 +122,7 @@ async fn sigkill_under_load_loses_nothing_acknowledged_and_half_applies_nothing(
     // Every committed transaction touching wallet 0 after the monitor existed fires it ("every").
     let mut log = Vec::new();
     loop {
-        let (_, page) = server.get(&format!("/transactions?limit=1000&offset={}", log.len())).await;
+        let (_, page) = server.get(&format!("/transactions?sort_order=asc&limit=1000&offset={}", log.len())).await;
         let page = page.as_array().unwrap().clone();
         let done = page.len() < 1000;
         log.extend(page);

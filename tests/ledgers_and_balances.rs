@@ -44,10 +44,21 @@ async fn ledgers_are_created_read_listed_and_renamed() {
     let (status, list) = server.get("/ledgers").await;
     assert_eq!(status, StatusCode::OK);
     let names: Vec<&str> = list.as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["General Ledger", "Clients", "second"], "the general ledger always exists");
+    assert_eq!(
+        names,
+        ["second", "Clients", "General Ledger"],
+        "newest first, as Blnk; the general ledger always exists"
+    );
     let (_, page) = server.get("/ledgers?limit=1&offset=1").await;
     assert_eq!(page.as_array().unwrap().len(), 1);
     assert_eq!(page[0]["name"], "Clients");
+    let (_, oldest) = server.get("/ledgers?sort_order=asc&sort_by=created_at&limit=2").await;
+    let names: Vec<&str> = oldest.as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["General Ledger", "Clients"], "Blnk's sort_order=asc: oldest first");
+    for (query, field) in [("sort_order=up", "sort_order"), ("sort_by=name", "sort_by")] {
+        let (status, body) = server.get(&format!("/ledgers?{query}")).await;
+        assert_eq!((status, body["error_detail"]["details"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)));
+    }
 }
 
 #[tokio::test]

@@ -27,7 +27,7 @@ async fn children(server: &Server, parent: &str) -> Vec<Value> {
     let mut found = Vec::new();
     let mut offset = 0;
     loop {
-        let (status, page) = server.get(&format!("/transactions?limit=1000&offset={offset}")).await;
+        let (status, page) = server.get(&format!("/transactions?sort_order=asc&limit=1000&offset={offset}")).await;
         assert_eq!(status, StatusCode::OK, "{page}");
         let page = page.as_array().unwrap().clone();
         offset += page.len();
@@ -224,7 +224,7 @@ async fn backends_terminated_every_30_ms_under_load_neither_lose_nor_repeat_a_wr
         assert!(committed <= BigInt::from(200), "hold {held} over-committed: {committed} of 200");
     }
     assert_ledger_invariants(&server, &currency).await;
-    let (_, log) = server.get("/transactions?limit=1000").await;
+    let (_, log) = server.get("/transactions?sort_order=asc&limit=1000").await;
     let stored_transfers =
         log.as_array().unwrap().iter().filter(|t| t["reference"].as_str().unwrap().starts_with("t-")).count();
     assert!(

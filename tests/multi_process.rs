@@ -103,7 +103,7 @@ async fn two_processes_share_one_database_safely() {
     assert!(replayed > CLIENTS * TRANSFERS_PER_CLIENT / 2, "the load ran ({replayed} transactions)");
 
     // Every applied transaction touching wallet 0 after the monitor existed fires it ("every").
-    let (_, log) = a.get("/transactions?limit=1000").await;
+    let (_, log) = a.get("/transactions?sort_order=asc&limit=1000").await;
     let fundings = 4;
     let expected: HashSet<String> = log
         .as_array()

@@ -12,7 +12,7 @@ async fn snapshot(server: &Server) -> (Value, Value, Value) {
     (
         server.get("/ledgers?limit=1000").await.1,
         server.get("/balances?limit=1000").await.1,
-        server.get("/transactions?limit=1000").await.1,
+        server.get("/transactions?sort_order=asc&limit=1000").await.1,
     )
 }
 

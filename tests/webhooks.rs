@@ -284,7 +284,7 @@ async fn every_event_carries_its_sequence_which_follows_commit_order_for_each_ba
     for client in clients {
         client.await.unwrap();
     }
-    let (_, log) = server.get("/transactions?limit=1000").await;
+    let (_, log) = server.get("/transactions?sort_order=asc&limit=1000").await;
     let log: Vec<String> =
         log.as_array().unwrap().iter().map(|t| t["transaction_id"].as_str().unwrap().into()).collect();
     // 80 transaction.applied events, and a monitor event for each transfer into the watched

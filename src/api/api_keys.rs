@@ -112,9 +112,8 @@ pub async fn create(
 
 #[utoipa::path(operation_id = "listApiKeys", get, path = "/api-keys", tag = "api-keys",
     params(("owner" = Option<String>, Query, description = "only this owner's keys"),
-        ("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at \
-        1000)"), ("offset" = Option<u64>, Query, description = "skip this many")),
-    responses((status = 200, description = "keys, oldest first, without secrets", body = Vec<ApiKeyJson>),
+        crate::api::extract::PagingQuery),
+    responses((status = 200, description = "keys, newest first (as Blnk), without secrets", body = Vec<ApiKeyJson>),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
             AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
         (status = 403, description = "AUTH_INSUFFICIENT_PERMISSIONS", body = crate::api::error::ErrorBody)))]

@@ -13,14 +13,15 @@ use axum::extract::{Query, State};
 use axum::Json;
 use std::collections::HashMap;
 
-/// `GET /events?status=pending|delivered|failed|no_target&limit=&offset=`, newest first.
+/// `GET /events?status=pending|delivered|failed|no_target&limit=&offset=&sort_order=`, newest first.
 #[utoipa::path(operation_id = "listEvents",
     get,
     path = "/events",
     tag = "events",
-    params(("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at \
-        1000)"), ("offset" = Option<u64>, Query, description = "skip this \
-        many"), ("status" = Option<String>, Query, description = "pending, delivered, failed or no_target")),
+    params(
+        crate::api::extract::PagingQuery,
+        ("status" = Option<String>, Query, description = "pending, delivered, failed or no_target")
+    ),
     responses(
         (status = 200, description = "(keel) the outbox, newest first", body = Vec<crate::wire::EventJson>),
         (status = 400, description = "GEN_VALIDATION_ERROR (status, limit, \

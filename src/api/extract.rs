@@ -218,8 +218,25 @@ impl<S: Send + Sync> FromRequestParts<S> for PathPair {
     }
 }
 
-/// `?limit=&offset=`: limit defaults to 20 and is capped at 1,000; offset defaults to 0.
+/// `?limit=&offset=&sort_order=`: limit defaults to 20 and is capped at 1,000; offset defaults
+/// to 0; `sort_order` is Blnk's, `desc` (newest first, the default) or `asc`. Blnk's `sort_by`
+/// may name `created_at`, the only order Keel's lists have yet.
 pub struct Paging(pub Page);
+
+/// What `Paging` reads, for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read by `Paging` from the query string; this type only describes it
+pub struct PagingQuery {
+    /// At most this many (default 20, capped at 1000).
+    limit: Option<u32>,
+    /// Skip this many.
+    offset: Option<u64>,
+    /// `desc` (newest first, the default) or `asc`.
+    sort_order: Option<String>,
+    /// Only `created_at` (the default).
+    sort_by: Option<String>,
+}
 
 pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 1000;
@@ -243,6 +260,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
         };
         let limit = number("limit")?.map_or(DEFAULT_LIMIT, |l| l.clamp(1, MAX_LIMIT as u64) as u32);
         let offset = number("offset")?.unwrap_or(0);
-        Ok(Paging(Page { limit, offset }))
+        let page = Page::first(limit, offset);
+        let page = match params.get("sort_order").map(|o| o.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("" | "desc") => page.newest_first(),
+            Some("asc") => page,
+            Some(_) => {
+                return Err(ApiError::validation(Resource::General, "sort_order", "sort_order must be asc or desc"))
+            }
+        };
+        match params.get("sort_by").map(|by| by.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("" | "created_at") => Ok(Paging(page)),
+            Some(_) => Err(ApiError::validation(
+                Resource::General,
+                "sort_by",
+                "sort_by can only be created_at in this version of Keel",
+            )),
+        }
     }
 }

@@ -101,10 +101,9 @@ pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Json
     get,
     path = "/ledgers",
     tag = "ledgers",
-    params(("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at \
-        1000)"), ("offset" = Option<u64>, Query, description = "skip this many")),
+    params(crate::api::extract::PagingQuery),
     responses(
-        (status = 200, description = "ledgers, oldest first", body = Vec<crate::wire::LedgerJson>),
+        (status = 200, description = "ledgers, newest first (as Blnk)", body = Vec<crate::wire::LedgerJson>),
         (status = 400, description = "GEN_VALIDATION_ERROR (limit, offset)", body = crate::api::error::ErrorBody),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
             AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),

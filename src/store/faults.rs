@@ -198,6 +198,7 @@ delegate! { reads:
     existing_references(references: &[String]) -> Vec<String>;
     transactions(page: Page) -> Vec<Transaction>;
     children(parent: &str) -> Vec<Transaction>;
+    members(group: &str) -> Vec<Transaction>;
     monitor(id: &str) -> Option<Monitor>;
     monitors(page: Page) -> Vec<Monitor>;
     monitors_of_balance(balance_id: &str) -> Vec<Monitor>;

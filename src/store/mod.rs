@@ -26,11 +26,32 @@ use crate::domain::monitor::Monitor;
 use crate::domain::transaction::{Status, Transaction};
 use serde_json::Map;
 
-/// A window of a list, oldest first.
+/// A window of a list.
 #[derive(Debug, Clone, Copy)]
 pub struct Page {
     pub limit: u32,
     pub offset: u64,
+    /// Where the list starts: with the oldest item or the newest.
+    pub order: Order,
+}
+
+impl Page {
+    /// The first `limit` items, oldest first (the log order `keel check` replays in).
+    pub fn first(limit: u32, offset: u64) -> Page {
+        Page { limit, offset, order: Order::OldestFirst }
+    }
+
+    /// The same window counted from the newest item (Blnk's order for its lists).
+    pub fn newest_first(self) -> Page {
+        Page { order: Order::NewestFirst, ..self }
+    }
+}
+
+/// The order of a list, by when each item was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    OldestFirst,
+    NewestFirst,
 }
 
 /// Which events to list.
@@ -42,25 +63,31 @@ pub struct EventFilter {
 
 pub trait Reads {
     fn ledger(&self, id: &str) -> StoreResult<Option<Ledger>>;
+    /// Ledgers in `page.order`.
     fn ledgers(&self, page: Page) -> StoreResult<Vec<Ledger>>;
     fn balance(&self, id: &str) -> StoreResult<Option<Balance>>;
     fn balance_by_indicator(&self, indicator: &str, currency: &str) -> StoreResult<Option<Balance>>;
+    /// Balances in `page.order`.
     fn balances(&self, page: Page) -> StoreResult<Vec<Balance>>;
     fn transaction(&self, id: &str) -> StoreResult<Option<Transaction>>;
     fn transaction_by_reference(&self, reference: &str) -> StoreResult<Option<Transaction>>;
     /// Which of these references are already taken: one query for a whole batch.
     fn existing_references(&self, references: &[String]) -> StoreResult<Vec<String>>;
-    /// Every transaction in the order it was recorded: the log a balance can be replayed from.
+    /// Every transaction in `page.order`; oldest first, the log a balance can be replayed from.
     fn transactions(&self, page: Page) -> StoreResult<Vec<Transaction>>;
     /// The commits, voids and refunds made against `parent`, in order.
     fn children(&self, parent: &str) -> StoreResult<Vec<Transaction>>;
+    /// The transactions of a group, in order: the legs of a split, or the items of a bulk
+    /// request (and its split items' legs), by the id the request was answered with.
+    fn members(&self, group: &str) -> StoreResult<Vec<Transaction>>;
     fn monitor(&self, id: &str) -> StoreResult<Option<Monitor>>;
+    /// Monitors in `page.order`.
     fn monitors(&self, page: Page) -> StoreResult<Vec<Monitor>>;
     fn monitors_of_balance(&self, balance_id: &str) -> StoreResult<Vec<Monitor>>;
     /// The monitors of all these balances, in creation order: one query for a whole batch.
     fn monitors_of_balances(&self, balance_ids: &[String]) -> StoreResult<Vec<Monitor>>;
     fn event(&self, id: &str) -> StoreResult<Option<Event>>;
-    /// Events matching `filter`, newest first.
+    /// Events matching `filter`, in `page.order`.
     fn events(&self, filter: &EventFilter, page: Page) -> StoreResult<Vec<Event>>;
     fn attempts(&self, event_id: &str) -> StoreResult<Vec<Attempt>>;
     /// How many events wait for delivery (the outbox depth).
@@ -72,7 +99,7 @@ pub trait Reads {
     fn holds_due(&self, now: &str, expired: bool, limit: u32) -> StoreResult<Vec<String>>;
     fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
     fn api_key(&self, id: &str) -> StoreResult<Option<ApiKey>>;
-    /// Keys oldest first; only `owner`'s when given.
+    /// Keys in `page.order`; only `owner`'s when given.
     fn api_keys(&self, owner: Option<&str>, page: Page) -> StoreResult<Vec<ApiKey>>;
 }
 

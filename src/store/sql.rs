@@ -18,7 +18,7 @@
 
 use super::codec::{Codec, Cursor, Kind, Value};
 use super::schema::{columns_of, Record};
-use super::{AfterAttempt, Attempt, EventFilter, Page, Reads, StoreResult, Writes};
+use super::{AfterAttempt, Attempt, EventFilter, Order, Page, Reads, StoreResult, Writes};
 use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
 use crate::domain::event::{Delivery, Event};
@@ -197,7 +197,11 @@ impl<S: Sql> Reads for S {
     }
 
     fn ledgers(&self, page: Page) -> StoreResult<Vec<Ledger>> {
-        self.page("SELECT {ledgers} FROM ledgers ORDER BY {seq} LIMIT $1 OFFSET $2", page)
+        let sql = match page.order {
+            Order::OldestFirst => "SELECT {ledgers} FROM ledgers ORDER BY {seq} LIMIT $1 OFFSET $2",
+            Order::NewestFirst => "SELECT {ledgers} FROM ledgers ORDER BY {seq} DESC LIMIT $1 OFFSET $2",
+        };
+        self.page(sql, page)
     }
 
     fn balance(&self, id: &str) -> StoreResult<Option<Balance>> {
@@ -212,7 +216,11 @@ impl<S: Sql> Reads for S {
     }
 
     fn balances(&self, page: Page) -> StoreResult<Vec<Balance>> {
-        self.page("SELECT {balances} FROM balances ORDER BY {seq} LIMIT $1 OFFSET $2", page)
+        let sql = match page.order {
+            Order::OldestFirst => "SELECT {balances} FROM balances ORDER BY {seq} LIMIT $1 OFFSET $2",
+            Order::NewestFirst => "SELECT {balances} FROM balances ORDER BY {seq} DESC LIMIT $1 OFFSET $2",
+        };
+        self.page(sql, page)
     }
 
     fn transaction(&self, id: &str) -> StoreResult<Option<Transaction>> {
@@ -228,7 +236,11 @@ impl<S: Sql> Reads for S {
     }
 
     fn transactions(&self, page: Page) -> StoreResult<Vec<Transaction>> {
-        self.page("SELECT {transactions} FROM transactions ORDER BY {seq} LIMIT $1 OFFSET $2", page)
+        let sql = match page.order {
+            Order::OldestFirst => "SELECT {transactions} FROM transactions ORDER BY {seq} LIMIT $1 OFFSET $2",
+            Order::NewestFirst => "SELECT {transactions} FROM transactions ORDER BY {seq} DESC LIMIT $1 OFFSET $2",
+        };
+        self.page(sql, page)
     }
 
     fn children(&self, parent: &str) -> StoreResult<Vec<Transaction>> {
@@ -238,12 +250,22 @@ impl<S: Sql> Reads for S {
         )
     }
 
+    fn members(&self, group: &str) -> StoreResult<Vec<Transaction>> {
+        self.all("SELECT {transactions} FROM transactions WHERE group_id = $1 ORDER BY {seq}", &[group.into()])
+    }
+
     fn monitor(&self, id: &str) -> StoreResult<Option<Monitor>> {
         self.one("SELECT {balance_monitors} FROM balance_monitors WHERE monitor_id = $1", &[id.into()])
     }
 
     fn monitors(&self, page: Page) -> StoreResult<Vec<Monitor>> {
-        self.page("SELECT {balance_monitors} FROM balance_monitors ORDER BY {seq} LIMIT $1 OFFSET $2", page)
+        let sql = match page.order {
+            Order::OldestFirst => "SELECT {balance_monitors} FROM balance_monitors ORDER BY {seq} LIMIT $1 OFFSET $2",
+            Order::NewestFirst => {
+                "SELECT {balance_monitors} FROM balance_monitors ORDER BY {seq} DESC LIMIT $1 OFFSET $2"
+            }
+        };
+        self.page(sql, page)
     }
 
     fn monitors_of_balance(&self, balance_id: &str) -> StoreResult<Vec<Monitor>> {
@@ -266,10 +288,20 @@ impl<S: Sql> Reads for S {
 
     fn events(&self, filter: &EventFilter, page: Page) -> StoreResult<Vec<Event>> {
         let [limit, offset] = limits(page);
+        let sql = match page.order {
+            Order::OldestFirst => {
+                "SELECT {events} FROM events
+                 WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) AND (CAST($2 AS TEXT) IS NULL OR monitor_id = $2)
+                 ORDER BY {seq} LIMIT $3 OFFSET $4"
+            }
+            Order::NewestFirst => {
+                "SELECT {events} FROM events
+                 WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) AND (CAST($2 AS TEXT) IS NULL OR monitor_id = $2)
+                 ORDER BY {seq} DESC LIMIT $3 OFFSET $4"
+            }
+        };
         self.all(
-            "SELECT {events} FROM events
-             WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) AND (CAST($2 AS TEXT) IS NULL OR monitor_id = $2)
-             ORDER BY {seq} DESC LIMIT $3 OFFSET $4",
+            sql,
             &[filter.delivery.map(Delivery::as_str).into(), filter.monitor_id.as_deref().into(), limit, offset],
         )
     }
@@ -319,11 +351,17 @@ impl<S: Sql> Reads for S {
 
     fn api_keys(&self, owner: Option<&str>, page: Page) -> StoreResult<Vec<ApiKey>> {
         let [limit, offset] = limits(page);
-        self.all(
-            "SELECT {api_keys} FROM api_keys WHERE (CAST($1 AS TEXT) IS NULL OR owner = $1)
-             ORDER BY {seq} LIMIT $2 OFFSET $3",
-            &[owner.into(), limit, offset],
-        )
+        let sql = match page.order {
+            Order::OldestFirst => {
+                "SELECT {api_keys} FROM api_keys WHERE (CAST($1 AS TEXT) IS NULL OR owner = $1)
+                 ORDER BY {seq} LIMIT $2 OFFSET $3"
+            }
+            Order::NewestFirst => {
+                "SELECT {api_keys} FROM api_keys WHERE (CAST($1 AS TEXT) IS NULL OR owner = $1)
+                 ORDER BY {seq} DESC LIMIT $2 OFFSET $3"
+            }
+        };
+        self.all(sql, &[owner.into(), limit, offset])
     }
 }
 

@@ -17,7 +17,7 @@ pub fn big(v: &Value) -> BigInt {
 async fn all(server: &Server, path: &str) -> Vec<Value> {
     let mut out = Vec::new();
     loop {
-        let (status, page) = server.get(&format!("{path}?limit=1000&offset={}", out.len())).await;
+        let (status, page) = server.get(&format!("{path}?limit=1000&offset={}&sort_order=asc", out.len())).await;
         assert!(status.is_success(), "GET {path}: {page}");
         let page = page.as_array().expect("a list").clone();
         let done = page.len() < 1000;
