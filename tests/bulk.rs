@@ -121,16 +121,24 @@ async fn bad_batches_are_refused_naming_the_item_and_field() {
     let s = setup(Server::in_process(None)).await;
     let mut no_amount = s.item(1);
     no_amount.as_object_mut().unwrap().remove("precise_amount");
-    let split = json!({"sources": [{"identifier": s.alice, "distribution": "left"}]});
-    let mut with_split = s.item(1);
-    with_split.as_object_mut().unwrap().extend(split.as_object().unwrap().clone());
+    let mut both_sides = s.item(1);
+    let split = json!({"sources": [{"identifier": s.alice, "distribution": "left"}],
+        "destinations": [{"identifier": s.bob, "distribution": "left"}]});
+    both_sides.as_object_mut().unwrap().extend(split.as_object().unwrap().clone());
+    let mut bad_share = s.item(100);
+    bad_share["destination"] = json!(null);
+    bad_share["destinations"] = json!([{"identifier": s.bob, "distribution": "150%"}]);
+    let mut own_dry_run = s.item(1);
+    own_dry_run["dry_run"] = json!(true);
     let cases = [
         (json!({"transactions": []}), "TXN_BULK_EMPTY", "transactions"),
         (json!({}), "TXN_BULK_EMPTY", "transactions"),
         (json!({"transactions": [s.item(1), no_amount]}), "TXN_INVALID_AMOUNT", "transactions[1].amount"),
-        (json!({"transactions": [with_split]}), "TXN_VALIDATION_ERROR", "transactions[0].sources"),
+        (json!({"transactions": [both_sides]}), "TXN_VALIDATION_ERROR", "transactions[0].destinations"),
+        (json!({"transactions": [bad_share]}), "TXN_INVALID_DISTRIBUTION", "transactions[0].destinations"),
         (json!({"transactions": [s.item(1), "x"]}), "TXN_VALIDATION_ERROR", "transactions[1]"),
-        (json!({"transactions": [s.item(1)], "dry_run": true}), "TXN_VALIDATION_ERROR", "dry_run"),
+        // A preview is the whole request's to ask for: an item's own dry_run would be applied.
+        (json!({"transactions": [own_dry_run]}), "TXN_VALIDATION_ERROR", "transactions[0].dry_run"),
     ];
     for (body, code, field) in cases {
         let (status, answer) = s.server.post("/transactions/bulk", body.clone()).await;
@@ -232,5 +240,99 @@ async fn holds_are_committed_and_voided_in_bulk_each_on_its_own() {
     let ids: Vec<String> = (0..101).map(|i| format!("txn_{i}")).collect();
     let (_, answer) = s.server.post("/transactions/inflight/bulk/void", json!({"transaction_ids": ids})).await;
     assert_eq!(answer["error_detail"]["code"], "TXN_BULK_LIMIT_EXCEEDED");
+    assert_ledger_invariants(&s.server, &s.currency).await;
+}
+
+#[tokio::test]
+async fn split_items_record_their_legs_in_the_batch_all_or_none() {
+    let s = setup(Server::in_process(None)).await;
+    let mut split = s.item(300);
+    split["destination"] = json!(null);
+    split["destinations"] =
+        json!([{"identifier": s.bob, "distribution": "50%"}, {"identifier": "@Fees", "distribution": "left"}]);
+    // Not skip_queue, yet applied at once: a split item's legs commit together.
+    let (status, answer) =
+        s.server.post("/transactions/bulk", json!({"transactions": [s.item(100), split.clone()]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let batch = answer["batch_id"].as_str().unwrap();
+    assert_eq!(answer["transaction_count"], 2, "items, as Blnk counts them: {answer}");
+    for (leg, amount) in [(1, 150), (2, 150)] {
+        let reference = format!("{}-{leg}", split["reference"].as_str().unwrap());
+        let (status, t) = s.server.get(&format!("/transactions/reference/{reference}")).await;
+        assert_eq!(status, StatusCode::OK, "{reference}: {t}");
+        assert_eq!(
+            (t["status"].as_str(), t["parent_transaction"].as_str(), t["precise_amount"].as_i64()),
+            (Some("APPLIED"), Some(batch), Some(amount)),
+            "{t}"
+        );
+        assert_eq!(t["meta_data"]["sequence"], 2, "the item's place: {t}");
+    }
+    assert_eq!(s.balances().await, (600, 250));
+
+    // A split item one of whose legs is short: not atomic, so the items before it stand, and
+    // none of its legs is recorded.
+    let mut short = s.item(2_000);
+    short["destination"] = json!(null);
+    short["destinations"] =
+        json!([{"identifier": s.bob, "distribution": "10%"}, {"identifier": "@Fees", "distribution": "left"}]);
+    let first = s.item(100);
+    let (status, answer) =
+        s.server.post("/transactions/bulk", json!({"transactions": [first.clone(), short.clone()]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error_detail"]["details"]["field"], "transactions[1].source", "{answer}");
+    assert_eq!(s.by_reference(&first).await.0, StatusCode::OK);
+    for leg in [1, 2] {
+        let reference = format!("{}-{leg}", short["reference"].as_str().unwrap());
+        assert_eq!(s.server.get(&format!("/transactions/reference/{reference}")).await.0, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(s.balances().await, (500, 350));
+    assert_ledger_invariants(&s.server, &s.currency).await;
+}
+
+#[tokio::test]
+async fn an_inflight_batch_is_committed_voided_and_tagged_by_its_id() {
+    let s = setup(Server::in_process(None)).await;
+    let items = vec![s.item(100), s.item(200)];
+    let body = json!({"transactions": items, "inflight": true, "skip_queue": true});
+    let (_, answer) = s.server.post("/transactions/bulk", body).await;
+    let batch = answer["batch_id"].as_str().unwrap().to_string();
+    let (status, answer) =
+        s.server.put(&format!("/transactions/inflight/{batch}"), json!({"status": "commit", "amount": 1})).await;
+    assert_eq!(
+        (status, answer["error_detail"]["details"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("amount")),
+        "a batch is committed whole: {answer}"
+    );
+    let (status, first) = s.server.put(&format!("/transactions/inflight/{batch}"), json!({"status": "commit"})).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!((first["status"].as_str(), first["precise_amount"].as_i64()), (Some("APPLIED"), Some(100)), "{first}");
+    assert_eq!(s.balances().await, (700, 300), "every item committed");
+    for item in &items {
+        assert_eq!(s.by_reference(item).await.1["status"], "COMMIT");
+    }
+    let (status, answer) = s.server.put(&format!("/transactions/inflight/{batch}"), json!({"status": "void"})).await;
+    assert_eq!(
+        (status, answer["error_detail"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("TXN_ALREADY_COMMITTED")),
+        "{answer}"
+    );
+
+    let (status, merged) = s.server.post(&format!("/{batch}/metadata"), json!({"meta_data": {"settled": "yes"}})).await;
+    assert_eq!((status, &merged), (StatusCode::OK, &json!({"meta_data": {"settled": "yes"}})), "{merged}");
+    for (i, item) in items.iter().enumerate() {
+        let (_, t) = s.by_reference(item).await;
+        assert_eq!(t["meta_data"], json!({"k": "v", "sequence": i + 1, "settled": "yes"}), "{t}");
+    }
+    let (status, _) = s.server.post("/bulk_missing/metadata", json!({"meta_data": {"a": 1}})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A batch voided by its id releases every hold.
+    let body = json!({"transactions": [s.item(50), s.item(60)], "inflight": true, "skip_queue": true});
+    let (_, answer) = s.server.post("/transactions/bulk", body).await;
+    let batch = answer["batch_id"].as_str().unwrap();
+    let (status, _) = s.server.put(&format!("/transactions/inflight/{batch}"), json!({"status": "void"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, alice) = s.server.get(&format!("/balances/{}", s.alice)).await;
+    assert_eq!((alice["balance"].as_i64(), alice["inflight_debit_balance"].as_i64()), (Some(700), Some(0)));
     assert_ledger_invariants(&s.server, &s.currency).await;
 }

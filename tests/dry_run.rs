@@ -49,9 +49,12 @@ impl Setup {
 
     async fn world(&self) -> World {
         let mut lists = Vec::new();
-        for path in
-            ["/balances?limit=1000", "/transactions?limit=1000", "/balance-monitors?limit=1000", "/events?limit=1000"]
-        {
+        for path in [
+            "/balances?limit=1000",
+            "/transactions?sort_order=asc&limit=1000",
+            "/balance-monitors?limit=1000",
+            "/events?limit=1000",
+        ] {
             let (status, list) = self.server.get(path).await;
             assert_eq!(status, StatusCode::OK, "{path}: {list}");
             lists.push(list);
@@ -316,4 +319,120 @@ async fn a_split_dry_run_shows_each_leg_and_moves_nothing() {
     let preview = s.preview("/transactions", body).await;
     assert_eq!(preview["rejection"]["code"], "TXN_INSUFFICIENT_FUNDS", "{preview}");
     assert!(preview.get("legs").is_none(), "a refused split has no legs: {preview}");
+}
+
+#[tokio::test]
+async fn a_bulk_dry_run_judges_every_item_in_order_and_predicts_the_real_request() {
+    let s = setup().await;
+    // The second item is more than Alice has once the first is paid; the third fits again.
+    let items = vec![s.transfer(600, json!({})), s.transfer(600, json!({})), s.transfer(100, json!({}))];
+    for atomic in [true, false] {
+        let body = json!({"transactions": items, "atomic": atomic, "skip_queue": true, "dry_run": true});
+        let preview = s.preview("/transactions/bulk", body).await;
+        assert_eq!(
+            (&preview["would_apply"], &preview["cumulative"], &preview["atomic"]),
+            (&json!(false), &json!(true), &json!(atomic)),
+            "{preview}"
+        );
+        let verdicts: Vec<(Value, Value)> = preview["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["would_apply"].clone(), r["rejection"]["code"].clone()))
+            .collect();
+        assert_eq!(
+            verdicts,
+            vec![
+                (json!(true), Value::Null),
+                (json!(false), json!("TXN_INSUFFICIENT_FUNDS")),
+                (json!(true), Value::Null),
+            ],
+            "each item's own verdict, the refused one moving nothing: {preview}"
+        );
+        assert_eq!(preview["results"][2]["balances"][0]["current_balance"], "400", "after item 0 only: {preview}");
+        assert!(preview["notes"].to_string().contains("transactions[1]"), "{preview}");
+        // The request's effect: atomic, nothing; otherwise the first item alone (it stops at the second).
+        let alice = projection(&preview, "source");
+        let expected = if atomic { "1000" } else { "400" };
+        assert_eq!(alice["resulting_balance"], expected, "{preview}");
+    }
+    // The real request does what the non-atomic preview said.
+    let body = json!({"transactions": items, "skip_queue": true});
+    let (status, answer) = s.server.post("/transactions/bulk", body.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(s.balance(&s.alice).await["balance"], 400);
+
+    // Queued, the queue rejects the short item and goes on: the preview says so.
+    let items = vec![s.transfer(300, json!({})), s.transfer(300, json!({})), s.transfer(100, json!({}))];
+    let preview = s.preview("/transactions/bulk", json!({"transactions": items, "dry_run": true})).await;
+    assert_eq!(preview["results"][1]["would_apply"], false, "{preview}");
+    assert_eq!(projection(&preview, "source")["resulting_balance"], "0", "items 0 and 2 go: {preview}");
+    assert!(preview["notes"].to_string().contains("REJECTED"), "{preview}");
+}
+
+#[tokio::test]
+async fn a_bulk_dry_run_with_a_split_item_and_a_duplicate_reference() {
+    let s = setup().await;
+    let mut split = s.transfer(
+        500,
+        json!({"destinations": [
+        {"identifier": s.bob, "distribution": "20%"}, {"identifier": "@Tips", "distribution": "left"}]}),
+    );
+    split.as_object_mut().unwrap().remove("destination");
+    let repeated = s.transfer(10, json!({}));
+    let body = json!({"transactions": [split, repeated, repeated], "dry_run": true, "run_async": true});
+    let preview = s.preview("/transactions/bulk", body).await;
+    let legs = &preview["results"][0]["legs"];
+    assert_eq!((legs[0]["precise_amount"].as_str(), legs[1]["precise_amount"].as_str()), (Some("100"), Some("400")));
+    assert_eq!(preview["results"][0]["precise_amount"], "500", "{preview}");
+    assert_eq!(preview["results"][2]["rejection"]["code"], "TXN_DUPLICATE_REFERENCE", "{preview}");
+    assert!(preview["notes"].to_string().contains("run_async is ignored"), "{preview}");
+    let tips = preview["balances"].as_array().unwrap().iter().find(|b| b["balance_id"] == "@Tips").unwrap();
+    assert_eq!(tips["virtual"], true, "a new indicator is projected, not made: {tips}");
+}
+
+#[tokio::test]
+async fn bulk_commit_and_void_dry_runs_project_each_hold_on_its_own() {
+    let s = setup().await;
+    let hold = s.server.create("/transactions", s.transfer(300, json!({"inflight": true}))).await;
+    let hold = hold["transaction_id"].as_str().unwrap();
+    let body = json!({"transactions": [{"transaction_id": hold, "precise_amount": 100}, {"transaction_id": hold},
+        {"transaction_id": "txn_missing"}], "dry_run": true});
+    let (status, preview) = s.server.post("/transactions/inflight/bulk/commit", body).await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!((&preview["cumulative"], &preview["would_apply"]), (&json!(false), &json!(false)), "{preview}");
+    let results = preview["results"].as_array().unwrap();
+    assert_eq!(
+        results.iter().map(|r| r["precise_amount"].clone()).take(2).collect::<Vec<_>>(),
+        vec![json!("100"), json!("300")],
+        "each against the hold as it stands: {preview}"
+    );
+    assert_eq!(results[2]["rejection"]["code"], "TXN_NOT_FOUND", "{preview}");
+    assert!(preview["notes"].to_string().contains("more than once"), "{preview}");
+    let (status, preview) =
+        s.server.post("/transactions/inflight/bulk/void", json!({"transaction_ids": [hold], "dry_run": true})).await;
+    assert_eq!((status, &preview["results"][0]["status"]), (StatusCode::OK, &json!("VOID")), "{preview}");
+    let (_, stored) = s.server.get(&format!("/transactions/{hold}")).await;
+    assert_eq!(stored["status"], "INFLIGHT", "nothing was settled");
+    assert_eq!(s.balance(&s.alice).await["inflight_debit_balance"], 300);
+}
+
+#[tokio::test]
+async fn a_refund_dry_run_of_several_lists_each_and_their_total() {
+    let s = setup().await;
+    let mut split = s.transfer(
+        400,
+        json!({"destinations": [
+        {"identifier": s.bob, "distribution": "25%"}, {"identifier": "@Tips", "distribution": "left"}]}),
+    );
+    split.as_object_mut().unwrap().remove("destination");
+    let split = s.server.create("/transactions", split).await;
+    let path = format!("/refund-transaction/{}", split["transaction_id"].as_str().unwrap());
+    let preview = s.preview(&path, json!({"dry_run": true})).await;
+    assert_eq!((&preview["would_apply"], &preview["precise_amount"]), (&json!(true), &json!("400")), "{preview}");
+    let legs: Vec<&Value> = preview["legs"].as_array().unwrap().iter().map(|l| &l["identifier"]).collect();
+    assert_eq!(legs, vec![&split["destinations"][0]["transaction_id"], &split["destinations"][1]["transaction_id"]]);
+    let (status, _) = s.server.request("POST", &path, None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_predicted(projection(&preview, "destination"), &s.balance(&s.alice).await);
 }

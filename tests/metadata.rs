@@ -62,7 +62,7 @@ async fn unknown_and_foreign_ids_and_bad_bodies_are_refused() {
         ("bln_missing", StatusCode::NOT_FOUND, "META_ENTITY_NOT_FOUND"),
         ("ldg_missing", StatusCode::NOT_FOUND, "META_ENTITY_NOT_FOUND"),
         ("idt_123", StatusCode::BAD_REQUEST, "META_UNSUPPORTED_ENTITY"),
-        ("bulk_123", StatusCode::BAD_REQUEST, "META_UNSUPPORTED_ENTITY"),
+        ("bulk_123", StatusCode::NOT_FOUND, "META_ENTITY_NOT_FOUND"),
         ("whatever", StatusCode::BAD_REQUEST, "META_INVALID_ENTITY_ID"),
     ] {
         let (answer_status, answer) = server.post(&format!("/{id}/metadata"), json!({"meta_data": {"k": 1}})).await;

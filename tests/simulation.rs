@@ -30,11 +30,13 @@ use keel::domain::event::EventKind;
 use keel::domain::ledger::GENERAL_LEDGER_ID;
 use keel::domain::monitor::Monitor;
 use keel::domain::monitor::{Condition, Trigger};
+use keel::domain::preview::BulkPreview;
 use keel::domain::preview::Preview;
 use keel::domain::split::{distribute, Share, SplitSide};
 use keel::domain::transaction::{Status, Transaction};
 use keel::engine::{
-    Command, Core, EngineConfig, EngineError, InflightAction, NewBulk, NewMonitor, NewSplit, NewTransaction, Outcome,
+    BulkItem, Command, Core, EngineConfig, EngineError, InflightAction, NewBulk, NewMonitor, NewSplit, NewTransaction,
+    Outcome,
 };
 use keel::store::faults::{Fault, FaultyStore};
 use keel::store::{Access, ErrorKind, EventFilter, Page, Reads, Store};
@@ -92,6 +94,12 @@ struct Stats {
     splits: u64,
     /// Bulk requests acknowledged (likewise each item).
     bulks: u64,
+    /// Commits, voids and refunds that wrote several transactions (of a split, a batch, a hold).
+    multi_settlements: u64,
+    /// Refunds of a void, held back the other way.
+    voids_refunded: u64,
+    /// Bulk dry runs checked against the real request.
+    bulk_dry_runs: u64,
     faults: BTreeMap<&'static str, u64>,
 }
 
@@ -109,6 +117,9 @@ impl Stats {
         self.dry_runs_predicted += other.dry_runs_predicted;
         self.splits += other.splits;
         self.bulks += other.bulks;
+        self.multi_settlements += other.multi_settlements;
+        self.voids_refunded += other.voids_refunded;
+        self.bulk_dry_runs += other.bulk_dry_runs;
         for (name, n) in &other.faults {
             *self.faults.entry(name).or_default() += n;
         }
@@ -117,8 +128,8 @@ impl Stats {
     fn report(&self) -> String {
         format!(
             "simulation: {} seeds, {} commands in {} batches: {} acknowledged, {} refused, {} failed in storage, \
-             {} outcome unknown; {} restarts, {} full checks, {} dry runs predicted, {} splits, {} bulks; \
-             faults fired: {:?}",
+             {} outcome unknown; {} restarts, {} full checks, {} dry runs predicted ({} of bulk requests), {} splits, \
+             {} bulks, {} commits, voids or refunds of several, {} voids refunded; faults fired: {:?}",
             self.seeds,
             self.commands,
             self.steps,
@@ -129,8 +140,11 @@ impl Stats {
             self.restarts,
             self.full_checks,
             self.dry_runs_predicted,
+            self.bulk_dry_runs,
             self.splits,
             self.bulks,
+            self.multi_settlements,
+            self.voids_refunded,
             self.faults
         )
     }
@@ -146,6 +160,9 @@ struct Model {
     acked: HashMap<String, Transaction>,
     inflight: Vec<String>,
     applied: Vec<String>,
+    /// Ids a commit, void or refund may name beyond `inflight` and `applied`: settled holds, and
+    /// the ids splits and bulk requests were answered with.
+    settled_and_groups: Vec<String>,
     references: Vec<String>,
     /// References of new transactions whose answer was lost: stored or not, both are right.
     maybe_references: HashSet<String>,
@@ -300,15 +317,19 @@ impl Simulation {
     /// A dry run of a random money-moving request, then the request itself (no fault armed for
     /// either): the dry run changed nothing, and predicted what the request did.
     fn dry_run_then_real(&mut self) {
+        // A bulk request a quarter of the time: its prediction has the most parts to get right.
+        let bulk = self.rng.u8(..4) == 0;
         let command = loop {
             let command = self.random_request();
-            if matches!(
-                command,
+            let wanted = match &command {
+                Command::CreateBulk(_) => true,
                 Command::CreateTransaction(_)
-                    | Command::CreateSplit(_)
-                    | Command::FinishInflight { .. }
-                    | Command::Refund { .. }
-            ) {
+                | Command::CreateSplit(_)
+                | Command::FinishInflight { .. }
+                | Command::Refund { .. } => !bulk,
+                _ => false,
+            };
+            if wanted {
                 break command;
             }
         };
@@ -323,6 +344,7 @@ impl Simulation {
         let answers = self.core().execute(vec![command.clone()]);
         match (&predicted, &answers[0]) {
             (Ok(Outcome::Preview(preview)), real) => self.assert_predicted(preview, real, &command),
+            (Ok(Outcome::BulkPreview(preview)), real) => self.assert_bulk_predicted(preview, real, &command),
             (Err(EngineError::Rejected(expected)), Err(EngineError::Rejected(refused))) => {
                 assert_eq!(expected, refused, "seed {seed}: refused before locking, as predicted: {command:?}")
             }
@@ -346,6 +368,17 @@ impl Simulation {
                 }
             }
             Ok(Outcome::Transaction(t)) => Some(t.clone()),
+            Ok(Outcome::Transactions(written)) if written.len() == 1 => Some(written[0].clone()),
+            Ok(Outcome::Transactions(written)) => {
+                let real: Vec<(&BigInt, &Option<String>)> =
+                    written.iter().map(|t| (&t.precise_amount, &t.parent)).collect();
+                let predicted: Vec<(&BigInt, &Option<String>)> =
+                    preview.legs.iter().map(|l| (&l.transaction.precise_amount, &l.transaction.parent)).collect();
+                assert_eq!(predicted, real, "seed {seed}: each transaction written is as predicted: {command:?}");
+                let mut total = written[0].clone();
+                total.precise_amount = written.iter().map(|t| &t.precise_amount).sum();
+                Some(total)
+            }
             Ok(Outcome::Split { parent, legs }) => {
                 let real: Vec<&BigInt> = legs.iter().flatten().map(|t| &t.precise_amount).collect();
                 let predicted: Vec<&BigInt> = preview.legs.iter().map(|l| &l.transaction.precise_amount).collect();
@@ -395,10 +428,61 @@ impl Simulation {
         }
     }
 
+    /// A bulk request did what its dry run predicted: refused at the predicted item (or by the
+    /// predicted rule before any), each item recorded, applied or rejected as predicted, and every
+    /// balance it names as predicted once the queue has applied what it queued.
+    fn assert_bulk_predicted(&mut self, preview: &BulkPreview, real: &Result<Outcome, EngineError>, command: &Command) {
+        let seed = self.seed;
+        let Command::CreateBulk(bulk) = command else { panic!("seed {seed}: a bulk preview is of a bulk request") };
+        self.stats.bulk_dry_runs += 1;
+        let (recorded, refused) = match real {
+            Ok(Outcome::Bulk { recorded, refused, .. }) => (recorded, refused),
+            other => panic!("seed {seed}: {command:?} was predicted {preview:?} and did {other:?}"),
+        };
+        assert_eq!(preview.stops_at, refused.as_ref().map(|(i, _)| *i), "seed {seed}: stops where predicted");
+        if let Some((i, why)) = refused {
+            assert_eq!(preview.items[*i].result.as_ref().err(), Some(why), "seed {seed}: refused as predicted");
+        }
+        while self.core().apply_queued() > 0 {}
+        let reader = self.reader();
+        let mut legs = recorded.iter();
+        let recorded_items =
+            if bulk.atomic && refused.is_some() { 0 } else { refused.as_ref().map_or(bulk.items.len(), |r| r.0) };
+        for (item, predicted) in bulk.items.iter().zip(&preview.items).take(recorded_items) {
+            for leg in item.legs().iter() {
+                let t = legs.next().expect("every leg of a recorded item is recorded");
+                assert_eq!(t.precise_amount, leg.precise_amount, "seed {seed}: a recorded leg is the item's");
+                let stored = reader.transaction(&t.id).unwrap().expect("a recorded item is stored");
+                let rejected = stored.status == Status::Rejected;
+                assert_eq!(
+                    rejected,
+                    predicted.result.is_err(),
+                    "seed {seed}: item {} as predicted: {predicted:?}",
+                    t.id
+                );
+            }
+        }
+        assert!(legs.next().is_none(), "seed {seed}: nothing after the refused item is recorded");
+        for change in &preview.balances {
+            let stored = match change.is_new_indicator {
+                true => reader.balance_by_indicator(&change.before.indicator, &change.before.currency).unwrap(),
+                false => reader.balance(&change.before.id).unwrap(),
+            };
+            let totals = |b: &Balance| {
+                [&b.credit_balance, &b.debit_balance, &b.inflight_credit_balance, &b.inflight_debit_balance]
+                    .map(Clone::clone)
+            };
+            match stored {
+                Some(stored) => assert_eq!(totals(&change.after), totals(&stored), "seed {seed}: {command:?}"),
+                None => assert!(change.is_new_indicator, "seed {seed}: {change:?} exists"),
+            }
+        }
+    }
+
     /// Everything a dry run must leave as it was: every balance, transaction, monitor and event.
     fn world(&self) -> (Vec<Balance>, Vec<Transaction>, Vec<Monitor>, Vec<Event>) {
         let reader = self.reader();
-        let all = Page { limit: u32::MAX, offset: 0 };
+        let all = Page::first(u32::MAX, 0);
         (
             reader.balances(all).unwrap(),
             reader.transactions(all).unwrap(),
@@ -456,6 +540,47 @@ impl Simulation {
         self.faulty().reader().expect("a reader")
     }
 
+    /// A bulk request's answer: nothing after the refused item is stored, and each leg recorded is
+    /// acknowledged as a transaction.
+    fn acknowledged_bulk(
+        &mut self,
+        bulk: &NewBulk,
+        id: String,
+        recorded: Vec<Transaction>,
+        refused: bool,
+        deleted: &HashSet<String>,
+    ) {
+        let seed = self.seed;
+        self.stats.bulks += 1;
+        if bulk.run_async {
+            self.model.async_bulks.insert(id.clone());
+        }
+        assert!(!bulk.atomic || !refused || recorded.is_empty(), "seed {seed}: atomic is all or none");
+        self.model.settled_and_groups.push(id);
+        let legs: Vec<NewTransaction> = bulk.items.iter().flat_map(|item| item.legs().into_owned()).collect();
+        for leg in legs.iter().skip(recorded.len()) {
+            if self.fresh(&leg.reference) {
+                self.assert_reference_free(&leg.reference, "a bulk item after the refused one");
+            }
+        }
+        for (t, leg) in recorded.into_iter().zip(legs) {
+            self.acknowledged(&Command::CreateTransaction(leg), Outcome::Transaction(t), deleted);
+        }
+    }
+
+    /// What a commit, void or refund wrote: each acknowledged as a transaction.
+    fn acknowledged_settlement(&mut self, command: &Command, written: Vec<Transaction>, deleted: &HashSet<String>) {
+        if let Command::FinishInflight { id, .. } | Command::Refund { id, .. } = command {
+            self.model.settled_and_groups.push(id.clone());
+        }
+        self.stats.multi_settlements += u64::from(written.len() > 1);
+        let held_back = written.iter().filter(|t| t.inflight && matches!(command, Command::Refund { .. }));
+        self.stats.voids_refunded += held_back.count() as u64;
+        for t in written {
+            self.acknowledged(&Command::RunQueue, Outcome::Transaction(t), deleted);
+        }
+    }
+
     /// `deleted`: the monitors this batch deleted (a later command may delete what an earlier one
     /// made or changed).
     fn acknowledged(&mut self, command: &Command, outcome: Outcome, deleted: &HashSet<String>) {
@@ -467,22 +592,12 @@ impl Simulation {
             }
             Outcome::Bulk { id, recorded, refused } => {
                 let Command::CreateBulk(bulk) = command else { panic!("seed {seed}: a bulk request answers a batch") };
-                self.stats.bulks += 1;
-                if bulk.run_async {
-                    self.model.async_bulks.insert(id);
-                }
-                assert!(!bulk.atomic || refused.is_none() || recorded.is_empty(), "seed {seed}: atomic is all or none");
-                for (i, item) in bulk.items.iter().enumerate() {
-                    if i >= recorded.len() && self.fresh(&item.reference) {
-                        self.assert_reference_free(&item.reference, "a bulk item after the refused one");
-                    }
-                }
-                for (t, item) in recorded.into_iter().zip(&bulk.items) {
-                    self.acknowledged(&Command::CreateTransaction(item.clone()), Outcome::Transaction(t), deleted);
-                }
+                self.acknowledged_bulk(bulk, id, recorded, refused.is_some(), deleted);
             }
-            Outcome::Split { legs, .. } => {
+            Outcome::Transactions(written) => self.acknowledged_settlement(command, written, deleted),
+            Outcome::Split { parent, legs } => {
                 let Command::CreateSplit(split) = command else { panic!("seed {seed}: a split answers a split") };
+                self.model.settled_and_groups.push(parent.id);
                 self.stats.splits += 1;
                 for (leg, (_, new)) in legs.into_iter().flatten().zip(split.legs()) {
                     let as_command = Command::CreateTransaction(new);
@@ -534,6 +649,7 @@ impl Simulation {
             | Outcome::Event(_)
             | Outcome::ApiKey { .. }
             | Outcome::Preview(_)
+            | Outcome::BulkPreview(_)
             | Outcome::MetaData(_)
             | Outcome::QueueNudged => {}
         }
@@ -564,8 +680,16 @@ impl Simulation {
                 self.model.maybe_references.extend(new_references(command));
                 self.model.lost_async_bulks |= matches!(command, Command::CreateBulk(b) if b.run_async);
             }
+            // What it writes is a child of the transaction it names, of one of a split's or a batch's
+            // members, or (a refund of a settled hold) of one of their commits or voids.
             Command::FinishInflight { id, .. } | Command::Refund { id, .. } => {
-                self.model.maybe_parents.insert(id.clone());
+                let reader = self.reader();
+                let mut named = vec![id.clone()];
+                named.extend(reader.members(id).unwrap().into_iter().map(|m| m.id));
+                let children: Vec<String> =
+                    named.iter().flat_map(|n| reader.children(n).unwrap()).map(|c| c.id).collect();
+                drop(reader);
+                self.model.maybe_parents.extend(named.into_iter().chain(children));
             }
             // A monitor or balance whose answer was lost: the client never learnt its id, so the
             // model never chooses it; stored or not, the full check accepts it.
@@ -591,7 +715,7 @@ impl Simulation {
         let mut sums: BTreeMap<String, (BigInt, BigInt)> = BTreeMap::new();
         let mut offset = 0;
         loop {
-            let page = reader.balances(Page { limit: 1000, offset }).unwrap();
+            let page = reader.balances(Page::first(1000, offset)).unwrap();
             for b in &page {
                 let totals =
                     [&b.credit_balance, &b.debit_balance, &b.inflight_credit_balance, &b.inflight_debit_balance];
@@ -622,7 +746,7 @@ impl Simulation {
         let mut stored_ids = HashSet::new();
         let mut offset = 0;
         loop {
-            let page = reader.transactions(Page { limit: 1000, offset }).unwrap();
+            let page = reader.transactions(Page::first(1000, offset)).unwrap();
             for t in &page {
                 let told = self.model.acked.contains_key(&t.id)
                     || (t.parent.is_none() && self.model.maybe_references.contains(&t.reference))
@@ -650,7 +774,7 @@ impl Simulation {
         let mut created_balances = HashSet::new();
         let mut offset = 0;
         loop {
-            let page = reader.events(&Default::default(), Page { limit: 1000, offset }).unwrap();
+            let page = reader.events(&Default::default(), Page::first(1000, offset)).unwrap();
             for e in &page {
                 if e.kind == EventKind::BalanceCreated {
                     let body: serde_json::Value = serde_json::from_str(&e.body).unwrap();
@@ -686,7 +810,7 @@ impl Simulation {
         }
         let mut offset = 0;
         loop {
-            let page = reader.balances(Page { limit: 1000, offset }).unwrap();
+            let page = reader.balances(Page::first(1000, offset)).unwrap();
             for b in &page {
                 assert!(created_balances.contains(&b.id), "V1, seed {seed}: balance {} has its balance.created", b.id);
             }
@@ -700,7 +824,7 @@ impl Simulation {
         }
         let mut offset = 0;
         loop {
-            let page = reader.monitors(Page { limit: 1000, offset }).unwrap();
+            let page = reader.monitors(Page::first(1000, offset)).unwrap();
             for m in &page {
                 let events = per_monitor.get(&m.id).copied().unwrap_or(0);
                 assert_eq!(events, m.trigger_count, "V1, seed {seed}: monitor {} has one event per trigger", m.id);
@@ -732,6 +856,7 @@ impl Simulation {
             command,
             Command::CreateTransaction(_)
                 | Command::CreateSplit(_)
+                | Command::CreateBulk(_)
                 | Command::FinishInflight { .. }
                 | Command::Refund { .. }
         );
@@ -748,23 +873,16 @@ impl Simulation {
                 self.new_balance(currency)
             }
             3..=46 => self.random_transfer(),
-            47..=49 => {
-                // A bulk request of one to five transfers, atomic or not, applied at once or queued.
-                let atomic = self.rng.bool();
-                let skip_queue = self.rng.bool();
-                let mut items = Vec::new();
-                for i in 0..1 + self.rng.usize(..5) {
-                    let Command::CreateTransaction(mut item) = self.random_transfer() else { unreachable!() };
-                    item.skip_queue = skip_queue || atomic;
-                    item.meta_data.insert("sequence".into(), serde_json::Value::from(i + 1));
-                    items.push(item);
-                }
-                Command::CreateBulk(NewBulk { items, atomic, run_async: self.rng.u8(..4) == 0 })
-            }
+            47..=49 => self.random_bulk(),
             50..=54 => self.random_split(),
             55..=69 => {
-                let id = self.model.inflight.clone();
-                let id = self.pick(&id).cloned().unwrap_or_else(|| "txn_unknown".into());
+                // Mostly a hold; sometimes a split or batch (all its holds at once), or one settled.
+                let ids = if self.rng.u8(..5) == 0 {
+                    self.model.settled_and_groups.clone()
+                } else {
+                    self.model.inflight.clone()
+                };
+                let id = self.pick(&ids).cloned().unwrap_or_else(|| "txn_unknown".into());
                 let action = match self.rng.u8(..3) {
                     0 => InflightAction::Void,
                     1 => InflightAction::Commit { amount: None, precise_amount: None },
@@ -775,8 +893,14 @@ impl Simulation {
                 Command::FinishInflight { id, action }
             }
             70..=79 => {
-                let id = self.model.applied.clone();
-                let id = self.pick(&id).cloned().unwrap_or_else(|| "txn_unknown".into());
+                // Mostly an applied transfer; sometimes a settled hold (its commits and void), a
+                // split or a batch (every leg or item), or a hold not settled yet.
+                let ids = match self.rng.u8(..6) {
+                    0 | 1 => self.model.settled_and_groups.clone(),
+                    2 => self.model.inflight.clone(),
+                    _ => self.model.applied.clone(),
+                };
+                let id = self.pick(&ids).cloned().unwrap_or_else(|| "txn_unknown".into());
                 let description = if self.rng.bool() { "refund".to_string() } else { String::new() };
                 Command::Refund { id, description, meta_data: Default::default() }
             }
@@ -803,7 +927,11 @@ impl Simulation {
             95 => {
                 // Metadata on a balance (written under its lock, into the engine's copy: C1 checks
                 // it on the next cache hit) or on a transaction and its children.
-                let ids = if self.rng.bool() { self.model.balances.clone() } else { self.model.applied.clone() };
+                let ids = match self.rng.u8(..4) {
+                    0 | 1 => self.model.balances.clone(),
+                    2 => self.model.applied.clone(),
+                    _ => self.model.settled_and_groups.clone(),
+                };
                 let id = self.pick(&ids).cloned().unwrap_or_else(|| "bln_unknown".into());
                 let mut meta_data = serde_json::Map::new();
                 meta_data.insert(format!("k{}", self.rng.u8(..4)), serde_json::Value::from(self.rng.u32(..100)));
@@ -817,6 +945,40 @@ impl Simulation {
                 self.transfer("@World".into(), destination, currency, true)
             }
         }
+    }
+
+    /// A bulk request of one to five transfers (now and then a split among them), atomic or not,
+    /// applied at once or queued (at once if atomic or with a split, as the API decides).
+    fn random_bulk(&mut self) -> Command {
+        let atomic = self.rng.bool();
+        let mut skip_queue = self.rng.bool() || atomic;
+        let inflight = self.rng.u8(..5) == 0;
+        let mut items = Vec::new();
+        for i in 0..1 + self.rng.usize(..5) {
+            let mut item = match (self.rng.u8(..5), self.random_transfer()) {
+                (0, _) => match self.random_split() {
+                    Command::CreateSplit(split) => BulkItem::Split(split),
+                    Command::CreateTransaction(new) => BulkItem::Transaction(new),
+                    _ => unreachable!("a split or a transfer"),
+                },
+                (_, Command::CreateTransaction(new)) => BulkItem::Transaction(new),
+                _ => unreachable!("a transfer"),
+            };
+            skip_queue |= matches!(item, BulkItem::Split(_));
+            let template = match &mut item {
+                BulkItem::Transaction(t) => t,
+                BulkItem::Split(split) => &mut split.template,
+            };
+            template.inflight = inflight;
+            template.meta_data.insert("sequence".into(), serde_json::Value::from(i + 1));
+            items.push(item);
+        }
+        for item in &mut items {
+            if let BulkItem::Transaction(t) = item {
+                t.skip_queue = skip_queue;
+            }
+        }
+        Command::CreateBulk(NewBulk { items, atomic, run_async: self.rng.u8(..4) == 0 })
     }
 
     /// A split of a random transfer among two or three balances, by shares of every kind (fixed,
@@ -914,7 +1076,11 @@ fn new_references(command: &Command) -> Vec<String> {
     match command {
         Command::CreateTransaction(new) => vec![new.reference.clone()],
         Command::CreateSplit(split) => split.legs().into_iter().map(|(_, leg)| leg.reference).collect(),
-        Command::CreateBulk(bulk) => bulk.items.iter().map(|item| item.reference.clone()).collect(),
+        Command::CreateBulk(bulk) => bulk
+            .items
+            .iter()
+            .flat_map(|item| item.legs().iter().map(|leg| leg.reference.clone()).collect::<Vec<_>>())
+            .collect(),
         _ => vec![],
     }
 }

@@ -157,6 +157,18 @@ async fn inflight_splits_hold_each_leg() {
     let (status, child) = s.server.put(&format!("/transactions/inflight/{leg}"), json!({"status": "commit"})).await;
     assert_eq!((status, child["precise_amount"].as_i64()), (StatusCode::OK, Some(2_500)), "{child}");
     assert_eq!(s.balances().await, vec![7_500, 2_500, 0]);
+    // By the split's id (Blnk's way): every leg still held is settled, here the one left.
+    let split = parent["transaction_id"].as_str().unwrap();
+    let (status, child) = s.server.put(&format!("/transactions/inflight/{split}"), json!({"status": "commit"})).await;
+    assert_eq!((status, child["precise_amount"].as_i64()), (StatusCode::OK, Some(7_500)), "{child}");
+    assert_eq!(s.balances().await, vec![0, 2_500, 7_500]);
+    let (status, answer) = s.server.put(&format!("/transactions/inflight/{split}"), json!({"status": "void"})).await;
+    assert_eq!(answer["error_detail"]["code"], "TXN_ALREADY_COMMITTED", "{status}: {answer}");
+    // Tagged by its id: every leg gets the keys.
+    let (status, merged) = s.server.post(&format!("/{split}/metadata"), json!({"meta_data": {"paid": true}})).await;
+    assert_eq!(status, StatusCode::OK, "{merged}");
+    let (_, t) = s.server.get(&format!("/transactions/{leg}")).await;
+    assert_eq!(t["meta_data"]["paid"], true, "{t}");
     assert_ledger_invariants(&s.server, &s.currency).await;
 }
 

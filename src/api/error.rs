@@ -93,6 +93,9 @@ impl From<DomainError> for ApiError {
             DomainError::AlreadyRefunded(_) => {
                 ApiError::new(StatusCode::CONFLICT, "TXN_ALREADY_REFUNDED", e.to_string()).with_field("transaction_id")
             }
+            DomainError::NothingToRefund(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "TXN_NOT_FOUND", e.to_string()).with_field("transaction_id")
+            }
         }
     }
 }

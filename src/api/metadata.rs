@@ -35,7 +35,7 @@ pub fn entity_resource(id: &str) -> Option<&'static str> {
     match id.split_once('_').map(|(prefix, _)| prefix) {
         Some("ldg") => Some("ledgers"),
         Some("bln") => Some("balances"),
-        Some("txn") => Some("transactions"),
+        Some("txn" | "bulk") => Some("transactions"),
         _ => None,
     }
 }
@@ -45,12 +45,14 @@ pub fn entity_resource(id: &str) -> Option<&'static str> {
     path = "/{id}/metadata",
     tag = "metadata",
     request_body = MetadataBody,
-    params(("id" = String, Path, description = "a ledger (`ldg_…`), balance (`bln_…`) or transaction (`txn_…`)")),
+    params(("id" = String, Path, description = "a ledger (`ldg_…`), balance (`bln_…`), transaction or split \
+        (`txn_…`) or bulk request (`bulk_…`)")),
     responses(
         (status = 200, description = "the entity's metadata after the merge (a transaction's \
-            children get the keys too)", body = MetadataJson),
+            children get the keys too); for a split or a bulk request, whose every leg or item gets \
+            them, the keys merged", body = MetadataJson),
         (status = 400, description = "GEN_MALFORMED_REQUEST, GEN_VALIDATION_ERROR, META_INVALID_ENTITY_ID, \
-            META_UNSUPPORTED_ENTITY (identities, bulk batches)", body = crate::api::error::ErrorBody),
+            META_UNSUPPORTED_ENTITY (identities)", body = crate::api::error::ErrorBody),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
             AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
         (status = 403, description = "AUTH_INSUFFICIENT_PERMISSIONS: needs metadata:write and read \
@@ -65,17 +67,16 @@ pub async fn update(
     JsonBody(body): JsonBody<MetadataBody>,
 ) -> Result<Json<MetadataJson>, ApiError> {
     if entity_resource(&id).is_none() {
-        let unsupported = ["idt_", "bulk_"].iter().any(|prefix| id.starts_with(prefix));
-        return Err(match unsupported {
-            true => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "META_UNSUPPORTED_ENTITY",
-                "Keel does not have identities or bulk batches yet",
-            ),
+        return Err(match id.starts_with("idt_") {
+            true => {
+                ApiError::new(StatusCode::BAD_REQUEST, "META_UNSUPPORTED_ENTITY", "Keel does not have identities yet")
+            }
             false => ApiError::validation(
                 Resource::Metadata,
                 "id",
-                format!("{id} is not the id of a ledger (ldg_), balance (bln_) or transaction (txn_)"),
+                format!(
+                    "{id} is not the id of a ledger (ldg_), balance (bln_), transaction (txn_) or bulk request (bulk_)"
+                ),
             ),
         }
         .with_field("id"));

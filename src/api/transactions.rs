@@ -7,9 +7,10 @@ use super::{created, read, AppState};
 use crate::domain::amount::Precision;
 use crate::domain::currency;
 use crate::domain::error::{DomainError, Resource};
+use crate::domain::preview::Preview;
 use crate::domain::split::{distribute, Share, SplitSide};
 use crate::domain::transaction::{parse_overdraft_limit, parse_precision, resolve_amount};
-use crate::engine::{Command, InflightAction, NewSplit, NewTransaction, Outcome};
+use crate::engine::{BulkItem, Command, InflightAction, NewSplit, NewTransaction, Outcome};
 use crate::wire::number::NumberText;
 use crate::wire::preview::{Asked, RejectionJson};
 use crate::wire::transaction::SplitJson;
@@ -174,40 +175,57 @@ fn text(n: &Option<NumberText>) -> Option<&str> {
 )]
 pub async fn create(
     State(app): State<AppState>,
-    JsonBody(mut body): JsonBody<CreateTransactionBody>,
+    JsonBody(body): JsonBody<CreateTransactionBody>,
 ) -> Result<Response, ApiError> {
-    let split = split_of(body.sources.take(), body.destinations.take())?;
     let dry_run = body.dry_run == Some(true);
-    let new = new_transaction(body, split.as_ref().map(|(side, _)| *side))?;
-    let (precise_amount, precision) = (new.precise_amount.clone(), new.precision);
-    if let Some((side, shares)) = split {
-        let field = if side == SplitSide::Sources { "sources" } else { "destinations" };
-        let amounts = distribute(&precise_amount, precision, &shares, field)?;
-        let reference = Some(new.reference.clone());
-        let currency = new.currency.clone();
-        let command = Command::CreateSplit(NewSplit { template: new, side, shares: shares.clone(), amounts });
-        if dry_run {
-            let asked = Asked { reference, currency, precise_amount, precision };
-            return dry_run_reply(&app, command, None, asked, vec![]).await;
+    let new = transaction_or_split(body)?;
+    let asked = asked(new.template());
+    match new {
+        BulkItem::Split(split) => {
+            let (side, shares) = (split.side, split.shares.clone());
+            let command = Command::CreateSplit(split);
+            if dry_run {
+                return dry_run_reply(&app, command, None, asked, vec![]).await;
+            }
+            match app.engine.submit(command).await? {
+                Outcome::Split { parent, legs } => Ok(created(SplitJson::new(parent, side, &shares, legs))),
+                other => unreachable!("a split answers its legs, not {other:?}"),
+            }
         }
-        return match app.engine.submit(command).await? {
-            Outcome::Split { parent, legs } => Ok(created(SplitJson::new(parent, side, &shares, legs))),
-            other => unreachable!("a split answers its legs, not {other:?}"),
-        };
+        BulkItem::Transaction(new) if dry_run => {
+            let notes = if new.skip_queue { vec![] } else { vec![QUEUED_NOTE.to_string()] };
+            dry_run_reply(&app, Command::CreateTransaction(new), None, asked, notes).await
+        }
+        BulkItem::Transaction(new) => {
+            transaction_reply(app.engine.submit(Command::CreateTransaction(new)).await?, true)
+        }
     }
-    if dry_run {
-        let asked =
-            Asked { reference: Some(new.reference.clone()), currency: new.currency.clone(), precise_amount, precision };
-        let notes = if new.skip_queue {
-            vec![]
-        } else {
-            vec!["skip_queue is false: a real post answers QUEUED and the engine applies it right after, \
-                  in arrival order; this projection shows it applied now"
-                .to_string()]
-        };
-        return dry_run_reply(&app, Command::CreateTransaction(new), None, asked, notes).await;
+}
+
+/// What a new transaction (or a split, by its template) asks to move.
+pub(super) fn asked(new: &NewTransaction) -> Asked {
+    Asked {
+        reference: Some(new.reference.clone()),
+        currency: new.currency.clone(),
+        precise_amount: new.precise_amount.clone(),
+        precision: new.precision,
     }
-    transaction_reply(app.engine.submit(Command::CreateTransaction(new)).await?, true)
+}
+
+/// What a dry run of a transaction a real post would queue says about it.
+pub(super) const QUEUED_NOTE: &str = "skip_queue is false: a real post answers QUEUED and the engine applies it right \
+    after, in arrival order; this projection shows it applied now";
+
+/// A `POST /transactions` body (also a bulk request's item): a transaction, or a split of one
+/// among its `sources` or `destinations`, with every share's amount worked out.
+pub(super) fn transaction_or_split(mut body: CreateTransactionBody) -> Result<BulkItem, ApiError> {
+    let Some((side, shares)) = split_of(body.sources.take(), body.destinations.take())? else {
+        return Ok(BulkItem::Transaction(new_transaction(body, None)?));
+    };
+    let template = new_transaction(body, Some(side))?;
+    let field = if side == SplitSide::Sources { "sources" } else { "destinations" };
+    let amounts = distribute(&template.precise_amount, template.precision, &shares, field)?;
+    Ok(BulkItem::Split(NewSplit { template, side, shares, amounts }))
 }
 
 /// A transaction from its request body; `split` says which side (if any) its shares replace.
@@ -286,27 +304,37 @@ async fn dry_run_reply(
     let Outcome::Preview(preview) = app.engine.submit(Command::DryRun(Box::new(command))).await? else {
         unreachable!("a dry run answers a preview")
     };
-    let rejection = match &preview.result {
-        Ok(_) => None,
-        Err(refused) if preview.balances.len() < 2 || matches!(refused, DomainError::NotFound { .. }) => {
-            return Err(refused.clone().into())
+    if let Err(refused) = &preview.result {
+        if preview.balances.len() < 2 || matches!(refused, DomainError::NotFound { .. }) {
+            return Err(refused.clone().into());
         }
-        Err(refused) => {
-            let reason = match refused {
-                DomainError::InsufficientFunds(_) => "insufficient_funds",
-                DomainError::OverdraftLimitExceeded(_) => "overdraft_limit",
-                _ => "other",
-            };
-            let error = ApiError::from(refused.clone());
-            Some(RejectionJson { code: error.code, reason, message: error.message })
-        }
-    };
-    Ok(Json(PreviewJson::new(preview, rejection, operation, asked, notes)).into_response())
+    }
+    Ok(Json(preview_json(preview, operation, asked, notes)).into_response())
+}
+
+/// A preview as Blnk writes it; a refused one's `rejection` carries the code and message the
+/// real request would answer.
+pub(super) fn preview_json(
+    preview: Preview,
+    operation: Option<&'static str>,
+    asked: Asked,
+    notes: Vec<String>,
+) -> PreviewJson {
+    let rejection = preview.result.as_ref().err().map(|refused| {
+        let reason = match refused {
+            DomainError::InsufficientFunds(_) => "insufficient_funds",
+            DomainError::OverdraftLimitExceeded(_) => "overdraft_limit",
+            _ => "other",
+        };
+        let error = ApiError::from(refused.clone());
+        RejectionJson { code: error.code, reason, message: error.message }
+    });
+    PreviewJson::new(preview, rejection, operation, asked, notes)
 }
 
 /// What a dry run of a commit, void or refund asked to move: nothing it can name before the
 /// engine finds the transaction (a refused preview then shows 0, as Blnk's does).
-fn nothing_asked() -> Asked {
+pub(super) fn nothing_asked() -> Asked {
     Asked { reference: None, currency: String::new(), precise_amount: BigInt::ZERO, precision: Precision::ONE }
 }
 
@@ -316,10 +344,11 @@ fn nothing_asked() -> Asked {
     path = "/transactions/inflight/{id}",
     tag = "transactions",
     request_body = InflightBody,
-    params(("id" = String, Path, description = "the inflight transaction")),
+    params(("id" = String, Path, description = "the inflight transaction; or a split's or a bulk request's id, \
+        to commit or void whole every leg or item still inflight")),
     responses(
-        (status = 200, description = "the commit (APPLIED) or void (VOID) child transaction; with \
-            dry_run, the preview (nothing is written)", body = crate::wire::TransactionJson),
+        (status = 200, description = "the commit (APPLIED) or void (VOID) child transaction (of several, \
+            the first); with dry_run, the preview (nothing is written)", body = crate::wire::TransactionJson),
         (status = 400, description = "TXN_VALIDATION_ERROR, TXN_INVALID_STATUS_ACTION, TXN_INVALID_AMOUNT, \
             TXN_NOT_INFLIGHT, \
             TXN_ALREADY_COMMITTED, TXN_ALREADY_VOIDED, \
@@ -364,11 +393,13 @@ pub async fn finish_inflight(
     post,
     path = "/refund-transaction/{id}",
     tag = "transactions",
-    params(("id" = String, Path, description = "the APPLIED transaction to reverse")),
+    params(("id" = String, Path, description = "what to reverse: an APPLIED transaction; an inflight one \
+        (its commits, and its void held back the other way); a split's or a bulk request's id (every leg or \
+        item)")),
     request_body(content = Option<RefundBody>, description = "optional: no body, `null` or an object"),
     responses(
-        (status = 201, description = "the refund: APPLIED, source and destination \
-            swapped", body = crate::wire::TransactionJson),
+        (status = 201, description = "the refund: APPLIED (INFLIGHT for a void held back), source and \
+            destination swapped; of several, the first", body = crate::wire::TransactionJson),
         (status = 200, description = "dry_run: what it would do; nothing is \
             written", body = crate::wire::PreviewJson),
         (status = 400, description = "TXN_VALIDATION_ERROR, TXN_INSUFFICIENT_FUNDS, \
@@ -377,7 +408,8 @@ pub async fn finish_inflight(
             refund", body = crate::api::error::ErrorBody),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
             AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
-        (status = 404, description = "TXN_NOT_FOUND", body = crate::api::error::ErrorBody),
+        (status = 404, description = "TXN_NOT_FOUND: no such transaction, or nothing of it to refund \
+            (queued, scheduled, rejected, a hold not settled, a void)", body = crate::api::error::ErrorBody),
         (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
 pub async fn refund(
@@ -396,12 +428,18 @@ pub async fn refund(
     transaction_reply(app.engine.submit(command).await?, true)
 }
 
+/// A transaction command's answer; of several written (a split's or a batch's commits, voids or
+/// refunds), the first, as Blnk answers.
 fn transaction_reply(outcome: Outcome, is_create: bool) -> Result<Response, ApiError> {
-    match outcome {
-        Outcome::Transaction(t) if is_create => Ok(created(TransactionJson::from(t))),
-        Outcome::Transaction(t) => Ok(Json(TransactionJson::from(t)).into_response()),
+    let transaction = match outcome {
+        Outcome::Transaction(t) => t,
+        Outcome::Transactions(written) => written.into_iter().next().expect("a commit, void or refund writes one"),
         other => unreachable!("transaction commands answer a transaction, not {other:?}"),
-    }
+    };
+    Ok(match is_create {
+        true => created(TransactionJson::from(transaction)),
+        false => Json(TransactionJson::from(transaction)).into_response(),
+    })
 }
 
 #[utoipa::path(operation_id = "getTransaction",
@@ -445,10 +483,9 @@ pub async fn by_reference(
     get,
     path = "/transactions",
     tag = "transactions",
-    params(("limit" = Option<u32>, Query, description = "at most this many (default 20, capped at \
-        1000)"), ("offset" = Option<u64>, Query, description = "skip this many")),
+    params(crate::api::extract::PagingQuery),
     responses(
-        (status = 200, description = "the log, in the order it was recorded", body = Vec<crate::wire::TransactionJson>),
+        (status = 200, description = "transactions, newest first (as Blnk)", body = Vec<crate::wire::TransactionJson>),
         (status = 400, description = "GEN_VALIDATION_ERROR (limit, offset)", body = crate::api::error::ErrorBody),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
             AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),

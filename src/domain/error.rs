@@ -48,6 +48,11 @@ pub enum DomainError {
     /// A second refund of a transaction, or a refund of a refund (Blnk 0.15.4: 409).
     #[error("{0}")]
     AlreadyRefunded(String),
+    /// The transaction (or split, or bulk batch) exists but nothing of it can be refunded: it is
+    /// queued, scheduled, rejected, a hold not yet settled, or the void of one (Blnk: 404
+    /// `TXN_NOT_FOUND`, "no transaction to refund").
+    #[error("{0}")]
+    NothingToRefund(String),
 }
 
 impl DomainError {

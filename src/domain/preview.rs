@@ -12,18 +12,43 @@ use super::transaction::Transaction;
 pub struct Preview {
     /// The transaction the command would write (a new one, a commit or void child, a refund), or
     /// the rule that refused it. Refused before any balance was locked (an unknown balance or
-    /// transaction) is the engine's `Rejected` instead, as for the real command.
+    /// transaction) is the engine's `Rejected` instead, as for the real command. A command that
+    /// writes several (a split; a commit, void or refund of a split or batch) shows one whose
+    /// amount is their total, and lists them in `legs`.
     pub result: Result<Transaction, DomainError>,
     /// The balances it names, source first, as they stand and as they would stand after it (equal
     /// when it is refused).
     pub balances: Vec<BalanceChange>,
     /// The monitors it would trigger, in evaluation order.
     pub monitors_triggered: Vec<Monitor>,
-    /// A split's legs, each with what it would move (none when refused: a split is all or nothing).
+    /// A split's legs, or the transactions a commit, void or refund of several would write, each
+    /// with what it would move (none when refused: such a command is all or nothing).
     pub legs: Vec<Leg>,
 }
 
-/// One leg of a split: the share's identifier, its side, and its amount.
+impl Preview {
+    /// A preview of a command refused before it could be projected (nothing it names exists).
+    pub fn refused(why: DomainError) -> Preview {
+        Preview { result: Err(why), balances: vec![], monitors_triggered: vec![], legs: vec![] }
+    }
+}
+
+/// A dry run of a bulk request.
+#[derive(Debug, Clone)]
+pub struct BulkPreview {
+    /// Each item's own verdict, in order, projected against the balances as the items before it
+    /// that would apply leave them (an item refused moves nothing, and the next is projected on).
+    pub items: Vec<Preview>,
+    /// Every balance the items name, before the request and after it as it would really run: all
+    /// or nothing when atomic; otherwise up to the item it would stop at (`stops_at`).
+    pub balances: Vec<BalanceChange>,
+    /// The item the real request would be refused at (answering its error), if any. Atomic, it
+    /// records nothing then; otherwise the items before it stand.
+    pub stops_at: Option<usize>,
+}
+
+/// One leg of a split (the share's identifier, its side), or one transaction of a commit, void
+/// or refund of several (the original's id), with its amount.
 #[derive(Debug, Clone)]
 pub struct Leg {
     pub identifier: String,
@@ -39,6 +64,11 @@ impl Leg {
                 Leg { identifier: transaction.destination.clone(), role: Role::Destination, transaction }
             }
         }
+    }
+
+    /// The child a commit, void or refund writes for `original` (Blnk lists it as a source).
+    pub fn settling(original: &str, transaction: Transaction) -> Leg {
+        Leg { identifier: original.to_string(), role: Role::Source, transaction }
     }
 }
 

@@ -40,7 +40,6 @@ impl Replay {
         if t.inflight {
             self.inflight.insert(t.id.clone());
         }
-        let is_child = t.parent.is_some();
         let commits_a_hold = t.parent.as_ref().is_some_and(|p| self.inflight.contains(p));
         let a = &t.precise_amount;
         let mut source = self.totals.remove(&t.source_balance_id).unwrap_or_default();
@@ -58,8 +57,9 @@ impl Replay {
                 source.debit += a;
                 destination.credit += a;
             }
-            // A void child gives back what was left of its parent's hold.
-            Status::Void if is_child => {
+            // A void child gives back what was left of its parent's hold. (A hold that was voided,
+            // a refund of a void among them, is `inflight` itself: its children did the giving.)
+            Status::Void if !t.inflight => {
                 source.inflight_debit -= a;
                 destination.inflight_credit -= a;
             }

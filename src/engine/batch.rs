@@ -21,7 +21,7 @@
 //! transaction names has not moved.
 
 use super::balance_cache::{BalanceCache, Entry};
-use super::command::{Command, NewSplit, NewTransaction, Outcome};
+use super::command::{Command, NewBulk, NewSplit, NewTransaction, Outcome};
 use super::failure::{split, Ruled};
 use crate::domain::balance::Balance;
 use crate::domain::error::{DomainError, Resource};
@@ -102,7 +102,9 @@ pub(super) struct Plan {
     pub(super) balances: Vec<String>,
     /// For new transactions: the balances `source` and `destination` resolved to.
     pub(super) resolved: Option<(String, String)>,
-    /// For splits: the balances each leg's `source` and `destination` resolved to, in leg order.
+    /// For splits and bulk requests: the balances each leg's `source` and `destination` resolved
+    /// to, in leg order; for a commit, void or refund, those of each transaction it names (one, or
+    /// a split's legs or a bulk request's items).
     pub(super) legs: Vec<(String, String)>,
 }
 
@@ -154,7 +156,7 @@ pub(super) fn plan(
             }
         }
         Command::CreateSplit(split) => plan_split(w, split, indicators, now)?,
-        Command::CreateBulk(bulk) => plan_legs(w, bulk.items.iter(), indicators, now)?,
+        Command::CreateBulk(bulk) => plan_bulk(w, bulk, indicators, now)?,
         Command::ApplyQueued(t) => Ok(Plan {
             balances: vec![t.source_balance_id.clone(), t.destination_balance_id.clone()],
             resolved: None,
@@ -175,13 +177,57 @@ pub(super) fn plan(
             resolved: None,
             legs: vec![],
         }),
-        Command::FinishInflight { id, .. } | Command::Refund { id, .. } => match w.transaction(id)? {
-            Some(t) => {
-                Ok(Plan { balances: vec![t.source_balance_id, t.destination_balance_id], resolved: None, legs: vec![] })
+        // One transaction's two balances, or every balance a split's legs or a bulk request's items
+        // name: their commits, voids and refunds move between the same two, whoever adds them.
+        Command::FinishInflight { id, .. } | Command::Refund { id, .. } => {
+            let named = match w.transaction(id)? {
+                Some(t) => vec![t],
+                None => w.members(id)?,
+            };
+            let legs: Vec<(String, String)> =
+                named.into_iter().map(|t| (t.source_balance_id, t.destination_balance_id)).collect();
+            match legs.is_empty() {
+                true => Err(DomainError::not_found(Resource::Transaction, "transaction_id")),
+                false => Ok(Plan { balances: balances_of(&legs), resolved: None, legs }),
             }
-            None => Err(DomainError::not_found(Resource::Transaction, "transaction_id")),
-        },
+        }
     })
+}
+
+/// Every balance some legs name, sorted, once each.
+fn balances_of(legs: &[(String, String)]) -> Vec<String> {
+    let mut balances: Vec<String> = legs.iter().flat_map(|(s, d)| [s.clone(), d.clone()]).collect();
+    balances.sort();
+    balances.dedup();
+    balances
+}
+
+/// A bulk request's legs (an item's, or each leg of a split item), in order. A leg whose two
+/// parties are one balance refuses the whole request, naming its item's `destination`.
+fn plan_bulk(
+    w: &mut dyn Writes,
+    bulk: &NewBulk,
+    indicators: &mut Indicators,
+    now: &str,
+) -> StoreResult<Result<Plan, DomainError>> {
+    let items: Vec<_> = bulk.items.iter().map(|item| item.legs()).collect();
+    Ok(plan_legs(w, items.iter().flat_map(|legs| legs.iter()), indicators, now)?.map_err(|leg| {
+        let i = item_of_leg(&bulk.items, leg);
+        let message = format!("transactions[{i}]: source and destination must be different balances");
+        DomainError::validation(Resource::Transaction, &format!("transactions[{i}].destination"), message)
+    }))
+}
+
+/// The index of the bulk item whose legs include leg `leg` of the whole request.
+pub(super) fn item_of_leg(items: &[super::command::BulkItem], leg: usize) -> usize {
+    let mut first = 0;
+    for (i, item) in items.iter().enumerate() {
+        first += item.legs().len();
+        if leg < first {
+            return i;
+        }
+    }
+    unreachable!("leg {leg} belongs to an item")
 }
 
 /// A split's legs: each leg's parties resolved, and every balance they name.
@@ -202,14 +248,14 @@ fn plan_split(
 }
 
 /// Several transactions in one command (a split's legs, a bulk request's items): each one's
-/// parties resolved, and every balance they name. The same balance on both sides of one is refused
-/// (the error names the first such item's `destination`).
+/// parties resolved, and every balance they name. The same balance on both sides of one is
+/// refused: the error is the first such leg's index, for the caller to name.
 fn plan_legs<'a>(
     w: &mut dyn Writes,
     items: impl Iterator<Item = &'a NewTransaction>,
     indicators: &mut Indicators,
     now: &str,
-) -> StoreResult<Result<Plan, DomainError>> {
+) -> StoreResult<Result<Plan, usize>> {
     let mut legs = Vec::new();
     for item in items {
         let source = resolve_party(w, &item.source, &item.currency, indicators, now)?;
@@ -217,17 +263,9 @@ fn plan_legs<'a>(
         legs.push((source, destination));
     }
     if let Some(i) = legs.iter().position(|(source, destination)| source == destination) {
-        let message = format!("transactions[{i}]: source and destination must be different balances");
-        return Ok(Err(DomainError::validation(
-            Resource::Transaction,
-            &format!("transactions[{i}].destination"),
-            message,
-        )));
+        return Ok(Err(i));
     }
-    let mut balances: Vec<String> = legs.iter().flat_map(|(s, d)| [s.clone(), d.clone()]).collect();
-    balances.sort();
-    balances.dedup();
-    Ok(Ok(Plan { balances, resolved: None, legs }))
+    Ok(Ok(Plan { balances: balances_of(&legs), resolved: None, legs }))
 }
 
 /// A transaction's `source` or `destination`: a balance id, or an indicator (`@World`) whose
@@ -342,7 +380,11 @@ impl Batch {
             .flat_map(|c| match c {
                 Command::CreateTransaction(new) => vec![new.reference.clone()],
                 Command::CreateSplit(split) => split.legs().into_iter().map(|(_, leg)| leg.reference).collect(),
-                Command::CreateBulk(bulk) => bulk.items.iter().map(|item| item.reference.clone()).collect(),
+                Command::CreateBulk(bulk) => bulk
+                    .items
+                    .iter()
+                    .flat_map(|item| item.legs().iter().map(|leg| leg.reference.clone()).collect::<Vec<_>>())
+                    .collect(),
                 _ => vec![],
             })
             .collect();
@@ -403,7 +445,7 @@ impl Batch {
             .flat_map(|r| match r {
                 Ok(Outcome::Transaction(t)) => vec![t],
                 Ok(Outcome::Split { legs, .. }) => legs.iter().flatten().collect(),
-                Ok(Outcome::Bulk { recorded, .. }) => recorded.iter().collect(),
+                Ok(Outcome::Bulk { recorded, .. } | Outcome::Transactions(recorded)) => recorded.iter().collect(),
                 _ => vec![],
             })
             .flat_map(|t| [t.source_balance_id.as_str(), t.destination_balance_id.as_str()])

@@ -1,37 +1,54 @@
 //! Blnk's bulk request (`POST /transactions/bulk`): up to 10,000 transactions in one command, so in
 //! one batch and one commit. Each item is recorded as a transaction whose `parent_transaction` is
-//! the batch's id (`bulk_…`). Atomic: every item's rules are checked first, on copies of the
-//! balances, and either all are recorded or none is (Blnk records them one by one and refunds or
-//! voids the earlier ones when one fails). Not atomic: items are recorded in order up to the first
-//! refused, as Blnk does; those before it stand.
+//! the batch's id (`bulk_…`); a split item as its legs, each so, all or none. Atomic: every item's
+//! rules are checked first, on copies of the balances, and either all are recorded or none is (Blnk
+//! records them one by one and refunds or voids the earlier ones when one fails). Not atomic: items
+//! are recorded in order up to the first refused, as Blnk does; those before it stand.
 
-use super::batch::{new_id, Batch};
-use super::command::{NewBulk, Outcome};
+use super::batch::{item_of_leg, new_id, Batch};
+use super::command::{BulkItem, NewBulk, Outcome};
 use super::failure::{Failure, Ruled};
 use crate::domain::event::EventKind;
 use crate::store::Writes;
 use serde_json::json;
 
 impl Batch {
+    /// `resolved`: the balances each leg of the request moves between (an item is one leg, a split
+    /// item one per share with an amount), in order, from `plan`.
     pub(super) fn create_bulk(
         &mut self,
         w: &mut dyn Writes,
         bulk: &NewBulk,
         resolved: Vec<(String, String)>,
     ) -> Ruled<Outcome> {
-        assert_eq!(bulk.items.len(), resolved.len(), "the plan resolved every item");
+        let items: Vec<_> = bulk.items.iter().map(BulkItem::legs).collect();
+        assert_eq!(items.iter().map(|legs| legs.len()).sum::<usize>(), resolved.len(), "the plan resolved every leg");
         let id = new_id("bulk");
-        let mut recorded = Vec::with_capacity(bulk.items.len());
+        let mut recorded = Vec::with_capacity(resolved.len());
         let mut refused = None;
         if bulk.atomic {
-            refused = self.check_all(&bulk.items, &resolved).err();
+            let legs = items.iter().flat_map(|legs| legs.iter());
+            refused = self.check_all(legs, &resolved).err().map(|(leg, why)| (item_of_leg(&bulk.items, leg), why));
         }
-        if refused.is_none() {
-            for (i, (item, (source, destination))) in bulk.items.iter().zip(resolved).enumerate() {
-                match self.record_new(w, item, source, destination, Some(&id)) {
+        let mut parties = resolved.into_iter();
+        for (i, legs) in items.iter().enumerate() {
+            if refused.is_some() {
+                break;
+            }
+            let parties: Vec<(String, String)> = parties.by_ref().take(legs.len()).collect();
+            // A split item's legs are all recorded or none, as a split's are.
+            if legs.len() > 1 {
+                if let Err((_, why)) = self.check_all(legs.iter(), &parties) {
+                    refused = Some((i, why));
+                    break;
+                }
+            }
+            for (leg, (source, destination)) in legs.iter().zip(parties) {
+                match self.record_new(w, leg, source, destination, Some(&id)) {
                     Ok(transaction) => recorded.push(transaction),
                     Err(Failure::Refused(why)) => {
                         assert!(!bulk.atomic, "an atomic batch was checked whole before its first item");
+                        assert!(legs.len() == 1, "a split item was checked whole before its first leg");
                         refused = Some((i, why));
                         break;
                     }
@@ -57,7 +74,7 @@ impl Batch {
             return Ok(());
         }
         // The request's `inflight` is every item's (the API set it on each).
-        let inflight = bulk.items.first().is_some_and(|item| item.inflight);
+        let inflight = bulk.items.first().is_some_and(|item| item.template().inflight);
         let (kind, data) = match refused {
             None => {
                 let kind = if inflight { EventKind::BulkInflight } else { EventKind::BulkApplied };
@@ -77,7 +94,7 @@ impl Batch {
                 let error = format!(
                     "failed to record transaction {} (reference {}): {why}. {rest}.",
                     i + 1,
-                    bulk.items[i].reference
+                    bulk.items[i].template().reference
                 );
                 (
                     EventKind::BulkFailed,

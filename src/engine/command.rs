@@ -8,7 +8,7 @@ use crate::domain::error::DomainError;
 use crate::domain::event::Event;
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Condition, Monitor, Trigger};
-use crate::domain::preview::Preview;
+use crate::domain::preview::{BulkPreview, Preview};
 use crate::domain::split::{Share, SplitSide};
 use crate::domain::transaction::Transaction;
 use crate::store::StoreError;
@@ -40,13 +40,18 @@ pub enum Command {
     CreateSplit(NewSplit),
     /// Blnk's bulk request: its transactions in order, each a leg of the batch (`bulk.rs`).
     CreateBulk(NewBulk),
-    /// Commit (all or part of the rest) or void an inflight transaction.
+    /// Commit (all or part of the rest) or void an inflight transaction; or, by a split's or a bulk
+    /// request's id, commit or void whole every leg or item still inflight (Blnk's documented use of
+    /// those ids). Answers `Outcome::Transactions`: the children it wrote.
     FinishInflight {
         id: String,
         action: InflightAction,
     },
-    /// Reverse an `APPLIED` transaction. The refund inherits the original's description and
-    /// metadata: a non-empty `description` replaces it, `meta_data` keys are merged over it.
+    /// Reverse what `id` moved, as Blnk resolves it: an `APPLIED` transaction; an inflight one's
+    /// commits (each reversed) and its void (held back the other way, as a new inflight hold); a
+    /// split's legs or a bulk request's items, each so. All in one commit or none. Each refund
+    /// inherits its original's description and metadata: a non-empty `description` replaces it,
+    /// `meta_data` keys are merged over it. Answers `Outcome::Transactions`: the refunds.
     Refund {
         id: String,
         description: String,
@@ -147,16 +152,41 @@ impl NewSplit {
     }
 }
 
-/// A bulk request: `items` are complete transactions (the request's `inflight`, `skip_queue` and
-/// each item's `sequence` already applied by the API).
+/// A bulk request: `items` are complete (the request's `inflight`, `skip_queue` and each item's
+/// `sequence` already applied by the API).
 #[derive(Debug, Clone)]
 pub struct NewBulk {
-    pub items: Vec<NewTransaction>,
+    pub items: Vec<BulkItem>,
     /// All or nothing, in one commit; otherwise items are recorded in order up to the first refused.
     pub atomic: bool,
     /// Blnk's asynchronous mode: answer as accepted, and say how it ended in a
     /// `bulk_transaction.*` event (written in the same commit).
     pub run_async: bool,
+}
+
+/// One item of a bulk request: a transaction, or a split whose legs are all recorded or none.
+#[derive(Debug, Clone)]
+pub enum BulkItem {
+    Transaction(NewTransaction),
+    Split(NewSplit),
+}
+
+impl BulkItem {
+    /// The transactions the item records: itself, or a split's legs with an amount.
+    pub fn legs(&self) -> std::borrow::Cow<'_, [NewTransaction]> {
+        match self {
+            BulkItem::Transaction(t) => std::borrow::Cow::Borrowed(std::slice::from_ref(t)),
+            BulkItem::Split(split) => std::borrow::Cow::Owned(split.legs().into_iter().map(|(_, leg)| leg).collect()),
+        }
+    }
+
+    /// The item as the client wrote it (a split's template).
+    pub fn template(&self) -> &NewTransaction {
+        match self {
+            BulkItem::Transaction(t) => t,
+            BulkItem::Split(split) => &split.template,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -185,6 +215,9 @@ pub enum Outcome {
     Ledger(Ledger),
     Balance(Balance),
     Transaction(Transaction),
+    /// What a commit, void or refund wrote, in order (one transaction, or one per leg or item of
+    /// a split or bulk request it was asked about): the API answers the first, as Blnk does.
+    Transactions(Vec<Transaction>),
     Monitor(Monitor),
     MonitorDeleted,
     Event(Event),
@@ -193,14 +226,17 @@ pub enum Outcome {
         secret: Option<String>,
     },
     Preview(Preview),
+    /// A dry run of a bulk request: each item's preview, and the request's effect on the balances.
+    BulkPreview(BulkPreview),
     /// A split: `parent` is what the request is answered with (it is not stored: its legs are),
     /// `legs[i]` the leg of share `i`, if it got an amount.
     Split {
         parent: Transaction,
         legs: Vec<Option<Transaction>>,
     },
-    /// A bulk request: the transactions recorded, and the item refused (its index and why), if one
-    /// was: nothing is recorded then if it was atomic, the items before it otherwise.
+    /// A bulk request: the transactions recorded (every leg of a split item), and the item refused
+    /// (its index and why), if one was: nothing is recorded then if it was atomic, the items before
+    /// it otherwise.
     Bulk {
         id: String,
         recorded: Vec<Transaction>,

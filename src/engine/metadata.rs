@@ -1,6 +1,7 @@
 //! `POST /{id}/metadata`: merge new keys into an entity's metadata, as Blnk does. The id's prefix
 //! names the entity: `ldg_` a ledger, `bln_` a balance, `txn_` a transaction (whose children, its
-//! commits, voids and refunds, get the keys too).
+//! commits, voids and refunds, get the keys too) or a split (every leg), `bulk_` a bulk request
+//! (every item).
 
 use super::batch::Batch;
 use super::command::Outcome;
@@ -27,21 +28,47 @@ impl Batch {
                 w.set_balance_meta_data(id, &balance.meta_data)?;
                 balance.meta_data.clone()
             }
-            Some("txn") => {
-                let mut transaction = w.transaction(id)?.ok_or_else(not_found)?;
-                for mut child in w.children(id)? {
-                    merge(&mut child.meta_data);
-                    w.set_transaction_meta_data(&child.id, &child.meta_data)?;
+            Some("txn" | "bulk") => match w.transaction(id)? {
+                Some(mut transaction) => {
+                    merge_into_children(w, id, &merge)?;
+                    merge(&mut transaction.meta_data);
+                    w.set_transaction_meta_data(id, &transaction.meta_data)?;
+                    transaction.meta_data
                 }
-                merge(&mut transaction.meta_data);
-                w.set_transaction_meta_data(id, &transaction.meta_data)?;
-                transaction.meta_data
-            }
+                // A split's or a bulk request's id: every leg or item (and its children) gets the
+                // keys; there is no one metadata to answer with, so the answer is the keys merged,
+                // as Blnk answers for transactions.
+                None => {
+                    let members = w.members(id)?;
+                    if members.is_empty() {
+                        return Err(not_found().into());
+                    }
+                    for mut member in members {
+                        merge_into_children(w, &member.id, &merge)?;
+                        merge(&mut member.meta_data);
+                        w.set_transaction_meta_data(&member.id, &member.meta_data)?;
+                    }
+                    new.clone()
+                }
+            },
             _ => {
-                let message = format!("{id} is not the id of a ledger, balance or transaction");
+                let message = format!("{id} is not the id of a ledger, balance, transaction or bulk request");
                 return Err(DomainError::validation(Resource::Metadata, "entity_id", message).into());
             }
         };
         Ok(Outcome::MetaData(merged))
     }
+}
+
+/// Merges into the metadata of `parent`'s children (its commits, voids and refunds).
+fn merge_into_children(
+    w: &mut dyn Writes,
+    parent: &str,
+    merge: &dyn Fn(&mut Map<String, Value>),
+) -> crate::store::StoreResult<()> {
+    for mut child in w.children(parent)? {
+        merge(&mut child.meta_data);
+        w.set_transaction_meta_data(&child.id, &child.meta_data)?;
+    }
+    Ok(())
 }

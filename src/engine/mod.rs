@@ -19,7 +19,9 @@ mod splits;
 mod transactions;
 
 pub use batch::new_id;
-pub use command::{Command, EngineError, InflightAction, NewBulk, NewMonitor, NewSplit, NewTransaction, Outcome};
+pub use command::{
+    BulkItem, Command, EngineError, InflightAction, NewBulk, NewMonitor, NewSplit, NewTransaction, Outcome,
+};
 
 use crate::store::{Store, StoreResult};
 use balance_cache::BalanceCache;
@@ -265,7 +267,8 @@ impl Core {
 }
 
 impl Core {
-    /// A dry run of `command`: `Outcome::Preview`, with nothing written (`rehearsal.rs`).
+    /// A dry run of `command`: `Outcome::Preview` (a bulk request's: `Outcome::BulkPreview`), with
+    /// nothing written (`rehearsal.rs`).
     fn rehearse(&mut self, command: &Command) -> Result<Outcome, EngineError> {
         let mut preview = None;
         let config = self.batch_config();
@@ -277,7 +280,7 @@ impl Core {
             })
         });
         match rehearsed {
-            Ok(()) => Ok(Outcome::Preview(preview.expect("a rehearsal has its preview")?)),
+            Ok(()) => Ok(preview.expect("a rehearsal has its preview")?),
             Err(error) => {
                 tracing::error!(%error, "dry run failed in storage");
                 Err(EngineError::Store(error))

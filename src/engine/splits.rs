@@ -7,11 +7,11 @@
 use super::batch::{new_id, Batch};
 use super::command::{NewSplit, NewTransaction, Outcome};
 use super::failure::Ruled;
-use crate::domain::balance::Balance;
+use super::transactions::Trial;
 use crate::domain::error::DomainError;
-use crate::domain::transaction::{apply_movement, first_movement, Status, Transaction};
+use crate::domain::transaction::{first_movement, Status, Transaction};
 use crate::store::Writes;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 impl Batch {
     /// `resolved[k]`: the balances leg `k` (of `split.legs()`) moves between, from `plan`.
@@ -23,8 +23,7 @@ impl Batch {
     ) -> Ruled<Outcome> {
         let legs = split.legs();
         assert_eq!(legs.len(), resolved.len(), "the plan resolved every leg");
-        let all: Vec<NewTransaction> = legs.iter().map(|(_, leg)| leg.clone()).collect();
-        self.check_all(&all, &resolved).map_err(|(_, refused)| refused)?;
+        self.check_all(legs.iter().map(|(_, leg)| leg), &resolved).map_err(|(_, refused)| refused)?;
         let parent_id = new_id("txn");
         let mut recorded: Vec<Option<Transaction>> = vec![None; split.shares.len()];
         for ((share, leg), (source, destination)) in legs.into_iter().zip(resolved) {
@@ -62,32 +61,26 @@ impl Batch {
 
     /// Every rule for every leg, on copies of the balances, so a refusal changes nothing: each leg's
     /// balances exist and hold its currency, its reference is free (also among the legs), and its
-    /// movement (if it moves money now) fits the balances as the legs before it leave them. A
-    /// refusal says which leg.
-    pub(super) fn check_all(
+    /// movement (if it moves money now: neither queued nor scheduled ahead) fits the balances as the
+    /// legs before it leave them. A refusal says which leg.
+    pub(super) fn check_all<'a>(
         &self,
-        legs: &[NewTransaction],
+        legs: impl IntoIterator<Item = &'a NewTransaction>,
         resolved: &[(String, String)],
     ) -> Result<(), (usize, DomainError)> {
-        let mut copies: HashMap<&str, Balance> = HashMap::new();
+        let mut trial = Trial::default();
         let mut references = HashSet::new();
-        for (i, (leg, (source, destination))) in legs.iter().zip(resolved).enumerate() {
+        for (i, (leg, (source, destination))) in legs.into_iter().zip(resolved).enumerate() {
             self.check_new(leg, source, destination).map_err(|e| (i, e))?;
             if !references.insert(leg.reference.as_str()) {
                 return Err((i, DomainError::DuplicateReference(leg.reference.clone())));
             }
-            if !leg.skip_queue {
+            if !leg.skip_queue || self.waits(leg) {
                 continue;
             }
-            for id in [source, destination] {
-                copies.entry(id.as_str()).or_insert_with(|| self.balances[id].clone());
-            }
-            let [Some(from), Some(to)] = copies.get_disjoint_mut([source.as_str(), destination.as_str()]) else {
-                unreachable!("a leg's two balances differ (plan) and were just copied");
-            };
             let (movement, _) = first_movement(leg.inflight);
             let overdraft = Transaction::overdraft_of(leg.allow_overdraft, &leg.overdraft_limit);
-            apply_movement(movement, from, to, &leg.precise_amount, &overdraft).map_err(|e| (i, e))?;
+            trial.apply(self, source, destination, movement, &leg.precise_amount, &overdraft).map_err(|e| (i, e))?;
         }
         Ok(())
     }

@@ -1,16 +1,21 @@
 //! The rules of money movement: new transactions (applied at once or queued), queued ones applied
-//! in arrival order, inflight commits and voids, refunds. Each checks everything before its first
-//! mutation, so a refusal (`Failure::Refused`, carried by `?`) has changed nothing.
+//! in arrival order, inflight commits and voids, refunds (of one transaction, or of everything a
+//! split or bulk request recorded). Each checks everything before its first mutation, so a refusal
+//! (`Failure::Refused`, carried by `?`) has changed nothing.
 
 use super::batch::{new_id, Batch};
 use super::command::{InflightAction, NewTransaction, Outcome};
 use super::failure::Ruled;
+use crate::domain::balance::Balance;
 use crate::domain::error::{DomainError, Resource};
 use crate::domain::event::EventKind;
-use crate::domain::transaction::{apply_movement, first_movement, resolve_amount, Movement, Status, Transaction};
+use crate::domain::transaction::{
+    apply_movement, first_movement, resolve_amount, Movement, Overdraft, Status, Transaction,
+};
 use crate::store::Writes;
 use num_bigint::BigInt;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 impl Batch {
     pub(super) fn create_transaction(
@@ -77,9 +82,7 @@ impl Batch {
             created_at: self.now.clone(),
             meta_data: new.meta_data.clone(),
         };
-        // Not due yet: it waits, whatever `skip_queue` says (Blnk: `SCHEDULED`).
-        let waits = new.scheduled_for.as_ref().is_some_and(|at| *at > self.now);
-        if waits {
+        if self.waits(new) {
             transaction.status = Status::Scheduled;
         } else if new.skip_queue {
             let (movement, status) = first_movement(new.inflight);
@@ -91,6 +94,11 @@ impl Batch {
         self.taken_references.insert(transaction.reference.clone());
         self.transaction_event(w, &transaction)?;
         Ok(transaction)
+    }
+
+    /// Not due yet: it waits, whatever `skip_queue` says (Blnk: `SCHEDULED`), and moves nothing now.
+    pub(super) fn waits(&self, new: &NewTransaction) -> bool {
+        new.scheduled_for.as_ref().is_some_and(|at| *at > self.now)
     }
 
     pub(super) fn apply_queued(&mut self, w: &mut dyn Writes, queued: &Transaction) -> Ruled<Outcome> {
@@ -111,10 +119,45 @@ impl Batch {
         Ok(Outcome::Transaction(transaction))
     }
 
+    /// A commit or void of the inflight transaction `id`; or, when `id` is a split's or a bulk
+    /// request's, of every leg or item still inflight, each whole (Blnk commits or voids "every
+    /// pending inflight leg" by that id). Nothing a settlement does can be refused once its status
+    /// has been checked, so settling several is all or nothing too.
     pub(super) fn finish_inflight(&mut self, w: &mut dyn Writes, id: &str, action: &InflightAction) -> Ruled<Outcome> {
-        let Some(parent) = w.transaction(id)? else {
+        if let Some(hold) = w.transaction(id)? {
+            return Ok(Outcome::Transactions(vec![self.settle(w, &hold, action)?]));
+        }
+        let members = w.members(id)?;
+        if members.is_empty() {
             return Err(DomainError::not_found(Resource::Transaction, "transaction_id").into());
-        };
+        }
+        if let InflightAction::Commit { amount, precise_amount } = action {
+            if amount.is_some() || precise_amount.is_some() {
+                let message = "a split or bulk request is committed whole: to commit part of a leg, commit that \
+                               leg by its own transaction_id";
+                return Err(DomainError::validation(Resource::Transaction, "amount", message).into());
+            }
+        }
+        let holds: Vec<&Transaction> = members.iter().filter(|m| m.status == Status::Inflight).collect();
+        if holds.is_empty() {
+            let all = |status| members.iter().all(|m| m.status == status);
+            return Err(match () {
+                _ if all(Status::Commit) => DomainError::AlreadyCommitted,
+                _ if all(Status::Void) => DomainError::AlreadyVoided,
+                _ => DomainError::NotInflight,
+            }
+            .into());
+        }
+        let mut children = Vec::with_capacity(holds.len());
+        for hold in holds {
+            children.push(self.settle(w, hold, action)?);
+        }
+        Ok(Outcome::Transactions(children))
+    }
+
+    /// Commits all or part of what is left of `hold`, or voids the rest: the child written.
+    fn settle(&mut self, w: &mut dyn Writes, hold: &Transaction, action: &InflightAction) -> Ruled<Transaction> {
+        let parent = hold;
         match parent.status {
             Status::Inflight => {}
             Status::Commit => return Err(DomainError::AlreadyCommitted.into()),
@@ -141,8 +184,8 @@ impl Batch {
             }
             InflightAction::Void => (remaining, Movement::ReleaseHold, Status::Void, Status::Void),
         };
-        let child = self.child_of(&parent, amount, child_status, false);
-        self.move_money(&parent, movement, &child.precise_amount)
+        let child = self.child_of(parent, amount, child_status, false);
+        self.move_money(parent, movement, &child.precise_amount)
             .expect("committing or releasing a hold never needs funds");
         w.insert_transaction(&child)?;
         if parent_status != parent.status {
@@ -150,9 +193,11 @@ impl Batch {
         }
         self.after_movement(w, &child)?;
         self.transaction_event(w, &child)?;
-        Ok(Outcome::Transaction(child))
+        Ok(child)
     }
 
+    /// Reverses what `id` moved (`refundable` says what that is), all in this commit or none: every
+    /// refund is tried on copies of the balances before the first one moves.
     pub(super) fn refund(
         &mut self,
         w: &mut dyn Writes,
@@ -160,46 +205,106 @@ impl Batch {
         description: &str,
         meta_data: &Map<String, Value>,
     ) -> Ruled<Outcome> {
-        let Some(original) = w.transaction(id)? else {
-            return Err(DomainError::not_found(Resource::Transaction, "transaction_id").into());
-        };
-        if original.status != Status::Applied {
-            return Err(DomainError::validation(
-                Resource::Transaction,
-                "transaction_id",
-                format!("only APPLIED transactions can be refunded; this one is {}", original.status.as_str()),
-            )
-            .into());
-        }
-        // An APPLIED child of an APPLIED transaction is its refund (a commit's parent is INFLIGHT
-        // or COMMIT); and an APPLIED transaction's only children are its refunds.
-        if let Some(parent) = &original.parent {
-            if w.transaction(parent)?.is_some_and(|p| p.status == Status::Applied) {
-                return Err(
-                    DomainError::AlreadyRefunded(format!("{id} is a refund; a refund cannot be refunded")).into()
-                );
+        let originals = self.refundable(w, id)?;
+        let refunds: Vec<Transaction> = originals
+            .iter()
+            .map(|original| {
+                // Blnk refunds a void (the part of a hold that was released) by holding it back the
+                // other way: a new inflight hold, to be committed or voided in its turn.
+                let held_back = original.status == Status::Void;
+                let status = if held_back { Status::Inflight } else { Status::Applied };
+                let mut refund = self.child_of(original, original.precise_amount.clone(), status, true);
+                refund.inflight = held_back;
+                // Blnk's reference for a refund, so a client can find it without being told.
+                refund.reference = refund_reference(&original.id);
+                if !description.is_empty() {
+                    refund.description = description.to_string();
+                }
+                refund.meta_data.extend(meta_data.iter().map(|(k, v)| (k.clone(), v.clone())));
+                refund
+            })
+            .collect();
+        let movement = |refund: &Transaction| if refund.inflight { Movement::Hold } else { Movement::Transfer };
+        if refunds.len() > 1 {
+            let mut trial = Trial::default();
+            for refund in &refunds {
+                let (source, destination) = (&refund.source_balance_id, &refund.destination_balance_id);
+                trial.apply(
+                    self,
+                    source,
+                    destination,
+                    movement(refund),
+                    &refund.precise_amount,
+                    &refund.overdraft(),
+                )?;
             }
         }
-        if !w.children(&original.id)?.is_empty() {
-            return Err(DomainError::AlreadyRefunded(format!("transaction {id} has already been refunded")).into());
+        for refund in &refunds {
+            self.move_money(refund, movement(refund), &refund.precise_amount)?;
+            w.insert_transaction(refund)?;
+            self.taken_references.insert(refund.reference.clone());
+            self.after_movement(w, refund)?;
+            self.transaction_event(w, refund)?;
         }
-        let mut refund = self.child_of(&original, original.precise_amount.clone(), Status::Applied, true);
-        // Blnk's reference for a refund, so a client can find it without being told.
-        refund.reference = format!("{}_refund", original.id);
-        if self.taken_references.contains(&refund.reference) || w.transaction_by_reference(&refund.reference)?.is_some()
-        {
-            return Err(DomainError::DuplicateReference(refund.reference).into());
+        Ok(Outcome::Transactions(refunds))
+    }
+
+    /// What a refund of `id` reverses, in the order they were recorded, as Blnk resolves it
+    /// (`GetRefundableTransactionsByParentID`): an `APPLIED` transaction itself; an inflight
+    /// transaction's commits and its void (the hold itself moved nothing for good); a split's legs
+    /// or a bulk request's items, each so (Keel also finds a bulk request's inflight items'
+    /// commits and voids, which Blnk's one-level query misses). A refund is never refunded, and
+    /// none of them may have been refunded before.
+    fn refundable(&self, w: &mut dyn Writes, id: &str) -> Ruled<Vec<Transaction>> {
+        let roots = match w.transaction(id)? {
+            Some(t) if is_refund(&t) => {
+                return Err(
+                    DomainError::AlreadyRefunded(format!("{id} is a refund; a refund cannot be refunded")).into()
+                )
+            }
+            Some(t) => vec![t],
+            None => w.members(id)?,
+        };
+        let Some(first) = roots.first() else {
+            return Err(DomainError::not_found(Resource::Transaction, "transaction_id").into());
+        };
+        let what = format!("{id} ({})", first.status.as_str());
+        let mut originals = Vec::new();
+        for root in roots {
+            match root.status {
+                Status::Applied => originals.push(root),
+                Status::Inflight | Status::Commit | Status::Void if root.inflight => {
+                    let settled = w.children(&root.id)?.into_iter();
+                    originals.extend(
+                        settled.filter(|c| !is_refund(c) && matches!(c.status, Status::Applied | Status::Void)),
+                    );
+                }
+                _ => {}
+            }
         }
-        if !description.is_empty() {
-            refund.description = description.to_string();
+        if originals.is_empty() {
+            return Err(DomainError::NothingToRefund(format!(
+                "no transaction to refund: {what} has moved nothing that can be refunded; only APPLIED \
+                 transactions, and the commits and voids of an inflight one, can be"
+            ))
+            .into());
         }
-        refund.meta_data.extend(meta_data.iter().map(|(k, v)| (k.clone(), v.clone())));
-        self.move_money(&refund, Movement::Transfer, &refund.precise_amount)?;
-        w.insert_transaction(&refund)?;
-        self.taken_references.insert(refund.reference.clone());
-        self.after_movement(w, &refund)?;
-        self.transaction_event(w, &refund)?;
-        Ok(Outcome::Transaction(refund))
+        let references: Vec<String> = originals.iter().map(|o| refund_reference(&o.id)).collect();
+        let mut taken: std::collections::HashSet<String> = w.existing_references(&references)?.into_iter().collect();
+        taken.extend(references.iter().filter(|r| self.taken_references.contains(*r)).cloned());
+        for (original, reference) in originals.iter().zip(references) {
+            if !taken.contains(&reference) {
+                continue;
+            }
+            return Err(match w.transaction_by_reference(&reference)? {
+                Some(other) if other.parent.as_deref() != Some(&original.id) => {
+                    DomainError::DuplicateReference(reference)
+                }
+                _ => DomainError::AlreadyRefunded(format!("transaction {} has already been refunded", original.id)),
+            }
+            .into());
+        }
+        Ok(originals)
     }
 
     /// A commit, void or refund of `parent`. A refund swaps source and destination.
@@ -243,6 +348,48 @@ impl Batch {
             self.changed.insert(t.destination_balance_id.clone());
         }
         result
+    }
+}
+
+/// Blnk's reference for the refund of `original`: `{id}_refund`. Only a refund has it (a client
+/// choosing it for a transaction of its own makes that refund a duplicate reference instead).
+pub(super) fn refund_reference(original: &str) -> String {
+    format!("{original}_refund")
+}
+
+/// Whether `t` is a refund (of its parent).
+pub(super) fn is_refund(t: &Transaction) -> bool {
+    t.parent.as_deref().is_some_and(|parent| t.reference.strip_suffix("_refund") == Some(parent))
+}
+
+/// Copies of the batch's balances that an all-or-nothing command tries its movements on, in
+/// order, before the first one moves for real.
+#[derive(Default)]
+pub(super) struct Trial {
+    copies: HashMap<String, Balance>,
+}
+
+impl Trial {
+    /// Moves `amount` between the copies of two balances the batch has loaded.
+    pub(super) fn apply(
+        &mut self,
+        batch: &Batch,
+        source: &str,
+        destination: &str,
+        movement: Movement,
+        amount: &BigInt,
+        overdraft: &Overdraft,
+    ) -> Result<(), DomainError> {
+        for id in [source, destination] {
+            if !self.copies.contains_key(id) {
+                let loaded = batch.balances.get(id).unwrap_or_else(|| panic!("a planned balance was loaded: {id}"));
+                self.copies.insert(id.to_string(), loaded.clone());
+            }
+        }
+        let [Some(from), Some(to)] = self.copies.get_disjoint_mut([source, destination]) else {
+            unreachable!("a movement's two balances differ (plan) and were just copied");
+        };
+        apply_movement(movement, from, to, amount, overdraft)
     }
 }
 

@@ -107,6 +107,53 @@ pub struct Asked {
     pub precision: Precision,
 }
 
+/// A bulk request's dry run, as Blnk's `BulkTransactionPreview`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BulkPreviewJson {
+    /// Always `true`.
+    pub dry_run: bool,
+    /// Every item would be accepted.
+    pub would_apply: bool,
+    /// Whether each item was projected against the items before it (Keel: always, on
+    /// `POST /transactions/bulk`; never on the bulk inflight routes, whose items are independent).
+    pub cumulative: bool,
+    pub atomic: bool,
+    /// Each item's preview, in the request's order.
+    pub results: Vec<PreviewJson>,
+    /// The request's effect on every balance it names (cumulative previews only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub balances: Vec<BalanceProjectionJson>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl BulkPreviewJson {
+    /// A cumulative preview (`POST /transactions/bulk`).
+    pub fn new(
+        results: Vec<PreviewJson>,
+        balances: Vec<BalanceProjectionJson>,
+        atomic: bool,
+        notes: Vec<String>,
+    ) -> BulkPreviewJson {
+        let would_apply = results.iter().all(|r| r.would_apply);
+        BulkPreviewJson { dry_run: true, would_apply, cumulative: true, atomic, results, balances, notes }
+    }
+
+    /// Items projected each on its own (the bulk inflight routes).
+    pub fn independent(results: Vec<PreviewJson>, notes: Vec<String>) -> BulkPreviewJson {
+        let would_apply = results.iter().all(|r| r.would_apply);
+        BulkPreviewJson {
+            dry_run: true,
+            would_apply,
+            cumulative: false,
+            atomic: false,
+            results,
+            balances: vec![],
+            notes,
+        }
+    }
+}
+
 impl PreviewJson {
     /// `rejection` is the refusal of `preview.result` as the API answers it, if it was refused.
     pub fn new(
