@@ -159,6 +159,34 @@ def main():
         refund = ok(blnk.transactions.refund(committed["transaction_id"]), 201, "refund")
         assert refund["source"] == other["balance_id"]; checks += 1
 
+        # A bulk request's preview names the item that would fail, and moves nothing.
+        before = ok(blnk.ledger_balances.get(balance["balance_id"]), 200, "balance")["balance"]
+        bulk_preview = ok(blnk.transactions.create_bulk({"atomic": True, "skip_queue": True, "dry_run": True,
+            "transactions": [
+                {"amount": amount, "precision": 100, "reference": f"bulkpreview-{uuid.uuid4()}", "currency": "USD",
+                 "source": balance["balance_id"], "destination": other["balance_id"], "description": "preview"}
+                for amount in (1, 10**7)]}), 200, "bulk dry run")
+        assert bulk_preview["would_apply"] is False and bulk_preview["atomic"] is True, bulk_preview; checks += 1
+        assert bulk_preview["results"][1]["rejection"]["code"] == "TXN_INSUFFICIENT_FUNDS", bulk_preview; checks += 1
+        assert ok(blnk.ledger_balances.get(balance["balance_id"]), 200, "balance")["balance"] == before; checks += 1
+        commit_preview = ok(blnk.transactions.bulk_commit_inflight(
+            {"transactions": [{"transaction_id": holds[1]}], "dry_run": True}), 200, "bulk commit dry run")
+        assert commit_preview["results"][0]["rejection"]["code"] == "TXN_ALREADY_VOIDED", commit_preview; checks += 1
+
+        # The split's id refunds every leg; a batch's id commits every hold and tags every item.
+        refunded_split = ok(blnk.transactions.refund(split["transaction_id"], {"skip_queue": True}), 201, "refund split")
+        assert refunded_split["parent_transaction"] == split["destinations"][0]["transaction_id"], refunded_split; checks += 1
+        assert ok(blnk.ledger_balances.get(balance["balance_id"]), 200, "balance")["balance"] == before + 300; checks += 1
+        held_batch = ok(blnk.transactions.create_bulk({"inflight": True, "skip_queue": True, "transactions": [
+            {"amount": 1, "precision": 100, "reference": f"heldbatch-{uuid.uuid4()}", "currency": "USD",
+             "source": balance["balance_id"], "destination": other["balance_id"], "description": "held"}
+            for _ in range(2)]}), 201, "inflight bulk")
+        committed_batch = ok(blnk.transactions.update_status(held_batch["batch_id"], {"status": "commit"}), 200, "commit batch")
+        assert committed_batch["status"] == "APPLIED", committed_batch; checks += 1
+        assert ok(blnk.ledger_balances.get(balance["balance_id"]), 200, "balance")["balance"] == before + 100; checks += 1
+        tagged_batch = ok(blnk.metadata.update(held_batch["batch_id"], {"meta_data": {"batch": "B-1"}}), 200, "batch metadata")
+        assert tagged_batch["meta_data"] == {"batch": "B-1"}, tagged_batch; checks += 1
+
         bad = blnk.transactions.create({
             "amount": 10**9, "precision": 100, "reference": f"big-{uuid.uuid4()}", "currency": "USD",
             "source": balance["balance_id"], "destination": other["balance_id"], "description": "x", "skip_queue": True})

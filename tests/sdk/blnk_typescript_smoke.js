@@ -92,6 +92,22 @@ async function main() {
       destination: other.balance_id, description: `bulk ${i}`,
     })) }), 201, "bulk");
     check(bulk.status === "applied" && bulk.transaction_count === 2, "bulk applied", bulk);
+    const bulkPreview = expect(await Transactions.createBulk({ atomic: true, skip_queue: true, dry_run: true,
+      transactions: [1, 10000000].map((amount) => ({
+        amount, reference: `ref_${randomUUID()}`, currency: "USD", precision: 100, source: balance.balance_id,
+        destination: other.balance_id, description: "bulk preview",
+      })) }), 200, "bulk dry run");
+    check(bulkPreview.would_apply === false && bulkPreview.results[1].rejection.code === "TXN_INSUFFICIENT_FUNDS",
+      "bulk dry run names the item", bulkPreview);
+    const heldBatch = expect(await Transactions.createBulk({ inflight: true, skip_queue: true, transactions: [1, 2].map(() => ({
+      amount: 1, reference: `ref_${randomUUID()}`, currency: "USD", precision: 100, source: balance.balance_id,
+      destination: other.balance_id, description: "held",
+    })) }), 201, "inflight bulk");
+    const batchCommit = expect(await Transactions.updateStatus(heldBatch.batch_id, { status: "commit" }), 200, "commit batch");
+    check(batchCommit.status === "APPLIED", "a batch is committed by its id", batchCommit);
+    const batchRefund = expect(await Transactions.refund(heldBatch.batch_id, { skip_queue: true }), 201, "refund batch");
+    check(batchRefund.source === other.balance_id, "a batch is refunded by its id", batchRefund);
+    check(expect(await LedgerBalances.get(balance.balance_id), 200, "balance").balance === 74800, "batch refunded", null);
     const held = expect(await Transactions.create({
       amount: 10, reference: `ref_${randomUUID()}`, currency: "USD", precision: 100, source: balance.balance_id,
       destination: other.balance_id, description: "hold", inflight: true, skip_queue: true,
