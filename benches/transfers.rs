@@ -695,21 +695,26 @@ fn bulk_mode(o: &Options, runtime: &tokio::runtime::Runtime, url: &str, largest:
         let server = Server::start_discarding_logs(url, &[]);
         let client = reqwest::Client::new();
         println!(
-            "{:>7} {:>8} {:>14} {:>14} {:>16}",
-            "path", "clients", "transfers/s", "requests/s", "transfers/commit"
+            "{:>7} {:>8} {:>14} {:>14} {:>16} {:>22}",
+            "path", "clients", "transfers/s", "requests/s", "transfers/commit", "CPU µs/transfer: server engine load"
         );
         let mut at_largest = (0.0, 1.0);
         for &clients in &o.clients {
             let before = batch_totals(&client, &server.base).await;
+            let cpu_before = CpuTimes::read(server.pid());
             let requests = drive_bulk(clients, o.seconds, &ids, &server.base, o.bulk).await;
+            let cpu = CpuTimes::read(server.pid()).since(&cpu_before).per_transfer((requests * o.bulk) as u64);
             let after = batch_totals(&client, &server.base).await;
             let per_batch = (after.0 - before.0) / (after.1 - before.1).max(1.0);
             let rate = (requests * o.bulk) as f64 / o.seconds as f64;
             let per_commit = per_batch * o.bulk as f64;
             println!(
-                "{:>7} {clients:>8} {rate:>14.0} {:>14.1} {per_commit:>16.0}",
+                "{:>7} {clients:>8} {rate:>14.0} {:>14.1} {per_commit:>16.0} {:>14.1} {:>6.1} {:>5.1}",
                 "bulk",
-                requests as f64 / o.seconds as f64
+                requests as f64 / o.seconds as f64,
+                cpu.server,
+                cpu.engine,
+                cpu.load_generator
             );
             if clients == largest {
                 at_largest = (rate, per_commit);

@@ -206,6 +206,35 @@ pub fn apply_movement(
     Ok(())
 }
 
+/// Takes back, exactly, what a successful `apply_movement` with the same arguments did (an
+/// all-or-nothing command tries its movements first, then makes them for real).
+pub fn undo_movement(movement: Movement, source: &mut Balance, destination: &mut Balance, amount: &BigInt) {
+    match movement {
+        Movement::Transfer => {
+            source.debit_balance -= amount;
+            destination.credit_balance -= amount;
+        }
+        Movement::Hold => {
+            source.inflight_debit_balance -= amount;
+            destination.inflight_credit_balance -= amount;
+        }
+        Movement::CommitHold => {
+            source.inflight_debit_balance += amount;
+            destination.inflight_credit_balance += amount;
+            source.debit_balance -= amount;
+            destination.credit_balance -= amount;
+        }
+        Movement::ReleaseHold => {
+            source.inflight_debit_balance += amount;
+            destination.inflight_credit_balance += amount;
+        }
+    }
+    source.version -= 1;
+    destination.version -= 1;
+    source.assert_invariants();
+    destination.assert_invariants();
+}
+
 /// Reads a transaction's `precision`; absent means 1 (amounts are already minor units).
 pub fn parse_precision(precision: Option<&str>) -> Result<Precision, DomainError> {
     match precision {
@@ -299,6 +328,21 @@ mod tests {
         assert!(matches!(resolve(Some("5"), Some("6"), None), Err(DomainError::InvalidAmount(_))));
         assert!(matches!(resolve(Some("5"), None, Some("30")), Err(DomainError::Validation { .. })));
         assert!(matches!(resolve(None, None, None), Err(DomainError::InvalidAmount(_))));
+    }
+
+    #[test]
+    fn an_undone_movement_leaves_both_balances_as_they_were() {
+        let (mut world, mut alice) = (balance("w", "@World"), balance("a", ""));
+        let amount = BigInt::from(7);
+        apply_movement(Movement::Transfer, &mut world, &mut alice, &BigInt::from(100), &Overdraft::None).unwrap();
+        apply_movement(Movement::Hold, &mut alice, &mut world, &BigInt::from(30), &Overdraft::None).unwrap();
+        for movement in [Movement::Transfer, Movement::Hold, Movement::CommitHold, Movement::ReleaseHold] {
+            let before = (alice.clone(), world.clone());
+            apply_movement(movement, &mut alice, &mut world, &amount, &Overdraft::None).unwrap();
+            assert_ne!((&alice, &world), (&before.0, &before.1), "{movement:?} moved something");
+            undo_movement(movement, &mut alice, &mut world, &amount);
+            assert_eq!((alice.clone(), world.clone()), before, "{movement:?} taken back exactly");
+        }
     }
 
     #[test]

@@ -14,7 +14,8 @@
 
 use crate::domain::balance::Balance;
 use crate::domain::monitor::Monitor;
-use std::collections::{BTreeSet, HashMap};
+use foldhash::{HashMap, HashMapExt};
+use std::collections::BTreeSet;
 
 /// Most balances plus monitors held (about half a KiB each): past it, entries are evicted at
 /// random down to three quarters, which bounds memory however many balances there are.

@@ -11,7 +11,7 @@ use super::transactions::Trial;
 use crate::domain::error::DomainError;
 use crate::domain::transaction::{first_movement, Status, Transaction};
 use crate::store::Writes;
-use std::collections::HashSet;
+use foldhash::{HashSet, HashSetExt};
 
 impl Batch {
     /// `resolved[k]`: the balances leg `k` (of `split.legs()`) moves between, from `plan`.
@@ -59,29 +59,44 @@ impl Batch {
         Ok(Outcome::Split { parent, legs: recorded })
     }
 
-    /// Every rule for every leg, on copies of the balances, so a refusal changes nothing: each leg's
-    /// balances exist and hold its currency, its reference is free (also among the legs), and its
-    /// movement (if it moves money now: neither queued nor scheduled ahead) fits the balances as the
-    /// legs before it leave them. A refusal says which leg.
+    /// Every rule for every leg, tried before anything is written, so a refusal changes nothing:
+    /// each leg's balances exist and hold its currency, its reference is free (also among the
+    /// legs), and its movement (if it moves money now: neither queued nor scheduled ahead) fits the
+    /// balances as the legs before it leave them. A refusal says which leg (the first to break any
+    /// rule). The balances end as they began (`Trial`).
     pub(super) fn check_all<'a>(
-        &self,
+        &mut self,
         legs: impl IntoIterator<Item = &'a NewTransaction>,
-        resolved: &[(String, String)],
+        resolved: &'a [(String, String)],
     ) -> Result<(), (usize, DomainError)> {
-        let mut trial = Trial::default();
-        let mut references = HashSet::new();
-        for (i, (leg, (source, destination))) in legs.into_iter().zip(resolved).enumerate() {
-            self.check_new(leg, source, destination).map_err(|e| (i, e))?;
-            if !references.insert(leg.reference.as_str()) {
-                return Err((i, DomainError::DuplicateReference(leg.reference.clone())));
+        let legs: Vec<&NewTransaction> = legs.into_iter().collect();
+        let mut references = HashSet::with_capacity(legs.len());
+        let mut first_refused = None;
+        for (i, (leg, (source, destination))) in legs.iter().zip(resolved).enumerate() {
+            let refused = match self.check_new(leg, source, destination) {
+                Ok(()) if !references.insert(leg.reference.as_str()) => {
+                    Some(DomainError::DuplicateReference(leg.reference.clone()))
+                }
+                Ok(()) => None,
+                Err(refused) => Some(refused),
+            };
+            if let Some(refused) = refused {
+                first_refused = Some((i, refused));
+                break;
             }
-            if !leg.skip_queue || self.waits(leg) {
+        }
+        // The movements of the legs before the first refused: one of them may be refused first.
+        let checked = first_refused.as_ref().map_or(legs.len(), |(i, _)| *i);
+        let now = self.now.clone();
+        let mut trial = Trial::on(&mut self.balances);
+        for (i, (leg, (source, destination))) in legs.into_iter().zip(resolved).enumerate().take(checked) {
+            if !leg.skip_queue || leg.scheduled_for.as_ref().is_some_and(|at| *at > now) {
                 continue;
             }
             let (movement, _) = first_movement(leg.inflight);
             let overdraft = Transaction::overdraft_of(leg.allow_overdraft, &leg.overdraft_limit);
-            trial.apply(self, source, destination, movement, &leg.precise_amount, &overdraft).map_err(|e| (i, e))?;
+            trial.apply(source, destination, movement, &leg.precise_amount, &overdraft).map_err(|e| (i, e))?;
         }
-        Ok(())
+        first_refused.map_or(Ok(()), Err)
     }
 }

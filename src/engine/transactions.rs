@@ -10,12 +10,12 @@ use crate::domain::balance::Balance;
 use crate::domain::error::{DomainError, Resource};
 use crate::domain::event::EventKind;
 use crate::domain::transaction::{
-    apply_movement, first_movement, resolve_amount, Movement, Overdraft, Status, Transaction,
+    apply_movement, first_movement, resolve_amount, undo_movement, Movement, Overdraft, Status, Transaction,
 };
 use crate::store::Writes;
+use foldhash::HashMap;
 use num_bigint::BigInt;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 
 impl Batch {
     pub(super) fn create_transaction(
@@ -226,17 +226,11 @@ impl Batch {
             .collect();
         let movement = |refund: &Transaction| if refund.inflight { Movement::Hold } else { Movement::Transfer };
         if refunds.len() > 1 {
-            let mut trial = Trial::default();
+            let mut trial = Trial::on(&mut self.balances);
             for refund in &refunds {
                 let (source, destination) = (&refund.source_balance_id, &refund.destination_balance_id);
-                trial.apply(
-                    self,
-                    source,
-                    destination,
-                    movement(refund),
-                    &refund.precise_amount,
-                    &refund.overdraft(),
-                )?;
+                let overdraft = refund.overdraft();
+                trial.apply(source, destination, movement(refund), &refund.precise_amount, &overdraft)?;
             }
         }
         for refund in &refunds {
@@ -290,7 +284,7 @@ impl Batch {
             .into());
         }
         let references: Vec<String> = originals.iter().map(|o| refund_reference(&o.id)).collect();
-        let mut taken: std::collections::HashSet<String> = w.existing_references(&references)?.into_iter().collect();
+        let mut taken: foldhash::HashSet<String> = w.existing_references(&references)?.into_iter().collect();
         taken.extend(references.iter().filter(|r| self.taken_references.contains(*r)).cloned());
         for (original, reference) in originals.iter().zip(references) {
             if !taken.contains(&reference) {
@@ -362,34 +356,46 @@ pub(super) fn is_refund(t: &Transaction) -> bool {
     t.parent.as_deref().is_some_and(|parent| t.reference.strip_suffix("_refund") == Some(parent))
 }
 
-/// Copies of the batch's balances that an all-or-nothing command tries its movements on, in
-/// order, before the first one moves for real.
-#[derive(Default)]
-pub(super) struct Trial {
-    copies: HashMap<String, Balance>,
+/// An all-or-nothing command's trial: its movements made in order on the batch's own balances,
+/// then taken back exactly (in reverse, when the trial is dropped), before the first one is made
+/// for real. Taking back the arithmetic costs less than copying every balance a batch of thousands
+/// of transfers touches.
+pub(super) struct Trial<'a> {
+    balances: &'a mut HashMap<String, Balance>,
+    made: Vec<(&'a str, &'a str, Movement, &'a BigInt)>,
 }
 
-impl Trial {
-    /// Moves `amount` between the copies of two balances the batch has loaded.
+impl<'a> Trial<'a> {
+    pub(super) fn on(balances: &'a mut HashMap<String, Balance>) -> Trial<'a> {
+        Trial { balances, made: Vec::new() }
+    }
+
+    /// Moves `amount` between two balances the batch has loaded, for now.
     pub(super) fn apply(
         &mut self,
-        batch: &Batch,
-        source: &str,
-        destination: &str,
+        source: &'a str,
+        destination: &'a str,
         movement: Movement,
-        amount: &BigInt,
+        amount: &'a BigInt,
         overdraft: &Overdraft,
     ) -> Result<(), DomainError> {
-        for id in [source, destination] {
-            if !self.copies.contains_key(id) {
-                let loaded = batch.balances.get(id).unwrap_or_else(|| panic!("a planned balance was loaded: {id}"));
-                self.copies.insert(id.to_string(), loaded.clone());
-            }
-        }
-        let [Some(from), Some(to)] = self.copies.get_disjoint_mut([source, destination]) else {
-            unreachable!("a movement's two balances differ (plan) and were just copied");
+        let [Some(from), Some(to)] = self.balances.get_disjoint_mut([source, destination]) else {
+            panic!("a movement's two balances were loaded: {source}, {destination}");
         };
-        apply_movement(movement, from, to, amount, overdraft)
+        apply_movement(movement, from, to, amount, overdraft)?;
+        self.made.push((source, destination, movement, amount));
+        Ok(())
+    }
+}
+
+impl Drop for Trial<'_> {
+    fn drop(&mut self) {
+        for (source, destination, movement, amount) in self.made.drain(..).rev() {
+            let [Some(from), Some(to)] = self.balances.get_disjoint_mut([source, destination]) else {
+                unreachable!("the trial moved money between these two");
+            };
+            undo_movement(movement, from, to, amount);
+        }
     }
 }
 

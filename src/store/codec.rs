@@ -196,10 +196,18 @@ impl<T: Codec> Codec for Option<T> {
 impl Codec for BigInt {
     const KIND: Kind = Kind::Amount;
     fn encode(&self) -> Value<'_> {
-        Value::Text(Cow::Owned(self.to_string()))
+        // Nearly every amount fits in 64 bits; those are written without BigInt's general (and,
+        // at several amounts per transfer, noticeable) radix conversion.
+        match num_traits::ToPrimitive::to_i64(self) {
+            Some(small) => Value::Text(Cow::Owned(itoa::Buffer::new().format(small).to_owned())),
+            None => Value::Text(Cow::Owned(self.to_string())),
+        }
     }
     fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
         let text = cursor.text()?;
+        if let Ok(small) = text.parse::<i64>() {
+            return Ok(BigInt::from(small));
+        }
         text.parse().map_err(|_| corrupt(format!("amount {text:?} is not an integer")))
     }
 }

@@ -6,10 +6,13 @@ use super::codec::{Cursor, RowAccess, Value};
 use super::sql::{operation, render, Dialect, Sql, WriteSql};
 use super::{schema_is_current, Access, ErrorKind, Migrations};
 use super::{PoolUsage, Reads, Store, StoreError, StoreResult, Writes};
+use foldhash::HashMap;
 use parking_lot::FairMutex;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{params, Connection, ToSql, TransactionBehavior};
+use rusqlite::{params, CachedStatement, Connection, Statement, ToSql, TransactionBehavior};
+use std::cell::RefCell;
+use std::collections::hash_map::Entry;
 
 /// Plain SQL files, applied in order at start-up; `schema_migrations` records which ran.
 const MIGRATIONS: &Migrations = &[
@@ -220,7 +223,7 @@ impl Store for SqliteStore {
         let mut conn = self.readers.get().map_err(pool_error)?;
         // A read transaction: WAL keeps its snapshot for as long as it lasts.
         let tx = conn.transaction()?;
-        work(&Writer(&tx))?;
+        work(&Writer::on(&tx))?;
         tx.commit()?;
         Ok(())
     }
@@ -228,8 +231,9 @@ impl Store for SqliteStore {
     fn write(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
         let mut conn = self.writer.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut writer = Writer(&tx);
+        let mut writer = Writer::on(&tx);
         work(&mut writer)?;
+        drop(writer);
         tx.commit()?;
         Ok(())
     }
@@ -237,7 +241,7 @@ impl Store for SqliteStore {
     fn rehearse(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
         let mut conn = self.writer.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        work(&mut Writer(&tx))?;
+        work(&mut Writer::on(&tx))?;
         tx.rollback()?;
         Ok(())
     }
@@ -261,25 +265,62 @@ impl Store for SqliteStore {
 }
 
 struct Reader(r2d2::PooledConnection<SqliteConnectionManager>);
-struct Writer<'a>(&'a rusqlite::Transaction<'a>);
+
+/// A transaction, with the statements it has run kept at hand until it ends. A batch runs the
+/// same few statements thousands of times; taking each from rusqlite's statement cache and giving
+/// it back (hashing its whole SQL text both ways) cost a tenth of a bulk transfer.
+struct Writer<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+    /// By the address of the rendered SQL (`render` returns one `&'static str` per template).
+    statements: RefCell<HashMap<usize, CachedStatement<'a>>>,
+}
+
+impl<'a> Writer<'a> {
+    fn on(tx: &'a rusqlite::Transaction<'a>) -> Writer<'a> {
+        Writer { tx, statements: RefCell::default() }
+    }
+
+    /// Runs `use_it` with the prepared statement of `template`.
+    fn with<R>(
+        &self,
+        template: &'static str,
+        use_it: impl FnOnce(&mut Statement<'_>) -> StoreResult<R>,
+    ) -> StoreResult<R> {
+        let sql = render(Dialect::Sqlite, template);
+        let mut statements = self.statements.borrow_mut();
+        let statement = match statements.entry(sql.as_ptr() as usize) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(new) => new.insert(self.tx.prepare_cached(sql)?),
+        };
+        use_it(statement)
+    }
+}
 
 impl Sql for Reader {
     const DIALECT: Dialect = Dialect::Sqlite;
     fn rows<T>(&self, sql: &'static str, params: &[Value<'_>], read: Read<T>) -> StoreResult<Vec<T>> {
-        rows(&self.0, sql, params, read)
+        let run = || -> StoreResult<Vec<T>> {
+            let mut statement = self.0.prepare_cached(render(Dialect::Sqlite, sql))?;
+            rows(&mut statement, params, read)
+        };
+        run().map_err(|e| e.during(operation(sql)))
     }
     fn execute(&self, sql: &'static str, params: &[Value<'_>]) -> StoreResult<u64> {
-        execute(&self.0, sql, params)
+        let run = || -> StoreResult<u64> {
+            let mut statement = self.0.prepare_cached(render(Dialect::Sqlite, sql))?;
+            execute(&mut statement, params)
+        };
+        run().map_err(|e| e.during(operation(sql)))
     }
 }
 
 impl Sql for Writer<'_> {
     const DIALECT: Dialect = Dialect::Sqlite;
     fn rows<T>(&self, sql: &'static str, params: &[Value<'_>], read: Read<T>) -> StoreResult<Vec<T>> {
-        rows(self.0, sql, params, read)
+        self.with(sql, |statement| rows(statement, params, read)).map_err(|e| e.during(operation(sql)))
     }
     fn execute(&self, sql: &'static str, params: &[Value<'_>]) -> StoreResult<u64> {
-        execute(self.0, sql, params)
+        self.with(sql, |statement| execute(statement, params)).map_err(|e| e.during(operation(sql)))
     }
 }
 
@@ -289,31 +330,23 @@ impl WriteSql for Writer<'_> {}
 
 type Read<T> = fn(&mut Cursor<'_>) -> StoreResult<T>;
 
-fn rows<T>(conn: &Connection, template: &'static str, params: &[Value<'_>], read: Read<T>) -> StoreResult<Vec<T>> {
-    let run = || -> StoreResult<Vec<T>> {
-        let mut stmt = conn.prepare_cached(render(Dialect::Sqlite, template))?;
-        let mut found = Vec::new();
-        for params in each_item(params) {
-            let mut rows = stmt.query(rusqlite::params_from_iter(params.iter().map(Bound)))?;
-            while let Some(row) = rows.next()? {
-                found.push(read(&mut Cursor::new(row))?);
-            }
+fn rows<T>(stmt: &mut Statement<'_>, params: &[Value<'_>], read: Read<T>) -> StoreResult<Vec<T>> {
+    let mut found = Vec::new();
+    for params in each_item(params) {
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter().map(Bound)))?;
+        while let Some(row) = rows.next()? {
+            found.push(read(&mut Cursor::new(row))?);
         }
-        Ok(found)
-    };
-    run().map_err(|e| e.during(operation(template)))
+    }
+    Ok(found)
 }
 
-fn execute(conn: &Connection, template: &'static str, params: &[Value<'_>]) -> StoreResult<u64> {
-    let run = || -> StoreResult<u64> {
-        let mut stmt = conn.prepare_cached(render(Dialect::Sqlite, template))?;
-        let mut changed = 0;
-        for params in each_item(params) {
-            changed += stmt.execute(rusqlite::params_from_iter(params.iter().map(Bound)))? as u64;
-        }
-        Ok(changed)
-    };
-    run().map_err(|e| e.during(operation(template)))
+fn execute(stmt: &mut Statement<'_>, params: &[Value<'_>]) -> StoreResult<u64> {
+    let mut changed = 0;
+    for params in each_item(params) {
+        changed += stmt.execute(rusqlite::params_from_iter(params.iter().map(Bound)))? as u64;
+    }
+    Ok(changed)
 }
 
 /// The parameter lists to run a statement with: one, or, where a list is bound (`{any}`), one per
