@@ -17,14 +17,14 @@
 //!
 //! Without valgrind it prints the wall-clock rate too (noisy; the instruction count is the figure).
 
-use keel::domain::amount::Precision;
 use keel::domain::ledger::GENERAL_LEDGER_ID;
 use keel::domain::monitor::{Condition, Trigger};
-use keel::engine::{BulkItem, Command, Core, EngineConfig, NewBulk, NewMonitor, NewTransaction, Outcome};
+use keel::engine::{BulkItem, Command, Core, EngineConfig, NewBulk, NewMonitor, Outcome};
 use keel::store::{Access, Store};
-use num_bigint::BigInt;
 use std::sync::Arc;
 use std::time::Instant;
+
+mod shared;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -54,7 +54,7 @@ fn main() {
                         let from = (seed % BALANCES as u64) as usize;
                         let to = (from + 1 + (seed >> 32) as usize % (BALANCES - 1)) % BALANCES;
                         let reference = format!("b-{round}-{r}-{k}");
-                        BulkItem::Transaction(transfer(&ids[from], &ids[to], 1, reference))
+                        BulkItem::Transaction(shared::transfer(&ids[from], &ids[to], 1, reference))
                     })
                     .collect();
                 Command::CreateBulk(NewBulk { items, atomic: true, run_async: false })
@@ -70,27 +70,6 @@ fn main() {
         "engine_bulk: {transfers} transfers in {took:.2} s = {:.0}/s (wall clock; noisy)",
         transfers as f64 / took
     );
-}
-
-fn transfer(source: &str, destination: &str, amount: u64, reference: String) -> NewTransaction {
-    NewTransaction {
-        precise_amount: BigInt::from(amount),
-        precision: Precision::ONE,
-        reference,
-        description: String::new(),
-        currency: "USD".into(),
-        source: source.into(),
-        destination: destination.into(),
-        allow_overdraft: false,
-        overdraft_limit: BigInt::ZERO,
-        effective_date: None,
-        scheduled_for: None,
-        inflight_expiry_date: None,
-        inflight_commit_date: None,
-        inflight: false,
-        skip_queue: true,
-        meta_data: Default::default(),
-    }
 }
 
 /// Balances, each funded from `@World` and watched by a monitor that never fires.
@@ -112,7 +91,7 @@ fn set_up(core: &mut Core) -> Vec<String> {
     for chunk in ids.chunks(1000) {
         let funding = chunk
             .iter()
-            .map(|id| Command::CreateTransaction(transfer("@World", id, 1_000_000_000, format!("fund-{id}"))));
+            .map(|id| Command::CreateTransaction(shared::transfer("@World", id, 1_000_000_000, format!("fund-{id}"))));
         let quiet = chunk.iter().map(|id| {
             Command::CreateMonitor(NewMonitor {
                 balance_id: id.clone(),

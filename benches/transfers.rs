@@ -34,12 +34,13 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod shared;
 
 use common::receiver::Receiver;
 use common::{Server, TestDatabase};
 use keel::domain::amount::Precision;
 use keel::domain::monitor::{Condition, Trigger};
-use keel::engine::{Command, EngineConfig, EngineHandle, NewMonitor, NewTransaction, Outcome};
+use keel::engine::{Command, EngineConfig, EngineHandle, NewMonitor, Outcome};
 use num_bigint::BigInt;
 use rusqlite::{params, Connection};
 use serde_json::Map;
@@ -255,24 +256,7 @@ async fn in_parallel(engine: &EngineHandle, count: usize, command: impl Fn(usize
 }
 
 fn transfer(source: &str, destination: &str, amount: u64, reference: String) -> Command {
-    Command::CreateTransaction(NewTransaction {
-        precise_amount: BigInt::from(amount),
-        precision: Precision::ONE,
-        reference,
-        description: String::new(),
-        currency: "USD".into(),
-        source: source.into(),
-        destination: destination.into(),
-        allow_overdraft: false,
-        overdraft_limit: BigInt::ZERO,
-        effective_date: None,
-        scheduled_for: None,
-        inflight_expiry_date: None,
-        inflight_commit_date: None,
-        inflight: false,
-        skip_queue: true,
-        meta_data: Map::new(),
-    })
+    Command::CreateTransaction(shared::transfer(source, destination, amount, reference))
 }
 
 fn monitor(balance_id: &str, field: &str, value: &str, call_back_url: String) -> Command {

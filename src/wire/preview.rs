@@ -139,18 +139,9 @@ impl BulkPreviewJson {
         BulkPreviewJson { dry_run: true, would_apply, cumulative: true, atomic, results, balances, notes }
     }
 
-    /// Items projected each on its own (the bulk inflight routes).
+    /// Items projected each on its own (the bulk inflight routes): no combined balances.
     pub fn independent(results: Vec<PreviewJson>, notes: Vec<String>) -> BulkPreviewJson {
-        let would_apply = results.iter().all(|r| r.would_apply);
-        BulkPreviewJson {
-            dry_run: true,
-            would_apply,
-            cumulative: false,
-            atomic: false,
-            results,
-            balances: vec![],
-            notes,
-        }
+        BulkPreviewJson { cumulative: false, ..BulkPreviewJson::new(results, vec![], false, notes) }
     }
 }
 
