@@ -57,7 +57,7 @@ fn main() {
                         BulkItem::Transaction(shared::transfer(&ids[from], &ids[to], 1, reference))
                     })
                     .collect();
-                Command::CreateBulk(NewBulk { items, atomic: true, run_async: false })
+                Command::CreateBulk(NewBulk::new(items, true, false))
             })
             .collect();
         for answer in core.execute(requests) {

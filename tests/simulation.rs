@@ -948,10 +948,9 @@ impl Simulation {
     }
 
     /// A bulk request of one to five transfers (now and then a split among them), atomic or not,
-    /// applied at once or queued (at once if atomic or with a split, as the API decides).
+    /// applied at once or queued (at once if atomic or with a split: `NewBulk::new`).
     fn random_bulk(&mut self) -> Command {
-        let atomic = self.rng.bool();
-        let mut skip_queue = self.rng.bool() || atomic;
+        let (atomic, skip_queue) = (self.rng.bool(), self.rng.bool());
         let inflight = self.rng.u8(..5) == 0;
         let mut items = Vec::new();
         for i in 0..1 + self.rng.usize(..5) {
@@ -964,7 +963,6 @@ impl Simulation {
                 (_, Command::CreateTransaction(new)) => BulkItem::Transaction(new),
                 _ => unreachable!("a transfer"),
             };
-            skip_queue |= matches!(item, BulkItem::Split(_));
             let template = match &mut item {
                 BulkItem::Transaction(t) => t,
                 BulkItem::Split(split) => &mut split.template,
@@ -978,7 +976,7 @@ impl Simulation {
                 t.skip_queue = skip_queue;
             }
         }
-        Command::CreateBulk(NewBulk { items, atomic, run_async: self.rng.u8(..4) == 0 })
+        Command::CreateBulk(NewBulk::new(items, atomic, self.rng.u8(..4) == 0))
     }
 
     /// A split of a random transfer among two or three balances, by shares of every kind (fixed,

@@ -99,16 +99,7 @@ pub async fn create(State(app): State<AppState>, JsonBody(body): JsonBody<BulkBo
         template.meta_data.insert("sequence".into(), json!(i + 1));
         items.push(item);
     }
-    // An atomic request, or one with a split item (whose legs commit together), is applied at once,
-    // so that it can be all or nothing.
-    if atomic || items.iter().any(|item| matches!(item, BulkItem::Split(_))) {
-        for item in &mut items {
-            if let BulkItem::Transaction(t) = item {
-                t.skip_queue = true;
-            }
-        }
-    }
-    let bulk = NewBulk { items, atomic, run_async };
+    let bulk = NewBulk::new(items, atomic, run_async);
     if dry_run {
         return dry_run_reply(&app, bulk).await;
     }
@@ -152,8 +143,7 @@ async fn dry_run_reply(app: &AppState, bulk: NewBulk) -> Result<Response, ApiErr
     let mut notes = vec![];
     if !at_once {
         notes.push(format!(
-            "skip_queue is false: {QUEUED_NOTE}; an item the queue finds short of funds is REJECTED and \
-            the items after it still go"
+            "{QUEUED_NOTE}; an item the queue finds short of funds is REJECTED and the items after it still go"
         ));
     }
     if run_async {

@@ -164,6 +164,22 @@ pub struct NewBulk {
     pub run_async: bool,
 }
 
+impl NewBulk {
+    /// A bulk request of `items` (each with the request's `inflight` and `skip_queue`). One that is
+    /// atomic, or has a split item (whose legs commit together), is applied at once whatever
+    /// `skip_queue` says, so that it can be all or nothing.
+    pub fn new(mut items: Vec<BulkItem>, atomic: bool, run_async: bool) -> NewBulk {
+        if atomic || items.iter().any(|item| matches!(item, BulkItem::Split(_))) {
+            for item in &mut items {
+                if let BulkItem::Transaction(t) = item {
+                    t.skip_queue = true;
+                }
+            }
+        }
+        NewBulk { items, atomic, run_async }
+    }
+}
+
 /// One item of a bulk request: a transaction, or a split whose legs are all recorded or none.
 #[derive(Debug, Clone)]
 pub enum BulkItem {

@@ -155,9 +155,8 @@ impl Batch {
         Ok(Outcome::Transactions(children))
     }
 
-    /// Commits all or part of what is left of `hold`, or voids the rest: the child written.
-    fn settle(&mut self, w: &mut dyn Writes, hold: &Transaction, action: &InflightAction) -> Ruled<Transaction> {
-        let parent = hold;
+    /// Commits all or part of what is left of the hold `parent`, or voids the rest: the child written.
+    fn settle(&mut self, w: &mut dyn Writes, parent: &Transaction, action: &InflightAction) -> Ruled<Transaction> {
         match parent.status {
             Status::Inflight => {}
             Status::Commit => return Err(DomainError::AlreadyCommitted.into()),
@@ -196,8 +195,8 @@ impl Batch {
         Ok(child)
     }
 
-    /// Reverses what `id` moved (`refundable` says what that is), all in this commit or none: every
-    /// refund is tried on copies of the balances before the first one moves.
+    /// Reverses what `id` moved (`refundable` says what that is), all in this commit or none: when
+    /// there are several refunds, every one is tried first (`Trial`) before the first one moves.
     pub(super) fn refund(
         &mut self,
         w: &mut dyn Writes,
@@ -234,7 +233,11 @@ impl Batch {
             }
         }
         for refund in &refunds {
-            self.move_money(refund, movement(refund), &refund.precise_amount)?;
+            match self.move_money(refund, movement(refund), &refund.precise_amount) {
+                Ok(()) => {}
+                Err(refused) if refunds.len() == 1 => return Err(refused.into()),
+                Err(refused) => unreachable!("S1: every refund was tried before the first moved: {refused}"),
+            }
             w.insert_transaction(refund)?;
             self.taken_references.insert(refund.reference.clone());
             self.after_movement(w, refund)?;
