@@ -6,10 +6,12 @@
 //! are recorded in order up to the first refused, as Blnk does; those before it stand.
 
 use super::batch::{item_of_leg, new_id, Batch};
-use super::command::{BulkItem, NewBulk, Outcome};
+use super::command::{BulkItem, NewBulk, NewTransaction, Outcome};
 use super::failure::{Failure, Ruled};
+use crate::domain::error::DomainError;
 use crate::domain::event::EventKind;
-use crate::store::Writes;
+use crate::domain::transaction::Transaction;
+use crate::store::{StoreResult, Writes};
 use serde_json::json;
 
 impl Batch {
@@ -36,23 +38,11 @@ impl Batch {
                 break;
             }
             let parties: Vec<(String, String)> = parties.by_ref().take(legs.len()).collect();
-            // A split item's legs are all recorded or none, as a split's are.
-            if legs.len() > 1 {
-                if let Err((_, why)) = self.check_all(legs.iter(), &parties) {
+            match self.record_item(w, legs, parties, &id)? {
+                Ok(transactions) => recorded.extend(transactions),
+                Err((why, _)) => {
+                    assert!(!bulk.atomic, "an atomic batch was checked whole before its first item");
                     refused = Some((i, why));
-                    break;
-                }
-            }
-            for (leg, (source, destination)) in legs.iter().zip(parties) {
-                match self.record_new(w, leg, source, destination, Some(&id)) {
-                    Ok(transaction) => recorded.push(transaction),
-                    Err(Failure::Refused(why)) => {
-                        assert!(!bulk.atomic, "an atomic batch was checked whole before its first item");
-                        assert!(legs.len() == 1, "a split item was checked whole before its first leg");
-                        refused = Some((i, why));
-                        break;
-                    }
-                    Err(store) => return Err(store),
                 }
             }
         }
@@ -60,6 +50,38 @@ impl Batch {
             self.bulk_event(w, &id, bulk, refused.as_ref().map(|(i, why)| (*i, why.to_string())))?;
         }
         Ok(Outcome::Bulk { id, recorded, refused })
+    }
+
+    /// Records one item as transactions of the batch `group`: itself, or a split item's legs, all
+    /// or none. A refusal says whether it comes as the request is made (a reference taken, a
+    /// balance missing, a split item's leg short: a queued request stops there too) rather than
+    /// when the item's money moves (a queued item the queue would then reject, and go on).
+    pub(super) fn record_item(
+        &mut self,
+        w: &mut dyn Writes,
+        legs: &[NewTransaction],
+        parties: Vec<(String, String)>,
+        group: &str,
+    ) -> StoreResult<Result<Vec<Transaction>, (DomainError, bool)>> {
+        let checked = match legs {
+            [leg] => self.check_new(leg, &parties[0].0, &parties[0].1),
+            _ => self.check_all(legs.iter(), &parties).map_err(|(_, why)| why),
+        };
+        if let Err(why) = checked {
+            return Ok(Err((why, true)));
+        }
+        let mut recorded = Vec::with_capacity(legs.len());
+        for (leg, (source, destination)) in legs.iter().zip(parties) {
+            match self.record_new(w, leg, source, destination, Some(group)) {
+                Ok(transaction) => recorded.push(transaction),
+                Err(Failure::Refused(why)) => {
+                    assert_eq!(legs.len(), 1, "S1: a split item was checked whole before its first leg");
+                    return Ok(Err((why, false)));
+                }
+                Err(Failure::Store(error)) => return Err(error),
+            }
+        }
+        Ok(Ok(recorded))
     }
 
     /// Blnk's `bulk_transaction.applied` / `.inflight` / `.failed` webhook, for `run_async`.

@@ -10,7 +10,7 @@
 use super::balance_cache::BalanceCache;
 use super::batch::{self, Batch, BatchConfig, Indicators, Plan};
 use super::command::{BulkItem, Command, NewBulk, NewTransaction, Outcome};
-use super::failure::{split, Failure};
+use super::failure::split;
 use crate::domain::balance::Balance;
 use crate::domain::error::{DomainError, Resource};
 use crate::domain::monitor::Monitor;
@@ -216,7 +216,7 @@ fn rehearse_bulk(
             }
         }
         let before = Snapshot::take(&batch, &roles);
-        let tried = try_item(&mut batch, w, &legs, item_parties, &id)?;
+        let tried = batch.record_item(w, &legs, item_parties, &id)?;
         if let Err((_, as_made)) = &tried {
             if stops_at.is_none() && (bulk.atomic || at_once || *as_made) {
                 stops_at = Some(i);
@@ -247,37 +247,6 @@ fn rehearse_bulk(
         })
         .collect();
     Ok(Ok(BulkPreview { items, balances, stops_at }))
-}
-
-/// Records one bulk item, applied now, as `create_bulk` would: its transactions, or why it is
-/// refused and whether that is as the request is made (a queued request stops there too) rather
-/// than when the queue applies the item.
-fn try_item(
-    batch: &mut Batch,
-    w: &mut dyn Writes,
-    legs: &[NewTransaction],
-    parties: Vec<(String, String)>,
-    group: &str,
-) -> StoreResult<Result<Vec<Transaction>, (DomainError, bool)>> {
-    let checked = match legs.len() {
-        1 => batch.check_new(&legs[0], &parties[0].0, &parties[0].1),
-        _ => batch.check_all(legs.iter(), &parties).map_err(|(_, why)| why),
-    };
-    if let Err(why) = checked {
-        return Ok(Err((why, true)));
-    }
-    let mut recorded = Vec::with_capacity(legs.len());
-    for (leg, (source, destination)) in legs.iter().zip(parties) {
-        match batch.record_new(w, leg, source, destination, Some(group)) {
-            Ok(transaction) => recorded.push(transaction),
-            Err(Failure::Refused(why)) => {
-                assert_eq!(legs.len(), 1, "a split item was checked whole before its first leg");
-                return Ok(Err((why, false)));
-            }
-            Err(Failure::Store(error)) => return Err(error),
-        }
-    }
-    Ok(Ok(recorded))
 }
 
 /// A bulk item's transaction; for a split item, one whose amount is the whole, with its legs.
