@@ -18,7 +18,7 @@
 //! Without valgrind it prints the wall-clock rate too (noisy; the instruction count is the figure).
 
 use keel::domain::ledger::GENERAL_LEDGER_ID;
-use keel::domain::monitor::{Condition, Trigger};
+use keel::domain::monitor::{Action, Condition, Trigger};
 use keel::engine::{BulkItem, Command, Core, EngineConfig, NewBulk, NewMonitor, Outcome};
 use keel::store::{Access, Store};
 use std::sync::Arc;
@@ -100,6 +100,7 @@ fn set_up(core: &mut Core) -> Vec<String> {
                 call_back_url: String::new(),
                 meta_data: Default::default(),
                 trigger: Trigger::Every,
+                action: Action::Notify,
             })
         });
         for answer in core.execute(funding.chain(quiet).collect()) {

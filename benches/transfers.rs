@@ -39,7 +39,7 @@ mod shared;
 use common::receiver::Receiver;
 use common::{Server, TestDatabase};
 use keel::domain::amount::Precision;
-use keel::domain::monitor::{Condition, Trigger};
+use keel::domain::monitor::{Action, Condition, Trigger};
 use keel::engine::{Command, EngineConfig, EngineHandle, NewMonitor, Outcome};
 use num_bigint::BigInt;
 use rusqlite::{params, Connection};
@@ -267,6 +267,7 @@ fn monitor(balance_id: &str, field: &str, value: &str, call_back_url: String) ->
         call_back_url,
         meta_data: Map::new(),
         trigger: Trigger::Every,
+        action: Action::Notify,
     })
 }
 

@@ -1,6 +1,8 @@
 //! Property test: for random transactions (transfers, holds, commits, voids, refused overdrafts)
-//! and random monitors (created, updated, deleted along the way, both trigger modes, all fields and
-//! operators), the events Keel records equal those of a plain reference evaluation done step by step.
+//! and random monitors (created, updated, deleted along the way; every trigger mode in both
+//! spellings, re-arm levels, guards; all fields and operators), the events Keel records, each
+//! monitor's state and every refusal by a guard equal those of a plain reference evaluation done
+//! step by step.
 
 mod common;
 
@@ -20,6 +22,8 @@ const FIELDS: [&str; 6] = [
     "inflight_debit_balance",
 ];
 const OPERATORS: [&str; 6] = [">", "<", "=", "!=", ">=", "<="];
+/// Keel's spellings and Blnk PR #388's; odd indexes are edge triggers.
+const TRIGGERS: [&str; 4] = ["every", "crossing", "level", "edge"];
 
 #[derive(Debug, Clone)]
 struct Spec {
@@ -28,7 +32,24 @@ struct Spec {
     operator: usize,
     /// Threshold in minor units; sent as `value = threshold / 10` with `precision: 10`.
     threshold: i64,
-    crossing: bool,
+    trigger: usize,
+    /// How far beyond the threshold the re-arm level lies, for edge monitors that notify and
+    /// compare by order (the others cannot have one).
+    reset_band: Option<i64>,
+    guard: bool,
+}
+
+impl Spec {
+    fn edge(&self) -> bool {
+        self.trigger % 2 == 1
+    }
+
+    /// The re-arm level in minor units, when the monitor has one.
+    fn reset(&self) -> Option<i64> {
+        let ordering = !matches!(OPERATORS[self.operator], "=" | "!=");
+        let band = self.reset_band.filter(|_| self.edge() && !self.guard && ordering)?;
+        Some(if OPERATORS[self.operator].starts_with('>') { self.threshold - band } else { self.threshold + band })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -41,8 +62,17 @@ enum Op {
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
-    (1..PARTIES, 0..6usize, 0..6usize, -100i64..300, any::<bool>()).prop_map(
-        |(wallet, field, operator, threshold, crossing)| Spec { wallet, field, operator, threshold, crossing },
+    let band = prop::option::of(0i64..60);
+    (1..PARTIES, 0..6usize, 0..6usize, -100i64..300, 0..4usize, band, prop::bool::weighted(0.35)).prop_map(
+        |(wallet, field, operator, threshold, trigger, reset_band, guard)| Spec {
+            wallet,
+            field,
+            operator,
+            threshold,
+            trigger,
+            reset_band,
+            guard,
+        },
     )
 }
 
@@ -84,42 +114,82 @@ impl Totals {
 struct ModelMonitor {
     id: String,
     spec: Spec,
-    /// Whether the condition held at the last evaluation.
-    armed_off: bool,
-    expected: Vec<String>,
+    /// The monitor's state: triggered (the condition held, and has not re-armed since).
+    triggered: bool,
+    /// (event, transaction id), oldest first.
+    expected: Vec<(&'static str, String)>,
     deleted: bool,
 }
 
+fn compare(operator: usize, v: i64, t: i64) -> bool {
+    match OPERATORS[operator] {
+        ">" => v > t,
+        "<" => v < t,
+        "=" => v == t,
+        "!=" => v != t,
+        ">=" => v >= t,
+        _ => v <= t,
+    }
+}
+
 impl ModelMonitor {
+    fn holds(&self, totals: &Totals) -> bool {
+        compare(self.spec.operator, totals.field(self.spec.field), self.spec.threshold)
+    }
+
     fn evaluate(&mut self, totals: &Totals, transaction: &str) {
-        let v = totals.field(self.spec.field);
-        let t = self.spec.threshold;
-        let holds = match OPERATORS[self.spec.operator] {
-            ">" => v > t,
-            "<" => v < t,
-            "=" => v == t,
-            "!=" => v != t,
-            ">=" => v >= t,
-            _ => v <= t,
+        let holds = self.holds(totals);
+        let was = self.triggered;
+        let in_band = self.spec.reset().is_some_and(|r| compare(self.spec.operator, totals.field(self.spec.field), r));
+        self.triggered = holds || (was && in_band);
+        let event = match (self.spec.edge(), holds) {
+            (true, _) if self.triggered == was => None,
+            (true, true) => Some("balance.monitor"),
+            (true, false) => Some("balance.monitor.resolved"),
+            (false, true) => Some("balance.monitor"),
+            (false, false) => None,
         };
-        if holds && (!self.spec.crossing || !self.armed_off) {
-            self.expected.push(transaction.to_string());
+        if let Some(event) = event {
+            self.expected.push((event, transaction.to_string()));
         }
-        self.armed_off = holds;
+    }
+
+    /// A guard refuses a movement that makes its condition hold, or takes the field further in.
+    fn refuses(&self, before: &Totals, after: &Totals) -> bool {
+        let (b, a) = (before.field(self.spec.field), after.field(self.spec.field));
+        let further = match OPERATORS[self.spec.operator] {
+            ">" | ">=" => a > b,
+            "<" | "<=" => a < b,
+            _ => a != b,
+        };
+        self.spec.guard && self.holds(after) && (!self.holds(before) || further)
     }
 }
 
 fn body(spec: &Spec, wallets: &[String]) -> Value {
-    // threshold / 10 as exact decimal text, e.g. -7 → "-0.7".
-    let value = format!(
-        "{}{}.{}",
-        if spec.threshold < 0 { "-" } else { "" },
-        spec.threshold.abs() / 10,
-        spec.threshold.abs() % 10
-    );
-    json!({"balance_id": wallets[spec.wallet],
-        "condition": {"field": FIELDS[spec.field], "operator": OPERATORS[spec.operator],
-        "value": value, "precision": 10}, "trigger": if spec.crossing { "crossing" } else { "every" }})
+    // minor units / 10 as exact decimal text, e.g. -7 → "-0.7".
+    let text = |minor: i64| format!("{}{}.{}", if minor < 0 { "-" } else { "" }, minor.abs() / 10, minor.abs() % 10);
+    let mut condition = json!({"field": FIELDS[spec.field], "operator": OPERATORS[spec.operator],
+        "value": text(spec.threshold), "precision": 10});
+    if let Some(reset) = spec.reset() {
+        condition["reset_value"] = json!(text(reset));
+    }
+    json!({"balance_id": wallets[spec.wallet], "condition": condition, "trigger": TRIGGERS[spec.trigger],
+        "action": if spec.guard { "reject" } else { "notify" }})
+}
+
+/// The guards of `from` and `to` that refuse moving them from `before` to `after`.
+fn refusing(monitors: &[ModelMonitor], parties: [usize; 2], before: &[Totals], after: &[Totals]) -> Vec<String> {
+    let live = monitors.iter().filter(|m| !m.deleted && parties.contains(&m.spec.wallet));
+    live.filter(|m| m.refuses(&before[m.spec.wallet], &after[m.spec.wallet])).map(|m| m.id.clone()).collect()
+}
+
+/// A refusal by one of `guards`.
+fn assert_guarded(status: StatusCode, answer: &Value, guards: &[String]) {
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error_detail"]["code"], "TXN_REJECTED_BY_MONITOR", "{answer}");
+    let named = answer["error_detail"]["details"]["monitor_id"].as_str().unwrap();
+    assert!(guards.iter().any(|g| g == named), "refused by {named}, expected one of {guards:?}");
 }
 
 // tidy: long because one match arm per operation keeps the model and the server side by side
@@ -139,21 +209,30 @@ async fn run_case(server: &Server, ops: Vec<Op>) {
                         "destination": ids[to], "reference": unique("mp"), "skip_queue": true, "inflight": inflight}),
                     )
                     .await;
+                let mut after = totals;
+                if inflight {
+                    after[from].inflight_debit += amount;
+                    after[to].inflight_credit += amount;
+                } else {
+                    after[from].debit += amount;
+                    after[to].credit += amount;
+                }
                 let available = totals[from].credit - totals[from].debit - totals[from].inflight_debit;
+                let guards = refusing(&monitors, [from, to], &totals, &after);
                 if from != 0 && available < amount {
                     assert_eq!(status, StatusCode::BAD_REQUEST, "{t}");
+                    assert_eq!(t["error_detail"]["code"], "TXN_INSUFFICIENT_FUNDS", "funds are checked first: {t}");
                     None // refused: no movement, no monitor event
+                } else if !guards.is_empty() {
+                    assert_guarded(status, &t, &guards);
+                    None
                 } else {
                     assert_eq!(status, StatusCode::CREATED, "{t}");
                     let id = t["transaction_id"].as_str().unwrap().to_string();
                     if inflight {
-                        totals[from].inflight_debit += amount;
-                        totals[to].inflight_credit += amount;
                         holds.push((id.clone(), from, to, amount, true));
-                    } else {
-                        totals[from].debit += amount;
-                        totals[to].credit += amount;
                     }
+                    totals = after;
                     Some((id, from, to))
                 }
             }
@@ -167,20 +246,28 @@ async fn run_case(server: &Server, ops: Vec<Op>) {
                 let status = if commit { "commit" } else { "void" };
                 let (code, child) =
                     server.put(&format!("/transactions/inflight/{hold_id}"), json!({"status": status})).await;
+                let mut after = totals;
+                after[from].inflight_debit -= amount;
+                after[to].inflight_credit -= amount;
+                if commit {
+                    after[from].debit += amount;
+                    after[to].credit += amount;
+                }
+                // A void is never refused; a commit is, by a guard, and the hold stays open.
+                let guards = if commit { refusing(&monitors, [from, to], &totals, &after) } else { vec![] };
+                if !guards.is_empty() {
+                    assert_guarded(code, &child, &guards);
+                    continue;
+                }
                 assert_eq!(code, StatusCode::OK, "{child}");
                 holds[k].4 = false;
-                totals[from].inflight_debit -= amount;
-                totals[to].inflight_credit -= amount;
-                if commit {
-                    totals[from].debit += amount;
-                    totals[to].credit += amount;
-                }
+                totals = after;
                 Some((child["transaction_id"].as_str().unwrap().to_string(), from, to))
             }
             Op::CreateMonitor(spec) => {
                 let created = server.create("/balance-monitors", body(&spec, &ids)).await;
                 let id = created["monitor_id"].as_str().unwrap().to_string();
-                monitors.push(ModelMonitor { id, spec, armed_off: false, expected: vec![], deleted: false });
+                monitors.push(ModelMonitor { id, spec, triggered: false, expected: vec![], deleted: false });
                 None
             }
             Op::UpdateMonitor { pick, spec } => {
@@ -192,7 +279,7 @@ async fn run_case(server: &Server, ops: Vec<Op>) {
                 let (status, answer) = server.put(&format!("/balance-monitors/{}", m.id), body(&spec, &ids)).await;
                 assert_eq!(status, StatusCode::OK, "{answer}");
                 m.spec = spec;
-                m.armed_off = false; // an update re-arms the monitor
+                m.triggered = false; // an update re-arms the monitor
                 None
             }
             Op::DeleteMonitor { pick } => {
@@ -224,12 +311,19 @@ async fn run_case(server: &Server, ops: Vec<Op>) {
 async fn check_monitor(server: &Server, m: &ModelMonitor) {
     let (status, events) = server.get(&format!("/balance-monitors/{}/events?limit=1000", m.id)).await;
     assert_eq!(status, StatusCode::OK);
-    let mut fired: Vec<String> =
-        events.as_array().unwrap().iter().map(|e| e["transaction_id"].as_str().unwrap().to_string()).collect();
-    fired.reverse();
-    assert_eq!(fired, m.expected, "monitor {} {:?}", m.id, m.spec);
+    let mut seen: Vec<(&str, String)> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["event"].as_str().unwrap(), e["transaction_id"].as_str().unwrap().to_string()))
+        .collect();
+    seen.reverse();
+    assert_eq!(seen, m.expected, "monitor {} {:?}", m.id, m.spec);
     let (_, monitor) = server.get(&format!("/balance-monitors/{}", m.id)).await;
-    assert_eq!(monitor["trigger_count"], json!(m.expected.len()), "{monitor}");
+    let triggers = m.expected.iter().filter(|(event, _)| *event == "balance.monitor").count();
+    assert_eq!(monitor["trigger_count"], json!(triggers), "{monitor}");
+    assert_eq!(monitor["condition_state"], json!(m.triggered), "{monitor}");
+    assert_eq!(monitor["trigger"], TRIGGERS[m.spec.trigger], "read back as written: {monitor}");
 }
 
 #[test]

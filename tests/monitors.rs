@@ -51,9 +51,11 @@ impl Setup {
         events.as_array().unwrap().clone()
     }
 
+    /// The transactions the monitor triggered on (`balance.monitor`; resolve events left out).
     async fn fired_on(&self, monitor: &Value) -> Vec<String> {
-        let mut ids: Vec<String> =
-            self.events(monitor).await.iter().map(|e| e["transaction_id"].as_str().unwrap().to_string()).collect();
+        let events = self.events(monitor).await;
+        let triggers = events.iter().filter(|e| e["event"] == "balance.monitor");
+        let mut ids: Vec<String> = triggers.map(|e| e["transaction_id"].as_str().unwrap().to_string()).collect();
         ids.reverse(); // the endpoint lists newest first
         ids
     }
@@ -192,6 +194,9 @@ async fn every_fires_on_each_transaction_crossing_only_on_the_way_up() {
     let t5 = s.pay("@World", &s.alice, 20, json!({})).await; // 26: crosses again
     assert_eq!(s.fired_on(&every).await, [id(&t2), id(&t3), id(&t5)]);
     assert_eq!(s.fired_on(&crossing).await, [id(&t2), id(&t5)]);
+    let resolves: Vec<Value> =
+        s.events(&crossing).await.into_iter().filter(|e| e["event"] == "balance.monitor.resolved").collect();
+    assert_eq!(resolves.len(), 1, "crossing resolved once, on the way down: {resolves:?}");
     let (_, every_now) = s.server.get(&format!("/balance-monitors/{}", id(&every))).await;
     assert_eq!((every_now["trigger_count"].as_i64(), every_now["state"].as_str()), (Some(3), Some("triggered")));
     assert!(every_now["last_triggered_at"].as_str().unwrap().ends_with('Z'));

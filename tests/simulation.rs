@@ -29,7 +29,7 @@ use keel::domain::event::Event;
 use keel::domain::event::EventKind;
 use keel::domain::ledger::GENERAL_LEDGER_ID;
 use keel::domain::monitor::Monitor;
-use keel::domain::monitor::{Condition, Trigger};
+use keel::domain::monitor::{Action, Condition, Trigger};
 use keel::domain::preview::BulkPreview;
 use keel::domain::preview::Preview;
 use keel::domain::split::{distribute, Share, SplitSide};
@@ -98,6 +98,8 @@ struct Stats {
     multi_settlements: u64,
     /// Refunds of a void, held back the other way.
     voids_refunded: u64,
+    /// Commands a guard (a monitor with `action: "reject"`) refused.
+    guard_refusals: u64,
     /// Bulk dry runs checked against the real request.
     bulk_dry_runs: u64,
     faults: BTreeMap<&'static str, u64>,
@@ -119,6 +121,7 @@ impl Stats {
         self.bulks += other.bulks;
         self.multi_settlements += other.multi_settlements;
         self.voids_refunded += other.voids_refunded;
+        self.guard_refusals += other.guard_refusals;
         self.bulk_dry_runs += other.bulk_dry_runs;
         for (name, n) in &other.faults {
             *self.faults.entry(name).or_default() += n;
@@ -127,14 +130,16 @@ impl Stats {
 
     fn report(&self) -> String {
         format!(
-            "simulation: {} seeds, {} commands in {} batches: {} acknowledged, {} refused, {} failed in storage, \
-             {} outcome unknown; {} restarts, {} full checks, {} dry runs predicted ({} of bulk requests), {} splits, \
-             {} bulks, {} commits, voids or refunds of several, {} voids refunded; faults fired: {:?}",
+            "simulation: {} seeds, {} commands in {} batches: {} acknowledged, {} refused ({} by guards), \
+             {} failed in storage, {} outcome unknown; {} restarts, {} full checks, {} dry runs predicted \
+             ({} of bulk requests), {} splits, {} bulks, {} commits, voids or refunds of several, \
+             {} voids refunded; faults fired: {:?}",
             self.seeds,
             self.commands,
             self.steps,
             self.acknowledged,
             self.refused,
+            self.guard_refusals,
             self.store_errors,
             self.outcome_unknown,
             self.restarts,
@@ -513,6 +518,9 @@ impl Simulation {
                 }
                 Err(EngineError::Rejected(refused)) => {
                     self.stats.refused += 1;
+                    if matches!(refused, keel::domain::error::DomainError::RejectedByMonitor { .. }) {
+                        self.stats.guard_refusals += 1;
+                    }
                     self.refused(command, &refused);
                 }
                 Err(EngineError::Store(error)) if error.is_outcome_unknown() => {
@@ -767,9 +775,11 @@ impl Simulation {
             assert!(stored_ids.contains(id), "A1, seed {seed}: acknowledged transaction {id} was lost");
         }
         // Events: each is about a stored transaction; each stored transaction has its lifecycle
-        // event(s); each monitor has exactly one event per trigger it counts.
+        // event(s); each monitor has exactly one event per trigger it counts, and resolves no more
+        // often than it triggered.
         let mut per_transaction: HashMap<String, u64> = HashMap::new();
         let mut per_monitor: HashMap<String, i64> = HashMap::new();
+        let mut resolved: HashMap<String, i64> = HashMap::new();
         let mut bulk_events = HashSet::new();
         let mut created_balances = HashSet::new();
         let mut offset = 0;
@@ -795,9 +805,12 @@ impl Simulation {
                 }
                 let about = e.transaction_id.clone().expect("every event is about a transaction");
                 assert!(stored_ids.contains(&about), "V1, seed {seed}: event {} is about {about}, never stored", e.id);
-                match &e.monitor_id {
-                    Some(monitor) => *per_monitor.entry(monitor.clone()).or_default() += 1,
-                    None => *per_transaction.entry(about).or_default() += 1,
+                match (&e.monitor_id, e.kind) {
+                    (Some(monitor), EventKind::BalanceMonitorResolved) => {
+                        *resolved.entry(monitor.clone()).or_default() += 1
+                    }
+                    (Some(monitor), _) => *per_monitor.entry(monitor.clone()).or_default() += 1,
+                    (None, _) => *per_transaction.entry(about).or_default() += 1,
                 }
             }
             offset += page.len() as u64;
@@ -828,6 +841,9 @@ impl Simulation {
             for m in &page {
                 let events = per_monitor.get(&m.id).copied().unwrap_or(0);
                 assert_eq!(events, m.trigger_count, "V1, seed {seed}: monitor {} has one event per trigger", m.id);
+                // A monitor resolves only after it triggered (an update re-arms it without a word).
+                let resolutions = resolved.get(&m.id).copied().unwrap_or(0);
+                assert!(resolutions <= m.trigger_count, "V1, seed {seed}: monitor {} resolved too often", m.id);
             }
             offset += page.len() as u64;
             if page.len() < 1000 {
@@ -1057,14 +1073,26 @@ impl Simulation {
         let operators = [">", "<", ">=", "<=", "=", "!="];
         let field = fields[self.rng.usize(..fields.len())];
         let operator = operators[self.rng.usize(..operators.len())];
-        let value = (self.rng.i32(-20..20)).to_string();
+        let value = self.rng.i32(-20..20);
+        let trigger = [Trigger::Every, Trigger::Crossing, Trigger::Level, Trigger::Edge][self.rng.usize(..4)];
+        // A quarter are guards: they refuse transfers, commits and refunds, which dry runs must
+        // predict and atomic requests must refuse whole.
+        let action = if self.rng.u8(..4) == 0 { Action::Reject } else { Action::Notify };
+        let mut condition =
+            Condition::new(field, operator, &value.to_string(), Some("100")).expect("a valid condition");
+        if trigger.is_edge() && action == Action::Notify && !matches!(operator, "=" | "!=") && self.rng.bool() {
+            let band = self.rng.i32(0..10);
+            let reset = if operator.starts_with('>') { value - band } else { value + band };
+            condition = condition.with_reset(&reset.to_string()).expect("a re-arm level on the far side");
+        }
         NewMonitor {
             balance_id,
-            condition: Condition::new(field, operator, &value, Some("100")).expect("a valid condition"),
+            condition,
             description: String::new(),
             call_back_url: String::new(),
             meta_data: Default::default(),
-            trigger: if self.rng.bool() { Trigger::Every } else { Trigger::Crossing },
+            trigger,
+            action,
         }
     }
 }

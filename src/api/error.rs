@@ -18,11 +18,21 @@ pub struct ApiError {
     pub close_connection: bool,
     /// The bulk request an item's refusal belongs to (Blnk puts it beside `error`).
     pub batch_id: Option<String>,
+    /// The guard that refused a transaction.
+    pub monitor_id: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None, close_connection: false, batch_id: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            close_connection: false,
+            batch_id: None,
+            monitor_id: None,
+        }
     }
 
     pub fn closing_connection(mut self) -> Self {
@@ -96,6 +106,10 @@ impl From<DomainError> for ApiError {
             DomainError::NothingToRefund(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "TXN_NOT_FOUND", e.to_string()).with_field("transaction_id")
             }
+            DomainError::RejectedByMonitor { monitor_id, .. } => ApiError {
+                monitor_id: Some(monitor_id.clone()),
+                ..ApiError::new(StatusCode::BAD_REQUEST, "TXN_REJECTED_BY_MONITOR", e.to_string())
+            },
         }
     }
 }
@@ -168,6 +182,7 @@ pub const ERROR_CODES: &[&str] = &[
     "TXN_INVALID_DISTRIBUTION",
     "TXN_BULK_EMPTY",
     "TXN_BULK_LIMIT_EXCEEDED",
+    "TXN_REJECTED_BY_MONITOR",
     "META_ENTITY_NOT_FOUND",
     "META_INVALID_ENTITY_ID",
     "META_UNSUPPORTED_ENTITY",
@@ -210,6 +225,9 @@ pub struct ErrorDetails {
     pub field: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_id: Option<String>,
+    /// (keel) The guard that refused the transaction (`TXN_REJECTED_BY_MONITOR`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor_id: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -219,7 +237,11 @@ impl IntoResponse for ApiError {
             error_detail: ErrorDetail {
                 code: self.code,
                 message: self.message,
-                details: ErrorDetails { field: self.field, batch_id: self.batch_id.clone() },
+                details: ErrorDetails {
+                    field: self.field,
+                    batch_id: self.batch_id.clone(),
+                    monitor_id: self.monitor_id,
+                },
             },
             batch_id: self.batch_id,
         };

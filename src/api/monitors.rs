@@ -4,7 +4,7 @@ use super::error::ApiError;
 use super::extract::{JsonBody, Paging, PathId, Payload};
 use super::{created, read, AppState};
 use crate::domain::error::Resource;
-use crate::domain::monitor::{Condition, Trigger};
+use crate::domain::monitor::{check_definition, Action, Condition, Trigger};
 use crate::engine::{Command, NewMonitor, Outcome};
 use crate::store::EventFilter;
 use crate::wire::number::NumberText;
@@ -23,7 +23,11 @@ pub struct MonitorBody {
     call_back_url: Option<String>,
     #[schema(value_type = Option<Object>)]
     meta_data: Option<Map<String, Value>>,
+    /// `every` (the default) or `crossing`; Blnk PR #388's `level` and `edge` are the same two.
     trigger: Option<String>,
+    /// (keel) `notify` (the default) or `reject`: a guard, refusing any transaction that would make
+    /// the condition hold.
+    action: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -34,6 +38,10 @@ pub struct ConditionBody {
     value: Option<NumberText>,
     #[schema(schema_with = crate::wire::number::number_or_string_schema)]
     precision: Option<NumberText>,
+    /// (keel) The re-arm level of an edge monitor, in major units like `value`: once triggered it
+    /// resolves only when the field no longer passes this level.
+    #[schema(schema_with = crate::wire::number::number_or_string_schema)]
+    reset_value: Option<NumberText>,
 }
 
 impl Payload for MonitorBody {
@@ -63,13 +71,24 @@ fn new_monitor(body: MonitorBody, allowed_hosts: Option<&[String]>) -> Result<Ne
     let operator = condition.operator.ok_or_else(|| invalid("condition.operator", "condition.operator is required"))?;
     let value = condition.value.ok_or_else(|| invalid("condition.value", "condition.value is required"))?;
     let precision = condition.precision.as_ref().map(|p| p.0.as_str());
-    let condition = Condition::new(&field, &operator, &value.0, precision)?;
+    let condition_body_reset = condition.reset_value;
+    let mut condition = Condition::new(&field, &operator, &value.0, precision)?;
+    if let Some(reset) = condition_body_reset {
+        condition = condition.with_reset(&reset.0)?;
+    }
     let trigger = match body.trigger.as_deref() {
         None | Some("") => Trigger::Every,
+        Some(text) => Trigger::parse(text).ok_or_else(|| {
+            invalid("trigger", "trigger must be \"every\" or \"crossing\" (Blnk's \"level\" or \"edge\")")
+        })?,
+    };
+    let action = match body.action.as_deref() {
+        None | Some("") => Action::Notify,
         Some(text) => {
-            Trigger::parse(text).ok_or_else(|| invalid("trigger", "trigger must be \"every\" or \"crossing\""))?
+            Action::parse(text).ok_or_else(|| invalid("action", "action must be \"notify\" or \"reject\""))?
         }
     };
+    check_definition(&condition, trigger, action)?;
     let call_back_url = body.call_back_url.unwrap_or_default().trim().to_string();
     if !call_back_url.is_empty() {
         crate::webhooks::callback::check(&call_back_url, allowed_hosts)
@@ -82,6 +101,7 @@ fn new_monitor(body: MonitorBody, allowed_hosts: Option<&[String]>) -> Result<Ne
         call_back_url,
         meta_data: body.meta_data.unwrap_or_default(),
         trigger,
+        action,
     })
 }
 

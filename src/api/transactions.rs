@@ -324,10 +324,11 @@ pub(super) fn preview_json(
         let reason = match refused {
             DomainError::InsufficientFunds(_) => "insufficient_funds",
             DomainError::OverdraftLimitExceeded(_) => "overdraft_limit",
+            DomainError::RejectedByMonitor { .. } => "monitor_guard",
             _ => "other",
         };
         let error = ApiError::from(refused.clone());
-        RejectionJson { code: error.code, reason, message: error.message }
+        RejectionJson { code: error.code, reason, message: error.message, monitor_id: error.monitor_id }
     });
     PreviewJson::new(preview, rejection, operation, asked, notes)
 }

@@ -53,6 +53,10 @@ pub enum DomainError {
     /// `TXN_NOT_FOUND`, "no transaction to refund").
     #[error("{0}")]
     NothingToRefund(String),
+    /// A guard (a monitor with `action: "reject"`) refused the transaction: it would have made the
+    /// monitor's condition hold (Keel: `TXN_REJECTED_BY_MONITOR`).
+    #[error("{message}")]
+    RejectedByMonitor { monitor_id: String, message: String },
 }
 
 impl DomainError {

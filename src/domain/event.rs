@@ -4,6 +4,8 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
     BalanceMonitor,
+    /// An edge monitor re-armed: its condition stopped holding (past its re-arm level, if any).
+    BalanceMonitorResolved,
     TransactionScheduled,
     TransactionQueued,
     TransactionApplied,
@@ -23,6 +25,7 @@ impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::BalanceMonitor => "balance.monitor",
+            EventKind::BalanceMonitorResolved => "balance.monitor.resolved",
             EventKind::TransactionScheduled => "transaction.scheduled",
             EventKind::TransactionQueued => "transaction.queued",
             EventKind::TransactionApplied => "transaction.applied",
@@ -40,6 +43,7 @@ impl EventKind {
     pub fn parse(text: &str) -> Option<Self> {
         [
             EventKind::BalanceMonitor,
+            EventKind::BalanceMonitorResolved,
             EventKind::TransactionScheduled,
             EventKind::TransactionQueued,
             EventKind::TransactionApplied,

@@ -1,5 +1,12 @@
 //! Balance monitors: a condition on one field of one balance (`debit_balance > 1000.00`), evaluated
 //! after every transaction that touches the balance, against the balance as it stands right then.
+//!
+//! A monitor is a small state machine (`Monitor::evaluate`): `ok` (armed) until its condition
+//! holds, then `triggered` until the condition stops holding — or, with a re-arm level
+//! (`condition.reset_value`), until the field is back beyond that level. An edge monitor signals
+//! both changes (`balance.monitor`, `balance.monitor.resolved`); a level monitor signals every
+//! evaluation at which the condition holds (Blnk's behaviour). A guard (`action: "reject"`)
+//! additionally refuses, before it moves anything, a transaction that would make it hold.
 
 use super::amount::{AmountError, Decimal, Precision};
 use super::balance::Balance;
@@ -93,6 +100,21 @@ impl Operator {
         Self::ALL.into_iter().find(|o| o.as_str() == text)
     }
 
+    /// Whether a field that moved from `before` to `after` went further into the condition's side:
+    /// up for `>`/`>=`, down for `<`/`<=`, any change for `=`/`!=`.
+    pub fn worsens(self, before: &BigInt, after: &BigInt) -> bool {
+        match self {
+            Operator::Greater | Operator::GreaterOrEqual => after > before,
+            Operator::Less | Operator::LessOrEqual => after < before,
+            Operator::Equal | Operator::NotEqual => after != before,
+        }
+    }
+
+    /// An ordering operator, the only kind a re-arm level means something for.
+    fn is_ordering(self) -> bool {
+        !matches!(self, Operator::Equal | Operator::NotEqual)
+    }
+
     pub fn compare(self, left: &BigInt, right: &BigInt) -> bool {
         match self {
             Operator::Greater => left > right,
@@ -105,26 +127,72 @@ impl Operator {
     }
 }
 
-/// When a monitor whose condition holds sends an event.
+/// When a monitor whose condition holds sends an event. Blnk's open PR #388 spells the two modes
+/// `level` and `edge`; Keel's first spelling was `every` and `crossing`. Both are accepted and a
+/// monitor is read back as it was written, so each kind of client sees its own word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
     /// After every transaction that leaves the condition true (Blnk's behaviour).
     Every,
-    /// Only when the condition goes from false to true.
+    /// Only when the condition goes from false to true; `balance.monitor.resolved` when it re-arms.
     Crossing,
+    /// `every`, as Blnk PR #388 spells it.
+    Level,
+    /// `crossing`, as Blnk PR #388 spells it.
+    Edge,
 }
 
 impl Trigger {
+    const ALL: [Trigger; 4] = [Trigger::Every, Trigger::Crossing, Trigger::Level, Trigger::Edge];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Trigger::Every => "every",
             Trigger::Crossing => "crossing",
+            Trigger::Level => "level",
+            Trigger::Edge => "edge",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Trigger::Every, Trigger::Crossing].into_iter().find(|t| t.as_str() == text)
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
     }
+
+    /// Signals changes of state only (`crossing`, `edge`), rather than every evaluation that holds.
+    pub fn is_edge(self) -> bool {
+        matches!(self, Trigger::Crossing | Trigger::Edge)
+    }
+}
+
+/// What a monitor does besides recording its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Only events (Blnk's monitors).
+    Notify,
+    /// A guard: a transaction that would make the condition hold is refused before anything moves.
+    Reject,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Notify => "notify",
+            Action::Reject => "reject",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Action::Notify, Action::Reject].into_iter().find(|a| a.as_str() == text)
+    }
+}
+
+/// What an evaluation says happened, when something did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// `balance.monitor`: the condition holds (an edge monitor: it has just begun to).
+    Triggered,
+    /// `balance.monitor.resolved`: an edge monitor re-armed.
+    Resolved,
 }
 
 /// Whether the condition held at the monitor's last evaluation (`ok` before the first).
@@ -156,12 +224,15 @@ pub struct Condition {
     pub precision: Precision,
     /// `value × precision`, exactly: what the field (minor units) is compared with.
     pub precise_value: BigInt,
+    /// The re-arm level (`reset_value`, major units as plain decimal text), when there is one.
+    pub reset_value: Option<String>,
+    /// `reset_value × precision`: a triggered monitor re-arms once the field no longer passes it.
+    pub reset_precise_value: Option<BigInt>,
 }
 
 impl Condition {
     /// Builds a condition from what a client sent; errors name the offending field.
     pub fn new(field: &str, operator: &str, value: &str, precision: Option<&str>) -> Result<Self, DomainError> {
-        let invalid = |name: &str, message: String| DomainError::validation(Resource::Balance, name, message);
         let names: Vec<&str> = Field::ALL.iter().map(|f| f.as_str()).collect();
         let field = Field::parse(field).ok_or_else(|| {
             invalid("condition.field", format!("condition.field must be one of {}", names.join(", ")))
@@ -174,20 +245,77 @@ impl Condition {
             Some(text) => Precision::parse(text)
                 .map_err(|e| invalid("condition.precision", format!("condition.precision {e}")))?,
         };
-        let decimal = Decimal::parse(value).map_err(|e| invalid("condition.value", format!("condition.value {e}")))?;
-        let precise_value = precision.to_minor(&decimal).map_err(|e| match e {
-            AmountError::TooFine => invalid(
-                "condition.value",
-                format!("condition.value {value} has more decimal places than precision {precision} allows"),
-            ),
-            other => invalid("condition.value", format!("condition.value {other}")),
-        })?;
-        Ok(Condition { field, operator, value: decimal.to_plain_string(), precision, precise_value })
+        let (value, precise_value) = exact_level("condition.value", value, precision)?;
+        Ok(Condition { field, operator, value, precision, precise_value, reset_value: None, reset_precise_value: None })
+    }
+
+    /// The same condition with a re-arm level: once triggered, the monitor stays triggered until
+    /// the field no longer passes `reset` (`balance < 100` with reset 150 re-arms at 150 or more).
+    /// The level must lie on the far side of the threshold (or on it), and only an ordering
+    /// operator has sides.
+    pub fn with_reset(mut self, reset: &str) -> Result<Self, DomainError> {
+        const FIELD: &str = "condition.reset_value";
+        if !self.operator.is_ordering() {
+            return Err(invalid(
+                FIELD,
+                format!("condition.reset_value needs >, >=, < or <=, not {}", self.operator.as_str()),
+            ));
+        }
+        let (text, precise) = exact_level(FIELD, reset, self.precision)?;
+        let beyond = match self.operator {
+            Operator::Greater | Operator::GreaterOrEqual => precise > self.precise_value,
+            _ => precise < self.precise_value,
+        };
+        if beyond {
+            let side = if matches!(self.operator, Operator::Greater | Operator::GreaterOrEqual) {
+                "at most"
+            } else {
+                "at least"
+            };
+            let message = format!("condition.reset_value must be {side} condition.value ({})", self.value);
+            return Err(invalid(FIELD, message));
+        }
+        self.reset_value = Some(text);
+        self.reset_precise_value = Some(precise);
+        Ok(self)
     }
 
     pub fn holds(&self, balance: &Balance) -> bool {
         self.operator.compare(&self.field.read(balance), &self.precise_value)
     }
+
+    /// Whether a triggered monitor whose condition no longer holds stays triggered: the field
+    /// still passes the re-arm level.
+    fn within_reset_band(&self, balance: &Balance) -> bool {
+        self.reset_precise_value.as_ref().is_some_and(|reset| self.operator.compare(&self.field.read(balance), reset))
+    }
+}
+
+fn invalid(name: &str, message: String) -> DomainError {
+    DomainError::validation(Resource::Balance, name, message)
+}
+
+/// A threshold as a client wrote it: its plain decimal text and its exact value in minor units.
+fn exact_level(name: &str, value: &str, precision: Precision) -> Result<(String, BigInt), DomainError> {
+    let decimal = Decimal::parse(value).map_err(|e| invalid(name, format!("{name} {e}")))?;
+    let precise = precision.to_minor(&decimal).map_err(|e| match e {
+        AmountError::TooFine => {
+            invalid(name, format!("{name} {value} has more decimal places than precision {precision} allows"))
+        }
+        other => invalid(name, format!("{name} {other}")),
+    })?;
+    Ok((decimal.to_plain_string(), precise))
+}
+
+/// The rules between a monitor's parts, checked when it is created or changed: a re-arm level
+/// shapes when an edge monitor resolves, so it means nothing to a level monitor or a guard.
+pub fn check_definition(condition: &Condition, trigger: Trigger, action: Action) -> Result<(), DomainError> {
+    if condition.reset_value.is_some() && (!trigger.is_edge() || action == Action::Reject) {
+        let message = "condition.reset_value applies to edge (crossing) monitors that notify: a level monitor \
+                       signals whenever its condition holds, and a guard refuses the transaction instead";
+        return Err(DomainError::validation(Resource::Balance, "condition.reset_value", message));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -200,6 +328,7 @@ pub struct Monitor {
     pub meta_data: Map<String, Value>,
     pub created_at: String,
     pub trigger: Trigger,
+    pub action: Action,
     pub state: State,
     pub trigger_count: i64,
     pub last_triggered_at: Option<String>,
@@ -207,21 +336,57 @@ pub struct Monitor {
 
 impl Monitor {
     /// Evaluates the monitor against `balance` as it stands right after a transaction, updates its
-    /// state, and says whether it fires (an event is due).
-    pub fn evaluate(&mut self, balance: &Balance, now: &str) -> bool {
+    /// state, and says what it signals, if anything (an event is due).
+    pub fn evaluate(&mut self, balance: &Balance, now: &str) -> Option<Signal> {
         debug_assert_eq!(balance.id, self.balance_id, "a monitor is evaluated on its own balance");
         let holds = self.condition.holds(balance);
-        let fires = holds
-            && match self.trigger {
-                Trigger::Every => true,
-                Trigger::Crossing => self.state == State::Ok,
-            };
-        self.state = if holds { State::Triggered } else { State::Ok };
-        if fires {
+        let was = self.state;
+        self.state = match (holds, was) {
+            (true, _) => State::Triggered,
+            (false, State::Triggered) if self.condition.within_reset_band(balance) => State::Triggered,
+            (false, _) => State::Ok,
+        };
+        let signal = match self.trigger.is_edge() {
+            true if self.state != was => Some(if holds { Signal::Triggered } else { Signal::Resolved }),
+            true => None,
+            false => holds.then_some(Signal::Triggered),
+        };
+        if signal == Some(Signal::Triggered) {
             self.trigger_count += 1;
             self.last_triggered_at = Some(now.to_string());
         }
-        fires
+        signal
+    }
+
+    /// Whether this monitor, a guard, refuses a movement that took its balance from `before` to
+    /// `after`: the condition would hold afterwards, and either did not before or the movement
+    /// takes the field further in (a deposit into a balance already past a floor is let through;
+    /// another withdrawal is not).
+    pub fn refuses(&self, before: &Balance, after: &Balance) -> bool {
+        if self.action != Action::Reject || !self.condition.holds(after) {
+            return false;
+        }
+        let field = self.condition.field;
+        !self.condition.holds(before) || self.condition.operator.worsens(&field.read(before), &field.read(after))
+    }
+
+    /// The refusal a guard answers, naming itself and what the field would have become.
+    pub fn refusal(&self, after: &Balance) -> DomainError {
+        let c = &self.condition;
+        let would_be = c.precision.to_major(&c.field.read(after));
+        DomainError::RejectedByMonitor {
+            monitor_id: self.id.clone(),
+            message: format!(
+                "transaction refused by monitor {}: {} of balance {} would be {would_be}, and the monitor \
+                 rejects {} {} {}",
+                self.id,
+                c.field.as_str(),
+                self.balance_id,
+                c.field.as_str(),
+                c.operator.as_str(),
+                c.value
+            ),
+        }
     }
 }
 
@@ -246,6 +411,7 @@ mod tests {
             meta_data: Map::new(),
             created_at: "t".into(),
             trigger,
+            action: Action::Notify,
             state: State::Ok,
             trigger_count: 0,
             last_triggered_at: None,
@@ -304,17 +470,80 @@ mod tests {
     }
 
     #[test]
-    fn every_fires_each_time_crossing_only_on_the_way_up() {
+    fn every_fires_each_time_crossing_only_on_the_way_up_and_resolves_on_the_way_down() {
+        use Signal::{Resolved as R, Triggered as T};
         let mut every = monitor("balance", ">", "10", None, Trigger::Every);
         let mut crossing = monitor("balance", ">", "10", None, Trigger::Crossing);
-        let script = [(5, false, false), (20, true, true), (30, true, false), (0, false, false), (11, true, true)];
-        for (amount, every_fires, crossing_fires) in script {
+        let mut edge = monitor("balance", ">", "10", None, Trigger::Edge);
+        let script =
+            [(5, None, None), (20, Some(T), Some(T)), (30, Some(T), None), (0, None, Some(R)), (11, Some(T), Some(T))];
+        for (amount, every_says, crossing_says) in script {
             let b = balance(amount, 0);
-            assert_eq!(every.evaluate(&b, "t1"), every_fires, "every at {amount}");
-            assert_eq!(crossing.evaluate(&b, "t1"), crossing_fires, "crossing at {amount}");
+            assert_eq!(every.evaluate(&b, "t1"), every_says, "every at {amount}");
+            assert_eq!(crossing.evaluate(&b, "t1"), crossing_says, "crossing at {amount}");
+            assert_eq!(edge.evaluate(&b, "t1"), crossing_says, "edge (crossing's other name) at {amount}");
         }
         assert_eq!((every.trigger_count, crossing.trigger_count), (3, 2));
         assert_eq!(every.state, State::Triggered);
         assert_eq!(every.last_triggered_at.as_deref(), Some("t1"));
+    }
+
+    #[test]
+    fn a_reset_value_keeps_a_hovering_balance_from_alerting_again() {
+        use Signal::{Resolved as R, Triggered as T};
+        // Low balance: alert below 100, re-arm only at 150 or more.
+        let mut low = monitor("balance", "<", "100", None, Trigger::Edge);
+        low.condition = low.condition.with_reset("150").unwrap();
+        let script = [(120, None), (99, Some(T)), (101, None), (98, None), (149, None), (150, Some(R)), (99, Some(T))];
+        for (amount, says) in script {
+            assert_eq!(low.evaluate(&balance(amount, 0), "t"), says, "at {amount}");
+        }
+        assert_eq!(low.trigger_count, 2);
+        // A reset equal to the threshold behaves as no reset at all.
+        let mut plain = monitor("balance", ">=", "10", None, Trigger::Crossing);
+        plain.condition = plain.condition.with_reset("10").unwrap();
+        let said: Vec<_> = [10, 9, 10].iter().map(|&a| plain.evaluate(&balance(a, 0), "t")).collect();
+        assert_eq!(said, [Some(T), Some(R), Some(T)]);
+    }
+
+    #[test]
+    fn a_reset_value_lies_beyond_the_threshold_for_ordering_operators_only() {
+        let field_of = |r: Result<Condition, DomainError>| match r {
+            Err(DomainError::Validation { field, message, .. }) => (field, message),
+            other => panic!("expected a validation error, got {other:?}"),
+        };
+        let c = |op: &str| Condition::new("balance", op, "100", Some("100")).unwrap();
+        assert_eq!(c(">").with_reset("90.5").unwrap().reset_precise_value, Some(BigInt::from(9050)));
+        assert_eq!(c("<=").with_reset("100").unwrap().reset_value.as_deref(), Some("100"));
+        let (field, message) = field_of(c(">").with_reset("101"));
+        assert_eq!((field.as_str(), message.contains("at most")), ("condition.reset_value", true));
+        assert!(field_of(c("<").with_reset("99")).1.contains("at least"));
+        assert_eq!(field_of(c("=").with_reset("100")).0, "condition.reset_value");
+        assert_eq!(field_of(c(">").with_reset("1.001")).0, "condition.reset_value");
+        let reset = c("<").with_reset("150").unwrap();
+        assert!(check_definition(&reset, Trigger::Edge, Action::Notify).is_ok());
+        assert!(check_definition(&reset, Trigger::Level, Action::Notify).is_err());
+        assert!(check_definition(&reset, Trigger::Crossing, Action::Reject).is_err());
+    }
+
+    #[test]
+    fn a_guard_refuses_what_makes_its_condition_hold_or_worse() {
+        let mut floor = monitor("balance", "<", "0", None, Trigger::Every);
+        floor.action = Action::Reject;
+        let (at, below, further, back_up) = (balance(0, 0), balance(0, 5), balance(0, 7), balance(0, 2));
+        assert!(floor.refuses(&at, &below), "into the condition");
+        assert!(floor.refuses(&below, &further), "further in");
+        assert!(!floor.refuses(&below, &back_up), "out of it, or on the way out, is let through");
+        assert!(!floor.refuses(&at, &balance(3, 0)));
+        floor.action = Action::Notify;
+        assert!(!floor.refuses(&at, &below), "a monitor that only notifies never refuses");
+        floor.action = Action::Reject;
+        match floor.refusal(&below) {
+            DomainError::RejectedByMonitor { monitor_id, message } => {
+                assert_eq!(monitor_id, "mon");
+                assert!(message.contains("would be -5"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -96,6 +96,7 @@ mod tests {
             meta_data: Default::default(),
             created_at: "t".into(),
             trigger: Trigger::Every,
+            action: crate::domain::monitor::Action::Notify,
             state: State::Ok,
             trigger_count: 0,
             last_triggered_at: None,

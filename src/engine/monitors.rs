@@ -8,7 +8,7 @@ use super::failure::Ruled;
 use super::transactions::lifecycle_event;
 use crate::domain::error::{DomainError, Resource};
 use crate::domain::event::{Delivery, Event, EventKind};
-use crate::domain::monitor::{Monitor, State};
+use crate::domain::monitor::{Monitor, Signal, State};
 use crate::domain::transaction::Transaction;
 use crate::store::{ErrorKind, StoreError, StoreResult, Writes};
 use crate::wire::event::{monitor_event_body, transaction_event_body};
@@ -27,6 +27,7 @@ impl Batch {
             meta_data: new.meta_data.clone(),
             created_at: self.now.clone(),
             trigger: new.trigger,
+            action: new.action,
             state: State::Ok,
             trigger_count: 0,
             last_triggered_at: None,
@@ -56,6 +57,7 @@ impl Batch {
             call_back_url: new.call_back_url.clone(),
             meta_data: new.meta_data.clone(),
             trigger: new.trigger,
+            action: new.action,
             // A new condition starts unarmed: a `crossing` monitor fires when it first holds.
             state: State::Ok,
             ..current
@@ -103,27 +105,34 @@ impl Batch {
     }
 
     /// Evaluates the monitors of both balances `t` moved, each against its balance as it stands
-    /// right after `t`, and records an event for each monitor that fires.
+    /// right after `t`, and records an event for each monitor that signals (it triggered, or an
+    /// edge monitor resolved).
     pub(super) fn after_movement(&mut self, w: &mut dyn Writes, t: &Transaction) -> StoreResult<()> {
-        let mut fired = Vec::new();
+        let mut signalled = Vec::new();
         for balance_id in [&t.source_balance_id, &t.destination_balance_id] {
             let balance = &self.balances[balance_id];
             let monitors = self.monitors.get_mut(balance_id).expect("monitors of touched balances are loaded");
             for monitor in monitors.iter_mut() {
                 let before = (monitor.state, monitor.trigger_count);
                 self.monitor_evaluations += 1;
-                if monitor.evaluate(balance, &self.now) {
-                    self.monitor_triggers += 1;
+                if let Some(signal) = monitor.evaluate(balance, &self.now) {
+                    let kind = match signal {
+                        Signal::Triggered => {
+                            self.monitor_triggers += 1;
+                            EventKind::BalanceMonitor
+                        }
+                        Signal::Resolved => EventKind::BalanceMonitorResolved,
+                    };
                     let url = (!monitor.call_back_url.is_empty()).then(|| monitor.call_back_url.clone());
-                    let body = monitor_event_body(monitor, balance, &t.id);
-                    fired.push((EventKind::BalanceMonitor, body, url, Some(monitor.id.clone())));
+                    let body = monitor_event_body(kind, monitor, balance, &t.id);
+                    signalled.push((kind, body, url, Some(monitor.id.clone())));
                 }
                 if (monitor.state, monitor.trigger_count) != before {
                     self.changed_monitors.insert(monitor.id.clone());
                 }
             }
         }
-        for (kind, body, url, monitor_id) in fired {
+        for (kind, body, url, monitor_id) in signalled {
             self.record_event(w, kind, body, url, monitor_id, Some(&t.id))?;
         }
         Ok(())

@@ -88,7 +88,7 @@ impl Batch {
         // The movements of the legs before the first refused: one of them may be refused first.
         let checked = first_refused.as_ref().map_or(legs.len(), |(i, _)| *i);
         let now = self.now.clone();
-        let mut trial = Trial::on(&mut self.balances);
+        let mut trial = Trial::on(&mut self.balances, &self.monitors);
         for (i, (leg, (source, destination))) in legs.into_iter().zip(resolved).enumerate().take(checked) {
             if !leg.skip_queue || leg.scheduled_for.as_ref().is_some_and(|at| *at > now) {
                 continue;

@@ -9,10 +9,11 @@ use super::failure::Ruled;
 use crate::domain::balance::Balance;
 use crate::domain::error::{DomainError, Resource};
 use crate::domain::event::EventKind;
+use crate::domain::monitor::{Action, Monitor};
 use crate::domain::transaction::{
     apply_movement, first_movement, resolve_amount, undo_movement, Movement, Overdraft, Status, Transaction,
 };
-use crate::store::Writes;
+use crate::store::{StoreResult, Writes};
 use foldhash::HashMap;
 use num_bigint::BigInt;
 use serde_json::{Map, Value};
@@ -121,8 +122,8 @@ impl Batch {
 
     /// A commit or void of the inflight transaction `id`; or, when `id` is a split's or a bulk
     /// request's, of every leg or item still inflight, each whole (Blnk commits or voids "every
-    /// pending inflight leg" by that id). Nothing a settlement does can be refused once its status
-    /// has been checked, so settling several is all or nothing too.
+    /// pending inflight leg" by that id). Once their status is checked, only a guard can refuse a
+    /// commit, and every commit is tried first, so settling several is all or nothing too.
     pub(super) fn finish_inflight(&mut self, w: &mut dyn Writes, id: &str, action: &InflightAction) -> Ruled<Outcome> {
         if let Some(hold) = w.transaction(id)? {
             return Ok(Outcome::Transactions(vec![self.settle(w, &hold, action)?]));
@@ -148,9 +149,23 @@ impl Batch {
             }
             .into());
         }
+        if holds.len() > 1 && matches!(action, InflightAction::Commit { .. }) {
+            // Only a guard can refuse a commit: every one is tried before the first is made.
+            let left = holds.iter().map(|hold| left_inflight(w, hold)).collect::<StoreResult<Vec<_>>>()?;
+            let overdrafts: Vec<Overdraft> = holds.iter().map(|hold| hold.overdraft()).collect();
+            let mut trial = Trial::on(&mut self.balances, &self.monitors);
+            for ((hold, amount), overdraft) in holds.iter().zip(&left).zip(&overdrafts) {
+                let (source, destination) = (&hold.source_balance_id, &hold.destination_balance_id);
+                trial.apply(source, destination, Movement::CommitHold, amount, overdraft)?;
+            }
+        }
         let mut children = Vec::with_capacity(holds.len());
         for hold in holds {
-            children.push(self.settle(w, hold, action)?);
+            match self.settle(w, hold, action) {
+                Ok(child) => children.push(child),
+                Err(refused) if children.is_empty() => return Err(refused),
+                Err(refused) => unreachable!("S1: every commit was tried before the first was made: {refused:?}"),
+            }
         }
         Ok(Outcome::Transactions(children))
     }
@@ -163,9 +178,7 @@ impl Batch {
             Status::Void => return Err(DomainError::AlreadyVoided.into()),
             _ => return Err(DomainError::NotInflight.into()),
         }
-        let committed: BigInt =
-            w.children(&parent.id)?.iter().filter(|c| c.status == Status::Applied).map(|c| &c.precise_amount).sum();
-        let remaining = &parent.precise_amount - committed;
+        let remaining = left_inflight(w, parent)?;
         // Invariant I1: an INFLIGHT transaction always has something left to commit or void.
         assert!(remaining > BigInt::ZERO, "invariant I1 violated: inflight {} has nothing left", parent.id);
         let (amount, movement, child_status, parent_status) = match action {
@@ -184,8 +197,9 @@ impl Batch {
             InflightAction::Void => (remaining, Movement::ReleaseHold, Status::Void, Status::Void),
         };
         let child = self.child_of(parent, amount, child_status, false);
-        self.move_money(parent, movement, &child.precise_amount)
-            .expect("committing or releasing a hold never needs funds");
+        // Committing or releasing a hold never needs funds; a commit may still be refused by a
+        // guard (a commit is what moves `balance` and `debit_balance`), and then nothing is written.
+        self.move_money(parent, movement, &child.precise_amount)?;
         w.insert_transaction(&child)?;
         if parent_status != parent.status {
             w.set_transaction_status(&parent.id, parent_status)?;
@@ -225,7 +239,7 @@ impl Batch {
             .collect();
         let movement = |refund: &Transaction| if refund.inflight { Movement::Hold } else { Movement::Transfer };
         if refunds.len() > 1 {
-            let mut trial = Trial::on(&mut self.balances);
+            let mut trial = Trial::on(&mut self.balances, &self.monitors);
             for refund in &refunds {
                 let (source, destination) = (&refund.source_balance_id, &refund.destination_balance_id);
                 let overdraft = refund.overdraft();
@@ -325,7 +339,8 @@ impl Batch {
         child
     }
 
-    /// Moves `amount` between `t`'s balances (as loaded in step 2), all or nothing.
+    /// Moves `amount` between `t`'s balances (as loaded in step 2), all or nothing, if the guards
+    /// of both let it.
     pub(super) fn move_money(
         &mut self,
         t: &Transaction,
@@ -336,16 +351,57 @@ impl Batch {
         // Invariant T1: a transaction moves money between two different balances (`plan` refuses
         // one whose source and destination resolve to the same balance).
         assert_ne!(source, destination, "T1: transaction {} moves money between two balances", t.id);
-        let [Some(source), Some(destination)] = self.balances.get_disjoint_mut([source, destination]) else {
-            panic!("a planned balance was loaded: transaction {}", t.id);
-        };
-        let result = apply_movement(movement, source, destination, amount, &t.overdraft());
+        let result =
+            guarded_movement(&mut self.balances, &self.monitors, source, destination, movement, amount, &t.overdraft());
         if result.is_ok() {
             self.changed.insert(t.source_balance_id.clone());
             self.changed.insert(t.destination_balance_id.clone());
         }
         result
     }
+}
+
+/// `apply_movement` on two of the batch's balances, then the check of both balances' guards
+/// (monitors with `action: "reject"`) against the balances before and after: a movement a guard
+/// refuses is taken back exactly and refused, so a guard's limit is never passed, whatever runs
+/// in the same batch. Both balances are locked by the batch, on every process, so no other
+/// writer can move them between the check and the commit. Releasing a hold is never refused: it
+/// only gives back what the hold took, and an expiring hold must always be able to go.
+pub(super) fn guarded_movement(
+    balances: &mut HashMap<String, Balance>,
+    monitors: &HashMap<String, Vec<Monitor>>,
+    source: &str,
+    destination: &str,
+    movement: Movement,
+    amount: &BigInt,
+    overdraft: &Overdraft,
+) -> Result<(), DomainError> {
+    let [Some(from), Some(to)] = balances.get_disjoint_mut([source, destination]) else {
+        panic!("a movement's two balances were loaded: {source}, {destination}");
+    };
+    let guards = |id: &str| monitors.get(id).into_iter().flatten().filter(|m| m.action == Action::Reject);
+    let guarded = guards(source).next().is_some() || guards(destination).next().is_some();
+    if !guarded || movement == Movement::ReleaseHold {
+        return apply_movement(movement, from, to, amount, overdraft);
+    }
+    let (from_before, to_before) = (from.clone(), to.clone());
+    apply_movement(movement, from, to, amount, overdraft)?;
+    let refusal = (guards(source).find(|g| g.refuses(&from_before, from)).map(|g| g.refusal(from)))
+        .or_else(|| guards(destination).find(|g| g.refuses(&to_before, to)).map(|g| g.refusal(to)));
+    match refusal {
+        Some(refused) => {
+            undo_movement(movement, from, to, amount);
+            Err(refused)
+        }
+        None => Ok(()),
+    }
+}
+
+/// What is left of the hold `parent` to commit or void: its amount less what its commits took.
+fn left_inflight(w: &mut dyn Writes, parent: &Transaction) -> StoreResult<BigInt> {
+    let children = w.children(&parent.id)?;
+    let committed: BigInt = children.iter().filter(|c| c.status == Status::Applied).map(|c| &c.precise_amount).sum();
+    Ok(&parent.precise_amount - committed)
 }
 
 /// Blnk's reference for the refund of `original`: `{id}_refund`. Only a refund has it (a client
@@ -365,12 +421,17 @@ pub(super) fn is_refund(t: &Transaction) -> bool {
 /// of transfers touches.
 pub(super) struct Trial<'a> {
     balances: &'a mut HashMap<String, Balance>,
+    /// The batch's monitors, for their guards: a trial is refused where the real movement would be.
+    monitors: &'a HashMap<String, Vec<Monitor>>,
     made: Vec<(&'a str, &'a str, Movement, &'a BigInt)>,
 }
 
 impl<'a> Trial<'a> {
-    pub(super) fn on(balances: &'a mut HashMap<String, Balance>) -> Trial<'a> {
-        Trial { balances, made: Vec::new() }
+    pub(super) fn on(
+        balances: &'a mut HashMap<String, Balance>,
+        monitors: &'a HashMap<String, Vec<Monitor>>,
+    ) -> Trial<'a> {
+        Trial { balances, monitors, made: Vec::new() }
     }
 
     /// Moves `amount` between two balances the batch has loaded, for now.
@@ -382,10 +443,7 @@ impl<'a> Trial<'a> {
         amount: &'a BigInt,
         overdraft: &Overdraft,
     ) -> Result<(), DomainError> {
-        let [Some(from), Some(to)] = self.balances.get_disjoint_mut([source, destination]) else {
-            panic!("a movement's two balances were loaded: {source}, {destination}");
-        };
-        apply_movement(movement, from, to, amount, overdraft)?;
+        guarded_movement(self.balances, self.monitors, source, destination, movement, amount, overdraft)?;
         self.made.push((source, destination, movement, amount));
         Ok(())
     }

@@ -9,7 +9,7 @@ use super::{ErrorKind, StoreError, StoreResult};
 use crate::domain::amount::Precision;
 use crate::domain::api_key::Scope;
 use crate::domain::event::{Delivery, EventKind};
-use crate::domain::monitor::{Field, Operator, State, Trigger};
+use crate::domain::monitor::{Action, Field, Operator, State, Trigger};
 use crate::domain::transaction::Status;
 use num_bigint::BigInt;
 use serde_json::Map;
@@ -266,4 +266,4 @@ macro_rules! named_codecs {
     )*};
 }
 named_codecs!(Status: "status", Field: "field", Operator: "operator", Trigger: "trigger", State: "state",
-    Delivery: "delivery status", EventKind: "event type");
+    Action: "monitor action", Delivery: "delivery status", EventKind: "event type");

@@ -11,7 +11,7 @@ use crate::domain::api_key::Scope;
 use crate::domain::balance::Balance;
 use crate::domain::event::{Attempt, Delivery, Event, EventKind};
 use crate::domain::ledger::Ledger;
-use crate::domain::monitor::{Condition, Field, Monitor, Operator, State, Trigger};
+use crate::domain::monitor::{Action, Condition, Field, Monitor, Operator, State, Trigger};
 use crate::domain::transaction::{Status, Transaction};
 use num_bigint::BigInt;
 use serde_json::Map;
@@ -148,6 +148,9 @@ record! {
         state: State = state,
         trigger_count: i64 = trigger_count,
         last_triggered_at: Option<String> = last_triggered_at,
+        reset_value: Option<String> = condition.reset_value,
+        reset_precise_value: Option<BigInt> = condition.reset_precise_value,
+        action: Action = action,
     } read r => Monitor {
         id: r.monitor_id,
         balance_id: r.balance_id,
@@ -157,12 +160,15 @@ record! {
             value: r.value,
             precision: r.precision_exponent,
             precise_value: r.precise_value,
+            reset_value: r.reset_value,
+            reset_precise_value: r.reset_precise_value,
         },
         description: r.description,
         call_back_url: r.call_back_url,
         meta_data: r.meta_data,
         created_at: r.created_at,
         trigger: r.trigger_mode,
+        action: r.action,
         state: r.state,
         trigger_count: r.trigger_count,
         last_triggered_at: r.last_triggered_at,

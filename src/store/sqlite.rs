@@ -20,6 +20,7 @@ const MIGRATIONS: &Migrations = &[
     (2, "monitors_and_outbox", include_str!("../../migrations/sqlite/0002_monitors_and_outbox.sql")),
     (3, "api_keys", include_str!("../../migrations/sqlite/0003_api_keys.sql")),
     (4, "money_movement", include_str!("../../migrations/sqlite/0004_money_movement.sql")),
+    (5, "monitor_kinds", include_str!("../../migrations/sqlite/0005_monitor_kinds.sql")),
 ];
 
 const READER_POOL_SIZE: u32 = 8;

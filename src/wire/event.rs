@@ -10,13 +10,13 @@ use crate::domain::transaction::Transaction;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-/// `balance.monitor`: the monitor (state as of this trigger), the balance right after the
-/// transaction, and the transaction's id.
-pub fn monitor_event_body(monitor: &Monitor, balance: &Balance, transaction_id: &str) -> String {
+/// `balance.monitor` (or `balance.monitor.resolved`, the same shape): the monitor (state as of
+/// this evaluation), the balance right after the transaction, and the transaction's id.
+pub fn monitor_event_body(kind: EventKind, monitor: &Monitor, balance: &Balance, transaction_id: &str) -> String {
     let mut data = serde_json::to_value(MonitorJson::from(monitor.clone())).expect("a monitor serializes");
     data["balance"] = serde_json::to_value(BalanceJson::from(balance.clone())).expect("a balance serializes");
     data["transaction_id"] = json!(transaction_id);
-    json!({ "event": EventKind::BalanceMonitor.as_str(), "data": data }).to_string()
+    json!({ "event": kind.as_str(), "data": data }).to_string()
 }
 
 /// `ledger.created`: the ledger as the API shows it.

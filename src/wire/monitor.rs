@@ -1,8 +1,8 @@
-//! A balance monitor as Blnk writes it, plus Keel's state fields (`trigger`, `state`,
-//! `trigger_count`, `last_triggered_at`).
+//! A balance monitor as Blnk writes it, plus Blnk PR #388's `condition_state` and Keel's own fields
+//! (`trigger`, `action`, `state`, `trigger_count`, `last_triggered_at`, `condition.reset_value`).
 
 use super::number::{decimal, integer};
-use crate::domain::monitor::Monitor;
+use crate::domain::monitor::{Monitor, State};
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
@@ -16,6 +16,10 @@ pub struct ConditionJson {
     pub precision: Number,
     #[schema(schema_with = crate::wire::number::exact_number_schema)]
     pub precise_value: Number,
+    /// (keel) The re-arm level, when the monitor has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::wire::number::exact_number_schema)]
+    pub reset_value: Option<Number>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -28,7 +32,12 @@ pub struct MonitorJson {
     #[schema(value_type = Option<Object>)]
     pub meta_data: Map<String, Value>,
     pub created_at: String,
+    /// As written: `every`/`crossing`, or Blnk PR #388's `level`/`edge`.
     pub trigger: &'static str,
+    /// Blnk PR #388: whether the condition is taken to hold (`false` = armed); `state == "triggered"`.
+    pub condition_state: bool,
+    /// (keel) `notify` or `reject` (a guard).
+    pub action: &'static str,
     pub state: &'static str,
     pub trigger_count: i64,
     pub last_triggered_at: Option<String>,
@@ -43,6 +52,7 @@ impl From<Monitor> for MonitorJson {
                 value: decimal(&m.condition.value),
                 precision: integer(&m.condition.precision.value()),
                 precise_value: integer(&m.condition.precise_value),
+                reset_value: m.condition.reset_value.as_deref().map(decimal),
             },
             monitor_id: m.id,
             balance_id: m.balance_id,
@@ -51,6 +61,8 @@ impl From<Monitor> for MonitorJson {
             meta_data: m.meta_data,
             created_at: m.created_at,
             trigger: m.trigger.as_str(),
+            condition_state: m.state == State::Triggered,
+            action: m.action.as_str(),
             state: m.state.as_str(),
             trigger_count: m.trigger_count,
             last_triggered_at: m.last_triggered_at,

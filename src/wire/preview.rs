@@ -50,9 +50,12 @@ pub struct PreviewJson {
 pub struct RejectionJson {
     /// The error code the real request would answer (`TXN_INSUFFICIENT_FUNDS`, …).
     pub code: &'static str,
-    /// `insufficient_funds` or `other`.
+    /// `insufficient_funds`, `overdraft_limit`, `monitor_guard` (keel) or `other`.
     pub reason: &'static str,
     pub message: String,
+    /// (keel) The guard that would refuse it (`monitor_guard`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor_id: Option<String>,
 }
 
 /// One leg of a split, as Blnk's `LegProjection`.
