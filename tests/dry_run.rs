@@ -391,6 +391,30 @@ async fn a_bulk_dry_run_with_a_split_item_and_a_duplicate_reference() {
     assert_eq!(tips["virtual"], true, "a new indicator is projected, not made: {tips}");
 }
 
+/// A request with a split item is applied at once whatever `skip_queue` says, so it stops at its
+/// first refused item; its preview must say so even when the split comes first (the simulation
+/// found a preview that read the mode from that item and predicted the queue instead).
+#[tokio::test]
+async fn a_bulk_dry_run_led_by_a_split_item_predicts_an_at_once_request() {
+    let s = setup().await;
+    let mut split = s.transfer(
+        500,
+        json!({"destinations": [
+        {"identifier": s.bob, "distribution": "20%"}, {"identifier": "@Tips", "distribution": "left"}]}),
+    );
+    split.as_object_mut().unwrap().remove("destination");
+    let items = vec![split, s.transfer(600, json!({})), s.transfer(100, json!({}))];
+    let body = json!({"transactions": items, "skip_queue": false, "dry_run": true});
+    let preview = s.preview("/transactions/bulk", body.clone()).await;
+    assert_eq!(preview["results"][1]["rejection"]["code"], "TXN_INSUFFICIENT_FUNDS", "{preview}");
+    assert_eq!(projection(&preview, "source")["resulting_balance"], "500", "it stops at item 1: {preview}");
+    let mut real = body;
+    real["dry_run"] = json!(false);
+    let (status, answer) = s.server.post("/transactions/bulk", real).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(s.balance(&s.alice).await["balance"], 500, "as predicted");
+}
+
 #[tokio::test]
 async fn bulk_commit_and_void_dry_runs_project_each_hold_on_its_own() {
     let s = setup().await;

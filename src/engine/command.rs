@@ -170,9 +170,11 @@ impl NewBulk {
     /// `skip_queue` says, so that it can be all or nothing.
     pub fn new(mut items: Vec<BulkItem>, atomic: bool, run_async: bool) -> NewBulk {
         if atomic || items.iter().any(|item| matches!(item, BulkItem::Split(_))) {
+            // Every item's flag, a split item's too: the dry run reads the request's mode from it.
             for item in &mut items {
-                if let BulkItem::Transaction(t) = item {
-                    t.skip_queue = true;
+                match item {
+                    BulkItem::Transaction(t) => t.skip_queue = true,
+                    BulkItem::Split(split) => split.template.skip_queue = true,
                 }
             }
         }
