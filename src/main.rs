@@ -108,6 +108,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         apply_queue: !args.hold_queue,
         webhook_url_configured: args.webhook_url.is_some(),
         events_written: Some(events_written.clone()),
+        clock: engine::Clock::system(),
     };
     if args.hold_queue {
         tracing::warn!("queue is held: QUEUED transactions are stored but not applied");

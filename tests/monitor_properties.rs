@@ -1,26 +1,36 @@
-//! Property test: for random transactions (transfers, holds, commits, voids, refused overdrafts)
-//! and random monitors (created, updated, deleted along the way; every trigger mode in both
-//! spellings, re-arm levels, guards; all fields and operators), the events Keel records, each
-//! monitor's state and every refusal by a guard equal those of a plain reference evaluation done
-//! step by step.
+//! Property test: for random transactions (transfers, holds, commits, voids, refused overdrafts),
+//! random waits (on a clock the test moves, so windows cross their boundaries) and random monitors
+//! (created, updated, deleted along the way; every trigger mode in both spellings, re-arm levels,
+//! guards, velocity windows; all fields and operators), the events Keel records, each monitor's
+//! state and every refusal by a guard equal those of a plain reference evaluation done step by
+//! step.
 
 mod common;
 
 use common::{check_property, unique, Server};
+use keel::engine::Clock;
 use proptest::prelude::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 /// Parties: 0 is @World, 1..=3 are wallets (only wallets carry monitors).
 const PARTIES: usize = 4;
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 9] = [
     "balance",
     "credit_balance",
     "debit_balance",
     "inflight_balance",
     "inflight_credit_balance",
     "inflight_debit_balance",
+    "debit_volume",
+    "credit_volume",
+    "transaction_count",
 ];
+/// The first velocity field's index.
+const VELOCITY: usize = 6;
+const COUNT: usize = 8;
+/// Velocity windows: as sent, and in milliseconds.
+const WINDOWS: [(&str, i64); 2] = [("2s", 2_000), ("5s", 5_000)];
 const OPERATORS: [&str; 6] = [">", "<", "=", "!=", ">=", "<="];
 /// Keel's spellings and Blnk PR #388's; odd indexes are edge triggers.
 const TRIGGERS: [&str; 4] = ["every", "crossing", "level", "edge"];
@@ -30,9 +40,12 @@ struct Spec {
     wallet: usize,
     field: usize,
     operator: usize,
-    /// Threshold in minor units; sent as `value = threshold / 10` with `precision: 10`.
+    /// Threshold in minor units; sent as `value = threshold / 10` with `precision: 10` (a count
+    /// as it is).
     threshold: i64,
     trigger: usize,
+    /// Index into `WINDOWS`, for a velocity field.
+    window: usize,
     /// How far beyond the threshold the re-arm level lies, for edge monitors that notify and
     /// compare by order (the others cannot have one).
     reset_band: Option<i64>,
@@ -48,28 +61,57 @@ impl Spec {
     fn reset(&self) -> Option<i64> {
         let ordering = !matches!(OPERATORS[self.operator], "=" | "!=");
         let band = self.reset_band.filter(|_| self.edge() && !self.guard && ordering)?;
+        let band = if self.field == COUNT { band % 4 } else { band };
         Some(if OPERATORS[self.operator].starts_with('>') { self.threshold - band } else { self.threshold + band })
+    }
+
+    fn window_ms(&self) -> Option<i64> {
+        (self.field >= VELOCITY).then_some(WINDOWS[self.window].1)
     }
 }
 
 #[derive(Debug, Clone)]
 enum Op {
-    Transfer { from: usize, to: usize, amount: i64, inflight: bool },
-    Settle { pick: usize, commit: bool },
+    Transfer {
+        from: usize,
+        to: usize,
+        amount: i64,
+        inflight: bool,
+    },
+    Settle {
+        pick: usize,
+        commit: bool,
+    },
     CreateMonitor(Spec),
-    UpdateMonitor { pick: usize, spec: Spec },
-    DeleteMonitor { pick: usize },
+    UpdateMonitor {
+        pick: usize,
+        spec: Spec,
+    },
+    DeleteMonitor {
+        pick: usize,
+    },
+    /// The clock moves on by this many milliseconds.
+    Wait {
+        ms: i64,
+    },
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
     let band = prop::option::of(0i64..60);
-    (1..PARTIES, 0..6usize, 0..6usize, -100i64..300, 0..4usize, band, prop::bool::weighted(0.35)).prop_map(
-        |(wallet, field, operator, threshold, trigger, reset_band, guard)| Spec {
+    let shape = (1..PARTIES, 0..9usize, 0..6usize, -100i64..300, 0..4usize, 0..2usize);
+    (shape, band, prop::bool::weighted(0.35)).prop_map(
+        |((wallet, field, operator, threshold, trigger, window), reset_band, guard)| Spec {
             wallet,
             field,
             operator,
-            threshold,
+            // A count's threshold is a few movements; a volume's is never negative in practice.
+            threshold: match field {
+                COUNT => threshold.rem_euclid(4),
+                VELOCITY.. => threshold.rem_euclid(120),
+                _ => threshold,
+            },
             trigger,
+            window,
             reset_band,
             guard,
         },
@@ -87,6 +129,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => spec().prop_map(Op::CreateMonitor),
         1 => (any::<usize>(), spec()).prop_map(|(pick, spec)| Op::UpdateMonitor { pick, spec }),
         1 => any::<usize>().prop_map(|pick| Op::DeleteMonitor { pick }),
+        2 => (0i64..3_000).prop_map(|ms| Op::Wait { ms }),
     ]
 }
 
@@ -96,6 +139,25 @@ struct Totals {
     debit: i64,
     inflight_credit: i64,
     inflight_debit: i64,
+}
+
+/// One movement of one wallet, for its velocity windows.
+#[derive(Debug, Clone, Copy)]
+struct Moved {
+    /// Its place among all movements (a monitor counts those after it was created).
+    seq: u64,
+    at_ms: i64,
+    debit: i64,
+    credit: i64,
+}
+
+/// What moved through a wallet at a time (each movement counts once).
+fn window_value(field: usize, moved: &[Moved]) -> i64 {
+    match field {
+        6 => moved.iter().map(|m| m.debit).sum(),
+        7 => moved.iter().map(|m| m.credit).sum(),
+        _ => moved.len() as i64,
+    }
 }
 
 impl Totals {
@@ -111,6 +173,47 @@ impl Totals {
     }
 }
 
+/// The wallets as the reference sees them: totals, and every movement (for the windows).
+#[derive(Debug, Clone, Default)]
+struct Books {
+    totals: [Totals; PARTIES],
+    moved: [Vec<Moved>; PARTIES],
+    seq: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Movement {
+    Transfer,
+    Hold,
+    Commit,
+    Void,
+}
+
+impl Books {
+    /// The books after `movement` of `amount` from `from` to `to` at `now_ms`.
+    fn after(&self, movement: Movement, from: usize, to: usize, amount: i64, now_ms: i64) -> Books {
+        let mut next = self.clone();
+        let (debit, credit) = match movement {
+            Movement::Transfer | Movement::Commit => (amount, amount),
+            Movement::Hold | Movement::Void => (0, 0),
+        };
+        let inflight = match movement {
+            Movement::Hold => amount,
+            Movement::Commit | Movement::Void => -amount,
+            Movement::Transfer => 0,
+        };
+        next.totals[from].debit += debit;
+        next.totals[to].credit += credit;
+        next.totals[from].inflight_debit += inflight;
+        next.totals[to].inflight_credit += inflight;
+        for (party, debit, credit) in [(from, debit, 0), (to, 0, credit)] {
+            next.seq += 1;
+            next.moved[party].push(Moved { seq: next.seq, at_ms: now_ms, debit, credit });
+        }
+        next
+    }
+}
+
 struct ModelMonitor {
     id: String,
     spec: Spec,
@@ -119,6 +222,10 @@ struct ModelMonitor {
     /// (event, transaction id), oldest first.
     expected: Vec<(&'static str, String)>,
     deleted: bool,
+    /// A velocity monitor counts the movements after this one (those before it was created)...
+    origin_seq: u64,
+    /// ...and after this instant (where its window had reached when an update lengthened it).
+    floor_ms: i64,
 }
 
 fn compare(operator: usize, v: i64, t: i64) -> bool {
@@ -133,14 +240,25 @@ fn compare(operator: usize, v: i64, t: i64) -> bool {
 }
 
 impl ModelMonitor {
-    fn holds(&self, totals: &Totals) -> bool {
-        compare(self.spec.operator, totals.field(self.spec.field), self.spec.threshold)
+    /// The watched field now: the wallet's own total, or what moved in the window.
+    fn observe(&self, books: &Books, now_ms: i64) -> i64 {
+        let Some(window) = self.spec.window_ms() else {
+            return books.totals[self.spec.wallet].field(self.spec.field);
+        };
+        let since = self.floor_ms.max(now_ms - window);
+        let moved: Vec<Moved> = books.moved[self.spec.wallet]
+            .iter()
+            .filter(|m| m.seq > self.origin_seq && m.at_ms > since)
+            .copied()
+            .collect();
+        window_value(self.spec.field, &moved)
     }
 
-    fn evaluate(&mut self, totals: &Totals, transaction: &str) {
-        let holds = self.holds(totals);
+    fn evaluate(&mut self, books: &Books, now_ms: i64, transaction: &str) {
+        let value = self.observe(books, now_ms);
+        let holds = compare(self.spec.operator, value, self.spec.threshold);
         let was = self.triggered;
-        let in_band = self.spec.reset().is_some_and(|r| compare(self.spec.operator, totals.field(self.spec.field), r));
+        let in_band = self.spec.reset().is_some_and(|r| compare(self.spec.operator, value, r));
         self.triggered = holds || (was && in_band);
         let event = match (self.spec.edge(), holds) {
             (true, _) if self.triggered == was => None,
@@ -155,33 +273,43 @@ impl ModelMonitor {
     }
 
     /// A guard refuses a movement that makes its condition hold, or takes the field further in.
-    fn refuses(&self, before: &Totals, after: &Totals) -> bool {
-        let (b, a) = (before.field(self.spec.field), after.field(self.spec.field));
+    fn refuses(&self, before: &Books, after: &Books, now_ms: i64) -> bool {
+        let (b, a) = (self.observe(before, now_ms), self.observe(after, now_ms));
         let further = match OPERATORS[self.spec.operator] {
             ">" | ">=" => a > b,
             "<" | "<=" => a < b,
             _ => a != b,
         };
-        self.spec.guard && self.holds(after) && (!self.holds(before) || further)
+        let holds = |v| compare(self.spec.operator, v, self.spec.threshold);
+        self.spec.guard && holds(a) && (!holds(b) || further)
     }
 }
 
 fn body(spec: &Spec, wallets: &[String]) -> Value {
-    // minor units / 10 as exact decimal text, e.g. -7 → "-0.7".
-    let text = |minor: i64| format!("{}{}.{}", if minor < 0 { "-" } else { "" }, minor.abs() / 10, minor.abs() % 10);
+    // minor units / 10 as exact decimal text, e.g. -7 → "-0.7"; a count as it is.
+    let text = |minor: i64| match spec.field {
+        COUNT => minor.to_string(),
+        _ => format!("{}{}.{}", if minor < 0 { "-" } else { "" }, minor.abs() / 10, minor.abs() % 10),
+    };
     let mut condition = json!({"field": FIELDS[spec.field], "operator": OPERATORS[spec.operator],
-        "value": text(spec.threshold), "precision": 10});
+        "value": text(spec.threshold)});
+    if spec.field != COUNT {
+        condition["precision"] = json!(10);
+    }
     if let Some(reset) = spec.reset() {
         condition["reset_value"] = json!(text(reset));
+    }
+    if spec.field >= VELOCITY {
+        condition["window"] = json!(WINDOWS[spec.window].0);
     }
     json!({"balance_id": wallets[spec.wallet], "condition": condition, "trigger": TRIGGERS[spec.trigger],
         "action": if spec.guard { "reject" } else { "notify" }})
 }
 
-/// The guards of `from` and `to` that refuse moving them from `before` to `after`.
-fn refusing(monitors: &[ModelMonitor], parties: [usize; 2], before: &[Totals], after: &[Totals]) -> Vec<String> {
+/// The guards of `from` and `to` that refuse the books going from `before` to `after`.
+fn refusing(monitors: &[ModelMonitor], parties: [usize; 2], before: &Books, after: &Books, now: i64) -> Vec<String> {
     let live = monitors.iter().filter(|m| !m.deleted && parties.contains(&m.spec.wallet));
-    live.filter(|m| m.refuses(&before[m.spec.wallet], &after[m.spec.wallet])).map(|m| m.id.clone()).collect()
+    live.filter(|m| m.refuses(before, after, now)).map(|m| m.id.clone()).collect()
 }
 
 /// A refusal by one of `guards`.
@@ -193,13 +321,14 @@ fn assert_guarded(status: StatusCode, answer: &Value, guards: &[String]) {
 }
 
 // tidy: long because one match arm per operation keeps the model and the server side by side
-async fn run_case(server: &Server, ops: Vec<Op>) {
+async fn run_case(server: &Server, clock: Clock, ops: Vec<Op>) {
     let (currency, ids) = common::parties(server, PARTIES - 1).await;
-    let mut totals = [Totals::default(); PARTIES];
+    let mut books = Books::default();
     let mut monitors: Vec<ModelMonitor> = Vec::new();
     let mut holds: Vec<(String, usize, usize, i64, bool)> = Vec::new(); // id, from, to, amount, open
 
     for op in ops {
+        let now = clock.now().1;
         let moved: Option<(String, usize, usize)> = match op {
             Op::Transfer { from, to, amount, inflight } => {
                 let (status, t) = server
@@ -209,16 +338,11 @@ async fn run_case(server: &Server, ops: Vec<Op>) {
                         "destination": ids[to], "reference": unique("mp"), "skip_queue": true, "inflight": inflight}),
                     )
                     .await;
-                let mut after = totals;
-                if inflight {
-                    after[from].inflight_debit += amount;
-                    after[to].inflight_credit += amount;
-                } else {
-                    after[from].debit += amount;
-                    after[to].credit += amount;
-                }
-                let available = totals[from].credit - totals[from].debit - totals[from].inflight_debit;
-                let guards = refusing(&monitors, [from, to], &totals, &after);
+                let movement = if inflight { Movement::Hold } else { Movement::Transfer };
+                let after = books.after(movement, from, to, amount, now);
+                let totals = &books.totals[from];
+                let available = totals.credit - totals.debit - totals.inflight_debit;
+                let guards = refusing(&monitors, [from, to], &books, &after, now);
                 if from != 0 && available < amount {
                     assert_eq!(status, StatusCode::BAD_REQUEST, "{t}");
                     assert_eq!(t["error_detail"]["code"], "TXN_INSUFFICIENT_FUNDS", "funds are checked first: {t}");
@@ -232,7 +356,7 @@ async fn run_case(server: &Server, ops: Vec<Op>) {
                     if inflight {
                         holds.push((id.clone(), from, to, amount, true));
                     }
-                    totals = after;
+                    books = after;
                     Some((id, from, to))
                 }
             }
@@ -246,28 +370,32 @@ async fn run_case(server: &Server, ops: Vec<Op>) {
                 let status = if commit { "commit" } else { "void" };
                 let (code, child) =
                     server.put(&format!("/transactions/inflight/{hold_id}"), json!({"status": status})).await;
-                let mut after = totals;
-                after[from].inflight_debit -= amount;
-                after[to].inflight_credit -= amount;
-                if commit {
-                    after[from].debit += amount;
-                    after[to].credit += amount;
-                }
+                let movement = if commit { Movement::Commit } else { Movement::Void };
+                let after = books.after(movement, from, to, amount, now);
                 // A void is never refused; a commit is, by a guard, and the hold stays open.
-                let guards = if commit { refusing(&monitors, [from, to], &totals, &after) } else { vec![] };
+                let guards = if commit { refusing(&monitors, [from, to], &books, &after, now) } else { vec![] };
                 if !guards.is_empty() {
                     assert_guarded(code, &child, &guards);
                     continue;
                 }
                 assert_eq!(code, StatusCode::OK, "{child}");
                 holds[k].4 = false;
-                totals = after;
+                books = after;
                 Some((child["transaction_id"].as_str().unwrap().to_string(), from, to))
             }
             Op::CreateMonitor(spec) => {
                 let created = server.create("/balance-monitors", body(&spec, &ids)).await;
                 let id = created["monitor_id"].as_str().unwrap().to_string();
-                monitors.push(ModelMonitor { id, spec, triggered: false, expected: vec![], deleted: false });
+                let (origin_seq, floor_ms) = (books.seq, i64::MIN);
+                monitors.push(ModelMonitor {
+                    id,
+                    spec,
+                    triggered: false,
+                    expected: vec![],
+                    deleted: false,
+                    origin_seq,
+                    floor_ms,
+                });
                 None
             }
             Op::UpdateMonitor { pick, spec } => {
@@ -278,6 +406,12 @@ async fn run_case(server: &Server, ops: Vec<Op>) {
                 let m = &mut monitors[live[pick % live.len()]];
                 let (status, answer) = server.put(&format!("/balance-monitors/{}", m.id), body(&spec, &ids)).await;
                 assert_eq!(status, StatusCode::OK, "{answer}");
+                // A window watching the same wallet carries on from where the old one had reached;
+                // any other starts now.
+                match (m.spec.window_ms(), spec.window_ms()) {
+                    (Some(old), Some(_)) if m.spec.wallet == spec.wallet => m.floor_ms = m.floor_ms.max(now - old),
+                    _ => (m.origin_seq, m.floor_ms) = (books.seq, i64::MIN),
+                }
                 m.spec = spec;
                 m.triggered = false; // an update re-arms the monitor
                 None
@@ -294,11 +428,15 @@ async fn run_case(server: &Server, ops: Vec<Op>) {
                 m.deleted = true;
                 None
             }
+            Op::Wait { ms } => {
+                clock.advance(ms);
+                None
+            }
         };
         if let Some((transaction, from, to)) = moved {
             for party in [from, to] {
                 for m in monitors.iter_mut().filter(|m| !m.deleted && m.spec.wallet == party) {
-                    m.evaluate(&totals[party], &transaction);
+                    m.evaluate(&books, now, &transaction);
                 }
             }
         }
@@ -329,6 +467,7 @@ async fn check_monitor(server: &Server, m: &ModelMonitor) {
 #[test]
 fn monitor_events_equal_a_step_by_step_reference_evaluation() {
     // In this process: a property of the engine and the API, not of the socket.
-    let server = Server::in_process(None);
-    check_property(24, prop::collection::vec(op(), 1..40), |ops| Box::pin(run_case(&server, ops)));
+    let clock = Clock::manual(1_800_000_000_000);
+    let server = Server::in_process_on_clock(None, clock);
+    check_property(24, prop::collection::vec(op(), 1..40), |ops| Box::pin(run_case(&server, clock, ops)));
 }

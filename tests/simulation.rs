@@ -35,8 +35,8 @@ use keel::domain::preview::Preview;
 use keel::domain::split::{distribute, Share, SplitSide};
 use keel::domain::transaction::{Status, Transaction};
 use keel::engine::{
-    BulkItem, Command, Core, EngineConfig, EngineError, InflightAction, NewBulk, NewMonitor, NewSplit, NewTransaction,
-    Outcome,
+    BulkItem, Clock, Command, Core, EngineConfig, EngineError, InflightAction, NewBulk, NewMonitor, NewSplit,
+    NewTransaction, Outcome,
 };
 use keel::store::faults::{Fault, FaultyStore};
 use keel::store::{Access, ErrorKind, EventFilter, Page, Reads, Store};
@@ -189,6 +189,8 @@ struct Simulation {
     path: String,
     /// The running "process": its store and its engine. `None` only while it restarts.
     process: Option<Process>,
+    /// The engine's clock, moved by hand between steps.
+    clock: Clock,
     model: Model,
     stats: Stats,
     /// A full check after every this many steps.
@@ -200,11 +202,12 @@ struct Process {
     core: Core,
 }
 
-fn open(path: &str) -> Process {
+/// Opens the store and an engine on it, on the simulation's own clock (which a restart keeps).
+fn open(path: &str, clock: Clock) -> Process {
     let store = keel::store::open(&format!("sqlite://{path}"), 1, Access::Own).expect("the simulation's store opens");
     let faulty = Arc::new(FaultyStore::new(store));
     let config =
-        EngineConfig { max_batch: 1000, apply_queue: true, webhook_url_configured: true, events_written: None };
+        EngineConfig { max_batch: 1000, apply_queue: true, webhook_url_configured: true, events_written: None, clock };
     let core = Core::new(faulty.clone() as Arc<dyn Store>, config);
     Process { faulty, core }
 }
@@ -219,7 +222,9 @@ impl Simulation {
         }
         .expect("a temporary directory");
         let path = dir.path().join("sim.db").display().to_string();
-        let process = Some(open(&path));
+        // A clock the simulation moves: velocity windows cross their boundaries within a run.
+        let clock = Clock::manual(1_800_000_000_000);
+        let process = Some(open(&path, clock));
         let stats = Stats { seeds: 1, ..Stats::default() };
         Simulation {
             seed,
@@ -227,6 +232,7 @@ impl Simulation {
             _dir: dir,
             path,
             process,
+            clock,
             model: Model::default(),
             stats,
             full_check_every,
@@ -240,6 +246,8 @@ impl Simulation {
         while (self.stats.commands as usize) < commands {
             let clients = 1 + self.rng.usize(..16);
             let batch: Vec<Command> = (0..clients).map(|_| self.random_command()).collect();
+            // Up to 1.5 s between batches: the 1 s, 3 s and 10 s windows of velocity monitors roll.
+            self.clock.advance(self.rng.i64(0..1_500));
             self.arm_random_faults();
             self.step(batch);
             if self.rng.u8(..6) == 0 {
@@ -304,7 +312,7 @@ impl Simulation {
         // The process dies: the engine and its cache go, the file stays. The old store's file
         // lock is released when its last handle goes, so the new process opens only then.
         self.process = None;
-        self.process = Some(open(&self.path));
+        self.process = Some(open(&self.path, self.clock));
         self.stats.restarts += 1;
         self.full_check();
     }
@@ -1070,16 +1078,27 @@ impl Simulation {
 
     fn random_monitor(&mut self, balance_id: String) -> NewMonitor {
         let fields = ["balance", "credit_balance", "debit_balance", "inflight_balance"];
+        let velocity = ["debit_volume", "credit_volume", "transaction_count"];
         let operators = [">", "<", ">=", "<=", "=", "!="];
-        let field = fields[self.rng.usize(..fields.len())];
+        // A third watch what moved in a window (1 s to 10 s, which the clock crosses often).
+        let windowed = self.rng.u8(..3) == 0;
+        let field = match windowed {
+            true => velocity[self.rng.usize(..velocity.len())],
+            false => fields[self.rng.usize(..fields.len())],
+        };
         let operator = operators[self.rng.usize(..operators.len())];
-        let value = self.rng.i32(-20..20);
+        let count = field == "transaction_count";
+        let value = if count { self.rng.i32(0..6) } else { self.rng.i32(-20..20) };
         let trigger = [Trigger::Every, Trigger::Crossing, Trigger::Level, Trigger::Edge][self.rng.usize(..4)];
         // A quarter are guards: they refuse transfers, commits and refunds, which dry runs must
         // predict and atomic requests must refuse whole.
         let action = if self.rng.u8(..4) == 0 { Action::Reject } else { Action::Notify };
-        let mut condition =
-            Condition::new(field, operator, &value.to_string(), Some("100")).expect("a valid condition");
+        let precision = if count { None } else { Some("100") };
+        let mut condition = Condition::new(field, operator, &value.to_string(), precision).expect("a valid condition");
+        if windowed {
+            let window = ["1s", "3s", "10s"][self.rng.usize(..3)];
+            condition = condition.with_window(window).expect("a valid window");
+        }
         if trigger.is_edge() && action == Action::Notify && !matches!(operator, "=" | "!=") && self.rng.bool() {
             let band = self.rng.i32(0..10);
             let reset = if operator.starts_with('>') { value - band } else { value + band };

@@ -42,6 +42,9 @@ pub struct ConditionBody {
     /// resolves only when the field no longer passes this level.
     #[schema(schema_with = crate::wire::number::number_or_string_schema)]
     reset_value: Option<NumberText>,
+    /// (keel) The window `debit_volume`, `credit_volume` and `transaction_count` are measured over,
+    /// rolling: `"90s"`, `"15m"`, `"1h"`, `"24h"`, `"7d"` (1 s to 366 d).
+    window: Option<String>,
 }
 
 impl Payload for MonitorBody {
@@ -72,9 +75,13 @@ fn new_monitor(body: MonitorBody, allowed_hosts: Option<&[String]>) -> Result<Ne
     let value = condition.value.ok_or_else(|| invalid("condition.value", "condition.value is required"))?;
     let precision = condition.precision.as_ref().map(|p| p.0.as_str());
     let condition_body_reset = condition.reset_value;
+    let condition_body_window = condition.window;
     let mut condition = Condition::new(&field, &operator, &value.0, precision)?;
     if let Some(reset) = condition_body_reset {
         condition = condition.with_reset(&reset.0)?;
+    }
+    if let Some(window) = condition_body_window {
+        condition = condition.with_window(&window)?;
     }
     let trigger = match body.trigger.as_deref() {
         None | Some("") => Trigger::Every,

@@ -1,4 +1,5 @@
-//! The domain: exact amounts, ledgers, balances and the transaction lifecycle. Pure code: no I/O,
+//! The domain: exact amounts, ledgers, balances, the transaction lifecycle, monitors and their
+//! velocity windows. Pure code: no I/O,
 //! no clock, no randomness; ids and timestamps are handed in by the engine.
 
 pub mod amount;
@@ -13,3 +14,4 @@ pub mod preview;
 pub mod replay;
 pub mod split;
 pub mod transaction;
+pub mod velocity;

@@ -11,6 +11,7 @@
 use super::amount::{AmountError, Decimal, Precision};
 use super::balance::Balance;
 use super::error::{DomainError, Resource};
+use super::velocity::{Measure, Velocity, Window};
 use num_bigint::BigInt;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -23,16 +24,25 @@ pub enum Field {
     InflightBalance,
     InflightCreditBalance,
     InflightDebitBalance,
+    /// (keel) What was debited from the balance within the condition's `window`.
+    DebitVolume,
+    /// (keel) What was credited to it within the window.
+    CreditVolume,
+    /// (keel) How many movements touched it within the window.
+    TransactionCount,
 }
 
 impl Field {
-    const ALL: [Field; 6] = [
+    const ALL: [Field; 9] = [
         Field::Balance,
         Field::CreditBalance,
         Field::DebitBalance,
         Field::InflightBalance,
         Field::InflightCreditBalance,
         Field::InflightDebitBalance,
+        Field::DebitVolume,
+        Field::CreditVolume,
+        Field::TransactionCount,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +53,9 @@ impl Field {
             Field::InflightBalance => "inflight_balance",
             Field::InflightCreditBalance => "inflight_credit_balance",
             Field::InflightDebitBalance => "inflight_debit_balance",
+            Field::DebitVolume => "debit_volume",
+            Field::CreditVolume => "credit_volume",
+            Field::TransactionCount => "transaction_count",
         }
     }
 
@@ -50,9 +63,20 @@ impl Field {
         Self::ALL.into_iter().find(|f| f.as_str() == text)
     }
 
+    /// What a velocity field measures over its window; `None` for a balance's own fields.
+    pub fn measure(self) -> Option<Measure> {
+        match self {
+            Field::DebitVolume => Some(Measure::DebitVolume),
+            Field::CreditVolume => Some(Measure::CreditVolume),
+            Field::TransactionCount => Some(Measure::TransactionCount),
+            _ => None,
+        }
+    }
+
     /// The field's value in minor units: borrowed where the balance stores it, computed where it is
     /// a difference. Every monitor of both balances is evaluated after every transfer, so a copy
-    /// of a stored total for each evaluation would be an allocation each.
+    /// of a stored total for each evaluation would be an allocation each. A velocity field is
+    /// measured over its window instead (`Monitor::observe`).
     pub fn read(self, b: &Balance) -> Cow<'_, BigInt> {
         match self {
             Field::Balance => Cow::Owned(b.balance()),
@@ -61,6 +85,9 @@ impl Field {
             Field::InflightBalance => Cow::Owned(b.inflight_balance()),
             Field::InflightCreditBalance => Cow::Borrowed(&b.inflight_credit_balance),
             Field::InflightDebitBalance => Cow::Borrowed(&b.inflight_debit_balance),
+            Field::DebitVolume | Field::CreditVolume | Field::TransactionCount => {
+                unreachable!("a velocity field is measured over its window, not read from the balance")
+            }
         }
     }
 }
@@ -228,6 +255,8 @@ pub struct Condition {
     pub reset_value: Option<String>,
     /// `reset_value × precision`: a triggered monitor re-arms once the field no longer passes it.
     pub reset_precise_value: Option<BigInt>,
+    /// The window a velocity field (`debit_volume`, …) is measured over; `None` for the others.
+    pub window: Option<Window>,
 }
 
 impl Condition {
@@ -246,7 +275,16 @@ impl Condition {
                 .map_err(|e| invalid("condition.precision", format!("condition.precision {e}")))?,
         };
         let (value, precise_value) = exact_level("condition.value", value, precision)?;
-        Ok(Condition { field, operator, value, precision, precise_value, reset_value: None, reset_precise_value: None })
+        Ok(Condition {
+            field,
+            operator,
+            value,
+            precision,
+            precise_value,
+            reset_value: None,
+            reset_precise_value: None,
+            window: None,
+        })
     }
 
     /// The same condition with a re-arm level: once triggered, the monitor stays triggered until
@@ -280,14 +318,26 @@ impl Condition {
         Ok(self)
     }
 
+    /// The same condition over a window (`"24h"`): for the velocity fields, which need one.
+    pub fn with_window(mut self, window: &str) -> Result<Self, DomainError> {
+        self.window = Some(Window::parse(window).map_err(|e| invalid("condition.window", format!("condition.{e}")))?);
+        Ok(self)
+    }
+
+    /// Whether the condition holds for `value`, the field as observed (minor units, or a count).
+    pub fn holds_for(&self, value: &BigInt) -> bool {
+        self.operator.compare(value, &self.precise_value)
+    }
+
+    /// Whether the condition holds for `balance`'s own field (not a velocity field).
     pub fn holds(&self, balance: &Balance) -> bool {
-        self.operator.compare(&self.field.read(balance), &self.precise_value)
+        self.holds_for(&self.field.read(balance))
     }
 
     /// Whether a triggered monitor whose condition no longer holds stays triggered: the field
     /// still passes the re-arm level.
-    fn within_reset_band(&self, balance: &Balance) -> bool {
-        self.reset_precise_value.as_ref().is_some_and(|reset| self.operator.compare(&self.field.read(balance), reset))
+    fn within_reset_band(&self, value: &BigInt) -> bool {
+        self.reset_precise_value.as_ref().is_some_and(|reset| self.operator.compare(value, reset))
     }
 }
 
@@ -310,6 +360,23 @@ fn exact_level(name: &str, value: &str, precision: Precision) -> Result<(String,
 /// The rules between a monitor's parts, checked when it is created or changed: a re-arm level
 /// shapes when an edge monitor resolves, so it means nothing to a level monitor or a guard.
 pub fn check_definition(condition: &Condition, trigger: Trigger, action: Action) -> Result<(), DomainError> {
+    let field = condition.field.as_str();
+    match (condition.field.measure(), &condition.window) {
+        (Some(_), None) => {
+            let message = format!("condition.window is required for {field}: the span it is measured over, as \"24h\"");
+            return Err(DomainError::validation(Resource::Balance, "condition.window", message));
+        }
+        (None, Some(_)) => {
+            let message =
+                format!("condition.window applies to debit_volume, credit_volume and transaction_count, not {field}");
+            return Err(DomainError::validation(Resource::Balance, "condition.window", message));
+        }
+        _ => {}
+    }
+    if condition.field == Field::TransactionCount && condition.precision != Precision::ONE {
+        let message = "transaction_count is a count of movements: condition.precision must be 1 (or left out)";
+        return Err(DomainError::validation(Resource::Balance, "condition.precision", message));
+    }
     if condition.reset_value.is_some() && (!trigger.is_edge() || action == Action::Reject) {
         let message = "condition.reset_value applies to edge (crossing) monitors that notify: a level monitor \
                        signals whenever its condition holds, and a guard refuses the transaction instead";
@@ -332,6 +399,8 @@ pub struct Monitor {
     pub state: State,
     pub trigger_count: i64,
     pub last_triggered_at: Option<String>,
+    /// A velocity monitor's window state (`Some` exactly when `condition.window` is).
+    pub velocity: Option<Velocity>,
 }
 
 impl Monitor {
@@ -339,11 +408,12 @@ impl Monitor {
     /// state, and says what it signals, if anything (an event is due).
     pub fn evaluate(&mut self, balance: &Balance, now: &str) -> Option<Signal> {
         debug_assert_eq!(balance.id, self.balance_id, "a monitor is evaluated on its own balance");
-        let holds = self.condition.holds(balance);
+        let value = self.observe(balance);
+        let holds = self.condition.holds_for(&value);
         let was = self.state;
         self.state = match (holds, was) {
             (true, _) => State::Triggered,
-            (false, State::Triggered) if self.condition.within_reset_band(balance) => State::Triggered,
+            (false, State::Triggered) if self.condition.within_reset_band(&value) => State::Triggered,
             (false, _) => State::Ok,
         };
         let signal = match self.trigger.is_edge() {
@@ -363,17 +433,28 @@ impl Monitor {
     /// takes the field further in (a deposit into a balance already past a floor is let through;
     /// another withdrawal is not).
     pub fn refuses(&self, before: &Balance, after: &Balance) -> bool {
-        if self.action != Action::Reject || !self.condition.holds(after) {
+        if self.action != Action::Reject {
             return false;
         }
-        let field = self.condition.field;
-        !self.condition.holds(before) || self.condition.operator.worsens(&field.read(before), &field.read(after))
+        let (then, now) = (self.observe(before), self.observe(after));
+        let c = &self.condition;
+        c.holds_for(&now) && (!c.holds_for(&then) || c.operator.worsens(&then, &now))
+    }
+
+    /// The monitored field of `balance` as it stands: its own total, or, for a velocity field, what
+    /// moved through it within the window.
+    pub fn observe<'b>(&self, balance: &'b Balance) -> Cow<'b, BigInt> {
+        match (self.condition.field.measure(), &self.velocity) {
+            (None, _) => self.condition.field.read(balance),
+            (Some(measure), Some(velocity)) => Cow::Owned(velocity.measure(measure, balance)),
+            (Some(_), None) => unreachable!("monitor {}: a velocity field has its window state", self.id),
+        }
     }
 
     /// The refusal a guard answers, naming itself and what the field would have become.
     pub fn refusal(&self, after: &Balance) -> DomainError {
         let c = &self.condition;
-        let would_be = c.precision.to_major(&c.field.read(after));
+        let would_be = c.precision.to_major(&self.observe(after));
         DomainError::RejectedByMonitor {
             monitor_id: self.id.clone(),
             message: format!(
@@ -415,6 +496,7 @@ mod tests {
             state: State::Ok,
             trigger_count: 0,
             last_triggered_at: None,
+            velocity: None,
         }
     }
 

@@ -97,6 +97,7 @@ mod tests {
             created_at: "t".into(),
             trigger: Trigger::Every,
             action: crate::domain::monitor::Action::Notify,
+            velocity: None,
             state: State::Ok,
             trigger_count: 0,
             last_triggered_at: None,

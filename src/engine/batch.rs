@@ -21,6 +21,7 @@
 //! transaction names has not moved.
 
 use super::balance_cache::{BalanceCache, Entry};
+use super::clock::Clock;
 use super::command::{Command, NewBulk, NewSplit, NewTransaction, Outcome};
 use super::failure::{split, Ruled};
 use crate::domain::balance::Balance;
@@ -43,6 +44,8 @@ pub struct BatchConfig {
     /// A server-wide webhook URL is set: transaction lifecycle events are recorded, and monitor
     /// events without a `call_back_url` have somewhere to go.
     pub webhook_url_configured: bool,
+    /// The instant each batch is stamped with.
+    pub clock: Clock,
 }
 
 pub struct BatchOutput {
@@ -66,7 +69,7 @@ pub fn apply_batch(
     config: BatchConfig,
     cache: &mut BalanceCache,
 ) -> StoreResult<BatchOutput> {
-    let (now, now_ms) = now();
+    let (now, now_ms) = config.clock.now();
     let mut indicators = Indicators::default();
     let plans = commands.iter().map(|c| plan(w, c, &mut indicators, &now)).collect::<StoreResult<Vec<_>>>()?;
     let mut batch = Batch::lock(w, commands, &plans, cache, now, now_ms, config)?;
@@ -80,13 +83,6 @@ pub fn apply_batch(
     assert_eq!(results.len(), commands.len(), "E1: one result per command, in order");
     batch.flush(w, &results, &indicators)?;
     Ok(batch.finish(results))
-}
-
-/// The batch's clock: RFC 3339 for rows, milliseconds since the epoch for delivery times.
-pub(super) fn now() -> (String, i64) {
-    let clock = std::time::SystemTime::now();
-    let now = humantime::format_rfc3339_micros(clock).to_string();
-    (now, clock.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
 }
 
 /// Invariant C1 (`balance_cache.rs`): a cached entry equals what storage holds. Checked on every
@@ -392,7 +388,7 @@ impl Batch {
                 _ => vec![],
             })
             .collect();
-        Ok(Batch {
+        let mut batch = Batch {
             taken_references: w.existing_references(&references)?.into_iter().collect(),
             balances,
             changed: BTreeSet::new(),
@@ -406,7 +402,9 @@ impl Batch {
             events_to_deliver: 0,
             monitor_evaluations: 0,
             monitor_triggers: 0,
-        })
+        };
+        batch.roll_windows(w)?;
+        Ok(batch)
     }
 
     /// Step 3, for one command: the rules of its resource.
@@ -474,6 +472,7 @@ impl Batch {
             let balance = balance.unwrap_or_else(|| panic!("E2: a changed balance was loaded and locked: {id}"));
             w.save_balance_totals(balance)?;
         }
+        self.checkpoint_windows(w)?;
         for monitor in self.monitors.values().flatten() {
             if self.changed_monitors.contains(&monitor.id) {
                 w.save_monitor_state(monitor)?;

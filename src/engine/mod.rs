@@ -9,6 +9,7 @@ mod api_keys;
 mod balance_cache;
 mod batch;
 mod bulk;
+mod clock;
 mod command;
 mod failure;
 mod ledgers;
@@ -19,6 +20,7 @@ mod splits;
 mod transactions;
 
 pub use batch::new_id;
+pub use clock::Clock;
 pub use command::{
     BulkItem, Command, EngineError, InflightAction, NewBulk, NewMonitor, NewSplit, NewTransaction, Outcome,
 };
@@ -39,11 +41,19 @@ pub struct EngineConfig {
     pub webhook_url_configured: bool,
     /// Woken after a commit that wrote events to deliver, so delivery starts at once.
     pub events_written: Option<Arc<Notify>>,
+    /// The instant each batch is stamped with (the system clock but in tests).
+    pub clock: Clock,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { max_batch: 1000, apply_queue: true, webhook_url_configured: false, events_written: None }
+        EngineConfig {
+            max_batch: 1000,
+            apply_queue: true,
+            webhook_url_configured: false,
+            events_written: None,
+            clock: Clock::system(),
+        }
     }
 }
 
@@ -158,7 +168,7 @@ impl Core {
     }
 
     fn batch_config(&self) -> batch::BatchConfig {
-        batch::BatchConfig { webhook_url_configured: self.config.webhook_url_configured }
+        batch::BatchConfig { webhook_url_configured: self.config.webhook_url_configured, clock: self.config.clock }
     }
 
     /// Wakes the webhook dispatcher after a commit that wrote events for it.
@@ -239,7 +249,7 @@ impl Core {
         let store = self.store.as_ref();
         let written = with_retries(&mut || {
             store.write(&mut |w| {
-                let queued = w.queued_transactions(QUEUE_BATCH, &batch::now().0)?;
+                let queued = w.queued_transactions(QUEUE_BATCH, &config.clock.now().0)?;
                 fetched = queued.into_iter().map(Command::ApplyQueued).collect();
                 output = Some(batch::apply_batch(w, &fetched, config, cache)?);
                 Ok(())

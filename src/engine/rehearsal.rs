@@ -86,7 +86,7 @@ fn lock(
     command: &Command,
     config: BatchConfig,
 ) -> StoreResult<(Batch, Result<Plan, DomainError>, Indicators)> {
-    let (now, now_ms) = batch::now();
+    let (now, now_ms) = config.clock.now();
     let mut indicators = Indicators::default();
     let plans = vec![batch::plan(w, command, &mut indicators, &now)?];
     let mut cache = BalanceCache::new(false);

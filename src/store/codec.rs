@@ -11,6 +11,7 @@ use crate::domain::api_key::Scope;
 use crate::domain::event::{Delivery, EventKind};
 use crate::domain::monitor::{Action, Field, Operator, State, Trigger};
 use crate::domain::transaction::Status;
+use crate::domain::velocity::{Checkpoint, Velocity, Window};
 use num_bigint::BigInt;
 use serde_json::Map;
 use std::borrow::Cow;
@@ -235,6 +236,48 @@ impl Codec for Precision {
             .ok()
             .and_then(|e| Precision::from_exponent(e).ok())
             .ok_or_else(|| corrupt(format!("precision exponent {exponent}")))
+    }
+}
+
+/// A velocity window, stored as written (`"24h"`) and parsed again when read.
+impl Codec for Window {
+    const KIND: Kind = Kind::Text;
+    fn encode(&self) -> Value<'_> {
+        (&self.text).into()
+    }
+    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
+        let text = cursor.text()?;
+        Window::parse(text).map_err(|e| corrupt(format!("monitor {e}")))
+    }
+}
+
+/// A velocity monitor's window state, one JSON object (the totals as decimal text): written with
+/// the monitor's state by the batch that evaluated it, never read by a query.
+impl Codec for Velocity {
+    const KIND: Kind = Kind::Text;
+    fn encode(&self) -> Value<'_> {
+        let b = &self.base;
+        let state = serde_json::json!({"base_at": b.at_ms, "debit_balance": b.debit_balance.to_string(),
+            "credit_balance": b.credit_balance.to_string(), "version": b.version, "next_at": self.next_at_ms});
+        Value::Text(Cow::Owned(state.to_string()))
+    }
+    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
+        let text = cursor.text()?;
+        let bad = || corrupt(format!("velocity state {text:?}"));
+        let state: serde_json::Value = serde_json::from_str(text).map_err(|_| bad())?;
+        let amount = |key: &str| state[key].as_str().and_then(|t| t.parse::<BigInt>().ok()).ok_or_else(bad);
+        Ok(Velocity {
+            base: Checkpoint {
+                at_ms: state["base_at"].as_i64().ok_or_else(bad)?,
+                debit_balance: amount("debit_balance")?,
+                credit_balance: amount("credit_balance")?,
+                version: state["version"].as_i64().ok_or_else(bad)?,
+            },
+            next_at_ms: match &state["next_at"] {
+                serde_json::Value::Null => None,
+                next => Some(next.as_i64().ok_or_else(bad)?),
+            },
+        })
     }
 }
 

@@ -16,6 +16,7 @@ use crate::domain::event::Event;
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::Monitor;
 use crate::domain::transaction::{Status, Transaction};
+use crate::domain::velocity::Checkpoint;
 use parking_lot::Mutex;
 use serde_json::Map;
 use std::collections::VecDeque;
@@ -231,6 +232,9 @@ delegate! { writes:
     update_monitor(monitor: &Monitor) -> ();
     save_monitor_state(monitor: &Monitor) -> ();
     delete_monitor(id: &str) -> ();
+    save_checkpoint(balance: &Balance, at_ms: i64) -> ();
+    checkpoint_at(balance_id: &str, at_ms: i64) -> (Option<Checkpoint>, Option<i64>);
+    prune_checkpoints(balance_id: &str, before_ms: i64) -> ();
     insert_event(event: &Event) -> ();
     claim_due_events(now_ms: i64, lease_until_ms: i64, limit: u32) -> Vec<Event>;
     record_attempt(attempt: &Attempt, after: &AfterAttempt) -> ();

@@ -24,6 +24,7 @@ use crate::domain::event::{Delivery, Event};
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::Monitor;
 use crate::domain::transaction::{Status, Transaction};
+use crate::domain::velocity::Checkpoint;
 use serde_json::Map;
 
 /// A window of a list.
@@ -134,6 +135,14 @@ pub trait Writes: Reads {
     /// never the definition: a transaction batch owns the state alone (DESIGN rule 9).
     fn save_monitor_state(&mut self, monitor: &Monitor) -> StoreResult<()>;
     fn delete_monitor(&mut self, id: &str) -> StoreResult<()>;
+    /// Records `balance`'s totals at `at_ms` (replacing what an earlier batch in the same
+    /// millisecond recorded): for its velocity monitors.
+    fn save_checkpoint(&mut self, balance: &Balance, at_ms: i64) -> StoreResult<()>;
+    /// The latest of a balance's checkpoints at or before `at_ms`, and the instant of the first one
+    /// after it: where a window starting at `at_ms` begins, and when it must roll again.
+    fn checkpoint_at(&mut self, balance_id: &str, at_ms: i64) -> StoreResult<(Option<Checkpoint>, Option<i64>)>;
+    /// Deletes a balance's checkpoints older than `before_ms` (no window reaches them).
+    fn prune_checkpoints(&mut self, balance_id: &str, before_ms: i64) -> StoreResult<()>;
     fn insert_event(&mut self, event: &Event) -> StoreResult<()>;
     /// Takes up to `limit` pending events due at `now_ms`, oldest first, and leases them until
     /// `lease_until_ms`: a process that dies mid-delivery leaves them to be retried after the lease.

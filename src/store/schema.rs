@@ -13,6 +13,7 @@ use crate::domain::event::{Attempt, Delivery, Event, EventKind};
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Action, Condition, Field, Monitor, Operator, State, Trigger};
 use crate::domain::transaction::{Status, Transaction};
+use crate::domain::velocity::{Checkpoint, Velocity, Window};
 use num_bigint::BigInt;
 use serde_json::Map;
 
@@ -75,7 +76,8 @@ pub fn columns_of(table: &str) -> Option<&'static [Column]> {
         (R::TABLE, R::COLUMNS)
     }
     let tables = [of::<Ledger>(), of::<Balance>(), of::<Transaction>(), of::<Monitor>(), of::<Event>()];
-    tables.into_iter().chain([of::<Attempt>(), of::<ApiKey>()]).find(|(name, _)| *name == table).map(|(_, c)| c)
+    let more = [of::<Attempt>(), of::<ApiKey>(), of::<BalanceCheckpoint>()];
+    tables.into_iter().chain(more).find(|(name, _)| *name == table).map(|(_, c)| c)
 }
 
 record! {
@@ -151,6 +153,8 @@ record! {
         reset_value: Option<String> = condition.reset_value,
         reset_precise_value: Option<BigInt> = condition.reset_precise_value,
         action: Action = action,
+        window_length: Option<Window> = condition.window,
+        velocity: Option<Velocity> = velocity,
     } read r => Monitor {
         id: r.monitor_id,
         balance_id: r.balance_id,
@@ -162,6 +166,7 @@ record! {
             precise_value: r.precise_value,
             reset_value: r.reset_value,
             reset_precise_value: r.reset_precise_value,
+            window: r.window_length,
         },
         description: r.description,
         call_back_url: r.call_back_url,
@@ -172,6 +177,7 @@ record! {
         state: r.state,
         trigger_count: r.trigger_count,
         last_triggered_at: r.last_triggered_at,
+        velocity: r.velocity,
     }
 }
 
@@ -217,5 +223,30 @@ record! {
         created_at: String = created_at,
         expires_at: Option<String> = expires_at,
         revoked_at: Option<String> = revoked_at,
+    }
+}
+
+/// A balance's totals at one instant, for its velocity monitors (`domain::velocity`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BalanceCheckpoint {
+    pub balance_id: String,
+    pub checkpoint: Checkpoint,
+}
+
+record! {
+    BalanceCheckpoint in "balance_checkpoints" {
+        balance_id: String = balance_id,
+        at_ms: i64 = checkpoint.at_ms,
+        debit_balance: BigInt = checkpoint.debit_balance,
+        credit_balance: BigInt = checkpoint.credit_balance,
+        version: i64 = checkpoint.version,
+    } read r => BalanceCheckpoint {
+        balance_id: r.balance_id,
+        checkpoint: Checkpoint {
+            at_ms: r.at_ms,
+            debit_balance: r.debit_balance,
+            credit_balance: r.credit_balance,
+            version: r.version,
+        },
     }
 }

@@ -17,7 +17,7 @@
 //! Placeholders are written `$N`; SQLite's are rendered `?N` (positional, like PostgreSQL's).
 
 use super::codec::{Codec, Cursor, Kind, Value};
-use super::schema::{columns_of, Record};
+use super::schema::{columns_of, BalanceCheckpoint, Record};
 use super::{AfterAttempt, Attempt, EventFilter, Order, Page, Reads, StoreResult, Writes};
 use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
@@ -25,6 +25,7 @@ use crate::domain::event::{Delivery, Event};
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::Monitor;
 use crate::domain::transaction::{Status, Transaction};
+use crate::domain::velocity::Checkpoint;
 use parking_lot::RwLock;
 use serde_json::Map;
 use std::collections::HashMap;
@@ -449,14 +450,54 @@ impl<S: WriteSql> Writes for S {
 
     fn save_monitor_state(&mut self, m: &Monitor) -> StoreResult<()> {
         self.execute(
-            "UPDATE balance_monitors SET state = $2, trigger_count = $3, last_triggered_at = $4 WHERE monitor_id = $1",
-            &[(&m.id).into(), m.state.as_str().into(), m.trigger_count.into(), m.last_triggered_at.as_deref().into()],
+            "UPDATE balance_monitors SET state = $2, trigger_count = $3, last_triggered_at = $4, velocity = $5
+             WHERE monitor_id = $1",
+            &[
+                (&m.id).into(),
+                m.state.as_str().into(),
+                m.trigger_count.into(),
+                m.last_triggered_at.as_deref().into(),
+                m.velocity.encode(),
+            ],
         )
         .map(drop)
     }
 
     fn delete_monitor(&mut self, id: &str) -> StoreResult<()> {
         self.execute("DELETE FROM balance_monitors WHERE monitor_id = $1", &[id.into()]).map(drop)
+    }
+
+    fn save_checkpoint(&mut self, balance: &Balance, at_ms: i64) -> StoreResult<()> {
+        let row = BalanceCheckpoint { balance_id: balance.id.clone(), checkpoint: Checkpoint::of(balance, at_ms) };
+        self.execute(
+            "{insert:balance_checkpoints} ON CONFLICT (balance_id, at_ms) DO UPDATE SET
+             debit_balance = excluded.debit_balance, credit_balance = excluded.credit_balance,
+             version = excluded.version",
+            &row.values(),
+        )
+        .map(drop)
+    }
+
+    fn checkpoint_at(&mut self, balance_id: &str, at_ms: i64) -> StoreResult<(Option<Checkpoint>, Option<i64>)> {
+        let latest: Option<BalanceCheckpoint> = self.one(
+            "SELECT {balance_checkpoints} FROM balance_checkpoints WHERE balance_id = $1 AND at_ms <= $2
+             ORDER BY at_ms DESC LIMIT 1",
+            &[balance_id.into(), at_ms.into()],
+        )?;
+        let next: Option<BalanceCheckpoint> = self.one(
+            "SELECT {balance_checkpoints} FROM balance_checkpoints WHERE balance_id = $1 AND at_ms > $2
+             ORDER BY at_ms LIMIT 1",
+            &[balance_id.into(), at_ms.into()],
+        )?;
+        Ok((latest.map(|row| row.checkpoint), next.map(|row| row.checkpoint.at_ms)))
+    }
+
+    fn prune_checkpoints(&mut self, balance_id: &str, before_ms: i64) -> StoreResult<()> {
+        self.execute(
+            "DELETE FROM balance_checkpoints WHERE balance_id = $1 AND at_ms < $2",
+            &[balance_id.into(), before_ms.into()],
+        )
+        .map(drop)
     }
 
     fn insert_event(&mut self, event: &Event) -> StoreResult<()> {

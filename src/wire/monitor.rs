@@ -20,6 +20,9 @@ pub struct ConditionJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = crate::wire::number::exact_number_schema)]
     pub reset_value: Option<Number>,
+    /// (keel) A velocity field's window, as written (`"24h"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -53,6 +56,7 @@ impl From<Monitor> for MonitorJson {
                 precision: integer(&m.condition.precision.value()),
                 precise_value: integer(&m.condition.precise_value),
                 reset_value: m.condition.reset_value.as_deref().map(decimal),
+                window: m.condition.window.map(|w| w.text),
             },
             monitor_id: m.id,
             balance_id: m.balance_id,

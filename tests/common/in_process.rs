@@ -29,6 +29,11 @@ impl InProcess {
     /// The app `keel serve` builds (`src/main.rs`), on `database_url`, with `api_key` if given and
     /// the server's default settings; no webhook dispatcher.
     pub fn start(database_url: &str, api_key: Option<&str>) -> InProcess {
+        Self::start_with_clock(database_url, api_key, keel::engine::Clock::system())
+    }
+
+    /// The same app on `clock` (a manual one, for windows that must cross their boundaries).
+    pub fn start_with_clock(database_url: &str, api_key: Option<&str>, clock: keel::engine::Clock) -> InProcess {
         let url = database_url.to_string();
         // On a thread of its own: the synchronous PostgreSQL client runs its own runtime, which may
         // not start inside a test's.
@@ -36,7 +41,8 @@ impl InProcess {
             .join()
             .expect("opening the store does not panic")
             .expect("the test database opens");
-        let (engine, engine_thread) = keel::engine::start(store.clone(), EngineConfig::default());
+        let (engine, engine_thread) =
+            keel::engine::start(store.clone(), EngineConfig { clock, ..EngineConfig::default() });
         let router = keel::api::router(AppState::new(Shared {
             engine,
             store,

@@ -78,8 +78,13 @@ impl Server {
     /// directly: `request`, `send` and the helpers built on them work; `base`, `client`, `pid`,
     /// `logs`, `stop` and `kill` are a real server's only.
     pub fn in_process(api_key: Option<&str>) -> Server {
+        Self::in_process_on_clock(api_key, keel::engine::Clock::system())
+    }
+
+    /// The app in this process on `clock` (`Clock::manual`: the test moves time).
+    pub fn in_process_on_clock(api_key: Option<&str>, clock: keel::engine::Clock) -> Server {
         let database = TestDatabase::new();
-        let app = in_process::InProcess::start(&database.url, api_key);
+        let app = in_process::InProcess::start_with_clock(&database.url, api_key, clock);
         Server {
             transport: Transport::InProcess(app),
             base: String::new(),
