@@ -1,6 +1,6 @@
 //! The domain: exact amounts, ledgers, balances, the transaction lifecycle, monitors and their
-//! velocity windows. Pure code: no I/O,
-//! no clock, no randomness; ids and timestamps are handed in by the engine.
+//! velocity windows. Pure code: no I/O, no clock, no randomness; ids and timestamps are handed in
+//! by the engine.
 
 pub mod amount;
 pub mod api_key;
