@@ -16,10 +16,13 @@
 //! ```
 //!
 //! Without valgrind it prints the wall-clock rate too (noisy; the instruction count is the figure).
+//!
+//! `KEEL_BULK_MONITORS=N` sets N quiet monitors per balance (1 by default) and
+//! `KEEL_BULK_MONITOR_KIND` their kind (`plain`, `edge`, `guard`, `velocity`, `velocity-guard`,
+//! `mixed`; see `benches/shared`), to count what each kind costs a transfer.
 
 use keel::domain::ledger::GENERAL_LEDGER_ID;
-use keel::domain::monitor::{Action, Condition, Trigger};
-use keel::engine::{BulkItem, Command, Core, EngineConfig, NewBulk, NewMonitor, Outcome};
+use keel::engine::{BulkItem, Command, Core, EngineConfig, NewBulk, Outcome};
 use keel::store::{Access, Store};
 use std::sync::Arc;
 use std::time::Instant;
@@ -72,8 +75,15 @@ fn main() {
     );
 }
 
-/// Balances, each funded from `@World` and watched by a monitor that never fires.
+/// Balances, each funded from `@World` and watched by monitors that never fire.
 fn set_up(core: &mut Core) -> Vec<String> {
+    let per_balance: usize = std::env::var("KEEL_BULK_MONITORS").map_or(1, |n| n.parse().expect("KEEL_BULK_MONITORS"));
+    let kind = std::env::var("KEEL_BULK_MONITOR_KIND").unwrap_or_else(|_| "plain".into());
+    assert!(
+        shared::MONITOR_KINDS.contains(&kind.as_str()),
+        "KEEL_BULK_MONITOR_KIND: one of {:?}",
+        shared::MONITOR_KINDS
+    );
     let balance = || Command::CreateBalance {
         ledger_id: GENERAL_LEDGER_ID.into(),
         currency: "USD".into(),
@@ -92,16 +102,9 @@ fn set_up(core: &mut Core) -> Vec<String> {
         let funding = chunk
             .iter()
             .map(|id| Command::CreateTransaction(shared::transfer("@World", id, 1_000_000_000, format!("fund-{id}"))));
-        let quiet = chunk.iter().map(|id| {
-            Command::CreateMonitor(NewMonitor {
-                balance_id: id.clone(),
-                condition: Condition::new("debit_balance", ">", "1000000000000", Some("1")).expect("a condition"),
-                description: String::new(),
-                call_back_url: String::new(),
-                meta_data: Default::default(),
-                trigger: Trigger::Every,
-                action: Action::Notify,
-            })
+        let quiet = chunk.iter().flat_map(|id| {
+            (0..per_balance)
+                .map(|i| shared::quiet_monitor(id, &kind, i, &format!("{}", 1_000_000_000_000u64 + i as u64)))
         });
         for answer in core.execute(funding.chain(quiet).collect()) {
             assert!(answer.is_ok(), "set-up applies: {answer:?}");

@@ -26,8 +26,14 @@
 //! those requests made (N × the mean requests per batch).
 //!
 //! `cargo bench --bench transfers -- [--clients 1,8,64] [--seconds 5] [--balances 1000]
-//!     [--monitors M] [--firing F (percent of balances)] [--postgres postgres://USER@HOST:PORT/DB]
-//!     [--bulk N]`
+//!     [--monitors M] [--monitor-kind KIND] [--firing F (percent of balances)]
+//!     [--postgres postgres://USER@HOST:PORT/DB] [--bulk N] [--http-only]`
+//!
+//! `--monitor-kind` picks the quiet monitors: `plain` (`debit_balance >`, the default), `edge` (an
+//! edge trigger with a re-arm level), `guard` (`action: reject`), `velocity` (`debit_volume` over
+//! 24 h), `velocity-guard` (a daily limit), or `mixed` (the five in turn). None ever fires or
+//! refuses, so the run measures what evaluating them costs. `--http-only` stops after step 3 (for
+//! interleaved runs of two configurations).
 //!
 //! With `--postgres` (an admin database), the run and each Keel's-rows baseline get a database of
 //! their own, dropped afterwards.
@@ -61,6 +67,10 @@ struct Options {
     postgres: Option<String>,
     /// Items per `POST /transactions/bulk` request; 0: single transfers.
     bulk: usize,
+    /// What the quiet monitors are (`--monitor-kind`).
+    monitor_kind: String,
+    /// Only the HTTP runs (step 3).
+    http_only: bool,
 }
 
 fn options() -> Options {
@@ -72,6 +82,8 @@ fn options() -> Options {
         firing_percent: 0,
         postgres: None,
         bulk: 0,
+        monitor_kind: "plain".into(),
+        http_only: false,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -85,6 +97,12 @@ fn options() -> Options {
             "--firing" => o.firing_percent = value.parse().expect("--firing PERCENT (of balances)"),
             "--postgres" => o.postgres = Some(value),
             "--bulk" => o.bulk = value.parse().expect("--bulk ITEMS (per request)"),
+            "--monitor-kind" => o.monitor_kind = value,
+            "--http-only" => {
+                o.http_only = true;
+                i += 1;
+                continue;
+            }
             _ => {
                 i += 1;
                 continue; // cargo passes --bench
@@ -93,6 +111,8 @@ fn options() -> Options {
         i += 2;
     }
     assert!(o.balances >= 2, "--balances must be at least 2");
+    let kinds = shared::MONITOR_KINDS;
+    assert!(kinds.contains(&o.monitor_kind.as_str()), "--monitor-kind is one of {kinds:?}");
     o
 }
 
@@ -104,8 +124,9 @@ fn main() {
     let url = database.url.clone();
     let store = if o.postgres.is_some() { "PostgreSQL" } else { "SQLite WAL synchronous=FULL" };
     println!(
-        "keel: {store}, {} balances, {} quiet monitors per balance, a firing monitor on {}% of balances, {} s per run",
-        o.balances, o.monitors, o.firing_percent, o.seconds
+        "keel: {store}, {} balances, {} quiet {} monitors per balance, a firing monitor on {}% of balances, \
+         {} s per run",
+        o.balances, o.monitors, o.monitor_kind, o.firing_percent, o.seconds
     );
     let largest = o.clients.iter().copied().max().unwrap_or(1);
     if o.bulk > 0 {
@@ -146,6 +167,10 @@ fn main() {
         let peak_rss = peak_rss_mib(server.pid());
         // SIGTERM: the server finishes what it has, then exits (so the engine run can open the file).
         assert!(server.stop(), "the server exits cleanly");
+        if o.http_only {
+            println!("server peak RSS: {peak_rss} MiB");
+            return keel_at_largest;
+        }
 
         let store = open_store(&url);
         let (engine, thread) = keel::engine::start(store, EngineConfig { apply_queue: false, ..Default::default() });
@@ -158,6 +183,9 @@ fn main() {
         println!("server peak RSS: {peak_rss} MiB");
         keel_at_largest
     });
+    if o.http_only {
+        return;
+    }
     // One commit per transfer; per Keel's own mean batch at its largest run; per the largest batch
     // that run could make (one request per client); and per 1,000.
     let own_batch = (keel_batch.round() as usize).max(1);
@@ -219,7 +247,7 @@ async fn set_up(url: &str, o: &Options, hook_url: &str) -> (Vec<String>, usize, 
     let quiet = |i: usize| {
         // Thresholds no balance reaches: evaluated on every transfer, never fired.
         let threshold = format!("{}", 1_000_000_000_000u64 + (i % o.monitors.max(1)) as u64);
-        monitor(&ids[i / o.monitors.max(1)], "debit_balance", &threshold, String::new())
+        shared::quiet_monitor(&ids[i / o.monitors.max(1)], &o.monitor_kind, i, &threshold)
     };
     in_parallel(&engine, ids.len() * o.monitors, quiet).await;
     let firing = ids.len() * o.firing_percent / 100;
@@ -268,6 +296,7 @@ fn monitor(balance_id: &str, field: &str, value: &str, call_back_url: String) ->
         meta_data: Map::new(),
         trigger: Trigger::Every,
         action: Action::Notify,
+        transfer: None,
     })
 }
 

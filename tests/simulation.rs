@@ -29,7 +29,7 @@ use keel::domain::event::Event;
 use keel::domain::event::EventKind;
 use keel::domain::ledger::GENERAL_LEDGER_ID;
 use keel::domain::monitor::Monitor;
-use keel::domain::monitor::{Action, Condition, Trigger};
+use keel::domain::monitor::{Action, AutoTransfer, Condition, Trigger};
 use keel::domain::preview::BulkPreview;
 use keel::domain::preview::Preview;
 use keel::domain::split::{distribute, Share, SplitSide};
@@ -100,6 +100,8 @@ struct Stats {
     voids_refunded: u64,
     /// Commands a guard (a monitor with `action: "reject"`) refused.
     guard_refusals: u64,
+    /// Automatic transfers found stored, summed over the full checks.
+    auto_transfers: u64,
     /// Bulk dry runs checked against the real request.
     bulk_dry_runs: u64,
     faults: BTreeMap<&'static str, u64>,
@@ -122,6 +124,7 @@ impl Stats {
         self.multi_settlements += other.multi_settlements;
         self.voids_refunded += other.voids_refunded;
         self.guard_refusals += other.guard_refusals;
+        self.auto_transfers += other.auto_transfers;
         self.bulk_dry_runs += other.bulk_dry_runs;
         for (name, n) in &other.faults {
             *self.faults.entry(name).or_default() += n;
@@ -133,7 +136,7 @@ impl Stats {
             "simulation: {} seeds, {} commands in {} batches: {} acknowledged, {} refused ({} by guards), \
              {} failed in storage, {} outcome unknown; {} restarts, {} full checks, {} dry runs predicted \
              ({} of bulk requests), {} splits, {} bulks, {} commits, voids or refunds of several, \
-             {} voids refunded; faults fired: {:?}",
+             {} voids refunded, {} automatic transfers seen by full checks; faults fired: {:?}",
             self.seeds,
             self.commands,
             self.steps,
@@ -150,6 +153,7 @@ impl Stats {
             self.bulks,
             self.multi_settlements,
             self.voids_refunded,
+            self.auto_transfers,
             self.faults
         )
     }
@@ -760,11 +764,20 @@ impl Simulation {
         assert!(report.problems.is_empty(), "B1/D1/R1, seed {seed}: keel check found {:?}", report.problems);
         let reader = self.reader();
         let mut stored_ids = HashSet::new();
+        let mut automatic_seen = 0;
         let mut offset = 0;
         loop {
             let page = reader.transactions(Page::first(1000, offset)).unwrap();
             for t in &page {
+                // An automatic transfer is told of by the transaction that triggered it (stored
+                // before it, so read before it), under the reference that names the two.
+                let automatic = t.meta_data.get("triggered_by").and_then(|by| by.as_str()).is_some_and(|by| {
+                    let monitor = t.meta_data["monitor_id"].as_str().unwrap_or_default();
+                    stored_ids.contains(by) && t.reference == format!("auto-{monitor}-{by}")
+                });
+                automatic_seen += u64::from(automatic);
                 let told = self.model.acked.contains_key(&t.id)
+                    || automatic
                     || (t.parent.is_none() && self.model.maybe_references.contains(&t.reference))
                     || t.parent.as_ref().is_some_and(|p| self.model.maybe_parents.contains(p));
                 assert!(
@@ -782,6 +795,9 @@ impl Simulation {
         for id in self.model.acked.keys() {
             assert!(stored_ids.contains(id), "A1, seed {seed}: acknowledged transaction {id} was lost");
         }
+        drop(reader);
+        self.stats.auto_transfers += automatic_seen;
+        let reader = self.reader();
         // Events: each is about a stored transaction; each stored transaction has its lifecycle
         // event(s); each monitor has exactly one event per trigger it counts, and resolves no more
         // often than it triggered.
@@ -816,6 +832,10 @@ impl Simulation {
                 match (&e.monitor_id, e.kind) {
                     (Some(monitor), EventKind::BalanceMonitorResolved) => {
                         *resolved.entry(monitor.clone()).or_default() += 1
+                    }
+                    // An automatic transfer that could not be made: never more than its triggers.
+                    (Some(monitor), EventKind::BalanceMonitorActionFailed) => {
+                        *resolved.entry(format!("{monitor} failed")).or_default() += 1
                     }
                     (Some(monitor), _) => *per_monitor.entry(monitor.clone()).or_default() += 1,
                     (None, _) => *per_transaction.entry(about).or_default() += 1,
@@ -852,6 +872,8 @@ impl Simulation {
                 // A monitor resolves only after it triggered (an update re-arms it without a word).
                 let resolutions = resolved.get(&m.id).copied().unwrap_or(0);
                 assert!(resolutions <= m.trigger_count, "V1, seed {seed}: monitor {} resolved too often", m.id);
+                let failed = resolved.get(&format!("{} failed", m.id)).copied().unwrap_or(0);
+                assert!(failed <= m.trigger_count, "V1, seed {seed}: monitor {} failed more than it triggered", m.id);
             }
             offset += page.len() as u64;
             if page.len() < 1000 {
@@ -1104,6 +1126,11 @@ impl Simulation {
             let reset = if operator.starts_with('>') { value - band } else { value + band };
             condition = condition.with_reset(&reset.to_string()).expect("a re-arm level on the far side");
         }
+        // A sixth of those that only notify record a transfer when they trigger instead.
+        let (action, transfer) = match action == Action::Notify && !count && self.rng.u8(..6) == 0 {
+            true => (Action::Transfer, Some(self.random_auto_transfer(&balance_id, &condition))),
+            false => (action, None),
+        };
         NewMonitor {
             balance_id,
             condition,
@@ -1112,7 +1139,27 @@ impl Simulation {
             meta_data: Default::default(),
             trigger,
             action,
+            transfer,
         }
+    }
+
+    /// An automatic transfer for a monitor of `balance_id` with `condition`: a sweep of the excess or
+    /// a top-up of the shortfall where the condition allows one, else a small fixed amount either
+    /// way; to or from another balance (in another currency now and then: a 400 then).
+    fn random_auto_transfer(&mut self, balance_id: &str, condition: &Condition) -> AutoTransfer {
+        let balances = self.model.balances.clone();
+        let others: Vec<&String> = balances.iter().filter(|b| *b != balance_id).collect();
+        let counterparty = others.get(self.rng.usize(..others.len().max(1))).map_or("bln_none", |b| b.as_str());
+        let (field, op) = (condition.field.as_str(), condition.operator.as_str());
+        let (amount, outgoing) = match (field, op) {
+            ("balance", ">" | ">=") if self.rng.bool() => ("excess", true),
+            ("balance", "<" | "<=") if self.rng.bool() => ("shortfall", false),
+            _ => (["0.01", "0.05", "0.2"][self.rng.usize(..3)], self.rng.bool()),
+        };
+        let (source, destination) = if outgoing { (None, Some(counterparty)) } else { (Some(counterparty), None) };
+        let overdraft = self.rng.u8(..4) == 0;
+        AutoTransfer::new(source, destination, amount, condition.precision, String::new(), overdraft)
+            .expect("a valid automatic transfer")
     }
 }
 

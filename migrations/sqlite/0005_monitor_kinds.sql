@@ -11,6 +11,10 @@ ALTER TABLE balance_monitors ADD COLUMN action TEXT NOT NULL DEFAULT 'notify';
 ALTER TABLE balance_monitors ADD COLUMN window_length TEXT;
 ALTER TABLE balance_monitors ADD COLUMN velocity TEXT;
 
+-- What a monitor with `action: transfer` records when it triggers (JSON; see AutoTransfer in
+-- src/domain/monitor.rs).
+ALTER TABLE balance_monitors ADD COLUMN auto_transfer TEXT;
+
 -- A balance's running totals at the end of each batch that moved it, kept only for balances with
 -- a velocity monitor and only as far back as their longest window reaches: what moved in a window
 -- is the difference of the totals now and at the window's start.
@@ -21,4 +25,4 @@ CREATE TABLE balance_checkpoints (
     credit_balance  TEXT NOT NULL,
     version         INTEGER NOT NULL,
     PRIMARY KEY (balance_id, at_ms)
-);
+) WITHOUT ROWID; -- one B-tree, keyed as it is read: a row per moved balance per batch is the cost

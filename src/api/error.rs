@@ -51,19 +51,11 @@ impl ApiError {
     }
 
     pub fn validation(resource: Resource, field: &str, message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, validation_code(resource), message).with_field(field)
+        ApiError::new(StatusCode::BAD_REQUEST, resource.validation_code(), message).with_field(field)
     }
 
     pub fn not_found(what: Resource) -> Self {
-        let code = match what {
-            Resource::Ledger => "LGR_NOT_FOUND",
-            Resource::Balance => "BAL_NOT_FOUND",
-            Resource::Transaction => "TXN_NOT_FOUND",
-            Resource::Monitor => "BAL_MONITOR_NOT_FOUND",
-            Resource::General | Resource::Event => "GEN_NOT_FOUND",
-            Resource::Metadata => "META_ENTITY_NOT_FOUND",
-        };
-        ApiError::new(StatusCode::NOT_FOUND, code, format!("{what} not found"))
+        ApiError::new(StatusCode::NOT_FOUND, what.not_found_code(), format!("{what} not found"))
     }
 
     pub fn internal() -> Self {
@@ -71,45 +63,36 @@ impl ApiError {
     }
 }
 
-fn validation_code(resource: Resource) -> &'static str {
-    match resource {
-        Resource::General | Resource::Ledger | Resource::Event => "GEN_VALIDATION_ERROR",
-        Resource::Balance | Resource::Monitor => "BAL_VALIDATION_ERROR",
-        Resource::Transaction => "TXN_VALIDATION_ERROR",
-        Resource::Metadata => "META_INVALID_ENTITY_ID",
-    }
-}
-
+/// Every refusal as Blnk answers it: the domain's code (`DomainError::code`), its status, and the
+/// request field at fault.
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
-        let bad = |code, field: &str| ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string()).with_field(field);
+        let answer = |status, field: Option<&str>| ApiError {
+            field: field.map(str::to_string),
+            ..ApiError::new(status, e.code(), e.to_string())
+        };
         match &e {
-            DomainError::Validation { resource, field, message } => {
-                ApiError::validation(*resource, field, message.clone())
+            DomainError::Validation { field, .. } => answer(StatusCode::BAD_REQUEST, Some(field)),
+            DomainError::NotFound { what, field } => {
+                ApiError { field: Some(field.clone()), ..ApiError::not_found(*what) }
             }
-            DomainError::NotFound { what, field } => ApiError::not_found(*what).with_field(field.clone()),
-            DomainError::InvalidAmount(_) => bad("TXN_INVALID_AMOUNT", "amount"),
-            DomainError::PrecisionNotInteger(_) => bad("TXN_PRECISION_NOT_INTEGER", "amount"),
-            DomainError::DuplicateReference(_) => bad("TXN_DUPLICATE_REFERENCE", "reference"),
-            DomainError::InsufficientFunds(_) => bad("TXN_INSUFFICIENT_FUNDS", "source"),
-            // Blnk has no code of its own for it: its message falls through to the validation code.
-            DomainError::OverdraftLimitExceeded(_) => bad("TXN_VALIDATION_ERROR", "overdraft_limit"),
-            DomainError::NotInflight => bad("TXN_NOT_INFLIGHT", "transaction_id"),
-            DomainError::AlreadyCommitted => bad("TXN_ALREADY_COMMITTED", "transaction_id"),
-            DomainError::AlreadyVoided => bad("TXN_ALREADY_VOIDED", "transaction_id"),
-            DomainError::CommitAmountExceeded(_) => bad("TXN_COMMIT_AMOUNT_EXCEEDED", "amount"),
-            DomainError::InvalidDistribution { field, .. } => bad("TXN_INVALID_DISTRIBUTION", field),
-            DomainError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "GEN_CONFLICT", e.to_string()),
-            DomainError::AlreadyRefunded(_) => {
-                ApiError::new(StatusCode::CONFLICT, "TXN_ALREADY_REFUNDED", e.to_string()).with_field("transaction_id")
+            DomainError::InvalidAmount(_) | DomainError::PrecisionNotInteger(_) => {
+                answer(StatusCode::BAD_REQUEST, Some("amount"))
             }
-            DomainError::NothingToRefund(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "TXN_NOT_FOUND", e.to_string()).with_field("transaction_id")
+            DomainError::DuplicateReference(_) => answer(StatusCode::BAD_REQUEST, Some("reference")),
+            DomainError::InsufficientFunds(_) => answer(StatusCode::BAD_REQUEST, Some("source")),
+            DomainError::OverdraftLimitExceeded(_) => answer(StatusCode::BAD_REQUEST, Some("overdraft_limit")),
+            DomainError::NotInflight | DomainError::AlreadyCommitted | DomainError::AlreadyVoided => {
+                answer(StatusCode::BAD_REQUEST, Some("transaction_id"))
             }
-            DomainError::RejectedByMonitor { monitor_id, .. } => ApiError {
-                monitor_id: Some(monitor_id.clone()),
-                ..ApiError::new(StatusCode::BAD_REQUEST, "TXN_REJECTED_BY_MONITOR", e.to_string())
-            },
+            DomainError::CommitAmountExceeded(_) => answer(StatusCode::BAD_REQUEST, Some("amount")),
+            DomainError::InvalidDistribution { field, .. } => answer(StatusCode::BAD_REQUEST, Some(field)),
+            DomainError::Conflict(_) => answer(StatusCode::CONFLICT, None),
+            DomainError::AlreadyRefunded(_) => answer(StatusCode::CONFLICT, Some("transaction_id")),
+            DomainError::NothingToRefund(_) => answer(StatusCode::NOT_FOUND, Some("transaction_id")),
+            DomainError::RejectedByMonitor { monitor_id, .. } => {
+                ApiError { monitor_id: Some(monitor_id.clone()), ..answer(StatusCode::BAD_REQUEST, None) }
+            }
         }
     }
 }

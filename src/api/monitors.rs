@@ -3,8 +3,9 @@
 use super::error::ApiError;
 use super::extract::{JsonBody, Paging, PathId, Payload};
 use super::{created, read, AppState};
+use crate::domain::amount::Precision;
 use crate::domain::error::Resource;
-use crate::domain::monitor::{check_definition, Action, Condition, Trigger};
+use crate::domain::monitor::{check_definition, Action, AutoTransfer, Condition, Trigger};
 use crate::engine::{Command, NewMonitor, Outcome};
 use crate::store::EventFilter;
 use crate::wire::number::NumberText;
@@ -25,9 +26,25 @@ pub struct MonitorBody {
     meta_data: Option<Map<String, Value>>,
     /// `every` (the default) or `crossing`; Blnk PR #388's `level` and `edge` are the same two.
     trigger: Option<String>,
-    /// (keel) `notify` (the default) or `reject`: a guard, refusing any transaction that would make
-    /// the condition hold.
+    /// (keel) `notify` (the default); `reject`: a guard, refusing any transaction that would make
+    /// the condition hold; `transfer`: records `transfer` when the monitor triggers.
     action: Option<String>,
+    /// (keel) With `action: "transfer"`: what to record when the monitor triggers.
+    transfer: Option<TransferBody>,
+}
+
+/// The transfer a monitor records when it triggers: between its balance and `source` (a top-up
+/// into it) or `destination` (a sweep out of it).
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct TransferBody {
+    source: Option<String>,
+    destination: Option<String>,
+    /// `"excess"` (what `balance` holds above a `>`/`>=` threshold), `"shortfall"` (what it lacks
+    /// below a `<`/`<=` one), or an amount in the condition's precision.
+    #[schema(schema_with = crate::wire::number::number_or_string_schema)]
+    amount: Option<NumberText>,
+    description: Option<String>,
+    allow_overdraft: Option<bool>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -69,20 +86,7 @@ fn new_monitor(body: MonitorBody, allowed_hosts: Option<&[String]>) -> Result<Ne
         Some(id) if !id.is_empty() => id,
         _ => return Err(invalid("balance_id", "balance_id is required")),
     };
-    let condition = body.condition.ok_or_else(|| invalid("condition", "condition is required"))?;
-    let field = condition.field.ok_or_else(|| invalid("condition.field", "condition.field is required"))?;
-    let operator = condition.operator.ok_or_else(|| invalid("condition.operator", "condition.operator is required"))?;
-    let value = condition.value.ok_or_else(|| invalid("condition.value", "condition.value is required"))?;
-    let precision = condition.precision.as_ref().map(|p| p.0.as_str());
-    let condition_body_reset = condition.reset_value;
-    let condition_body_window = condition.window;
-    let mut condition = Condition::new(&field, &operator, &value.0, precision)?;
-    if let Some(reset) = condition_body_reset {
-        condition = condition.with_reset(&reset.0)?;
-    }
-    if let Some(window) = condition_body_window {
-        condition = condition.with_window(&window)?;
-    }
+    let condition = new_condition(body.condition.ok_or_else(|| invalid("condition", "condition is required"))?)?;
     let trigger = match body.trigger.as_deref() {
         None | Some("") => Trigger::Every,
         Some(text) => Trigger::parse(text).ok_or_else(|| {
@@ -91,11 +95,11 @@ fn new_monitor(body: MonitorBody, allowed_hosts: Option<&[String]>) -> Result<Ne
     };
     let action = match body.action.as_deref() {
         None | Some("") => Action::Notify,
-        Some(text) => {
-            Action::parse(text).ok_or_else(|| invalid("action", "action must be \"notify\" or \"reject\""))?
-        }
+        Some(text) => Action::parse(text)
+            .ok_or_else(|| invalid("action", "action must be \"notify\", \"reject\" or \"transfer\""))?,
     };
-    check_definition(&condition, trigger, action)?;
+    let transfer = body.transfer.map(|t| new_transfer(t, condition.precision)).transpose()?;
+    check_definition(&condition, trigger, action, transfer.as_ref())?;
     let call_back_url = body.call_back_url.unwrap_or_default().trim().to_string();
     if !call_back_url.is_empty() {
         crate::webhooks::callback::check(&call_back_url, allowed_hosts)
@@ -109,7 +113,31 @@ fn new_monitor(body: MonitorBody, allowed_hosts: Option<&[String]>) -> Result<Ne
         meta_data: body.meta_data.unwrap_or_default(),
         trigger,
         action,
+        transfer,
     })
+}
+
+fn new_condition(body: ConditionBody) -> Result<Condition, ApiError> {
+    let field = body.field.ok_or_else(|| invalid("condition.field", "condition.field is required"))?;
+    let operator = body.operator.ok_or_else(|| invalid("condition.operator", "condition.operator is required"))?;
+    let value = body.value.ok_or_else(|| invalid("condition.value", "condition.value is required"))?;
+    let precision = body.precision.as_ref().map(|p| p.0.as_str());
+    let mut condition = Condition::new(&field, &operator, &value.0, precision)?;
+    if let Some(reset) = body.reset_value {
+        condition = condition.with_reset(&reset.0)?;
+    }
+    if let Some(window) = body.window {
+        condition = condition.with_window(&window)?;
+    }
+    Ok(condition)
+}
+
+fn new_transfer(body: TransferBody, precision: Precision) -> Result<AutoTransfer, ApiError> {
+    let amount = body.amount.ok_or_else(|| invalid("transfer.amount", "transfer.amount is required"))?;
+    let (source, destination) = (body.source.as_deref(), body.destination.as_deref());
+    let description = body.description.unwrap_or_default();
+    let overdraft = body.allow_overdraft.unwrap_or(false);
+    Ok(AutoTransfer::new(source, destination, &amount.0, precision, description, overdraft)?)
 }
 
 fn monitor_reply(outcome: Outcome) -> MonitorJson {

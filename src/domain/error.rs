@@ -60,12 +60,59 @@ pub enum DomainError {
 }
 
 impl DomainError {
+    /// Blnk's error code for it: the API's answer and an event's `error.code` say the same.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DomainError::Validation { resource, .. } => resource.validation_code(),
+            DomainError::NotFound { what, .. } => what.not_found_code(),
+            DomainError::InvalidAmount(_) => "TXN_INVALID_AMOUNT",
+            DomainError::PrecisionNotInteger(_) => "TXN_PRECISION_NOT_INTEGER",
+            DomainError::DuplicateReference(_) => "TXN_DUPLICATE_REFERENCE",
+            DomainError::InsufficientFunds(_) => "TXN_INSUFFICIENT_FUNDS",
+            // Blnk has no code of its own for it: its message falls through to the validation code.
+            DomainError::OverdraftLimitExceeded(_) => "TXN_VALIDATION_ERROR",
+            DomainError::NotInflight => "TXN_NOT_INFLIGHT",
+            DomainError::AlreadyCommitted => "TXN_ALREADY_COMMITTED",
+            DomainError::AlreadyVoided => "TXN_ALREADY_VOIDED",
+            DomainError::CommitAmountExceeded(_) => "TXN_COMMIT_AMOUNT_EXCEEDED",
+            DomainError::InvalidDistribution { .. } => "TXN_INVALID_DISTRIBUTION",
+            DomainError::Conflict(_) => "GEN_CONFLICT",
+            DomainError::AlreadyRefunded(_) => "TXN_ALREADY_REFUNDED",
+            DomainError::NothingToRefund(_) => "TXN_NOT_FOUND",
+            DomainError::RejectedByMonitor { .. } => "TXN_REJECTED_BY_MONITOR",
+        }
+    }
+
     pub fn validation(resource: Resource, field: &str, message: impl Into<String>) -> Self {
         DomainError::Validation { resource, field: field.to_string(), message: message.into() }
     }
 
     pub fn not_found(what: Resource, field: &str) -> Self {
         DomainError::NotFound { what, field: field.to_string() }
+    }
+}
+
+impl Resource {
+    /// The code of a request about this resource that fails validation.
+    pub fn validation_code(self) -> &'static str {
+        match self {
+            Resource::General | Resource::Ledger | Resource::Event => "GEN_VALIDATION_ERROR",
+            Resource::Balance | Resource::Monitor => "BAL_VALIDATION_ERROR",
+            Resource::Transaction => "TXN_VALIDATION_ERROR",
+            Resource::Metadata => "META_INVALID_ENTITY_ID",
+        }
+    }
+
+    /// The code of a request for one of these that does not exist.
+    pub fn not_found_code(self) -> &'static str {
+        match self {
+            Resource::Ledger => "LGR_NOT_FOUND",
+            Resource::Balance => "BAL_NOT_FOUND",
+            Resource::Transaction => "TXN_NOT_FOUND",
+            Resource::Monitor => "BAL_MONITOR_NOT_FOUND",
+            Resource::General | Resource::Event => "GEN_NOT_FOUND",
+            Resource::Metadata => "META_ENTITY_NOT_FOUND",
+        }
     }
 }
 

@@ -6,6 +6,8 @@ pub enum EventKind {
     BalanceMonitor,
     /// An edge monitor re-armed: its condition stopped holding (past its re-arm level, if any).
     BalanceMonitorResolved,
+    /// A monitor's automatic transfer could not be made (no funds, a guard, a chain too long).
+    BalanceMonitorActionFailed,
     TransactionScheduled,
     TransactionQueued,
     TransactionApplied,
@@ -26,6 +28,7 @@ impl EventKind {
         match self {
             EventKind::BalanceMonitor => "balance.monitor",
             EventKind::BalanceMonitorResolved => "balance.monitor.resolved",
+            EventKind::BalanceMonitorActionFailed => "balance.monitor.action_failed",
             EventKind::TransactionScheduled => "transaction.scheduled",
             EventKind::TransactionQueued => "transaction.queued",
             EventKind::TransactionApplied => "transaction.applied",
@@ -44,6 +47,7 @@ impl EventKind {
         [
             EventKind::BalanceMonitor,
             EventKind::BalanceMonitorResolved,
+            EventKind::BalanceMonitorActionFailed,
             EventKind::TransactionScheduled,
             EventKind::TransactionQueued,
             EventKind::TransactionApplied,

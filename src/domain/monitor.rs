@@ -198,6 +198,8 @@ pub enum Action {
     Notify,
     /// A guard: a transaction that would make the condition hold is refused before anything moves.
     Reject,
+    /// When it triggers, records a transfer (`Monitor::transfer`) in the same commit.
+    Transfer,
 }
 
 impl Action {
@@ -205,11 +207,97 @@ impl Action {
         match self {
             Action::Notify => "notify",
             Action::Reject => "reject",
+            Action::Transfer => "transfer",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Action::Notify, Action::Reject].into_iter().find(|a| a.as_str() == text)
+        [Action::Notify, Action::Reject, Action::Transfer].into_iter().find(|a| a.as_str() == text)
+    }
+}
+
+/// The transfer a monitor with `action: "transfer"` records when it triggers: between its balance
+/// and one other, of an amount it works out from the balance as it stands then.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoTransfer {
+    /// The other balance (a `bln_` id, in the monitored balance's currency).
+    pub counterparty: String,
+    /// Money leaves the monitored balance (a sweep) rather than arriving (a top-up).
+    pub outgoing: bool,
+    pub amount: AutoAmount,
+    pub description: String,
+    /// Whether the source may go below zero for it (as a transaction's `allow_overdraft`).
+    pub allow_overdraft: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AutoAmount {
+    /// What the balance holds above the threshold (a sweep of `balance >`).
+    Excess,
+    /// What it lacks to reach the threshold (a top-up of `balance <`).
+    Shortfall,
+    /// A fixed amount: as written, and in minor units of the condition's precision.
+    Fixed(String, BigInt),
+}
+
+impl AutoAmount {
+    pub fn as_text(&self) -> &str {
+        match self {
+            AutoAmount::Excess => "excess",
+            AutoAmount::Shortfall => "shortfall",
+            AutoAmount::Fixed(text, _) => text,
+        }
+    }
+}
+
+impl AutoTransfer {
+    /// Builds one from what a client wrote (`transfer.source` or `transfer.destination`, and
+    /// `transfer.amount`: `"excess"`, `"shortfall"`, or an amount in the condition's precision).
+    pub fn new(
+        source: Option<&str>,
+        destination: Option<&str>,
+        amount: &str,
+        precision: Precision,
+        description: String,
+        allow_overdraft: bool,
+    ) -> Result<AutoTransfer, DomainError> {
+        let (counterparty, outgoing) = match (source, destination) {
+            (Some(source), None) => (source, false),
+            (None, Some(destination)) => (destination, true),
+            _ => {
+                let message =
+                    "transfer takes a source (a top-up into the monitored balance) or a destination (a sweep \
+                               out of it), not both";
+                return Err(invalid("transfer", message.into()));
+            }
+        };
+        if !counterparty.starts_with("bln_") {
+            let field = if outgoing { "transfer.destination" } else { "transfer.source" };
+            return Err(invalid(field, format!("{field} must be a balance id (bln_…), not {counterparty:?}")));
+        }
+        let amount = match amount {
+            "excess" => AutoAmount::Excess,
+            "shortfall" => AutoAmount::Shortfall,
+            text => {
+                let (text, minor) = exact_level("transfer.amount", text, precision)?;
+                if minor <= BigInt::ZERO {
+                    return Err(invalid("transfer.amount", "transfer.amount must be more than 0".into()));
+                }
+                AutoAmount::Fixed(text, minor)
+            }
+        };
+        Ok(AutoTransfer { counterparty: counterparty.to_string(), outgoing, amount, description, allow_overdraft })
+    }
+
+    /// What to move when the monitor triggers with its field at `observed`: `None` when there is
+    /// nothing to move (no excess, no shortfall).
+    pub fn amount_for(&self, condition: &Condition, observed: &BigInt) -> Option<BigInt> {
+        let amount = match &self.amount {
+            AutoAmount::Excess => observed - &condition.precise_value,
+            AutoAmount::Shortfall => &condition.precise_value - observed,
+            AutoAmount::Fixed(_, minor) => minor.clone(),
+        };
+        (amount > BigInt::ZERO).then_some(amount)
     }
 }
 
@@ -341,6 +429,34 @@ impl Condition {
     }
 }
 
+/// `transfer` is given exactly with `action: "transfer"`, and an amount worked out from the
+/// threshold fits the condition: `excess` sweeps out what `balance` holds above a `>`/`>=`
+/// threshold, `shortfall` tops up what it lacks below a `<`/`<=` one.
+fn check_transfer(condition: &Condition, action: Action, transfer: Option<&AutoTransfer>) -> Result<(), DomainError> {
+    let transfer = match (action, transfer) {
+        (Action::Transfer, Some(transfer)) => transfer,
+        (Action::Transfer, None) => return Err(invalid("transfer", "action \"transfer\" needs a transfer".into())),
+        (_, Some(_)) => return Err(invalid("transfer", "transfer goes with action \"transfer\"".into())),
+        (_, None) => return Ok(()),
+    };
+    let above = matches!(condition.operator, Operator::Greater | Operator::GreaterOrEqual);
+    let below = matches!(condition.operator, Operator::Less | Operator::LessOrEqual);
+    let fits = match transfer.amount {
+        AutoAmount::Excess => condition.field == Field::Balance && above && transfer.outgoing,
+        AutoAmount::Shortfall => condition.field == Field::Balance && below && !transfer.outgoing,
+        AutoAmount::Fixed(..) => true,
+    };
+    if !fits {
+        let message = "transfer.amount \"excess\" sweeps what balance holds above a > or >= threshold out to a \
+                       destination; \"shortfall\" tops up what it lacks below a < or <= threshold from a source";
+        return Err(invalid("transfer.amount", message.into()));
+    }
+    if condition.field == Field::TransactionCount {
+        return Err(invalid("transfer.amount", "a fixed transfer.amount needs a money field, not a count".into()));
+    }
+    Ok(())
+}
+
 fn invalid(name: &str, message: String) -> DomainError {
     DomainError::validation(Resource::Balance, name, message)
 }
@@ -357,9 +473,16 @@ fn exact_level(name: &str, value: &str, precision: Precision) -> Result<(String,
     Ok((decimal.to_plain_string(), precise))
 }
 
-/// The rules between a monitor's parts, checked when it is created or changed: a re-arm level
-/// shapes when an edge monitor resolves, so it means nothing to a level monitor or a guard.
-pub fn check_definition(condition: &Condition, trigger: Trigger, action: Action) -> Result<(), DomainError> {
+/// The rules between a monitor's parts, checked when it is created or changed: a velocity field
+/// needs a window and nothing else takes one; a re-arm level shapes when an edge monitor resolves,
+/// so it means nothing to a level monitor or a guard; a transfer goes with `action: "transfer"`.
+pub fn check_definition(
+    condition: &Condition,
+    trigger: Trigger,
+    action: Action,
+    transfer: Option<&AutoTransfer>,
+) -> Result<(), DomainError> {
+    check_transfer(condition, action, transfer)?;
     let field = condition.field.as_str();
     match (condition.field.measure(), &condition.window) {
         (Some(_), None) => {
@@ -401,6 +524,8 @@ pub struct Monitor {
     pub last_triggered_at: Option<String>,
     /// A velocity monitor's window state (`Some` exactly when `condition.window` is).
     pub velocity: Option<Velocity>,
+    /// What `action: "transfer"` records (`Some` exactly then).
+    pub transfer: Option<AutoTransfer>,
 }
 
 impl Monitor {
@@ -428,17 +553,17 @@ impl Monitor {
         signal
     }
 
-    /// Whether this monitor, a guard, refuses a movement that took its balance from `before` to
-    /// `after`: the condition would hold afterwards, and either did not before or the movement
-    /// takes the field further in (a deposit into a balance already past a floor is let through;
-    /// another withdrawal is not).
-    pub fn refuses(&self, before: &Balance, after: &Balance) -> bool {
+    /// Whether this monitor, a guard, refuses a movement after which its balance is `after`, when
+    /// it saw `then` (`observe`) just before: the condition would hold afterwards, and either did
+    /// not before or the movement takes the field further in (a deposit into a balance already
+    /// past a floor is let through; another withdrawal is not).
+    pub fn refuses(&self, then: &BigInt, after: &Balance) -> bool {
         if self.action != Action::Reject {
             return false;
         }
-        let (then, now) = (self.observe(before), self.observe(after));
+        let now = self.observe(after);
         let c = &self.condition;
-        c.holds_for(&now) && (!c.holds_for(&then) || c.operator.worsens(&then, &now))
+        c.holds_for(&now) && (!c.holds_for(then) || c.operator.worsens(then, &now))
     }
 
     /// The monitored field of `balance` as it stands: its own total, or, for a velocity field, what
@@ -497,6 +622,7 @@ mod tests {
             trigger_count: 0,
             last_triggered_at: None,
             velocity: None,
+            transfer: None,
         }
     }
 
@@ -603,9 +729,9 @@ mod tests {
         assert_eq!(field_of(c("=").with_reset("100")).0, "condition.reset_value");
         assert_eq!(field_of(c(">").with_reset("1.001")).0, "condition.reset_value");
         let reset = c("<").with_reset("150").unwrap();
-        assert!(check_definition(&reset, Trigger::Edge, Action::Notify).is_ok());
-        assert!(check_definition(&reset, Trigger::Level, Action::Notify).is_err());
-        assert!(check_definition(&reset, Trigger::Crossing, Action::Reject).is_err());
+        assert!(check_definition(&reset, Trigger::Edge, Action::Notify, None).is_ok());
+        assert!(check_definition(&reset, Trigger::Level, Action::Notify, None).is_err());
+        assert!(check_definition(&reset, Trigger::Crossing, Action::Reject, None).is_err());
     }
 
     #[test]
@@ -613,12 +739,13 @@ mod tests {
         let mut floor = monitor("balance", "<", "0", None, Trigger::Every);
         floor.action = Action::Reject;
         let (at, below, further, back_up) = (balance(0, 0), balance(0, 5), balance(0, 7), balance(0, 2));
-        assert!(floor.refuses(&at, &below), "into the condition");
-        assert!(floor.refuses(&below, &further), "further in");
-        assert!(!floor.refuses(&below, &back_up), "out of it, or on the way out, is let through");
-        assert!(!floor.refuses(&at, &balance(3, 0)));
+        let seen = |b: &Balance| b.balance(); // what a guard on `balance` observes
+        assert!(floor.refuses(&seen(&at), &below), "into the condition");
+        assert!(floor.refuses(&seen(&below), &further), "further in");
+        assert!(!floor.refuses(&seen(&below), &back_up), "out of it, or on the way out, is let through");
+        assert!(!floor.refuses(&seen(&at), &balance(3, 0)));
         floor.action = Action::Notify;
-        assert!(!floor.refuses(&at, &below), "a monitor that only notifies never refuses");
+        assert!(!floor.refuses(&seen(&at), &below), "a monitor that only notifies never refuses");
         floor.action = Action::Reject;
         match floor.refusal(&below) {
             DomainError::RejectedByMonitor { monitor_id, message } => {

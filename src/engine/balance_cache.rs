@@ -98,6 +98,7 @@ mod tests {
             trigger: Trigger::Every,
             action: crate::domain::monitor::Action::Notify,
             velocity: None,
+            transfer: None,
             state: State::Ok,
             trigger_count: 0,
             last_triggered_at: None,

@@ -23,7 +23,7 @@
 use super::balance_cache::{BalanceCache, Entry};
 use super::clock::Clock;
 use super::command::{Command, NewBulk, NewSplit, NewTransaction, Outcome};
-use super::failure::{split, Ruled};
+use super::failure::{split, Failure, Ruled};
 use crate::domain::balance::Balance;
 use crate::domain::error::{DomainError, Resource};
 use crate::domain::ledger::GENERAL_LEDGER_ID;
@@ -96,6 +96,47 @@ fn assert_cached_entry_is_current(w: &mut dyn Writes, entry: &Entry) -> StoreRes
     Ok(())
 }
 
+/// Takes `ids` (and their monitors) from the cache where it keeps them; loads the rest from storage,
+/// under their locks, in id order, then their monitors. An id with no balance gets an empty list of
+/// monitors, so it is not asked for again.
+fn load<'a>(
+    w: &mut dyn Writes,
+    ids: impl IntoIterator<Item = &'a String>,
+    cache: &mut BalanceCache,
+    balances: &mut HashMap<String, Balance>,
+    monitors: &mut HashMap<String, Vec<Monitor>>,
+) -> StoreResult<()> {
+    let mut uncached = Vec::new();
+    for id in ids {
+        match cache.take(id) {
+            Some(entry) => {
+                #[cfg(debug_assertions)]
+                assert_cached_entry_is_current(w, &entry)?;
+                balances.insert(id.clone(), entry.balance);
+                monitors.insert(id.clone(), entry.monitors);
+            }
+            None => {
+                uncached.push(id.clone());
+                monitors.insert(id.clone(), Vec::new());
+            }
+        };
+    }
+    // Lock the balances first: their monitors are read under those locks, so a monitor's state
+    // cannot be changed by another writer between this batch's read and its write. (`uncached`
+    // keeps `ids`' order.)
+    for balance in w.lock_balances(&uncached)? {
+        balances.insert(balance.id.clone(), balance);
+    }
+    for monitor in w.monitors_of_balances(&uncached)? {
+        monitors.get_mut(&monitor.balance_id).expect("monitors are of the balances asked for").push(monitor);
+    }
+    Ok(())
+}
+
+/// How many automatic transfers may follow one another from one movement (an action's transfer
+/// may trigger a monitor with an action of its own).
+pub(super) const MAX_ACTION_CHAIN: usize = 3;
+
 /// What a command needs before it can be applied.
 pub(super) struct Plan {
     /// Every balance the command may move, by id.
@@ -164,11 +205,15 @@ pub(super) fn plan(
         }),
         // A monitor command locks the balances its monitor watches, before and after: it then
         // waits for, and is waited for by, every batch evaluating that monitor on any process.
+        // An automatic transfer's other balance too: it must exist, in the same currency.
         Command::CreateMonitor(new) => {
-            Ok(Plan { balances: vec![new.balance_id.clone()], resolved: None, legs: vec![] })
+            let mut balances = vec![new.balance_id.clone()];
+            balances.extend(new.transfer.as_ref().map(|t| t.counterparty.clone()));
+            Ok(Plan { balances, resolved: None, legs: vec![] })
         }
         Command::UpdateMonitor { id, monitor } => {
             let mut balances = vec![monitor.balance_id.clone()];
+            balances.extend(monitor.transfer.as_ref().map(|t| t.counterparty.clone()));
             balances.extend(w.monitor(id)?.map(|current| current.balance_id));
             Ok(Plan { balances, resolved: None, legs: vec![] })
         }
@@ -333,6 +378,19 @@ pub(super) struct Batch {
     pub(super) events_to_deliver: usize,
     pub(super) monitor_evaluations: u64,
     pub(super) monitor_triggers: u64,
+    /// Automatic transfers due (monitors with `action: "transfer"` that triggered), run once the
+    /// command that triggered them is done.
+    pub(super) actions_due: Vec<ActionDue>,
+    /// While an automatic transfer is being made: how deep in its chain (0 otherwise).
+    pub(super) action_depth: usize,
+}
+
+/// An automatic transfer to make: the monitor that triggered (as it stood then), the transaction
+/// that triggered it, and how far down a chain of actions it is (1 for the first).
+pub(super) struct ActionDue {
+    pub(super) monitor: Monitor,
+    pub(super) triggered_by: String,
+    pub(super) depth: usize,
 }
 
 impl Batch {
@@ -351,29 +409,23 @@ impl Batch {
             plans.iter().filter_map(|p| p.as_ref().ok()).flat_map(|p| p.balances.iter()).collect();
         let mut balances: HashMap<String, Balance> = HashMap::with_capacity(touched.len());
         let mut monitors: HashMap<String, Vec<Monitor>> = HashMap::with_capacity(touched.len());
-        let mut uncached = Vec::new();
-        for id in touched {
-            match cache.take(id) {
-                Some(entry) => {
-                    #[cfg(debug_assertions)]
-                    assert_cached_entry_is_current(w, &entry)?;
-                    balances.insert(id.clone(), entry.balance);
-                    monitors.insert(id.clone(), entry.monitors);
-                }
-                None => {
-                    uncached.push(id.clone());
-                    monitors.insert(id.clone(), Vec::new());
-                }
-            };
-        }
-        // Lock the balances first: their monitors are read under those locks, so a monitor's state
-        // cannot be changed by another writer between this batch's read and its write. (`uncached`
-        // keeps `touched`'s id order.)
-        for balance in w.lock_balances(&uncached)? {
-            balances.insert(balance.id.clone(), balance);
-        }
-        for monitor in w.monitors_of_balances(&uncached)? {
-            monitors.get_mut(&monitor.balance_id).expect("monitors are of the balances asked for").push(monitor);
+        load(w, touched, cache, &mut balances, &mut monitors)?;
+        // The balances automatic transfers of these balances' monitors move (and theirs, along a
+        // chain as long as one may run): locked now, so an action never meets a balance this batch
+        // does not hold. On PostgreSQL these locks come after the first set, out of id order; two
+        // batches that meet the other way round are a deadlock the database breaks, and the batch
+        // it fails runs again (transient).
+        for _ in 0..MAX_ACTION_CHAIN {
+            let counterparties: BTreeSet<String> = monitors
+                .values()
+                .flatten()
+                .filter_map(|m| m.transfer.as_ref().map(|t| t.counterparty.clone()))
+                .filter(|id| !balances.contains_key(id) && !monitors.contains_key(id))
+                .collect();
+            if counterparties.is_empty() {
+                break;
+            }
+            load(w, &counterparties, cache, &mut balances, &mut monitors)?;
         }
         let references: Vec<String> = commands
             .iter()
@@ -402,13 +454,25 @@ impl Batch {
             events_to_deliver: 0,
             monitor_evaluations: 0,
             monitor_triggers: 0,
+            actions_due: Vec::new(),
+            action_depth: 0,
         };
         batch.roll_windows(w)?;
         Ok(batch)
     }
 
-    /// Step 3, for one command: the rules of its resource.
+    /// Step 3, for one command: the rules of its resource, then the automatic transfers its
+    /// movements triggered (those of a refused command's accepted part too: a non-atomic bulk
+    /// request's items before the refused one stand).
     pub(super) fn apply(&mut self, w: &mut dyn Writes, command: &Command, plan: Plan) -> Ruled<Outcome> {
+        let outcome = self.apply_rules(w, command, plan);
+        if !matches!(outcome, Err(Failure::Store(_))) {
+            self.run_actions(w)?;
+        }
+        outcome
+    }
+
+    fn apply_rules(&mut self, w: &mut dyn Writes, command: &Command, plan: Plan) -> Ruled<Outcome> {
         match command {
             Command::CreateLedger { name, meta_data } => self.create_ledger(w, name, meta_data),
             Command::UpdateLedger { id, name, meta_data } => self.update_ledger(w, id, name, meta_data.as_ref()),

@@ -7,7 +7,7 @@ use crate::domain::balance::Balance;
 use crate::domain::error::DomainError;
 use crate::domain::event::Event;
 use crate::domain::ledger::Ledger;
-use crate::domain::monitor::{Action, Condition, Monitor, Trigger};
+use crate::domain::monitor::{Action, AutoTransfer, Condition, Monitor, Trigger};
 use crate::domain::preview::{BulkPreview, Preview};
 use crate::domain::split::{Share, SplitSide};
 use crate::domain::transaction::Transaction;
@@ -216,6 +216,8 @@ pub struct NewMonitor {
     pub meta_data: Map<String, Value>,
     pub trigger: Trigger,
     pub action: Action,
+    /// What `action: "transfer"` records.
+    pub transfer: Option<AutoTransfer>,
 }
 
 #[derive(Debug, Clone)]

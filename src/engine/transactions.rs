@@ -384,10 +384,21 @@ pub(super) fn guarded_movement(
     if !guarded || movement == Movement::ReleaseHold {
         return apply_movement(movement, from, to, amount, overdraft);
     }
-    let (from_before, to_before) = (from.clone(), to.clone());
     apply_movement(movement, from, to, amount, overdraft)?;
-    let refusal = (guards(source).find(|g| g.refuses(&from_before, from)).map(|g| g.refusal(from)))
-        .or_else(|| guards(destination).find(|g| g.refuses(&to_before, to)).map(|g| g.refusal(to)));
+    // Nearly always no guard's condition holds afterwards, and then none refuses: nothing more to
+    // do. Otherwise, what each guard saw just before decides (the movement is taken back to look).
+    let holds_after = |id: &str, b: &Balance| guards(id).any(|g| g.condition.holds_for(&g.observe(b)));
+    if !holds_after(source, from) && !holds_after(destination, to) {
+        return Ok(());
+    }
+    undo_movement(movement, from, to, amount);
+    let seen = |id: &str, b: &Balance| guards(id).map(|g| g.observe(b).into_owned()).collect::<Vec<_>>();
+    let (from_seen, to_seen) = (seen(source, from), seen(destination, to));
+    apply_movement(movement, from, to, amount, overdraft).expect("the same movement on the same balances");
+    let refuser = |id: &str, before: &[BigInt], after: &Balance| {
+        guards(id).zip(before).find(|(g, then)| g.refuses(then, after)).map(|(g, _)| g.refusal(after))
+    };
+    let refusal = refuser(source, &from_seen, from).or_else(|| refuser(destination, &to_seen, to));
     match refusal {
         Some(refused) => {
             undo_movement(movement, from, to, amount);

@@ -9,7 +9,7 @@ use super::{ErrorKind, StoreError, StoreResult};
 use crate::domain::amount::Precision;
 use crate::domain::api_key::Scope;
 use crate::domain::event::{Delivery, EventKind};
-use crate::domain::monitor::{Action, Field, Operator, State, Trigger};
+use crate::domain::monitor::{Action, AutoAmount, AutoTransfer, Field, Operator, State, Trigger};
 use crate::domain::transaction::Status;
 use crate::domain::velocity::{Checkpoint, Velocity, Window};
 use num_bigint::BigInt;
@@ -277,6 +277,40 @@ impl Codec for Velocity {
                 serde_json::Value::Null => None,
                 next => Some(next.as_i64().ok_or_else(bad)?),
             },
+        })
+    }
+}
+
+/// A monitor's automatic transfer, one JSON object (a fixed amount as written and in minor units).
+impl Codec for AutoTransfer {
+    const KIND: Kind = Kind::Text;
+    fn encode(&self) -> Value<'_> {
+        let amount = match &self.amount {
+            AutoAmount::Fixed(text, minor) => serde_json::json!({"text": text, "minor": minor.to_string()}),
+            other => serde_json::json!(other.as_text()),
+        };
+        let transfer = serde_json::json!({"counterparty": self.counterparty, "outgoing": self.outgoing,
+            "amount": amount, "description": self.description, "allow_overdraft": self.allow_overdraft});
+        Value::Text(Cow::Owned(transfer.to_string()))
+    }
+    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
+        let text = cursor.text()?;
+        let bad = || corrupt(format!("monitor transfer {text:?}"));
+        let t: serde_json::Value = serde_json::from_str(text).map_err(|_| bad())?;
+        let amount = match &t["amount"] {
+            serde_json::Value::String(s) if s == "excess" => AutoAmount::Excess,
+            serde_json::Value::String(s) if s == "shortfall" => AutoAmount::Shortfall,
+            fixed => AutoAmount::Fixed(
+                fixed["text"].as_str().ok_or_else(bad)?.to_string(),
+                fixed["minor"].as_str().and_then(|m| m.parse().ok()).ok_or_else(bad)?,
+            ),
+        };
+        Ok(AutoTransfer {
+            counterparty: t["counterparty"].as_str().ok_or_else(bad)?.to_string(),
+            outgoing: t["outgoing"].as_bool().ok_or_else(bad)?,
+            amount,
+            description: t["description"].as_str().unwrap_or_default().to_string(),
+            allow_overdraft: t["allow_overdraft"].as_bool().unwrap_or(false),
         })
     }
 }

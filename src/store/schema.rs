@@ -11,7 +11,7 @@ use crate::domain::api_key::Scope;
 use crate::domain::balance::Balance;
 use crate::domain::event::{Attempt, Delivery, Event, EventKind};
 use crate::domain::ledger::Ledger;
-use crate::domain::monitor::{Action, Condition, Field, Monitor, Operator, State, Trigger};
+use crate::domain::monitor::{Action, AutoTransfer, Condition, Field, Monitor, Operator, State, Trigger};
 use crate::domain::transaction::{Status, Transaction};
 use crate::domain::velocity::{Checkpoint, Velocity, Window};
 use num_bigint::BigInt;
@@ -155,6 +155,7 @@ record! {
         action: Action = action,
         window_length: Option<Window> = condition.window,
         velocity: Option<Velocity> = velocity,
+        auto_transfer: Option<AutoTransfer> = transfer,
     } read r => Monitor {
         id: r.monitor_id,
         balance_id: r.balance_id,
@@ -178,6 +179,7 @@ record! {
         trigger_count: r.trigger_count,
         last_triggered_at: r.last_triggered_at,
         velocity: r.velocity,
+        transfer: r.auto_transfer,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::{BalanceJson, LedgerJson, MonitorJson, TransactionJson};
 use crate::domain::balance::Balance;
+use crate::domain::error::DomainError;
 use crate::domain::event::{Attempt, Event, EventKind};
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::Monitor;
@@ -17,6 +18,15 @@ pub fn monitor_event_body(kind: EventKind, monitor: &Monitor, balance: &Balance,
     data["balance"] = serde_json::to_value(BalanceJson::from(balance.clone())).expect("a balance serializes");
     data["transaction_id"] = json!(transaction_id);
     json!({ "event": kind.as_str(), "data": data }).to_string()
+}
+
+/// `balance.monitor.action_failed`: the monitor, why its automatic transfer was refused (Blnk's
+/// error code and message, as the API would answer it), and the transaction that triggered it.
+pub fn action_failed_body(monitor: &Monitor, refused: &DomainError, transaction_id: &str) -> String {
+    let mut data = serde_json::to_value(MonitorJson::from(monitor.clone())).expect("a monitor serializes");
+    data["error"] = json!({"code": refused.code(), "message": refused.to_string()});
+    data["transaction_id"] = json!(transaction_id);
+    json!({ "event": EventKind::BalanceMonitorActionFailed.as_str(), "data": data }).to_string()
 }
 
 /// `ledger.created`: the ledger as the API shows it.

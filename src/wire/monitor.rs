@@ -2,7 +2,7 @@
 //! (`trigger`, `action`, `state`, `trigger_count`, `last_triggered_at`, `condition.reset_value`).
 
 use super::number::{decimal, integer};
-use crate::domain::monitor::{Monitor, State};
+use crate::domain::monitor::{AutoAmount, AutoTransfer, Monitor, State};
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
@@ -25,6 +25,34 @@ pub struct ConditionJson {
     pub window: Option<String>,
 }
 
+/// A monitor's automatic transfer: to `destination` (a sweep) or from `source` (a top-up).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TransferJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// `"excess"`, `"shortfall"`, or an amount in the condition's precision.
+    #[schema(value_type = Object)]
+    pub amount: Value,
+    pub description: String,
+    pub allow_overdraft: bool,
+}
+
+impl From<AutoTransfer> for TransferJson {
+    fn from(t: AutoTransfer) -> Self {
+        let (source, destination) = match t.outgoing {
+            true => (None, Some(t.counterparty)),
+            false => (Some(t.counterparty), None),
+        };
+        let amount = match &t.amount {
+            AutoAmount::Fixed(text, _) => Value::Number(decimal(text)),
+            other => Value::String(other.as_text().to_string()),
+        };
+        TransferJson { source, destination, amount, description: t.description, allow_overdraft: t.allow_overdraft }
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct MonitorJson {
     pub monitor_id: String,
@@ -39,8 +67,11 @@ pub struct MonitorJson {
     pub trigger: &'static str,
     /// Blnk PR #388: whether the condition is taken to hold (`false` = armed); `state == "triggered"`.
     pub condition_state: bool,
-    /// (keel) `notify` or `reject` (a guard).
+    /// (keel) `notify`, `reject` (a guard) or `transfer`.
     pub action: &'static str,
+    /// (keel) What `action: "transfer"` records when the monitor triggers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<TransferJson>,
     pub state: &'static str,
     pub trigger_count: i64,
     pub last_triggered_at: Option<String>,
@@ -67,6 +98,7 @@ impl From<Monitor> for MonitorJson {
             trigger: m.trigger.as_str(),
             condition_state: m.state == State::Triggered,
             action: m.action.as_str(),
+            transfer: m.transfer.map(TransferJson::from),
             state: m.state.as_str(),
             trigger_count: m.trigger_count,
             last_triggered_at: m.last_triggered_at,
