@@ -5,6 +5,7 @@
 //! neighbours; if storage fails, the batch is rolled back and re-run one request at a time, so only
 //! the request that caused the failure sees it.
 
+mod actions;
 mod api_keys;
 mod balance_cache;
 mod batch;
@@ -18,6 +19,7 @@ mod monitors;
 mod rehearsal;
 mod splits;
 mod transactions;
+mod windows;
 
 pub use batch::new_id;
 pub use clock::Clock;
