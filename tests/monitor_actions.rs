@@ -49,16 +49,8 @@ impl Setup {
 
     /// The events of `monitor`, oldest first: (event, data).
     async fn events(&self, monitor: &Value) -> Vec<(String, Value)> {
-        let path = format!("/balance-monitors/{}/events?limit=100", monitor["monitor_id"].as_str().unwrap());
-        let (_, events) = self.server.get(&path).await;
-        let mut list: Vec<(String, Value)> = events
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| (e["event"].as_str().unwrap().into(), e["data"].clone()))
-            .collect();
-        list.reverse();
-        list
+        let history = common::monitor_history(&self.server, monitor).await;
+        history.into_iter().map(|e| (e["event"].as_str().unwrap().to_string(), e["data"].clone())).collect()
     }
 
     /// The transactions an automatic transfer of `monitor` recorded.

@@ -44,17 +44,7 @@ impl Setup {
 
     /// The monitor's history, oldest first: (event, transaction id).
     async fn history(&self, monitor: &Value) -> Vec<(String, String)> {
-        let path = format!("/balance-monitors/{}/events?limit=100", monitor["monitor_id"].as_str().unwrap());
-        let (status, events) = self.server.get(&path).await;
-        assert_eq!(status, StatusCode::OK, "{events}");
-        let mut list: Vec<(String, String)> = events
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| (e["event"].as_str().unwrap().to_string(), e["transaction_id"].as_str().unwrap().to_string()))
-            .collect();
-        list.reverse();
-        list
+        common::monitor_signals(&self.server, monitor).await
     }
 
     async fn read(&self, monitor: &Value) -> Value {

@@ -47,16 +47,7 @@ impl Setup {
     }
 
     async fn history(&self, monitor: &Value) -> Vec<(String, String)> {
-        let path = format!("/balance-monitors/{}/events?limit=100", monitor["monitor_id"].as_str().unwrap());
-        let (_, events) = self.server.get(&path).await;
-        let mut list: Vec<(String, String)> = events
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| (e["event"].as_str().unwrap().to_string(), e["transaction_id"].as_str().unwrap().to_string()))
-            .collect();
-        list.reverse();
-        list
+        common::monitor_signals(&self.server, monitor).await
     }
 }
 

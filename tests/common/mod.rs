@@ -387,3 +387,19 @@ pub async fn wait_for(server: &Server, path: &str, done: impl Fn(&Value) -> bool
     }
     panic!("{path} never reached the expected state");
 }
+
+/// A monitor's history (`GET /balance-monitors/{id}/events`), oldest first: each event whole.
+pub async fn monitor_history(server: &Server, monitor: &Value) -> Vec<Value> {
+    let path = format!("/balance-monitors/{}/events?limit=1000", monitor["monitor_id"].as_str().unwrap());
+    let (status, events) = server.get(&path).await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    events.as_array().unwrap().iter().rev().cloned().collect()
+}
+
+/// A monitor's history as (event, transaction id) pairs, oldest first.
+pub async fn monitor_signals(server: &Server, monitor: &Value) -> Vec<(String, String)> {
+    let history = monitor_history(server, monitor).await;
+    let pair =
+        |e: &Value| (e["event"].as_str().unwrap().to_string(), e["transaction_id"].as_str().unwrap().to_string());
+    history.iter().map(pair).collect()
+}
