@@ -169,7 +169,26 @@ pub trait WriteSql: Sql {
         )
         .map(drop)
     }
+
+    /// A balance's totals at a batch's instant, replacing what an earlier batch in the same
+    /// millisecond wrote (one per balance per batch: the velocity windows' checkpoints).
+    fn write_checkpoint(&self, c: &BalanceCheckpoint) -> StoreResult<()> {
+        self.execute(CHECKPOINT_UPSERT, &c.values()).map(drop)
+    }
 }
+
+/// What a checkpoint written again in the same millisecond does: the later totals win. (A macro,
+/// so that both statements below are one literal each, with a fixed address for `render`.)
+macro_rules! checkpoint_conflict {
+    () => {
+        " ON CONFLICT (balance_id, at_ms) DO UPDATE SET debit_balance = excluded.debit_balance,
+         credit_balance = excluded.credit_balance, version = excluded.version"
+    };
+}
+
+/// The conflict clause, for a backend that writes checkpoints set-based (PostgreSQL).
+pub const CHECKPOINT_CONFLICT: &str = checkpoint_conflict!();
+const CHECKPOINT_UPSERT: &str = concat!("{insert:balance_checkpoints}", checkpoint_conflict!());
 
 /// A balance's id, four totals and version: what a batch writes back.
 pub fn totals(b: &Balance) -> [Value<'_>; 6] {
@@ -468,14 +487,10 @@ impl<S: WriteSql> Writes for S {
     }
 
     fn save_checkpoint(&mut self, balance: &Balance, at_ms: i64) -> StoreResult<()> {
-        let row = BalanceCheckpoint { balance_id: balance.id.clone(), checkpoint: Checkpoint::of(balance, at_ms) };
-        self.execute(
-            "{insert:balance_checkpoints} ON CONFLICT (balance_id, at_ms) DO UPDATE SET
-             debit_balance = excluded.debit_balance, credit_balance = excluded.credit_balance,
-             version = excluded.version",
-            &row.values(),
-        )
-        .map(drop)
+        self.write_checkpoint(&BalanceCheckpoint {
+            balance_id: balance.id.clone(),
+            checkpoint: Checkpoint::of(balance, at_ms),
+        })
     }
 
     fn checkpoint_at(&mut self, balance_id: &str, at_ms: i64) -> StoreResult<(Option<Checkpoint>, Option<i64>)> {
