@@ -9,7 +9,8 @@
 //! writes once per batch for each balance with a velocity monitor (`Checkpoint`); as the window's
 //! start moves past the next checkpoint, the base rolls forward to the latest checkpoint at or
 //! before it (`Velocity::needs_roll`, `Velocity::roll_to`). Each checkpoint is rolled past once,
-//! and checkpoints no window reaches any more are deleted. The count in the current batch costs
+//! and checkpoints no window reaches any more are deleted. Only the base is stored, and it changes
+//! only when it rolls, so a monitor costs no write of its own while its window does not move. The count in the current batch costs
 //! nothing extra: the in-memory balance already holds the totals after every earlier movement.
 //!
 //! Resolution: a movement belongs to the instant of its batch, in milliseconds of the engine's
@@ -76,13 +77,24 @@ impl Window {
 }
 
 /// A velocity monitor's state: the balance's totals at its window's start.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Eq)]
 pub struct Velocity {
-    /// The balance's totals at the window's start (its `at_ms` is when they were taken).
+    /// The balance's totals at the window's start (its `at_ms` is when they were taken). The only
+    /// part stored: it changes only when the window's start rolls past a checkpoint.
     pub base: Checkpoint,
-    /// The instant of the first checkpoint after `base`, if one was written: until the window's
-    /// start passes it, `base` is still the right one and nothing needs reading.
+    /// In memory only, a hint: the instant of the first checkpoint after `base`, once known, so that
+    /// until the window's start passes it nothing needs reading. Unknown after a load; then the
+    /// balance's `version` says whether there is such a checkpoint at all (every batch that moved
+    /// it since `base` wrote one), and one read finds it.
     pub next_at_ms: Option<i64>,
+}
+
+/// Two states are the same state whatever each knows of the next checkpoint (the cache's copy and
+/// the stored row compare equal, C1).
+impl PartialEq for Velocity {
+    fn eq(&self, other: &Self) -> bool {
+        self.base == other.base
+    }
 }
 
 impl Velocity {
@@ -100,28 +112,40 @@ impl Velocity {
         }
     }
 
-    /// Whether a checkpoint newer than `base` has fallen out of `window` at `now_ms` (then the
-    /// base must roll forward to the latest one at or before the window's start, `now - window`).
-    pub fn needs_roll(&self, window: &Window, now_ms: i64) -> bool {
-        self.next_at_ms.is_some_and(|next| next <= now_ms - window.ms)
+    /// Whether a checkpoint newer than `base` may have fallen out of `window` at `now_ms`, on
+    /// `balance` as loaded (then the latest checkpoint at or before the window's start must be
+    /// read, `now - window`): known from the hint, or else possible once the balance has moved
+    /// since `base` and the window's start has reached `base`'s instant.
+    pub fn needs_roll(&self, window: &Window, now_ms: i64, balance: &Balance) -> bool {
+        let start = now_ms - window.ms;
+        match self.next_at_ms {
+            Some(next) => next <= start,
+            None => balance.version > self.base.version && self.base.at_ms <= start,
+        }
     }
 
-    /// Rolls the base forward to `latest` (the latest checkpoint at or before the window's start),
-    /// with `next_at_ms` the instant of the one after it, if any.
-    pub fn roll_to(&mut self, latest: Checkpoint, next_at_ms: Option<i64>) {
-        debug_assert!(latest.at_ms >= self.base.at_ms, "a window's start only moves forward");
-        self.base = latest;
+    /// Moves the base to `latest` (the latest checkpoint at or before the window's start, if
+    /// any) when that one is newer, and remembers `next_at_ms`, the first one after the start.
+    /// True if the base moved (the state to store changed).
+    pub fn roll_to(&mut self, latest: Option<Checkpoint>, next_at_ms: Option<i64>) -> bool {
         self.next_at_ms = next_at_ms;
+        // Checkpoints of one balance grow in `version` as in time; one at `base`'s own instant with
+        // a higher version holds what that batch moved after `base` was taken.
+        match latest.filter(|latest| latest.version > self.base.version) {
+            Some(latest) => {
+                debug_assert!(latest.at_ms >= self.base.at_ms, "a window's start only moves forward");
+                self.base = latest;
+                true
+            }
+            None => false,
+        }
     }
 
-    /// A checkpoint was written at `at_ms`: if the base had none after it, that one is next.
-    /// True if the state changed.
-    pub fn checkpoint_written(&mut self, at_ms: i64) -> bool {
+    /// A checkpoint was written at `at_ms`: if none after `base` was known, that one is next.
+    pub fn checkpoint_written(&mut self, at_ms: i64) {
         if self.next_at_ms.is_none() && at_ms >= self.base.at_ms {
             self.next_at_ms = Some(at_ms);
-            return true;
         }
-        false
     }
 }
 
@@ -156,14 +180,27 @@ mod tests {
         assert_eq!(v.measure(Measure::DebitVolume, &now), BigInt::from(150));
         assert_eq!(v.measure(Measure::CreditVolume, &now), BigInt::from(30));
         assert_eq!(v.measure(Measure::TransactionCount, &now), BigInt::from(6));
+        // Nothing known of later checkpoints: the balance moved, so one must be read once the
+        // window's start reaches the base's instant, not before.
+        assert!(!v.needs_roll(&hour, 3_600_999, &now));
+        assert!(v.needs_roll(&hour, 3_601_000, &now));
+        assert!(!v.needs_roll(&hour, 3_601_000, &balance(100, 40, 3)), "it has not moved since");
         // A checkpoint at 2,000 (totals after that batch) becomes the base once it leaves the window.
-        assert!(v.checkpoint_written(2_000));
-        assert!(!v.checkpoint_written(3_000), "only the first one after the base is remembered");
-        assert!(!v.needs_roll(&hour, 3_601_999));
-        assert!(v.needs_roll(&hour, 3_602_000));
-        v.roll_to(Checkpoint::of(&balance(200, 50, 7), 2_000), Some(3_000));
+        v.checkpoint_written(2_000);
+        v.checkpoint_written(3_000);
+        assert_eq!(v.next_at_ms, Some(2_000), "the first one after the base is remembered");
+        assert!(!v.needs_roll(&hour, 3_601_999, &now));
+        assert!(v.needs_roll(&hour, 3_602_000, &now));
+        assert!(v.roll_to(Some(Checkpoint::of(&balance(200, 50, 7), 2_000)), Some(3_000)));
         assert_eq!(v.measure(Measure::DebitVolume, &now), BigInt::from(50));
         assert_eq!(v.measure(Measure::TransactionCount, &now), BigInt::from(2));
-        assert!(!v.needs_roll(&hour, 3_602_999) && v.needs_roll(&hour, 3_603_000));
+        assert!(!v.needs_roll(&hour, 3_602_999, &now) && v.needs_roll(&hour, 3_603_000, &now));
+        // Only a newer checkpoint moves the base; the hint is kept either way.
+        assert!(!v.roll_to(Some(Checkpoint::of(&balance(200, 50, 7), 2_000)), Some(9_000)));
+        assert_eq!(v.next_at_ms, Some(9_000));
+        // The hint is memory, not state.
+        let mut other = v.clone();
+        other.next_at_ms = None;
+        assert_eq!(v, other);
     }
 }

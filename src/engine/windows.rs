@@ -27,27 +27,27 @@ impl Batch {
     pub(super) fn roll_windows(&mut self, w: &mut dyn Writes) -> StoreResult<()> {
         let now_ms = self.now_ms;
         for (balance_id, monitors) in self.monitors.iter_mut() {
+            let Some(balance) = self.balances.get(balance_id) else { continue };
             let mut rolled = false;
             for monitor in monitors.iter_mut() {
                 let (Some(window), Some(velocity)) = (&monitor.condition.window, &mut monitor.velocity) else {
                     continue;
                 };
-                if !velocity.needs_roll(window, now_ms) {
+                if !velocity.needs_roll(window, now_ms, balance) {
                     continue;
                 }
                 let (latest, next) = w.checkpoint_at(balance_id, now_ms - window.ms)?;
-                // Kept until every window of the balance has passed it; if it is gone, the window
-                // cannot be measured, and a guard must not guess: the batch fails instead.
-                let Some(latest) = latest else {
-                    let what = format!(
-                        "the checkpoint of balance {balance_id} at {next_ms} is missing",
-                        next_ms = now_ms - window.ms
-                    );
+                // Kept until every window of the balance has passed it; if the one the hint named
+                // is gone, the window cannot be measured, and a guard must not guess.
+                if latest.is_none() && velocity.next_at_ms.is_some() {
+                    let what =
+                        format!("the checkpoints of balance {balance_id} before {} are missing", now_ms - window.ms);
                     return Err(StoreError::new(ErrorKind::Corrupt, what));
-                };
-                velocity.roll_to(latest, next);
-                self.changed_monitors.insert(monitor.id.clone());
-                rolled = true;
+                }
+                if velocity.roll_to(latest, next) {
+                    self.changed_monitors.insert(monitor.id.clone());
+                    rolled = true;
+                }
             }
             if rolled {
                 let oldest = monitors.iter().filter_map(|m| m.velocity.as_ref().map(|v| v.base.at_ms)).min();
@@ -66,10 +66,8 @@ impl Batch {
                 continue;
             }
             w.save_checkpoint(&self.balances[balance_id], self.now_ms)?;
-            for monitor in monitors.iter_mut() {
-                if monitor.velocity.as_mut().is_some_and(|v| v.checkpoint_written(self.now_ms)) {
-                    self.changed_monitors.insert(monitor.id.clone());
-                }
+            for velocity in monitors.iter_mut().filter_map(|m| m.velocity.as_mut()) {
+                velocity.checkpoint_written(self.now_ms);
             }
         }
         Ok(())

@@ -251,14 +251,15 @@ impl Codec for Window {
     }
 }
 
-/// A velocity monitor's window state, one JSON object (the totals as decimal text): written with
-/// the monitor's state by the batch that evaluated it, never read by a query.
+/// A velocity monitor's window state, one JSON object (the base's totals as decimal text): written
+/// with the monitor's state by the batch that rolled it, never read by a query. The hint of the
+/// next checkpoint is not stored.
 impl Codec for Velocity {
     const KIND: Kind = Kind::Text;
     fn encode(&self) -> Value<'_> {
         let b = &self.base;
         let state = serde_json::json!({"base_at": b.at_ms, "debit_balance": b.debit_balance.to_string(),
-            "credit_balance": b.credit_balance.to_string(), "version": b.version, "next_at": self.next_at_ms});
+            "credit_balance": b.credit_balance.to_string(), "version": b.version});
         Value::Text(Cow::Owned(state.to_string()))
     }
     fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
@@ -273,10 +274,7 @@ impl Codec for Velocity {
                 credit_balance: amount("credit_balance")?,
                 version: state["version"].as_i64().ok_or_else(bad)?,
             },
-            next_at_ms: match &state["next_at"] {
-                serde_json::Value::Null => None,
-                next => Some(next.as_i64().ok_or_else(bad)?),
-            },
+            next_at_ms: None,
         })
     }
 }
