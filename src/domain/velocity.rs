@@ -10,8 +10,9 @@
 //! start moves past the next checkpoint, the base rolls forward to the latest checkpoint at or
 //! before it (`Velocity::needs_roll`, `Velocity::roll_to`). Each checkpoint is rolled past once,
 //! and checkpoints no window reaches any more are deleted. Only the base is stored, and it changes
-//! only when it rolls, so a monitor costs no write of its own while its window does not move. The count in the current batch costs
-//! nothing extra: the in-memory balance already holds the totals after every earlier movement.
+//! only when it rolls, so a monitor costs no write of its own while its window does not move. The
+//! current batch costs nothing extra: the in-memory balance already holds the totals after every
+//! earlier movement.
 //!
 //! Resolution: a movement belongs to the instant of its batch, in milliseconds of the engine's
 //! clock; it counts while that instant is within the last `window` (`now - window < at <= now`).
