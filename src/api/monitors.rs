@@ -1,4 +1,6 @@
 //! `/balance-monitors`: create, get, list, list by balance, update, delete, and a monitor's events.
+//! A body is turned into a definition here (`new_monitor`: the condition, its re-arm level and
+//! window, the trigger, the action and its transfer); the engine checks what needs the balances.
 
 use super::error::ApiError;
 use super::extract::{JsonBody, Paging, PathId, Payload};
@@ -262,16 +264,18 @@ pub async fn of_balance(
     Ok(Json(monitors.into_iter().map(MonitorJson::from).collect()))
 }
 
-/// `GET /balance-monitors/{id}/events`: the monitor's triggers, newest first, each with the
-/// transaction and the balance as it stood right after it.
+/// `GET /balance-monitors/{id}/events`: the monitor's history, newest first: its triggers, resolves
+/// and failed automatic transfers, each with the transaction and the balance as it stood right
+/// after it.
 #[utoipa::path(operation_id = "listBalanceMonitorEvents",
     get,
     path = "/balance-monitors/{id}/events",
     tag = "balance-monitors",
     params(("id" = String, Path, description = "monitor id")),
     responses(
-        (status = 200, description = "(keel) the monitor's triggers, newest first, with transaction and balance \
-            snapshot", body = Vec<crate::wire::EventJson>),
+        (status = 200, description = "(keel) the monitor's history, newest first (balance.monitor, \
+            balance.monitor.resolved, balance.monitor.action_failed), with transaction and balance snapshot",
+            body = Vec<crate::wire::EventJson>),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
             AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
         (status = 404, description = "BAL_MONITOR_NOT_FOUND", body = crate::api::error::ErrorBody),
