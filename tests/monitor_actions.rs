@@ -265,3 +265,36 @@ async fn automatic_transfers_are_validated_naming_the_field() {
         assert!(answer["error"].as_str().unwrap().contains(says), "{body}: {answer}");
     }
 }
+
+/// A dry run shows what the request would leave, automatic transfers included, and makes none.
+#[tokio::test]
+async fn dry_runs_include_the_automatic_transfers_a_request_would_set_off() {
+    let s = setup().await;
+    let sweep = s
+        .monitor(
+            &s.wallet,
+            json!({"field": "balance", "operator": ">", "value": 10, "precision": 100}),
+            json!({"transfer": {"destination": s.savings, "amount": "excess"}}),
+        )
+        .await;
+    let deposit = |amount: i64| {
+        json!({"precise_amount": amount, "precision": 100, "currency": s.currency, "source": "@World",
+            "destination": s.wallet, "reference": unique("d"), "skip_queue": true})
+    };
+    let resulting = |preview: &Value| {
+        let balances = preview["balances"].as_array().unwrap();
+        let wallet = balances.iter().find(|b| b["balance_id"] == s.wallet.as_str()).unwrap();
+        wallet["resulting_balance"].as_str().unwrap().to_string()
+    };
+    let mut one = deposit(2_500);
+    one["dry_run"] = json!(true);
+    let (status, preview) = s.server.post("/transactions", one).await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(resulting(&preview), "1000", "25.00 in, 15.00 swept: {preview}");
+    let body = json!({"transactions": [deposit(500), deposit(700)], "skip_queue": true, "dry_run": true});
+    let (status, preview) = s.server.post("/transactions/bulk", body).await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(resulting(&preview), "1000", "both in, the excess swept after the request: {preview}");
+    assert!(s.automatic(&sweep).await.is_empty(), "a dry run makes no transfer");
+    assert_eq!((s.balance_of(&s.wallet).await, s.balance_of(&s.savings).await), (0, 0));
+}

@@ -220,6 +220,10 @@ fn rehearse_bulk(
         if let Err((_, as_made)) = &tried {
             if stops_at.is_none() && (bulk.atomic || at_once || *as_made) {
                 stops_at = Some(i);
+                // The request ends here for real: the automatic transfers of the items before
+                // this one are made now, as the real request makes them once it is done (an
+                // atomic one that stops makes none: nothing of it moves).
+                finish_request(w, &mut batch, &mut real, !bulk.atomic)?;
             }
         }
         if stops_at.is_none() {
@@ -236,6 +240,12 @@ fn rehearse_bulk(
         let (balances, monitors_triggered) = before.changes(&batch, &indicators);
         items.push(Preview { result, balances, monitors_triggered, legs });
     }
+    if stops_at.is_none() {
+        finish_request(w, &mut batch, &mut real, true)?;
+    }
+    // What later items (judged on their own, past where the request stops) would set off is not
+    // part of the request.
+    batch.actions_due.clear();
     let nothing_moves = bulk.atomic && stops_at.is_some();
     let balances = first_seen
         .into_iter()
@@ -247,6 +257,27 @@ fn rehearse_bulk(
         })
         .collect();
     Ok(Ok(BulkPreview { items, balances, stops_at }))
+}
+
+/// The end of a bulk request as it would really run: its due automatic transfers made (`act`) or
+/// dropped, and what the request leaves (`real`) read again, since a transfer may have moved a
+/// balance already recorded there.
+fn finish_request(
+    w: &mut dyn Writes,
+    batch: &mut Batch,
+    real: &mut HashMap<String, Balance>,
+    act: bool,
+) -> StoreResult<()> {
+    if act {
+        batch.run_actions(w)?;
+    }
+    batch.actions_due.clear();
+    for (id, balance) in real.iter_mut() {
+        if let Some(now) = batch.balances.get(id) {
+            *balance = now.clone();
+        }
+    }
+    Ok(())
 }
 
 /// A bulk item's transaction; for a split item, one whose amount is the whole, with its legs.
