@@ -3,14 +3,18 @@
 //!    command names the balances its monitor watches, so it takes their locks too);
 //! 2. lock: take every touched balance and its monitors from the engine's `BalanceCache` where it
 //!    keeps one; load the rest once, in id order (a fixed order cannot deadlock), then their
-//!    monitors; and, in one query, find which of the batch's references are already taken;
+//!    monitors; then the balances their automatic transfers move (`actions.rs`); in one query,
+//!    find which of the batch's references are already taken; and move every velocity window to
+//!    the batch's instant (`windows.rs`);
 //! 3. apply: run the commands in arrival order against the in-memory balances, each by the rules
 //!    of its resource (`ledgers.rs`, `transactions.rs`, `monitors.rs`, `api_keys.rs`), writing
-//!    each row as it is accepted (so later commands in the batch see earlier ones). After every
-//!    movement, the monitors of both balances are evaluated against the balances as they stand
-//!    right then, and the resulting events go to the outbox;
+//!    each row as it is accepted (so later commands in the batch see earlier ones). Every movement
+//!    passes the guards of both balances first; after it, their monitors are evaluated against the
+//!    balances as they stand right then, and the resulting events go to the outbox; once a command
+//!    is done, the automatic transfers it set off are made;
 //! 4. flush: remove the indicators this batch created that no accepted transaction names, then
-//!    write each changed balance and the state (never the definition) of each changed monitor once.
+//!    write each changed balance, a checkpoint of each with a velocity window, and the state
+//!    (never the definition) of each changed monitor once.
 //!
 //! Commit and answer are the caller's (`mod.rs`). A command refused by a rule returns its
 //! `DomainError` and has changed nothing: every check runs before the first mutation. Storage
