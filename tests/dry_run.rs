@@ -38,6 +38,15 @@ struct World {
 }
 
 impl Setup {
+    /// Alice pays `precise_amount`, 20% to Bob and the rest to `@Tips` (a new indicator).
+    fn tipped_split(&self, precise_amount: u64) -> Value {
+        let shares = json!([{"identifier": self.bob, "distribution": "20%"},
+            {"identifier": "@Tips", "distribution": "left"}]);
+        let mut split = self.transfer(precise_amount, json!({"destinations": shares}));
+        split.as_object_mut().unwrap().remove("destination");
+        split
+    }
+
     fn transfer(&self, precise_amount: u64, extra: Value) -> Value {
         let mut body = json!({
             "precise_amount": precise_amount, "precision": 100, "currency": self.currency,
@@ -373,12 +382,7 @@ async fn a_bulk_dry_run_judges_every_item_in_order_and_predicts_the_real_request
 #[tokio::test]
 async fn a_bulk_dry_run_with_a_split_item_and_a_duplicate_reference() {
     let s = setup().await;
-    let mut split = s.transfer(
-        500,
-        json!({"destinations": [
-        {"identifier": s.bob, "distribution": "20%"}, {"identifier": "@Tips", "distribution": "left"}]}),
-    );
-    split.as_object_mut().unwrap().remove("destination");
+    let split = s.tipped_split(500);
     let repeated = s.transfer(10, json!({}));
     let body = json!({"transactions": [split, repeated, repeated], "dry_run": true, "run_async": true});
     let preview = s.preview("/transactions/bulk", body).await;
@@ -397,12 +401,7 @@ async fn a_bulk_dry_run_with_a_split_item_and_a_duplicate_reference() {
 #[tokio::test]
 async fn a_bulk_dry_run_led_by_a_split_item_predicts_an_at_once_request() {
     let s = setup().await;
-    let mut split = s.transfer(
-        500,
-        json!({"destinations": [
-        {"identifier": s.bob, "distribution": "20%"}, {"identifier": "@Tips", "distribution": "left"}]}),
-    );
-    split.as_object_mut().unwrap().remove("destination");
+    let split = s.tipped_split(500);
     let items = vec![split, s.transfer(600, json!({})), s.transfer(100, json!({}))];
     let body = json!({"transactions": items, "skip_queue": false, "dry_run": true});
     let preview = s.preview("/transactions/bulk", body.clone()).await;
