@@ -9,7 +9,7 @@ mod common;
 
 use common::database::postgres_url;
 use common::invariants::{assert_ledger_invariants, big};
-use common::{unique, unique_currency, wait_for, Server, TestDatabase};
+use common::{unique, wait_for, Server, TestDatabase};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -23,10 +23,8 @@ struct Setup {
 
 /// Alice holds 1,000 minor units; Bob none.
 async fn setup_on(server: Server) -> Setup {
-    let currency = unique_currency();
-    let ledger = server.ledger("guarded").await;
-    let alice = server.balance(&ledger, &currency).await;
-    let bob = server.balance(&ledger, &currency).await;
+    let (currency, ids) = common::parties(&server, 2).await;
+    let (alice, bob) = (ids[1].clone(), ids[2].clone());
     let (status, body) = server.transfer("@World", &alice, 1_000, &currency).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     Setup { server, currency, alice, bob }
@@ -219,9 +217,8 @@ async fn race_a_spending_limit(servers: Vec<Arc<Server>>, clients: usize) {
 
 /// (alice, currency, bob), Alice funded with 100,000.
 async fn setup_on_shared(server: &Server) -> Arc<(String, String, String)> {
-    let currency = unique_currency();
-    let ledger = server.ledger("raced").await;
-    let (alice, bob) = (server.balance(&ledger, &currency).await, server.balance(&ledger, &currency).await);
+    let (currency, ids) = common::parties(server, 2).await;
+    let (alice, bob) = (ids[1].clone(), ids[2].clone());
     assert_eq!(server.transfer("@World", &alice, 100_000, &currency).await.0, StatusCode::CREATED);
     Arc::new((alice, currency, bob))
 }

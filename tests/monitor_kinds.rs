@@ -7,7 +7,7 @@
 mod common;
 
 use common::receiver::Receiver;
-use common::{unique, unique_currency, Server};
+use common::{unique, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -19,10 +19,8 @@ struct Setup {
 }
 
 async fn setup_on(server: Server) -> Setup {
-    let currency = unique_currency();
-    let ledger = server.ledger("monitored").await;
-    let alice = server.balance(&ledger, &currency).await;
-    let bob = server.balance(&ledger, &currency).await;
+    let (currency, ids) = common::parties(&server, 2).await;
+    let (alice, bob) = (ids[1].clone(), ids[2].clone());
     Setup { server, currency, alice, bob }
 }
 

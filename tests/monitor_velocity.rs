@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{unique, unique_currency, Server};
+use common::{unique, Server};
 use keel::engine::Clock;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -24,10 +24,8 @@ struct Setup {
 async fn setup() -> Setup {
     let clock = Clock::manual(1_800_000_000_000);
     let server = Server::in_process_on_clock(None, clock);
-    let currency = unique_currency();
-    let ledger = server.ledger("velocity").await;
-    let alice = server.balance(&ledger, &currency).await;
-    let bob = server.balance(&ledger, &currency).await;
+    let (currency, ids) = common::parties(&server, 2).await;
+    let (alice, bob) = (ids[1].clone(), ids[2].clone());
     assert_eq!(server.transfer("@World", &alice, 100_000, &currency).await.0, StatusCode::CREATED);
     Setup { server, clock, currency, alice, bob }
 }
