@@ -26,14 +26,15 @@
 //! those requests made (N × the mean requests per batch).
 //!
 //! `cargo bench --bench transfers -- [--clients 1,8,64] [--seconds 5] [--balances 1000]
-//!     [--monitors M] [--monitor-kind KIND] [--firing F (percent of balances)]
+//!     [--monitors M] [--monitor-kind KIND] [--ledger-rules R] [--firing F (percent of balances)]
 //!     [--postgres postgres://USER@HOST:PORT/DB] [--bulk N] [--http-only]`
 //!
 //! `--monitor-kind` picks the quiet monitors: `plain` (`debit_balance >`, the default), `edge` (an
 //! edge trigger with a re-arm level), `guard` (`action: reject`), `velocity` (`debit_volume` over
 //! 24 h), `velocity-guard` (a daily limit), or `mixed` (the five in turn). None ever fires or
-//! refuses, so the run measures what evaluating them costs. `--http-only` stops after step 3 (for
-//! interleaved runs of two configurations).
+//! refuses, so the run measures what evaluating them costs. `--ledger-rules R` adds R quiet
+//! ledger-wide monitors of that kind on the one ledger all the balances are in (each rule watches
+//! every balance). `--http-only` stops after step 3 (for interleaved runs of two configurations).
 //!
 //! With `--postgres` (an admin database), the run and each Keel's-rows baseline get a database of
 //! their own, dropped afterwards.
@@ -71,6 +72,8 @@ struct Options {
     monitor_kind: String,
     /// Only the HTTP runs (step 3).
     http_only: bool,
+    /// Quiet ledger-wide monitors on the balances' ledger (`--ledger-rules`).
+    ledger_rules: usize,
 }
 
 fn options() -> Options {
@@ -84,6 +87,7 @@ fn options() -> Options {
         bulk: 0,
         monitor_kind: "plain".into(),
         http_only: false,
+        ledger_rules: 0,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -98,6 +102,7 @@ fn options() -> Options {
             "--postgres" => o.postgres = Some(value),
             "--bulk" => o.bulk = value.parse().expect("--bulk ITEMS (per request)"),
             "--monitor-kind" => o.monitor_kind = value,
+            "--ledger-rules" => o.ledger_rules = value.parse().expect("--ledger-rules R (on the balances' ledger)"),
             "--http-only" => {
                 o.http_only = true;
                 i += 1;
@@ -124,9 +129,9 @@ fn main() {
     let url = database.url.clone();
     let store = if o.postgres.is_some() { "PostgreSQL" } else { "SQLite WAL synchronous=FULL" };
     println!(
-        "keel: {store}, {} balances, {} quiet {} monitors per balance, a firing monitor on {}% of balances, \
-         {} s per run",
-        o.balances, o.monitors, o.monitor_kind, o.firing_percent, o.seconds
+        "keel: {store}, {} balances, {} quiet {} monitors per balance, {} ledger-wide, a firing monitor on {}% \
+         of balances, {} s per run",
+        o.balances, o.monitors, o.monitor_kind, o.ledger_rules, o.firing_percent, o.seconds
     );
     let largest = o.clients.iter().copied().max().unwrap_or(1);
     if o.bulk > 0 {
@@ -250,11 +255,16 @@ async fn set_up(url: &str, o: &Options, hook_url: &str) -> (Vec<String>, usize, 
         shared::quiet_monitor(&ids[i / o.monitors.max(1)], &o.monitor_kind, i, &threshold)
     };
     in_parallel(&engine, ids.len() * o.monitors, quiet).await;
+    let rule = |i: usize| {
+        let threshold = format!("{}", 1_000_000_000_000u64 + i as u64);
+        shared::quiet_rule(&ledger, &o.monitor_kind, i, &threshold)
+    };
+    in_parallel(&engine, o.ledger_rules, rule).await;
     let firing = ids.len() * o.firing_percent / 100;
     // `credit_balance > 0` holds on every funded balance: these fire on each transfer they are in.
     in_parallel(&engine, firing, |i| monitor(&ids[i * ids.len() / firing], "credit_balance", "0", hook_url.into()))
         .await;
-    let commands = 1 + ids.len() * (2 + o.monitors) + firing;
+    let commands = 1 + ids.len() * (2 + o.monitors) + o.ledger_rules + firing;
     drop(engine);
     thread.join().unwrap();
     (ids, commands, started.elapsed())
@@ -290,6 +300,7 @@ fn transfer(source: &str, destination: &str, amount: u64, reference: String) -> 
 fn monitor(balance_id: &str, field: &str, value: &str, call_back_url: String) -> Command {
     Command::CreateMonitor(NewMonitor {
         balance_id: balance_id.into(),
+        scope: None,
         condition: Condition::new(field, ">", value, None).expect("a valid condition"),
         description: String::new(),
         call_back_url,

@@ -175,10 +175,15 @@ async fn commits_queued_transactions_and_refunds_are_guarded_voids_are_not() {
 /// `clients` concurrent clients spread over `servers` spend from one balance under a 10,000 spending
 /// limit, far more than it allows: the limit is never passed, and what moved is exactly what was
 /// acknowledged.
-async fn race_a_spending_limit(servers: Vec<Arc<Server>>, clients: usize) {
+/// `ledger_wide`: the limit is a rule on Alice's ledger (every balance of it), not a monitor of hers.
+async fn race_a_spending_limit(servers: Vec<Arc<Server>>, clients: usize, ledger_wide: bool) {
     let s = setup_on_shared(&servers[0]).await;
-    let body = json!({"balance_id": s.0, "action": "reject",
+    let mut body = json!({"action": "reject",
         "condition": {"field": "debit_balance", "operator": ">", "value": 10_000}});
+    match ledger_wide {
+        false => body["balance_id"] = json!(s.0),
+        true => body["ledger_id"] = servers[0].get(&format!("/balances/{}", s.0)).await.1["ledger_id"].clone(),
+    }
     let guard = servers[0].create("/balance-monitors", body).await["monitor_id"].as_str().unwrap().to_string();
     let tasks: Vec<_> = (0..clients)
         .map(|i| {
@@ -225,7 +230,12 @@ async fn setup_on_shared(server: &Server) -> Arc<(String, String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_spending_limit_holds_under_32_concurrent_clients() {
-    race_a_spending_limit(vec![Arc::new(Server::start())], 32).await;
+    race_a_spending_limit(vec![Arc::new(Server::start())], 32, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ledger_wide_spending_limit_holds_under_32_concurrent_clients() {
+    race_a_spending_limit(vec![Arc::new(Server::start())], 32, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -234,5 +244,14 @@ async fn a_spending_limit_holds_across_two_processes() {
     assert!(postgres_url().is_some(), "several processes share a database only on PostgreSQL");
     let database = TestDatabase::new();
     let servers = vec![Arc::new(Server::start_on(&database.url, &[])), Arc::new(Server::start_on(&database.url, &[]))];
-    race_a_spending_limit(servers, 32).await;
+    race_a_spending_limit(servers, 32, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "PostgreSQL suite: set KEEL_TEST_POSTGRES_URL and pass --include-ignored (.ci/run does)"]
+async fn a_ledger_wide_spending_limit_holds_across_two_processes() {
+    assert!(postgres_url().is_some(), "several processes share a database only on PostgreSQL");
+    let database = TestDatabase::new();
+    let servers = vec![Arc::new(Server::start_on(&database.url, &[])), Arc::new(Server::start_on(&database.url, &[]))];
+    race_a_spending_limit(servers, 32, true).await;
 }

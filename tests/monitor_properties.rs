@@ -1,9 +1,9 @@
 //! Property test: for random transactions (transfers, holds, commits, voids, refused overdrafts),
 //! random waits (on a clock the test moves, so windows cross their boundaries) and random monitors
-//! (created, updated, deleted along the way; every trigger mode in both spellings, re-arm levels,
-//! guards, velocity windows; all fields and operators), the events Keel records, each monitor's
-//! state and every refusal by a guard equal those of a plain reference evaluation done step by
-//! step.
+//! (created, updated, deleted along the way; of one wallet or ledger-wide over all of them; every
+//! trigger mode in both spellings, re-arm levels, guards, velocity windows; all fields and
+//! operators), the events Keel records, each monitor's state (a ledger-wide one's on each wallet)
+//! and every refusal by a guard equal those of a plain reference evaluation done step by step.
 
 mod common;
 
@@ -13,8 +13,11 @@ use proptest::prelude::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-/// Parties: 0 is @World, 1..=3 are wallets (only wallets carry monitors).
+/// Parties: 0 is @World, 1..=3 are wallets of one ledger (only wallets carry monitors).
 const PARTIES: usize = 4;
+/// `Spec::wallet` of a ledger-wide monitor: it watches every wallet (never @World, which lives in
+/// another ledger).
+const LEDGER_WIDE: usize = 0;
 const FIELDS: [&str; 9] = [
     "balance",
     "credit_balance",
@@ -37,6 +40,7 @@ const TRIGGERS: [&str; 4] = ["every", "crossing", "level", "edge"];
 
 #[derive(Debug, Clone)]
 struct Spec {
+    /// The wallet watched, or `LEDGER_WIDE`.
     wallet: usize,
     field: usize,
     operator: usize,
@@ -68,6 +72,10 @@ impl Spec {
     fn window_ms(&self) -> Option<i64> {
         (self.field >= VELOCITY).then_some(WINDOWS[self.window].1)
     }
+
+    fn watches(&self, party: usize) -> bool {
+        party != 0 && (self.wallet == LEDGER_WIDE || self.wallet == party)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -98,7 +106,7 @@ enum Op {
 
 fn spec() -> impl Strategy<Value = Spec> {
     let band = prop::option::of(0i64..60);
-    let shape = (1..PARTIES, 0..9usize, 0..6usize, -100i64..300, 0..4usize, 0..2usize);
+    let shape = (0..PARTIES, 0..9usize, 0..6usize, -100i64..300, 0..4usize, 0..2usize);
     (shape, band, prop::bool::weighted(0.35)).prop_map(
         |((wallet, field, operator, threshold, trigger, window), reset_band, guard)| Spec {
             wallet,
@@ -217,10 +225,11 @@ impl Books {
 struct ModelMonitor {
     id: String,
     spec: Spec,
-    /// The monitor's state: triggered (the condition held, and has not re-armed since).
-    triggered: bool,
-    /// (event, transaction id), oldest first.
-    expected: Vec<(&'static str, String)>,
+    /// The monitor's state on each wallet: triggered (the condition held, and has not re-armed
+    /// since). One wallet's only, unless the monitor is ledger-wide.
+    triggered: [bool; PARTIES],
+    /// (event, transaction id, wallet), oldest first.
+    expected: Vec<(&'static str, String, usize)>,
     deleted: bool,
     /// A velocity monitor counts the movements after this one (those before it was created)...
     origin_seq: u64,
@@ -240,41 +249,39 @@ fn compare(operator: usize, v: i64, t: i64) -> bool {
 }
 
 impl ModelMonitor {
-    /// The watched field now: the wallet's own total, or what moved in the window.
-    fn observe(&self, books: &Books, now_ms: i64) -> i64 {
+    /// The watched field of `wallet` now: its own total, or what moved in the window.
+    fn observe(&self, books: &Books, now_ms: i64, wallet: usize) -> i64 {
         let Some(window) = self.spec.window_ms() else {
-            return books.totals[self.spec.wallet].field(self.spec.field);
+            return books.totals[wallet].field(self.spec.field);
         };
         let since = self.floor_ms.max(now_ms - window);
-        let moved: Vec<Moved> = books.moved[self.spec.wallet]
-            .iter()
-            .filter(|m| m.seq > self.origin_seq && m.at_ms > since)
-            .copied()
-            .collect();
+        let moved: Vec<Moved> =
+            books.moved[wallet].iter().filter(|m| m.seq > self.origin_seq && m.at_ms > since).copied().collect();
         window_value(self.spec.field, &moved)
     }
 
-    fn evaluate(&mut self, books: &Books, now_ms: i64, transaction: &str) {
-        let value = self.observe(books, now_ms);
+    fn evaluate(&mut self, books: &Books, now_ms: i64, transaction: &str, wallet: usize) {
+        let value = self.observe(books, now_ms, wallet);
         let holds = compare(self.spec.operator, value, self.spec.threshold);
-        let was = self.triggered;
+        let was = self.triggered[wallet];
         let in_band = self.spec.reset().is_some_and(|r| compare(self.spec.operator, value, r));
-        self.triggered = holds || (was && in_band);
+        self.triggered[wallet] = holds || (was && in_band);
         let event = match (self.spec.edge(), holds) {
-            (true, _) if self.triggered == was => None,
+            (true, _) if self.triggered[wallet] == was => None,
             (true, true) => Some("balance.monitor"),
             (true, false) => Some("balance.monitor.resolved"),
             (false, true) => Some("balance.monitor"),
             (false, false) => None,
         };
         if let Some(event) = event {
-            self.expected.push((event, transaction.to_string()));
+            self.expected.push((event, transaction.to_string(), wallet));
         }
     }
 
-    /// A guard refuses a movement that makes its condition hold, or takes the field further in.
-    fn refuses(&self, before: &Books, after: &Books, now_ms: i64) -> bool {
-        let (b, a) = (self.observe(before, now_ms), self.observe(after, now_ms));
+    /// A guard refuses a movement that makes its condition hold on `wallet`, or takes the field
+    /// further in.
+    fn refuses(&self, before: &Books, after: &Books, now_ms: i64, wallet: usize) -> bool {
+        let (b, a) = (self.observe(before, now_ms, wallet), self.observe(after, now_ms, wallet));
         let further = match OPERATORS[self.spec.operator] {
             ">" | ">=" => a > b,
             "<" | "<=" => a < b,
@@ -285,6 +292,7 @@ impl ModelMonitor {
     }
 }
 
+/// `wallets[0]` is the wallets' ledger (a ledger-wide monitor's `ledger_id`), the others theirs.
 fn body(spec: &Spec, wallets: &[String]) -> Value {
     // minor units / 10 as exact decimal text, e.g. -7 → "-0.7"; a count as it is.
     let text = |minor: i64| match spec.field {
@@ -302,14 +310,16 @@ fn body(spec: &Spec, wallets: &[String]) -> Value {
     if spec.field >= VELOCITY {
         condition["window"] = json!(WINDOWS[spec.window].0);
     }
-    json!({"balance_id": wallets[spec.wallet], "condition": condition, "trigger": TRIGGERS[spec.trigger],
+    let watched = if spec.wallet == LEDGER_WIDE { "ledger_id" } else { "balance_id" };
+    json!({watched: wallets[spec.wallet], "condition": condition, "trigger": TRIGGERS[spec.trigger],
         "action": if spec.guard { "reject" } else { "notify" }})
 }
 
 /// The guards of `from` and `to` that refuse the books going from `before` to `after`.
 fn refusing(monitors: &[ModelMonitor], parties: [usize; 2], before: &Books, after: &Books, now: i64) -> Vec<String> {
-    let live = monitors.iter().filter(|m| !m.deleted && parties.contains(&m.spec.wallet));
-    live.filter(|m| m.refuses(before, after, now)).map(|m| m.id.clone()).collect()
+    let live = monitors.iter().filter(|m| !m.deleted);
+    let refuses = |m: &&ModelMonitor| parties.iter().any(|&p| m.spec.watches(p) && m.refuses(before, after, now, p));
+    live.filter(refuses).map(|m| m.id.clone()).collect()
 }
 
 /// A refusal by one of `guards`.
@@ -323,6 +333,10 @@ fn assert_guarded(status: StatusCode, answer: &Value, guards: &[String]) {
 // tidy: long because one match arm per operation keeps the model and the server side by side
 async fn run_case(server: &Server, clock: Clock, ops: Vec<Op>) {
     let (currency, ids) = common::parties(server, PARTIES - 1).await;
+    let (_, wallet) = server.get(&format!("/balances/{}", ids[1])).await;
+    // What monitor bodies name: the wallets' ledger in place of @World (which carries none).
+    let mut watched = ids.clone();
+    watched[LEDGER_WIDE] = wallet["ledger_id"].as_str().unwrap().to_string();
     let mut books = Books::default();
     let mut monitors: Vec<ModelMonitor> = Vec::new();
     let mut holds: Vec<(String, usize, usize, i64, bool)> = Vec::new(); // id, from, to, amount, open
@@ -384,13 +398,13 @@ async fn run_case(server: &Server, clock: Clock, ops: Vec<Op>) {
                 Some((child["transaction_id"].as_str().unwrap().to_string(), from, to))
             }
             Op::CreateMonitor(spec) => {
-                let created = server.create("/balance-monitors", body(&spec, &ids)).await;
+                let created = server.create("/balance-monitors", body(&spec, &watched)).await;
                 let id = created["monitor_id"].as_str().unwrap().to_string();
                 let (origin_seq, floor_ms) = (books.seq, i64::MIN);
                 monitors.push(ModelMonitor {
                     id,
                     spec,
-                    triggered: false,
+                    triggered: [false; PARTIES],
                     expected: vec![],
                     deleted: false,
                     origin_seq,
@@ -398,13 +412,17 @@ async fn run_case(server: &Server, clock: Clock, ops: Vec<Op>) {
                 });
                 None
             }
-            Op::UpdateMonitor { pick, spec } => {
+            Op::UpdateMonitor { pick, mut spec } => {
                 let live: Vec<usize> = (0..monitors.len()).filter(|&i| !monitors[i].deleted).collect();
                 if live.is_empty() {
                     continue;
                 }
                 let m = &mut monitors[live[pick % live.len()]];
-                let (status, answer) = server.put(&format!("/balance-monitors/{}", m.id), body(&spec, &ids)).await;
+                // A monitor stays of its kind (a ledger-wide one stays so; one wallet's may move).
+                if (m.spec.wallet == LEDGER_WIDE) != (spec.wallet == LEDGER_WIDE) {
+                    spec.wallet = m.spec.wallet;
+                }
+                let (status, answer) = server.put(&format!("/balance-monitors/{}", m.id), body(&spec, &watched)).await;
                 assert_eq!(status, StatusCode::OK, "{answer}");
                 // A window watching the same wallet carries on from where the old one had reached;
                 // any other starts now.
@@ -413,7 +431,7 @@ async fn run_case(server: &Server, clock: Clock, ops: Vec<Op>) {
                     _ => (m.origin_seq, m.floor_ms) = (books.seq, i64::MIN),
                 }
                 m.spec = spec;
-                m.triggered = false; // an update re-arms the monitor
+                m.triggered = [false; PARTIES]; // an update re-arms the monitor (on every wallet)
                 None
             }
             Op::DeleteMonitor { pick } => {
@@ -422,7 +440,7 @@ async fn run_case(server: &Server, clock: Clock, ops: Vec<Op>) {
                     continue;
                 }
                 let m = &mut monitors[live[pick % live.len()]];
-                check_monitor(server, m).await;
+                check_monitor(server, m, &ids).await;
                 let (status, _) = server.request("DELETE", &format!("/balance-monitors/{}", m.id), None).await;
                 assert_eq!(status, StatusCode::OK);
                 m.deleted = true;
@@ -435,32 +453,51 @@ async fn run_case(server: &Server, clock: Clock, ops: Vec<Op>) {
         };
         if let Some((transaction, from, to)) = moved {
             for party in [from, to] {
-                for m in monitors.iter_mut().filter(|m| !m.deleted && m.spec.wallet == party) {
-                    m.evaluate(&books, now, &transaction);
+                for m in monitors.iter_mut().filter(|m| !m.deleted && m.spec.watches(party)) {
+                    m.evaluate(&books, now, &transaction, party);
                 }
             }
         }
     }
     for m in monitors.iter().filter(|m| !m.deleted) {
-        check_monitor(server, m).await;
+        check_monitor(server, m, &ids).await;
+        if m.spec.wallet == LEDGER_WIDE {
+            check_instances(server, m, &ids).await;
+        }
     }
 }
 
-async fn check_monitor(server: &Server, m: &ModelMonitor) {
+/// A ledger-wide monitor's instance on each wallet: that wallet's own state and trigger count.
+async fn check_instances(server: &Server, m: &ModelMonitor, ids: &[String]) {
+    for (wallet, id) in ids.iter().enumerate().skip(1) {
+        let (_, listed) = server.get(&format!("/balance-monitors/balances/{id}")).await;
+        let instance = listed.as_array().unwrap().iter().find(|i| i["monitor_id"] == m.id.as_str()).cloned();
+        let instance = instance.unwrap_or_else(|| panic!("wallet {wallet} lists {}: {listed}", m.id));
+        let triggers = m.expected.iter().filter(|(e, _, w)| *e == "balance.monitor" && *w == wallet).count();
+        assert_eq!(instance["trigger_count"], json!(triggers), "wallet {wallet}: {instance}");
+        assert_eq!(instance["condition_state"], json!(m.triggered[wallet]), "wallet {wallet}: {instance}");
+        assert_eq!(instance["balance_id"], id.as_str(), "{instance}");
+    }
+}
+
+async fn check_monitor(server: &Server, m: &ModelMonitor, ids: &[String]) {
     let (status, events) = server.get(&format!("/balance-monitors/{}/events?limit=1000", m.id)).await;
     assert_eq!(status, StatusCode::OK);
-    let mut seen: Vec<(&str, String)> = events
+    let wallet =
+        |e: &Value| ids.iter().position(|id| e["data"]["balance_id"] == id.as_str()).expect("a wallet's event");
+    let mut seen: Vec<(&str, String, usize)> = events
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["event"].as_str().unwrap(), e["transaction_id"].as_str().unwrap().to_string()))
+        .map(|e| (e["event"].as_str().unwrap(), e["transaction_id"].as_str().unwrap().to_string(), wallet(e)))
         .collect();
     seen.reverse();
     assert_eq!(seen, m.expected, "monitor {} {:?}", m.id, m.spec);
     let (_, monitor) = server.get(&format!("/balance-monitors/{}", m.id)).await;
-    let triggers = m.expected.iter().filter(|(event, _)| *event == "balance.monitor").count();
+    let triggers = m.expected.iter().filter(|(event, _, _)| *event == "balance.monitor").count();
     assert_eq!(monitor["trigger_count"], json!(triggers), "{monitor}");
-    assert_eq!(monitor["condition_state"], json!(m.triggered), "{monitor}");
+    // A ledger-wide monitor is triggered while it is on any wallet.
+    assert_eq!(monitor["condition_state"], json!(m.triggered.iter().any(|t| *t)), "{monitor}");
     assert_eq!(monitor["trigger"], TRIGGERS[m.spec.trigger], "read back as written: {monitor}");
 }
 

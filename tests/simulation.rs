@@ -29,7 +29,7 @@ use keel::domain::event::Event;
 use keel::domain::event::EventKind;
 use keel::domain::ledger::GENERAL_LEDGER_ID;
 use keel::domain::monitor::Monitor;
-use keel::domain::monitor::{Action, AutoTransfer, Condition, Trigger};
+use keel::domain::monitor::{Action, AutoTransfer, Condition, LedgerScope, Trigger};
 use keel::domain::preview::BulkPreview;
 use keel::domain::preview::Preview;
 use keel::domain::split::{distribute, Share, SplitSide};
@@ -104,6 +104,8 @@ struct Stats {
     auto_transfers: u64,
     /// Bulk dry runs checked against the real request.
     bulk_dry_runs: u64,
+    /// Ledger-wide monitors created or changed (acknowledged).
+    rules: u64,
     faults: BTreeMap<&'static str, u64>,
 }
 
@@ -126,6 +128,7 @@ impl Stats {
         self.guard_refusals += other.guard_refusals;
         self.auto_transfers += other.auto_transfers;
         self.bulk_dry_runs += other.bulk_dry_runs;
+        self.rules += other.rules;
         for (name, n) in &other.faults {
             *self.faults.entry(name).or_default() += n;
         }
@@ -136,7 +139,8 @@ impl Stats {
             "simulation: {} seeds, {} commands in {} batches: {} acknowledged, {} refused ({} by guards), \
              {} failed in storage, {} outcome unknown; {} restarts, {} full checks, {} dry runs predicted \
              ({} of bulk requests), {} splits, {} bulks, {} commits, voids or refunds of several, \
-             {} voids refunded, {} automatic transfers seen by full checks; faults fired: {:?}",
+             {} voids refunded, {} automatic transfers seen by full checks, {} ledger-wide monitors written; \
+             faults fired: {:?}",
             self.seeds,
             self.commands,
             self.steps,
@@ -154,6 +158,7 @@ impl Stats {
             self.multi_settlements,
             self.voids_refunded,
             self.auto_transfers,
+            self.rules,
             self.faults
         )
     }
@@ -440,8 +445,15 @@ impl Simulation {
             }
         }
         for monitor in &preview.monitors_triggered {
-            let stored = reader.monitor(&monitor.id).unwrap().expect("a triggered monitor exists");
-            assert_eq!(stored.trigger_count, monitor.trigger_count, "seed {seed}: monitor triggered as predicted");
+            // A rule's trigger shows its instance on one balance: that balance's count.
+            let count = match monitor.scope {
+                None => reader.monitor(&monitor.id).unwrap().expect("a triggered monitor exists").trigger_count,
+                Some(_) => {
+                    let states = reader.rule_states(std::slice::from_ref(&monitor.balance_id)).unwrap();
+                    states.iter().find(|s| s.monitor_id == monitor.id).expect("a triggered rule's state").trigger_count
+                }
+            };
+            assert_eq!(count, monitor.trigger_count, "seed {seed}: monitor triggered as predicted");
         }
     }
 
@@ -650,6 +662,7 @@ impl Simulation {
                 self.model.acked.insert(t.id.clone(), t);
             }
             Outcome::Monitor(m) => {
+                self.stats.rules += u64::from(m.scope.is_some());
                 self.model.monitors.retain(|(id, _)| *id != m.id);
                 if !deleted.contains(&m.id) {
                     assert!(
@@ -773,7 +786,12 @@ impl Simulation {
                 // before it, so read before it), under the reference that names the two.
                 let automatic = t.meta_data.get("triggered_by").and_then(|by| by.as_str()).is_some_and(|by| {
                     let monitor = t.meta_data["monitor_id"].as_str().unwrap_or_default();
-                    stored_ids.contains(by) && t.reference == format!("auto-{monitor}-{by}")
+                    // A rule's instances differ by balance: its reference names the balance too.
+                    stored_ids.contains(by)
+                        && (t.reference == format!("auto-{monitor}-{by}")
+                            || [&t.source_balance_id, &t.destination_balance_id]
+                                .iter()
+                                .any(|b| t.reference == format!("auto-{monitor}-{b}-{by}")))
                 });
                 automatic_seen += u64::from(automatic);
                 let told = self.model.acked.contains_key(&t.id)
@@ -1098,6 +1116,8 @@ impl Simulation {
         })
     }
 
+    /// A monitor of `balance_id`, or, one time in five, a ledger-wide rule over every balance of its
+    /// ledger (in its currency, or any).
     fn random_monitor(&mut self, balance_id: String) -> NewMonitor {
         let fields = ["balance", "credit_balance", "debit_balance", "inflight_balance"];
         let velocity = ["debit_volume", "credit_volume", "transaction_count"];
@@ -1131,8 +1151,19 @@ impl Simulation {
             true => (Action::Transfer, Some(self.random_auto_transfer(&balance_id, &condition))),
             false => (action, None),
         };
+        let (balance_id, scope) = match self.rng.u8(..5) {
+            0 => {
+                let watched = self.reader().balance(&balance_id).unwrap();
+                let (ledger_id, currency) =
+                    watched.map_or(("ldg_unknown".into(), None), |b| (b.ledger_id, Some(b.currency)));
+                let currency = currency.filter(|_| transfer.is_some() || self.rng.bool());
+                (String::new(), Some(LedgerScope { ledger_id, currency, balance_meta_data: Default::default() }))
+            }
+            _ => (balance_id, None),
+        };
         NewMonitor {
             balance_id,
+            scope,
             condition,
             description: String::new(),
             call_back_url: String::new(),

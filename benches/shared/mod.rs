@@ -1,7 +1,7 @@
 //! What both benchmarks build their workloads from.
 
 use keel::domain::amount::Precision;
-use keel::domain::monitor::{Action, Condition, Trigger};
+use keel::domain::monitor::{Action, Condition, LedgerScope, Trigger};
 use keel::engine::{Command, NewMonitor, NewTransaction};
 use num_bigint::BigInt;
 
@@ -30,6 +30,15 @@ pub fn transfer(source: &str, destination: &str, amount: u64, reference: String)
     }
 }
 
+/// The `i`th ledger-wide monitor of `kind` on `ledger`, quiet as `quiet_monitor`'s: evaluated on
+/// every transfer of every balance of the ledger.
+#[allow(dead_code)] // the bulk benchmark sets none
+pub fn quiet_rule(ledger: &str, kind: &str, i: usize, threshold: &str) -> Command {
+    let Command::CreateMonitor(mut rule) = quiet_monitor("", kind, i, threshold) else { unreachable!() };
+    rule.scope = Some(LedgerScope { ledger_id: ledger.into(), currency: None, balance_meta_data: Default::default() });
+    Command::CreateMonitor(rule)
+}
+
 /// The `i`th monitor of `kind` on `balance`, whose `threshold` (minor units) no transfer of a run
 /// reaches: evaluated on every transfer of its balance, it never fires and never refuses.
 pub fn quiet_monitor(balance: &str, kind: &str, i: usize, threshold: &str) -> Command {
@@ -48,6 +57,7 @@ pub fn quiet_monitor(balance: &str, kind: &str, i: usize, threshold: &str) -> Co
     }
     Command::CreateMonitor(NewMonitor {
         balance_id: balance.into(),
+        scope: None,
         condition,
         description: String::new(),
         call_back_url: String::new(),

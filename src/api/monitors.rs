@@ -6,8 +6,9 @@ use super::error::ApiError;
 use super::extract::{JsonBody, Paging, PathId, Payload};
 use super::{created, read, AppState};
 use crate::domain::amount::Precision;
+use crate::domain::currency;
 use crate::domain::error::Resource;
-use crate::domain::monitor::{check_definition, Action, AutoTransfer, Condition, Trigger};
+use crate::domain::monitor::{check_definition, Action, AutoTransfer, Condition, LedgerScope, Trigger};
 use crate::engine::{Command, NewMonitor, Outcome};
 use crate::store::EventFilter;
 use crate::wire::number::NumberText;
@@ -20,7 +21,17 @@ use serde_json::{Map, Value};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct MonitorBody {
+    /// The balance to watch; or, instead, `ledger_id`.
     balance_id: Option<String>,
+    /// (keel) A ledger-wide monitor: watches every balance of this ledger, present and future, each
+    /// with its own state (instead of `balance_id`).
+    ledger_id: Option<String>,
+    /// (keel) With `ledger_id`: only the balances in this currency (required with a transfer).
+    currency: Option<String>,
+    /// (keel) With `ledger_id`: only the balances whose `meta_data` has every one of these keys
+    /// with the same value (`{"tier": "gold"}`).
+    #[schema(value_type = Option<Object>)]
+    balance_meta_data: Option<Map<String, Value>>,
     condition: Option<ConditionBody>,
     description: Option<String>,
     call_back_url: Option<String>,
@@ -84,10 +95,7 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
 /// Turns a request body into a monitor definition; every refusal names the field. `allowed_hosts`
 /// (the server's `--callback-allowed-hosts`) restricts where `call_back_url` may point.
 fn new_monitor(body: MonitorBody, allowed_hosts: Option<&[String]>) -> Result<NewMonitor, ApiError> {
-    let balance_id = match body.balance_id.map(|b| b.trim().to_string()) {
-        Some(id) if !id.is_empty() => id,
-        _ => return Err(invalid("balance_id", "balance_id is required")),
-    };
+    let (balance_id, scope) = watched(body.balance_id, body.ledger_id, body.currency, body.balance_meta_data)?;
     let condition = new_condition(body.condition.ok_or_else(|| invalid("condition", "condition is required"))?)?;
     let trigger = match body.trigger.as_deref() {
         None | Some("") => Trigger::Every,
@@ -102,6 +110,9 @@ fn new_monitor(body: MonitorBody, allowed_hosts: Option<&[String]>) -> Result<Ne
     };
     let transfer = body.transfer.map(|t| new_transfer(t, condition.precision)).transpose()?;
     check_definition(&condition, trigger, action, transfer.as_ref())?;
+    if transfer.is_some() && scope.as_ref().is_some_and(|s| s.currency.is_none()) {
+        return Err(invalid("currency", "a ledger-wide monitor with a transfer names its currency"));
+    }
     let call_back_url = body.call_back_url.unwrap_or_default().trim().to_string();
     if !call_back_url.is_empty() {
         crate::webhooks::callback::check(&call_back_url, allowed_hosts)
@@ -109,6 +120,7 @@ fn new_monitor(body: MonitorBody, allowed_hosts: Option<&[String]>) -> Result<Ne
     }
     Ok(NewMonitor {
         balance_id,
+        scope,
         condition,
         description: body.description.unwrap_or_default(),
         call_back_url,
@@ -117,6 +129,37 @@ fn new_monitor(body: MonitorBody, allowed_hosts: Option<&[String]>) -> Result<Ne
         action,
         transfer,
     })
+}
+
+/// What a monitor watches: one balance (`balance_id`), or every balance of a ledger (`ledger_id`,
+/// narrowed by `currency` and `balance_meta_data`); exactly one of the two.
+fn watched(
+    balance_id: Option<String>,
+    ledger_id: Option<String>,
+    currency: Option<String>,
+    balance_meta_data: Option<Map<String, Value>>,
+) -> Result<(String, Option<LedgerScope>), ApiError> {
+    let given = |id: Option<String>| id.map(|b| b.trim().to_string()).filter(|b| !b.is_empty());
+    match (given(balance_id), given(ledger_id)) {
+        (Some(_), Some(_)) => Err(invalid("ledger_id", "give balance_id or ledger_id, not both")),
+        (None, None) => {
+            Err(invalid("balance_id", "balance_id is required (or ledger_id, for every balance of a ledger)"))
+        }
+        (Some(balance_id), None) => {
+            let narrowing = [("currency", currency.is_some()), ("balance_meta_data", balance_meta_data.is_some())];
+            match narrowing.into_iter().find(|(_, given)| *given) {
+                Some((field, _)) => {
+                    Err(invalid(field, format!("{field} narrows a ledger-wide monitor: it needs ledger_id")))
+                }
+                None => Ok((balance_id, None)),
+            }
+        }
+        (None, Some(ledger_id)) => {
+            let currency = currency.map(|c| currency::parse(Resource::Monitor, Some(&c))).transpose()?;
+            let balance_meta_data = balance_meta_data.unwrap_or_default();
+            Ok((String::new(), Some(LedgerScope { ledger_id, currency, balance_meta_data })))
+        }
+    }
 }
 
 fn new_condition(body: ConditionBody) -> Result<Condition, ApiError> {
@@ -251,7 +294,8 @@ pub async fn list(State(app): State<AppState>, Paging(page): Paging) -> Result<J
     tag = "balance-monitors",
     params(("id" = String, Path, description = "balance id")),
     responses(
-        (status = 200, description = "the balance's monitors ([] when none)", body = Vec<crate::wire::MonitorJson>),
+        (status = 200, description = "the balance's monitors ([] when none), then the ledger-wide monitors \
+            that cover it, each with this balance's state", body = Vec<crate::wire::MonitorJson>),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
             AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
         (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
@@ -260,7 +304,20 @@ pub async fn of_balance(
     State(app): State<AppState>,
     PathId(balance_id): PathId,
 ) -> Result<Json<Vec<MonitorJson>>, ApiError> {
-    let monitors = read(&app, move |r| r.monitors_of_balance(&balance_id)).await?;
+    let monitors = read(&app, move |r| {
+        let mut monitors = r.monitors_of_balance(&balance_id)?;
+        let Some(balance) = r.balance(&balance_id)? else { return Ok(monitors) };
+        // The ledger's rules that cover the balance, each as its instance there: its own state.
+        let states = r.rule_states(std::slice::from_ref(&balance_id))?;
+        for rule in r.rules_of_ledger(&balance.ledger_id)? {
+            if rule.scope.as_ref().is_some_and(|s| s.covers(&balance)) {
+                let state = states.iter().find(|s| s.monitor_id == rule.id);
+                monitors.push(rule.instance_on(&balance, state, 0));
+            }
+        }
+        Ok(monitors)
+    })
+    .await?;
     Ok(Json(monitors.into_iter().map(MonitorJson::from).collect()))
 }
 

@@ -508,9 +508,43 @@ pub fn check_definition(
     Ok(())
 }
 
+/// Which balances a ledger-wide monitor (a rule) watches: every balance of `ledger_id`, present and
+/// future, optionally only those in `currency` and those whose `meta_data` holds every key of
+/// `balance_meta_data` with the same value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerScope {
+    pub ledger_id: String,
+    pub currency: Option<String>,
+    pub balance_meta_data: Map<String, Value>,
+}
+
+impl LedgerScope {
+    /// Whether the rule watches `balance`, as it stands now (its metadata may change).
+    pub fn covers(&self, balance: &Balance) -> bool {
+        balance.ledger_id == self.ledger_id
+            && self.currency.as_ref().is_none_or(|c| *c == balance.currency)
+            && self.balance_meta_data.iter().all(|(key, value)| balance.meta_data.get(key) == Some(value))
+    }
+}
+
+/// A ledger-wide monitor's state for one balance: stored only once it differs from a fresh
+/// instance's (armed, never triggered, a window starting when the balance was first seen), so a
+/// rule over a million balances stores rows only for those it has acted on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleState {
+    pub monitor_id: String,
+    pub balance_id: String,
+    pub state: State,
+    pub trigger_count: i64,
+    pub last_triggered_at: Option<String>,
+    pub velocity: Option<Velocity>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Monitor {
     pub id: String,
+    /// The balance watched. For a ledger-wide rule as stored, empty; for its instance on one
+    /// balance (what a batch evaluates), that balance.
     pub balance_id: String,
     pub condition: Condition,
     pub description: String,
@@ -526,9 +560,43 @@ pub struct Monitor {
     pub velocity: Option<Velocity>,
     /// What `action: "transfer"` records (`Some` exactly then).
     pub transfer: Option<AutoTransfer>,
+    /// `Some` for a ledger-wide monitor (a rule) and for each of its instances.
+    pub scope: Option<LedgerScope>,
 }
 
 impl Monitor {
+    /// A rule's instance on `balance`: the rule's definition with `balance`'s own state (`None`: a
+    /// fresh one, whose window starts now). Evaluated, refused by and acted on exactly as a
+    /// monitor of that balance.
+    pub fn instance_on(&self, balance: &Balance, state: Option<&RuleState>, now_ms: i64) -> Monitor {
+        debug_assert!(
+            self.scope.as_ref().is_some_and(|s| s.covers(balance)),
+            "G3: a rule has instances on the balances it covers"
+        );
+        let fresh = || self.condition.window.as_ref().map(|_| Velocity::starting(balance, now_ms));
+        Monitor {
+            balance_id: balance.id.clone(),
+            state: state.map_or(State::Ok, |s| s.state),
+            trigger_count: state.map_or(0, |s| s.trigger_count),
+            last_triggered_at: state.and_then(|s| s.last_triggered_at.clone()),
+            velocity: state.map_or_else(fresh, |s| s.velocity.clone().or_else(fresh)),
+            ..self.clone()
+        }
+    }
+
+    /// An instance's state, as stored for its balance.
+    pub fn rule_state(&self) -> RuleState {
+        debug_assert!(self.scope.is_some() && !self.balance_id.is_empty(), "only a rule's instance has one");
+        RuleState {
+            monitor_id: self.id.clone(),
+            balance_id: self.balance_id.clone(),
+            state: self.state,
+            trigger_count: self.trigger_count,
+            last_triggered_at: self.last_triggered_at.clone(),
+            velocity: self.velocity.clone(),
+        }
+    }
+
     /// Evaluates the monitor against `balance` as it stands right after a transaction, updates its
     /// state, and says what it signals, if anything (an event is due).
     pub fn evaluate(&mut self, balance: &Balance, now: &str) -> Option<Signal> {
@@ -623,6 +691,7 @@ mod tests {
             last_triggered_at: None,
             velocity: None,
             transfer: None,
+            scope: None,
         }
     }
 

@@ -49,9 +49,16 @@ impl Batch {
         let Some(balance) = self.balances.get(&monitor.balance_id) else {
             unreachable!("a monitor that triggered was evaluated on its loaded balance");
         };
-        if !self.balances.contains_key(&transfer.counterparty) {
+        let Some(other) = self.balances.get(&transfer.counterparty) else {
             // Beyond the chain `lock` loaded: refused, not guessed at.
             let message = format!("balance {} is not held by this batch", transfer.counterparty);
+            return Ok(Err(DomainError::validation(Resource::Monitor, "transfer", message)));
+        };
+        // A ledger-wide rule's instance may sit on its own counterparty, or on a balance of another
+        // currency when the rule names none: checked here, where a monitor of one balance was
+        // checked when it was written.
+        if other.id == balance.id || other.currency != balance.currency {
+            let message = format!("balance {} cannot take an automatic transfer from balance {}", other.id, balance.id);
             return Ok(Err(DomainError::validation(Resource::Monitor, "transfer", message)));
         }
         // The amount from the balance as it stands now (an earlier action may have moved it).
@@ -91,7 +98,11 @@ impl Batch {
             group: None,
             precise_amount: amount,
             precision: monitor.condition.precision,
-            reference: format!("auto-{}-{triggered_by}", monitor.id),
+            // A rule may trigger on both balances of one transaction: its instances differ by balance.
+            reference: match monitor.scope {
+                None => format!("auto-{}-{triggered_by}", monitor.id),
+                Some(_) => format!("auto-{}-{}-{triggered_by}", monitor.id, monitor.balance_id),
+            },
             description: transfer.description.clone(),
             currency: balance.currency.clone(),
             source: source.clone(),
@@ -120,6 +131,13 @@ impl Batch {
         let Some(other) = self.balances.get(&transfer.counterparty) else {
             return Err(invalid(format!("{field} {} does not exist", transfer.counterparty)));
         };
+        if let Some(scope) = &new.scope {
+            // A rule's transfers move one currency: the rule names it (the API requires it).
+            return match scope.currency.as_ref().is_some_and(|c| *c == other.currency) {
+                true => Ok(()),
+                false => Err(invalid(format!("{field} holds {}, not the rule's currency", other.currency))),
+            };
+        }
         if transfer.counterparty == new.balance_id {
             return Err(invalid(format!("{field} must be another balance than the one monitored")));
         }

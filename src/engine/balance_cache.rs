@@ -50,6 +50,12 @@ impl BalanceCache {
         Some(entry)
     }
 
+    /// Forgets everything (a ledger-wide rule changed: it may have an instance in any entry).
+    pub fn clear(&mut self) {
+        self.by_balance.clear();
+        self.weight = 0;
+    }
+
     /// Called after a batch committed: `entries` are the balances it touched with their monitors,
     /// as they stand after it; `evicted` are balances whose monitors a command changed: their old
     /// entries go, and only those the batch returns in `entries` come back.
@@ -99,6 +105,7 @@ mod tests {
             action: crate::domain::monitor::Action::Notify,
             velocity: None,
             transfer: None,
+            scope: None,
             state: State::Ok,
             trigger_count: 0,
             last_triggered_at: None,

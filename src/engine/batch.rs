@@ -31,7 +31,7 @@ use super::failure::{split, Failure, Ruled};
 use crate::domain::balance::Balance;
 use crate::domain::error::{DomainError, Resource};
 use crate::domain::ledger::GENERAL_LEDGER_ID;
-use crate::domain::monitor::Monitor;
+use crate::domain::monitor::{Monitor, RuleState};
 use crate::domain::split::SplitSide;
 use crate::store::{ErrorKind, StoreError, StoreResult, Writes};
 // The engine's maps are keyed by balance ids and references, thousands per batch on the one
@@ -64,6 +64,8 @@ pub struct BatchOutput {
     /// Balances whose monitors a command changed: a cached entry of theirs is stale unless this
     /// batch loaded the balance and returns it in `touched`.
     pub monitors_evicted: BTreeSet<String>,
+    /// A ledger-wide rule changed: every cached entry may hold a stale instance of it.
+    pub rules_changed: bool,
 }
 
 /// Plans, locks, applies and flushes `commands` inside the caller's database transaction.
@@ -93,29 +95,65 @@ pub fn apply_batch(
 /// cache hit in debug builds, so every test run compares the cache with storage; release builds
 /// trust it and save the reads.
 #[cfg(debug_assertions)]
-fn assert_cached_entry_is_current(w: &mut dyn Writes, entry: &Entry) -> StoreResult<()> {
+fn assert_cached_entry_is_current(w: &mut dyn Writes, entry: &Entry, now_ms: i64) -> StoreResult<()> {
     let id = &entry.balance.id;
     assert_eq!(w.balance(id)?.as_ref(), Some(&entry.balance), "C1: the cached balance {id} equals its row");
-    assert_eq!(w.monitors_of_balance(id)?, entry.monitors, "C1: the cached monitors of {id} equal storage's");
+    let mut stored = w.monitors_of_balance(id)?;
+    let instances = rule_instances(w, &[&entry.balance], now_ms)?;
+    assert!(instances.iter().all(|(_, fresh)| !fresh), "C1: a cached rule instance's window is stored");
+    stored.extend(instances.into_iter().map(|(instance, _)| instance));
+    assert_eq!(stored, entry.monitors, "C1: the cached monitors of {id} equal storage's");
     Ok(())
 }
 
+/// The instances of the ledger-wide rules that cover these balances (G3), each with its balance's
+/// stored state, in the balances' order and then the rules'. `true` beside an instance: its window
+/// starts now, so its state is to be stored (a later batch must measure from the same start).
+pub(super) fn rule_instances(
+    w: &mut dyn Writes,
+    balances: &[&Balance],
+    now_ms: i64,
+) -> StoreResult<Vec<(Monitor, bool)>> {
+    let ledgers: BTreeSet<String> = balances.iter().map(|b| b.ledger_id.clone()).collect();
+    if ledgers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rules = w.share_rules_of_ledgers(&ledgers.into_iter().collect::<Vec<_>>())?;
+    if rules.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = balances.iter().map(|b| b.id.clone()).collect();
+    let states: HashMap<(String, String), RuleState> =
+        w.rule_states(&ids)?.into_iter().map(|s| ((s.balance_id.clone(), s.monitor_id.clone()), s)).collect();
+    let mut instances = Vec::new();
+    for balance in balances {
+        for rule in rules.iter().filter(|r| r.scope.as_ref().is_some_and(|s| s.covers(balance))) {
+            let state = states.get(&(balance.id.clone(), rule.id.clone()));
+            let fresh = rule.condition.window.is_some() && state.is_none_or(|s| s.velocity.is_none());
+            instances.push((rule.instance_on(balance, state, now_ms), fresh));
+        }
+    }
+    Ok(instances)
+}
+
 /// Takes `ids` (and their monitors) from the cache where it keeps them; loads the rest from storage,
-/// under their locks, in id order, then their monitors. An id with no balance gets an empty list of
-/// monitors, so it is not asked for again.
+/// under their locks, in id order, then their monitors: their own, then the instances of the rules
+/// that cover them. An id with no balance gets an empty list of monitors, so it is not asked for
+/// again. Returns the rule instances whose state is to be stored (a window starting now).
 fn load<'a>(
     w: &mut dyn Writes,
     ids: impl IntoIterator<Item = &'a String>,
     cache: &mut BalanceCache,
     balances: &mut HashMap<String, Balance>,
     monitors: &mut HashMap<String, Vec<Monitor>>,
-) -> StoreResult<()> {
+    now_ms: i64,
+) -> StoreResult<Vec<(String, String)>> {
     let mut uncached = Vec::new();
     for id in ids {
         match cache.take(id) {
             Some(entry) => {
                 #[cfg(debug_assertions)]
-                assert_cached_entry_is_current(w, &entry)?;
+                assert_cached_entry_is_current(w, &entry, now_ms)?;
                 balances.insert(id.clone(), entry.balance);
                 monitors.insert(id.clone(), entry.monitors);
             }
@@ -134,7 +172,15 @@ fn load<'a>(
     for monitor in w.monitors_of_balances(&uncached)? {
         monitors.get_mut(&monitor.balance_id).expect("monitors are of the balances asked for").push(monitor);
     }
-    Ok(())
+    let loaded: Vec<&Balance> = uncached.iter().filter_map(|id| balances.get(id)).collect();
+    let mut fresh = Vec::new();
+    for (instance, starts_now) in rule_instances(w, &loaded, now_ms)? {
+        if starts_now {
+            fresh.push((instance.id.clone(), instance.balance_id.clone()));
+        }
+        monitors.get_mut(&instance.balance_id).expect("rules cover the balances asked for").push(instance);
+    }
+    Ok(fresh)
 }
 
 /// How many automatic transfers may follow one another from one movement (an action's transfer
@@ -207,25 +253,9 @@ pub(super) fn plan(
             resolved: None,
             legs: vec![],
         }),
-        // A monitor command locks the balances its monitor watches, before and after: it then
-        // waits for, and is waited for by, every batch evaluating that monitor on any process.
-        // An automatic transfer's other balance too: it must exist, in the same currency.
-        Command::CreateMonitor(new) => {
-            let mut balances = vec![new.balance_id.clone()];
-            balances.extend(new.transfer.as_ref().map(|t| t.counterparty.clone()));
-            Ok(Plan { balances, resolved: None, legs: vec![] })
+        Command::CreateMonitor(_) | Command::UpdateMonitor { .. } | Command::DeleteMonitor { .. } => {
+            Ok(Plan { balances: monitor_balances(w, command)?, resolved: None, legs: vec![] })
         }
-        Command::UpdateMonitor { id, monitor } => {
-            let mut balances = vec![monitor.balance_id.clone()];
-            balances.extend(monitor.transfer.as_ref().map(|t| t.counterparty.clone()));
-            balances.extend(w.monitor(id)?.map(|current| current.balance_id));
-            Ok(Plan { balances, resolved: None, legs: vec![] })
-        }
-        Command::DeleteMonitor { id } => Ok(Plan {
-            balances: w.monitor(id)?.map(|current| current.balance_id).into_iter().collect(),
-            resolved: None,
-            legs: vec![],
-        }),
         // One transaction's two balances, or every balance a split's legs or a bulk request's items
         // name: their commits, voids and refunds move between the same two, whoever adds them.
         Command::FinishInflight { id, .. } | Command::Refund { id, .. } => {
@@ -241,6 +271,29 @@ pub(super) fn plan(
             }
         }
     })
+}
+
+/// The balances a monitor command locks: those its monitor watches, before and after (it then
+/// waits for, and is waited for by, every batch evaluating that monitor on any process), and an
+/// automatic transfer's other balance (it must exist, in the same currency). A ledger-wide rule
+/// watches no one balance: its row lock stands in for theirs (`Writes::update_rule`).
+fn monitor_balances(w: &mut dyn Writes, command: &Command) -> StoreResult<Vec<String>> {
+    let mut balances = Vec::new();
+    match command {
+        Command::CreateMonitor(new) => {
+            balances.push(new.balance_id.clone());
+            balances.extend(new.transfer.as_ref().map(|t| t.counterparty.clone()));
+        }
+        Command::UpdateMonitor { id, monitor } => {
+            balances.push(monitor.balance_id.clone());
+            balances.extend(monitor.transfer.as_ref().map(|t| t.counterparty.clone()));
+            balances.extend(w.monitor(id)?.map(|current| current.balance_id));
+        }
+        Command::DeleteMonitor { id } => balances.extend(w.monitor(id)?.map(|current| current.balance_id)),
+        _ => unreachable!("only monitor commands"),
+    }
+    balances.retain(|b| !b.is_empty());
+    Ok(balances)
 }
 
 /// Every balance some legs name, sorted, once each.
@@ -370,7 +423,11 @@ pub(super) struct Batch {
     pub(super) changed: BTreeSet<String>,
     /// The monitors of every balance this batch touches (an entry, maybe empty, per balance).
     pub(super) monitors: HashMap<String, Vec<Monitor>>,
-    pub(super) changed_monitors: BTreeSet<String>,
+    /// Monitors whose state changed, as (monitor id, balance id): a rule's instances differ by
+    /// balance.
+    pub(super) changed_monitors: BTreeSet<(String, String)>,
+    /// A command changed a ledger-wide rule: any balance's cached instances may be stale.
+    pub(super) rules_changed: bool,
     /// Balances whose monitors a command changed (see `BalanceCache::commit`).
     pub(super) monitors_evicted: BTreeSet<String>,
     /// Loaded balances whose list got a monitor moved in from another balance: the list is right
@@ -413,7 +470,8 @@ impl Batch {
             plans.iter().filter_map(|p| p.as_ref().ok()).flat_map(|p| p.balances.iter()).collect();
         let mut balances: HashMap<String, Balance> = HashMap::with_capacity(touched.len());
         let mut monitors: HashMap<String, Vec<Monitor>> = HashMap::with_capacity(touched.len());
-        load(w, touched, cache, &mut balances, &mut monitors)?;
+        let mut changed_monitors: BTreeSet<(String, String)> =
+            load(w, touched, cache, &mut balances, &mut monitors, now_ms)?.into_iter().collect();
         // The balances automatic transfers of these balances' monitors move (and theirs, along a
         // chain as long as one may run): locked now, so an action never meets a balance this batch
         // does not hold. On PostgreSQL these locks come after the first set, out of id order; two
@@ -429,7 +487,7 @@ impl Batch {
             if counterparties.is_empty() {
                 break;
             }
-            load(w, &counterparties, cache, &mut balances, &mut monitors)?;
+            changed_monitors.extend(load(w, &counterparties, cache, &mut balances, &mut monitors, now_ms)?);
         }
         let references: Vec<String> = commands
             .iter()
@@ -449,7 +507,8 @@ impl Batch {
             balances,
             changed: BTreeSet::new(),
             monitors,
-            changed_monitors: BTreeSet::new(),
+            changed_monitors,
+            rules_changed: false,
             monitors_evicted: BTreeSet::new(),
             monitor_order_unknown: BTreeSet::new(),
             now,
@@ -542,8 +601,11 @@ impl Batch {
         }
         self.checkpoint_windows(w)?;
         for monitor in self.monitors.values().flatten() {
-            if self.changed_monitors.contains(&monitor.id) {
-                w.save_monitor_state(monitor)?;
+            if self.changed_monitors.contains(&(monitor.id.clone(), monitor.balance_id.clone())) {
+                match monitor.scope {
+                    None => w.save_monitor_state(monitor)?,
+                    Some(_) => w.save_rule_state(&monitor.rule_state())?,
+                }
             }
         }
         Ok(())
@@ -552,7 +614,7 @@ impl Batch {
     /// What the engine keeps once the batch commits. Only balances that exist go back to the
     /// cache: ids a client made up take no memory.
     fn finish(self, results: Vec<CommandResult>) -> BatchOutput {
-        let Batch { mut monitors, balances, monitors_evicted, monitor_order_unknown, .. } = self;
+        let Batch { mut monitors, balances, monitors_evicted, monitor_order_unknown, rules_changed, .. } = self;
         let touched = balances
             .into_values()
             .filter(|balance| !monitor_order_unknown.contains(&balance.id))
@@ -565,6 +627,7 @@ impl Batch {
             monitor_triggers: self.monitor_triggers,
             touched,
             monitors_evicted,
+            rules_changed,
         }
     }
 }

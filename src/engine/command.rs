@@ -7,7 +7,7 @@ use crate::domain::balance::Balance;
 use crate::domain::error::DomainError;
 use crate::domain::event::Event;
 use crate::domain::ledger::Ledger;
-use crate::domain::monitor::{Action, AutoTransfer, Condition, Monitor, Trigger};
+use crate::domain::monitor::{Action, AutoTransfer, Condition, LedgerScope, Monitor, Trigger};
 use crate::domain::preview::{BulkPreview, Preview};
 use crate::domain::split::{Share, SplitSide};
 use crate::domain::transaction::Transaction;
@@ -209,7 +209,10 @@ impl BulkItem {
 
 #[derive(Debug, Clone)]
 pub struct NewMonitor {
+    /// The balance watched; empty for a ledger-wide monitor.
     pub balance_id: String,
+    /// `Some` for a ledger-wide monitor (a rule): the balances it watches.
+    pub scope: Option<LedgerScope>,
     pub condition: Condition,
     pub description: String,
     pub call_back_url: String,

@@ -3,11 +3,12 @@
 //! commits, voids and refunds, get the keys too) or a split (every leg), `bulk_` a bulk request
 //! (every item).
 
-use super::batch::Batch;
+use super::batch::{rule_instances, Batch};
 use super::command::Outcome;
 use super::failure::Ruled;
 use crate::domain::error::{DomainError, Resource};
-use crate::store::Writes;
+use crate::domain::monitor::Monitor;
+use crate::store::{StoreResult, Writes};
 use serde_json::{Map, Value};
 
 impl Batch {
@@ -26,7 +27,9 @@ impl Batch {
                 let balance = self.balances.get_mut(id).ok_or_else(not_found)?;
                 merge(&mut balance.meta_data);
                 w.set_balance_meta_data(id, &balance.meta_data)?;
-                balance.meta_data.clone()
+                let merged = balance.meta_data.clone();
+                self.rules_rematched(w, id)?;
+                merged
             }
             Some("txn" | "bulk") => match w.transaction(id)? {
                 Some(mut transaction) => {
@@ -60,12 +63,46 @@ impl Batch {
     }
 }
 
+impl Batch {
+    /// A balance's metadata changed: the ledger-wide rules narrowed by metadata may now cover it,
+    /// or no longer. Instances this batch already holds keep their state; new ones come with
+    /// their stored state (or fresh).
+    fn rules_rematched(&mut self, w: &mut dyn Writes, id: &str) -> StoreResult<()> {
+        let balance = self.balances[id].clone();
+        let covering = rule_instances(w, &[&balance], self.now_ms)?;
+        let list = self.monitors.get_mut(id).expect("a loaded balance has its list of monitors");
+        let mut held: Vec<Monitor> = Vec::new();
+        list.retain(|m| match m.scope {
+            None => true,
+            Some(_) => {
+                held.push(m.clone());
+                false
+            }
+        });
+        for (instance, starts_now) in covering {
+            match held.iter().position(|h| h.id == instance.id) {
+                Some(at) => list.push(held.swap_remove(at)),
+                None => {
+                    if starts_now {
+                        self.changed_monitors.insert((instance.id.clone(), id.to_string()));
+                    }
+                    list.push(instance);
+                }
+            }
+        }
+        // Those no longer covering keep their state, should the balance match again: what this
+        // batch changed is stored now, as the flush will not see them.
+        for gone in held {
+            if self.changed_monitors.remove(&(gone.id.clone(), id.to_string())) {
+                w.save_rule_state(&gone.rule_state())?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Merges into the metadata of `parent`'s children (its commits, voids and refunds).
-fn merge_into_children(
-    w: &mut dyn Writes,
-    parent: &str,
-    merge: &dyn Fn(&mut Map<String, Value>),
-) -> crate::store::StoreResult<()> {
+fn merge_into_children(w: &mut dyn Writes, parent: &str, merge: &dyn Fn(&mut Map<String, Value>)) -> StoreResult<()> {
     for mut child in w.children(parent)? {
         merge(&mut child.meta_data);
         w.set_transaction_meta_data(&child.id, &child.meta_data)?;

@@ -175,7 +175,11 @@ impl Core {
 
     /// Wakes the webhook dispatcher after a commit that wrote events for it.
     fn committed(&mut self, output: &mut batch::BatchOutput) {
-        self.cache.commit(std::mem::take(&mut output.touched), &output.monitors_evicted);
+        if output.rules_changed {
+            self.cache.clear();
+        } else {
+            self.cache.commit(std::mem::take(&mut output.touched), &output.monitors_evicted);
+        }
         if output.events_to_deliver > 0 {
             if let Some(notify) = &self.config.events_written {
                 notify.notify_one();

@@ -15,6 +15,9 @@ use crate::wire::event::{monitor_event_body, transaction_event_body};
 
 impl Batch {
     pub(super) fn create_monitor(&mut self, w: &mut dyn Writes, new: &NewMonitor) -> Ruled<Outcome> {
+        if new.scope.is_some() {
+            return self.create_rule(w, new);
+        }
         if let Err(refused) = self.balance_exists(&new.balance_id) {
             return Err(refused.into());
         }
@@ -35,12 +38,15 @@ impl Batch {
             state: State::Ok,
             trigger_count: 0,
             last_triggered_at: None,
+            scope: None,
         };
         w.insert_monitor(&monitor)?;
         self.monitors_evicted.insert(monitor.balance_id.clone());
-        // A transaction later in this batch on this balance must see the new monitor.
+        // A transaction later in this batch on this balance must see the new monitor: after the
+        // balance's own, before the rules' instances, as storage lists them (C1).
         if let Some(list) = self.monitors.get_mut(&monitor.balance_id) {
-            list.push(monitor.clone());
+            let own = list.iter().position(|m| m.scope.is_some()).unwrap_or(list.len());
+            list.insert(own, monitor.clone());
         }
         Ok(Outcome::Monitor(monitor))
     }
@@ -49,6 +55,12 @@ impl Batch {
         let Some(current) = self.current_monitor(w, id)? else {
             return Err(DomainError::not_found(Resource::Monitor, "monitor_id").into());
         };
+        match (&current.scope, &new.scope) {
+            (Some(_), Some(_)) => return self.update_rule(w, current, new),
+            (None, None) => {}
+            (Some(_), None) => return Err(kind_is_kept("balance_id", "a ledger-wide monitor").into()),
+            (None, Some(_)) => return Err(kind_is_kept("ledger_id", "a monitor of one balance").into()),
+        }
         self.check_locked(&current)?;
         if let Err(refused) = self.balance_exists(&new.balance_id) {
             return Err(refused.into());
@@ -76,7 +88,7 @@ impl Batch {
         if current_balance == monitor.balance_id {
             // It keeps its place among its balance's monitors, as its row keeps its place in
             // storage; it is written already, so the batch must not write an older copy.
-            self.changed_monitors.remove(id);
+            self.changed_monitors.retain(|(monitor, _)| monitor != id);
             let list = self.monitors.get_mut(&monitor.balance_id);
             if let Some(slot) = list.and_then(|list| list.iter_mut().find(|m| m.id == id)) {
                 *slot = monitor.clone();
@@ -96,6 +108,11 @@ impl Batch {
         let Some(current) = self.current_monitor(w, id)? else {
             return Err(DomainError::not_found(Resource::Monitor, "monitor_id").into());
         };
+        if current.scope.is_some() {
+            w.delete_rule(id)?;
+            self.rule_changed(w, id, None)?;
+            return Ok(Outcome::MonitorDeleted);
+        }
         self.check_locked(&current)?;
         w.delete_monitor(id)?;
         self.monitors_evicted.insert(current.balance_id);
@@ -140,7 +157,7 @@ impl Batch {
                     signalled.push((kind, body, url, Some(monitor.id.clone())));
                 }
                 if (monitor.state, monitor.trigger_count) != before {
-                    self.changed_monitors.insert(monitor.id.clone());
+                    self.changed_monitors.insert((monitor.id.clone(), balance_id.clone()));
                 }
             }
         }
@@ -191,9 +208,10 @@ impl Batch {
         })
     }
 
-    /// The monitor as this batch knows it (it may have changed earlier in the batch).
+    /// The monitor as this batch knows it (it may have changed earlier in the batch); a rule as
+    /// stored (a batch holds only its instances).
     fn current_monitor(&self, w: &mut dyn Writes, id: &str) -> StoreResult<Option<Monitor>> {
-        if let Some(m) = self.monitors.values().flatten().find(|m| m.id == id) {
+        if let Some(m) = self.monitors.values().flatten().find(|m| m.id == id && m.scope.is_none()) {
             return Ok(Some(m.clone()));
         }
         w.monitor(id)
@@ -228,6 +246,106 @@ impl Batch {
         for list in self.monitors.values_mut() {
             list.retain(|m| m.id != id);
         }
-        self.changed_monitors.remove(id);
+        self.changed_monitors.retain(|(monitor, _)| monitor != id);
     }
+
+    /// A ledger-wide monitor (a rule): one row, whatever number of balances it covers; each
+    /// balance gets an instance when a batch loads it (`batch::rule_instances`).
+    fn create_rule(&mut self, w: &mut dyn Writes, new: &NewMonitor) -> Ruled<Outcome> {
+        let scope = new.scope.clone().expect("a rule has its scope");
+        if w.ledger(&scope.ledger_id)?.is_none() {
+            let message = format!("ledger_id {} does not exist", scope.ledger_id);
+            return Err(DomainError::validation(Resource::Monitor, "ledger_id", message).into());
+        }
+        self.check_counterparty(new)?;
+        let rule = Monitor {
+            velocity: None,
+            transfer: new.transfer.clone(),
+            id: new_id("mon"),
+            balance_id: String::new(),
+            condition: new.condition.clone(),
+            description: new.description.clone(),
+            call_back_url: new.call_back_url.clone(),
+            meta_data: new.meta_data.clone(),
+            created_at: self.now.clone(),
+            trigger: new.trigger,
+            action: new.action,
+            state: State::Ok,
+            trigger_count: 0,
+            last_triggered_at: None,
+            scope: Some(scope),
+        };
+        w.insert_rule(&rule)?;
+        self.rule_changed(w, &rule.id, Some(&rule))?;
+        Ok(Outcome::Monitor(rule))
+    }
+
+    /// A rule's new definition: every balance's instance re-armed (as a monitor of one balance is),
+    /// keeping its trigger count and, where both definitions have a window, what it counted (G2).
+    fn update_rule(&mut self, w: &mut dyn Writes, current: Monitor, new: &NewMonitor) -> Ruled<Outcome> {
+        let scope = new.scope.clone().expect("a rule has its scope");
+        if scope.ledger_id != current.scope.as_ref().expect("a rule has its scope").ledger_id {
+            return Err(kind_is_kept("ledger_id", "a rule of its ledger").into());
+        }
+        self.check_counterparty(new)?;
+        let keep_windows = current.condition.window.is_some() && new.condition.window.is_some();
+        let rule = Monitor {
+            transfer: new.transfer.clone(),
+            condition: new.condition.clone(),
+            description: new.description.clone(),
+            call_back_url: new.call_back_url.clone(),
+            meta_data: new.meta_data.clone(),
+            trigger: new.trigger,
+            action: new.action,
+            scope: Some(scope),
+            state: State::Ok,
+            ..current
+        };
+        w.update_rule(&rule, keep_windows)?;
+        self.rule_changed(w, &rule.id, Some(&rule))?;
+        Ok(Outcome::Monitor(rule))
+    }
+
+    /// Brings the instances of rule `id` in this batch's lists in line with its new definition
+    /// (`None`: deleted): re-armed where they stay, fresh where it now covers a balance, gone
+    /// where it no longer does. The engine's cache is dropped once the batch commits.
+    fn rule_changed(&mut self, w: &mut dyn Writes, id: &str, rule: Option<&Monitor>) -> StoreResult<()> {
+        self.rules_changed = true;
+        let mut to_store = Vec::new();
+        for (balance_id, list) in self.monitors.iter_mut() {
+            let old = list.iter().position(|m| m.id == id).map(|at| list.remove(at));
+            let (Some(rule), Some(balance)) = (rule, self.balances.get(balance_id)) else { continue };
+            let kept = old.map(|old| {
+                let mut state = old.rule_state();
+                state.state = State::Ok;
+                state.velocity = state.velocity.filter(|_| rule.condition.window.is_some());
+                state
+            });
+            if !rule.scope.as_ref().is_some_and(|s| s.covers(balance)) {
+                // No longer covered (another currency now): what this batch counted is kept, as
+                // the stored states of balances it did not load are, for the flush will not see it.
+                if let Some(kept) =
+                    kept.filter(|_| self.changed_monitors.contains(&(id.to_string(), balance_id.clone())))
+                {
+                    w.save_rule_state(&kept)?;
+                }
+                continue;
+            }
+            let instance = rule.instance_on(balance, kept.as_ref(), self.now_ms);
+            // Stored at the flush: what this batch evaluated before the change, re-armed, or a
+            // window starting now.
+            if kept.is_some() || instance.velocity.is_some() {
+                to_store.push((id.to_string(), balance_id.clone()));
+            }
+            list.push(instance);
+        }
+        self.changed_monitors.retain(|(monitor, _)| monitor != id);
+        self.changed_monitors.extend(to_store);
+        Ok(())
+    }
+}
+
+/// A monitor stays of its kind: one balance's, or a ledger's rule (of the same ledger).
+fn kind_is_kept(field: &str, kind: &str) -> DomainError {
+    DomainError::validation(Resource::Monitor, field, format!("{field} cannot change: this is {kind}"))
 }

@@ -45,7 +45,7 @@ impl Batch {
                     return Err(StoreError::new(ErrorKind::Corrupt, what));
                 }
                 if velocity.roll_to(latest, next) {
-                    self.changed_monitors.insert(monitor.id.clone());
+                    self.changed_monitors.insert((monitor.id.clone(), balance_id.clone()));
                     rolled = true;
                 }
             }

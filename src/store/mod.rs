@@ -22,7 +22,7 @@ use crate::domain::balance::Balance;
 pub use crate::domain::event::{AfterAttempt, Attempt};
 use crate::domain::event::{Delivery, Event};
 use crate::domain::ledger::Ledger;
-use crate::domain::monitor::Monitor;
+use crate::domain::monitor::{Monitor, RuleState};
 use crate::domain::transaction::{Status, Transaction};
 use crate::domain::velocity::Checkpoint;
 use serde_json::Map;
@@ -87,6 +87,10 @@ pub trait Reads {
     fn monitors_of_balance(&self, balance_id: &str) -> StoreResult<Vec<Monitor>>;
     /// The monitors of all these balances, in creation order: one query for a whole batch.
     fn monitors_of_balances(&self, balance_ids: &[String]) -> StoreResult<Vec<Monitor>>;
+    /// The ledger-wide monitors (rules) of a ledger, in creation order, without state.
+    fn rules_of_ledger(&self, ledger_id: &str) -> StoreResult<Vec<Monitor>>;
+    /// The stored states of rules on these balances (a balance without one has a fresh instance).
+    fn rule_states(&self, balance_ids: &[String]) -> StoreResult<Vec<RuleState>>;
     fn event(&self, id: &str) -> StoreResult<Option<Event>>;
     /// Events matching `filter`, in `page.order`.
     fn events(&self, filter: &EventFilter, page: Page) -> StoreResult<Vec<Event>>;
@@ -135,6 +139,17 @@ pub trait Writes: Reads {
     /// never the definition: a transaction batch owns the state alone (DESIGN rule 9).
     fn save_monitor_state(&mut self, monitor: &Monitor) -> StoreResult<()>;
     fn delete_monitor(&mut self, id: &str) -> StoreResult<()>;
+    /// The rules of these ledgers, in creation order, held shared until the batch ends (where the
+    /// backend has row locks): a rule's update or delete waits for every batch evaluating it.
+    fn share_rules_of_ledgers(&mut self, ledger_ids: &[String]) -> StoreResult<Vec<Monitor>>;
+    /// Inserts a ledger-wide monitor's definition (`scope` is `Some`).
+    fn insert_rule(&mut self, rule: &Monitor) -> StoreResult<()>;
+    /// Replaces a rule's definition and re-arms it on every balance (keeping trigger counts, and
+    /// the windows' starts if `keep_windows`).
+    fn update_rule(&mut self, rule: &Monitor, keep_windows: bool) -> StoreResult<()>;
+    fn delete_rule(&mut self, id: &str) -> StoreResult<()>;
+    /// Writes one balance's state of a rule (an instance a batch evaluated).
+    fn save_rule_state(&mut self, state: &RuleState) -> StoreResult<()>;
     /// Records `balance`'s totals at `at_ms` (replacing what an earlier batch in the same
     /// millisecond recorded): for its velocity monitors.
     fn save_checkpoint(&mut self, balance: &Balance, at_ms: i64) -> StoreResult<()>;

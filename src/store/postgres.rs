@@ -27,6 +27,7 @@ const MIGRATIONS: &Migrations = &[
     (4, "batch_markers", include_str!("../../migrations/postgres/0004_batch_markers.sql")),
     (5, "money_movement", include_str!("../../migrations/postgres/0005_money_movement.sql")),
     (6, "monitor_kinds", include_str!("../../migrations/postgres/0006_monitor_kinds.sql")),
+    (7, "ledger_monitors", include_str!("../../migrations/postgres/0007_ledger_monitors.sql")),
 ];
 
 /// How long a write whose COMMIT answer was lost keeps asking the database whether it committed

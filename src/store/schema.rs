@@ -11,7 +11,9 @@ use crate::domain::api_key::Scope;
 use crate::domain::balance::Balance;
 use crate::domain::event::{Attempt, Delivery, Event, EventKind};
 use crate::domain::ledger::Ledger;
-use crate::domain::monitor::{Action, AutoTransfer, Condition, Field, Monitor, Operator, State, Trigger};
+use crate::domain::monitor::{
+    Action, AutoTransfer, Condition, Field, LedgerScope, Monitor, Operator, RuleState, State, Trigger,
+};
 use crate::domain::transaction::{Status, Transaction};
 use crate::domain::velocity::{Checkpoint, Velocity, Window};
 use num_bigint::BigInt;
@@ -76,7 +78,7 @@ pub fn columns_of(table: &str) -> Option<&'static [Column]> {
         (R::TABLE, R::COLUMNS)
     }
     let tables = [of::<Ledger>(), of::<Balance>(), of::<Transaction>(), of::<Monitor>(), of::<Event>()];
-    let more = [of::<Attempt>(), of::<ApiKey>(), of::<BalanceCheckpoint>()];
+    let more = [of::<Attempt>(), of::<ApiKey>(), of::<BalanceCheckpoint>(), of::<LedgerRule>(), of::<RuleState>()];
     tables.into_iter().chain(more).find(|(name, _)| *name == table).map(|(_, c)| c)
 }
 
@@ -180,6 +182,91 @@ record! {
         last_triggered_at: r.last_triggered_at,
         velocity: r.velocity,
         transfer: r.auto_transfer,
+        scope: None,
+    }
+}
+
+/// A ledger-wide monitor as stored: its definition and its scope, without state (each balance's is
+/// a `RuleState` of its own).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerRule {
+    pub monitor: Monitor,
+    pub scope: LedgerScope,
+}
+
+impl LedgerRule {
+    /// The row of a rule (`monitor.scope` is `Some`).
+    pub fn of(monitor: &Monitor) -> LedgerRule {
+        let scope = monitor.scope.clone().expect("a ledger-wide monitor has its scope");
+        LedgerRule { monitor: Monitor { scope: None, ..monitor.clone() }, scope }
+    }
+
+    /// The rule as the engine and the API see it: no balance, armed, never triggered.
+    pub fn into_monitor(self) -> Monitor {
+        Monitor { scope: Some(self.scope), ..self.monitor }
+    }
+}
+
+record! {
+    LedgerRule in "ledger_monitors" {
+        monitor_id: String = monitor.id,
+        ledger_id: String = scope.ledger_id,
+        currency: Option<String> = scope.currency,
+        balance_meta_data: Map<String, serde_json::Value> = scope.balance_meta_data,
+        field: Field = monitor.condition.field,
+        operator: Operator = monitor.condition.operator,
+        value: String = monitor.condition.value,
+        precision_exponent: Precision = monitor.condition.precision,
+        precise_value: BigInt = monitor.condition.precise_value,
+        reset_value: Option<String> = monitor.condition.reset_value,
+        reset_precise_value: Option<BigInt> = monitor.condition.reset_precise_value,
+        window_length: Option<Window> = monitor.condition.window,
+        description: String = monitor.description,
+        call_back_url: String = monitor.call_back_url,
+        meta_data: Map<String, serde_json::Value> = monitor.meta_data,
+        created_at: String = monitor.created_at,
+        trigger_mode: Trigger = monitor.trigger,
+        action: Action = monitor.action,
+        auto_transfer: Option<AutoTransfer> = monitor.transfer,
+    } read r => LedgerRule {
+        monitor: Monitor {
+            id: r.monitor_id,
+            balance_id: String::new(),
+            condition: Condition {
+                field: r.field,
+                operator: r.operator,
+                value: r.value,
+                precision: r.precision_exponent,
+                precise_value: r.precise_value,
+                reset_value: r.reset_value,
+                reset_precise_value: r.reset_precise_value,
+                window: r.window_length,
+            },
+            description: r.description,
+            call_back_url: r.call_back_url,
+            meta_data: r.meta_data,
+            created_at: r.created_at,
+            trigger: r.trigger_mode,
+            action: r.action,
+            state: State::Ok,
+            trigger_count: 0,
+            last_triggered_at: None,
+            velocity: None,
+            transfer: r.auto_transfer,
+            scope: None,
+        },
+        scope: LedgerScope { ledger_id: r.ledger_id, currency: r.currency, balance_meta_data: r.balance_meta_data },
+    }
+}
+
+record! {
+    RuleState in "ledger_monitor_states" {
+        balance_id: String = balance_id,
+        monitor_id: String = monitor_id,
+        state: State = state,
+        trigger_count: i64 = trigger_count,
+        last_triggered_at: Option<String> = last_triggered_at,
+        velocity: Option<Velocity> = velocity,
     }
 }
 

@@ -11,19 +11,20 @@
 //! - `{any}`: `= ANY($1)` on PostgreSQL, `= $1` on SQLite, whose backend runs the statement once
 //!   per item of the list bound to `$1` (in-process index lookups cost less than an IN list);
 //! - `{numeric}`, after a placeholder: the cast PostgreSQL needs to bind an amount as text;
-//! - `{lock}` / `{skip_locked}`: PostgreSQL's `FOR UPDATE` / `FOR UPDATE SKIP LOCKED` (SQLite's
+//! - `{lock}` / `{skip_locked}` / `{share}`: PostgreSQL's `FOR UPDATE` / `FOR UPDATE SKIP LOCKED` /
+//!   `FOR SHARE` (SQLite's
 //!   writer holds the database's one write lock for the whole batch, so reading is locking).
 //!
 //! Placeholders are written `$N`; SQLite's are rendered `?N` (positional, like PostgreSQL's).
 
 use super::codec::{Codec, Cursor, Kind, Value};
-use super::schema::{columns_of, BalanceCheckpoint, Record};
+use super::schema::{columns_of, BalanceCheckpoint, LedgerRule, Record};
 use super::{AfterAttempt, Attempt, EventFilter, Order, Page, Reads, StoreResult, Writes};
 use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
 use crate::domain::event::{Delivery, Event};
 use crate::domain::ledger::Ledger;
-use crate::domain::monitor::Monitor;
+use crate::domain::monitor::{Monitor, RuleState, State};
 use crate::domain::transaction::{Status, Transaction};
 use crate::domain::velocity::Checkpoint;
 use parking_lot::RwLock;
@@ -65,6 +66,7 @@ fn render_uncached(dialect: Dialect, template: &str) -> String {
             "numeric" => out.push_str(if pg { "::text::numeric" } else { "" }),
             "lock" => out.push_str(if pg { " FOR UPDATE" } else { "" }),
             "skip_locked" => out.push_str(if pg { " FOR UPDATE SKIP LOCKED" } else { "" }),
+            "share" => out.push_str(if pg { " FOR SHARE" } else { "" }),
             _ => out.push_str(&render_table_token(dialect, token)),
         }
         rest = &rest[end + 1..];
@@ -211,6 +213,21 @@ fn text(cursor: &mut Cursor<'_>) -> StoreResult<String> {
     Ok(cursor.text()?.to_string())
 }
 
+/// A rule as a client reads it: triggered while any balance's instance is, with the triggers of
+/// all its balances counted.
+fn summarized<S: Sql + ?Sized>(sql: &S, rule: LedgerRule) -> StoreResult<Monitor> {
+    let summary = sql.rows(
+        "SELECT CAST(COALESCE(SUM(trigger_count), 0) AS BIGINT), MAX(last_triggered_at),
+                CAST(COALESCE(SUM(CASE WHEN state = 'triggered' THEN 1 ELSE 0 END), 0) AS BIGINT)
+         FROM ledger_monitor_states WHERE monitor_id = $1",
+        &[(&rule.monitor.id).into()],
+        |row| Ok((i64::decode(row)?, Option::<String>::decode(row)?, i64::decode(row)?)),
+    )?;
+    let (trigger_count, last_triggered_at, triggered) = summary.into_iter().next().unwrap_or_default();
+    let state = if triggered > 0 { State::Triggered } else { State::Ok };
+    Ok(Monitor { state, trigger_count, last_triggered_at, ..rule.into_monitor() })
+}
+
 impl<S: Sql> Reads for S {
     fn ledger(&self, id: &str) -> StoreResult<Option<Ledger>> {
         self.one("SELECT {ledgers} FROM ledgers WHERE ledger_id = $1", &[id.into()])
@@ -275,17 +292,53 @@ impl<S: Sql> Reads for S {
     }
 
     fn monitor(&self, id: &str) -> StoreResult<Option<Monitor>> {
-        self.one("SELECT {balance_monitors} FROM balance_monitors WHERE monitor_id = $1", &[id.into()])
+        let own = self.one("SELECT {balance_monitors} FROM balance_monitors WHERE monitor_id = $1", &[id.into()])?;
+        if own.is_some() {
+            return Ok(own);
+        }
+        let rule: Option<LedgerRule> =
+            self.one("SELECT {ledger_monitors} FROM ledger_monitors WHERE monitor_id = $1", &[id.into()])?;
+        rule.map(|rule| summarized(self, rule)).transpose()
     }
 
+    /// Both kinds, in creation order (ids are UUIDv7: they sort by creation time), one page of ids
+    /// first, then their rows.
     fn monitors(&self, page: Page) -> StoreResult<Vec<Monitor>> {
         let sql = match page.order {
-            Order::OldestFirst => "SELECT {balance_monitors} FROM balance_monitors ORDER BY {seq} LIMIT $1 OFFSET $2",
+            Order::OldestFirst => {
+                "SELECT monitor_id FROM (SELECT monitor_id FROM balance_monitors
+                 UNION ALL SELECT monitor_id FROM ledger_monitors) AS m ORDER BY monitor_id LIMIT $1 OFFSET $2"
+            }
             Order::NewestFirst => {
-                "SELECT {balance_monitors} FROM balance_monitors ORDER BY {seq} DESC LIMIT $1 OFFSET $2"
+                "SELECT monitor_id FROM (SELECT monitor_id FROM balance_monitors
+                 UNION ALL SELECT monitor_id FROM ledger_monitors) AS m ORDER BY monitor_id DESC LIMIT $1 OFFSET $2"
             }
         };
-        self.page(sql, page)
+        let ids = self.rows(sql, &limits(page), text)?;
+        let own: Vec<Monitor> = self
+            .all("SELECT {balance_monitors} FROM balance_monitors WHERE monitor_id {any}", &[Value::TextList(&ids)])?;
+        let rules: Vec<LedgerRule> =
+            self.all("SELECT {ledger_monitors} FROM ledger_monitors WHERE monitor_id {any}", &[Value::TextList(&ids)])?;
+        let mut by_id: HashMap<String, Monitor> = own.into_iter().map(|m| (m.id.clone(), m)).collect();
+        for rule in rules {
+            by_id.insert(rule.monitor.id.clone(), summarized(self, rule)?);
+        }
+        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    }
+
+    fn rules_of_ledger(&self, ledger_id: &str) -> StoreResult<Vec<Monitor>> {
+        let rules: Vec<LedgerRule> = self.all(
+            "SELECT {ledger_monitors} FROM ledger_monitors WHERE ledger_id = $1 ORDER BY monitor_id",
+            &[ledger_id.into()],
+        )?;
+        Ok(rules.into_iter().map(LedgerRule::into_monitor).collect())
+    }
+
+    fn rule_states(&self, balance_ids: &[String]) -> StoreResult<Vec<RuleState>> {
+        self.all(
+            "SELECT {ledger_monitor_states} FROM ledger_monitor_states WHERE balance_id {any}",
+            &[Value::TextList(balance_ids)],
+        )
     }
 
     fn monitors_of_balance(&self, balance_id: &str) -> StoreResult<Vec<Monitor>> {
@@ -484,6 +537,43 @@ impl<S: WriteSql> Writes for S {
 
     fn delete_monitor(&mut self, id: &str) -> StoreResult<()> {
         self.execute("DELETE FROM balance_monitors WHERE monitor_id = $1", &[id.into()]).map(drop)
+    }
+
+    fn share_rules_of_ledgers(&mut self, ledger_ids: &[String]) -> StoreResult<Vec<Monitor>> {
+        let rules: Vec<LedgerRule> = self.all(
+            "SELECT {ledger_monitors} FROM ledger_monitors WHERE ledger_id {any} ORDER BY monitor_id{share}",
+            &[Value::TextList(ledger_ids)],
+        )?;
+        Ok(rules.into_iter().map(LedgerRule::into_monitor).collect())
+    }
+
+    fn insert_rule(&mut self, rule: &Monitor) -> StoreResult<()> {
+        self.execute("{insert:ledger_monitors}", &LedgerRule::of(rule).values()).map(drop)
+    }
+
+    fn update_rule(&mut self, rule: &Monitor, keep_windows: bool) -> StoreResult<()> {
+        // The row first: its lock waits for every batch evaluating the rule (they hold it shared).
+        self.execute("{update:ledger_monitors}", &LedgerRule::of(rule).values())?;
+        let sql = match keep_windows {
+            true => "UPDATE ledger_monitor_states SET state = 'ok' WHERE monitor_id = $1",
+            false => "UPDATE ledger_monitor_states SET state = 'ok', velocity = NULL WHERE monitor_id = $1",
+        };
+        self.execute(sql, &[(&rule.id).into()]).map(drop)
+    }
+
+    fn delete_rule(&mut self, id: &str) -> StoreResult<()> {
+        self.execute("DELETE FROM ledger_monitors WHERE monitor_id = $1", &[id.into()])?;
+        self.execute("DELETE FROM ledger_monitor_states WHERE monitor_id = $1", &[id.into()]).map(drop)
+    }
+
+    fn save_rule_state(&mut self, state: &RuleState) -> StoreResult<()> {
+        self.execute(
+            "{insert:ledger_monitor_states} ON CONFLICT (balance_id, monitor_id) DO UPDATE SET
+             state = excluded.state, trigger_count = excluded.trigger_count,
+             last_triggered_at = excluded.last_triggered_at, velocity = excluded.velocity",
+            &state.values(),
+        )
+        .map(drop)
     }
 
     fn save_checkpoint(&mut self, balance: &Balance, at_ms: i64) -> StoreResult<()> {

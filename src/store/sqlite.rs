@@ -21,6 +21,7 @@ const MIGRATIONS: &Migrations = &[
     (3, "api_keys", include_str!("../../migrations/sqlite/0003_api_keys.sql")),
     (4, "money_movement", include_str!("../../migrations/sqlite/0004_money_movement.sql")),
     (5, "monitor_kinds", include_str!("../../migrations/sqlite/0005_monitor_kinds.sql")),
+    (6, "ledger_monitors", include_str!("../../migrations/sqlite/0006_ledger_monitors.sql")),
 ];
 
 const READER_POOL_SIZE: u32 = 8;

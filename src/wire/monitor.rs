@@ -1,5 +1,6 @@
 //! A balance monitor as Blnk writes it, plus Blnk PR #388's `condition_state` and Keel's own fields
-//! (`trigger`, `action`, `state`, `trigger_count`, `last_triggered_at`, `condition.reset_value`).
+//! (`trigger`, `action`, `state`, `trigger_count`, `last_triggered_at`, `condition.reset_value`, and a
+//! ledger-wide monitor's `ledger_id`, `currency` and `balance_meta_data`).
 
 use super::number::{decimal, integer};
 use crate::domain::monitor::{AutoAmount, AutoTransfer, Monitor, State};
@@ -56,7 +57,20 @@ impl From<AutoTransfer> for TransferJson {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct MonitorJson {
     pub monitor_id: String,
+    /// The balance watched. A ledger-wide monitor read on its own has `""`; read among a balance's
+    /// monitors, or in an event, it names that balance and shows that balance's state.
     pub balance_id: String,
+    /// (keel) A ledger-wide monitor: the ledger whose balances it watches, present and future.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger_id: Option<String>,
+    /// (keel) A ledger-wide monitor narrowed to the balances of one currency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// (keel) A ledger-wide monitor narrowed to the balances whose `meta_data` has these keys
+    /// with these values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub balance_meta_data: Option<Map<String, Value>>,
     pub condition: ConditionJson,
     pub description: String,
     pub call_back_url: String,
@@ -89,6 +103,9 @@ impl From<Monitor> for MonitorJson {
                 reset_value: m.condition.reset_value.as_deref().map(decimal),
                 window: m.condition.window.map(|w| w.text),
             },
+            ledger_id: m.scope.as_ref().map(|s| s.ledger_id.clone()),
+            currency: m.scope.as_ref().and_then(|s| s.currency.clone()),
+            balance_meta_data: m.scope.map(|s| s.balance_meta_data),
             monitor_id: m.id,
             balance_id: m.balance_id,
             description: m.description,

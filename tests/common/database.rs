@@ -61,6 +61,24 @@ impl TestDatabase {
     pub fn is_postgres(&self) -> bool {
         self.postgres.is_some()
     }
+
+    /// The one integer `sql` selects (a `COUNT(*)`), read straight from the database: for what the
+    /// API does not show, such as how many rows a feature stores.
+    #[allow(dead_code)] // not every test binary counts rows
+    pub fn count(&self, sql: &str) -> i64 {
+        if self.postgres.is_some() {
+            let (url, sql) = (self.url.clone(), sql.to_string());
+            return std::thread::spawn(move || {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connects");
+                client.query_one(&sql, &[]).expect("one row").get::<_, i64>(0)
+            })
+            .join()
+            .expect("the PostgreSQL thread finished");
+        }
+        let path = self.url.trim_start_matches("sqlite://");
+        let connection = rusqlite::Connection::open(path).expect("opens the SQLite file");
+        connection.query_row(sql, [], |row| row.get(0)).expect("one integer")
+    }
 }
 
 impl Drop for TestDatabase {

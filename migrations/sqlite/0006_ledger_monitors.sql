@@ -1,0 +1,41 @@
+-- Ledger-wide monitors (issue 18): one row per rule, however many balances it watches, and a row of
+-- state per (rule, balance) only once that balance's instance differs from a fresh one (it was
+-- evaluated into a new state, triggered, or its velocity window started). See LedgerScope and
+-- RuleState in src/domain/monitor.rs.
+CREATE TABLE ledger_monitors (
+    monitor_id          TEXT PRIMARY KEY,
+    ledger_id           TEXT NOT NULL REFERENCES ledgers (ledger_id),
+    currency            TEXT,
+    balance_meta_data   TEXT NOT NULL DEFAULT '{}',
+    field               TEXT NOT NULL,
+    operator            TEXT NOT NULL,
+    value               TEXT NOT NULL,
+    precision_exponent  INTEGER NOT NULL,
+    precise_value       TEXT NOT NULL,
+    reset_value         TEXT,
+    reset_precise_value TEXT,
+    window_length       TEXT,
+    description         TEXT NOT NULL DEFAULT '',
+    call_back_url       TEXT NOT NULL DEFAULT '',
+    meta_data           TEXT NOT NULL DEFAULT '{}',
+    created_at          TEXT NOT NULL,
+    trigger_mode        TEXT NOT NULL,
+    action              TEXT NOT NULL,
+    auto_transfer       TEXT
+);
+
+-- A batch loads the rules of the ledgers of the balances it touches.
+CREATE INDEX ledger_monitors_ledger ON ledger_monitors (ledger_id);
+
+CREATE TABLE ledger_monitor_states (
+    balance_id          TEXT NOT NULL,
+    monitor_id          TEXT NOT NULL,
+    state               TEXT NOT NULL,
+    trigger_count       INTEGER NOT NULL,
+    last_triggered_at   TEXT,
+    velocity            TEXT,
+    PRIMARY KEY (balance_id, monitor_id)
+) WITHOUT ROWID; -- keyed as a batch reads it: the states of the balances it touches
+
+-- A rule's summary (GET) and its reset on update or delete read its states by rule.
+CREATE INDEX ledger_monitor_states_rule ON ledger_monitor_states (monitor_id);
