@@ -19,7 +19,9 @@
 //!
 //! `KEEL_BULK_MONITORS=N` sets N quiet monitors per balance (1 by default) and
 //! `KEEL_BULK_MONITOR_KIND` their kind (`plain`, `edge`, `guard`, `velocity`, `velocity-guard`,
-//! `mixed`; see `benches/shared`), to count what each kind costs a transfer.
+//! `mixed`; see `benches/shared`), to count what each kind costs a transfer;
+//! `KEEL_BULK_LEDGER_RULES=R` adds R quiet ledger-wide monitors of that kind on the balances'
+//! ledger (each watching every balance), created before the funding.
 
 use keel::domain::ledger::GENERAL_LEDGER_ID;
 use keel::engine::{BulkItem, Command, Core, EngineConfig, NewBulk, Outcome};
@@ -97,6 +99,15 @@ fn set_up(core: &mut Core) -> Vec<String> {
             let Ok(Outcome::Balance(b)) = answer else { panic!("a balance: {answer:?}") };
             ids.push(b.id);
         }
+    }
+    // Before the funding, so the measured rounds find every balance's instances as they would in
+    // steady state (a rule with a window clears the engine's cache when it is created).
+    let rules: usize =
+        std::env::var("KEEL_BULK_LEDGER_RULES").map_or(0, |n| n.parse().expect("KEEL_BULK_LEDGER_RULES"));
+    let rule =
+        |i: usize| shared::quiet_rule(GENERAL_LEDGER_ID, &kind, i, &format!("{}", 1_000_000_000_000_000u64 + i as u64));
+    for answer in core.execute((0..rules).map(rule).collect()) {
+        assert!(answer.is_ok(), "set-up applies: {answer:?}");
     }
     for chunk in ids.chunks(1000) {
         let funding = chunk

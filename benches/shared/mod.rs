@@ -32,7 +32,6 @@ pub fn transfer(source: &str, destination: &str, amount: u64, reference: String)
 
 /// The `i`th ledger-wide monitor of `kind` on `ledger`, quiet as `quiet_monitor`'s: evaluated on
 /// every transfer of every balance of the ledger.
-#[allow(dead_code)] // the bulk benchmark sets none
 pub fn quiet_rule(ledger: &str, kind: &str, i: usize, threshold: &str) -> Command {
     let Command::CreateMonitor(mut rule) = quiet_monitor("", kind, i, threshold) else { unreachable!() };
     rule.scope = Some(LedgerScope { ledger_id: ledger.into(), currency: None, balance_meta_data: Default::default() });

@@ -39,3 +39,7 @@ CREATE TABLE ledger_monitor_states (
 
 -- A rule's summary (GET) and its reset on update or delete read its states by rule.
 CREATE INDEX ledger_monitor_states_rule ON ledger_monitor_states (monitor_id);
+
+-- Whether some rule stored a state for the balance: read with the balance, so a batch reads the
+-- states only of balances that have some (a quiet rule over a million balances costs no read).
+ALTER TABLE balances ADD COLUMN has_rule_states INTEGER NOT NULL DEFAULT 0;

@@ -21,6 +21,10 @@ pub struct Balance {
     pub version: i64,
     pub created_at: String,
     pub meta_data: Map<String, Value>,
+    /// Some ledger-wide monitor has stored a state for this balance (`RuleState`): a batch that
+    /// loads the balance reads those states, and skips the read for every other balance (most of
+    /// them, under a rule that has not acted on them). Never shown to clients.
+    pub has_rule_states: bool,
 }
 
 impl Balance {
@@ -38,6 +42,7 @@ impl Balance {
             version: 0,
             created_at,
             meta_data: Map::new(),
+            has_rule_states: false,
         }
     }
 

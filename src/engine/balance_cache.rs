@@ -12,6 +12,7 @@
 //! simply never returns them, so they are read again the next time. A monitor command on a balance
 //! the batch did not touch evicts that balance's entry instead. Only the engine writes balances.
 
+use super::batch::RuleChange;
 use crate::domain::balance::Balance;
 use crate::domain::monitor::Monitor;
 use foldhash::{HashMap, HashMapExt};
@@ -50,7 +51,36 @@ impl BalanceCache {
         Some(entry)
     }
 
-    /// Forgets everything (a ledger-wide rule changed: it may have an instance in any entry).
+    /// Brings every entry in line with ledger-wide rules a batch changed (C1): a new rule without a
+    /// window gets a fresh instance on each entry it covers (last: rules follow in creation order,
+    /// and its id is the newest), a deleted one loses its instances; after any other change the
+    /// cache cannot tell what storage holds, and forgets everything. (The batch's own entries are
+    /// lent out meanwhile, and come back as it left them.)
+    pub fn follow_rules(&mut self, changes: &[RuleChange]) {
+        for change in changes {
+            match change {
+                RuleChange::Created(rule) => {
+                    for entry in self.by_balance.values_mut() {
+                        if rule.scope.as_ref().is_some_and(|s| s.covers(&entry.balance)) {
+                            entry.monitors.push(rule.instance_on(&entry.balance, None, 0));
+                            self.weight += 1;
+                        }
+                    }
+                }
+                RuleChange::Deleted(id) => {
+                    for entry in self.by_balance.values_mut() {
+                        let before = entry.monitors.len();
+                        entry.monitors.retain(|m| m.id != *id);
+                        self.weight -= before - entry.monitors.len();
+                    }
+                }
+                RuleChange::Other => self.clear(),
+            }
+        }
+    }
+
+    /// Forgets everything: what storage holds is read again. After a batch whose COMMIT may or may
+    /// not have happened: it may have changed a rule, whose instances are in any entry.
     pub fn clear(&mut self) {
         self.by_balance.clear();
         self.weight = 0;

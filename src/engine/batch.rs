@@ -64,8 +64,20 @@ pub struct BatchOutput {
     /// Balances whose monitors a command changed: a cached entry of theirs is stale unless this
     /// batch loaded the balance and returns it in `touched`.
     pub monitors_evicted: BTreeSet<String>,
-    /// A ledger-wide rule changed: every cached entry may hold a stale instance of it.
-    pub rules_changed: bool,
+    /// The ledger-wide rules commands changed, in order: the cached entries of balances this batch
+    /// did not load hold instances of them as they were.
+    pub rules_changed: Vec<RuleChange>,
+}
+
+/// A change to a ledger-wide rule, as the engine's cache must follow it.
+#[derive(Debug, Clone)]
+pub enum RuleChange {
+    /// A new rule without a window: a fresh instance of it on each balance it covers is what
+    /// storage would give (nothing is stored for it yet).
+    Created(Box<Monitor>),
+    Deleted(String),
+    /// Anything else (an update, a rule with a window): the cache cannot tell what storage holds.
+    Other,
 }
 
 /// Plans, locks, applies and flushes `commands` inside the caller's database transaction.
@@ -122,9 +134,12 @@ pub(super) fn rule_instances(
     if rules.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<String> = balances.iter().map(|b| b.id.clone()).collect();
-    let states: HashMap<(String, String), RuleState> =
-        w.rule_states(&ids)?.into_iter().map(|s| ((s.balance_id.clone(), s.monitor_id.clone()), s)).collect();
+    // Only balances some rule acted on have states: the others (most, under a quiet rule) cost no read.
+    let ids: Vec<String> = balances.iter().filter(|b| b.has_rule_states).map(|b| b.id.clone()).collect();
+    let states: HashMap<(String, String), RuleState> = match ids.is_empty() {
+        true => HashMap::new(),
+        false => w.rule_states(&ids)?.into_iter().map(|s| ((s.balance_id.clone(), s.monitor_id.clone()), s)).collect(),
+    };
     let mut instances = Vec::new();
     for balance in balances {
         for rule in rules.iter().filter(|r| r.scope.as_ref().is_some_and(|s| s.covers(balance))) {
@@ -426,8 +441,8 @@ pub(super) struct Batch {
     /// Monitors whose state changed, as (monitor id, balance id): a rule's instances differ by
     /// balance.
     pub(super) changed_monitors: BTreeSet<(String, String)>,
-    /// A command changed a ledger-wide rule: any balance's cached instances may be stale.
-    pub(super) rules_changed: bool,
+    /// Ledger-wide rules commands changed: any balance's cached instances may be stale.
+    pub(super) rules_changed: Vec<RuleChange>,
     /// Balances whose monitors a command changed (see `BalanceCache::commit`).
     pub(super) monitors_evicted: BTreeSet<String>,
     /// Loaded balances whose list got a monitor moved in from another balance: the list is right
@@ -508,7 +523,7 @@ impl Batch {
             changed: BTreeSet::new(),
             monitors,
             changed_monitors,
-            rules_changed: false,
+            rules_changed: Vec::new(),
             monitors_evicted: BTreeSet::new(),
             monitor_order_unknown: BTreeSet::new(),
             now,
@@ -600,13 +615,32 @@ impl Batch {
             w.save_balance_totals(balance)?;
         }
         self.checkpoint_windows(w)?;
+        let mut rule_states = Vec::new();
         for monitor in self.monitors.values().flatten() {
             if self.changed_monitors.contains(&(monitor.id.clone(), monitor.balance_id.clone())) {
                 match monitor.scope {
                     None => w.save_monitor_state(monitor)?,
-                    Some(_) => w.save_rule_state(&monitor.rule_state())?,
+                    // Not an indicator this batch created and removed again (a window started on it).
+                    Some(_) if self.balances.contains_key(&monitor.balance_id) => {
+                        rule_states.push(monitor.rule_state())
+                    }
+                    Some(_) => {}
                 }
             }
+        }
+        for state in rule_states {
+            self.save_rule_state(w, &state)?;
+        }
+        Ok(())
+    }
+
+    /// Stores a balance's state of a rule, and notes on the balance (once) that it has one.
+    pub(super) fn save_rule_state(&mut self, w: &mut dyn Writes, state: &RuleState) -> StoreResult<()> {
+        w.save_rule_state(state)?;
+        let balance = self.balances.get_mut(&state.balance_id).expect("a rule's state is of a loaded balance");
+        if !balance.has_rule_states {
+            balance.has_rule_states = true;
+            w.mark_rule_states(&state.balance_id)?;
         }
         Ok(())
     }

@@ -94,7 +94,7 @@ impl Batch {
         // batch changed is stored now, as the flush will not see them.
         for gone in held {
             if self.changed_monitors.remove(&(gone.id.clone(), id.to_string())) {
-                w.save_rule_state(&gone.rule_state())?;
+                self.save_rule_state(w, &gone.rule_state())?;
             }
         }
         Ok(())

@@ -175,11 +175,8 @@ impl Core {
 
     /// Wakes the webhook dispatcher after a commit that wrote events for it.
     fn committed(&mut self, output: &mut batch::BatchOutput) {
-        if output.rules_changed {
-            self.cache.clear();
-        } else {
-            self.cache.commit(std::mem::take(&mut output.touched), &output.monitors_evicted);
-        }
+        self.cache.follow_rules(&output.rules_changed);
+        self.cache.commit(std::mem::take(&mut output.touched), &output.monitors_evicted);
         if output.events_to_deliver > 0 {
             if let Some(notify) = &self.config.events_written {
                 notify.notify_one();
@@ -237,6 +234,10 @@ impl Core {
             }
             Err(error) => {
                 tracing::error!(%error, "request failed in storage");
+                if error.is_outcome_unknown() {
+                    // The batch may have committed: a rule it changed would be stale in any entry.
+                    self.cache.clear();
+                }
                 commands.iter().map(|_| Err(EngineError::Store(error.clone()))).collect()
             }
         }

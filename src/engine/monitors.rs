@@ -2,7 +2,7 @@
 //! both write to the outbox. Everything here runs inside the batch's database transaction, so an
 //! event exists exactly when the change that caused it committed.
 
-use super::batch::{new_id, ActionDue, Batch};
+use super::batch::{new_id, ActionDue, Batch, RuleChange};
 use super::command::{NewMonitor, Outcome};
 use super::failure::Ruled;
 use super::transactions::lifecycle_event;
@@ -111,6 +111,7 @@ impl Batch {
         if current.scope.is_some() {
             w.delete_rule(id)?;
             self.rule_changed(w, id, None)?;
+            *self.rules_changed.last_mut().expect("just noted") = RuleChange::Deleted(id.to_string());
             return Ok(Outcome::MonitorDeleted);
         }
         self.check_locked(&current)?;
@@ -277,6 +278,9 @@ impl Batch {
         };
         w.insert_rule(&rule)?;
         self.rule_changed(w, &rule.id, Some(&rule))?;
+        if rule.condition.window.is_none() {
+            *self.rules_changed.last_mut().expect("just noted") = RuleChange::Created(Box::new(rule.clone()));
+        }
         Ok(Outcome::Monitor(rule))
     }
 
@@ -310,37 +314,51 @@ impl Batch {
     /// (`None`: deleted): re-armed where they stay, fresh where it now covers a balance, gone
     /// where it no longer does. The engine's cache is dropped once the batch commits.
     fn rule_changed(&mut self, w: &mut dyn Writes, id: &str, rule: Option<&Monitor>) -> StoreResult<()> {
-        self.rules_changed = true;
-        let mut to_store = Vec::new();
+        self.rules_changed.push(RuleChange::Other);
+        let (mut to_store, mut orphans) = (Vec::new(), Vec::new());
         for (balance_id, list) in self.monitors.iter_mut() {
             let old = list.iter().position(|m| m.id == id).map(|at| list.remove(at));
             let (Some(rule), Some(balance)) = (rule, self.balances.get(balance_id)) else { continue };
-            let kept = old.map(|old| {
-                let mut state = old.rule_state();
-                state.state = State::Ok;
-                state.velocity = state.velocity.filter(|_| rule.condition.window.is_some());
-                state
-            });
+            let evaluated = self.changed_monitors.contains(&(id.to_string(), balance_id.clone()));
+            let kept = match old {
+                Some(old) => {
+                    let mut state = old.rule_state();
+                    state.state = State::Ok;
+                    state.velocity = state.velocity.filter(|_| rule.condition.window.is_some());
+                    Some(state)
+                }
+                // Newly covered (a wider currency): a state it kept from before, as `update_rule`
+                // left it, if it has one.
+                None if balance.has_rule_states => {
+                    let stored = w.rule_states(std::slice::from_ref(balance_id))?;
+                    stored.into_iter().find(|s| s.monitor_id == id)
+                }
+                None => None,
+            };
             if !rule.scope.as_ref().is_some_and(|s| s.covers(balance)) {
                 // No longer covered (another currency now): what this batch counted is kept, as
                 // the stored states of balances it did not load are, for the flush will not see it.
-                if let Some(kept) =
-                    kept.filter(|_| self.changed_monitors.contains(&(id.to_string(), balance_id.clone())))
-                {
-                    w.save_rule_state(&kept)?;
+                if let Some(kept) = kept.filter(|_| evaluated) {
+                    orphans.push(kept);
                 }
                 continue;
             }
             let instance = rule.instance_on(balance, kept.as_ref(), self.now_ms);
             // Stored at the flush: what this batch evaluated before the change, re-armed, or a
-            // window starting now.
-            if kept.is_some() || instance.velocity.is_some() {
+            // window starting now (what storage holds for the rest is re-armed by `update_rule`).
+            let window_starts = instance.velocity.is_some() && kept.as_ref().is_none_or(|k| k.velocity.is_none());
+            if evaluated || window_starts {
                 to_store.push((id.to_string(), balance_id.clone()));
             }
-            list.push(instance);
+            // Among the rules' instances in the rules' order (their ids'), as storage lists them (C1).
+            let at = list.iter().position(|m| m.scope.is_some() && m.id.as_str() > id).unwrap_or(list.len());
+            list.insert(at, instance);
         }
         self.changed_monitors.retain(|(monitor, _)| monitor != id);
         self.changed_monitors.extend(to_store);
+        for state in orphans {
+            self.save_rule_state(w, &state)?;
+        }
         Ok(())
     }
 }

@@ -239,6 +239,7 @@ delegate! { writes:
     update_rule(rule: &Monitor, keep_windows: bool) -> ();
     delete_rule(id: &str) -> ();
     save_rule_state(state: &RuleState) -> ();
+    mark_rule_states(balance_id: &str) -> ();
     save_checkpoint(balance: &Balance, at_ms: i64) -> ();
     checkpoint_at(balance_id: &str, at_ms: i64) -> (Option<Checkpoint>, Option<i64>);
     prune_checkpoints(balance_id: &str, before_ms: i64) -> ();

@@ -150,6 +150,8 @@ pub trait Writes: Reads {
     fn delete_rule(&mut self, id: &str) -> StoreResult<()>;
     /// Writes one balance's state of a rule (an instance a batch evaluated).
     fn save_rule_state(&mut self, state: &RuleState) -> StoreResult<()>;
+    /// Notes on the balance's row that some rule stored a state for it (`Balance::has_rule_states`).
+    fn mark_rule_states(&mut self, balance_id: &str) -> StoreResult<()>;
     /// Records `balance`'s totals at `at_ms` (replacing what an earlier batch in the same
     /// millisecond recorded): for its velocity monitors.
     fn save_checkpoint(&mut self, balance: &Balance, at_ms: i64) -> StoreResult<()>;

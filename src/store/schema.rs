@@ -105,6 +105,7 @@ record! {
         version: i64 = version,
         created_at: String = created_at,
         meta_data: Map<String, serde_json::Value> = meta_data,
+        has_rule_states: bool = has_rule_states,
     }
 }
 

@@ -566,6 +566,14 @@ impl<S: WriteSql> Writes for S {
         self.execute("DELETE FROM ledger_monitor_states WHERE monitor_id = $1", &[id.into()]).map(drop)
     }
 
+    fn mark_rule_states(&mut self, balance_id: &str) -> StoreResult<()> {
+        self.execute(
+            "UPDATE balances SET has_rule_states = $2 WHERE balance_id = $1",
+            &[balance_id.into(), Value::Bool(true)],
+        )
+        .map(drop)
+    }
+
     fn save_rule_state(&mut self, state: &RuleState) -> StoreResult<()> {
         self.execute(
             "{insert:ledger_monitor_states} ON CONFLICT (balance_id, monitor_id) DO UPDATE SET
