@@ -22,24 +22,7 @@ impl Batch {
             return Err(refused.into());
         }
         self.check_counterparty(new)?;
-        let velocity = self.window_starting_now(new, None);
-        let monitor = Monitor {
-            velocity,
-            transfer: new.transfer.clone(),
-            id: new_id("mon"),
-            balance_id: new.balance_id.clone(),
-            condition: new.condition.clone(),
-            description: new.description.clone(),
-            call_back_url: new.call_back_url.clone(),
-            meta_data: new.meta_data.clone(),
-            created_at: self.now.clone(),
-            trigger: new.trigger,
-            action: new.action,
-            state: State::Ok,
-            trigger_count: 0,
-            last_triggered_at: None,
-            scope: None,
-        };
+        let monitor = Monitor { velocity: self.window_starting_now(new, None), ..new_monitor(new, &self.now) };
         w.insert_monitor(&monitor)?;
         self.monitors_evicted.insert(monitor.balance_id.clone());
         // A transaction later in this batch on this balance must see the new monitor: after the
@@ -253,29 +236,13 @@ impl Batch {
     /// A ledger-wide monitor (a rule): one row, whatever number of balances it covers; each
     /// balance gets an instance when a batch loads it (`batch::rule_instances`).
     fn create_rule(&mut self, w: &mut dyn Writes, new: &NewMonitor) -> Ruled<Outcome> {
-        let scope = new.scope.clone().expect("a rule has its scope");
+        let scope = new.scope.as_ref().expect("a rule has its scope");
         if w.ledger(&scope.ledger_id)?.is_none() {
             let message = format!("ledger_id {} does not exist", scope.ledger_id);
             return Err(DomainError::validation(Resource::Monitor, "ledger_id", message).into());
         }
         self.check_counterparty(new)?;
-        let rule = Monitor {
-            velocity: None,
-            transfer: new.transfer.clone(),
-            id: new_id("mon"),
-            balance_id: String::new(),
-            condition: new.condition.clone(),
-            description: new.description.clone(),
-            call_back_url: new.call_back_url.clone(),
-            meta_data: new.meta_data.clone(),
-            created_at: self.now.clone(),
-            trigger: new.trigger,
-            action: new.action,
-            state: State::Ok,
-            trigger_count: 0,
-            last_triggered_at: None,
-            scope: Some(scope),
-        };
+        let rule = new_monitor(new, &self.now);
         w.insert_rule(&rule)?;
         self.rule_changed(w, &rule.id, Some(&rule))?;
         if rule.condition.window.is_none() {
@@ -360,6 +327,28 @@ impl Batch {
             self.save_rule_state(w, &state)?;
         }
         Ok(())
+    }
+}
+
+/// A new monitor as `new` defines it: armed, never triggered, created now; a rule if `new` has a
+/// scope (then without a balance), and without a window's state (the caller gives one).
+fn new_monitor(new: &NewMonitor, now: &str) -> Monitor {
+    Monitor {
+        id: new_id("mon"),
+        balance_id: new.balance_id.clone(),
+        condition: new.condition.clone(),
+        description: new.description.clone(),
+        call_back_url: new.call_back_url.clone(),
+        meta_data: new.meta_data.clone(),
+        created_at: now.to_string(),
+        trigger: new.trigger,
+        action: new.action,
+        state: State::Ok,
+        trigger_count: 0,
+        last_triggered_at: None,
+        velocity: None,
+        transfer: new.transfer.clone(),
+        scope: new.scope.clone(),
     }
 }
 
