@@ -51,20 +51,7 @@ impl Batch {
         self.check_counterparty(new)?;
         let current_balance = current.balance_id.clone();
         let velocity = self.window_starting_now(new, Some(&current));
-        let monitor = Monitor {
-            velocity,
-            transfer: new.transfer.clone(),
-            balance_id: new.balance_id.clone(),
-            condition: new.condition.clone(),
-            description: new.description.clone(),
-            call_back_url: new.call_back_url.clone(),
-            meta_data: new.meta_data.clone(),
-            trigger: new.trigger,
-            action: new.action,
-            // A new condition starts unarmed: a `crossing` monitor fires when it first holds.
-            state: State::Ok,
-            ..current
-        };
+        let monitor = Monitor { velocity, ..redefined(current, new) };
         w.update_monitor(&monitor)?;
         self.monitors_evicted.insert(current_balance.clone());
         self.monitors_evicted.insert(monitor.balance_id.clone());
@@ -254,24 +241,13 @@ impl Batch {
     /// A rule's new definition: every balance's instance re-armed (as a monitor of one balance is),
     /// keeping its trigger count and, where both definitions have a window, what it counted (G2).
     fn update_rule(&mut self, w: &mut dyn Writes, current: Monitor, new: &NewMonitor) -> Ruled<Outcome> {
-        let scope = new.scope.clone().expect("a rule has its scope");
+        let scope = new.scope.as_ref().expect("a rule has its scope");
         if scope.ledger_id != current.scope.as_ref().expect("a rule has its scope").ledger_id {
             return Err(kind_is_kept("ledger_id", "a rule of its ledger").into());
         }
         self.check_counterparty(new)?;
         let keep_windows = current.condition.window.is_some() && new.condition.window.is_some();
-        let rule = Monitor {
-            transfer: new.transfer.clone(),
-            condition: new.condition.clone(),
-            description: new.description.clone(),
-            call_back_url: new.call_back_url.clone(),
-            meta_data: new.meta_data.clone(),
-            trigger: new.trigger,
-            action: new.action,
-            scope: Some(scope),
-            state: State::Ok,
-            ..current
-        };
+        let rule = redefined(current, new);
         w.update_rule(&rule, keep_windows)?;
         self.rule_changed(w, &rule.id, Some(&rule))?;
         Ok(Outcome::Monitor(rule))
@@ -349,6 +325,25 @@ fn new_monitor(new: &NewMonitor, now: &str) -> Monitor {
         velocity: None,
         transfer: new.transfer.clone(),
         scope: new.scope.clone(),
+    }
+}
+
+/// `current` with `new`'s definition (and balance, or scope), re-armed: a new condition starts
+/// unarmed, so a `crossing` monitor fires when it first holds. Its id, creation, trigger count and
+/// window state stay (the caller decides about the window).
+fn redefined(current: Monitor, new: &NewMonitor) -> Monitor {
+    Monitor {
+        balance_id: new.balance_id.clone(),
+        condition: new.condition.clone(),
+        description: new.description.clone(),
+        call_back_url: new.call_back_url.clone(),
+        meta_data: new.meta_data.clone(),
+        trigger: new.trigger,
+        action: new.action,
+        transfer: new.transfer.clone(),
+        scope: new.scope.clone(),
+        state: State::Ok,
+        ..current
     }
 }
 
