@@ -241,17 +241,19 @@ async fn a_ledger_wide_spending_limit_holds_under_32_concurrent_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "PostgreSQL suite: set KEEL_TEST_POSTGRES_URL and pass --include-ignored (.ci/run does)"]
 async fn a_spending_limit_holds_across_two_processes() {
-    assert!(postgres_url().is_some(), "several processes share a database only on PostgreSQL");
-    let database = TestDatabase::new();
-    let servers = vec![Arc::new(Server::start_on(&database.url, &[])), Arc::new(Server::start_on(&database.url, &[]))];
-    race_a_spending_limit(servers, 32, false).await;
+    race_across_two_processes(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "PostgreSQL suite: set KEEL_TEST_POSTGRES_URL and pass --include-ignored (.ci/run does)"]
 async fn a_ledger_wide_spending_limit_holds_across_two_processes() {
+    race_across_two_processes(true).await;
+}
+
+/// 32 clients racing a spending limit through two Keel processes on one PostgreSQL database.
+async fn race_across_two_processes(ledger_wide: bool) {
     assert!(postgres_url().is_some(), "several processes share a database only on PostgreSQL");
     let database = TestDatabase::new();
     let servers = vec![Arc::new(Server::start_on(&database.url, &[])), Arc::new(Server::start_on(&database.url, &[]))];
-    race_a_spending_limit(servers, 32, true).await;
+    race_a_spending_limit(servers, 32, ledger_wide).await;
 }
