@@ -126,6 +126,26 @@ fn spec() -> impl Strategy<Value = Spec> {
     )
 }
 
+/// A burst: a dozen or more small movements of one wallet, to and from @World, a few hundred
+/// milliseconds apart, so its checkpoint log fills and is stored as a chunk (`LOG_BYTES`) while
+/// its windows reach back into that chunk.
+fn burst() -> impl Strategy<Value = Vec<Op>> {
+    let movement = (prop::bool::ANY, 1i64..40, 0i64..400);
+    (1..PARTIES, prop::collection::vec(movement, 14..24)).prop_map(|(wallet, movements)| {
+        let step = |(outgoing, amount, ms): (bool, i64, i64)| {
+            let (from, to) = if outgoing { (wallet, 0) } else { (0, wallet) };
+            [Op::Transfer { from, to, amount, inflight: false }, Op::Wait { ms }]
+        };
+        movements.into_iter().flat_map(step).collect()
+    })
+}
+
+/// A case's operations: single ones, now and then a burst.
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    let one_or_burst = prop_oneof![12 => op().prop_map(|op| vec![op]), 1 => burst()];
+    prop::collection::vec(one_or_burst, 1..40).prop_map(|ops| ops.into_iter().flatten().collect())
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0..PARTIES, 1..PARTIES, 1i64..120, prop::bool::weighted(0.3))
@@ -506,5 +526,5 @@ fn monitor_events_equal_a_step_by_step_reference_evaluation() {
     // In this process: a property of the engine and the API, not of the socket.
     let clock = Clock::manual(1_800_000_000_000);
     let server = Server::in_process_on_clock(None, clock);
-    check_property(24, prop::collection::vec(op(), 1..40), |ops| Box::pin(run_case(&server, clock, ops)));
+    check_property(24, ops(), |ops| Box::pin(run_case(&server, clock, ops)));
 }

@@ -182,3 +182,25 @@ async fn velocity_conditions_are_validated_naming_the_field() {
         assert!(answer["error"].as_str().unwrap().contains(says), "{condition}: {answer}");
     }
 }
+
+/// A window's note of its next checkpoint is memory: once the balance is read from storage again
+/// (here, after a rule with a window cleared the engine's cache), checkpoints taken before the
+/// read must still roll out of the window, though the batch after it takes one of its own.
+#[tokio::test]
+async fn a_window_rolls_past_checkpoints_taken_before_its_balance_was_read_again() {
+    let s = setup().await;
+    let limit = json!({"field": "debit_volume", "operator": ">", "value": 150, "window": "1h"});
+    s.monitor(limit, json!({"action": "reject"})).await;
+    assert_eq!(s.spend(60).await.0, StatusCode::CREATED); // at T0
+    assert_eq!(s.spend(40).await.0, StatusCode::CREATED); // at T0 too: 100 in the window
+    let (_, alice) = s.server.get(&format!("/balances/{}", s.alice)).await;
+    let rule = json!({"ledger_id": alice["ledger_id"], "currency": s.currency,
+        "condition": {"field": "transaction_count", "operator": ">", "value": 1_000, "window": "1h"}});
+    s.server.create("/balance-monitors", rule).await;
+    s.clock.advance(HOUR_MS / 2);
+    assert_eq!(s.spend(10).await.0, StatusCode::CREATED, "110 in the window");
+    s.clock.advance(HOUR_MS / 2);
+    let (status, answer) = s.spend(100).await;
+    assert_eq!(status, StatusCode::CREATED, "the 100 of T0 has left the window: 10 + 100 = 110 {answer}");
+    assert_eq!(s.spend(41).await.0, StatusCode::BAD_REQUEST, "151 would exceed the limit");
+}

@@ -1,6 +1,7 @@
 //! Balances: running totals of one currency. The four stored totals only ever grow or shrink by the
 //! movements in `transaction.rs`; `balance` and `inflight_balance` are derived from them.
 
+use super::velocity::CheckpointLog;
 use num_bigint::BigInt;
 use num_traits::Signed;
 use serde_json::{Map, Value};
@@ -25,6 +26,10 @@ pub struct Balance {
     /// loads the balance reads those states, and skips the read for every other balance (most of
     /// them, under a rule that has not acted on them). Never shown to clients.
     pub has_rule_states: bool,
+    /// The balance's latest checkpoints for its velocity windows (empty unless a velocity monitor
+    /// watches it): kept on its row, written with its totals (see `domain::velocity`). Never
+    /// shown to clients.
+    pub checkpoints: CheckpointLog,
 }
 
 impl Balance {
@@ -43,6 +48,7 @@ impl Balance {
             created_at,
             meta_data: Map::new(),
             has_rule_states: false,
+            checkpoints: CheckpointLog::default(),
         }
     }
 

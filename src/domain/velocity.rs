@@ -6,7 +6,7 @@
 //! (`debit_balance` for the debit volume, `credit_balance` for the credit volume, `version`, which
 //! every movement bumps, for the count). So a velocity monitor keeps only the totals at its
 //! window's start (`Velocity::base`). The totals at each instant come from checkpoints the engine
-//! writes once per batch for each balance with a velocity monitor (`Checkpoint`); as the window's
+//! takes once per batch for each balance with a velocity monitor (`Checkpoint`); as the window's
 //! start moves past the next checkpoint, the base rolls forward to the latest checkpoint at or
 //! before it (`Velocity::needs_roll`, `Velocity::roll_to`). Each checkpoint is rolled past once,
 //! and checkpoints no window reaches any more are deleted. Only the base is stored, and it changes
@@ -14,11 +14,19 @@
 //! current batch costs nothing extra: the in-memory balance already holds the totals after every
 //! earlier movement.
 //!
+//! Where checkpoints are kept, and why: a balance's latest ones ride on its own row, compactly
+//! (`CheckpointLog`, each as the difference from the one before), because every batch that moves
+//! the balance rewrites that row anyway; once they fill `LOG_BYTES`, they are stored as one chunk
+//! of their own and the log starts again. A row of its own per checkpoint, keyed by balance, put
+//! every checkpoint on a page of its own and doubled the pages each commit wrote (see
+//! docs/performance.md); a chunk costs that page once per many checkpoints.
+//!
 //! Resolution: a movement belongs to the instant of its batch, in milliseconds of the engine's
 //! clock; it counts while that instant is within the last `window` (`now - window < at <= now`).
 
 use super::balance::Balance;
 use num_bigint::BigInt;
+use std::fmt::Write;
 use std::time::Duration;
 
 /// The longest window: a year and a day, so a checkpoint's age fits any clock.
@@ -44,6 +52,123 @@ impl Checkpoint {
             version: balance.version,
         }
     }
+}
+
+/// How long a balance's checkpoint log grows on its row before it is stored as a chunk: a few
+/// hundred bytes keeps the row on as few pages as before, yet makes a chunk of a dozen or more.
+pub const LOG_BYTES: usize = 240;
+
+/// A balance's checkpoints in order (each batch's later than the one before, versions rising),
+/// kept as text: the first checkpoint's totals, then each as its difference from the one before
+/// (`at_ms,debit,credit,version;…`), so a dozen fit in a couple of hundred bytes. The balance's
+/// latest ones (on its row, `Balance::checkpoints`) and a stored chunk are both such logs.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointLog {
+    text: String,
+    /// The last checkpoint, decoded: what the next one is written as a difference from.
+    last: Option<Checkpoint>,
+}
+
+/// Two logs are the same log if their text is (the decoded last one follows from it).
+impl PartialEq for CheckpointLog {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for CheckpointLog {}
+
+impl CheckpointLog {
+    /// Reads a log written by `as_text`.
+    pub fn parse(text: &str) -> Result<CheckpointLog, String> {
+        let entries = decode(text)?;
+        if entries.windows(2).any(|pair| pair[1].version <= pair[0].version) {
+            return Err(format!("checkpoint log {text:?}: versions do not rise"));
+        }
+        Ok(CheckpointLog { text: text.to_string(), last: entries.into_iter().last() })
+    }
+
+    pub fn as_text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// Whether the log has reached `LOG_BYTES` and is to be stored as a chunk.
+    pub fn is_full(&self) -> bool {
+        self.text.len() >= LOG_BYTES
+    }
+
+    pub fn last(&self) -> Option<&Checkpoint> {
+        self.last.as_ref()
+    }
+
+    /// Appends `checkpoint`, which must be newer (a higher version) than the last one.
+    pub fn push(&mut self, checkpoint: Checkpoint) {
+        let (at, debit, credit, version) = match &self.last {
+            Some(last) => {
+                assert!(checkpoint.version > last.version, "a checkpoint log's versions rise");
+                (
+                    checkpoint.at_ms - last.at_ms,
+                    &checkpoint.debit_balance - &last.debit_balance,
+                    &checkpoint.credit_balance - &last.credit_balance,
+                    checkpoint.version - last.version,
+                )
+            }
+            None => (
+                checkpoint.at_ms,
+                checkpoint.debit_balance.clone(),
+                checkpoint.credit_balance.clone(),
+                checkpoint.version,
+            ),
+        };
+        if !self.text.is_empty() {
+            self.text.push(';');
+        }
+        write!(self.text, "{at},{debit},{credit},{version}").expect("writing to a String");
+        self.last = Some(checkpoint);
+    }
+
+    /// The checkpoints, oldest first.
+    pub fn entries(&self) -> Vec<Checkpoint> {
+        decode(&self.text).expect("a log's text was written by push or checked by parse")
+    }
+
+    /// Empties the log, returning what it held.
+    pub fn take(&mut self) -> CheckpointLog {
+        std::mem::take(self)
+    }
+}
+
+fn decode(text: &str) -> Result<Vec<Checkpoint>, String> {
+    let bad = || format!("checkpoint log {text:?}");
+    let mut entries: Vec<Checkpoint> = Vec::new();
+    for entry in text.split(';').filter(|_| !text.is_empty()) {
+        let mut parts = entry.split(',');
+        let mut next = || parts.next().ok_or_else(bad);
+        let (at, debit, credit, version) = (next()?, next()?, next()?, next()?);
+        let int = |t: &str| t.parse::<i64>().map_err(|_| bad());
+        let amount = |t: &str| t.parse::<BigInt>().map_err(|_| bad());
+        let mut checkpoint = Checkpoint {
+            at_ms: int(at)?,
+            debit_balance: amount(debit)?,
+            credit_balance: amount(credit)?,
+            version: int(version)?,
+        };
+        if let Some(last) = entries.last() {
+            checkpoint.at_ms = checkpoint.at_ms.checked_add(last.at_ms).ok_or_else(bad)?;
+            checkpoint.debit_balance += &last.debit_balance;
+            checkpoint.credit_balance += &last.credit_balance;
+            checkpoint.version = checkpoint.version.checked_add(last.version).ok_or_else(bad)?;
+        }
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        entries.push(checkpoint);
+    }
+    Ok(entries)
 }
 
 /// What a velocity monitor measures.
@@ -142,9 +267,12 @@ impl Velocity {
         }
     }
 
-    /// A checkpoint was written at `at_ms`: if none after `base` was known, that one is next.
-    pub fn checkpoint_written(&mut self, at_ms: i64) {
-        if self.next_at_ms.is_none() && at_ms >= self.base.at_ms {
+    /// A checkpoint was written at `at_ms`, after the balance's checkpoint of `previous_version`
+    /// (its latest before, when the log on its row holds one): when that one is not newer than
+    /// `base`, the new one is the first after it. Otherwise an unknown hint stays unknown: a hint
+    /// is lost when the balance is read again, and checkpoints taken since `base` may exist.
+    pub fn checkpoint_written(&mut self, at_ms: i64, previous_version: Option<i64>) {
+        if self.next_at_ms.is_none() && previous_version.is_some_and(|previous| previous <= self.base.version) {
             self.next_at_ms = Some(at_ms);
         }
     }
@@ -187,8 +315,11 @@ mod tests {
         assert!(v.needs_roll(&hour, 3_601_000, &now));
         assert!(!v.needs_roll(&hour, 3_601_000, &balance(100, 40, 3)), "it has not moved since");
         // A checkpoint at 2,000 (totals after that batch) becomes the base once it leaves the window.
-        v.checkpoint_written(2_000);
-        v.checkpoint_written(3_000);
+        // Checkpoints written after an unknown one may not be the first after the base.
+        v.checkpoint_written(1_500, Some(5));
+        assert_eq!(v.next_at_ms, None);
+        v.checkpoint_written(2_000, Some(3));
+        v.checkpoint_written(3_000, Some(7));
         assert_eq!(v.next_at_ms, Some(2_000), "the first one after the base is remembered");
         assert!(!v.needs_roll(&hour, 3_601_999, &now));
         assert!(v.needs_roll(&hour, 3_602_000, &now));
@@ -203,5 +334,64 @@ mod tests {
         let mut other = v.clone();
         other.next_at_ms = None;
         assert_eq!(v, other);
+    }
+
+    #[test]
+    fn a_checkpoint_log_keeps_each_as_its_difference_and_reads_back_the_same() {
+        let mut log = CheckpointLog::default();
+        assert!(log.is_empty() && log.last().is_none() && log.entries().is_empty());
+        let checkpoints = [
+            Checkpoint::of(&balance(1_000_000, 5, 3), 1_733_000_000_000),
+            Checkpoint::of(&balance(1_000_250, 5, 4), 1_733_000_000_042),
+            Checkpoint::of(&balance(1_000_250, 90, 9), 1_733_000_000_042),
+        ];
+        for checkpoint in checkpoints.clone() {
+            log.push(checkpoint);
+        }
+        assert_eq!(log.as_text(), "1733000000000,1000000,5,3;42,250,0,1;0,0,85,5");
+        assert_eq!(log.entries(), checkpoints);
+        assert_eq!(log.last(), checkpoints.last());
+        let read = CheckpointLog::parse(log.as_text()).unwrap();
+        assert_eq!(read, log);
+        assert_eq!(read.last(), checkpoints.last(), "the next push continues from the decoded last one");
+        assert_eq!(CheckpointLog::parse("").unwrap(), CheckpointLog::default());
+        // Amounts beyond 64 bits, as any total may be.
+        let mut big = CheckpointLog::default();
+        let huge: BigInt = "123456789012345678901234567890".parse().unwrap();
+        let mut b = balance(0, 0, 1);
+        b.debit_balance = huge.clone();
+        big.push(Checkpoint::of(&b, 7));
+        b.debit_balance = &huge * 2;
+        b.version = 2;
+        big.push(Checkpoint::of(&b, 8));
+        assert_eq!(CheckpointLog::parse(big.as_text()).unwrap().entries()[1].debit_balance, &huge * 2);
+        for bad in [
+            "x",
+            "1,2,3",
+            "1,2,3,4,5",
+            "1,2,3,4;",
+            "1,2,3,4;0,0,0,0",
+            "1,2,3,4;0,0,0,-1",
+            "9223372036854775807,0,0,1;1,0,0,1",
+        ] {
+            assert!(CheckpointLog::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_log_is_full_after_a_few_hundred_bytes() {
+        let mut log = CheckpointLog::default();
+        let mut pushed = 0;
+        while !log.is_full() {
+            pushed += 1;
+            log.push(Checkpoint::of(
+                &balance(pushed * 10_000, pushed * 7_500, pushed),
+                1_733_000_000_000 + pushed * 40,
+            ));
+        }
+        assert!(pushed >= 12, "a chunk holds a dozen or more typical checkpoints, not {pushed}");
+        assert!(log.as_text().len() < LOG_BYTES + 64);
+        assert_eq!(log.take().entries().len() as i64, pushed);
+        assert!(log.is_empty());
     }
 }

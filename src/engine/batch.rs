@@ -13,7 +13,7 @@
 //!    balances as they stand right then, and the resulting events go to the outbox; once a command
 //!    is done, the automatic transfers it set off are made;
 //! 4. flush: remove the indicators this batch created that no accepted transaction names, then
-//!    write each changed balance, a checkpoint of each with a velocity window, and the state
+//!    write each changed balance (with a checkpoint, if a velocity window watches it), and the state
 //!    (never the definition) of each changed monitor once.
 //!
 //! Commit and answer are the caller's (`mod.rs`). A command refused by a rule returns its
@@ -609,12 +609,13 @@ impl Batch {
             w.delete_balance(id)?;
             self.balances.remove(id);
         }
+        // Checkpoints first: the latest ride on the balance's row, written with its totals.
+        self.checkpoint_windows(w)?;
         for id in &self.changed {
             let balance = self.balances.get(id);
             let balance = balance.unwrap_or_else(|| panic!("E2: a changed balance was loaded and locked: {id}"));
             w.save_balance_totals(balance)?;
         }
-        self.checkpoint_windows(w)?;
         let mut rule_states = Vec::new();
         for monitor in self.monitors.values().flatten() {
             if self.changed_monitors.contains(&(monitor.id.clone(), monitor.balance_id.clone())) {

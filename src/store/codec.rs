@@ -11,7 +11,7 @@ use crate::domain::api_key::Scope;
 use crate::domain::event::{Delivery, EventKind};
 use crate::domain::monitor::{Action, AutoAmount, AutoTransfer, Field, Operator, State, Trigger};
 use crate::domain::transaction::Status;
-use crate::domain::velocity::{Checkpoint, Velocity, Window};
+use crate::domain::velocity::{Checkpoint, CheckpointLog, Velocity, Window};
 use num_bigint::BigInt;
 use serde_json::Map;
 use std::borrow::Cow;
@@ -248,6 +248,17 @@ impl Codec for Window {
     fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
         let text = cursor.text()?;
         Window::parse(text).map_err(|e| corrupt(format!("monitor {e}")))
+    }
+}
+
+/// A log of a balance's checkpoints, as its own compact text (`domain::velocity::CheckpointLog`).
+impl Codec for CheckpointLog {
+    const KIND: Kind = Kind::Text;
+    fn encode(&self) -> Value<'_> {
+        self.as_text().into()
+    }
+    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
+        CheckpointLog::parse(cursor.text()?).map_err(corrupt)
     }
 }
 

@@ -24,7 +24,7 @@ use crate::domain::event::{Delivery, Event};
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Monitor, RuleState};
 use crate::domain::transaction::{Status, Transaction};
-use crate::domain::velocity::Checkpoint;
+use crate::domain::velocity::CheckpointLog;
 use serde_json::Map;
 
 /// A window of a list.
@@ -152,14 +152,14 @@ pub trait Writes: Reads {
     fn save_rule_state(&mut self, state: &RuleState) -> StoreResult<()>;
     /// Notes on the balance's row that some rule stored a state for it (`Balance::has_rule_states`).
     fn mark_rule_states(&mut self, balance_id: &str) -> StoreResult<()>;
-    /// Records `balance`'s totals at `at_ms` (replacing what an earlier batch in the same
-    /// millisecond recorded): for its velocity monitors.
-    fn save_checkpoint(&mut self, balance: &Balance, at_ms: i64) -> StoreResult<()>;
-    /// The latest of a balance's checkpoints at or before `at_ms`, and the instant of the first one
-    /// after it: where a window starting at `at_ms` begins, and when it must roll again.
-    fn checkpoint_at(&mut self, balance_id: &str, at_ms: i64) -> StoreResult<(Option<Checkpoint>, Option<i64>)>;
-    /// Deletes a balance's checkpoints older than `before_ms` (no window reaches them).
-    fn prune_checkpoints(&mut self, balance_id: &str, before_ms: i64) -> StoreResult<()>;
+    /// Stores a full log of a balance's checkpoints as a chunk (`domain::velocity`).
+    fn save_checkpoint_chunk(&mut self, balance_id: &str, chunk: &CheckpointLog) -> StoreResult<()>;
+    /// The first stored chunk of a balance's checkpoints holding one newer than `version`: where a
+    /// window whose base has that version rolls on to.
+    fn checkpoint_chunk_after(&mut self, balance_id: &str, version: i64) -> StoreResult<Option<CheckpointLog>>;
+    /// Deletes a balance's chunks whose checkpoints are all at or before `through_version` (no
+    /// window reaches them).
+    fn prune_checkpoint_chunks(&mut self, balance_id: &str, through_version: i64) -> StoreResult<()>;
     fn insert_event(&mut self, event: &Event) -> StoreResult<()>;
     /// Takes up to `limit` pending events due at `now_ms`, oldest first, and leases them until
     /// `lease_until_ms`: a process that dies mid-delivery leaves them to be retried after the lease.

@@ -5,8 +5,8 @@
 //! transient so the engine retries them. Amounts are `NUMERIC`, exchanged as decimal text.
 
 use super::codec::{Cursor, Kind, RowAccess, Value};
-use super::schema::{BalanceCheckpoint, Record};
-use super::sql::{operation, render, totals, Dialect, Sql, WriteSql, CHECKPOINT_CONFLICT};
+use super::schema::Record;
+use super::sql::{operation, render, totals, Dialect, Sql, WriteSql};
 use super::{schema_is_current, Access, ErrorKind, Migrations};
 use super::{PoolUsage, Reads, Store, StoreError, StoreResult, Writes};
 use crate::domain::balance::Balance;
@@ -28,6 +28,7 @@ const MIGRATIONS: &Migrations = &[
     (5, "money_movement", include_str!("../../migrations/postgres/0005_money_movement.sql")),
     (6, "monitor_kinds", include_str!("../../migrations/postgres/0006_monitor_kinds.sql")),
     (7, "ledger_monitors", include_str!("../../migrations/postgres/0007_ledger_monitors.sql")),
+    (8, "checkpoint_chunks", include_str!("../../migrations/postgres/0008_checkpoint_chunks.sql")),
 ];
 
 /// How long a write whose COMMIT answer was lost keeps asking the database whether it committed
@@ -302,7 +303,7 @@ struct Reader(RefCell<r2d2::PooledConnection<Manager>>);
 struct Writer<'a> {
     tx: RefCell<postgres::Transaction<'a>>,
     statements: RefCell<&'a mut HashMap<String, Statement>>,
-    /// New transactions, balance totals and checkpoints not yet sent: a batch's writes go as three
+    /// New transactions and balance totals not yet sent: a batch's writes go as two
     /// set-based statements instead of one round trip each. Sent before any other statement runs (so every
     /// read sees them, and constraints are checked in order) and before the commit.
     pending: RefCell<Pending>,
@@ -312,7 +313,6 @@ struct Writer<'a> {
 struct Pending {
     transactions: Vec<Transaction>,
     balances: Vec<Balance>,
-    checkpoints: Vec<BalanceCheckpoint>,
 }
 
 type Read<T> = fn(&mut Cursor<'_>) -> StoreResult<T>;
@@ -368,11 +368,6 @@ impl WriteSql for Writer<'_> {
         self.pending.borrow_mut().balances.push(b.clone());
         Ok(())
     }
-
-    fn write_checkpoint(&self, c: &BalanceCheckpoint) -> StoreResult<()> {
-        self.pending.borrow_mut().checkpoints.push(c.clone());
-        Ok(())
-    }
 }
 
 fn read_all<T>(rows: Vec<Row>, read: Read<T>) -> StoreResult<Vec<T>> {
@@ -403,10 +398,11 @@ impl<'a> Writer<'a> {
         Ok(self.tx.borrow_mut().execute(&statement, params)?)
     }
 
-    /// Sends the buffered transactions (in the order they were made, so `seq` follows it), balance
-    /// totals and checkpoints, each as one statement over arrays, one array per column.
+    /// Sends the buffered transactions (in the order they were made, so `seq` follows it) and
+    /// balance totals (with their latest checkpoints), each as one statement over arrays, one
+    /// array per column.
     fn send_pending(&self) -> StoreResult<()> {
-        let Pending { transactions, balances, checkpoints } = std::mem::take(&mut *self.pending.borrow_mut());
+        let Pending { transactions, balances } = std::mem::take(&mut *self.pending.borrow_mut());
         if !transactions.is_empty() {
             static INSERT: LazyLock<String> = LazyLock::new(unnest_insert::<Transaction>);
             let rows: Vec<Vec<Value>> = transactions.iter().map(Record::values).collect();
@@ -417,19 +413,14 @@ impl<'a> Writer<'a> {
             self.run(
                 "UPDATE balances SET credit_balance = u.credit::numeric, debit_balance = u.debit::numeric,
                      inflight_credit_balance = u.inflight_credit::numeric,
-                     inflight_debit_balance = u.inflight_debit::numeric, version = u.version
-                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[])
-                     AS u(id, credit, debit, inflight_credit, inflight_debit, version)
+                     inflight_debit_balance = u.inflight_debit::numeric, version = u.version,
+                     recent_checkpoints = u.checkpoints
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[])
+                     AS u(id, credit, debit, inflight_credit, inflight_debit, version, checkpoints)
                  WHERE balances.balance_id = u.id",
                 &bound(&by_column(rows)),
             )
             .map_err(|e| e.during("saving the batch's balance totals"))?;
-        }
-        if !checkpoints.is_empty() {
-            static UPSERT: LazyLock<String> =
-                LazyLock::new(|| format!("{}{CHECKPOINT_CONFLICT}", unnest_insert::<BalanceCheckpoint>()));
-            let rows: Vec<Vec<Value>> = checkpoints.iter().map(Record::values).collect();
-            self.run(&UPSERT, &bound(&by_column(rows))).map_err(|e| e.during("saving the batch's checkpoints"))?;
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ use crate::domain::monitor::{
     Action, AutoTransfer, Condition, Field, LedgerScope, Monitor, Operator, RuleState, State, Trigger,
 };
 use crate::domain::transaction::{Status, Transaction};
-use crate::domain::velocity::{Checkpoint, Velocity, Window};
+use crate::domain::velocity::{CheckpointLog, Velocity, Window};
 use num_bigint::BigInt;
 use serde_json::Map;
 
@@ -78,7 +78,7 @@ pub fn columns_of(table: &str) -> Option<&'static [Column]> {
         (R::TABLE, R::COLUMNS)
     }
     let tables = [of::<Ledger>(), of::<Balance>(), of::<Transaction>(), of::<Monitor>(), of::<Event>()];
-    let more = [of::<Attempt>(), of::<ApiKey>(), of::<BalanceCheckpoint>(), of::<LedgerRule>(), of::<RuleState>()];
+    let more = [of::<Attempt>(), of::<ApiKey>(), of::<CheckpointChunk>(), of::<LedgerRule>(), of::<RuleState>()];
     tables.into_iter().chain(more).find(|(name, _)| *name == table).map(|(_, c)| c)
 }
 
@@ -106,6 +106,7 @@ record! {
         created_at: String = created_at,
         meta_data: Map<String, serde_json::Value> = meta_data,
         has_rule_states: bool = has_rule_states,
+        recent_checkpoints: CheckpointLog = checkpoints,
     }
 }
 
@@ -316,27 +317,20 @@ record! {
     }
 }
 
-/// A balance's totals at one instant, for its velocity monitors (`domain::velocity`).
+/// A stored chunk of a balance's checkpoints, for its velocity monitors (`domain::velocity`):
+/// keyed by the version of its last one, so the chunk holding the checkpoint after a window's
+/// base is the first whose version is higher than the base's.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BalanceCheckpoint {
+pub struct CheckpointChunk {
     pub balance_id: String,
-    pub checkpoint: Checkpoint,
+    pub version: i64,
+    pub entries: CheckpointLog,
 }
 
 record! {
-    BalanceCheckpoint in "balance_checkpoints" {
+    CheckpointChunk in "checkpoint_chunks" {
         balance_id: String = balance_id,
-        at_ms: i64 = checkpoint.at_ms,
-        debit_balance: BigInt = checkpoint.debit_balance,
-        credit_balance: BigInt = checkpoint.credit_balance,
-        version: i64 = checkpoint.version,
-    } read r => BalanceCheckpoint {
-        balance_id: r.balance_id,
-        checkpoint: Checkpoint {
-            at_ms: r.at_ms,
-            debit_balance: r.debit_balance,
-            credit_balance: r.credit_balance,
-            version: r.version,
-        },
+        version: i64 = version,
+        entries: CheckpointLog = entries,
     }
 }

@@ -18,7 +18,7 @@
 //! Placeholders are written `$N`; SQLite's are rendered `?N` (positional, like PostgreSQL's).
 
 use super::codec::{Codec, Cursor, Kind, Value};
-use super::schema::{columns_of, BalanceCheckpoint, LedgerRule, Record};
+use super::schema::{columns_of, CheckpointChunk, LedgerRule, Record};
 use super::{AfterAttempt, Attempt, EventFilter, Order, Page, Reads, StoreResult, Writes};
 use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
@@ -26,7 +26,7 @@ use crate::domain::event::{Delivery, Event};
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Monitor, RuleState, State};
 use crate::domain::transaction::{Status, Transaction};
-use crate::domain::velocity::Checkpoint;
+use crate::domain::velocity::CheckpointLog;
 use parking_lot::RwLock;
 use serde_json::Map;
 use std::collections::HashMap;
@@ -165,35 +165,17 @@ pub trait WriteSql: Sql {
     fn write_totals(&self, b: &Balance) -> StoreResult<()> {
         self.execute(
             "UPDATE balances SET credit_balance = $2{numeric}, debit_balance = $3{numeric},
-             inflight_credit_balance = $4{numeric}, inflight_debit_balance = $5{numeric}, version = $6
+             inflight_credit_balance = $4{numeric}, inflight_debit_balance = $5{numeric}, version = $6,
+             recent_checkpoints = $7
              WHERE balance_id = $1",
             &totals(b),
         )
         .map(drop)
     }
-
-    /// A balance's totals at a batch's instant, replacing what an earlier batch in the same
-    /// millisecond wrote (one per balance per batch: the velocity windows' checkpoints).
-    fn write_checkpoint(&self, c: &BalanceCheckpoint) -> StoreResult<()> {
-        self.execute(CHECKPOINT_UPSERT, &c.values()).map(drop)
-    }
 }
 
-/// What a checkpoint written again in the same millisecond does: the later totals win. (A macro,
-/// so that both statements below are one literal each, with a fixed address for `render`.)
-macro_rules! checkpoint_conflict {
-    () => {
-        " ON CONFLICT (balance_id, at_ms) DO UPDATE SET debit_balance = excluded.debit_balance,
-         credit_balance = excluded.credit_balance, version = excluded.version"
-    };
-}
-
-/// The conflict clause, for a backend that writes checkpoints set-based (PostgreSQL).
-pub const CHECKPOINT_CONFLICT: &str = checkpoint_conflict!();
-const CHECKPOINT_UPSERT: &str = concat!("{insert:balance_checkpoints}", checkpoint_conflict!());
-
-/// A balance's id, four totals and version: what a batch writes back.
-pub fn totals(b: &Balance) -> [Value<'_>; 6] {
+/// A balance's id, four totals, version and latest checkpoints: what a batch writes back.
+pub fn totals(b: &Balance) -> [Value<'_>; 7] {
     use super::codec::Codec;
     [
         (&b.id).into(),
@@ -202,6 +184,7 @@ pub fn totals(b: &Balance) -> [Value<'_>; 6] {
         b.inflight_credit_balance.encode(),
         b.inflight_debit_balance.encode(),
         b.version.into(),
+        b.checkpoints.encode(),
     ]
 }
 
@@ -584,31 +567,25 @@ impl<S: WriteSql> Writes for S {
         .map(drop)
     }
 
-    fn save_checkpoint(&mut self, balance: &Balance, at_ms: i64) -> StoreResult<()> {
-        self.write_checkpoint(&BalanceCheckpoint {
-            balance_id: balance.id.clone(),
-            checkpoint: Checkpoint::of(balance, at_ms),
-        })
+    fn save_checkpoint_chunk(&mut self, balance_id: &str, chunk: &CheckpointLog) -> StoreResult<()> {
+        let last = chunk.last().expect("a stored chunk holds at least one checkpoint");
+        let row = CheckpointChunk { balance_id: balance_id.to_string(), version: last.version, entries: chunk.clone() };
+        self.execute("{insert:checkpoint_chunks}", &row.values()).map(drop)
     }
 
-    fn checkpoint_at(&mut self, balance_id: &str, at_ms: i64) -> StoreResult<(Option<Checkpoint>, Option<i64>)> {
-        let latest: Option<BalanceCheckpoint> = self.one(
-            "SELECT {balance_checkpoints} FROM balance_checkpoints WHERE balance_id = $1 AND at_ms <= $2
-             ORDER BY at_ms DESC LIMIT 1",
-            &[balance_id.into(), at_ms.into()],
+    fn checkpoint_chunk_after(&mut self, balance_id: &str, version: i64) -> StoreResult<Option<CheckpointLog>> {
+        let chunk: Option<CheckpointChunk> = self.one(
+            "SELECT {checkpoint_chunks} FROM checkpoint_chunks WHERE balance_id = $1 AND version > $2
+             ORDER BY version LIMIT 1",
+            &[balance_id.into(), version.into()],
         )?;
-        let next: Option<BalanceCheckpoint> = self.one(
-            "SELECT {balance_checkpoints} FROM balance_checkpoints WHERE balance_id = $1 AND at_ms > $2
-             ORDER BY at_ms LIMIT 1",
-            &[balance_id.into(), at_ms.into()],
-        )?;
-        Ok((latest.map(|row| row.checkpoint), next.map(|row| row.checkpoint.at_ms)))
+        Ok(chunk.map(|row| row.entries))
     }
 
-    fn prune_checkpoints(&mut self, balance_id: &str, before_ms: i64) -> StoreResult<()> {
+    fn prune_checkpoint_chunks(&mut self, balance_id: &str, through_version: i64) -> StoreResult<()> {
         self.execute(
-            "DELETE FROM balance_checkpoints WHERE balance_id = $1 AND at_ms < $2",
-            &[balance_id.into(), before_ms.into()],
+            "DELETE FROM checkpoint_chunks WHERE balance_id = $1 AND version <= $2",
+            &[balance_id.into(), through_version.into()],
         )
         .map(drop)
     }

@@ -22,6 +22,7 @@ const MIGRATIONS: &Migrations = &[
     (4, "money_movement", include_str!("../../migrations/sqlite/0004_money_movement.sql")),
     (5, "monitor_kinds", include_str!("../../migrations/sqlite/0005_monitor_kinds.sql")),
     (6, "ledger_monitors", include_str!("../../migrations/sqlite/0006_ledger_monitors.sql")),
+    (7, "checkpoint_chunks", include_str!("../../migrations/sqlite/0007_checkpoint_chunks.sql")),
 ];
 
 const READER_POOL_SIZE: u32 = 8;
