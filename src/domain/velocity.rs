@@ -267,13 +267,16 @@ impl Velocity {
         }
     }
 
-    /// A checkpoint was written at `at_ms`, after the balance's checkpoint of `previous_version`
-    /// (its latest before, when the log on its row holds one): when that one is not newer than
-    /// `base`, the new one is the first after it. Otherwise an unknown hint stays unknown: a hint
-    /// is lost when the balance is read again, and checkpoints taken since `base` may exist.
-    pub fn checkpoint_written(&mut self, at_ms: i64, previous_version: Option<i64>) {
-        if self.next_at_ms.is_none() && previous_version.is_some_and(|previous| previous <= self.base.version) {
-            self.next_at_ms = Some(at_ms);
+    /// `checkpoint` was taken, after the balance's checkpoint of `previous_version` (its latest
+    /// before, when the log on its row holds one): when that one is not newer than `base` and the
+    /// new one is, the new one is the first after the base. Otherwise an unknown hint stays
+    /// unknown: a hint is lost when the balance is read again, and checkpoints taken since `base`
+    /// may exist; and a window started after the batch's movements starts at the new one.
+    pub fn checkpoint_written(&mut self, checkpoint: &Checkpoint, previous_version: Option<i64>) {
+        let first_after_base = checkpoint.version > self.base.version
+            && previous_version.is_some_and(|previous| previous <= self.base.version);
+        if self.next_at_ms.is_none() && first_after_base {
+            self.next_at_ms = Some(checkpoint.at_ms);
         }
     }
 }
@@ -315,11 +318,13 @@ mod tests {
         assert!(v.needs_roll(&hour, 3_601_000, &now));
         assert!(!v.needs_roll(&hour, 3_601_000, &balance(100, 40, 3)), "it has not moved since");
         // A checkpoint at 2,000 (totals after that batch) becomes the base once it leaves the window.
-        // Checkpoints written after an unknown one may not be the first after the base.
-        v.checkpoint_written(1_500, Some(5));
+        // Checkpoints written after an unknown one may not be the first after the base; one that
+        // is the base (a window started after the batch's movements) is not after it.
+        v.checkpoint_written(&Checkpoint::of(&balance(150, 40, 6), 1_500), Some(5));
+        v.checkpoint_written(&Checkpoint::of(&balance(100, 40, 3), 1_500), Some(2));
         assert_eq!(v.next_at_ms, None);
-        v.checkpoint_written(2_000, Some(3));
-        v.checkpoint_written(3_000, Some(7));
+        v.checkpoint_written(&Checkpoint::of(&balance(200, 50, 7), 2_000), Some(3));
+        v.checkpoint_written(&Checkpoint::of(&balance(220, 50, 8), 3_000), Some(7));
         assert_eq!(v.next_at_ms, Some(2_000), "the first one after the base is remembered");
         assert!(!v.needs_roll(&hour, 3_601_999, &now));
         assert!(v.needs_roll(&hour, 3_602_000, &now));

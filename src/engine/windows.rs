@@ -76,12 +76,12 @@ impl Batch {
                 debug_assert!(false, "a moved balance's version rose since its last checkpoint: {balance_id}");
                 continue;
             }
+            for velocity in monitors.iter_mut().filter_map(|m| m.velocity.as_mut()) {
+                velocity.checkpoint_written(&checkpoint, previous_version);
+            }
             balance.checkpoints.push(checkpoint);
             if balance.checkpoints.is_full() {
                 w.save_checkpoint_chunk(balance_id, &balance.checkpoints.take())?;
-            }
-            for velocity in monitors.iter_mut().filter_map(|m| m.velocity.as_mut()) {
-                velocity.checkpoint_written(self.now_ms, previous_version);
             }
         }
         Ok(())
