@@ -73,7 +73,7 @@ impl Batch {
             let checkpoint = Checkpoint::of(balance, self.now_ms);
             let previous_version = balance.checkpoints.last().map(|last| last.version);
             if previous_version.is_some_and(|previous| previous >= checkpoint.version) {
-                debug_assert!(false, "a moved balance's version rose since its last checkpoint: {balance_id}");
+                debug_assert!(false, "a moved balance's version did not rise since its last checkpoint: {balance_id}");
                 continue;
             }
             for velocity in monitors.iter_mut().filter_map(|m| m.velocity.as_mut()) {
