@@ -17,7 +17,7 @@
 //! Where checkpoints are kept, and why: a balance's latest ones ride on its own row, compactly
 //! (`CheckpointLog`, each as the difference from the one before), because every batch that moves
 //! the balance rewrites that row anyway; once they fill `LOG_BYTES`, they are stored as one chunk
-//! of their own and the log starts again. A row of its own per checkpoint, keyed by balance, put
+//! of their own and the log starts again with the next one. A row of its own per checkpoint, keyed by balance, put
 //! every checkpoint on a page of its own and doubled the pages each commit wrote (see
 //! docs/performance.md); a chunk costs that page once per many checkpoints.
 //!
@@ -93,7 +93,8 @@ impl CheckpointLog {
         &self.text
     }
 
-    /// Whether the log has reached `LOG_BYTES` and is to be stored as a chunk.
+    /// Whether the log has reached `LOG_BYTES` and is to be stored as a chunk before the next
+    /// checkpoint is appended (so a balance's log, once begun, always holds its latest).
     pub fn is_full(&self) -> bool {
         self.text.len() >= LOG_BYTES
     }

@@ -79,10 +79,12 @@ impl Batch {
             for velocity in monitors.iter_mut().filter_map(|m| m.velocity.as_mut()) {
                 velocity.checkpoint_written(&checkpoint, previous_version);
             }
-            balance.checkpoints.push(checkpoint);
+            // Stored as a chunk before the new checkpoint is appended, so that the log on the row
+            // is never empty again and keeps one width (`store::codec::padded_log`).
             if balance.checkpoints.is_full() {
                 w.save_checkpoint_chunk(balance_id, &balance.checkpoints.take())?;
             }
+            balance.checkpoints.push(checkpoint);
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use crate::domain::api_key::Scope;
 use crate::domain::event::{Delivery, EventKind};
 use crate::domain::monitor::{Action, AutoAmount, AutoTransfer, Field, Operator, State, Trigger};
 use crate::domain::transaction::Status;
-use crate::domain::velocity::{Checkpoint, CheckpointLog, Velocity, Window};
+use crate::domain::velocity::{Checkpoint, CheckpointLog, Velocity, Window, LOG_BYTES};
 use num_bigint::BigInt;
 use serde_json::Map;
 use std::borrow::Cow;
@@ -251,14 +251,38 @@ impl Codec for Window {
     }
 }
 
-/// A log of a balance's checkpoints, as its own compact text (`domain::velocity::CheckpointLog`).
+/// A log of a balance's checkpoints, as its own compact text (`domain::velocity::CheckpointLog`);
+/// read without the padding `padded_log` adds on a balance's row.
 impl Codec for CheckpointLog {
     const KIND: Kind = Kind::Text;
     fn encode(&self) -> Value<'_> {
         self.as_text().into()
     }
     fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
-        CheckpointLog::parse(cursor.text()?).map_err(corrupt)
+        CheckpointLog::parse(cursor.text()?.trim_end_matches(' ')).map_err(corrupt)
+    }
+}
+
+/// How wide a balance's checkpoint log is stored on its row: a log is stored as a chunk once it
+/// reaches `LOG_BYTES`, before its next checkpoint is appended, and 64 bytes hold one checkpoint
+/// whose amounts have up to twenty digits.
+pub const ROW_LOG_WIDTH: usize = LOG_BYTES + 64;
+
+/// A balance's checkpoint log as its row stores it: padded with spaces to `ROW_LOG_WIDTH` once it
+/// holds a checkpoint, so that the row keeps one size as checkpoints come and go. SQLite rewrites
+/// a row of unchanged size in place; a row that grows overflows its page now and then, and when
+/// SQLite then rebalances the pages it renumbers them through the locking page's number, after
+/// which the commit scans the writer's whole page cache (a sixth of the engine's time, see
+/// docs/performance.md). An empty log (no velocity monitor ever) stays empty.
+pub fn padded_log(log: &CheckpointLog) -> Value<'_> {
+    const SPACES: &str = match str::from_utf8(&[b' '; ROW_LOG_WIDTH]) {
+        Ok(spaces) => spaces,
+        Err(_) => panic!("spaces are UTF-8"),
+    };
+    let text = log.as_text();
+    match text.len() {
+        0 | ROW_LOG_WIDTH.. => text.into(),
+        length => Value::Text(Cow::Owned([text, &SPACES[length..]].concat())),
     }
 }
 
@@ -353,3 +377,69 @@ macro_rules! named_codecs {
 }
 named_codecs!(Status: "status", Field: "field", Operator: "operator", Trigger: "trigger", State: "state",
     Action: "monitor action", Delivery: "delivery status", EventKind: "event type");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::velocity::Checkpoint;
+
+    /// One text column, as a driver would hand it over.
+    struct OneText(String);
+
+    impl RowAccess for OneText {
+        fn is_null(&self, _: usize) -> StoreResult<bool> {
+            Ok(false)
+        }
+        fn text(&self, _: usize) -> StoreResult<Option<&str>> {
+            Ok(Some(&self.0))
+        }
+        fn int(&self, _: usize) -> StoreResult<Option<i64>> {
+            Ok(None)
+        }
+        fn bool(&self, _: usize) -> StoreResult<Option<bool>> {
+            Ok(None)
+        }
+    }
+
+    fn stored(log: &CheckpointLog) -> String {
+        match padded_log(log) {
+            Value::Text(text) => text.into_owned(),
+            other => panic!("a log is stored as text, not {other:?}"),
+        }
+    }
+
+    fn read(text: String) -> CheckpointLog {
+        CheckpointLog::decode(&mut Cursor::new(&OneText(text))).expect("a stored log reads back")
+    }
+
+    #[test]
+    fn a_balance_rows_checkpoint_log_keeps_one_width_and_reads_back_unchanged() {
+        let mut log = CheckpointLog::default();
+        assert_eq!(stored(&log), "", "a balance without velocity monitors is not widened");
+        for version in 1..=40 {
+            if log.is_full() {
+                log.take();
+            }
+            let checkpoint = Checkpoint {
+                at_ms: 1_733_000_000_000 + version * 40,
+                debit_balance: BigInt::from(version * 10_000),
+                credit_balance: BigInt::from(version * 7_500),
+                version,
+            };
+            log.push(checkpoint);
+            let text = stored(&log);
+            assert_eq!(text.len(), ROW_LOG_WIDTH, "version {version}: {text:?}");
+            assert_eq!(read(text), log);
+        }
+    }
+
+    #[test]
+    fn a_log_wider_than_the_row_width_is_stored_whole() {
+        let mut log = CheckpointLog::default();
+        let huge = BigInt::from(10).pow(200);
+        log.push(Checkpoint { at_ms: 1, debit_balance: huge.clone(), credit_balance: huge, version: 1 });
+        let text = stored(&log);
+        assert!(text.len() > ROW_LOG_WIDTH);
+        assert_eq!(read(text), log);
+    }
+}

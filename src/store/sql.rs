@@ -184,7 +184,7 @@ pub fn totals(b: &Balance) -> [Value<'_>; 7] {
         b.inflight_credit_balance.encode(),
         b.inflight_debit_balance.encode(),
         b.version.into(),
-        b.checkpoints.encode(),
+        super::codec::padded_log(&b.checkpoints),
     ]
 }
 

@@ -23,6 +23,7 @@ const MIGRATIONS: &Migrations = &[
     (5, "monitor_kinds", include_str!("../../migrations/sqlite/0005_monitor_kinds.sql")),
     (6, "ledger_monitors", include_str!("../../migrations/sqlite/0006_ledger_monitors.sql")),
     (7, "checkpoint_chunks", include_str!("../../migrations/sqlite/0007_checkpoint_chunks.sql")),
+    (8, "checkpoint_chunks_appended", include_str!("../../migrations/sqlite/0008_checkpoint_chunks_appended.sql")),
 ];
 
 const READER_POOL_SIZE: u32 = 8;
