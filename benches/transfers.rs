@@ -27,7 +27,7 @@
 //!
 //! `cargo bench --bench transfers -- [--clients 1,8,64] [--seconds 5] [--balances 1000]
 //!     [--monitors M] [--monitor-kind KIND] [--ledger-rules R] [--firing F (percent of balances)]
-//!     [--postgres postgres://USER@HOST:PORT/DB] [--bulk N] [--http-only]`
+//!     [--postgres postgres://USER@HOST:PORT/DB] [--bulk N] [--http-only] [--history-mib N]`
 //!
 //! `--monitor-kind` picks the quiet monitors: `plain` (`debit_balance >`, the default), `edge` (an
 //! edge trigger with a re-arm level), `guard` (`action: reject`), `velocity` (`debit_volume` over
@@ -35,6 +35,10 @@
 //! refuses, so the run measures what evaluating them costs. `--ledger-rules R` adds R quiet
 //! ledger-wide monitors of that kind on the one ledger all the balances are in (each rule watches
 //! every balance). `--http-only` stops after step 3 (for interleaved runs of two configurations).
+//! `--history-mib N` grows the SQLite file by N MiB before the server starts, with a table the
+//! server never reads, standing in for a ledger's history: below 1 GiB, SQLite scans the writer's
+//! whole page cache at each commit that split a B-tree page (see docs/performance.md), which a
+//! fresh benchmark database always is and a ledger with a few million transactions never is.
 //!
 //! With `--postgres` (an admin database), the run and each Keel's-rows baseline get a database of
 //! their own, dropped afterwards.
@@ -74,6 +78,8 @@ struct Options {
     http_only: bool,
     /// Quiet ledger-wide monitors on the balances' ledger (`--ledger-rules`).
     ledger_rules: usize,
+    /// MiB of cold history the SQLite file is grown by before the server starts (`--history-mib`).
+    history_mib: usize,
 }
 
 fn options() -> Options {
@@ -88,6 +94,7 @@ fn options() -> Options {
         monitor_kind: "plain".into(),
         http_only: false,
         ledger_rules: 0,
+        history_mib: 0,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -103,6 +110,7 @@ fn options() -> Options {
             "--bulk" => o.bulk = value.parse().expect("--bulk ITEMS (per request)"),
             "--monitor-kind" => o.monitor_kind = value,
             "--ledger-rules" => o.ledger_rules = value.parse().expect("--ledger-rules R (on the balances' ledger)"),
+            "--history-mib" => o.history_mib = value.parse().expect("--history-mib N (SQLite only)"),
             "--http-only" => {
                 o.http_only = true;
                 i += 1;
@@ -142,6 +150,9 @@ fn main() {
         let hook_url = receiver.url.clone();
         let (ids, commands, took) = set_up(&url, &o, &hook_url).await;
         println!("set-up through the engine: {commands} commands in {:.1} s", took.as_secs_f64());
+        if o.history_mib > 0 {
+            grow_database(&url, o.history_mib);
+        }
 
         let started = Instant::now();
         let server = Server::start_discarding_logs(&url, &[]);
@@ -272,6 +283,18 @@ async fn set_up(url: &str, o: &Options, hook_url: &str) -> (Vec<String>, usize, 
     drop(engine);
     thread.join().unwrap();
     (ids, commands, started.elapsed())
+}
+
+/// Grows the SQLite file at `url` by `mib` MiB of rows in a table of its own (`--history-mib`).
+fn grow_database(url: &str, mib: usize) {
+    assert_eq!(url.split("://").next(), Some("sqlite"), "--history-mib is for SQLite");
+    let file = Connection::open(url.trim_start_matches("sqlite://")).expect("the benchmark's database opens");
+    file.execute_batch("CREATE TABLE bench_history (filler BLOB NOT NULL)").expect("a table of its own");
+    for _ in 0..mib {
+        file.execute("INSERT INTO bench_history VALUES (zeroblob(1048576))", []).expect("a MiB of history");
+    }
+    file.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).expect("the history is in the file");
+    println!("history: the database file grown by {mib} MiB");
 }
 
 /// The store, opened off the async threads (the PostgreSQL client blocks). The engine thread that
