@@ -17,9 +17,9 @@
 //! Where checkpoints are kept, and why: a balance's latest ones ride on its own row, compactly
 //! (`CheckpointLog`, each as the difference from the one before), because every batch that moves
 //! the balance rewrites that row anyway; once they fill `LOG_BYTES`, they are stored as one chunk
-//! of their own and the log starts again with the next one. A row of its own per checkpoint, keyed by balance, put
-//! every checkpoint on a page of its own and doubled the pages each commit wrote (see
-//! docs/performance.md); a chunk costs that page once per many checkpoints.
+//! of their own and the log starts again with the next one. A row of its own per checkpoint, keyed
+//! by balance, put every checkpoint on a page of its own and doubled the pages each commit wrote
+//! (see docs/performance.md); a chunk costs that page once per many checkpoints.
 //!
 //! Resolution: a movement belongs to the instant of its batch, in milliseconds of the engine's
 //! clock; it counts while that instant is within the last `window` (`now - window < at <= now`).

@@ -272,8 +272,10 @@ pub const ROW_LOG_WIDTH: usize = LOG_BYTES + 64;
 /// holds a checkpoint, so that the row keeps one size as checkpoints come and go. SQLite rewrites
 /// a row of unchanged size in place; a row that grows overflows its page now and then, and when
 /// SQLite then rebalances the pages it renumbers them through the locking page's number, after
-/// which the commit scans the writer's whole page cache (a sixth of the engine's time, see
-/// docs/performance.md). An empty log (no velocity monitor ever) stays empty.
+/// which the commit scans the writer's whole page cache while the file is under 1 GiB (an eighth
+/// of the engine's time in the benchmark, see docs/performance.md). An empty log (no velocity
+/// monitor ever) stays empty. PostgreSQL stores the same text (one write path), at the cost of
+/// the padding's bytes in each new row version.
 pub fn padded_log(log: &CheckpointLog) -> Value<'_> {
     const SPACES: &str = match str::from_utf8(&[b' '; ROW_LOG_WIDTH]) {
         Ok(spaces) => spaces,
