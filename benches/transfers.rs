@@ -1,7 +1,8 @@
 //! Throughput benchmark. One run:
 //! 1. set-up, through Keel's own engine (no HTTP, so a million balances take seconds, not an hour):
 //!    K balances, each funded from `@World`, then M monitors per balance whose thresholds are never
-//!    reached (every one is evaluated on every transfer, none fires), and, on F% of the balances,
+//!    reached (every one is evaluated on every transfer, none fires), then one more transfer to each
+//!    balance (so its monitors' state exists, as in a ledger that has run), and, on F% of the balances,
 //!    one monitor that fires on every transfer touching its balance, with a `call_back_url` at a
 //!    local webhook receiver;
 //! 2. the real `keel serve` (release build) started on that database, timed until it listens;
