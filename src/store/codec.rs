@@ -266,7 +266,7 @@ impl Codec for CheckpointLog {
 /// How wide a balance's checkpoint log is stored on its row: a log is stored as a chunk once it
 /// reaches `LOG_BYTES`, before its next checkpoint is appended, and 80 bytes hold one checkpoint
 /// written whole (the first after a chunk) of totals up to 24 digits and a version below 10^10.
-pub const ROW_LOG_WIDTH: usize = LOG_BYTES + 80;
+const ROW_LOG_WIDTH: usize = LOG_BYTES + 80;
 
 /// A balance's checkpoint log as its row stores it: padded with spaces to `ROW_LOG_WIDTH` once it
 /// holds a checkpoint, so that the row keeps one size as checkpoints come and go. SQLite rewrites
