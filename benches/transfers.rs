@@ -28,7 +28,7 @@
 //!
 //! `cargo bench --bench transfers -- [--clients 1,8,64] [--seconds 5] [--balances 1000]
 //!     [--monitors M] [--monitor-kind KIND] [--ledger-rules R] [--firing F (percent of balances)]
-//!     [--postgres postgres://USER@HOST:PORT/DB] [--bulk N] [--http-only] [--history-mib N]`
+//!     [--postgres postgres://USER@HOST:PORT/DB] [--bulk N] [--http-only] [--history-mib N] [--webhooks]`
 //!
 //! `--monitor-kind` picks the quiet monitors: `plain` (`debit_balance >`, the default), `edge` (an
 //! edge trigger with a re-arm level), `guard` (`action: reject`), `velocity` (`debit_volume` over
@@ -41,12 +41,20 @@
 //! whole page cache at each commit that split a B-tree page (see docs/performance.md), which a
 //! fresh benchmark database always is and a ledger with a few million transactions never is.
 //!
+//! `--webhooks` starts the server with its webhook URL at a fast local receiver (answers 200 at
+//! once, on a thread of its own), so every transfer is a `transaction.applied` event: each run
+//! also reports events delivered per second during the load, their lag p50/p99 (from the
+//! transaction's `created_at` to the arrival), the outbox's backlog once a second, how long it
+//! took to drain after the load, and the receiver's CPU per event. The server's CPU per transfer
+//! then runs to the drain's end: delivering the load's events is part of its cost.
+//!
 //! With `--postgres` (an admin database), the run and each Keel's-rows baseline get a database of
 //! their own, dropped afterwards.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 mod shared;
+mod webhooks;
 
 use common::receiver::Receiver;
 use common::{Server, TestDatabase};
@@ -81,6 +89,8 @@ struct Options {
     ledger_rules: usize,
     /// MiB of cold history the SQLite file is grown by before the server starts (`--history-mib`).
     history_mib: usize,
+    /// The server's webhook URL at a fast local receiver (`--webhooks`): every transfer an event.
+    webhooks: bool,
 }
 
 fn options() -> Options {
@@ -96,6 +106,7 @@ fn options() -> Options {
         http_only: false,
         ledger_rules: 0,
         history_mib: 0,
+        webhooks: false,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -112,8 +123,9 @@ fn options() -> Options {
             "--monitor-kind" => o.monitor_kind = value,
             "--ledger-rules" => o.ledger_rules = value.parse().expect("--ledger-rules R (on the balances' ledger)"),
             "--history-mib" => o.history_mib = value.parse().expect("--history-mib N (SQLite only)"),
-            "--http-only" => {
-                o.http_only = true;
+            "--http-only" | "--webhooks" => {
+                o.http_only |= args[i] == "--http-only";
+                o.webhooks |= args[i] == "--webhooks";
                 i += 1;
                 continue;
             }
@@ -155,8 +167,13 @@ fn main() {
             grow_database(&url, o.history_mib);
         }
 
+        let fast_receiver = o.webhooks.then(webhooks::FastReceiver::start);
+        let server_args: Vec<&str> = match &fast_receiver {
+            Some(r) => vec!["--webhook-url", &r.url],
+            None => vec![],
+        };
         let started = Instant::now();
-        let server = Server::start_discarding_logs(&url, &[]);
+        let server = Server::start_discarding_logs(&url, &server_args);
         println!("server start-up on that database: {} ms to listening", started.elapsed().as_millis());
         header();
         let ids = Arc::new(ids);
@@ -167,7 +184,15 @@ fn main() {
             let before = batch_totals(&client, &server.base).await;
             let cpu_before = CpuTimes::read(server.pid());
             let submit = HttpSubmit::new(&server.base);
-            let mut r = drive(clients, o.seconds, &ids, Arc::new(submit)).await;
+            let load = drive(clients, o.seconds, &ids, Arc::new(submit));
+            let (mut r, delivery) = match &fast_receiver {
+                Some(hooks) => {
+                    let (r, delivery) = webhooks::observe(hooks, &server.base, load, |r| r.transfers).await;
+                    (r, Some(delivery))
+                }
+                None => (load.await, None),
+            };
+            // With webhooks on, up to the drain's end: delivering the load's events is part of its cost.
             let cpu = CpuTimes::read(server.pid()).since(&cpu_before);
             let after = batch_totals(&client, &server.base).await;
             r.batch = Some((after.0 - before.0) / (after.1 - before.1).max(1.0));
@@ -180,6 +205,9 @@ fn main() {
                 (r.lag_p50, r.lag_p99) = lag_quantiles(&receiver, measuring_from);
             }
             row("HTTP", clients, &r);
+            if let Some(delivery) = delivery {
+                delivery.print();
+            }
         }
         let peak_rss = peak_rss_mib(server.pid());
         // SIGTERM: the server finishes what it has, then exits (so the engine run can open the file).
@@ -511,17 +539,7 @@ struct CpuTimes {
 
 impl CpuTimes {
     fn read(server_pid: u32) -> CpuTimes {
-        // Fields 14 and 15 of a stat line (after the parenthesised name) are utime and stime, in
-        // clock ticks (100 a second on Linux).
-        // A figure that cannot be read stops the run: a silent zero would read as "free".
-        let seconds = |path: String| {
-            let stat = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path} is readable: {e}"));
-            let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-            let fields: Vec<&str> = after_name.split_whitespace().collect();
-            let tick =
-                |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).expect("utime and stime in a stat line");
-            (tick(11) + tick(12)) / 100.0
-        };
+        let seconds = |path: String| cpu_seconds_of(&path);
         let engine = std::fs::read_dir(format!("/proc/{server_pid}/task"))
             .expect("the server's threads are listed in /proc")
             .flatten()
@@ -548,6 +566,18 @@ impl CpuTimes {
         let us = |s: f64| s * 1e6 / transfers.max(1) as f64;
         CpuTimes { server: us(self.server), engine: us(self.engine), load_generator: us(self.load_generator) }
     }
+}
+
+/// CPU seconds (user + system) of the process or thread whose `/proc` stat file is at `path`.
+fn cpu_seconds_of(path: &str) -> f64 {
+    // Fields 14 and 15 of a stat line (after the parenthesised name) are utime and stime, in
+    // clock ticks (100 a second on Linux).
+    // A figure that cannot be read stops the run: a silent zero would read as "free".
+    let stat = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path} is readable: {e}"));
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).expect("utime and stime in a stat line");
+    (tick(11) + tick(12)) / 100.0
 }
 
 /// `clients` tasks, each applying transfers one after another for `seconds`.
