@@ -187,6 +187,15 @@ pub trait Store: Send + Sync + 'static {
     /// here (PostgreSQL: from the batch's marker), never reported as a failure that happened.
     fn write(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()>;
 
+    /// Runs `work` as `write` does, but its commit need not survive a crash or a power loss
+    /// (SQLite: `synchronous=NORMAL` for this commit; PostgreSQL: `synchronous_commit = off`). It is
+    /// atomic and ordered with every other commit, only not flushed before it returns, so it costs
+    /// no fsync. For the webhook dispatcher's own bookkeeping (leases, attempts), whose loss only
+    /// means an event is delivered once more; never for anything a client is told is stored.
+    fn write_unflushed(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
+        self.write(work)
+    }
+
     /// Runs `work` inside one database transaction, as `write` does (same locks, same reads of its
     /// own writes), and always rolls it back: what `work` wrote is never seen by anyone (dry runs).
     fn rehearse(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()>;

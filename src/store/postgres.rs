@@ -100,6 +100,30 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
+    /// `Store::write` and `Store::write_unflushed`.
+    fn write_with(&self, flush: Flush, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
+        let marker = uuid::Uuid::new_v4().to_string();
+        let committed = {
+            let mut conn = self.pool.get().map_err(pool_error)?;
+            let mut writer = Writer::begin(&mut conn)?;
+            if flush == Flush::Later {
+                writer.run("SET LOCAL synchronous_commit = off", &[])?;
+            }
+            writer.run("INSERT INTO batch_markers (batch_id) VALUES ($1::text::uuid)", &[&marker])?;
+            work(&mut writer)?;
+            writer.send_pending()?;
+            // Any error before this point left the transaction open, so nothing committed and the
+            // caller may run the batch again. An error from COMMIT itself says nothing for sure: a
+            // backend terminated after writing its commit record, or a connection lost on the
+            // way back, fails a COMMIT that happened.
+            writer.tx.into_inner().commit()
+        };
+        match committed {
+            Ok(()) => Ok(()),
+            Err(error) => self.resolve_commit(&marker, &error),
+        }
+    }
+
     pub fn open(url: &str, pool_size: u32, access: Access) -> Result<Self, String> {
         let mut config = postgres::Config::from_str(url).map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
         config.connect_timeout(Duration::from_secs(5));
@@ -235,6 +259,13 @@ fn migrate(client: &mut postgres::Client) -> StoreResult<()> {
     Ok(())
 }
 
+/// Whether a write's commit is flushed (on disk, and on synchronous standbys) before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    BeforeReturning,
+    Later,
+}
+
 impl Store for PostgresStore {
     fn reader(&self) -> StoreResult<Box<dyn Reads + '_>> {
         let conn = self.pool.get().map_err(pool_error)?;
@@ -256,24 +287,13 @@ impl Store for PostgresStore {
     }
 
     fn write(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
-        let marker = uuid::Uuid::new_v4().to_string();
-        let committed = {
-            let mut conn = self.pool.get().map_err(pool_error)?;
-            let mut writer = Writer::begin(&mut conn)?;
-            writer.run("INSERT INTO batch_markers (batch_id) VALUES ($1::text::uuid)", &[&marker])?;
-            work(&mut writer)?;
-            writer.send_pending()?;
-            // Any error before this point left the transaction open, so nothing committed and the
-            // caller may run the batch again. An error from COMMIT itself says nothing for sure: a
-            // backend terminated after writing its commit record, or a connection lost on the
-            // way back, fails a COMMIT that happened.
-            writer.tx.into_inner().commit()
-        };
-        match committed {
-            Ok(()) => Ok(()),
-            Err(error) => self.resolve_commit(&marker, &error),
-        }
+        self.write_with(Flush::BeforeReturning, work)
     }
+
+    fn write_unflushed(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
+        self.write_with(Flush::Later, work)
+    }
+
     fn rehearse(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
         let mut conn = self.pool.get().map_err(pool_error)?;
         let mut writer = Writer::begin(&mut conn)?;

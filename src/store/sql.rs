@@ -421,6 +421,12 @@ impl<S: Sql> Reads for S {
     }
 }
 
+/// The dispatcher's claim: the oldest due events. It must read only those, whatever the backlog
+/// (a test checks SQLite's plan).
+pub(super) const CLAIM_DUE_EVENTS: &str =
+    "SELECT {events} FROM events WHERE status = 'pending' AND next_attempt_at <= $1
+     ORDER BY next_attempt_at, {seq} LIMIT $2{skip_locked}";
+
 impl<S: WriteSql> Writes for S {
     fn lock_balances(&mut self, sorted_ids: &[String]) -> StoreResult<Vec<Balance>> {
         // On PostgreSQL, ORDER BY runs below the row locks, so rows are locked in id order.
@@ -596,11 +602,7 @@ impl<S: WriteSql> Writes for S {
 
     fn claim_due_events(&mut self, now_ms: i64, lease_until_ms: i64, limit: u32) -> StoreResult<Vec<Event>> {
         // SKIP LOCKED plus the lease: no two processes deliver one event at the same time.
-        let due: Vec<Event> = self.all(
-            "SELECT {events} FROM events WHERE status = 'pending' AND next_attempt_at <= $1
-             ORDER BY next_attempt_at, {seq} LIMIT $2{skip_locked}",
-            &[now_ms.into(), Value::Int(limit.into())],
-        )?;
+        let due: Vec<Event> = self.all(CLAIM_DUE_EVENTS, &[now_ms.into(), Value::Int(limit.into())])?;
         let ids: Vec<String> = due.iter().map(|e| e.id.clone()).collect();
         self.execute(
             "UPDATE events SET next_attempt_at = $2 WHERE event_id {any}",

@@ -24,6 +24,7 @@ const MIGRATIONS: &Migrations = &[
     (6, "ledger_monitors", include_str!("../../migrations/sqlite/0006_ledger_monitors.sql")),
     (7, "checkpoint_chunks", include_str!("../../migrations/sqlite/0007_checkpoint_chunks.sql")),
     (8, "checkpoint_chunks_appended", include_str!("../../migrations/sqlite/0008_checkpoint_chunks_appended.sql")),
+    (9, "events_due_by_status", include_str!("../../migrations/sqlite/0009_events_due_by_status.sql")),
 ];
 
 const READER_POOL_SIZE: u32 = 8;
@@ -217,6 +218,16 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     Ok(())
 }
 
+/// One immediate transaction on the writer: `work`, then COMMIT (or ROLLBACK if `work` failed).
+fn write_on(conn: &mut Connection, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut writer = Writer::on(&tx);
+    work(&mut writer)?;
+    drop(writer);
+    tx.commit()?;
+    Ok(())
+}
+
 impl Store for SqliteStore {
     fn reader(&self) -> StoreResult<Box<dyn Reads + '_>> {
         let conn = self.readers.get().map_err(pool_error)?;
@@ -234,12 +245,18 @@ impl Store for SqliteStore {
 
     fn write(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
         let mut conn = self.writer.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut writer = Writer::on(&tx);
-        work(&mut writer)?;
-        drop(writer);
-        tx.commit()?;
-        Ok(())
+        write_on(&mut conn, work)
+    }
+
+    fn write_unflushed(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
+        let mut conn = self.writer.lock();
+        // In WAL mode NORMAL keeps every commit atomic and in order; it only leaves the fsync to
+        // the next FULL commit (the engine's) or checkpoint, which then covers this one too.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let written = write_on(&mut conn, work);
+        // The writer must never go on committing unflushed: the engine's 2xx would not be durable.
+        conn.pragma_update(None, "synchronous", "FULL").expect("synchronous=FULL is restored on the SQLite writer");
+        written
     }
 
     fn rehearse(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
@@ -429,4 +446,42 @@ impl From<rusqlite::types::FromSqlError> for StoreError {
 
 fn pool_error(e: r2d2::Error) -> StoreError {
     StoreError::caused_by(ErrorKind::Database, e).during("taking a reader from the pool")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("keel.db").display().to_string();
+        let store = SqliteStore::open(&path, Access::Own).expect("a new database opens");
+        (dir, store)
+    }
+
+    #[test]
+    fn an_unflushed_write_leaves_the_writer_flushing_every_commit() {
+        let (_dir, store) = store();
+        let synchronous = |store: &SqliteStore| -> i64 {
+            store.writer.lock().pragma_query_value(None, "synchronous", |r| r.get(0)).expect("a pragma reads")
+        };
+        assert_eq!(synchronous(&store), 2, "FULL");
+        store.write_unflushed(&mut |w| w.claim_due_events(0, 1, 10).map(drop)).expect("it commits");
+        assert_eq!(synchronous(&store), 2, "FULL again after an unflushed commit");
+        let failed = store.write_unflushed(&mut |_| Err(StoreError::new(ErrorKind::Transient, "refused")));
+        assert!(failed.is_err());
+        assert_eq!(synchronous(&store), 2, "FULL again after a failed one");
+    }
+
+    #[test]
+    fn the_dispatchers_claim_reads_only_due_events_whatever_the_backlog() {
+        // Through `events_status`, a claim of a few events read and sorted every pending one.
+        let (_dir, store) = store();
+        let conn = store.writer.lock();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", render(Dialect::Sqlite, super::super::sql::CLAIM_DUE_EVENTS)))
+            .and_then(|mut s| s.query_map(params![5, 16], |r| r.get::<_, String>(3))?.collect())
+            .expect("a plan");
+        assert_eq!(plan, ["SEARCH events USING INDEX events_due (status=? AND next_attempt_at<?)"]);
+    }
 }
