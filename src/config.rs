@@ -114,7 +114,7 @@ pub struct ServeArgs {
     pub webhook_timeout_ms: u64,
 
     /// Most webhook deliveries in flight at once.
-    #[arg(long, env = "KEEL_WEBHOOK_CONCURRENCY", default_value_t = 16,
+    #[arg(long, env = "KEEL_WEBHOOK_CONCURRENCY", default_value_t = 64,
         value_parser = clap::value_parser!(u16).range(1..))]
     pub webhook_concurrency: u16,
 

@@ -1,8 +1,10 @@
 //! The dispatcher: a loop that leases due events from the outbox and delivers each on its own task,
-//! at most `concurrency` at once. Attempts are recorded in batches, in the same commit that leases
-//! the next events. A lease outlives the delivery timeout, so an event whose process died
-//! mid-delivery (or before its attempt was recorded) is taken again once the lease runs out:
-//! delivery is at least once.
+//! at most `concurrency` at once. Its bookkeeping is batched and cheap, so it keeps pace with the
+//! engine: one commit records every attempt that finished since the last and leases the next
+//! events, up to a round of slots ahead; that commit is not flushed (`Store::write_unflushed`), since
+//! losing it in a crash only means an event is delivered again. A lease outlives the wait in that
+//! queue and the delivery, so an event whose process died mid-delivery (or before its attempt was
+//! recorded) is taken again once the lease runs out: delivery is at least once.
 
 use super::callback;
 use super::retry::RetryPolicy;
@@ -10,6 +12,7 @@ use super::signing;
 use crate::domain::event::Event;
 use crate::store::{AfterAttempt, Attempt, Store};
 use crate::tasks;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, Notify, Semaphore};
@@ -39,7 +42,30 @@ pub fn spawn(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) {
 /// The dispatcher's name in the log line of a panic.
 const TASK: &str = "webhook dispatcher";
 
-// tidy: long because the delivery loop (claim, deliver, record, sleep until due or woken) reads best whole
+/// Attempts recorded in one commit at most; more wait for the next.
+const RECORD_BATCH: usize = 1024;
+
+/// How long finished attempts may wait to be recorded while nothing else needs a commit: a
+/// commit per delivery would cost more than the delivery.
+const RECORD_EVERY: Duration = Duration::from_millis(20);
+
+/// The dispatcher's state between commits.
+struct Dispatcher {
+    store: Arc<dyn Store>,
+    config: Arc<WebhookConfig>,
+    client: reqwest::Client,
+    slots: Arc<Semaphore>,
+    finished_tx: mpsc::UnboundedSender<(Attempt, AfterAttempt)>,
+    /// Leased, not yet started: at most one round of slots (`concurrency`).
+    queue: VecDeque<Event>,
+    /// Finished, not yet recorded.
+    to_record: Vec<(Attempt, AfterAttempt)>,
+    /// The last lease found fewer events than it asked for: none is due until woken or polled.
+    exhausted: bool,
+    last_commit: Instant,
+}
+
+// tidy: long because the delivery loop (start, commit, wait until due, woken or finished) reads best whole
 async fn run(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) {
     let client = reqwest::Client::builder()
         .timeout(config.timeout)
@@ -47,86 +73,115 @@ async fn run(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) {
         .user_agent(concat!("keel/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("the HTTP client builds with static settings");
-    let config = Arc::new(config);
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
     // One message per delivery in flight, so `concurrency` bounds what waits here.
     let (finished_tx, mut finished) = mpsc::unbounded_channel::<(Attempt, AfterAttempt)>();
-    // A lease longer than any delivery can take, so an event is never taken twice at once.
-    let lease = config.timeout + Duration::from_secs(5);
-    let mut to_record: Vec<(Attempt, AfterAttempt)> = Vec::new();
+    let mut d = Dispatcher {
+        store,
+        config: Arc::new(config),
+        client,
+        slots,
+        finished_tx,
+        queue: VecDeque::new(),
+        to_record: Vec::new(),
+        exhausted: false,
+        last_commit: Instant::now(),
+    };
     let mut depth_measured = Instant::now() - Duration::from_secs(60);
     loop {
         if depth_measured.elapsed() >= Duration::from_secs(1) {
             depth_measured = Instant::now();
-            let store = store.clone();
-            if let Some(Ok(depth)) = tasks::blocking(TASK, move || store.reader()?.pending_events()).await {
-                metrics::gauge!(crate::telemetry::OUTBOX_PENDING).set(depth as f64);
-            }
+            d.measure_depth().await;
         }
         while let Ok(done) = finished.try_recv() {
-            to_record.push(done);
+            d.to_record.push(done);
         }
-        // One commit records every attempt that finished since the last one and claims as many
-        // due events as there are free slots. Under load one commit serves many deliveries, so
-        // the dispatcher seldom needs the store's writer and keeps up with the engine.
-        let limit = slots.available_permits() as u32;
-        if limit == 0 && to_record.is_empty() {
-            // Every slot is busy and nothing to record: wait for the first delivery to finish.
-            if let Some(done) = finished.recv().await {
-                to_record.push(done);
-            }
-            continue;
-        }
-        let records = std::mem::take(&mut to_record);
-        let written = {
-            let (store, now) = (store.clone(), unix_ms());
-            let lease_until = now + lease.as_millis() as i64;
-            let task = tasks::blocking(TASK, move || {
-                let mut claimed = Vec::new();
-                let outcome = store.write(&mut |w| {
-                    for (attempt, after) in &records {
-                        w.record_attempt(attempt, after)?;
-                    }
-                    claimed = if limit > 0 { w.claim_due_events(now, lease_until, limit)? } else { Vec::new() };
-                    Ok(())
-                });
-                outcome.map(|()| claimed).map_err(|error| (error, records))
-            });
-            match task.await {
-                Some(written) => written,
+        d.start_queued();
+        // Refilled once half of it has started, so a lease commit serves many deliveries.
+        let wants_events = !d.exhausted && d.queue.len() <= d.config.concurrency.max(1) / 2;
+        let must_record =
+            d.to_record.len() >= RECORD_BATCH || (!d.to_record.is_empty() && d.last_commit.elapsed() >= RECORD_EVERY);
+        if wants_events || must_record {
+            match d.commit(wants_events).await {
+                Some(true) => continue,
+                Some(false) => tokio::time::sleep(d.config.poll.min(Duration::from_millis(200))).await,
                 // The runtime is shutting down: stop. Unrecorded attempts are retried after their lease.
                 None => return,
             }
-        };
-        let claimed = match written {
-            Ok(claimed) => claimed,
-            Err((error, records)) => {
-                // Kept for the next round. Should the process die first, each event's lease runs
-                // out and it is delivered again: at least once, never lost.
-                tracing::error!(%error, "cannot write to the outbox; retrying");
-                to_record = records;
-                tokio::time::sleep(config.poll.min(Duration::from_millis(200))).await;
-                continue;
-            }
-        };
-        let more_due = limit > 0 && claimed.len() == limit as usize;
-        for event in claimed {
-            let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
-            let (client, config, finished_tx) = (client.clone(), config.clone(), finished_tx.clone());
+            continue;
+        }
+        // Nothing to do before something changes: a commit of new events, a finished delivery, a
+        // retry coming due, or attempts that have waited long enough to be recorded.
+        let wait =
+            if d.to_record.is_empty() { d.config.poll } else { RECORD_EVERY.saturating_sub(d.last_commit.elapsed()) };
+        tokio::select! {
+            _ = wake.notified() => d.exhausted = false,
+            _ = tokio::time::sleep(wait) => d.exhausted = false,
+            Some(done) = finished.recv() => d.to_record.push(done),
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Publishes the outbox's depth (`keel_outbox_pending_events`).
+    async fn measure_depth(&self) {
+        let store = self.store.clone();
+        if let Some(Ok(depth)) = tasks::blocking(TASK, move || store.reader()?.pending_events()).await {
+            metrics::gauge!(crate::telemetry::OUTBOX_PENDING).set(depth as f64);
+        }
+    }
+
+    /// Starts a delivery of each queued event a slot is free for.
+    fn start_queued(&mut self) {
+        while !self.queue.is_empty() {
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else { return };
+            let event = self.queue.pop_front().expect("the queue is not empty");
+            let (client, config, finished_tx) = (self.client.clone(), self.config.clone(), self.finished_tx.clone());
             tasks::task(TASK, async move {
                 let done = deliver(&client, &config, event).await;
                 drop(slot);
-                // The receiver lives as long as this loop, which lives as long as the process.
+                // The receiver lives as long as the loop, which lives as long as the process.
                 let _ = finished_tx.send(done);
             });
         }
-        if more_due || slots.available_permits() == 0 {
-            continue;
-        }
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(config.poll) => {}
-            Some(done) = finished.recv() => to_record.push(done),
+    }
+
+    /// One unflushed commit: records what finished (up to `RECORD_BATCH`) and, if `lease`, leases
+    /// due events to fill the queue to one round of slots. `Some(true)`: committed; `Some(false)`:
+    /// the store failed (kept for the next round; should the process die first, each event's
+    /// lease runs out and it is delivered again); `None`: the runtime is shutting down.
+    async fn commit(&mut self, lease: bool) -> Option<bool> {
+        let slots = self.config.concurrency.max(1);
+        let limit = if lease { slots.saturating_sub(self.queue.len()) as u32 } else { 0 };
+        let records: Vec<_> = self.to_record.drain(..self.to_record.len().min(RECORD_BATCH)).collect();
+        let (store, now) = (self.store.clone(), unix_ms());
+        // With at most one round of slots queued, an event waits in the queue for at most one
+        // delivery's timeout (until the deliveries ahead of it finish), then is delivered within
+        // another: its lease covers both, so it is never taken twice at once.
+        let lease_until = now + (2 * self.config.timeout + Duration::from_secs(5)).as_millis() as i64;
+        let task = tasks::blocking(TASK, move || {
+            let mut leased = Vec::new();
+            let outcome = store.write_unflushed(&mut |w| {
+                for (attempt, after) in &records {
+                    w.record_attempt(attempt, after)?;
+                }
+                leased = if limit > 0 { w.claim_due_events(now, lease_until, limit)? } else { Vec::new() };
+                Ok(())
+            });
+            outcome.map(|()| leased).map_err(|error| (error, records))
+        });
+        self.last_commit = Instant::now();
+        match task.await? {
+            Ok(leased) => {
+                self.exhausted = lease && leased.len() < limit as usize;
+                self.queue.extend(leased);
+                Some(true)
+            }
+            Err((error, records)) => {
+                tracing::error!(%error, "cannot write to the outbox; retrying");
+                self.to_record.splice(0..0, records);
+                Some(false)
+            }
         }
     }
 }
