@@ -113,6 +113,12 @@ pub struct ServeArgs {
     #[arg(long, env = "KEEL_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
     pub webhook_timeout_ms: u64,
 
+    /// Record every event even without a webhook URL (as `no_target`), for `GET /events/feed`:
+    /// `transaction.*`, `ledger.created`, `balance.created` and bulk events (monitor events are
+    /// always recorded).
+    #[arg(long, env = "KEEL_EVENT_FEED")]
+    pub event_feed: bool,
+
     /// Most webhook deliveries in flight at once.
     #[arg(long, env = "KEEL_WEBHOOK_CONCURRENCY", default_value_t = 64,
         value_parser = clap::value_parser!(u16).range(1..))]

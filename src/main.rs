@@ -107,6 +107,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         max_batch: args.max_batch as usize,
         apply_queue: !args.hold_queue,
         webhook_url_configured: args.webhook_url.is_some(),
+        record_every_event: args.event_feed,
         events_written: Some(events_written.clone()),
         clock: engine::Clock::system(),
     };

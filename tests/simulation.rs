@@ -215,8 +215,14 @@ struct Process {
 fn open(path: &str, clock: Clock) -> Process {
     let store = keel::store::open(&format!("sqlite://{path}"), 1, Access::Own).expect("the simulation's store opens");
     let faulty = Arc::new(FaultyStore::new(store));
-    let config =
-        EngineConfig { max_batch: 1000, apply_queue: true, webhook_url_configured: true, events_written: None, clock };
+    let config = EngineConfig {
+        max_batch: 1000,
+        apply_queue: true,
+        webhook_url_configured: true,
+        record_every_event: false,
+        events_written: None,
+        clock,
+    };
     let core = Core::new(faulty.clone() as Arc<dyn Store>, config);
     Process { faulty, core }
 }

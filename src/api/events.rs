@@ -1,5 +1,5 @@
 //! `/events` (Keel's): the outbox and its delivery log. List by status, read one with every
-//! attempt, redeliver one.
+//! attempt, redeliver one; and the feed, every event in commit order from a cursor, long-polling.
 
 use super::error::ApiError;
 use super::extract::{Paging, PathId};
@@ -8,10 +8,21 @@ use crate::domain::error::Resource;
 use crate::domain::event::Delivery;
 use crate::engine::{Command, Outcome};
 use crate::store::EventFilter;
-use crate::wire::EventJson;
+use crate::wire::{EventFeedJson, EventJson};
 use axum::extract::{Query, State};
 use axum::Json;
 use std::collections::HashMap;
+use std::time::Duration;
+
+/// Events a feed page holds by default, and at most.
+const FEED_LIMIT: (u32, u32) = (100, 1000);
+
+/// The longest `wait` of a feed request, in seconds (also bounded by the request timeout).
+const FEED_MAX_WAIT_SECONDS: u64 = 30;
+
+/// While a feed request waits, how often it looks for events this process was not told of (those
+/// another Keel process committed on a shared PostgreSQL).
+const FEED_POLL: Duration = Duration::from_millis(250);
 
 /// `GET /events?status=pending|delivered|failed|no_target&limit=&offset=&sort_order=`, newest first.
 #[utoipa::path(operation_id = "listEvents",
@@ -86,4 +97,80 @@ pub async fn redeliver(State(app): State<AppState>, PathId(id): PathId) -> Resul
         Outcome::Event(event) => Ok(Json(EventJson::new(event, None))),
         other => unreachable!("RedeliverEvent answers an event, not {other:?}"),
     }
+}
+
+/// `GET /events/feed?after=&limit=&wait=`: every event after the cursor, in commit order.
+#[utoipa::path(operation_id = "eventFeed",
+    get,
+    path = "/events/feed",
+    tag = "events",
+    params(
+        ("after" = Option<String>, Query, description = "a cursor: the `next_cursor` of an earlier page, or an \
+            event's `sequence`; from the first event when omitted"),
+        ("limit" = Option<u32>, Query, description = "events in the page, 1 to 1000 (default 100)"),
+        ("wait" = Option<u64>, Query, description = "seconds to wait for an event when there is none yet, 0 \
+            to 30 (default 0: answer at once)")
+    ),
+    responses(
+        (status = 200, description = "(keel) the events after the cursor, oldest first, and the cursor to \
+            ask from next", body = crate::wire::EventFeedJson),
+        (status = 400, description = "GEN_VALIDATION_ERROR (after, limit, wait)", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+)]
+pub async fn feed(
+    State(app): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<EventFeedJson>, ApiError> {
+    let (after, limit, wait) = feed_query(&query)?;
+    // Never past the request timeout: the answer would be a 408 instead of an empty page.
+    let wait = wait.min(app.request_timeout.saturating_sub(Duration::from_secs(1)));
+    let deadline = tokio::time::Instant::now() + wait;
+    // Subscribed before the first read, so a commit between the read and the wait is not missed.
+    let mut committed = app.engine.events_committed();
+    loop {
+        let events = read(&app, move |r| r.events_after(after, limit)).await?;
+        let now = tokio::time::Instant::now();
+        if !events.is_empty() || now >= deadline {
+            let next_cursor = events.last().map_or(after, |e| e.sequence).to_string();
+            let events = events.into_iter().map(|e| EventJson::new(e, None)).collect();
+            return Ok(Json(EventFeedJson { events, next_cursor }));
+        }
+        committed.mark_unchanged();
+        tokio::select! {
+            _ = committed.changed() => {}
+            _ = tokio::time::sleep(FEED_POLL.min(deadline - now)) => {}
+        }
+    }
+}
+
+/// `after`, `limit` and `wait`, validated; a bad one is a 400 naming it.
+fn feed_query(query: &HashMap<String, String>) -> Result<(i64, u32, Duration), ApiError> {
+    let invalid = |field: &'static str, message: &str| ApiError::validation(Resource::Event, field, message);
+    let after = match query.get("after") {
+        None => 0,
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| invalid("after", "after must be a cursor from an earlier page (a whole number)"))?,
+    };
+    let limit = match query.get("limit") {
+        None => FEED_LIMIT.0,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=FEED_LIMIT.1).contains(n))
+            .ok_or_else(|| invalid("limit", "limit must be a whole number from 1 to 1000"))?,
+    };
+    let wait = match query.get("wait") {
+        None => 0,
+        Some(text) => text
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= FEED_MAX_WAIT_SECONDS)
+            .ok_or_else(|| invalid("wait", "wait must be a whole number of seconds from 0 to 30"))?,
+    };
+    Ok((after, limit, Duration::from_secs(wait)))
 }

@@ -85,6 +85,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(monitors::of_balance))
         .routes(routes!(monitors::events))
         .routes(routes!(events::list))
+        .routes(routes!(events::feed))
         .routes(routes!(events::get))
         .routes(routes!(events::redeliver))
         .routes(routes!(api_keys::create, api_keys::list))

@@ -48,14 +48,27 @@ pub struct BatchConfig {
     /// A server-wide webhook URL is set: transaction lifecycle events are recorded, and monitor
     /// events without a `call_back_url` have somewhere to go.
     pub webhook_url_configured: bool,
+    /// `--event-feed`: the events a server-wide URL would receive are recorded without one too
+    /// (as `no_target`), for `GET /events/feed`.
+    pub record_every_event: bool,
     /// The instant each batch is stamped with.
     pub clock: Clock,
+}
+
+impl BatchConfig {
+    /// The server-wide events (`transaction.*`, `ledger.created`, `balance.created`, bulk) are
+    /// recorded: someone takes them, by webhook or from the feed.
+    pub fn records_server_events(&self) -> bool {
+        self.webhook_url_configured || self.record_every_event
+    }
 }
 
 pub struct BatchOutput {
     pub results: Vec<CommandResult>,
     /// Events written that are waiting for delivery.
     pub events_to_deliver: usize,
+    /// Events written, whatever their delivery (the event feed's long polls wake on them).
+    pub events_written: usize,
     /// Monitor evaluations and triggers in this batch (counted once it commits).
     pub monitor_evaluations: u64,
     pub monitor_triggers: u64,
@@ -452,6 +465,7 @@ pub(super) struct Batch {
     pub(super) now_ms: i64,
     pub(super) config: BatchConfig,
     pub(super) events_to_deliver: usize,
+    pub(super) events_written: usize,
     pub(super) monitor_evaluations: u64,
     pub(super) monitor_triggers: u64,
     /// Automatic transfers due (monitors with `action: "transfer"` that triggered), run once the
@@ -530,6 +544,7 @@ impl Batch {
             now_ms,
             config,
             events_to_deliver: 0,
+            events_written: 0,
             monitor_evaluations: 0,
             monitor_triggers: 0,
             actions_due: Vec::new(),
@@ -658,6 +673,7 @@ impl Batch {
         BatchOutput {
             results,
             events_to_deliver: self.events_to_deliver,
+            events_written: self.events_written,
             monitor_evaluations: self.monitor_evaluations,
             monitor_triggers: self.monitor_triggers,
             touched,

@@ -92,7 +92,7 @@ impl Batch {
         bulk: &NewBulk,
         refused: Option<(usize, String)>,
     ) -> crate::store::StoreResult<()> {
-        if !self.config.webhook_url_configured {
+        if !self.config.records_server_events() {
             return Ok(());
         }
         // The request's `inflight` is every item's (the API set it on each).

@@ -21,7 +21,7 @@ impl Batch {
         let ledger =
             Ledger { id: new_id("ldg"), name: name.to_string(), created_at: self.now.clone(), meta_data: meta.clone() };
         w.insert_ledger(&ledger)?;
-        if self.config.webhook_url_configured {
+        if self.config.records_server_events() {
             self.record_event(w, EventKind::LedgerCreated, ledger_event_body(&ledger), None, None, None)?;
         }
         Ok(Outcome::Ledger(ledger))
@@ -76,7 +76,7 @@ impl Batch {
     /// Blnk's `balance.created`, for the server's webhook URL (also for an indicator balance a
     /// transaction created on first use, once the batch keeps it).
     pub(super) fn balance_created(&mut self, w: &mut dyn Writes, balance: &Balance) -> StoreResult<()> {
-        if !self.config.webhook_url_configured {
+        if !self.config.records_server_events() {
             return Ok(());
         }
         self.record_event(w, EventKind::BalanceCreated, balance_event_body(balance), None, None, None)

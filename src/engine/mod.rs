@@ -31,7 +31,7 @@ use crate::store::{Store, StoreResult};
 use balance_cache::BalanceCache;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -41,6 +41,8 @@ pub struct EngineConfig {
     pub apply_queue: bool,
     /// A server-wide webhook URL is configured (see `batch::BatchConfig`).
     pub webhook_url_configured: bool,
+    /// `--event-feed` (see `batch::BatchConfig`).
+    pub record_every_event: bool,
     /// Woken after a commit that wrote events to deliver, so delivery starts at once.
     pub events_written: Option<Arc<Notify>>,
     /// The instant each batch is stamped with (the system clock but in tests).
@@ -53,6 +55,7 @@ impl Default for EngineConfig {
             max_batch: 1000,
             apply_queue: true,
             webhook_url_configured: false,
+            record_every_event: false,
             events_written: None,
             clock: Clock::system(),
         }
@@ -75,6 +78,7 @@ struct Envelope {
 #[derive(Clone)]
 pub struct EngineHandle {
     sender: mpsc::Sender<Envelope>,
+    events_committed: watch::Receiver<u64>,
 }
 
 impl EngineHandle {
@@ -83,18 +87,26 @@ impl EngineHandle {
         self.sender.send(Envelope { command, reply }).await.map_err(|_| EngineError::Stopped)?;
         answer.await.map_err(|_| EngineError::Stopped)?
     }
+
+    /// Changes after each commit that wrote events (the count of such commits): what the event
+    /// feed's long polls wait on. Only this process's commits: other processes' are polled for.
+    pub fn events_committed(&self) -> watch::Receiver<u64> {
+        self.events_committed.clone()
+    }
 }
 
 /// Starts the engine thread. Join the returned handle after dropping every `EngineHandle` to wait
 /// for the last batch to commit.
 pub fn start(store: Arc<dyn Store>, config: EngineConfig) -> (EngineHandle, std::thread::JoinHandle<()>) {
     let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
-    let engine = Engine { core: Core::new(store, config), receiver };
+    let core = Core::new(store, config);
+    let events_committed = core.events_committed.subscribe();
+    let engine = Engine { core, receiver };
     // A panic in the engine is a broken invariant. Nothing uncommitted was acknowledged, so the
     // safe move is to stop the process at once rather than serve on without a writer (`tasks`).
     let thread = crate::tasks::thread("keel-engine", move || engine.run())
         .expect("the OS can start the engine thread at start-up");
-    (EngineHandle { sender }, thread)
+    (EngineHandle { sender, events_committed }, thread)
 }
 
 /// The engine thread: takes what waits on the channel, runs it as one batch, answers.
@@ -156,12 +168,15 @@ pub struct Core {
     /// Set after the queue failed on a storage error, so a broken database is not hammered.
     queue_retry_delay: Option<Duration>,
     cache: BalanceCache,
+    /// Counts the commits that wrote events (`EngineHandle::events_committed`).
+    events_committed: watch::Sender<u64>,
 }
 
 impl Core {
     pub fn new(store: Arc<dyn Store>, config: EngineConfig) -> Core {
         let cache = BalanceCache::new(store.sole_writer());
-        Core { store, config, queue_pending: true, queue_retry_delay: None, cache }
+        let (events_committed, _) = watch::channel(0);
+        Core { store, config, queue_pending: true, queue_retry_delay: None, cache, events_committed }
     }
 
     /// Queued transactions may be waiting, and the engine applies them.
@@ -170,11 +185,19 @@ impl Core {
     }
 
     fn batch_config(&self) -> batch::BatchConfig {
-        batch::BatchConfig { webhook_url_configured: self.config.webhook_url_configured, clock: self.config.clock }
+        batch::BatchConfig {
+            webhook_url_configured: self.config.webhook_url_configured,
+            record_every_event: self.config.record_every_event,
+            clock: self.config.clock,
+        }
     }
 
-    /// Wakes the webhook dispatcher after a commit that wrote events for it.
+    /// Wakes the webhook dispatcher after a commit that wrote events for it, and the event feed's
+    /// long polls after one that wrote any.
     fn committed(&mut self, output: &mut batch::BatchOutput) {
+        if output.events_written > 0 {
+            self.events_committed.send_modify(|commits| *commits += 1);
+        }
         self.cache.follow_rules(&output.rules_changed);
         self.cache.commit(std::mem::take(&mut output.touched), &output.monitors_evicted);
         if output.events_to_deliver > 0 {

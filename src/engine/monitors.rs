@@ -138,9 +138,9 @@ impl Batch {
         Ok(())
     }
 
-    /// The `transaction.*` event for `t`'s status, when a server-wide webhook URL listens.
+    /// The `transaction.*` event for `t`'s status, when a server-wide webhook URL or the feed takes it.
     pub(super) fn transaction_event(&mut self, w: &mut dyn Writes, t: &Transaction) -> StoreResult<()> {
-        if !self.config.webhook_url_configured {
+        if !self.config.records_server_events() {
             return Ok(());
         }
         let kind = lifecycle_event(t.status);
@@ -156,6 +156,7 @@ impl Batch {
         monitor_id: Option<String>,
         transaction_id: Option<&str>,
     ) -> StoreResult<()> {
+        self.events_written += 1;
         let delivery = if url.is_some() || self.config.webhook_url_configured {
             self.events_to_deliver += 1;
             Delivery::Pending

@@ -209,6 +209,7 @@ delegate! { reads:
     event(id: &str) -> Option<Event>;
     events(filter: &EventFilter, page: Page) -> Vec<Event>;
     attempts(event_id: &str) -> Vec<Attempt>;
+    events_after(after_sequence: i64, limit: u32) -> Vec<Event>;
     pending_events() -> u64;
     scheduled_due(now: &str) -> bool;
     holds_due(now: &str, expired: bool, limit: u32) -> Vec<String>;

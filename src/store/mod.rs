@@ -95,6 +95,10 @@ pub trait Reads {
     /// Events matching `filter`, in `page.order`.
     fn events(&self, filter: &EventFilter, page: Page) -> StoreResult<Vec<Event>>;
     fn attempts(&self, event_id: &str) -> StoreResult<Vec<Attempt>>;
+    /// Up to `limit` events after outbox position `after_sequence`, in commit order (the event
+    /// feed). An event never appears behind one already read: on PostgreSQL, batches that write
+    /// events commit them one at a time (`pg_advisory_xact_lock` before the insert).
+    fn events_after(&self, after_sequence: i64, limit: u32) -> StoreResult<Vec<Event>>;
     /// How many events wait for delivery (the outbox depth).
     fn pending_events(&self) -> StoreResult<u64>;
     /// Some `SCHEDULED` transaction is due by `now`.

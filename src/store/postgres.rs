@@ -10,6 +10,7 @@ use super::sql::{operation, render, totals, Dialect, Sql, WriteSql};
 use super::{schema_is_current, Access, ErrorKind, Migrations};
 use super::{PoolUsage, Reads, Store, StoreError, StoreResult, Writes};
 use crate::domain::balance::Balance;
+use crate::domain::event::Event;
 use crate::domain::transaction::Transaction;
 use bytes::BytesMut;
 use postgres::types::{IsNull, ToSql, Type};
@@ -44,6 +45,12 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Any fixed number: every Keel process takes this advisory lock to migrate, one at a time.
 const MIGRATION_LOCK: i64 = 0x6b65_656c; // "keel"
+
+/// Any fixed number: a batch takes this advisory lock, until it commits, right before it writes its
+/// events, so events commit in the order of their `seq` and the event feed never sees a later one
+/// before an earlier one (a `seq` is drawn at the insert, not at the commit). Only the insert and
+/// the COMMIT run under it.
+const EVENTS_LOCK: i64 = 0x6b65_656c_6576; // "keelev"
 
 type Pool = r2d2::Pool<Manager>;
 
@@ -112,6 +119,7 @@ impl PostgresStore {
             writer.run("INSERT INTO batch_markers (batch_id) VALUES ($1::text::uuid)", &[&marker])?;
             work(&mut writer)?;
             writer.send_pending()?;
+            writer.send_events()?;
             // Any error before this point left the transaction open, so nothing committed and the
             // caller may run the batch again. An error from COMMIT itself says nothing for sure: a
             // backend terminated after writing its commit record, or a connection lost on the
@@ -280,7 +288,12 @@ impl Store for PostgresStore {
             .isolation_level(postgres::IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()?;
-        let reader = Writer { tx: RefCell::new(tx), statements: RefCell::new(statements), pending: RefCell::default() };
+        let reader = Writer {
+            tx: RefCell::new(tx),
+            statements: RefCell::new(statements),
+            pending: RefCell::default(),
+            events: RefCell::default(),
+        };
         work(&reader)?;
         reader.tx.into_inner().commit()?;
         Ok(())
@@ -327,6 +340,8 @@ struct Writer<'a> {
     /// set-based statements instead of one round trip each. Sent before any other statement runs (so every
     /// read sees them, and constraints are checked in order) and before the commit.
     pending: RefCell<Pending>,
+    /// The batch's events, written last (`send_events`).
+    events: RefCell<Vec<Event>>,
 }
 
 #[derive(Default)]
@@ -388,6 +403,11 @@ impl WriteSql for Writer<'_> {
         self.pending.borrow_mut().balances.push(b.clone());
         Ok(())
     }
+
+    fn write_event(&self, event: &Event) -> StoreResult<()> {
+        self.events.borrow_mut().push(event.clone());
+        Ok(())
+    }
 }
 
 fn read_all<T>(rows: Vec<Row>, read: Read<T>) -> StoreResult<Vec<T>> {
@@ -406,6 +426,7 @@ impl<'a> Writer<'a> {
             tx: RefCell::new(client.transaction()?),
             statements: RefCell::new(statements),
             pending: RefCell::default(),
+            events: RefCell::default(),
         })
     }
 
@@ -421,6 +442,21 @@ impl<'a> Writer<'a> {
     /// Sends the buffered transactions (in the order they were made, so `seq` follows it) and
     /// balance totals (with their latest checkpoints), each as one statement over arrays, one
     /// array per column.
+    /// Writes the batch's events under `EVENTS_LOCK`, held until the COMMIT that follows. No
+    /// statement of a batch reads an event it wrote, so they wait until the end.
+    fn send_events(&self) -> StoreResult<()> {
+        let events = std::mem::take(&mut *self.events.borrow_mut());
+        if events.is_empty() {
+            return Ok(());
+        }
+        static INSERT: LazyLock<String> = LazyLock::new(unnest_insert::<Event>);
+        self.run("SELECT pg_advisory_xact_lock($1)", &[&EVENTS_LOCK])
+            .map_err(|e| e.during("waiting for the events' turn to commit"))?;
+        let rows: Vec<Vec<Value>> = events.iter().map(Record::values).collect();
+        self.run(&INSERT, &bound(&by_column(rows))).map_err(|e| e.during("inserting the batch's events"))?;
+        Ok(())
+    }
+
     fn send_pending(&self) -> StoreResult<()> {
         let Pending { transactions, balances } = std::mem::take(&mut *self.pending.borrow_mut());
         if !transactions.is_empty() {

@@ -162,6 +162,12 @@ pub trait WriteSql: Sql {
         self.execute("{insert:transactions}", &t.values()).map(drop)
     }
 
+    /// An event into the outbox. PostgreSQL holds them back until just before COMMIT, to write
+    /// them in commit order (`Store::events_after`).
+    fn write_event(&self, event: &Event) -> StoreResult<()> {
+        self.execute("{insert:events}", &event.values()).map(drop)
+    }
+
     fn write_totals(&self, b: &Balance) -> StoreResult<()> {
         self.execute(
             "UPDATE balances SET credit_balance = $2{numeric}, debit_balance = $3{numeric},
@@ -359,6 +365,13 @@ impl<S: Sql> Reads for S {
         self.all(
             sql,
             &[filter.delivery.map(Delivery::as_str).into(), filter.monitor_id.as_deref().into(), limit, offset],
+        )
+    }
+
+    fn events_after(&self, after_sequence: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        self.all(
+            "SELECT {events} FROM events WHERE {seq} > $1 ORDER BY {seq} LIMIT $2",
+            &[after_sequence.into(), Value::Int(limit.into())],
         )
     }
 
@@ -597,7 +610,7 @@ impl<S: WriteSql> Writes for S {
     }
 
     fn insert_event(&mut self, event: &Event) -> StoreResult<()> {
-        self.execute("{insert:events}", &event.values()).map(drop)
+        self.write_event(event)
     }
 
     fn claim_due_events(&mut self, now_ms: i64, lease_until_ms: i64, limit: u32) -> StoreResult<Vec<Event>> {

@@ -72,6 +72,16 @@ pub struct AttemptJson {
     pub duration_ms: i64,
 }
 
+/// A page of the event feed (`GET /events/feed`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventFeedJson {
+    /// Oldest first, in commit order.
+    pub events: Vec<EventJson>,
+    /// Where the next page starts (`after=`): the last event's `sequence`, or the cursor asked
+    /// from when the page is empty.
+    pub next_cursor: String,
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct EventJson {
     pub event_id: String,

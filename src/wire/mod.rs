@@ -10,7 +10,7 @@ pub mod preview;
 pub mod transaction;
 
 pub use balance::BalanceJson;
-pub use event::EventJson;
+pub use event::{EventFeedJson, EventJson};
 pub use ledger::LedgerJson;
 pub use monitor::MonitorJson;
 pub use preview::PreviewJson;

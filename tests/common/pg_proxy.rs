@@ -7,10 +7,11 @@
 //! messages (a type byte and a length). It notes which prepared statements write the
 //! `transactions` table (from `Parse`), which of them each transaction runs (from `Bind`), and
 //! arms only on the COMMIT (a simple `Query`) of a transaction that ran one, so the webhook
-//! dispatcher's own commits are left alone.
+//! dispatcher's own commits are left alone. It can also hold such a COMMIT back for a while
+//! before forwarding it (a slow commit: what another process's batch sees meanwhile).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -21,6 +22,8 @@ pub struct PgProxy {
     armed: Arc<AtomicUsize>,
     /// COMMIT answers lost so far.
     lost: Arc<AtomicUsize>,
+    /// COMMITs still to hold back, and for how many milliseconds.
+    delays: Arc<Delays>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -30,18 +33,19 @@ impl PgProxy {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("the proxy binds");
         let port = listener.local_addr().unwrap().port();
         let (armed, lost) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let (a, l) = (armed.clone(), lost.clone());
+        let delays = Arc::new(Delays::default());
+        let (a, l, d) = (armed.clone(), lost.clone(), delays.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (upstream, armed, lost) = (upstream.clone(), a.clone(), l.clone());
+                let (upstream, armed, lost, delays) = (upstream.clone(), a.clone(), l.clone(), d.clone());
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(&upstream).await {
-                        relay(client, server, armed, lost).await;
+                        relay(client, server, armed, lost, delays).await;
                     }
                 });
             }
         });
-        PgProxy { port, armed, lost, task }
+        PgProxy { port, armed, lost, delays, task }
     }
 
     /// `url` (a `postgres://user@host:port/db` URL) pointed at this proxy instead.
@@ -56,6 +60,13 @@ impl PgProxy {
         self.armed.fetch_add(n, Ordering::SeqCst);
     }
 
+    /// Hold back the next `n` COMMITs of transactions that wrote `transactions` rows for `delay`
+    /// each before forwarding them.
+    pub fn delay_next_commits(&self, n: usize, delay: std::time::Duration) {
+        self.delays.millis.store(delay.as_millis() as u64, Ordering::SeqCst);
+        self.delays.remaining.fetch_add(n, Ordering::SeqCst);
+    }
+
     /// How many COMMIT answers were lost (each after the database had answered it).
     pub fn lost(&self) -> usize {
         self.lost.load(Ordering::SeqCst)
@@ -68,6 +79,13 @@ impl Drop for PgProxy {
     }
 }
 
+/// COMMITs to hold back (`PgProxy::delay_next_commits`).
+#[derive(Default)]
+struct Delays {
+    remaining: AtomicUsize,
+    millis: AtomicU64,
+}
+
 /// What a connection's client side has told the database so far.
 #[derive(Default)]
 struct Session {
@@ -77,7 +95,13 @@ struct Session {
     wrote_transactions: bool,
 }
 
-async fn relay(client: TcpStream, server: TcpStream, armed: Arc<AtomicUsize>, lost: Arc<AtomicUsize>) {
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    armed: Arc<AtomicUsize>,
+    lost: Arc<AtomicUsize>,
+    delays: Arc<Delays>,
+) {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let (mut client_read, mut client_write) = client.into_split();
@@ -87,7 +111,7 @@ async fn relay(client: TcpStream, server: TcpStream, armed: Arc<AtomicUsize>, lo
     let to_server = {
         let swallow = swallow.clone();
         tokio::spawn(async move {
-            let _ = forward_client(&mut client_read, &mut server_write, &armed, &swallow).await;
+            let _ = forward_client(&mut client_read, &mut server_write, &armed, &swallow, &delays).await;
         })
     };
     let mut buffer = vec![0u8; 64 * 1024];
@@ -116,6 +140,7 @@ async fn forward_client(
     to: &mut tokio::net::tcp::OwnedWriteHalf,
     armed: &AtomicUsize,
     swallow: &AtomicBool,
+    delays: &Delays,
 ) -> std::io::Result<()> {
     // Start-up: untyped messages (an SSL or GSS request may come first, answered by one byte).
     loop {
@@ -160,6 +185,15 @@ async fn forward_client(
                         && armed.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
                     if lose {
                         swallow.store(true, Ordering::SeqCst);
+                    }
+                    let hold = session.wrote_transactions
+                        && delays
+                            .remaining
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_ok();
+                    if hold {
+                        let millis = delays.millis.load(Ordering::SeqCst);
+                        tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
                     }
                 }
                 if matches!(query.as_str(), "BEGIN" | "COMMIT" | "ROLLBACK") {
