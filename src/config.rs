@@ -119,6 +119,19 @@ pub struct ServeArgs {
     #[arg(long, env = "KEEL_EVENT_FEED")]
     pub event_feed: bool,
 
+    /// NATS server to publish every event to, through JetStream (`nats://127.0.0.1:4222`); also
+    /// records every event, as `--event-feed` does.
+    #[arg(long, env = "KEEL_NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// The JetStream stream events go to (created if missing).
+    #[arg(long, env = "KEEL_NATS_STREAM", default_value = "KEEL_EVENTS")]
+    pub nats_stream: String,
+
+    /// Subjects are `<prefix>.<event type>.<balance id>`; the stream takes `<prefix>.>`.
+    #[arg(long, env = "KEEL_NATS_SUBJECT_PREFIX", default_value = "keel.events")]
+    pub nats_subject_prefix: String,
+
     /// Most webhook deliveries in flight at once.
     #[arg(long, env = "KEEL_WEBHOOK_CONCURRENCY", default_value_t = 64,
         value_parser = clap::value_parser!(u16).range(1..))]

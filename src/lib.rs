@@ -10,6 +10,7 @@ pub mod domain;
 pub mod engine;
 pub mod scheduler;
 pub mod store;
+pub mod streams;
 pub mod tasks;
 pub mod telemetry;
 pub mod webhooks;

@@ -89,6 +89,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let store = store::open(&args.database.database, args.database.db_pool_size, Access::Own)?;
     tracing::info!("data lives in {}", store.describe());
     log_settings(&args);
+    let nats = nats_config(&args)?;
     let events_written = Arc::new(tokio::sync::Notify::new());
     let webhook_config = WebhookConfig {
         default_url: args.webhook_url.clone(),
@@ -107,7 +108,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         max_batch: args.max_batch as usize,
         apply_queue: !args.hold_queue,
         webhook_url_configured: args.webhook_url.is_some(),
-        record_every_event: args.event_feed,
+        record_every_event: args.event_feed || args.nats_url.is_some(),
         events_written: Some(events_written.clone()),
         clock: engine::Clock::system(),
     };
@@ -116,6 +117,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     }
     let (engine, engine_thread) = engine::start(store.clone(), config);
     let scheduler_engine = engine.clone();
+    let events_committed = engine.events_committed();
     let metrics = Some(telemetry::install_metrics()?);
     let request_timeout = Duration::from_millis(args.request_timeout_ms);
     let app = api::router(api::AppState::new(api::Shared {
@@ -139,6 +141,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| format!("cannot listen: {e}"))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         keel::scheduler::spawn(store.clone(), scheduler_engine, Duration::from_secs(1));
+        if let Some(nats) = nats {
+            let nats = keel::streams::nats::Nats::new(nats);
+            keel::streams::spawn(nats.cursor_name(), nats, store.clone(), events_committed);
+        }
         webhooks::spawn(store, webhook_config, events_written);
         tracing::info!("listening on {address}");
         api::serve::serve(listener, app, limits, shutdown_signal()).await;
@@ -152,6 +158,25 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     drop(store_outlives_runtime);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `--nats-url` and its stream's names, checked: NATS refuses a stream name or subject with a
+/// separator, wildcard or white space where it does not belong.
+fn nats_config(args: &ServeArgs) -> Result<Option<keel::streams::nats::NatsConfig>, String> {
+    let Some(url) = &args.nats_url else { return Ok(None) };
+    let bad = |c: char| c.is_whitespace() || matches!(c, '*' | '>');
+    if args.nats_stream.is_empty() || args.nats_stream.contains(|c: char| bad(c) || c == '.') {
+        return Err(format!("--nats-stream {:?} is not a JetStream stream name", args.nats_stream));
+    }
+    let prefix = &args.nats_subject_prefix;
+    if prefix.split('.').any(|token| token.is_empty() || token.contains(bad)) {
+        return Err(format!("--nats-subject-prefix {prefix:?} is not a NATS subject without wildcards"));
+    }
+    Ok(Some(keel::streams::nats::NatsConfig {
+        url: url.clone(),
+        stream: args.nats_stream.clone(),
+        subject_prefix: prefix.clone(),
+    }))
 }
 
 fn check(args: DatabaseArgs) -> Result<(), String> {

@@ -248,6 +248,8 @@ delegate! { writes:
     claim_due_events(now_ms: i64, lease_until_ms: i64, limit: u32) -> Vec<Event>;
     record_attempt(attempt: &Attempt, after: &AfterAttempt) -> ();
     redeliver_event(id: &str, now_ms: i64) -> bool;
+    lease_stream(stream: &str, owner: &str, now_ms: i64, until_ms: i64) -> Option<i64>;
+    advance_stream(stream: &str, owner: &str, sequence: i64) -> bool;
     insert_api_key(key: &ApiKey) -> ();
     revoke_api_key(id: &str, at: &str) -> ();
     redeliver_failed(now_ms: i64) -> u64;

@@ -171,6 +171,12 @@ pub trait Writes: Reads {
     fn record_attempt(&mut self, attempt: &Attempt, after: &AfterAttempt) -> StoreResult<()>;
     /// Makes an event pending again, due now, with a fresh allowance of attempts. False if unknown.
     fn redeliver_event(&mut self, id: &str, now_ms: i64) -> StoreResult<bool>;
+    /// Takes or renews `owner`'s lease on broker stream `stream` until `until_ms` if it is free,
+    /// expired at `now_ms`, or already `owner`'s, and returns the stream's cursor (the `sequence`
+    /// of the last event its broker confirmed; 0 for a new stream); `None` while another holds it.
+    fn lease_stream(&mut self, stream: &str, owner: &str, now_ms: i64, until_ms: i64) -> StoreResult<Option<i64>>;
+    /// Moves `stream`'s cursor forward to `sequence` if `owner` still holds its lease; false if not.
+    fn advance_stream(&mut self, stream: &str, owner: &str, sequence: i64) -> StoreResult<bool>;
     fn insert_api_key(&mut self, key: &ApiKey) -> StoreResult<()>;
     fn revoke_api_key(&mut self, id: &str, at: &str) -> StoreResult<()>;
     /// Makes every failed event pending again; returns how many.

@@ -30,6 +30,7 @@ const MIGRATIONS: &Migrations = &[
     (6, "monitor_kinds", include_str!("../../migrations/postgres/0006_monitor_kinds.sql")),
     (7, "ledger_monitors", include_str!("../../migrations/postgres/0007_ledger_monitors.sql")),
     (8, "checkpoint_chunks", include_str!("../../migrations/postgres/0008_checkpoint_chunks.sql")),
+    (9, "stream_cursors", include_str!("../../migrations/postgres/0009_stream_cursors.sql")),
 ];
 
 /// How long a write whose COMMIT answer was lost keeps asking the database whether it committed

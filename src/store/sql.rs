@@ -655,6 +655,28 @@ impl<S: WriteSql> Writes for S {
         Ok(changed > 0)
     }
 
+    fn lease_stream(&mut self, stream: &str, owner: &str, now_ms: i64, until_ms: i64) -> StoreResult<Option<i64>> {
+        self.execute(
+            "INSERT INTO stream_cursors (stream, sequence) VALUES ($1, 0) ON CONFLICT (stream) DO NOTHING",
+            &[stream.into()],
+        )?;
+        let leased = self.rows(
+            "UPDATE stream_cursors SET owner = $2, lease_until = $4
+             WHERE stream = $1 AND (owner = $2 OR owner IS NULL OR lease_until < $3) RETURNING sequence",
+            &[stream.into(), owner.into(), now_ms.into(), until_ms.into()],
+            |c| c.int(),
+        )?;
+        Ok(leased.first().copied())
+    }
+
+    fn advance_stream(&mut self, stream: &str, owner: &str, sequence: i64) -> StoreResult<bool> {
+        let changed = self.execute(
+            "UPDATE stream_cursors SET sequence = $3 WHERE stream = $1 AND owner = $2 AND sequence <= $3",
+            &[stream.into(), owner.into(), sequence.into()],
+        )?;
+        Ok(changed > 0)
+    }
+
     fn insert_api_key(&mut self, key: &ApiKey) -> StoreResult<()> {
         self.execute("{insert:api_keys}", &key.values()).map(drop)
     }

@@ -25,6 +25,7 @@ const MIGRATIONS: &Migrations = &[
     (7, "checkpoint_chunks", include_str!("../../migrations/sqlite/0007_checkpoint_chunks.sql")),
     (8, "checkpoint_chunks_appended", include_str!("../../migrations/sqlite/0008_checkpoint_chunks_appended.sql")),
     (9, "events_due_by_status", include_str!("../../migrations/sqlite/0009_events_due_by_status.sql")),
+    (10, "stream_cursors", include_str!("../../migrations/sqlite/0010_stream_cursors.sql")),
 ];
 
 const READER_POOL_SIZE: u32 = 8;
@@ -94,6 +95,8 @@ impl SqliteStore {
         writer
             .execute("UPDATE events SET next_attempt_at = 0 WHERE status = 'pending'", [])
             .map_err(|e| failed(e.into()))?;
+        // Likewise a broker stream's lease: its publisher was a process that is gone.
+        writer.execute("UPDATE stream_cursors SET lease_until = 0", []).map_err(|e| failed(e.into()))?;
         let readers = reader_pool(path).map_err(failed)?;
         let checkpointer =
             Connection::open(path).map_err(StoreError::from).and_then(start_checkpointer).map_err(failed)?;
