@@ -132,6 +132,16 @@ pub struct ServeArgs {
     #[arg(long, env = "KEEL_NATS_SUBJECT_PREFIX", default_value = "keel.events")]
     pub nats_subject_prefix: String,
 
+    /// RabbitMQ (AMQP 0.9.1) to publish every event to (`amqp://guest:guest@127.0.0.1:5672/%2f`);
+    /// also records every event, as `--event-feed` does.
+    #[arg(long, env = "KEEL_AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
+
+    /// The durable topic exchange events go to (declared if missing); routing keys are
+    /// `<event type>.<balance id>`.
+    #[arg(long, env = "KEEL_AMQP_EXCHANGE", default_value = "keel.events")]
+    pub amqp_exchange: String,
+
     /// Most webhook deliveries in flight at once.
     #[arg(long, env = "KEEL_WEBHOOK_CONCURRENCY", default_value_t = 64,
         value_parser = clap::value_parser!(u16).range(1..))]

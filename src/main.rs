@@ -90,6 +90,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     tracing::info!("data lives in {}", store.describe());
     log_settings(&args);
     let nats = nats_config(&args)?;
+    let amqp = amqp_config(&args)?;
     let events_written = Arc::new(tokio::sync::Notify::new());
     let webhook_config = WebhookConfig {
         default_url: args.webhook_url.clone(),
@@ -108,7 +109,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         max_batch: args.max_batch as usize,
         apply_queue: !args.hold_queue,
         webhook_url_configured: args.webhook_url.is_some(),
-        record_every_event: args.event_feed || args.nats_url.is_some(),
+        record_every_event: args.event_feed || args.nats_url.is_some() || args.amqp_url.is_some(),
         events_written: Some(events_written.clone()),
         clock: engine::Clock::system(),
     };
@@ -141,10 +142,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| format!("cannot listen: {e}"))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         keel::scheduler::spawn(store.clone(), scheduler_engine, Duration::from_secs(1));
-        if let Some(nats) = nats {
-            let nats = keel::streams::nats::Nats::new(nats);
-            keel::streams::spawn(nats.cursor_name(), nats, store.clone(), events_committed);
-        }
+        spawn_streams(nats, amqp, &store, events_committed);
         webhooks::spawn(store, webhook_config, events_written);
         tracing::info!("listening on {address}");
         api::serve::serve(listener, app, limits, shutdown_signal()).await;
@@ -158,6 +156,23 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     drop(store_outlives_runtime);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the configured broker streams on the current runtime.
+fn spawn_streams(
+    nats: Option<keel::streams::nats::NatsConfig>,
+    amqp: Option<keel::streams::amqp::AmqpConfig>,
+    store: &Arc<dyn keel::store::Store>,
+    committed: tokio::sync::watch::Receiver<u64>,
+) {
+    if let Some(nats) = nats {
+        let nats = keel::streams::nats::Nats::new(nats);
+        keel::streams::spawn(nats.cursor_name(), nats, store.clone(), committed.clone());
+    }
+    if let Some(amqp) = amqp {
+        let amqp = keel::streams::amqp::Amqp::new(amqp);
+        keel::streams::spawn(amqp.cursor_name(), amqp, store.clone(), committed);
+    }
 }
 
 /// `--nats-url` and its stream's names, checked: NATS refuses a stream name or subject with a
@@ -177,6 +192,18 @@ fn nats_config(args: &ServeArgs) -> Result<Option<keel::streams::nats::NatsConfi
         stream: args.nats_stream.clone(),
         subject_prefix: prefix.clone(),
     }))
+}
+
+/// `--amqp-url` and its exchange, checked.
+fn amqp_config(args: &ServeArgs) -> Result<Option<keel::streams::amqp::AmqpConfig>, String> {
+    let Some(url) = &args.amqp_url else { return Ok(None) };
+    if args.amqp_exchange.is_empty()
+        || args.amqp_exchange.len() > 255
+        || args.amqp_exchange.contains(char::is_whitespace)
+    {
+        return Err(format!("--amqp-exchange {:?} is not an AMQP exchange name", args.amqp_exchange));
+    }
+    Ok(Some(keel::streams::amqp::AmqpConfig { url: url.clone(), exchange: args.amqp_exchange.clone() }))
 }
 
 fn check(args: DatabaseArgs) -> Result<(), String> {

@@ -1,4 +1,4 @@
-//! Broker streams: every event of the outbox published to a broker (NATS JetStream today), in
+//! Broker streams: every event of the outbox published to a broker (NATS JetStream, RabbitMQ), in
 //! commit order, each confirmed by the broker before the stream's cursor moves past it. The cursor
 //! lives in the database (`stream_cursors`), so a restart, or a broker that was away, resumes from
 //! the last confirmed event: nothing is lost, and an event is published twice only when a crash
@@ -8,6 +8,7 @@
 //! Where several Keel processes share a PostgreSQL database, a lease on the cursor's row makes one
 //! of them the publisher; another takes over when its lease runs out.
 
+pub mod amqp;
 pub mod nats;
 
 use crate::domain::event::Event;
@@ -161,4 +162,19 @@ async fn advance(store: &Arc<dyn Store>, name: &str, owner: &str, through: i64) 
 
 fn unix_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `<event type>.<balance id>`: where a broker files an event (a NATS subject after its prefix, an
+/// AMQP routing key). The balance is a monitor's or a created balance's, a transaction's source, or
+/// `none` for an event about no one balance (a ledger, a bulk request).
+pub(crate) fn routing_key(event: &Event) -> String {
+    let data: serde_json::Value =
+        serde_json::from_str(&event.body).map(|mut b: serde_json::Value| b["data"].take()).unwrap_or_default();
+    let balance = data["balance_id"].as_str().or(data["source"].as_str()).filter(|b| is_word(b)).unwrap_or("none");
+    format!("{}.{balance}", event.kind.as_str())
+}
+
+/// One word of a subject or routing key: no separator, wildcard or white space.
+fn is_word(text: &str) -> bool {
+    !text.is_empty() && !text.contains(['.', '*', '>', '#', ' ', '\t', '\r', '\n'])
 }

@@ -100,13 +100,5 @@ async fn confirmed(acks: Vec<jetstream::context::PublishAckFuture>) -> usize {
 /// `<prefix>.<event type>.<balance id>`: a subscriber takes one type (`keel.events.balance.monitor.*`),
 /// one balance (`keel.events.*.*.bln_…` for two-part types) or everything (`keel.events.>`).
 fn subject(prefix: &str, event: &Event) -> String {
-    let data: serde_json::Value =
-        serde_json::from_str(&event.body).map(|mut b: serde_json::Value| b["data"].take()).unwrap_or_default();
-    let balance = data["balance_id"].as_str().or(data["source"].as_str()).filter(|b| is_token(b)).unwrap_or("none");
-    format!("{prefix}.{}.{balance}", event.kind.as_str())
-}
-
-/// A NATS subject token: no separator, wildcard or white space.
-fn is_token(text: &str) -> bool {
-    !text.is_empty() && !text.contains(['.', '*', '>', ' ', '\t', '\r', '\n'])
+    format!("{prefix}.{}", super::routing_key(event))
 }
