@@ -28,7 +28,7 @@
 //!
 //! `cargo bench --bench transfers -- [--clients 1,8,64] [--seconds 5] [--balances 1000]
 //!     [--monitors M] [--monitor-kind KIND] [--ledger-rules R] [--firing F (percent of balances)]
-//!     [--postgres postgres://USER@HOST:PORT/DB] [--bulk N] [--http-only] [--history-mib N] [--webhooks]`
+//!     [--postgres postgres://USER@HOST:PORT/DB] [--bulk N] [--http-only] [--history-mib N] [--webhooks] [--nats URL]`
 //!
 //! `--monitor-kind` picks the quiet monitors: `plain` (`debit_balance >`, the default), `edge` (an
 //! edge trigger with a re-arm level), `guard` (`action: reject`), `velocity` (`debit_volume` over
@@ -48,9 +48,14 @@
 //! took to drain after the load, and the receiver's CPU per event. The server's CPU per transfer
 //! then runs to the drain's end: delivering the load's events is part of its cost.
 //!
+//! `--nats URL` has the server publish every event to a NATS JetStream stream of the run's own
+//! (`--nats-url`), and each run also reports the stream's lag (from the transaction's
+//! `created_at` to a plain subscriber's receipt, p50/p99) and how long after the load it caught up.
+//!
 //! With `--postgres` (an admin database), the run and each Keel's-rows baseline get a database of
 //! their own, dropped afterwards.
 
+mod broker;
 #[path = "../tests/common/mod.rs"]
 mod common;
 mod shared;
@@ -91,6 +96,8 @@ struct Options {
     history_mib: usize,
     /// The server's webhook URL at a fast local receiver (`--webhooks`): every transfer an event.
     webhooks: bool,
+    /// A NATS server the server streams every event to (`--nats URL`).
+    nats: Option<String>,
 }
 
 fn options() -> Options {
@@ -107,6 +114,7 @@ fn options() -> Options {
         ledger_rules: 0,
         history_mib: 0,
         webhooks: false,
+        nats: None,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -119,6 +127,7 @@ fn options() -> Options {
             "--monitors" => o.monitors = value.parse().expect("--monitors N (per balance)"),
             "--firing" => o.firing_percent = value.parse().expect("--firing PERCENT (of balances)"),
             "--postgres" => o.postgres = Some(value),
+            "--nats" => o.nats = Some(value),
             "--bulk" => o.bulk = value.parse().expect("--bulk ITEMS (per request)"),
             "--monitor-kind" => o.monitor_kind = value,
             "--ledger-rules" => o.ledger_rules = value.parse().expect("--ledger-rules R (on the balances' ledger)"),
@@ -168,10 +177,15 @@ fn main() {
         }
 
         let fast_receiver = o.webhooks.then(webhooks::FastReceiver::start);
-        let server_args: Vec<&str> = match &fast_receiver {
+        let nats = match &o.nats {
+            Some(url) => Some(broker::NatsWatcher::start(url).await),
+            None => None,
+        };
+        let mut server_args: Vec<&str> = match &fast_receiver {
             Some(r) => vec!["--webhook-url", &r.url],
             None => vec![],
         };
+        server_args.extend(nats.as_ref().map(|n| n.server_args()).unwrap_or_default());
         let started = Instant::now();
         let server = Server::start_discarding_logs(&url, &server_args);
         println!("server start-up on that database: {} ms to listening", started.elapsed().as_millis());
@@ -184,6 +198,7 @@ fn main() {
             let before = batch_totals(&client, &server.base).await;
             let cpu_before = CpuTimes::read(server.pid());
             let submit = HttpSubmit::new(&server.base);
+            let streamed_before = nats.as_ref().map_or(0, |n| n.count());
             let load = drive(clients, o.seconds, &ids, Arc::new(submit));
             let (mut r, delivery) = match &fast_receiver {
                 Some(hooks) => {
@@ -192,6 +207,7 @@ fn main() {
                 }
                 None => (load.await, None),
             };
+            let load_ended = Instant::now();
             // With webhooks on, up to the drain's end: delivering the load's events is part of its cost.
             let cpu = CpuTimes::read(server.pid()).since(&cpu_before);
             let after = batch_totals(&client, &server.base).await;
@@ -207,6 +223,9 @@ fn main() {
             row("HTTP", clients, &r);
             if let Some(delivery) = delivery {
                 delivery.print();
+            }
+            if let Some(nats) = &nats {
+                nats.report(streamed_before, r.transfers, load_ended).await;
             }
         }
         let peak_rss = peak_rss_mib(server.pid());

@@ -57,10 +57,7 @@ impl FastReceiver {
 
     /// Lag p50 and p99 (ms) of what arrived since the last call, which forgets them.
     pub fn take_lag_quantiles(&self) -> (Option<f64>, Option<f64>) {
-        let mut lags = std::mem::take(&mut self.arrivals.lock().unwrap().lags_ms);
-        lags.sort_by(f64::total_cmp);
-        let at = |q: f64| (!lags.is_empty()).then(|| lags[((lags.len() as f64 * q) as usize).min(lags.len() - 1)]);
-        (at(0.5), at(0.99))
+        quantiles(std::mem::take(&mut self.arrivals.lock().unwrap().lags_ms))
     }
 
     /// CPU seconds (user + system) the receiver's thread has used.
@@ -88,8 +85,15 @@ async fn arrived(State(arrivals): State<Arc<Mutex<Arrivals>>>, body: Bytes) -> S
     StatusCode::OK
 }
 
+/// p50 and p99 of `values` (ms).
+pub fn quantiles(mut values: Vec<f64>) -> (Option<f64>, Option<f64>) {
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| (!values.is_empty()).then(|| values[((values.len() as f64 * q) as usize).min(values.len() - 1)]);
+    (at(0.5), at(0.99))
+}
+
 /// The first `"created_at":"…"` of a body (the transaction's, in a `transaction.*` event).
-fn created_at(body: &[u8]) -> Option<SystemTime> {
+pub fn created_at(body: &[u8]) -> Option<SystemTime> {
     const KEY: &[u8] = b"\"created_at\":\"";
     let start = body.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
     let end = start + body[start..].iter().position(|&b| b == b'"')?;
