@@ -7,6 +7,7 @@ pub mod database;
 pub mod in_process;
 pub mod invariants;
 pub mod pg_proxy;
+pub mod rabbitmq;
 pub mod receiver;
 
 /// The request-body fields CONTRACT.md gives `POST /transactions`, as clients send them.
