@@ -229,6 +229,9 @@ fn main() {
             }
         }
         let peak_rss = peak_rss_mib(server.pid());
+        if let Some(nats) = &nats {
+            nats.delete().await;
+        }
         // SIGTERM: the server finishes what it has, then exits (so the engine run can open the file).
         assert!(server.stop(), "the server exits cleanly");
         if o.http_only {

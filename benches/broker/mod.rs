@@ -68,6 +68,13 @@ impl NatsWatcher {
         );
     }
 
+    /// Deletes the run's stream (a run's events are of no use afterwards).
+    pub async fn delete(&self) {
+        if let Ok(client) = async_nats::connect(&self.url).await {
+            let _ = async_nats::jetstream::new(client).delete_stream(&self.stream).await;
+        }
+    }
+
     /// Events received so far.
     pub fn count(&self) -> u64 {
         self.arrivals.lock().unwrap().0

@@ -4,6 +4,7 @@
 use super::{unique, Server};
 use lapin::options::{
     BasicGetOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -43,7 +44,7 @@ impl TestExchange {
             .exchange_declare(name.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default())
             .await
             .unwrap();
-        let options = QueueDeclareOptions { auto_delete: true, ..Default::default() };
+        let options = QueueDeclareOptions::default();
         channel.queue_declare(queue.as_str().into(), options, FieldTable::default()).await.unwrap();
         channel
             .queue_bind(
@@ -90,9 +91,11 @@ impl TestExchange {
         }
     }
 
+    /// Deletes the exchange and the queue (never consumed from, so never deleted by itself).
     pub async fn delete(&self) {
         let (_connection, channel) = channel(&self.url).await;
         let _ = channel.exchange_delete(self.name.as_str().into(), ExchangeDeleteOptions::default()).await;
+        let _ = channel.queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default()).await;
     }
 }
 
