@@ -11,9 +11,8 @@
 
 mod common;
 
-use common::{unique, unique_currency, Server, TestDatabase};
+use common::{kill_under_load, unique, unique_currency, Server, TestDatabase};
 use reqwest::StatusCode;
-use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -125,22 +124,7 @@ async fn keel_killed_mid_stream_resumes_without_a_gap_or_a_copy() {
     let ledger = server.ledger("stream").await;
     let wallets = vec![server.balance(&ledger, &currency).await, server.balance(&ledger, &currency).await];
     // Transfers run while the server is killed: some are answered, the rest fail on the way.
-    let writer = {
-        let (client, base, wallets, currency) =
-            (server.client().clone(), server.base.clone(), wallets.clone(), currency.clone());
-        tokio::spawn(async move {
-            for amount in 1..=500u64 {
-                let body = json!({"precise_amount": amount, "currency": currency, "source": "@World",
-                    "destination": wallets[amount as usize % 2], "reference": unique("ref"), "skip_queue": true});
-                if client.post(format!("{base}/transactions")).json(&body).send().await.is_err() {
-                    return;
-                }
-            }
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    server.kill();
-    let _ = writer.await;
+    kill_under_load(server, &wallets, &currency).await;
     let server = Server::start_on(&database.url, &stream.args());
     transfers(&server, &wallets, &currency, 10).await;
 

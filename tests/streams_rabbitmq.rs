@@ -12,10 +12,8 @@
 mod common;
 
 use common::rabbitmq::{first_occurrences, TestExchange};
-use common::{unique, unique_currency, Server, TestDatabase};
+use common::{kill_under_load, unique_currency, Server, TestDatabase};
 use reqwest::StatusCode;
-use serde_json::json;
-use std::time::Duration;
 
 #[tokio::test]
 #[ignore = "broker suite: set KEEL_TEST_AMQP_URL and pass --include-ignored (.ci/run does)"]
@@ -49,22 +47,7 @@ async fn keel_killed_mid_stream_resumes_without_a_gap() {
     let currency = unique_currency();
     let ledger = server.ledger("stream").await;
     let wallet = server.balance(&ledger, &currency).await;
-    let writer = {
-        let (client, base, wallet, currency) =
-            (server.client().clone(), server.base.clone(), wallet.clone(), currency.clone());
-        tokio::spawn(async move {
-            for amount in 1..=500u64 {
-                let body = json!({"precise_amount": amount, "currency": currency, "source": "@World",
-                    "destination": wallet, "reference": unique("ref"), "skip_queue": true});
-                if client.post(format!("{base}/transactions")).json(&body).send().await.is_err() {
-                    return;
-                }
-            }
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    server.kill();
-    let _ = writer.await;
+    kill_under_load(server, std::slice::from_ref(&wallet), &currency).await;
     let server = Server::start_on(&database.url, &exchange.args());
     for amount in 1..=10 {
         assert_eq!(server.transfer("@World", &wallet, amount, &currency).await.0, StatusCode::CREATED);

@@ -404,3 +404,25 @@ pub async fn monitor_signals(server: &Server, monitor: &Value) -> Vec<(String, S
         |e: &Value| (e["event"].as_str().unwrap().to_string(), e["transaction_id"].as_str().unwrap().to_string());
     history.iter().map(pair).collect()
 }
+
+/// Kills `server` with SIGKILL while transfers from `@World` to `wallets` (in turn) are being
+/// posted to it: some are answered, the rest fail on the way. Returns once the writer has stopped.
+pub async fn kill_under_load(server: Server, wallets: &[String], currency: &str) {
+    let writer = {
+        let (client, base, wallets, currency) =
+            (server.client().clone(), server.base.clone(), wallets.to_vec(), currency.to_string());
+        tokio::spawn(async move {
+            for amount in 1..=500u64 {
+                let body = json!({"precise_amount": amount, "currency": currency, "source": "@World",
+                    "destination": wallets[amount as usize % wallets.len()], "reference": unique("ref"),
+                    "skip_queue": true});
+                if client.post(format!("{base}/transactions")).json(&body).send().await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    server.kill();
+    let _ = writer.await;
+}
