@@ -1,5 +1,6 @@
 //! Command line and environment. Every flag can also be set by its `KEEL_*` variable; a flag wins.
 
+use crate::domain::endpoint::Headers;
 use crate::telemetry::LogFormat;
 use clap::{Args, Parser, Subcommand};
 use std::net::IpAddr;
@@ -96,6 +97,11 @@ pub struct ServeArgs {
     #[arg(long, env = "KEEL_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
 
+    /// Headers sent with every delivery to the webhook URL, as Blnk's `BLNK_WEBHOOK_HEADERS`:
+    /// `Name:value` pairs separated by commas (`Authorization:Bearer abc,X-Env:prod`).
+    #[arg(long, env = "KEEL_WEBHOOK_HEADERS", hide_env_values = true, value_parser = parse_webhook_headers)]
+    pub webhook_headers: Option<Headers>,
+
     /// Delivery attempts per event before it is marked failed (it can then be redelivered).
     #[arg(long, env = "KEEL_WEBHOOK_MAX_ATTEMPTS", default_value_t = 10,
         value_parser = clap::value_parser!(u32).range(1..))]
@@ -173,4 +179,13 @@ pub struct ServeArgs {
     /// (maintenance, and tests of the durable queue).
     #[arg(long, env = "KEEL_HOLD_QUEUE")]
     pub hold_queue: bool,
+}
+
+/// `--webhook-headers`: `Name:value` pairs separated by commas, checked as an endpoint's headers.
+fn parse_webhook_headers(text: &str) -> Result<Headers, String> {
+    let pairs = text.split(',').filter(|pair| !pair.trim().is_empty()).map(|pair| {
+        let (name, value) = pair.split_once(':').ok_or_else(|| format!("{pair:?} is not Name:value"))?;
+        Ok((name.trim().to_string(), value.trim().to_string()))
+    });
+    Headers::parse(pairs.collect::<Result<Vec<_>, String>>()?)
 }

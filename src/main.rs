@@ -92,24 +92,14 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let nats = nats_config(&args)?;
     let amqp = amqp_config(&args)?;
     let events_written = Arc::new(tokio::sync::Notify::new());
-    let webhook_config = WebhookConfig {
-        default_url: args.webhook_url.clone(),
-        secret: args.webhook_secret.clone(),
-        retry: RetryPolicy {
-            max_attempts: args.webhook_max_attempts,
-            base: Duration::from_millis(args.webhook_retry_base_ms),
-            cap: Duration::from_millis(args.webhook_retry_max_ms),
-        },
-        timeout: Duration::from_millis(args.webhook_timeout_ms),
-        concurrency: args.webhook_concurrency as usize,
-        poll: Duration::from_millis(250),
-        callback_hosts: args.callback_allowed_hosts.clone(),
-    };
+    let endpoints_exist = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let webhook_config = webhook_config(&args);
     let config = EngineConfig {
         max_batch: args.max_batch as usize,
         apply_queue: !args.hold_queue,
         webhook_url_configured: args.webhook_url.is_some(),
         record_every_event: args.event_feed || args.nats_url.is_some() || args.amqp_url.is_some(),
+        endpoints_exist: endpoints_exist.clone(),
         events_written: Some(events_written.clone()),
         clock: engine::Clock::system(),
     };
@@ -142,7 +132,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| format!("cannot listen: {e}"))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         keel::scheduler::spawn(store.clone(), scheduler_engine, Duration::from_secs(1));
-        spawn_streams(nats, amqp, &store, events_committed);
+        spawn_streams(nats, amqp, &store, events_committed.clone());
+        let endpoint_config = Arc::new(webhook_config.clone());
+        webhooks::endpoints::spawn(store.clone(), endpoint_config, events_committed, endpoints_exist);
         webhooks::spawn(store, webhook_config, events_written);
         tracing::info!("listening on {address}");
         api::serve::serve(listener, app, limits, shutdown_signal()).await;
@@ -156,6 +148,25 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     drop(store_outlives_runtime);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Where and how webhooks are delivered, from the options.
+fn webhook_config(args: &ServeArgs) -> WebhookConfig {
+    WebhookConfig {
+        default_url: args.webhook_url.clone(),
+        secret: args.webhook_secret.clone(),
+        headers: args.webhook_headers.clone().unwrap_or_default(),
+        hook_secret: args.api_key.clone(),
+        retry: RetryPolicy {
+            max_attempts: args.webhook_max_attempts,
+            base: Duration::from_millis(args.webhook_retry_base_ms),
+            cap: Duration::from_millis(args.webhook_retry_max_ms),
+        },
+        timeout: Duration::from_millis(args.webhook_timeout_ms),
+        concurrency: args.webhook_concurrency as usize,
+        poll: Duration::from_millis(250),
+        callback_hosts: args.callback_allowed_hosts.clone(),
+    }
 }
 
 /// Starts the configured broker streams on the current runtime.

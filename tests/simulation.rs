@@ -220,6 +220,7 @@ fn open(path: &str, clock: Clock) -> Process {
         apply_queue: true,
         webhook_url_configured: true,
         record_every_event: false,
+        endpoints_exist: Arc::default(),
         events_written: None,
         clock,
     };
@@ -690,6 +691,8 @@ impl Simulation {
             | Outcome::Preview(_)
             | Outcome::BulkPreview(_)
             | Outcome::MetaData(_)
+            | Outcome::Endpoint { .. }
+            | Outcome::EndpointDelivery(_)
             | Outcome::QueueNudged => {}
         }
     }

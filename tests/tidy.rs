@@ -63,7 +63,9 @@ fn functions(lines: &[&str]) -> Vec<(usize, usize)> {
         let is_fn = ["fn ", "pub fn ", "pub(crate) fn ", "pub(super) fn ", "async fn ", "pub async fn "]
             .iter()
             .any(|p| trimmed.starts_with(p));
-        if !is_fn || trimmed.ends_with(';') {
+        // A declaration without a body (a trait's), on one line or wrapped by the formatter.
+        let signature_end = lines[start..].iter().map(|l| l.trim_end()).find(|l| l.ends_with(';') || l.ends_with('{'));
+        if !is_fn || signature_end.is_none_or(|l| l.ends_with(';')) {
             continue;
         }
         let indent = line.len() - trimmed.len();

@@ -100,6 +100,21 @@ fn required_scopes(method: &Method, path: &str) -> Result<Vec<(&'static str, Act
                 "only the master key may manage API keys",
             ))
         }
+        "hooks" => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "AUTH_MASTER_KEY_REQUIRED",
+                "hook management requires master key",
+            ))
+        }
+        // An endpoint's secret and headers are credentials, and an endpoint receives every event.
+        "webhooks" => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "AUTH_INSUFFICIENT_PERMISSIONS",
+                "only the master key may manage webhook endpoints",
+            ))
+        }
         "refund-transaction" => vec![("transactions", action)],
         // A monitor's triggers carry the balance as it stood after each one.
         "balance-monitors" if segments.get(2) == Some(&"events") => {

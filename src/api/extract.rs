@@ -27,6 +27,10 @@ pub trait Payload: DeserializeOwned {
     const NOT_YET: &'static [&'static str] = &[];
     /// The largest body of this type accepted (413 beyond).
     const MAX_BYTES: usize = MAX_BODY_BYTES;
+    /// For Keel's own routes, every field the body may have: any other is refused (`400` naming
+    /// it), since a misspelt option silently ignored would change what the request does. `None`
+    /// for Blnk's bodies, whose unknown fields Keel ignores as Blnk does.
+    const ONLY: Option<&'static [&'static str]> = None;
 }
 
 /// A JSON body read with a size limit: too large is 413, not JSON is 400 `GEN_MALFORMED_REQUEST`,
@@ -95,6 +99,12 @@ pub fn parse_payload<T: Payload>(value: serde_json::Value) -> Result<T, ApiError
             field,
             format!("{field} is part of Blnk's API but not implemented by Keel yet; leave it out"),
         ));
+    }
+    if let (Some(only), Some(object)) = (T::ONLY, value.as_object()) {
+        if let Some(field) = object.keys().find(|key| !only.contains(&key.as_str())) {
+            let message = format!("{field} is not a field of this request (fields: {})", only.join(", "));
+            return Err(ApiError::validation(T::RESOURCE, field, message));
+        }
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();

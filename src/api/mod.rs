@@ -8,6 +8,7 @@ mod bulk;
 pub mod error;
 mod events;
 mod extract;
+mod hooks;
 mod ledgers;
 mod metadata;
 mod monitors;
@@ -15,6 +16,7 @@ mod observe;
 mod reference;
 pub mod serve;
 mod transactions;
+mod webhooks;
 
 use crate::engine::EngineHandle;
 use crate::store::{Reads, Store, StoreResult};
@@ -91,6 +93,14 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::create, api_keys::list))
         .routes(routes!(api_keys::revoke))
         .routes(routes!(metadata::update))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::test))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::delivery))
+        .routes(routes!(webhooks::redeliver))
+        .routes(routes!(hooks::create, hooks::list))
+        .routes(routes!(hooks::get, hooks::update, hooks::delete))
 }
 
 /// The OpenAPI document of the routes `router` serves.
@@ -127,6 +137,9 @@ pub fn router(state: AppState) -> Router {
         (name = "ledgers"), (name = "balances"), (name = "transactions"),
         (name = "balance-monitors", description = "Conditions on balances, evaluated in the same commit as the money"),
         (name = "events", description = "(keel) The webhook outbox and its delivery log"),
+        (name = "webhooks", description = "(keel) Webhook endpoints: subscriptions with their own event types, \
+            secret, headers and delivery state (master key only)"),
+        (name = "hooks", description = "Blnk's transaction hooks, served by webhook endpoints (master key only)"),
         (name = "operations", description = "Health and metrics"),
         (name = "reference", description = "This document"),
         (name = "api-keys", description = "Scoped API keys (master key only)"),

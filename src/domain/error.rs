@@ -10,6 +10,10 @@ pub enum Resource {
     Transaction,
     Monitor,
     Event,
+    /// A webhook endpoint (`/webhooks`).
+    Webhook,
+    /// A Blnk hook (`/hooks`), stored as a webhook endpoint.
+    Hook,
     /// `POST /{id}/metadata`, whose entity may be any of the above.
     Metadata,
 }
@@ -96,10 +100,11 @@ impl Resource {
     /// The code of a request about this resource that fails validation.
     pub fn validation_code(self) -> &'static str {
         match self {
-            Resource::General | Resource::Ledger | Resource::Event => "GEN_VALIDATION_ERROR",
+            Resource::General | Resource::Ledger | Resource::Event | Resource::Webhook => "GEN_VALIDATION_ERROR",
             Resource::Balance | Resource::Monitor => "BAL_VALIDATION_ERROR",
             Resource::Transaction => "TXN_VALIDATION_ERROR",
             Resource::Metadata => "META_INVALID_ENTITY_ID",
+            Resource::Hook => "HOOK_INVALID",
         }
     }
 
@@ -110,8 +115,9 @@ impl Resource {
             Resource::Balance => "BAL_NOT_FOUND",
             Resource::Transaction => "TXN_NOT_FOUND",
             Resource::Monitor => "BAL_MONITOR_NOT_FOUND",
-            Resource::General | Resource::Event => "GEN_NOT_FOUND",
+            Resource::General | Resource::Event | Resource::Webhook => "GEN_NOT_FOUND",
             Resource::Metadata => "META_ENTITY_NOT_FOUND",
+            Resource::Hook => "HOOK_NOT_FOUND",
         }
     }
 }
@@ -125,6 +131,8 @@ impl std::fmt::Display for Resource {
             Resource::Transaction => "transaction",
             Resource::Monitor => "monitor",
             Resource::Event => "event",
+            Resource::Webhook => "webhook",
+            Resource::Hook => "hook",
             Resource::Metadata => "entity",
         })
     }

@@ -43,25 +43,26 @@ impl EventKind {
         }
     }
 
+    /// Every kind, in the order of the enum.
+    pub const ALL: [EventKind; 14] = [
+        EventKind::BalanceMonitor,
+        EventKind::BalanceMonitorResolved,
+        EventKind::BalanceMonitorActionFailed,
+        EventKind::TransactionScheduled,
+        EventKind::TransactionQueued,
+        EventKind::TransactionApplied,
+        EventKind::TransactionInflight,
+        EventKind::TransactionVoid,
+        EventKind::TransactionRejected,
+        EventKind::LedgerCreated,
+        EventKind::BalanceCreated,
+        EventKind::BulkApplied,
+        EventKind::BulkInflight,
+        EventKind::BulkFailed,
+    ];
+
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            EventKind::BalanceMonitor,
-            EventKind::BalanceMonitorResolved,
-            EventKind::BalanceMonitorActionFailed,
-            EventKind::TransactionScheduled,
-            EventKind::TransactionQueued,
-            EventKind::TransactionApplied,
-            EventKind::TransactionInflight,
-            EventKind::TransactionVoid,
-            EventKind::TransactionRejected,
-            EventKind::LedgerCreated,
-            EventKind::BalanceCreated,
-            EventKind::BulkApplied,
-            EventKind::BulkInflight,
-            EventKind::BulkFailed,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == text)
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
     }
 }
 
@@ -129,6 +130,9 @@ pub struct Attempt {
     pub status_code: Option<u16>,
     pub error: Option<String>,
     pub duration_ms: i64,
+    /// The endpoint (`/webhooks`) it was made to; `None` for the server's webhook URL or a
+    /// monitor's `call_back_url`.
+    pub endpoint_id: Option<String>,
 }
 
 /// What an attempt leads to.

@@ -6,6 +6,7 @@ pub mod amount;
 pub mod api_key;
 pub mod balance;
 pub mod currency;
+pub mod endpoint;
 pub mod error;
 pub mod event;
 pub mod ledger;

@@ -51,6 +51,9 @@ pub struct BatchConfig {
     /// `--event-feed`: the events a server-wide URL would receive are recorded without one too
     /// (as `no_target`), for `GET /events/feed`.
     pub record_every_event: bool,
+    /// Some webhook endpoint (`/webhooks`) exists, here or in another process: every event is
+    /// recorded for the endpoints to read from the outbox.
+    pub endpoints_exist: bool,
     /// The instant each batch is stamped with.
     pub clock: Clock,
 }
@@ -59,7 +62,7 @@ impl BatchConfig {
     /// The server-wide events (`transaction.*`, `ledger.created`, `balance.created`, bulk) are
     /// recorded: someone takes them, by webhook or from the feed.
     pub fn records_server_events(&self) -> bool {
-        self.webhook_url_configured || self.record_every_event
+        self.webhook_url_configured || self.record_every_event || self.endpoints_exist
     }
 }
 
@@ -250,6 +253,10 @@ pub(super) fn plan(
         | Command::RedeliverEvent { .. }
         | Command::CreateApiKey { .. }
         | Command::RevokeApiKey { .. }
+        | Command::CreateEndpoint(_)
+        | Command::UpdateEndpoint { .. }
+        | Command::DeleteEndpoint { .. }
+        | Command::RedeliverToEndpoint { .. }
         | Command::RunQueue => no_balances,
         Command::DryRun(_) => unreachable!("a dry run is rehearsed on its own (`Core::execute`), never batched"),
         // A balance's metadata is written under its lock, into the copy the batch holds (C1).
@@ -590,6 +597,12 @@ impl Batch {
                 self.create_api_key(w, name, owner, scopes, expires_at.as_ref())
             }
             Command::RevokeApiKey { id } => self.revoke_api_key(w, id),
+            Command::CreateEndpoint(new) => self.create_endpoint(w, new),
+            Command::UpdateEndpoint { id, patch } => self.update_endpoint(w, id, patch),
+            Command::DeleteEndpoint { id } => self.delete_endpoint(w, id),
+            Command::RedeliverToEndpoint { endpoint_id, event_id } => {
+                self.redeliver_to_endpoint(w, endpoint_id, event_id)
+            }
             Command::RunQueue => Ok(Outcome::QueueNudged),
             Command::DryRun(_) => unreachable!("a dry run is rehearsed on its own, never batched"),
         }

@@ -4,6 +4,7 @@
 use crate::domain::amount::Precision;
 use crate::domain::api_key::{ApiKey, Scope};
 use crate::domain::balance::Balance;
+use crate::domain::endpoint::{Endpoint, EndpointDelivery, EventTypes, Headers, HookType};
 use crate::domain::error::DomainError;
 use crate::domain::event::Event;
 use crate::domain::ledger::Ledger;
@@ -86,6 +87,21 @@ pub enum Command {
     RevokeApiKey {
         id: String,
     },
+    /// A webhook endpoint; it receives the events committed after this command.
+    CreateEndpoint(NewEndpoint),
+    /// Changes the fields given; reactivating an endpoint starts it from the events committed after.
+    UpdateEndpoint {
+        id: String,
+        patch: EndpointPatch,
+    },
+    DeleteEndpoint {
+        id: String,
+    },
+    /// Sends an event to an endpoint again (pending, due now, a fresh allowance of attempts).
+    RedeliverToEndpoint {
+        endpoint_id: String,
+        event_id: String,
+    },
     /// Internal: apply a transaction that was accepted as `QUEUED` (or `SCHEDULED`, now due).
     ApplyQueued(Transaction),
     /// Internal: look for queued and due scheduled transactions (the scheduler's nudge).
@@ -94,6 +110,38 @@ pub enum Command {
     /// rules against the current state, in a database transaction that is rolled back: it answers
     /// `Outcome::Preview` and changes nothing (`rehearsal.rs`).
     DryRun(Box<Command>),
+}
+
+/// A webhook endpoint as a client asked for it, validated by the API.
+#[derive(Debug, Clone)]
+pub struct NewEndpoint {
+    pub url: String,
+    pub event_types: EventTypes,
+    /// Generated (`whsec_…`) when absent.
+    pub secret: Option<String>,
+    pub headers: Headers,
+    pub active: bool,
+    pub description: String,
+    /// A Blnk hook's name, type and own settings (see `Endpoint`).
+    pub name: String,
+    pub hook: Option<HookType>,
+    pub timeout_ms: Option<i64>,
+    pub max_attempts: Option<u32>,
+}
+
+/// The fields of an endpoint to change; `None` keeps one as it is.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub event_types: Option<EventTypes>,
+    pub secret: Option<String>,
+    pub headers: Option<Headers>,
+    pub active: Option<bool>,
+    pub description: Option<String>,
+    pub name: Option<String>,
+    pub hook: Option<HookType>,
+    pub timeout_ms: Option<i64>,
+    pub max_attempts: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +297,12 @@ pub enum Outcome {
         key: ApiKey,
         secret: Option<String>,
     },
+    /// A webhook endpoint; `show_secret` when the command chose or changed its secret.
+    Endpoint {
+        endpoint: Endpoint,
+        show_secret: bool,
+    },
+    EndpointDelivery(EndpointDelivery),
     Preview(Preview),
     /// A dry run of a bulk request: each item's preview, and the request's effect on the balances.
     BulkPreview(BulkPreview),

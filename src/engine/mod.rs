@@ -12,6 +12,7 @@ mod batch;
 mod bulk;
 mod clock;
 mod command;
+mod endpoints;
 mod failure;
 mod ledgers;
 mod metadata;
@@ -24,11 +25,14 @@ mod windows;
 pub use batch::new_id;
 pub use clock::Clock;
 pub use command::{
-    BulkItem, Command, EngineError, InflightAction, NewBulk, NewMonitor, NewSplit, NewTransaction, Outcome,
+    BulkItem, Command, EndpointPatch, EngineError, InflightAction, NewBulk, NewEndpoint, NewMonitor, NewSplit,
+    NewTransaction, Outcome,
 };
+pub use endpoints::{ENDPOINT_PREFIX, HOOK_PREFIX, MAX_ENDPOINTS};
 
 use crate::store::{Store, StoreResult};
 use balance_cache::BalanceCache;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
@@ -43,6 +47,9 @@ pub struct EngineConfig {
     pub webhook_url_configured: bool,
     /// `--event-feed` (see `batch::BatchConfig`).
     pub record_every_event: bool,
+    /// Some webhook endpoint exists (see `batch::BatchConfig`). Set by the engine when it creates
+    /// one, and by the endpoints' supervisor when it finds one another process created.
+    pub endpoints_exist: Arc<AtomicBool>,
     /// Woken after a commit that wrote events to deliver, so delivery starts at once.
     pub events_written: Option<Arc<Notify>>,
     /// The instant each batch is stamped with (the system clock but in tests).
@@ -56,6 +63,7 @@ impl Default for EngineConfig {
             apply_queue: true,
             webhook_url_configured: false,
             record_every_event: false,
+            endpoints_exist: Arc::default(),
             events_written: None,
             clock: Clock::system(),
         }
@@ -188,6 +196,7 @@ impl Core {
         batch::BatchConfig {
             webhook_url_configured: self.config.webhook_url_configured,
             record_every_event: self.config.record_every_event,
+            endpoints_exist: self.config.endpoints_exist.load(Ordering::Relaxed),
             clock: self.config.clock,
         }
     }
@@ -231,6 +240,10 @@ impl Core {
                 answers[position] = Some(self.rehearse(&command));
             }
             return answers.into_iter().map(|a| a.expect("E1: one answer per command")).collect();
+        }
+        if commands.iter().any(|c| matches!(c, Command::CreateEndpoint(_))) {
+            // Before the batch, so every event committed after the endpoint is recorded for it.
+            self.config.endpoints_exist.store(true, Ordering::Relaxed);
         }
         let mut output = None;
         let config = self.batch_config();

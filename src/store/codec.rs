@@ -8,6 +8,7 @@
 use super::{ErrorKind, StoreError, StoreResult};
 use crate::domain::amount::Precision;
 use crate::domain::api_key::Scope;
+use crate::domain::endpoint::{EventTypes, Headers, HookType};
 use crate::domain::event::{Delivery, EventKind};
 use crate::domain::monitor::{Action, AutoAmount, AutoTransfer, Field, Operator, State, Trigger};
 use crate::domain::transaction::Status;
@@ -362,6 +363,29 @@ impl Codec for Vec<Scope> {
     }
 }
 
+/// An endpoint's event types as stored: space-separated patterns (a pattern has no space).
+impl Codec for EventTypes {
+    const KIND: Kind = Kind::Text;
+    fn encode(&self) -> Value<'_> {
+        Value::Text(Cow::Owned(self.0.join(" ")))
+    }
+    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
+        Ok(EventTypes(cursor.text()?.split_whitespace().map(str::to_string).collect()))
+    }
+}
+
+/// An endpoint's custom headers as stored: a JSON object of strings.
+impl Codec for Headers {
+    const KIND: Kind = Kind::Text;
+    fn encode(&self) -> Value<'_> {
+        Value::Text(Cow::Owned(serde_json::to_string(&self.0).expect("a map of strings serializes")))
+    }
+    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
+        let text = cursor.text()?;
+        serde_json::from_str(text).map(Headers).map_err(|e| corrupt(format!("headers {text:?}: {e}")))
+    }
+}
+
 /// The domain's named values (a status, a field, an operator, …), stored by the names the API uses.
 macro_rules! named_codecs {
     ($($type:ty: $what:literal),* $(,)?) => {$(
@@ -378,7 +402,7 @@ macro_rules! named_codecs {
     )*};
 }
 named_codecs!(Status: "status", Field: "field", Operator: "operator", Trigger: "trigger", State: "state",
-    Action: "monitor action", Delivery: "delivery status", EventKind: "event type");
+    Action: "monitor action", Delivery: "delivery status", EventKind: "event type", HookType: "hook type");
 
 #[cfg(test)]
 mod tests {

@@ -8,11 +8,13 @@
 //! drops the reply), and a slow commit.
 
 use super::{
-    AfterAttempt, Attempt, ErrorKind, EventFilter, Page, PoolUsage, Reads, Store, StoreError, StoreResult, Writes,
+    AfterAttempt, Attempt, EndpointFilter, ErrorKind, EventFilter, Page, PoolUsage, Reads, Store, StoreError,
+    StoreResult, Writes,
 };
 use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
-use crate::domain::event::Event;
+use crate::domain::endpoint::{Endpoint, EndpointDelivery};
+use crate::domain::event::{Delivery, Event};
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Monitor, RuleState};
 use crate::domain::transaction::{Status, Transaction};
@@ -216,6 +218,12 @@ delegate! { reads:
     api_key_by_hash(key_hash: &str) -> Option<ApiKey>;
     api_key(id: &str) -> Option<ApiKey>;
     api_keys(owner: Option<&str>, page: Page) -> Vec<ApiKey>;
+    endpoint(id: &str) -> Option<Endpoint>;
+    endpoints(filter: &EndpointFilter, page: Page) -> Vec<Endpoint>;
+    endpoint_deliveries(endpoint_id: &str, status: Option<Delivery>, page: Page) -> Vec<EndpointDelivery>;
+    endpoint_delivery(endpoint_id: &str, event_id: &str) -> Option<EndpointDelivery>;
+    endpoint_attempts(endpoint_id: &str, event_id: &str) -> Vec<Attempt>;
+    last_event_sequence() -> i64;
 }
 
 delegate! { writes:
@@ -253,4 +261,13 @@ delegate! { writes:
     insert_api_key(key: &ApiKey) -> ();
     revoke_api_key(id: &str, at: &str) -> ();
     redeliver_failed(now_ms: i64) -> u64;
+    insert_endpoint(endpoint: &Endpoint) -> ();
+    update_endpoint(endpoint: &Endpoint) -> ();
+    delete_endpoint(id: &str) -> ();
+    set_stream_cursor(stream: &str, sequence: i64) -> ();
+    insert_endpoint_delivery(delivery: &EndpointDelivery) -> ();
+    record_endpoint_run(id: &str, at: &str, success: bool) -> ();
+    claim_endpoint_retries(endpoint_id: &str, now_ms: i64, lease_until_ms: i64, limit: u32) -> Vec<EndpointDelivery>;
+    record_endpoint_attempt(attempt: &Attempt, after: &AfterAttempt) -> ();
+    redeliver_to_endpoint(endpoint_id: &str, event: &Event, now_ms: i64) -> ();
 }

@@ -19,6 +19,7 @@ pub use error::{ErrorKind, StoreError, StoreResult};
 
 use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
+use crate::domain::endpoint::{Endpoint, EndpointDelivery, HookType};
 pub use crate::domain::event::{AfterAttempt, Attempt};
 use crate::domain::event::{Delivery, Event};
 use crate::domain::ledger::Ledger;
@@ -60,6 +61,20 @@ pub enum Order {
 pub struct EventFilter {
     pub delivery: Option<Delivery>,
     pub monitor_id: Option<String>,
+}
+
+/// The cursor (`stream_cursors`) of a webhook endpoint's progress through the outbox.
+pub fn endpoint_stream(endpoint_id: &str) -> String {
+    format!("webhook:{endpoint_id}")
+}
+
+/// Which webhook endpoints to list.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointFilter {
+    /// Only ids starting `<prefix>_` (`/webhooks`' or `/hooks`').
+    pub id_prefix: Option<&'static str>,
+    /// Only Blnk hooks of this type.
+    pub hook_type: Option<HookType>,
 }
 
 pub trait Reads {
@@ -110,6 +125,18 @@ pub trait Reads {
     fn api_key(&self, id: &str) -> StoreResult<Option<ApiKey>>;
     /// Keys in `page.order`; only `owner`'s when given.
     fn api_keys(&self, owner: Option<&str>, page: Page) -> StoreResult<Vec<ApiKey>>;
+    fn endpoint(&self, id: &str) -> StoreResult<Option<Endpoint>>;
+    /// Webhook endpoints matching `filter`, in creation order (`page.order`).
+    fn endpoints(&self, filter: &EndpointFilter, page: Page) -> StoreResult<Vec<Endpoint>>;
+    /// An endpoint's deliveries that needed more than one attempt, newest first; one status's only
+    /// when given.
+    fn endpoint_deliveries(&self, id: &str, status: Option<Delivery>, page: Page)
+        -> StoreResult<Vec<EndpointDelivery>>;
+    fn endpoint_delivery(&self, endpoint_id: &str, event_id: &str) -> StoreResult<Option<EndpointDelivery>>;
+    /// The attempts made to deliver one event to one endpoint, oldest first.
+    fn endpoint_attempts(&self, endpoint_id: &str, event_id: &str) -> StoreResult<Vec<Attempt>>;
+    /// The outbox position of the newest event (0 when there is none): where a new endpoint starts.
+    fn last_event_sequence(&self) -> StoreResult<i64>;
 }
 
 pub trait Writes: Reads {
@@ -181,6 +208,26 @@ pub trait Writes: Reads {
     fn revoke_api_key(&mut self, id: &str, at: &str) -> StoreResult<()>;
     /// Makes every failed event pending again; returns how many.
     fn redeliver_failed(&mut self, now_ms: i64) -> StoreResult<u64>;
+    fn insert_endpoint(&mut self, endpoint: &Endpoint) -> StoreResult<()>;
+    fn update_endpoint(&mut self, endpoint: &Endpoint) -> StoreResult<()>;
+    /// Deletes an endpoint with its cursor and delivery rows (attempts stay in the events' logs).
+    fn delete_endpoint(&mut self, id: &str) -> StoreResult<()>;
+    /// Sets `stream`'s cursor to `sequence` (creating it), whoever holds its lease: a holder that
+    /// then tries to move it to an earlier position finds its lease lost and reads it again.
+    fn set_stream_cursor(&mut self, stream: &str, sequence: i64) -> StoreResult<()>;
+    /// Records an event whose first attempt at an endpoint failed; nothing if it is recorded
+    /// already (the same event failed there before a crash).
+    fn insert_endpoint_delivery(&mut self, delivery: &EndpointDelivery) -> StoreResult<()>;
+    /// Takes up to `n` of endpoint `id`'s pending deliveries due at `now` (Unix milliseconds),
+    /// oldest first, and leases them until `until`.
+    /// Notes when an endpoint's last round of deliveries ended and whether its last attempt succeeded.
+    fn record_endpoint_run(&mut self, id: &str, at: &str, success: bool) -> StoreResult<()>;
+    fn claim_endpoint_retries(&mut self, id: &str, now: i64, until: i64, n: u32) -> StoreResult<Vec<EndpointDelivery>>;
+    /// Records an attempt at an endpoint (`attempt.endpoint_id`) and what it leads to.
+    fn record_endpoint_attempt(&mut self, attempt: &Attempt, after: &AfterAttempt) -> StoreResult<()>;
+    /// Makes one event's delivery to one endpoint pending again, due now, with a fresh allowance
+    /// of attempts (recording it if it was delivered at the first attempt).
+    fn redeliver_to_endpoint(&mut self, endpoint_id: &str, event: &Event, now_ms: i64) -> StoreResult<()>;
 }
 
 pub trait Store: Send + Sync + 'static {

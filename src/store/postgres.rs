@@ -31,6 +31,7 @@ const MIGRATIONS: &Migrations = &[
     (7, "ledger_monitors", include_str!("../../migrations/postgres/0007_ledger_monitors.sql")),
     (8, "checkpoint_chunks", include_str!("../../migrations/postgres/0008_checkpoint_chunks.sql")),
     (9, "stream_cursors", include_str!("../../migrations/postgres/0009_stream_cursors.sql")),
+    (10, "webhook_endpoints", include_str!("../../migrations/postgres/0010_webhook_endpoints.sql")),
 ];
 
 /// How long a write whose COMMIT answer was lost keeps asking the database whether it committed

@@ -9,6 +9,7 @@ use crate::domain::amount::Precision;
 use crate::domain::api_key::ApiKey;
 use crate::domain::api_key::Scope;
 use crate::domain::balance::Balance;
+use crate::domain::endpoint::{Endpoint, EndpointDelivery, EventTypes, Headers, HookType};
 use crate::domain::event::{Attempt, Delivery, Event, EventKind};
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{
@@ -79,7 +80,8 @@ pub fn columns_of(table: &str) -> Option<&'static [Column]> {
     }
     let tables = [of::<Ledger>(), of::<Balance>(), of::<Transaction>(), of::<Monitor>(), of::<Event>()];
     let more = [of::<Attempt>(), of::<ApiKey>(), of::<CheckpointChunk>(), of::<LedgerRule>(), of::<RuleState>()];
-    tables.into_iter().chain(more).find(|(name, _)| *name == table).map(|(_, c)| c)
+    let webhooks = [of::<Endpoint>(), of::<EndpointDelivery>()];
+    tables.into_iter().chain(more).chain(webhooks).find(|(name, _)| *name == table).map(|(_, c)| c)
 }
 
 record! {
@@ -301,6 +303,40 @@ record! {
         status_code: Option<u16> = status_code,
         error: Option<String> = error,
         duration_ms: i64 = duration_ms,
+        endpoint_id: Option<String> = endpoint_id,
+    }
+}
+
+record! {
+    Endpoint in "webhook_endpoints" {
+        endpoint_id: String = id,
+        url: String = url,
+        event_types: EventTypes = event_types,
+        secret: String = secret,
+        headers: Headers = headers,
+        active: bool = active,
+        description: String = description,
+        created_at: String = created_at,
+        updated_at: String = updated_at,
+        name: String = name,
+        hook_type: Option<HookType> = hook,
+        timeout_ms: Option<i64> = timeout_ms,
+        max_attempts: Option<u32> = max_attempts,
+        last_run: Option<String> = last_run,
+        last_success: Option<bool> = last_success,
+    }
+}
+
+record! {
+    EndpointDelivery in "endpoint_deliveries" {
+        endpoint_id: String = endpoint_id,
+        event_id: String = event_id,
+        event_type: EventKind = event_type,
+        status: Delivery = status,
+        attempts: u32 = attempts,
+        next_attempt_at: i64 = next_attempt_at,
+        last_error: Option<String> = last_error,
+        delivered_at: Option<String> = delivered_at,
     }
 }
 

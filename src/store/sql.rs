@@ -19,9 +19,12 @@
 
 use super::codec::{Codec, Cursor, Kind, Value};
 use super::schema::{columns_of, CheckpointChunk, LedgerRule, Record};
-use super::{AfterAttempt, Attempt, EventFilter, Order, Page, Reads, StoreResult, Writes};
+use super::{
+    endpoint_stream, AfterAttempt, Attempt, EndpointFilter, EventFilter, Order, Page, Reads, StoreResult, Writes,
+};
 use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
+use crate::domain::endpoint::{Endpoint, EndpointDelivery, HookType};
 use crate::domain::event::{Delivery, Event};
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Monitor, RuleState, State};
@@ -432,6 +435,65 @@ impl<S: Sql> Reads for S {
         };
         self.all(sql, &[owner.into(), limit, offset])
     }
+
+    fn endpoint(&self, id: &str) -> StoreResult<Option<Endpoint>> {
+        self.one("SELECT {webhook_endpoints} FROM webhook_endpoints WHERE endpoint_id = $1", &[id.into()])
+    }
+
+    fn endpoints(&self, filter: &EndpointFilter, page: Page) -> StoreResult<Vec<Endpoint>> {
+        let [limit, offset] = limits(page);
+        let sql = match page.order {
+            Order::OldestFirst => {
+                "SELECT {webhook_endpoints} FROM webhook_endpoints
+                 WHERE (CAST($1 AS TEXT) IS NULL OR endpoint_id LIKE $1)
+                   AND (CAST($2 AS TEXT) IS NULL OR hook_type = $2)
+                 ORDER BY created_at, endpoint_id LIMIT $3 OFFSET $4"
+            }
+            Order::NewestFirst => {
+                "SELECT {webhook_endpoints} FROM webhook_endpoints
+                 WHERE (CAST($1 AS TEXT) IS NULL OR endpoint_id LIKE $1)
+                   AND (CAST($2 AS TEXT) IS NULL OR hook_type = $2)
+                 ORDER BY created_at DESC, endpoint_id DESC LIMIT $3 OFFSET $4"
+            }
+        };
+        // `_` matches any one character in LIKE: `hook_%` also matches `hookX…`, which no id is.
+        let prefix = filter.id_prefix.map(|p| format!("{p}_%"));
+        self.all(sql, &[prefix.as_deref().into(), filter.hook_type.map(HookType::as_str).into(), limit, offset])
+    }
+
+    fn endpoint_deliveries(
+        &self,
+        endpoint_id: &str,
+        status: Option<Delivery>,
+        page: Page,
+    ) -> StoreResult<Vec<EndpointDelivery>> {
+        let [limit, offset] = limits(page);
+        self.all(
+            "SELECT {endpoint_deliveries} FROM endpoint_deliveries
+             WHERE endpoint_id = $1 AND (CAST($2 AS TEXT) IS NULL OR status = $2)
+             ORDER BY event_id DESC LIMIT $3 OFFSET $4",
+            &[endpoint_id.into(), status.map(Delivery::as_str).into(), limit, offset],
+        )
+    }
+
+    fn endpoint_delivery(&self, endpoint_id: &str, event_id: &str) -> StoreResult<Option<EndpointDelivery>> {
+        self.one(
+            "SELECT {endpoint_deliveries} FROM endpoint_deliveries WHERE endpoint_id = $1 AND event_id = $2",
+            &[endpoint_id.into(), event_id.into()],
+        )
+    }
+
+    fn endpoint_attempts(&self, endpoint_id: &str, event_id: &str) -> StoreResult<Vec<Attempt>> {
+        self.all(
+            "SELECT {event_attempts} FROM event_attempts WHERE event_id = $1 AND endpoint_id = $2 ORDER BY {seq}",
+            &[event_id.into(), endpoint_id.into()],
+        )
+    }
+
+    fn last_event_sequence(&self) -> StoreResult<i64> {
+        let found = self.rows("SELECT {seq} FROM events ORDER BY {seq} DESC LIMIT 1", &[], |c| c.int())?;
+        Ok(found.first().copied().unwrap_or(0))
+    }
 }
 
 /// The dispatcher's claim: the oldest due events. It must read only those, whatever the backlog
@@ -690,5 +752,107 @@ impl<S: WriteSql> Writes for S {
             "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = $1 WHERE status = 'failed'",
             &[now_ms.into()],
         )
+    }
+
+    fn insert_endpoint(&mut self, endpoint: &Endpoint) -> StoreResult<()> {
+        self.execute("{insert:webhook_endpoints}", &endpoint.values()).map(drop)
+    }
+
+    fn update_endpoint(&mut self, endpoint: &Endpoint) -> StoreResult<()> {
+        self.execute("{update:webhook_endpoints}", &endpoint.values()).map(drop)
+    }
+
+    fn delete_endpoint(&mut self, id: &str) -> StoreResult<()> {
+        self.execute("DELETE FROM endpoint_deliveries WHERE endpoint_id = $1", &[id.into()])?;
+        self.execute("DELETE FROM stream_cursors WHERE stream = $1", &[endpoint_stream(id).as_str().into()])?;
+        self.execute("DELETE FROM webhook_endpoints WHERE endpoint_id = $1", &[id.into()]).map(drop)
+    }
+
+    fn set_stream_cursor(&mut self, stream: &str, sequence: i64) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO stream_cursors (stream, sequence) VALUES ($1, $2)
+             ON CONFLICT (stream) DO UPDATE SET sequence = excluded.sequence",
+            &[stream.into(), sequence.into()],
+        )
+        .map(drop)
+    }
+
+    fn insert_endpoint_delivery(&mut self, delivery: &EndpointDelivery) -> StoreResult<()> {
+        self.execute("{insert:endpoint_deliveries} ON CONFLICT (endpoint_id, event_id) DO NOTHING", &delivery.values())
+            .map(drop)
+    }
+
+    fn record_endpoint_run(&mut self, id: &str, at: &str, success: bool) -> StoreResult<()> {
+        self.execute(
+            "UPDATE webhook_endpoints SET last_run = $2, last_success = $3 WHERE endpoint_id = $1",
+            &[id.into(), at.into(), Value::Bool(success)],
+        )
+        .map(drop)
+    }
+
+    fn claim_endpoint_retries(
+        &mut self,
+        endpoint_id: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<EndpointDelivery>> {
+        let due: Vec<EndpointDelivery> = self.all(
+            "SELECT {endpoint_deliveries} FROM endpoint_deliveries
+             WHERE endpoint_id = $1 AND status = 'pending' AND next_attempt_at <= $2
+             ORDER BY next_attempt_at LIMIT $3{skip_locked}",
+            &[endpoint_id.into(), now_ms.into(), Value::Int(limit.into())],
+        )?;
+        for delivery in &due {
+            self.execute(
+                "UPDATE endpoint_deliveries SET next_attempt_at = $3 WHERE endpoint_id = $1 AND event_id = $2",
+                &[endpoint_id.into(), (&delivery.event_id).into(), lease_until_ms.into()],
+            )?;
+        }
+        Ok(due)
+    }
+
+    fn record_endpoint_attempt(&mut self, attempt: &Attempt, after: &AfterAttempt) -> StoreResult<()> {
+        self.execute("{insert:event_attempts}", &attempt.values())?;
+        let (status, next, delivered_at) = match after {
+            AfterAttempt::Delivered { at } => (Delivery::Delivered, 0, Some(at.as_str())),
+            AfterAttempt::RetryAt(when) => (Delivery::Pending, *when, None),
+            AfterAttempt::Failed => (Delivery::Failed, 0, None),
+        };
+        self.execute(
+            "UPDATE endpoint_deliveries SET status = $3, attempts = $4, next_attempt_at = $5, last_error = $6,
+                 delivered_at = $7
+             WHERE endpoint_id = $1 AND event_id = $2",
+            &[
+                attempt.endpoint_id.as_deref().into(),
+                (&attempt.event_id).into(),
+                status.as_str().into(),
+                Value::Int(attempt.attempt.into()),
+                next.into(),
+                attempt.error.as_deref().into(),
+                delivered_at.into(),
+            ],
+        )
+        .map(drop)
+    }
+
+    fn redeliver_to_endpoint(&mut self, endpoint_id: &str, event: &Event, now_ms: i64) -> StoreResult<()> {
+        let fresh = EndpointDelivery {
+            endpoint_id: endpoint_id.to_string(),
+            event_id: event.id.clone(),
+            event_type: event.kind,
+            status: Delivery::Pending,
+            attempts: 0,
+            next_attempt_at: now_ms,
+            last_error: None,
+            delivered_at: None,
+        };
+        self.insert_endpoint_delivery(&fresh)?;
+        self.execute(
+            "UPDATE endpoint_deliveries SET status = 'pending', attempts = 0, next_attempt_at = $3, delivered_at = NULL
+             WHERE endpoint_id = $1 AND event_id = $2",
+            &[endpoint_id.into(), (&event.id).into(), now_ms.into()],
+        )
+        .map(drop)
     }
 }

@@ -26,6 +26,7 @@ const MIGRATIONS: &Migrations = &[
     (8, "checkpoint_chunks_appended", include_str!("../../migrations/sqlite/0008_checkpoint_chunks_appended.sql")),
     (9, "events_due_by_status", include_str!("../../migrations/sqlite/0009_events_due_by_status.sql")),
     (10, "stream_cursors", include_str!("../../migrations/sqlite/0010_stream_cursors.sql")),
+    (11, "webhook_endpoints", include_str!("../../migrations/sqlite/0011_webhook_endpoints.sql")),
 ];
 
 const READER_POOL_SIZE: u32 = 8;

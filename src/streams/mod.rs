@@ -23,7 +23,7 @@ use tokio::sync::watch;
 const BATCH: u32 = 256;
 
 /// How long a publisher's lease lasts; renewed when half is left.
-const LEASE: Duration = Duration::from_secs(10);
+pub(crate) const LEASE: Duration = Duration::from_secs(10);
 
 /// While the stream has caught up, how often it looks for events this process was not told of
 /// (another process's, on a shared PostgreSQL) and for a lease another process let run out.

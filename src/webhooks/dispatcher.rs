@@ -8,13 +8,14 @@
 
 use super::callback;
 use super::retry::RetryPolicy;
-use super::signing;
+use super::send::{self, send, unix_ms, Sent, Target};
+use crate::domain::endpoint::Headers;
 use crate::domain::event::Event;
 use crate::store::{AfterAttempt, Attempt, Store};
 use crate::tasks;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, Notify, Semaphore};
 
 #[derive(Debug, Clone)]
@@ -22,6 +23,11 @@ pub struct WebhookConfig {
     /// Receives every event, except monitor events whose monitor has its own `call_back_url`.
     pub default_url: Option<String>,
     pub secret: Option<String>,
+    /// `--webhook-headers`: sent to `default_url` with every delivery.
+    pub headers: Headers,
+    /// Signs Blnk hooks' calls (`/hooks`): the master API key, as Blnk signs them with its
+    /// `secret_key`; unsigned without one.
+    pub hook_secret: Option<String>,
     pub retry: RetryPolicy,
     /// Longest wait for a receiver's answer.
     pub timeout: Duration,
@@ -67,12 +73,7 @@ struct Dispatcher {
 
 // tidy: long because the delivery loop (start, commit, wait until due, woken or finished) reads best whole
 async fn run(store: Arc<dyn Store>, config: WebhookConfig, wake: Arc<Notify>) {
-    let client = reqwest::Client::builder()
-        .timeout(config.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("keel/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("the HTTP client builds with static settings");
+    let client = send::client(config.timeout);
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
     // One message per delivery in flight, so `concurrency` bounds what waits here.
     let (finished_tx, mut finished) = mpsc::unbounded_channel::<(Attempt, AfterAttempt)>();
@@ -188,24 +189,46 @@ impl Dispatcher {
 
 /// Makes one attempt at delivering `event` and says what to record.
 async fn deliver(client: &reqwest::Client, config: &WebhookConfig, event: Event) -> (Attempt, AfterAttempt) {
-    let attempt = event.attempts + 1;
-    let started = Instant::now();
-    let attempted_at = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
     // A monitor's own URL is checked again here: it may predate `--callback-allowed-hosts`.
     let refused = event.url.as_deref().and_then(|url| callback::check(url, config.callback_hosts.as_deref()).err());
-    let (status_code, error) = match (&refused, event.url.as_deref().or(config.default_url.as_deref())) {
-        (Some(refusal), _) => (None, Some(format!("not sent: {refusal}"))),
-        (None, None) => (None, Some("no webhook URL configured".to_string())),
-        (None, Some(url)) => post(client, config, url, &event).await,
+    let not_sent = |error: String| Sent {
+        attempted_at: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
+        status_code: None,
+        error: Some(error),
+        duration_ms: 0,
     };
-    let delivered = status_code.is_some_and(|s| (200..300).contains(&s));
+    let sent = match (&refused, event.url.as_deref().or(config.default_url.as_deref())) {
+        (Some(refusal), _) => not_sent(format!("not sent: {refusal}")),
+        (None, None) => not_sent("no webhook URL configured".to_string()),
+        (None, Some(url)) => {
+            // The server's headers go to its URL only, never to a monitor's own.
+            let headers = if event.url.is_none() { &config.headers } else { &Headers::default() };
+            let target = Target { url, secret: config.secret.as_deref(), headers, timeout: None };
+            send(client, &target, &event.id, crate::wire::event::delivered_body(&event)).await
+        }
+    };
+    // Trying again cannot help a refused URL until the operator changes the list; then it can be
+    // redelivered.
+    conclude(&config.retry, &event, event.attempts + 1, sent, refused.is_none(), None)
+}
+
+/// What to record of attempt number `attempt` at delivering `event` (to `endpoint_id`, or to the
+/// server's or a monitor's URL): delivered, due again after the policy's delay, or failed for good.
+pub(super) fn conclude(
+    retry: &RetryPolicy,
+    event: &Event,
+    attempt: u32,
+    sent: Sent,
+    retryable: bool,
+    endpoint_id: Option<&str>,
+) -> (Attempt, AfterAttempt) {
+    let delivered = sent.delivered();
     let after = if delivered {
         AfterAttempt::Delivered { at: humantime::format_rfc3339_micros(SystemTime::now()).to_string() }
-    } else if refused.is_some() {
-        // Trying again cannot help until the operator changes the list; then it can be redelivered.
+    } else if !retryable {
         AfterAttempt::Failed
     } else {
-        match config.retry.next_delay(attempt) {
+        match retry.next_delay(attempt) {
             Some(delay) => AfterAttempt::RetryAt(unix_ms() + delay.as_millis() as i64),
             None => AfterAttempt::Failed,
         }
@@ -222,60 +245,24 @@ async fn deliver(client: &reqwest::Client, config: &WebhookConfig, event: Event)
             metrics::histogram!(crate::telemetry::WEBHOOK_LAG).record(lag.as_secs_f64());
         }
     }
+    let (id, status_code, error) = (&event.id, sent.status_code, &sent.error);
     match &after {
-        AfterAttempt::Delivered { .. } => tracing::debug!(event_id = %event.id, attempt, "webhook delivered"),
+        AfterAttempt::Delivered { .. } => tracing::debug!(event_id = %id, ?endpoint_id, attempt, "webhook delivered"),
         AfterAttempt::RetryAt(_) => {
-            tracing::info!(event_id = %event.id, attempt, ?status_code, ?error, "webhook failed; will retry")
+            tracing::info!(event_id = %id, ?endpoint_id, attempt, ?status_code, ?error, "webhook failed; will retry")
         }
         AfterAttempt::Failed => {
-            tracing::warn!(event_id = %event.id, attempt, ?status_code, ?error, "webhook failed for good")
+            tracing::warn!(event_id = %id, ?endpoint_id, attempt, ?status_code, ?error, "webhook failed for good")
         }
     }
     let record = Attempt {
         event_id: event.id.clone(),
         attempt,
-        attempted_at,
-        status_code,
-        error,
-        duration_ms: started.elapsed().as_millis() as i64,
+        attempted_at: sent.attempted_at,
+        status_code: sent.status_code,
+        error: sent.error,
+        duration_ms: sent.duration_ms,
+        endpoint_id: endpoint_id.map(str::to_string),
     };
     (record, after)
-}
-
-/// Posts the event; the receiver's body is never read, so a huge answer costs nothing.
-async fn post(
-    client: &reqwest::Client,
-    config: &WebhookConfig,
-    url: &str,
-    event: &Event,
-) -> (Option<u16>, Option<String>) {
-    let body = crate::wire::event::delivered_body(event);
-    let mut request = client.post(url).header("content-type", "application/json").body(body.clone());
-    if let Some(secret) = &config.secret {
-        let timestamp = unix_ms() / 1000;
-        for (name, value) in signing::headers(secret, &event.id, timestamp, &body) {
-            request = request.header(name, value);
-        }
-    } else {
-        request = request.header("webhook-id", event.id.as_str());
-    }
-    match request.send().await {
-        Ok(response) if response.status().is_success() => (Some(response.status().as_u16()), None),
-        Ok(response) => (Some(response.status().as_u16()), Some(format!("receiver answered {}", response.status()))),
-        Err(e) => (None, Some(describe(&e))),
-    }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "connection failed".into()
-    } else {
-        "request failed".into()
-    }
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -4,7 +4,9 @@
 
 pub mod callback;
 mod dispatcher;
+pub mod endpoints;
 pub mod retry;
+pub mod send;
 pub mod signing;
 
 pub use dispatcher::{spawn, WebhookConfig};

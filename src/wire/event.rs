@@ -63,6 +63,19 @@ pub fn delivered_body(event: &Event) -> String {
     format!("{{\"sequence\":{}{separator}{rest}", event.sequence)
 }
 
+/// The body of a Blnk hook's call (`POST /hooks`): Blnk's `HookPayload`, with the transaction
+/// of a `transaction.*` event as `data`.
+pub fn hook_body(event: &Event, hook_type: &str) -> String {
+    let data = serde_json::from_str::<Value>(&event.body).map(|mut b| b["data"].take()).unwrap_or(Value::Null);
+    json!({
+        "transaction_id": data["transaction_id"],
+        "hook_type": hook_type,
+        "timestamp": event.created_at,
+        "data": data,
+    })
+    .to_string()
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AttemptJson {
     pub attempt: u32,
@@ -70,6 +83,23 @@ pub struct AttemptJson {
     pub status_code: Option<u16>,
     pub error: Option<String>,
     pub duration_ms: i64,
+    /// The endpoint (`/webhooks`) it was made to; absent for the server's webhook URL or a
+    /// monitor's `call_back_url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_id: Option<String>,
+}
+
+impl From<Attempt> for AttemptJson {
+    fn from(a: Attempt) -> Self {
+        AttemptJson {
+            attempt: a.attempt,
+            attempted_at: a.attempted_at,
+            status_code: a.status_code,
+            error: a.error,
+            duration_ms: a.duration_ms,
+            endpoint_id: a.endpoint_id,
+        }
+    }
 }
 
 /// A page of the event feed (`GET /events/feed`).
@@ -119,17 +149,7 @@ impl EventJson {
             last_error: e.last_error,
             delivered_at: e.delivered_at,
             data,
-            deliveries: attempts.map(|list| {
-                list.into_iter()
-                    .map(|a| AttemptJson {
-                        attempt: a.attempt,
-                        attempted_at: a.attempted_at,
-                        status_code: a.status_code,
-                        error: a.error,
-                        duration_ms: a.duration_ms,
-                    })
-                    .collect()
-            }),
+            deliveries: attempts.map(|list| list.into_iter().map(AttemptJson::from).collect()),
         }
     }
 }

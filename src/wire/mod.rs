@@ -2,6 +2,7 @@
 //! translation, shared by `api` (responses) and `engine` (event bodies written to the outbox).
 
 pub mod balance;
+pub mod endpoint;
 pub mod event;
 pub mod ledger;
 pub mod monitor;
@@ -10,6 +11,7 @@ pub mod preview;
 pub mod transaction;
 
 pub use balance::BalanceJson;
+pub use endpoint::{EndpointDeliveryJson, EndpointJson};
 pub use event::{EventFeedJson, EventJson};
 pub use ledger::LedgerJson;
 pub use monitor::MonitorJson;

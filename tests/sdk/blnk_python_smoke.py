@@ -57,6 +57,10 @@ def main():
     checks = 0
     try:
         blnk = Blnk.init("sdk-key", BlnkClientOptions(base_url=base))
+        hook_url = f"http://127.0.0.1:{hook.server_port}/transaction-hook"
+        post_hook = ok(blnk.hooks.create({"name": "audit", "url": hook_url, "type": "POST_TRANSACTION",
+                                          "active": True, "timeout": 5, "retry_count": 2}), 201, "hook")
+        assert post_hook["id"].startswith("hook_") and post_hook["retry_count"] == 2, post_hook; checks += 1
         ledger = ok(blnk.ledgers.create({"name": "SDK ledger", "meta_data": {"project": "keel"}}), 201, "ledger")
         assert ledger["ledger_id"].startswith("ldg_"); checks += 1
         assert ok(blnk.ledgers.get(ledger["ledger_id"]), 200, "get ledger")["name"] == "SDK ledger"; checks += 1
@@ -198,6 +202,22 @@ def main():
         event = next(r for r in received if r.get("event") == "balance.monitor")
         assert event["data"]["monitor_id"] == monitor["monitor_id"]; checks += 1
         assert event["data"]["balance"]["balance"] == 75050; checks += 1
+
+        # The POST_TRANSACTION hook registered first was called with Blnk's hook body.
+        deadline = time.time() + 10
+        while time.time() < deadline and not any(r.get("hook_type") == "POST_TRANSACTION" for r in received):
+            time.sleep(0.05)
+        call = next(r for r in received if r.get("hook_type") == "POST_TRANSACTION")
+        assert call["data"]["transaction_id"] == call["transaction_id"], call; checks += 1
+        listed = ok(blnk.hooks.list({"type": "POST_TRANSACTION"}), 200, "hooks")
+        assert [h["id"] for h in listed] == [post_hook["id"]], listed; checks += 1
+        changed = ok(blnk.hooks.update(post_hook["id"], {"name": "audit-2", "url": hook_url,
+                                                         "type": "PRE_TRANSACTION", "active": False,
+                                                         "timeout": 5, "retry_count": 1}), 200, "hook update")
+        assert changed["type"] == "PRE_TRANSACTION" and not changed["active"], changed; checks += 1
+        assert ok(blnk.hooks.get(post_hook["id"]), 200, "hook")["name"] == "audit-2"; checks += 1
+        ok(blnk.hooks.delete(post_hook["id"]), 200, "hook delete"); checks += 1
+        assert blnk.hooks.get(post_hook["id"]).status == 404; checks += 1
 
         deleted = ok(blnk.balance_monitor.delete(monitor["monitor_id"]), 200, "delete monitor")
         assert deleted["message"] == "BalanceMonitor deleted successfully"; checks += 1

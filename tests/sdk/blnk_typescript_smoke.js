@@ -51,7 +51,10 @@ async function main() {
 
   try {
     const blnk = await BlnkInit("sdk-key", { baseUrl });
-    const { Ledgers, LedgerBalances, Transactions, BalanceMonitor, Metadata } = blnk;
+    const { Ledgers, LedgerBalances, Transactions, BalanceMonitor, Metadata, Hooks } = blnk;
+    const postHook = expect(await Hooks.create({ name: "audit", url: hookUrl, type: "POST_TRANSACTION", active: true,
+      timeout: 5, retry_count: 2 }), 201, "hook");
+    check(postHook.id.startsWith("hook_") && postHook.timeout === 5, "hook created", postHook);
     const ledger = expect(await Ledgers.create({ name: "Customer Savings Account", meta_data: { project_owner: "keel" } }), 201, "ledger");
     check(ledger.ledger_id.startsWith("ldg_"), "ledger id", ledger);
     const balance = expect(await LedgerBalances.create({ ledger_id: ledger.ledger_id, currency: "USD" }), 201, "balance");
@@ -124,6 +127,20 @@ async function main() {
     const event = received.find((e) => e.event === "balance.monitor");
     check(event && event.data.monitor_id === monitor.monitor_id, "monitor webhook", received);
     check(event.data.balance.balance === 75000, "snapshot", event);
+
+    for (let i = 0; i < 200 && !received.some((e) => e.hook_type === "POST_TRANSACTION"); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const call = received.find((e) => e.hook_type === "POST_TRANSACTION");
+    check(call && call.data.transaction_id === call.transaction_id, "a POST_TRANSACTION hook's call", received);
+    const hooks = expect(await Hooks.list({ type: "POST_TRANSACTION" }), 200, "list hooks");
+    check(hooks.length === 1 && hooks[0].id === postHook.id, "hooks by type", hooks);
+    const changed = expect(await Hooks.update(postHook.id, { name: "audit-2", url: hookUrl, type: "PRE_TRANSACTION",
+      active: false, timeout: 5, retry_count: 1 }), 200, "update hook");
+    check(changed.type === "PRE_TRANSACTION" && changed.retry_count === 1, "hook replaced", changed);
+    check(expect(await Hooks.get(postHook.id), 200, "get hook").name === "audit-2", "hook read", null);
+    const gone = expect(await Hooks.delete(postHook.id), 200, "delete hook");
+    check(gone.message === "hook deleted successfully", "hook delete message", gone);
 
     const deleted = expect(await BalanceMonitor.delete(monitor.monitor_id), 200, "delete monitor");
     check(deleted.message === "BalanceMonitor deleted successfully", "delete message", deleted);
