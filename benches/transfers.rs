@@ -28,7 +28,8 @@
 //!
 //! `cargo bench --bench transfers -- [--clients 1,8,64] [--seconds 5] [--balances 1000]
 //!     [--monitors M] [--monitor-kind KIND] [--ledger-rules R] [--firing F (percent of balances)]
-//!     [--postgres postgres://USER@HOST:PORT/DB] [--bulk N] [--http-only] [--history-mib N] [--webhooks] [--nats URL]`
+//!     [--postgres postgres://USER@HOST:PORT/DB] [--bulk N] [--http-only] [--history-mib N] [--webhooks]
+//!     [--webhook-endpoint] [--nats URL]`
 //!
 //! `--monitor-kind` picks the quiet monitors: `plain` (`debit_balance >`, the default), `edge` (an
 //! edge trigger with a re-arm level), `guard` (`action: reject`), `velocity` (`debit_volume` over
@@ -47,6 +48,10 @@
 //! transaction's `created_at` to the arrival), the outbox's backlog once a second, how long it
 //! took to drain after the load, and the receiver's CPU per event. The server's CPU per transfer
 //! then runs to the drain's end: delivering the load's events is part of its cost.
+//!
+//! `--webhook-endpoint` is `--webhooks` with the receiver as a webhook endpoint (`POST /webhooks`,
+//! every event type) instead of the server's webhook URL: the outbox's backlog is then always 0
+//! (an endpoint reads the outbox from its cursor), the rest is measured the same way.
 //!
 //! `--nats URL` has the server publish every event to a NATS JetStream stream of the run's own
 //! (`--nats-url`), and each run also reports the stream's lag (from the transaction's
@@ -96,6 +101,8 @@ struct Options {
     history_mib: usize,
     /// The server's webhook URL at a fast local receiver (`--webhooks`): every transfer an event.
     webhooks: bool,
+    /// `--webhook-endpoint`: the same receiver as a `/webhooks` endpoint instead of the server's URL.
+    endpoint: bool,
     /// A NATS server the server streams every event to (`--nats URL`).
     nats: Option<String>,
 }
@@ -114,6 +121,7 @@ fn options() -> Options {
         ledger_rules: 0,
         history_mib: 0,
         webhooks: false,
+        endpoint: false,
         nats: None,
     };
     let args: Vec<String> = std::env::args().collect();
@@ -132,9 +140,10 @@ fn options() -> Options {
             "--monitor-kind" => o.monitor_kind = value,
             "--ledger-rules" => o.ledger_rules = value.parse().expect("--ledger-rules R (on the balances' ledger)"),
             "--history-mib" => o.history_mib = value.parse().expect("--history-mib N (SQLite only)"),
-            "--http-only" | "--webhooks" => {
+            "--http-only" | "--webhooks" | "--webhook-endpoint" => {
                 o.http_only |= args[i] == "--http-only";
-                o.webhooks |= args[i] == "--webhooks";
+                o.webhooks |= args[i] != "--http-only";
+                o.endpoint |= args[i] == "--webhook-endpoint";
                 i += 1;
                 continue;
             }
@@ -182,13 +191,16 @@ fn main() {
             None => None,
         };
         let mut server_args: Vec<&str> = match &fast_receiver {
-            Some(r) => vec!["--webhook-url", &r.url],
-            None => vec![],
+            Some(r) if !o.endpoint => vec!["--webhook-url", &r.url],
+            _ => vec![],
         };
         server_args.extend(nats.as_ref().map(|n| n.server_args()).unwrap_or_default());
         let started = Instant::now();
         let server = Server::start_discarding_logs(&url, &server_args);
         println!("server start-up on that database: {} ms to listening", started.elapsed().as_millis());
+        if let (Some(r), true) = (&fast_receiver, o.endpoint) {
+            webhooks::subscribe(&server.base, &r.url).await;
+        }
         header();
         let ids = Arc::new(ids);
         let mut keel_at_largest = (0.0, 1.0);

@@ -187,3 +187,10 @@ impl Delivery {
         println!("{:>17} outbox pending, once a second: {:?}", "", self.backlog);
     }
 }
+
+/// Makes `url` a webhook endpoint of the server at `base` for every event type (`--webhook-endpoint`).
+pub async fn subscribe(base: &str, url: &str) {
+    let body = serde_json::json!({"url": url, "events": ["*"]});
+    let answer = reqwest::Client::new().post(format!("{base}/webhooks")).json(&body).send().await;
+    assert!(answer.is_ok_and(|a| a.status() == 201), "the benchmark's endpoint is created");
+}
