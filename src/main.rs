@@ -134,7 +134,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         keel::scheduler::spawn(store.clone(), scheduler_engine, Duration::from_secs(1));
         spawn_streams(nats, amqp, &store, events_committed.clone());
         let endpoint_config = Arc::new(webhook_config.clone());
-        webhooks::endpoints::spawn(store.clone(), endpoint_config, events_committed, endpoints_exist);
+        let active =
+            webhooks::endpoints::spawn(store.clone(), endpoint_config.clone(), events_committed, endpoints_exist);
+        webhooks::system_error::spawn(endpoint_config, active);
         webhooks::spawn(store, webhook_config, events_written);
         tracing::info!("listening on {address}");
         api::serve::serve(listener, app, limits, shutdown_signal()).await;

@@ -5,7 +5,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use parking_lot::Mutex;
 use std::io::BufWriter;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 pub const HTTP_REQUESTS: &str = "keel_http_requests_total";
 pub const HTTP_DURATION: &str = "keel_http_request_duration_seconds";
@@ -44,11 +46,16 @@ pub fn init_logging(format: LogFormat) {
         .finish(BufWriter::with_capacity(64 * 1024, std::io::stdout()));
     *LOG_WRITER.lock() = Some(guard);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
-    match format {
-        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).init(),
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
-    }
+    let lines = tracing_subscriber::fmt::layer().with_writer(writer);
+    let lines = match format {
+        LogFormat::Text => lines.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).boxed(),
+        LogFormat::Json => lines.json().with_current_span(true).with_span_list(false).boxed(),
+    };
+    // Every error Keel logs is also a `system.error` webhook, as in Blnk, once the server runs.
+    tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .with(crate::webhooks::system_error::ErrorLayer)
+        .init();
 }
 
 /// Waits until every line logged so far is written (at most a second). Lines logged afterwards are

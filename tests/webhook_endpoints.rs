@@ -467,3 +467,35 @@ async fn two_processes_on_one_database_send_each_event_to_an_endpoint_once() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(ids_of(&receiver.received_all(), "transaction.applied").len(), 40, "each once: {}", got.len());
 }
+
+#[tokio::test]
+async fn an_error_keel_logs_is_a_system_error_webhook_to_the_url_and_to_endpoints_that_want_it() {
+    let (server_wide, subscribed, other) = (Receiver::start().await, Receiver::start().await, Receiver::start().await);
+    let database = TestDatabase::new();
+    let extra = args(2000, &["--webhook-url", &server_wide.url]);
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let server = Server::start_on(&database.url, &extra);
+    endpoint(&server, json!({"url": subscribed.url, "events": ["system.error"]})).await;
+    endpoint(&server, json!({"url": other.url, "events": ["transaction.*"]})).await;
+    let currency = unique_currency();
+    let wallet = server.balance(&server.ledger("errors").await, &currency).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await; // the endpoints' workers are running
+
+    // An operator's mistake behind the server's back: the store refuses the next transfer.
+    database.execute("ALTER TABLE transactions RENAME TO transactions_away");
+    let (status, _) = server.transfer("@World", &wallet, 1, &currency).await;
+    assert!(status.is_server_error(), "the store failed: {status}");
+    for receiver in [&server_wide, &subscribed] {
+        let got = wait_for_events(receiver, "system.error", 1).await;
+        let error = got.iter().find(|r| r.body["event"] == "system.error").unwrap();
+        let message = error.body["data"]["error"].as_str().unwrap();
+        assert!(message.contains("transactions"), "names what failed: {message}");
+        assert!(error.body["data"]["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{}", error.body);
+        assert!(!error.header("webhook-id").is_empty());
+    }
+    database.execute("ALTER TABLE transactions_away RENAME TO transactions");
+    let (status, t) = server.transfer("@World", &wallet, 1, &currency).await;
+    assert_eq!(status, StatusCode::CREATED, "the server goes on once the table is back: {t}");
+    wait_for_events(&other, "transaction.applied", 1).await;
+    assert!(other.received_all().iter().all(|r| r.body["event"] != "system.error"), "only where it was asked for");
+}

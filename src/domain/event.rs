@@ -21,6 +21,9 @@ pub enum EventKind {
     BulkApplied,
     BulkInflight,
     BulkFailed,
+    /// Something failed in the background (Blnk's `system.error`). Sent at once, best effort, and
+    /// never written to the outbox: the failing part is often the store (`webhooks::system_error`).
+    SystemError,
 }
 
 impl EventKind {
@@ -40,11 +43,12 @@ impl EventKind {
             EventKind::BulkApplied => "bulk_transaction.applied",
             EventKind::BulkInflight => "bulk_transaction.inflight",
             EventKind::BulkFailed => "bulk_transaction.failed",
+            EventKind::SystemError => "system.error",
         }
     }
 
     /// Every kind, in the order of the enum.
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::BalanceMonitor,
         EventKind::BalanceMonitorResolved,
         EventKind::BalanceMonitorActionFailed,
@@ -59,6 +63,7 @@ impl EventKind {
         EventKind::BulkApplied,
         EventKind::BulkInflight,
         EventKind::BulkFailed,
+        EventKind::SystemError,
     ];
 
     pub fn parse(text: &str) -> Option<Self> {

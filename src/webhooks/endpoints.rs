@@ -43,14 +43,16 @@ const POLL: Duration = Duration::from_millis(250);
 
 /// Starts the endpoints' supervisor on the current runtime. `endpoints_exist` is the engine's
 /// flag: set here when an endpoint another process created is found, so this process records
-/// its events too.
+/// its events too. Answers the active endpoints, as last read (for `system_error`).
 pub fn spawn(
     store: Arc<dyn Store>,
     config: Arc<WebhookConfig>,
     committed: watch::Receiver<u64>,
     endpoints_exist: Arc<AtomicBool>,
-) {
-    tasks::task(TASK, supervise(store, config, committed, endpoints_exist));
+) -> watch::Receiver<Arc<Vec<Endpoint>>> {
+    let (active, listed) = watch::channel(Arc::new(Vec::new()));
+    tasks::task(TASK, supervise(store, config, committed, endpoints_exist, active));
+    listed
 }
 
 /// Keeps one worker per active endpoint, each told of its endpoint's changes.
@@ -59,6 +61,7 @@ async fn supervise(
     config: Arc<WebhookConfig>,
     committed: watch::Receiver<u64>,
     endpoints_exist: Arc<AtomicBool>,
+    published: watch::Sender<Arc<Vec<Endpoint>>>,
 ) {
     // One lease owner per process, so a worker started again for the same endpoint (after a
     // change) takes the lease its predecessor held at once.
@@ -82,6 +85,7 @@ async fn supervise(
                 }
                 let active: HashMap<String, Endpoint> =
                     endpoints.into_iter().filter(|e| e.active).map(|e| (e.id.clone(), e)).collect();
+                published.send_replace(Arc::new(active.values().cloned().collect()));
                 workers.retain(|id, worker| {
                     let keep = active.contains_key(id) && !worker.is_closed();
                     if !keep {

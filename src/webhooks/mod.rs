@@ -8,5 +8,6 @@ pub mod endpoints;
 pub mod retry;
 pub mod send;
 pub mod signing;
+pub mod system_error;
 
 pub use dispatcher::{spawn, WebhookConfig};

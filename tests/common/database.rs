@@ -81,6 +81,26 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Runs `sql` straight on the database, beside the server: an operator's change behind its back.
+    #[allow(dead_code)] // not every test binary changes the database
+    pub fn execute(&self, sql: &str) {
+        if self.postgres.is_some() {
+            let (url, sql) = (self.url.clone(), sql.to_string());
+            return std::thread::spawn(move || {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connects");
+                client.batch_execute(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            })
+            .join()
+            .expect("the PostgreSQL thread finished");
+        }
+        let path = self.url.trim_start_matches("sqlite://");
+        let connection = rusqlite::Connection::open(path).expect("opens the SQLite file");
+        connection.busy_timeout(std::time::Duration::from_secs(10)).expect("sets a busy timeout");
+        connection.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some((admin_url, name)) = &self.postgres {
