@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 const TASK: &str = "webhook endpoints";
 
@@ -150,9 +150,15 @@ impl Worker {
     async fn run(self, mut endpoint: watch::Receiver<Option<Endpoint>>, mut committed: watch::Receiver<u64>) {
         let (mut leased_until, mut cursor) = (0, 0);
         let mut retries_looked = 0;
+        // The last batch's commit, while it runs (`record`).
+        let mut recording: Option<JoinHandle<Option<bool>>> = None;
         loop {
             let Some(current) = endpoint.borrow_and_update().clone() else { return };
             if leased_until - unix_ms() < (streams::LEASE / 2).as_millis() as i64 {
+                // The lease answers the stored cursor: the last batch's commit goes first.
+                if let Some(previous) = recording.take() {
+                    settled(previous).await;
+                }
                 match self.lease(&current.id).await {
                     Some((sequence, until)) => (cursor, leased_until) = (sequence, until),
                     // Another process sends to this endpoint, or the store failed: look again later.
@@ -186,6 +192,12 @@ impl Worker {
             let through = fresh.last().map(|e| e.sequence);
             let wanted: Vec<Event> = fresh.into_iter().filter(|e| current.wants(e.kind)).collect();
             if through.is_none() && retries.is_empty() {
+                if let Some(previous) = recording.take() {
+                    if !settled(previous).await {
+                        leased_until = 0;
+                        continue;
+                    }
+                }
                 tokio::select! {
                     _ = committed.changed() => {}
                     _ = endpoint.changed() => {}
@@ -194,13 +206,16 @@ impl Worker {
                 continue;
             }
             let done = self.deliver(&current, wanted, retries).await;
-            match self.record(&current.id, done, through).await {
-                Some(true) => cursor = through.unwrap_or(cursor),
-                // The lease was lost (another process took the endpoint, or its cursor was reset):
-                // lease it again and read from where the cursor stands.
-                Some(false) => leased_until = 0,
-                None => tokio::time::sleep(POLL).await,
+            // The previous batch's commit ran meanwhile; this one's is started only once that one
+            // stored its cursor, so the cursor never moves past an event whose attempt is unrecorded.
+            if let Some(previous) = recording.take() {
+                if !settled(previous).await {
+                    leased_until = 0; // lease again: from the stored cursor, both batches are sent again
+                    continue;
+                }
             }
+            recording = Some(self.record(&current.id, done, through));
+            cursor = through.unwrap_or(cursor);
         }
     }
 
@@ -291,43 +306,56 @@ impl Worker {
     }
 
     /// One unflushed commit: every attempt, a delivery row for each fresh event that failed, and
-    /// the cursor moved to `through`. `Some(false)` if the lease was lost, `None` if the store
-    /// failed (nothing recorded: the events are sent again).
-    async fn record(&self, endpoint_id: &str, done: Vec<Done>, through: Option<i64>) -> Option<bool> {
+    /// the cursor moved to `through`. It runs on its own while the next batch is delivered;
+    /// it answers `Some(false)` if the lease was lost, `None` if the store failed (nothing
+    /// recorded: the events are sent again).
+    fn record(&self, endpoint_id: &str, done: Vec<Done>, through: Option<i64>) -> JoinHandle<Option<bool>> {
         let (store, stream, owner, id) =
             (self.store.clone(), self.stream.clone(), self.owner.clone(), endpoint_id.to_string());
-        let recorded = tasks::blocking(TASK, move || {
-            let mut moved = true;
-            store.write_unflushed(&mut |w| {
-                // Deleted meanwhile: nothing of it is kept.
-                if w.endpoint(&id)?.is_none() {
-                    moved = false;
-                    return Ok(());
-                }
-                for one in &done {
-                    if let Some(event) = &one.fresh {
-                        if matches!(one.after, AfterAttempt::Delivered { .. }) {
-                            continue;
-                        }
-                        w.insert_endpoint_delivery(&failed_first(&id, event, &one.attempt, &one.after))?;
-                    }
-                    w.record_endpoint_attempt(&one.attempt, &one.after)?;
-                }
-                if let Some(last) = done.last() {
-                    let success = matches!(last.after, AfterAttempt::Delivered { .. });
-                    w.record_endpoint_run(&id, &last.attempt.attempted_at, success)?;
-                }
-                moved = match through {
-                    Some(sequence) => w.advance_stream(&stream, &owner, sequence)?,
-                    None => true,
-                };
-                Ok(())
-            })?;
-            StoreResult::Ok(moved)
-        })
-        .await?;
-        recorded.map_err(|error| tracing::error!(%error, "cannot record webhook deliveries; sending again")).ok()
+        tokio::spawn(record(store, stream, owner, id, done, through))
     }
+}
+
+/// `Worker::record`'s commit.
+async fn record(
+    store: Arc<dyn Store>,
+    stream: String,
+    owner: String,
+    id: String,
+    done: Vec<Done>,
+    through: Option<i64>,
+) -> Option<bool> {
+    let recorded = tasks::blocking(TASK, move || {
+        let mut moved = true;
+        store.write_unflushed(&mut |w| {
+            // Deleted meanwhile: nothing of it is kept.
+            if w.endpoint(&id)?.is_none() {
+                moved = false;
+                return Ok(());
+            }
+            for one in &done {
+                if let Some(event) = &one.fresh {
+                    if matches!(one.after, AfterAttempt::Delivered { .. }) {
+                        continue;
+                    }
+                    w.insert_endpoint_delivery(&failed_first(&id, event, &one.attempt, &one.after))?;
+                }
+                w.record_endpoint_attempt(&one.attempt, &one.after)?;
+            }
+            if let Some(last) = done.last() {
+                let success = matches!(last.after, AfterAttempt::Delivered { .. });
+                w.record_endpoint_run(&id, &last.attempt.attempted_at, success)?;
+            }
+            moved = match through {
+                Some(sequence) => w.advance_stream(&stream, &owner, sequence)?,
+                None => true,
+            };
+            Ok(())
+        })?;
+        StoreResult::Ok(moved)
+    })
+    .await?;
+    recorded.map_err(|error| tracing::error!(%error, "cannot record webhook deliveries; sending again")).ok()
 }
 
 /// One attempt at `event` to `endpoint`: its own secret, headers and timeout; a Blnk hook gets
@@ -343,6 +371,19 @@ async fn post(client: &reqwest::Client, config: &WebhookConfig, endpoint: &Endpo
     headers.0.insert("x-hook-type".into(), hook.as_str().into());
     let target = Target { url: &endpoint.url, secret: config.hook_secret.as_deref(), headers: &headers, timeout };
     send(client, &target, &event.id, crate::wire::event::hook_body(event, hook.as_str())).await
+}
+
+/// Whether a batch's commit stored its cursor; if not (the lease was lost, the store failed, or the
+/// runtime is stopping), the worker leases its cursor again and sends from there.
+async fn settled(recording: JoinHandle<Option<bool>>) -> bool {
+    match recording.await {
+        Ok(Some(true)) => true,
+        Ok(None) => {
+            tokio::time::sleep(POLL).await;
+            false
+        }
+        _ => false,
+    }
 }
 
 /// The delivery row of an event whose first attempt at an endpoint failed.
