@@ -150,3 +150,15 @@ pub enum AfterAttempt {
     RetryAt(i64),
     Failed,
 }
+
+impl AfterAttempt {
+    /// The delivery's state after it, as stored: status, next attempt (Unix milliseconds, 0 when
+    /// none is due) and when it was delivered.
+    pub fn state(&self) -> (Delivery, i64, Option<&str>) {
+        match self {
+            AfterAttempt::Delivered { at } => (Delivery::Delivered, 0, Some(at.as_str())),
+            AfterAttempt::RetryAt(when) => (Delivery::Pending, *when, None),
+            AfterAttempt::Failed => (Delivery::Failed, 0, None),
+        }
+    }
+}

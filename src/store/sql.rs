@@ -688,11 +688,7 @@ impl<S: WriteSql> Writes for S {
 
     fn record_attempt(&mut self, attempt: &Attempt, after: &AfterAttempt) -> StoreResult<()> {
         self.execute("{insert:event_attempts}", &attempt.values())?;
-        let (status, next, delivered_at) = match after {
-            AfterAttempt::Delivered { at } => (Delivery::Delivered, 0, Some(at.as_str())),
-            AfterAttempt::RetryAt(when) => (Delivery::Pending, *when, None),
-            AfterAttempt::Failed => (Delivery::Failed, 0, None),
-        };
+        let (status, next, delivered_at) = after.state();
         self.execute(
             "UPDATE events SET status = $2, attempts = $3, next_attempt_at = $4, last_error = $5, delivered_at = $6
              WHERE event_id = $1",
@@ -814,11 +810,7 @@ impl<S: WriteSql> Writes for S {
 
     fn record_endpoint_attempt(&mut self, attempt: &Attempt, after: &AfterAttempt) -> StoreResult<()> {
         self.execute("{insert:event_attempts}", &attempt.values())?;
-        let (status, next, delivered_at) = match after {
-            AfterAttempt::Delivered { at } => (Delivery::Delivered, 0, Some(at.as_str())),
-            AfterAttempt::RetryAt(when) => (Delivery::Pending, *when, None),
-            AfterAttempt::Failed => (Delivery::Failed, 0, None),
-        };
+        let (status, next, delivered_at) = after.state();
         self.execute(
             "UPDATE endpoint_deliveries SET status = $3, attempts = $4, next_attempt_at = $5, last_error = $6,
                  delivered_at = $7

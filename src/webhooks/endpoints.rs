@@ -13,7 +13,7 @@ use super::dispatcher::{conclude, WebhookConfig};
 use super::retry::RetryPolicy;
 use super::send::{self, send, unix_ms, Sent, Target};
 use crate::domain::endpoint::{Endpoint, EndpointDelivery};
-use crate::domain::event::{AfterAttempt, Attempt, Delivery, Event};
+use crate::domain::event::{AfterAttempt, Attempt, Event};
 use crate::engine::MAX_ENDPOINTS;
 use crate::store::{endpoint_stream, EndpointFilter, Page, Store, StoreResult};
 use crate::streams;
@@ -388,10 +388,7 @@ async fn settled(recording: JoinHandle<Option<bool>>) -> bool {
 
 /// The delivery row of an event whose first attempt at an endpoint failed.
 fn failed_first(endpoint_id: &str, event: &Event, attempt: &Attempt, after: &AfterAttempt) -> EndpointDelivery {
-    let (status, next_attempt_at) = match after {
-        AfterAttempt::RetryAt(at) => (Delivery::Pending, *at),
-        _ => (Delivery::Failed, 0),
-    };
+    let (status, next_attempt_at, _) = after.state();
     EndpointDelivery {
         endpoint_id: endpoint_id.to_string(),
         event_id: event.id.clone(),
