@@ -222,6 +222,7 @@ delegate! { reads:
     endpoints(filter: &EndpointFilter, page: Page) -> Vec<Endpoint>;
     endpoint_deliveries(endpoint_id: &str, status: Option<Delivery>, page: Page) -> Vec<EndpointDelivery>;
     endpoint_delivery(endpoint_id: &str, event_id: &str) -> Option<EndpointDelivery>;
+    endpoint_retry_due(id: &str, now: i64) -> bool;
     endpoint_attempts(endpoint_id: &str, event_id: &str) -> Vec<Attempt>;
     last_event_sequence() -> i64;
 }

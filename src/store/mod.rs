@@ -133,6 +133,9 @@ pub trait Reads {
     fn endpoint_deliveries(&self, id: &str, status: Option<Delivery>, page: Page)
         -> StoreResult<Vec<EndpointDelivery>>;
     fn endpoint_delivery(&self, endpoint_id: &str, event_id: &str) -> StoreResult<Option<EndpointDelivery>>;
+    /// Whether endpoint `id` has a pending delivery due at `now` (Unix milliseconds): a read, so an
+    /// endpoint with nothing to retry never waits for the writer to find out.
+    fn endpoint_retry_due(&self, id: &str, now: i64) -> StoreResult<bool>;
     /// The attempts made to deliver one event to one endpoint, oldest first.
     fn endpoint_attempts(&self, endpoint_id: &str, event_id: &str) -> StoreResult<Vec<Attempt>>;
     /// The outbox position of the newest event (0 when there is none): where a new endpoint starts.

@@ -483,6 +483,16 @@ impl<S: Sql> Reads for S {
         )
     }
 
+    fn endpoint_retry_due(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let due = self.rows(
+            "SELECT 1 FROM endpoint_deliveries
+             WHERE endpoint_id = $1 AND status = 'pending' AND next_attempt_at <= $2 LIMIT 1",
+            &[id.into(), now.into()],
+            |c| c.int(),
+        )?;
+        Ok(!due.is_empty())
+    }
+
     fn endpoint_attempts(&self, endpoint_id: &str, event_id: &str) -> StoreResult<Vec<Attempt>> {
         self.all(
             "SELECT {event_attempts} FROM event_attempts WHERE event_id = $1 AND endpoint_id = $2 ORDER BY {seq}",

@@ -247,6 +247,9 @@ impl Worker {
         let lease_until = unix_ms() + (2 * timeout + Duration::from_secs(5)).as_millis() as i64;
         let claimed = tasks::blocking(TASK, move || {
             let mut claimed = Vec::new();
+            if !store.reader()?.endpoint_retry_due(&id, unix_ms())? {
+                return StoreResult::Ok(claimed);
+            }
             store.write_unflushed(&mut |w| {
                 claimed.clear();
                 for delivery in w.claim_endpoint_retries(&id, unix_ms(), lease_until, RETRY_BATCH)? {
