@@ -93,6 +93,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let amqp = amqp_config(&args)?;
     let events_written = Arc::new(tokio::sync::Notify::new());
     let endpoints_exist = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let endpoints_changed = Arc::new(tokio::sync::Notify::new());
     let webhook_config = webhook_config(&args);
     let config = EngineConfig {
         max_batch: args.max_batch as usize,
@@ -118,6 +119,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         request_timeout,
         callback_hosts: args.callback_allowed_hosts.clone(),
         metrics,
+        endpoints_changed: endpoints_changed.clone(),
     }));
     let limits = api::serve::Limits {
         header_read_timeout: request_timeout,
@@ -134,8 +136,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         keel::scheduler::spawn(store.clone(), scheduler_engine, Duration::from_secs(1));
         spawn_streams(nats, amqp, &store, events_committed.clone());
         let endpoint_config = Arc::new(webhook_config.clone());
-        let active =
-            webhooks::endpoints::spawn(store.clone(), endpoint_config.clone(), events_committed, endpoints_exist);
+        let active = webhooks::endpoints::spawn(
+            store.clone(),
+            endpoint_config.clone(),
+            events_committed,
+            (endpoints_exist, endpoints_changed),
+        );
         webhooks::system_error::spawn(endpoint_config, active);
         webhooks::spawn(store, webhook_config, events_written);
         tracing::info!("listening on {address}");

@@ -147,7 +147,7 @@ pub async fn create(
     JsonBody(body): JsonBody<HookBody>,
 ) -> Result<axum::response::Response, ApiError> {
     let new = check(body)?;
-    Ok(created(hook_reply(app.engine.submit(Command::CreateEndpoint(new)).await?)))
+    Ok(created(hook_reply(app.changed_endpoints(app.engine.submit(Command::CreateEndpoint(new)).await)?)))
 }
 
 #[utoipa::path(operation_id = "listHooks", get, path = "/hooks", tag = "hooks",
@@ -208,7 +208,7 @@ pub async fn update(
         max_attempts: new.max_attempts,
         ..EndpointPatch::default()
     };
-    Ok(Json(hook_reply(app.engine.submit(Command::UpdateEndpoint { id, patch }).await?)))
+    Ok(Json(hook_reply(app.changed_endpoints(app.engine.submit(Command::UpdateEndpoint { id, patch }).await)?)))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -223,6 +223,6 @@ pub struct HookDeletedJson {
         (status = 403, description = "AUTH_MASTER_KEY_REQUIRED", body = ErrorBody),
         (status = 404, description = "HOOK_NOT_FOUND", body = ErrorBody)))]
 pub async fn delete(State(app): State<AppState>, PathId(id): PathId) -> Result<Json<HookDeletedJson>, ApiError> {
-    app.engine.submit(Command::DeleteEndpoint { id: hook_id(id)? }).await?;
+    app.changed_endpoints(app.engine.submit(Command::DeleteEndpoint { id: hook_id(id)? }).await)?;
     Ok(Json(HookDeletedJson { message: "hook deleted successfully" }))
 }

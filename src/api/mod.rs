@@ -42,6 +42,15 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Passes an endpoint command's answer on, waking the endpoints' supervisor to read the
+    /// endpoints again (a refused command changed nothing, and the read finds that out).
+    fn changed_endpoints<T>(&self, answer: T) -> T {
+        self.endpoints_changed.notify_one();
+        answer
+    }
+}
+
 impl std::ops::Deref for AppState {
     type Target = Shared;
     fn deref(&self) -> &Shared {
@@ -59,6 +68,9 @@ pub struct Shared {
     pub callback_hosts: Option<Vec<String>>,
     /// Renders `/metrics`; `None` when no recorder is installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Told when this process created, changed or deleted a webhook endpoint or hook, so its
+    /// delivery starts or stops at once (`webhooks::endpoints`).
+    pub endpoints_changed: Arc<tokio::sync::Notify>,
 }
 
 /// Every documented route. Only `routes!` registers routes here, and it also documents each one, so

@@ -111,7 +111,7 @@ pub async fn create(
         timeout_ms: None,
         max_attempts: None,
     };
-    Ok(created(endpoint_reply(app.engine.submit(Command::CreateEndpoint(new)).await?)))
+    Ok(created(endpoint_reply(app.changed_endpoints(app.engine.submit(Command::CreateEndpoint(new)).await)?)))
 }
 
 #[utoipa::path(operation_id = "listWebhooks", get, path = "/webhooks", tag = "webhooks",
@@ -153,7 +153,7 @@ pub async fn update(
     JsonBody(body): JsonBody<WebhookBody>,
 ) -> Result<Json<EndpointJson>, ApiError> {
     let (id, patch) = (ours(id)?, check(body)?);
-    Ok(Json(endpoint_reply(app.engine.submit(Command::UpdateEndpoint { id, patch }).await?)))
+    Ok(Json(endpoint_reply(app.changed_endpoints(app.engine.submit(Command::UpdateEndpoint { id, patch }).await)?)))
 }
 
 #[utoipa::path(operation_id = "deleteWebhook", delete, path = "/webhooks/{id}", tag = "webhooks",
@@ -163,7 +163,7 @@ pub async fn update(
         (status = 403, description = "AUTH_INSUFFICIENT_PERMISSIONS", body = ErrorBody),
         (status = 404, description = "GEN_NOT_FOUND", body = ErrorBody)))]
 pub async fn delete(State(app): State<AppState>, PathId(id): PathId) -> Result<StatusCode, ApiError> {
-    app.engine.submit(Command::DeleteEndpoint { id: ours(id)? }).await?;
+    app.changed_endpoints(app.engine.submit(Command::DeleteEndpoint { id: ours(id)? }).await)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

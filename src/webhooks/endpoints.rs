@@ -22,13 +22,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 const TASK: &str = "webhook endpoints";
 
-/// How often the list of endpoints is read again: a new, changed or deactivated endpoint takes
-/// effect within this (events committed meanwhile wait in the outbox, nothing is lost).
+/// How often the list of endpoints is read again: a change another process made takes effect
+/// within this (events committed meanwhile wait in the outbox, nothing is lost); one this
+/// process made, at once.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
 
 /// Events read from the outbox at a time.
@@ -41,17 +42,19 @@ const RETRY_BATCH: u32 = 64;
 /// (another process's), for due retries and for a lease another process let run out.
 const POLL: Duration = Duration::from_millis(250);
 
-/// Starts the endpoints' supervisor on the current runtime. `endpoints_exist` is the engine's
-/// flag: set here when an endpoint another process created is found, so this process records
-/// its events too. Answers the active endpoints, as last read (for `system_error`).
+/// Starts the endpoints' supervisor on the current runtime. `flags.0` is the engine's
+/// `endpoints_exist`: set here when an endpoint another process created is found, so this process
+/// records its events too; `flags.1` is notified when this process changed an endpoint, which is
+/// then read at once rather than at the next poll. Answers the active endpoints, as last read
+/// (for `system_error`).
 pub fn spawn(
     store: Arc<dyn Store>,
     config: Arc<WebhookConfig>,
     committed: watch::Receiver<u64>,
-    endpoints_exist: Arc<AtomicBool>,
+    flags: (Arc<AtomicBool>, Arc<Notify>),
 ) -> watch::Receiver<Arc<Vec<Endpoint>>> {
     let (active, listed) = watch::channel(Arc::new(Vec::new()));
-    tasks::task(TASK, supervise(store, config, committed, endpoints_exist, active));
+    tasks::task(TASK, supervise(store, config, committed, flags, active));
     listed
 }
 
@@ -60,7 +63,7 @@ async fn supervise(
     store: Arc<dyn Store>,
     config: Arc<WebhookConfig>,
     committed: watch::Receiver<u64>,
-    endpoints_exist: Arc<AtomicBool>,
+    (endpoints_exist, changed): (Arc<AtomicBool>, Arc<Notify>),
     published: watch::Sender<Arc<Vec<Endpoint>>>,
 ) {
     // One lease owner per process, so a worker started again for the same endpoint (after a
@@ -118,7 +121,10 @@ async fn supervise(
                 }
             }
         }
-        tokio::time::sleep(SUPERVISE_EVERY).await;
+        tokio::select! {
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep(SUPERVISE_EVERY) => {}
+        }
     }
 }
 

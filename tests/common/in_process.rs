@@ -50,6 +50,7 @@ impl InProcess {
             request_timeout: Duration::from_secs(30),
             callback_hosts: None,
             metrics: Some(metrics()),
+            endpoints_changed: Default::default(),
         }));
         InProcess { router: Some(router), engine_thread: Some(engine_thread) }
     }
