@@ -123,9 +123,10 @@ async fn connections_reset_by_the_receiver_are_retried_until_it_recovers() {
     for _ in 0..3 {
         server.transfer("@World", &wallet, 1, &currency).await;
     }
-    let listener = resetter.await.expect("the resetter ran"); // ten connections were reset
-                                                              // An event whose attempts were recorded (they are recorded in batches, up to 20 ms late; the
-                                                              // newest event may not have been tried before the resets ran out).
+    // Ten connections were reset.
+    let listener = resetter.await.expect("the resetter ran");
+    // An event whose attempts were recorded (they are recorded in batches, up to 20 ms late; the
+    // newest event may not have been tried before the resets ran out).
     let tried = common::wait_for(&server, "/events?status=pending", |list| {
         list.as_array().is_some_and(|l| l.iter().any(|e| e["attempts"].as_u64().is_some_and(|n| n > 0)))
     })
