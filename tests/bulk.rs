@@ -159,7 +159,9 @@ async fn bad_batches_are_refused_naming_the_item_and_field() {
 async fn run_async_answers_at_once_sends_its_webhook_and_survives_a_sigkill() {
     let receiver = Receiver::start().await;
     let database = TestDatabase::new();
-    let args = ["--webhook-url", receiver.url.as_str()];
+    // A 2 s receiver timeout: events the killed process had leased are taken again once their
+    // lease (2 × timeout + 5 s) runs out, within the receiver's 20 s wait.
+    let args = ["--webhook-url", receiver.url.as_str(), "--webhook-timeout-ms", "2000"];
     let s = setup(Server::start_on(&database.url, &args)).await;
     let items: Vec<Value> = (0..50).map(|_| s.item(10)).collect();
     let body = json!({"transactions": items, "run_async": true, "atomic": true});
