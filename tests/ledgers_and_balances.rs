@@ -55,7 +55,7 @@ async fn ledgers_are_created_read_listed_and_renamed() {
     let (_, oldest) = server.get("/ledgers?sort_order=asc&sort_by=created_at&limit=2").await;
     let names: Vec<&str> = oldest.as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["General Ledger", "Clients"], "Blnk's sort_order=asc: oldest first");
-    for (query, field) in [("sort_order=up", "sort_order"), ("sort_by=name", "sort_by")] {
+    for (query, field) in [("sort_order=up", "sort_order"), ("sort_by=colour", "sort_by")] {
         let (status, body) = server.get(&format!("/ledgers?{query}")).await;
         assert_eq!((status, body["error_detail"]["details"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)));
     }

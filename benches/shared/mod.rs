@@ -1,4 +1,5 @@
-//! What both benchmarks build their workloads from.
+//! What the benchmarks build their workloads from.
+#![allow(dead_code)] // each benchmark uses a different subset
 
 use keel::domain::amount::Precision;
 use keel::domain::monitor::{Action, Condition, LedgerScope, Trigger};

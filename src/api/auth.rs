@@ -90,8 +90,10 @@ async fn scoped_key_refusal(app: &AppState, given: Option<&str>, path: String, m
 /// (README, "What each scope reveals"). `Err` for `/api-keys`, which only the master key may use;
 /// an empty list for routes that are not a resource (a 404 for any valid key).
 fn required_scopes(method: &Method, path: &str) -> Result<Vec<(&'static str, Action)>, ApiError> {
-    let action = if matches!(*method, Method::GET | Method::HEAD) { Action::Read } else { Action::Write };
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // `POST /{collection}/filter` only reads: a body carries the filters.
+    let filter = segments.len() == 2 && segments[1] == "filter";
+    let action = if matches!(*method, Method::GET | Method::HEAD) || filter { Action::Read } else { Action::Write };
     Ok(match segments[0] {
         "api-keys" => {
             return Err(ApiError::new(

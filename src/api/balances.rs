@@ -1,7 +1,8 @@
 //! `/balances`: create, get, list, and find an indicator balance by currency.
 
 use super::error::ApiError;
-use super::extract::{JsonBody, Paging, PathId, PathPair, Payload};
+use super::extract::{JsonBody, PathId, PathPair, Payload};
+use super::filters::{self, BalanceList, FilterBody, ListQuery, Listed, Listing};
 use super::{created, read, AppState};
 use crate::domain::currency;
 use crate::domain::error::Resource;
@@ -103,17 +104,45 @@ pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Json
     get,
     path = "/balances",
     tag = "balances",
-    params(crate::api::extract::PagingQuery),
+    params(crate::api::filters::ListQueryDoc),
     responses(
-        (status = 200, description = "balances, newest first (as Blnk)", body = Vec<crate::wire::BalanceJson>),
-        (status = 400, description = "GEN_VALIDATION_ERROR (limit, offset)", body = crate::api::error::ErrorBody),
+        (status = 200, description = "balances, newest first (as Blnk), filtered; `{data, total_count}` with \
+            include_count=true", body = Vec<crate::wire::BalanceJson>),
+        (status = 400, description = "GEN_VALIDATION_ERROR (a paging option, or a filter: `errors` names \
+            it)", body = crate::api::error::ErrorBody),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
             AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
         (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
-pub async fn list(State(app): State<AppState>, Paging(page): Paging) -> Result<Json<Vec<BalanceJson>>, ApiError> {
-    let balances = read(&app, move |r| r.balances(page)).await?;
-    Ok(Json(balances.into_iter().map(BalanceJson::from).collect()))
+pub async fn list(
+    State(app): State<AppState>,
+    ListQuery(query, _): ListQuery<BalanceList>,
+) -> Result<Listing<BalanceJson>, ApiError> {
+    let found = read(&app, move |r| r.find_balances(&query)).await?;
+    Ok(Listing::of(found, BalanceJson::from))
+}
+
+#[utoipa::path(operation_id = "filterBalances",
+    post,
+    path = "/balances/filter",
+    tag = "balances",
+    request_body = crate::api::filters::FilterBody,
+    responses(
+        (status = 200, description = "the balances matching the filters (an array; `{data, total_count}` with \
+            include_count)", body = Vec<crate::wire::BalanceJson>),
+        (status = 400, description = "GEN_MALFORMED_REQUEST, GEN_VALIDATION_ERROR (`errors` names the \
+            filter)", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+)]
+pub async fn filter(
+    State(app): State<AppState>,
+    JsonBody(body): JsonBody<FilterBody>,
+) -> Result<Listing<BalanceJson>, ApiError> {
+    let query = filters::from_body(BalanceList::COLLECTION, body)?;
+    let found = read(&app, move |r| r.find_balances(&query)).await?;
+    Ok(Listing::of(found, BalanceJson::from))
 }
 
 /// `GET /balances/indicator/{indicator}/currency/{currency}`; the leading `@` may be left out.

@@ -20,6 +20,9 @@ pub struct ApiError {
     pub batch_id: Option<String>,
     /// The guard that refused a transaction.
     pub monitor_id: Option<String>,
+    /// A refused list filter: `field` is its parameter, and the body also lists it as Blnk's
+    /// `errors: [{param, message}]`.
+    pub filter_refused: bool,
 }
 
 impl ApiError {
@@ -32,6 +35,7 @@ impl ApiError {
             close_connection: false,
             batch_id: None,
             monitor_id: None,
+            filter_refused: false,
         }
     }
 
@@ -43,6 +47,11 @@ impl ApiError {
     pub fn with_batch(mut self, batch_id: String) -> Self {
         self.batch_id = Some(batch_id);
         self
+    }
+
+    /// A refused list filter given as `param`: Blnk's `GEN_VALIDATION_ERROR` with its `errors` list.
+    pub fn filter_refused(param: String, message: String) -> Self {
+        ApiError { filter_refused: true, ..ApiError::validation(Resource::General, &param, message) }
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -191,6 +200,17 @@ pub struct ErrorBody {
     /// A refused bulk item's batch (`POST /transactions/bulk`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_id: Option<String>,
+    /// Refused list filters, each with the parameter it was given as (Blnk's list).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FilterProblem>,
+}
+
+/// A refused list filter.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct FilterProblem {
+    /// `amount_gt`, or `filters[2]` in a filter body.
+    pub param: String,
+    pub message: String,
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -215,11 +235,19 @@ pub struct ErrorDetails {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let errors = match (&self.field, self.filter_refused) {
+            (Some(param), true) => vec![FilterProblem { param: param.clone(), message: self.message.clone() }],
+            _ => Vec::new(),
+        };
+        let message = match (&self.field, self.filter_refused) {
+            (Some(param), true) => format!("invalid filter parameters: {param}: {}", self.message),
+            _ => self.message,
+        };
         let body = ErrorBody {
-            error: self.message.clone(),
+            error: message.clone(),
             error_detail: ErrorDetail {
                 code: self.code,
-                message: self.message,
+                message,
                 details: ErrorDetails {
                     field: self.field,
                     batch_id: self.batch_id.clone(),
@@ -227,6 +255,7 @@ impl IntoResponse for ApiError {
                 },
             },
             batch_id: self.batch_id,
+            errors,
         };
         let mut response = (self.status, Json(body)).into_response();
         if self.close_connection {

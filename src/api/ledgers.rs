@@ -1,7 +1,8 @@
 //! `/ledgers`: create, get, list, rename.
 
 use super::error::ApiError;
-use super::extract::{JsonBody, Paging, PathId, Payload};
+use super::extract::{JsonBody, PathId, Payload};
+use super::filters::{self, FilterBody, LedgerList, ListQuery, Listed, Listing};
 use super::{created, read, AppState};
 use crate::domain::error::Resource;
 use crate::engine::{Command, Outcome};
@@ -101,15 +102,43 @@ pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Json
     get,
     path = "/ledgers",
     tag = "ledgers",
-    params(crate::api::extract::PagingQuery),
+    params(crate::api::filters::ListQueryDoc),
     responses(
-        (status = 200, description = "ledgers, newest first (as Blnk)", body = Vec<crate::wire::LedgerJson>),
-        (status = 400, description = "GEN_VALIDATION_ERROR (limit, offset)", body = crate::api::error::ErrorBody),
+        (status = 200, description = "ledgers, newest first (as Blnk), filtered; `{data, total_count}` with \
+            include_count=true", body = Vec<crate::wire::LedgerJson>),
+        (status = 400, description = "GEN_VALIDATION_ERROR (a paging option, or a filter: `errors` names \
+            it)", body = crate::api::error::ErrorBody),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
             AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
         (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
-pub async fn list(State(app): State<AppState>, Paging(page): Paging) -> Result<Json<Vec<LedgerJson>>, ApiError> {
-    let ledgers = read(&app, move |r| r.ledgers(page)).await?;
-    Ok(Json(ledgers.into_iter().map(LedgerJson::from).collect()))
+pub async fn list(
+    State(app): State<AppState>,
+    ListQuery(query, _): ListQuery<LedgerList>,
+) -> Result<Listing<LedgerJson>, ApiError> {
+    let found = read(&app, move |r| r.find_ledgers(&query)).await?;
+    Ok(Listing::of(found, LedgerJson::from))
+}
+
+#[utoipa::path(operation_id = "filterLedgers",
+    post,
+    path = "/ledgers/filter",
+    tag = "ledgers",
+    request_body = crate::api::filters::FilterBody,
+    responses(
+        (status = 200, description = "the ledgers matching the filters (an array; `{data, total_count}` with \
+            include_count)", body = Vec<crate::wire::LedgerJson>),
+        (status = 400, description = "GEN_MALFORMED_REQUEST, GEN_VALIDATION_ERROR (`errors` names the \
+            filter)", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+)]
+pub async fn filter(
+    State(app): State<AppState>,
+    JsonBody(body): JsonBody<FilterBody>,
+) -> Result<Listing<LedgerJson>, ApiError> {
+    let query = filters::from_body(LedgerList::COLLECTION, body)?;
+    let found = read(&app, move |r| r.find_ledgers(&query)).await?;
+    Ok(Listing::of(found, LedgerJson::from))
 }

@@ -8,6 +8,7 @@ mod bulk;
 pub mod error;
 mod events;
 mod extract;
+mod filters;
 mod hooks;
 mod ledgers;
 mod metadata;
@@ -82,11 +83,14 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reference::openapi_json))
         .routes(routes!(reference::docs))
         .routes(routes!(ledgers::create, ledgers::list))
+        .routes(routes!(ledgers::filter))
         .routes(routes!(ledgers::get, ledgers::update))
         .routes(routes!(balances::create, balances::list))
+        .routes(routes!(balances::filter))
         .routes(routes!(balances::get))
         .routes(routes!(balances::by_indicator))
         .routes(routes!(transactions::create, transactions::list))
+        .routes(routes!(transactions::filter))
         .routes(routes!(bulk::create))
         .routes(routes!(bulk::commit_inflight))
         .routes(routes!(bulk::void_inflight))

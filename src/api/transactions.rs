@@ -2,7 +2,8 @@
 //! void inflight, refund.
 
 use super::error::ApiError;
-use super::extract::{JsonBody, OptionalJsonBody, Paging, PathId, Payload};
+use super::extract::{JsonBody, OptionalJsonBody, PathId, Payload};
+use super::filters::{self, FilterBody, ListQuery, Listed, Listing, TransactionList};
 use super::{created, read, AppState};
 use crate::domain::amount::Precision;
 use crate::domain::currency;
@@ -484,15 +485,43 @@ pub async fn by_reference(
     get,
     path = "/transactions",
     tag = "transactions",
-    params(crate::api::extract::PagingQuery),
+    params(crate::api::filters::ListQueryDoc),
     responses(
-        (status = 200, description = "transactions, newest first (as Blnk)", body = Vec<crate::wire::TransactionJson>),
-        (status = 400, description = "GEN_VALIDATION_ERROR (limit, offset)", body = crate::api::error::ErrorBody),
+        (status = 200, description = "transactions, newest first (as Blnk), filtered; `{data, total_count}` with \
+            include_count=true", body = Vec<crate::wire::TransactionJson>),
+        (status = 400, description = "GEN_VALIDATION_ERROR (a paging option, or a filter: `errors` names \
+            it)", body = crate::api::error::ErrorBody),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
             AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
         (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
-pub async fn list(State(app): State<AppState>, Paging(page): Paging) -> Result<Json<Vec<TransactionJson>>, ApiError> {
-    let found = read(&app, move |r| r.transactions(page)).await?;
-    Ok(Json(found.into_iter().map(TransactionJson::from).collect()))
+pub async fn list(
+    State(app): State<AppState>,
+    ListQuery(query, _): ListQuery<TransactionList>,
+) -> Result<Listing<TransactionJson>, ApiError> {
+    let found = read(&app, move |r| r.find_transactions(&query)).await?;
+    Ok(Listing::of(found, TransactionJson::from))
+}
+
+#[utoipa::path(operation_id = "filterTransactions",
+    post,
+    path = "/transactions/filter",
+    tag = "transactions",
+    request_body = crate::api::filters::FilterBody,
+    responses(
+        (status = 200, description = "the transactions matching the filters (an array; `{data, total_count}` with \
+            include_count)", body = Vec<crate::wire::TransactionJson>),
+        (status = 400, description = "GEN_MALFORMED_REQUEST, GEN_VALIDATION_ERROR (`errors` names the \
+            filter)", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+)]
+pub async fn filter(
+    State(app): State<AppState>,
+    JsonBody(body): JsonBody<FilterBody>,
+) -> Result<Listing<TransactionJson>, ApiError> {
+    let query = filters::from_body(TransactionList::COLLECTION, body)?;
+    let found = read(&app, move |r| r.find_transactions(&query)).await?;
+    Ok(Listing::of(found, TransactionJson::from))
 }

@@ -120,6 +120,42 @@ impl Decimal {
         Ok(&self.mantissa * pow10(shift as u32))
     }
 
+    /// `minor × 10^-exponent`: an amount of minor units read as a decimal.
+    pub fn from_minor(minor: BigInt, exponent: u32) -> Decimal {
+        Decimal { mantissa: minor, scale: exponent as i64 }.normalized()
+    }
+
+    /// The value ÷ 10^`places` (× 10^-`places` for a negative `places`).
+    pub fn shifted_point(self, places: i64) -> Decimal {
+        Decimal { scale: self.scale + places, ..self }.normalized()
+    }
+
+    /// `self − other`, exactly.
+    pub fn minus(&self, other: &Decimal) -> Decimal {
+        let scale = self.scale.max(other.scale);
+        let widen = |d: &Decimal| &d.mantissa * pow10((scale - d.scale) as u32);
+        Decimal { mantissa: widen(self) - widen(other), scale }.normalized()
+    }
+
+    /// Text whose byte order is the numbers' order, for a database that stores amounts as text
+    /// and cannot compare them as numbers (SQLite): a sign letter, the position of the decimal
+    /// point, then the digits; a negative number's digits and position are complemented (and end
+    /// in `~`) so that larger magnitudes sort first.
+    pub fn sort_key(&self) -> String {
+        if self.mantissa.is_zero() {
+            return "O".to_string();
+        }
+        let digits = self.mantissa.abs().to_string();
+        // value = 0.<digits> × 10^point; digits carry no trailing zero (normalized).
+        let point = digits.len() as i64 - self.scale + 1_000_000_000;
+        if self.mantissa.is_positive() {
+            format!("P{point:010}{digits}")
+        } else {
+            let complement: String = digits.bytes().map(|d| char::from(b'9' - d + b'0')).collect();
+            format!("N{:010}{complement}~", 9_999_999_999 - point)
+        }
+    }
+
     /// The value as an integer, or `NotInteger` when it has a fractional part.
     pub fn to_integer(&self) -> Result<BigInt, AmountError> {
         if self.scale > 0 {
@@ -238,6 +274,37 @@ mod tests {
         for bad in ["0", "-100", "50", "0.1", "abc", "1e37", "101", ""] {
             assert_eq!(Precision::parse(bad), Err(AmountError::NotPowerOfTen), "{bad}");
         }
+    }
+
+    #[test]
+    fn sort_keys_order_as_the_numbers_do() {
+        let numbers = [
+            "-1000",
+            "-10",
+            "-1.55",
+            "-1.5",
+            "-1",
+            "-0.51",
+            "-0.5",
+            "-0.001",
+            "0",
+            "0.001",
+            "0.5",
+            "0.51",
+            "1",
+            "1.5",
+            "1.55",
+            "10",
+            "99.99",
+            "100",
+            "123456789012345678901234567890",
+        ];
+        let keys: Vec<String> = numbers.iter().map(|n| Decimal::parse(n).unwrap().sort_key()).collect();
+        for (pair, numbers) in keys.windows(2).zip(numbers.windows(2)) {
+            assert!(pair[0] < pair[1], "{} must sort before {}", numbers[0], numbers[1]);
+        }
+        assert_eq!(Decimal::parse("1.50").unwrap().sort_key(), Decimal::parse("1.5").unwrap().sort_key());
+        assert_eq!(Decimal::from_minor(BigInt::from(150), 2).sort_key(), Decimal::parse("1.5").unwrap().sort_key());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod currency;
 pub mod endpoint;
 pub mod error;
 pub mod event;
+pub mod filter;
 pub mod ledger;
 pub mod monitor;
 pub mod preview;

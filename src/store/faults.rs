@@ -8,13 +8,14 @@
 //! drops the reply), and a slow commit.
 
 use super::{
-    AfterAttempt, Attempt, EndpointFilter, ErrorKind, EventFilter, Page, PoolUsage, Reads, Store, StoreError,
+    AfterAttempt, Attempt, EndpointFilter, ErrorKind, EventFilter, Found, Page, PoolUsage, Reads, Store, StoreError,
     StoreResult, Writes,
 };
 use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
 use crate::domain::endpoint::{Endpoint, EndpointDelivery};
 use crate::domain::event::{Delivery, Event};
+use crate::domain::filter::Query;
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Monitor, RuleState};
 use crate::domain::transaction::{Status, Transaction};
@@ -196,6 +197,9 @@ delegate! { reads:
     balance(id: &str) -> Option<Balance>;
     balance_by_indicator(indicator: &str, currency: &str) -> Option<Balance>;
     balances(page: Page) -> Vec<Balance>;
+    find_ledgers(query: &Query) -> Found<Ledger>;
+    find_balances(query: &Query) -> Found<Balance>;
+    find_transactions(query: &Query) -> Found<Transaction>;
     transaction(id: &str) -> Option<Transaction>;
     transaction_by_reference(reference: &str) -> Option<Transaction>;
     existing_references(references: &[String]) -> Vec<String>;

@@ -10,6 +10,7 @@
 mod codec;
 mod error;
 pub mod faults;
+mod filters;
 pub mod postgres;
 mod schema;
 mod sql;
@@ -22,6 +23,7 @@ use crate::domain::balance::Balance;
 use crate::domain::endpoint::{Endpoint, EndpointDelivery, HookType};
 pub use crate::domain::event::{AfterAttempt, Attempt};
 use crate::domain::event::{Delivery, Event};
+use crate::domain::filter::Query;
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Monitor, RuleState};
 use crate::domain::transaction::{Status, Transaction};
@@ -56,6 +58,13 @@ pub enum Order {
     NewestFirst,
 }
 
+/// A page of what a filtered query found, and how many it found in all when asked.
+#[derive(Debug, Clone, Default)]
+pub struct Found<T> {
+    pub items: Vec<T>,
+    pub total: Option<u64>,
+}
+
 /// Which events to list.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
@@ -85,6 +94,12 @@ pub trait Reads {
     fn balance_by_indicator(&self, indicator: &str, currency: &str) -> StoreResult<Option<Balance>>;
     /// Balances in `page.order`.
     fn balances(&self, page: Page) -> StoreResult<Vec<Balance>>;
+    /// Ledgers matching a query (`query.collection` is `Ledgers`).
+    fn find_ledgers(&self, query: &Query) -> StoreResult<Found<Ledger>>;
+    /// Balances matching a query (`query.collection` is `Balances`).
+    fn find_balances(&self, query: &Query) -> StoreResult<Found<Balance>>;
+    /// Transactions matching a query (`query.collection` is `Transactions`).
+    fn find_transactions(&self, query: &Query) -> StoreResult<Found<Transaction>>;
     fn transaction(&self, id: &str) -> StoreResult<Option<Transaction>>;
     fn transaction_by_reference(&self, reference: &str) -> StoreResult<Option<Transaction>>;
     /// Which of these references are already taken: one query for a whole batch.

@@ -374,6 +374,11 @@ impl Sql for Reader {
         };
         run().map_err(|e| e.during(operation(sql)))
     }
+    fn built_rows<T>(&self, sql: &str, params: &[Value<'_>], read: Read<T>) -> StoreResult<Vec<T>> {
+        // Not kept: each filter is its own statement.
+        let rows = self.0.borrow_mut().client.query(sql, &bound(params));
+        rows.map_err(StoreError::from).and_then(|rows| read_all(rows, read)).map_err(|e| e.during("a filtered list"))
+    }
 }
 
 impl Sql for Writer<'_> {
@@ -392,6 +397,13 @@ impl Sql for Writer<'_> {
             self.run(render(Dialect::Postgres, sql), &bound(params))
         };
         run().map_err(|e| e.during(operation(sql)))
+    }
+    fn built_rows<T>(&self, sql: &str, params: &[Value<'_>], read: Read<T>) -> StoreResult<Vec<T>> {
+        let run = || -> StoreResult<Vec<T>> {
+            self.send_pending()?;
+            read_all(self.tx.borrow_mut().query(sql, &bound(params))?, read)
+        };
+        run().map_err(|e| e.during("a filtered list"))
     }
 }
 

@@ -20,12 +20,13 @@
 use super::codec::{Codec, Cursor, Kind, Value};
 use super::schema::{columns_of, CheckpointChunk, LedgerRule, Record};
 use super::{
-    endpoint_stream, AfterAttempt, Attempt, EndpointFilter, EventFilter, Order, Page, Reads, StoreResult, Writes,
+    endpoint_stream, AfterAttempt, Attempt, EndpointFilter, EventFilter, Found, Order, Page, Reads, StoreResult, Writes,
 };
 use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
 use crate::domain::endpoint::{Endpoint, EndpointDelivery, HookType};
 use crate::domain::event::{Delivery, Event};
+use crate::domain::filter::Query;
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Monitor, RuleState, State};
 use crate::domain::transaction::{Status, Transaction};
@@ -121,6 +122,11 @@ fn render_table_token(dialect: Dialect, token: &str) -> String {
     }
 }
 
+/// `table`'s SELECT list for `dialect`, for statements built at run time (`filters`).
+pub fn select_list(dialect: Dialect, table: &str) -> String {
+    render_table_token(dialect, table)
+}
+
 /// The statement a failure happened in, short enough for a log line.
 pub fn operation(sql: &'static str) -> &'static str {
     let line = sql.trim_start().lines().next().unwrap_or_default();
@@ -144,6 +150,14 @@ pub trait Sql {
 
     /// Runs `sql`; returns the rows it changed.
     fn execute(&self, sql: &'static str, params: &[Value<'_>]) -> StoreResult<u64>;
+
+    /// Runs a statement built at run time for this dialect (`filters`), prepared for this one use.
+    fn built_rows<T>(
+        &self,
+        sql: &str,
+        params: &[Value<'_>],
+        read: fn(&mut Cursor<'_>) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>>;
 
     fn one<R: Record>(&self, sql: &'static str, params: &[Value<'_>]) -> StoreResult<Option<R>> {
         Ok(self.rows(sql, params, R::read)?.into_iter().next())
@@ -220,6 +234,17 @@ fn summarized<S: Sql + ?Sized>(sql: &S, rule: LedgerRule) -> StoreResult<Monitor
     Ok(Monitor { state, trigger_count, last_triggered_at, ..rule.into_monitor() })
 }
 
+/// A filtered page, and its count when asked for.
+fn find<S: Sql + ?Sized, R: Record>(sql: &S, query: &Query) -> StoreResult<Found<R>> {
+    let (page, count) = super::filters::build(S::DIALECT, query);
+    let items = sql.built_rows(&page.sql, &page.params, R::read)?;
+    let total = match count {
+        Some(count) => sql.built_rows(&count.sql, &count.params, i64::decode)?.first().map(|n| *n as u64),
+        None => None,
+    };
+    Ok(Found { items, total })
+}
+
 impl<S: Sql> Reads for S {
     fn ledger(&self, id: &str) -> StoreResult<Option<Ledger>> {
         self.one("SELECT {ledgers} FROM ledgers WHERE ledger_id = $1", &[id.into()])
@@ -250,6 +275,18 @@ impl<S: Sql> Reads for S {
             Order::NewestFirst => "SELECT {balances} FROM balances ORDER BY {seq} DESC LIMIT $1 OFFSET $2",
         };
         self.page(sql, page)
+    }
+
+    fn find_ledgers(&self, query: &Query) -> StoreResult<Found<Ledger>> {
+        find(self, query)
+    }
+
+    fn find_balances(&self, query: &Query) -> StoreResult<Found<Balance>> {
+        find(self, query)
+    }
+
+    fn find_transactions(&self, query: &Query) -> StoreResult<Found<Transaction>> {
+        find(self, query)
     }
 
     fn transaction(&self, id: &str) -> StoreResult<Option<Transaction>> {

@@ -85,6 +85,7 @@ impl SqliteStore {
             // Checkpoints (copying the WAL into the database file, with an fsync of its own) run on
             // a thread of their own rather than inside a commit, so the engine never waits for one.
             writer.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_FALLBACK_PAGES)?;
+            register_amount_keys(&writer)?;
             Ok(())
         })()
         .map_err(failed)?;
@@ -122,6 +123,7 @@ impl SqliteStore {
         let writer = Connection::open_with_flags(path, flags).map_err(|e| failed(e.into()))?;
         writer.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| failed(e.into()))?;
         writer.pragma_update(None, "foreign_keys", "ON").map_err(|e| failed(e.into()))?;
+        register_amount_keys(&writer).map_err(|e| failed(e.into()))?;
         schema_is_current(schema_version(&writer).map_err(failed)?, MIGRATIONS, path)?;
         let readers = reader_pool(path).map_err(failed)?;
         Ok(SqliteStore {
@@ -176,9 +178,34 @@ fn reader_pool(path: &str) -> StoreResult<r2d2::Pool<SqliteConnectionManager>> {
         .with_flags(rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .with_init(|c| {
             c.busy_timeout(std::time::Duration::from_secs(5))?;
+            register_amount_keys(c)?;
             c.pragma_update(None, "query_only", "ON")
         });
     r2d2::Pool::builder().max_size(READER_POOL_SIZE).min_idle(Some(1)).build(manager).map_err(pool_error)
+}
+
+/// `keel_key(amount, exponent)` and `keel_difference_key(a, b)`: an amount (decimal text, an
+/// integer, or a JSON number's text) × 10^-exponent, or the difference of two, as the text key
+/// whose order is the numbers' (`Decimal::sort_key`). SQLite stores amounts as text of any size, so
+/// filters and sorts on amounts compare these keys, exactly. NULL for anything that is not a number.
+fn register_amount_keys(conn: &Connection) -> rusqlite::Result<()> {
+    use crate::domain::amount::Decimal;
+    use rusqlite::functions::{Context, FunctionFlags};
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    let number = |ctx: &Context<'_>, at: usize| -> Option<Decimal> {
+        match ctx.get_raw(at) {
+            ValueRef::Integer(i) => Some(Decimal::from_minor(i.into(), 0)),
+            ValueRef::Text(t) => Decimal::parse(std::str::from_utf8(t).ok()?).ok(),
+            _ => None,
+        }
+    };
+    conn.create_scalar_function("keel_key", 2, flags, move |ctx| {
+        let exponent: i64 = ctx.get(1)?;
+        Ok(number(ctx, 0).map(|n| n.shifted_point(exponent).sort_key()))
+    })?;
+    conn.create_scalar_function("keel_difference_key", 2, flags, move |ctx| {
+        Ok(number(ctx, 0).zip(number(ctx, 1)).map(|(a, b)| a.minus(&b).sort_key()))
+    })
 }
 
 /// Runs a PASSIVE checkpoint every `CHECKPOINT_EVERY` until the returned sender is dropped. PASSIVE
@@ -337,6 +364,11 @@ impl Sql for Reader {
         };
         run().map_err(|e| e.during(operation(sql)))
     }
+    fn built_rows<T>(&self, sql: &str, params: &[Value<'_>], read: Read<T>) -> StoreResult<Vec<T>> {
+        // Not cached: each filter is its own statement, and would push the hot ones out.
+        let mut statement = self.0.prepare(sql).map_err(|e| StoreError::from(e).during("a filtered list"))?;
+        rows(&mut statement, params, read).map_err(|e| e.during("a filtered list"))
+    }
 }
 
 impl Sql for Writer<'_> {
@@ -346,6 +378,10 @@ impl Sql for Writer<'_> {
     }
     fn execute(&self, sql: &'static str, params: &[Value<'_>]) -> StoreResult<u64> {
         self.with(sql, |statement| execute(statement, params)).map_err(|e| e.during(operation(sql)))
+    }
+    fn built_rows<T>(&self, sql: &str, params: &[Value<'_>], read: Read<T>) -> StoreResult<Vec<T>> {
+        let mut statement = self.tx.prepare(sql).map_err(|e| StoreError::from(e).during("a filtered list"))?;
+        rows(&mut statement, params, read).map_err(|e| e.during("a filtered list"))
     }
 }
 

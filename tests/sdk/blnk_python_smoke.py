@@ -209,6 +209,15 @@ def main():
             time.sleep(0.05)
         call = next(r for r in received if r.get("hook_type") == "POST_TRANSACTION")
         assert call["data"]["transaction_id"] == call["transaction_id"], call; checks += 1
+        # Filters, as the SDK sends them: the ledger's balances, with a count.
+        found = ok(blnk.search.filter({"filters": [
+            {"field": "ledger_id", "operator": "eq", "value": ledger["ledger_id"]},
+            {"field": "balance", "operator": "gte", "value": 0}], "include_count": True}, "balances"), 200, "filter")
+        assert found["total_count"] == len(found["data"]) >= 1, found; checks += 1
+        assert all(b["ledger_id"] == ledger["ledger_id"] for b in found["data"]), found; checks += 1
+        usd = ok(blnk.search.filter({"filters": [{"field": "currency", "operator": "in", "values": ["USD"]}],
+                                     "sort_by": "amount", "sort_order": "asc", "limit": 5}, "transactions"), 200, "filter")
+        assert 1 <= len(usd) <= 5 and all(t["currency"] == "USD" for t in usd), usd; checks += 1
         listed = ok(blnk.hooks.list({"type": "POST_TRANSACTION"}), 200, "hooks")
         assert [h["id"] for h in listed] == [post_hook["id"]], listed; checks += 1
         changed = ok(blnk.hooks.update(post_hook["id"], {"name": "audit-2", "url": hook_url,

@@ -51,7 +51,7 @@ async function main() {
 
   try {
     const blnk = await BlnkInit("sdk-key", { baseUrl });
-    const { Ledgers, LedgerBalances, Transactions, BalanceMonitor, Metadata, Hooks } = blnk;
+    const { Ledgers, LedgerBalances, Transactions, BalanceMonitor, Metadata, Hooks, Search } = blnk;
     const postHook = expect(await Hooks.create({ name: "audit", url: hookUrl, type: "POST_TRANSACTION", active: true,
       timeout: 5, retry_count: 2 }), 201, "hook");
     check(postHook.id.startsWith("hook_") && postHook.timeout === 5, "hook created", postHook);
@@ -133,6 +133,15 @@ async function main() {
     }
     const call = received.find((e) => e.hook_type === "POST_TRANSACTION");
     check(call && call.data.transaction_id === call.transaction_id, "a POST_TRANSACTION hook's call", received);
+    // Filters, as the SDK sends them: the ledger's balances, with a count.
+    const found = expect(await Search.filter({ filters: [
+      { field: "ledger_id", operator: "eq", value: ledger.ledger_id },
+      { field: "balance", operator: "gte", value: 0 }], include_count: true }, "balances"), 200, "filter");
+    check(found.total_count === found.data.length && found.data.length >= 1, "filter count", found);
+    check(found.data.every((b) => b.ledger_id === ledger.ledger_id), "filtered balances", found);
+    const usd = expect(await Search.filter({ filters: [{ field: "currency", operator: "in", values: ["USD"] }],
+      sort_by: "amount", sort_order: "asc", limit: 5 }, "transactions"), 200, "filter transactions");
+    check(usd.length >= 1 && usd.length <= 5 && usd.every((t) => t.currency === "USD"), "filtered transactions", usd);
     const hooks = expect(await Hooks.list({ type: "POST_TRANSACTION" }), 200, "list hooks");
     check(hooks.length === 1 && hooks[0].id === postHook.id, "hooks by type", hooks);
     const changed = expect(await Hooks.update(postHook.id, { name: "audit-2", url: hookUrl, type: "PRE_TRANSACTION",
