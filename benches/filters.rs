@@ -175,8 +175,8 @@ fn item(rng: &mut fastrand::Rng, balances: &[(String, &'static str)], i: usize) 
     t.currency = (*currency).into();
     t.allow_overdraft = true;
     t.description = ["card payment", "payout", "Savings top-up", ""][i % 4].into();
-    t.meta_data.insert("customer_type".into(), json!(if i % 10 == 0 { "premium" } else { "basic" }));
-    t.inflight = i % 50 == 0;
+    t.meta_data.insert("customer_type".into(), json!(if i.is_multiple_of(10) { "premium" } else { "basic" }));
+    t.inflight = i.is_multiple_of(50);
     BulkItem::Transaction(t)
 }
 
