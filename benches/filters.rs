@@ -144,8 +144,9 @@ async fn load(engine: &keel::engine::EngineHandle, o: &Options, balances: Vec<(S
             })
             .collect();
         for task in tasks {
-            let Ok(Outcome::Bulk { recorded, refused: None, .. }) = task.await.unwrap() else {
-                panic!("a bulk request is applied")
+            let recorded = match task.await.unwrap() {
+                Ok(Outcome::Bulk { recorded, refused: None, .. }) => recorded,
+                other => panic!("a bulk request is applied: {other:?}"),
             };
             for (i, t) in recorded.iter().enumerate() {
                 first_created.get_or_insert_with(|| t.created_at.clone());
@@ -168,9 +169,15 @@ async fn load(engine: &keel::engine::EngineHandle, o: &Options, balances: Vec<(S
 }
 
 fn item(rng: &mut fastrand::Rng, balances: &[(String, &'static str)], i: usize) -> BulkItem {
-    let (source, currency) = &balances[rng.usize(..balances.len())];
-    let same: Vec<&(String, &str)> = balances.iter().skip(rng.usize(..3)).step_by(3).take(3).collect();
-    let destination = same.iter().find(|(id, c)| c == currency && id != source).map_or(source, |(id, _)| id);
+    // Balance i is in currency i % 3: a destination of the same currency, not the source.
+    let from = rng.usize(..balances.len());
+    let to = loop {
+        let to = rng.usize(..balances.len());
+        if to % 3 == from % 3 && to != from {
+            break to;
+        }
+    };
+    let ((source, currency), (destination, _)) = (&balances[from], &balances[to]);
     let mut t = shared::transfer(source, destination, rng.u64(1..2_000_000), format!("bench-{i}-{}", rng.u32(..)));
     t.currency = (*currency).into();
     t.allow_overdraft = true;

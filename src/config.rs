@@ -1,6 +1,7 @@
 //! Command line and environment. Every flag can also be set by its `KEEL_*` variable; a flag wins.
 
 use crate::domain::endpoint::Headers;
+use crate::domain::identity::TokenKey;
 use crate::telemetry::LogFormat;
 use clap::{Args, Parser, Subcommand};
 use std::net::IpAddr;
@@ -97,6 +98,11 @@ pub struct ServeArgs {
     #[arg(long, env = "KEEL_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
 
+    /// The key identities' personal data is tokenized with (AES-256-GCM): 32 bytes, as Blnk's
+    /// `BLNK_TOKENIZATION_SECRET`, or 64 hex digits. Without it, tokenizing is refused.
+    #[arg(long, env = "KEEL_TOKENIZATION_SECRET", hide_env_values = true, value_parser = parse_token_key)]
+    pub tokenization_secret: Option<TokenKey>,
+
     /// Headers sent with every delivery to the webhook URL, as Blnk's `BLNK_WEBHOOK_HEADERS`:
     /// `Name:value` pairs separated by commas (`Authorization:Bearer abc,X-Env:prod`).
     #[arg(long, env = "KEEL_WEBHOOK_HEADERS", hide_env_values = true, value_parser = parse_webhook_headers)]
@@ -179,6 +185,11 @@ pub struct ServeArgs {
     /// (maintenance, and tests of the durable queue).
     #[arg(long, env = "KEEL_HOLD_QUEUE")]
     pub hold_queue: bool,
+}
+
+/// `--tokenization-secret`: 32 bytes, or 64 hex digits.
+fn parse_token_key(text: &str) -> Result<TokenKey, String> {
+    TokenKey::from_secret(text)
 }
 
 /// `--webhook-headers`: `Name:value` pairs separated by commas, checked as an endpoint's headers.

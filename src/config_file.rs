@@ -108,7 +108,7 @@ pub fn effective(matches: &clap::ArgMatches, file: Option<&(PathBuf, Vec<String>
             }
             Some(value) => {
                 let shown = match key.as_str() {
-                    "api_key" | "webhook_secret" | "webhook_headers" => "********".to_string(),
+                    "api_key" | "webhook_secret" | "webhook_headers" | "tokenization_secret" => "********".to_string(),
                     "database" | "amqp_url" | "nats_url" => mask_password(&value),
                     _ => value,
                 };

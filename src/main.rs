@@ -103,6 +103,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         endpoints_exist: endpoints_exist.clone(),
         events_written: Some(events_written.clone()),
         clock: engine::Clock::system(),
+        // Leaked once: the key lives as long as the process, and rides in every batch's settings.
+        token_key: args.tokenization_secret.clone().map(|key| &*Box::leak(Box::new(key))),
     };
     if args.hold_queue {
         tracing::warn!("queue is held: QUEUED transactions are stored but not applied");
@@ -120,6 +122,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         callback_hosts: args.callback_allowed_hosts.clone(),
         metrics,
         endpoints_changed: endpoints_changed.clone(),
+        token_key: args.tokenization_secret.clone(),
     }));
     let limits = api::serve::Limits {
         header_read_timeout: request_timeout,

@@ -223,6 +223,7 @@ fn open(path: &str, clock: Clock) -> Process {
         endpoints_exist: Arc::default(),
         events_written: None,
         clock,
+        token_key: None,
     };
     let core = Core::new(faulty.clone() as Arc<dyn Store>, config);
     Process { faulty, core }
@@ -693,6 +694,8 @@ impl Simulation {
             | Outcome::MetaData(_)
             | Outcome::Endpoint { .. }
             | Outcome::EndpointDelivery(_)
+            | Outcome::Identity(_)
+            | Outcome::Done
             | Outcome::QueueNudged => {}
         }
     }

@@ -31,6 +31,7 @@ pub async fn require_key(State(app): State<AppState>, request: Request, next: Ne
             &app,
             given.to_str().ok(),
             request.uri().path().to_string(),
+            request.uri().query().is_some_and(|q| q.contains("identity")),
             request.method().clone(),
         )
         .await
@@ -45,7 +46,14 @@ pub async fn require_key(State(app): State<AppState>, request: Request, next: Ne
 
 /// Why a scoped key may not make this request (`None`: it may). Keys are looked up by the hash of
 /// what was sent; the stored hash is compared again in constant time.
-async fn scoped_key_refusal(app: &AppState, given: Option<&str>, path: String, method: Method) -> Option<ApiError> {
+/// `with_identity`: the query may ask for an identity in the answer (`include=identity`).
+async fn scoped_key_refusal(
+    app: &AppState,
+    given: Option<&str>,
+    path: String,
+    with_identity: bool,
+    method: Method,
+) -> Option<ApiError> {
     let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_INVALID_API_KEY", "API key is invalid");
     let Some(given) = given else { return Some(invalid()) };
     let hash = hash_secret(given);
@@ -66,10 +74,14 @@ async fn scoped_key_refusal(app: &AppState, given: Option<&str>, path: String, m
     if expired {
         return Some(ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_EXPIRED_API_KEY", "API key has expired"));
     }
-    let needed = match required_scopes(&method, &path) {
+    let mut needed = match required_scopes(&method, &path) {
         Ok(needed) => needed,
         Err(refusal) => return Some(refusal),
     };
+    // `GET /balances/{id}?include=identity` answers with the identity too.
+    if with_identity && path.starts_with("/balances/") {
+        needed.push(("identities", Action::Read));
+    }
     let missing: Vec<String> = needed
         .iter()
         .filter(|(resource, action)| !key.allows(resource, *action))
@@ -118,6 +130,12 @@ fn required_scopes(method: &Method, path: &str) -> Result<Vec<(&'static str, Act
             ))
         }
         "refund-transaction" => vec![("transactions", action)],
+        // Reading personal data back from its tokens takes more than reading the tokens.
+        "identities" if segments.get(2) == Some(&"detokenize") => vec![("identities", Action::Write)],
+        // A balance linked to an identity, read with it: both resources.
+        "balances" if segments.get(2) == Some(&"identity") => {
+            vec![("balances", action), ("identities", Action::Read)]
+        }
         // A monitor's triggers carry the balance as it stood after each one.
         "balance-monitors" if segments.get(2) == Some(&"events") => {
             vec![("balance-monitors", action), ("balances", Action::Read)]

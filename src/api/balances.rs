@@ -1,17 +1,20 @@
 //! `/balances`: create, get, list, and find an indicator balance by currency.
 
 use super::error::ApiError;
-use super::extract::{JsonBody, PathId, PathPair, Payload};
+use super::extract::{JsonBody, PathId, PathPair, Payload, QueryPairs};
 use super::filters::{self, BalanceList, FilterBody, ListQuery, Listed, Listing};
 use super::{created, read, AppState};
 use crate::domain::currency;
 use crate::domain::error::Resource;
 use crate::domain::ledger::GENERAL_LEDGER_ID;
+use crate::domain::replay::Replay;
 use crate::engine::{Command, Outcome};
+use crate::wire::number::integer;
 use crate::wire::BalanceJson;
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
+use num_bigint::BigInt;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -83,21 +86,224 @@ pub async fn create(
     }
 }
 
+/// `GET /balances/{id}`'s options, as Blnk's SDKs send them.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read by `balance_options` from the query string; this type only describes it
+pub struct BalanceOptions {
+    /// `ledger` and/or `identity` (repeated, or comma-separated): embed them.
+    include: Option<String>,
+    /// `true`: add `queued_debit_balance` and `queued_credit_balance`.
+    with_queued: Option<bool>,
+    /// `true`: the four totals recomputed from the balance's transactions (the log), not read.
+    from_source: Option<bool>,
+}
+
+#[derive(Default)]
+struct Options {
+    ledger: bool,
+    identity: bool,
+    with_queued: bool,
+    from_source: bool,
+}
+
+fn balance_options(pairs: &[(String, String)]) -> Result<Options, ApiError> {
+    let mut o = Options::default();
+    let invalid = |field: &str, message: String| ApiError::validation(Resource::Balance, field, message);
+    let flag = |field: &str, value: &str| match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "" | "false" | "0" => Ok(false),
+        _ => Err(invalid(field, format!("{field} must be true or false"))),
+    };
+    for (name, value) in pairs {
+        match name.as_str() {
+            "with_queued" => o.with_queued = flag(name, value)?,
+            "from_source" => o.from_source = flag(name, value)?,
+            "include" => {
+                for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    match part {
+                        "ledger" => o.ledger = true,
+                        "identity" => o.identity = true,
+                        other => {
+                            return Err(invalid("include", format!("include may be ledger or identity, not {other}")))
+                        }
+                    }
+                }
+            }
+            other => {
+                let message = format!("{other} is not an option of this route (include, with_queued, from_source)");
+                return Err(invalid(other, message));
+            }
+        }
+    }
+    Ok(o)
+}
+
 #[utoipa::path(operation_id = "getBalance",
     get,
     path = "/balances/{id}",
     tag = "balances",
-    params(("id" = String, Path, description = "balance id")),
+    params(("id" = String, Path, description = "balance id"), BalanceOptions),
     responses(
         (status = 200, description = "the balance", body = crate::wire::BalanceJson),
+        (status = 400, description = "BAL_VALIDATION_ERROR (an option)", body = crate::api::error::ErrorBody),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
             AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
         (status = 404, description = "BAL_NOT_FOUND", body = crate::api::error::ErrorBody),
         (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
-pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Json<BalanceJson>, ApiError> {
-    let balance = read(&app, move |r| r.balance(&id)).await?;
-    balance.map(|b| Json(b.into())).ok_or_else(|| ApiError::not_found(Resource::Balance))
+pub async fn get(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Json<BalanceJson>, ApiError> {
+    let o = balance_options(&pairs)?;
+    let found = read(&app, move |r| {
+        let Some(mut balance) = r.balance(&id)? else { return Ok(None) };
+        if o.from_source {
+            let mut replay = Replay::default();
+            r.transactions_of_balance(&id)?.iter().for_each(|t| replay.apply(t));
+            let totals = replay.expected(&id);
+            (balance.credit_balance, balance.debit_balance) = (totals.credit, totals.debit);
+            (balance.inflight_credit_balance, balance.inflight_debit_balance) =
+                (totals.inflight_credit, totals.inflight_debit);
+        }
+        let queued = if o.with_queued { Some(r.queued_of_balance(&id)?) } else { None };
+        let ledger = if o.ledger { r.ledger(&balance.ledger_id)? } else { None };
+        let identity = match o.identity && !balance.identity_id.is_empty() {
+            true => r.identity(&balance.identity_id)?,
+            false => None,
+        };
+        Ok(Some((balance, queued, ledger, identity)))
+    })
+    .await?;
+    let (balance, queued, ledger, identity) = found.ok_or_else(|| ApiError::not_found(Resource::Balance))?;
+    let id = balance.id.clone();
+    let mut json = BalanceJson::from(balance);
+    if let Some(queued) = queued {
+        let side = |debit: bool| {
+            let sum: BigInt =
+                queued.iter().filter(|t| (t.source_balance_id == id) == debit).map(|t| &t.precise_amount).sum();
+            integer(&sum)
+        };
+        (json.queued_debit_balance, json.queued_credit_balance) = (Some(side(true)), Some(side(false)));
+    }
+    json.ledger = ledger.map(Into::into);
+    json.identity = identity.map(Into::into);
+    Ok(Json(json))
+}
+
+/// `GET /balances/{id}/at`'s options.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read from the query string by `at`; this type only describes it
+pub struct AtOptions {
+    /// RFC 3339 (default: now).
+    timestamp: Option<String>,
+    /// Blnk's: compute from the transactions rather than snapshots. Keel always computes from
+    /// the transactions; the flag is echoed.
+    from_source: Option<bool>,
+}
+
+#[utoipa::path(operation_id = "getBalanceAt",
+    get,
+    path = "/balances/{id}/at",
+    tag = "balances",
+    params(("id" = String, Path, description = "balance id"), AtOptions),
+    responses(
+        (status = 200, description = "`{\"balance\": {balance, debit_balance, credit_balance, currency, balance_id}, \
+            \"timestamp\", \"from_source\"}`: the settled totals of the transactions effective by then",
+            body = Object),
+        (status = 400, description = "BAL_INVALID_TIMESTAMP", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "BAL_NOT_FOUND", body = crate::api::error::ErrorBody))
+)]
+pub async fn at(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use time::format_description::well_known::Rfc3339;
+    let (mut timestamp, mut from_source) = (None, false);
+    for (name, value) in pairs {
+        match name.as_str() {
+            "timestamp" if !value.trim().is_empty() => timestamp = Some(value),
+            "timestamp" => {}
+            "from_source" => from_source = matches!(value.trim(), "true" | "1"),
+            other => {
+                return Err(ApiError::validation(Resource::Balance, other, format!("{other} is not an option here")))
+            }
+        }
+    }
+    let at = match timestamp {
+        None => time::OffsetDateTime::now_utc(),
+        Some(text) => time::OffsetDateTime::parse(text.trim(), &Rfc3339).map_err(|_| {
+            let message = "invalid timestamp format. Please use ISO 8601 format (e.g., 2024-01-01T15:04:05Z)";
+            ApiError::new(axum::http::StatusCode::BAD_REQUEST, "BAL_INVALID_TIMESTAMP", message).with_field("timestamp")
+        })?,
+    }
+    .to_offset(time::UtcOffset::UTC);
+    let instant = std::time::SystemTime::from(at);
+    let until = humantime::format_rfc3339_micros(instant).to_string();
+    let found = read(&app, move |r| {
+        let Some(balance) = r.balance(&id)? else { return Ok(None) };
+        let debit: BigInt = r.settled_amounts_until(&id, &until, true)?.into_iter().sum();
+        let credit: BigInt = r.settled_amounts_until(&id, &until, false)?.into_iter().sum();
+        Ok(Some((balance, credit, debit)))
+    })
+    .await?;
+    let (balance, credit, debit) = found.ok_or_else(|| ApiError::not_found(Resource::Balance))?;
+    let shown = humantime::format_rfc3339_seconds(instant).to_string();
+    Ok(Json(serde_json::json!({
+        "balance": {
+            "balance": integer(&(&credit - &debit)),
+            "debit_balance": integer(&debit),
+            "credit_balance": integer(&credit),
+            "currency": balance.currency,
+            "balance_id": balance.id,
+        },
+        "timestamp": shown,
+        "from_source": from_source,
+    })))
+}
+
+/// `PUT /balances/{id}/identity`'s body.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct BalanceIdentityBody {
+    identity_id: Option<String>,
+}
+
+impl Payload for BalanceIdentityBody {
+    const RESOURCE: Resource = Resource::Balance;
+}
+
+#[utoipa::path(operation_id = "updateBalanceIdentity",
+    put,
+    path = "/balances/{id}/identity",
+    tag = "balances",
+    params(("id" = String, Path, description = "balance id")),
+    request_body = BalanceIdentityBody,
+    responses(
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 200, description = "`{\"message\": \"Balance identity updated successfully\"}` \
+            (Blnk's)", body = Object),
+        (status = 400, description = "GEN_VALIDATION_ERROR (identity_id)", body = crate::api::error::ErrorBody),
+        (status = 404, description = "BAL_NOT_FOUND, IDT_NOT_FOUND", body = crate::api::error::ErrorBody))
+)]
+pub async fn set_identity(
+    State(app): State<AppState>,
+    PathId(balance_id): PathId,
+    JsonBody(body): JsonBody<BalanceIdentityBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let identity_id = body.identity_id.map(|i| i.trim().to_string()).filter(|i| !i.is_empty());
+    let identity_id =
+        identity_id.ok_or_else(|| ApiError::validation(Resource::General, "identity_id", "identity_id is required"))?;
+    match app.engine.submit(Command::SetBalanceIdentity { balance_id, identity_id }).await? {
+        Outcome::Done => Ok(Json(serde_json::json!({ "message": "Balance identity updated successfully" }))),
+        other => unreachable!("SetBalanceIdentity answers Done, not {other:?}"),
+    }
 }
 
 #[utoipa::path(operation_id = "listBalances",

@@ -228,6 +228,20 @@ impl<S: Send + Sync> FromRequestParts<S> for PathPair {
     }
 }
 
+/// A query string's pairs, in order (a bad one is Blnk's 400, not axum's text).
+pub struct QueryPairs(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map(|Query(pairs)| QueryPairs(pairs))
+            .map_err(|e| ApiError::validation(Resource::General, "query", e.body_text()))
+    }
+}
+
 /// `?limit=&offset=&sort_order=`: limit defaults to 20 and is capped at 1,000; offset defaults
 /// to 0; `sort_order` is Blnk's, `desc` (newest first, the default) or `asc`. Blnk's `sort_by`
 /// may name `created_at`, the only order Keel's lists have yet.

@@ -6,10 +6,10 @@
 //! it, as is an unknown field or operator: a filter left out would answer more than was asked.
 
 use super::error::ApiError;
-use super::extract::{Payload, DEFAULT_LIMIT, MAX_LIMIT};
+use super::extract::{Payload, QueryPairs, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::domain::error::Resource;
 use crate::domain::filter::{self, Collection, Problem, Query, Raw, MAX_FILTERS};
-use axum::extract::{FromRequestParts, Query as QueryString};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -40,9 +40,7 @@ impl<C: Listed, S: Send + Sync> FromRequestParts<S> for ListQuery<C> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let QueryString(pairs) = QueryString::<Vec<(String, String)>>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::validation(Resource::General, "query", e.body_text()))?;
+        let QueryPairs(pairs) = QueryPairs::from_request_parts(parts, state).await?;
         from_query(C::COLLECTION, &pairs).map(|query| ListQuery(query, std::marker::PhantomData))
     }
 }

@@ -10,6 +10,7 @@ mod events;
 mod extract;
 mod filters;
 mod hooks;
+mod identities;
 mod ledgers;
 mod metadata;
 mod monitors;
@@ -72,6 +73,8 @@ pub struct Shared {
     /// Told when this process created, changed or deleted a webhook endpoint or hook, so its
     /// delivery starts or stops at once (`webhooks::endpoints`).
     pub endpoints_changed: Arc<tokio::sync::Notify>,
+    /// The key tokenized identity fields are read back with, if set.
+    pub token_key: Option<crate::domain::identity::TokenKey>,
 }
 
 /// Every documented route. Only `routes!` registers routes here, and it also documents each one, so
@@ -88,6 +91,8 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(balances::create, balances::list))
         .routes(routes!(balances::filter))
         .routes(routes!(balances::get))
+        .routes(routes!(balances::set_identity))
+        .routes(routes!(balances::at))
         .routes(routes!(balances::by_indicator))
         .routes(routes!(transactions::create, transactions::list))
         .routes(routes!(transactions::filter))
@@ -115,6 +120,14 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::delivery))
         .routes(routes!(webhooks::redeliver))
+        .routes(routes!(identities::create, identities::list))
+        .routes(routes!(identities::filter))
+        .routes(routes!(identities::get, identities::update, identities::delete))
+        .routes(routes!(identities::tokenized_fields))
+        .routes(routes!(identities::tokenize_field))
+        .routes(routes!(identities::detokenize_field))
+        .routes(routes!(identities::tokenize))
+        .routes(routes!(identities::detokenize))
         .routes(routes!(hooks::create, hooks::list))
         .routes(routes!(hooks::get, hooks::update, hooks::delete))
 }
@@ -160,6 +173,8 @@ pub fn router(state: AppState) -> Router {
         (name = "reference", description = "This document"),
         (name = "api-keys", description = "Scoped API keys (master key only)"),
         (name = "metadata", description = "Merge keys into any entity's metadata"),
+        (name = "identities", description = "People and organisations balances belong to; tokenization of their \
+            personal data"),
     ),
     components(schemas(error::ErrorBody)),
     modifiers(&ApiKeyHeader),

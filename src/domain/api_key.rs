@@ -23,7 +23,7 @@ impl Action {
 
 /// The resources a scope can name (`*` names them all).
 pub const RESOURCES: &[&str] =
-    &["ledgers", "balances", "transactions", "balance-monitors", "events", "metrics", "metadata"];
+    &["ledgers", "balances", "transactions", "balance-monitors", "events", "metrics", "metadata", "identities"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {

@@ -16,6 +16,8 @@ pub enum Resource {
     Hook,
     /// `POST /{id}/metadata`, whose entity may be any of the above.
     Metadata,
+    /// An identity (`/identities`).
+    Identity,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,6 +107,7 @@ impl Resource {
             Resource::Transaction => "TXN_VALIDATION_ERROR",
             Resource::Metadata => "META_INVALID_ENTITY_ID",
             Resource::Hook => "HOOK_INVALID",
+            Resource::Identity => "IDT_VALIDATION_ERROR",
         }
     }
 
@@ -118,6 +121,7 @@ impl Resource {
             Resource::General | Resource::Event | Resource::Webhook => "GEN_NOT_FOUND",
             Resource::Metadata => "META_ENTITY_NOT_FOUND",
             Resource::Hook => "HOOK_NOT_FOUND",
+            Resource::Identity => "IDT_NOT_FOUND",
         }
     }
 }
@@ -132,6 +136,7 @@ impl std::fmt::Display for Resource {
             Resource::Monitor => "monitor",
             Resource::Event => "event",
             Resource::Webhook => "webhook",
+            Resource::Identity => "identity",
             Resource::Hook => "hook",
             Resource::Metadata => "entity",
         })

@@ -20,6 +20,7 @@ pub enum Collection {
     Ledgers,
     Balances,
     Transactions,
+    Identities,
 }
 
 impl Collection {
@@ -29,6 +30,7 @@ impl Collection {
             Collection::Ledgers => "ledgers",
             Collection::Balances => "balances",
             Collection::Transactions => "transactions",
+            Collection::Identities => "identities",
         }
     }
 
@@ -68,6 +70,26 @@ impl Collection {
                 ("description", Description, Text),
                 ("created_at", CreatedAt, Instant),
                 ("effective_date", EffectiveDate, Instant),
+            ],
+            Collection::Identities => &[
+                ("identity_id", Id, Text),
+                ("identity_type", Named("identity_type"), Text),
+                ("organization_name", Named("organization_name"), Text),
+                ("category", Named("category"), Text),
+                ("first_name", Named("first_name"), Text),
+                ("last_name", Named("last_name"), Text),
+                ("other_names", Named("other_names"), Text),
+                ("gender", Named("gender"), Text),
+                ("email_address", Named("email_address"), Text),
+                ("phone_number", Named("phone_number"), Text),
+                ("nationality", Named("nationality"), Text),
+                ("street", Named("street"), Text),
+                ("country", Named("country"), Text),
+                ("state", Named("state"), Text),
+                ("post_code", Named("post_code"), Text),
+                ("city", Named("city"), Text),
+                ("dob", Dob, Instant),
+                ("created_at", CreatedAt, Instant),
             ],
         }
     }
@@ -120,6 +142,10 @@ pub enum Field {
     Description,
     /// When the money is deemed to have moved: `effective_date`, or `created_at` without one.
     EffectiveDate,
+    /// An identity's text field, a column of the same name.
+    Named(&'static str),
+    /// An identity's date of birth.
+    Dob,
     /// One key of `meta_data` (`meta_data.customer_type`).
     Meta(String),
 }

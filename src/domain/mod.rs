@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod error;
 pub mod event;
 pub mod filter;
+pub mod identity;
 pub mod ledger;
 pub mod monitor;
 pub mod preview;

@@ -37,6 +37,7 @@ use crate::store::{ErrorKind, StoreError, StoreResult, Writes};
 // The engine's maps are keyed by balance ids and references, thousands per batch on the one
 // engine thread: foldhash hashes them several times faster than std's SipHash, and its keys are
 // still seeded per process, so a client cannot choose ids that collide.
+use crate::domain::identity::TokenKey;
 use foldhash::{HashMap, HashMapExt, HashSet};
 use std::collections::BTreeSet;
 
@@ -56,6 +57,8 @@ pub struct BatchConfig {
     pub endpoints_exist: bool,
     /// The instant each batch is stamped with.
     pub clock: Clock,
+    /// The key identities' fields are tokenized with (`--tokenization-secret`), if set.
+    pub token_key: Option<&'static TokenKey>,
 }
 
 impl BatchConfig {
@@ -257,7 +260,15 @@ pub(super) fn plan(
         | Command::UpdateEndpoint { .. }
         | Command::DeleteEndpoint { .. }
         | Command::RedeliverToEndpoint { .. }
+        | Command::CreateIdentity(_)
+        | Command::UpdateIdentity(_)
+        | Command::DeleteIdentity { .. }
+        | Command::TokenizeIdentity { .. }
         | Command::RunQueue => no_balances,
+        // Written under the balance's lock, into the copy the batch holds (C1).
+        Command::SetBalanceIdentity { balance_id, .. } => {
+            Ok(Plan { balances: vec![balance_id.clone()], resolved: None, legs: vec![] })
+        }
         Command::DryRun(_) => unreachable!("a dry run is rehearsed on its own (`Core::execute`), never batched"),
         // A balance's metadata is written under its lock, into the copy the batch holds (C1).
         Command::UpdateMetadata { id, .. } if id.starts_with("bln_") => {
@@ -602,6 +613,13 @@ impl Batch {
             Command::DeleteEndpoint { id } => self.delete_endpoint(w, id),
             Command::RedeliverToEndpoint { endpoint_id, event_id } => {
                 self.redeliver_to_endpoint(w, endpoint_id, event_id)
+            }
+            Command::CreateIdentity(identity) => self.create_identity(w, identity),
+            Command::UpdateIdentity(identity) => self.update_identity(w, identity),
+            Command::DeleteIdentity { id } => self.delete_identity(w, id),
+            Command::TokenizeIdentity { id, fields } => self.tokenize_identity(w, id, fields),
+            Command::SetBalanceIdentity { balance_id, identity_id } => {
+                self.set_balance_identity(w, balance_id, identity_id)
             }
             Command::RunQueue => Ok(Outcome::QueueNudged),
             Command::DryRun(_) => unreachable!("a dry run is rehearsed on its own, never batched"),

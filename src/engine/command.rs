@@ -7,6 +7,7 @@ use crate::domain::balance::Balance;
 use crate::domain::endpoint::{Endpoint, EndpointDelivery, EventTypes, Headers, HookType};
 use crate::domain::error::DomainError;
 use crate::domain::event::Event;
+use crate::domain::identity::Identity;
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Action, AutoTransfer, Condition, LedgerScope, Monitor, Trigger};
 use crate::domain::preview::{BulkPreview, Preview};
@@ -36,6 +37,25 @@ pub enum Command {
         indicator: String,
     },
     CreateTransaction(NewTransaction),
+    /// A new identity (its id and `created_at` are the engine's).
+    CreateIdentity(Identity),
+    /// Replaces every field of identity `identity.id` (Blnk's `PUT`); a tokenized field sent back
+    /// as its token stays tokenized.
+    UpdateIdentity(Identity),
+    /// Deletes an identity no balance belongs to.
+    DeleteIdentity {
+        id: String,
+    },
+    /// Replaces these fields' values with tokens (`domain::identity`).
+    TokenizeIdentity {
+        id: String,
+        fields: Vec<String>,
+    },
+    /// The identity a balance belongs to.
+    SetBalanceIdentity {
+        balance_id: String,
+        identity_id: String,
+    },
     /// A split transaction (Blnk's `sources` or `destinations`): one leg per share with an amount,
     /// all applied in one commit or none (`splits.rs`).
     CreateSplit(NewSplit),
@@ -322,6 +342,9 @@ pub enum Outcome {
     },
     /// The entity's metadata after a merge.
     MetaData(Map<String, Value>),
+    Identity(Identity),
+    /// An identity was deleted, or a balance linked to one.
+    Done,
     /// `RunQueue` was noted.
     QueueNudged,
 }

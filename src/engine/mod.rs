@@ -14,6 +14,7 @@ mod clock;
 mod command;
 mod endpoints;
 mod failure;
+mod identities;
 mod ledgers;
 mod metadata;
 mod monitors;
@@ -30,6 +31,7 @@ pub use command::{
 };
 pub use endpoints::{ENDPOINT_PREFIX, HOOK_PREFIX, MAX_ENDPOINTS};
 
+use crate::domain::identity::TokenKey;
 use crate::store::{Store, StoreResult};
 use balance_cache::BalanceCache;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +56,8 @@ pub struct EngineConfig {
     pub events_written: Option<Arc<Notify>>,
     /// The instant each batch is stamped with (the system clock but in tests).
     pub clock: Clock,
+    /// The key identities' fields are tokenized with (`--tokenization-secret`), if set.
+    pub token_key: Option<&'static TokenKey>,
 }
 
 impl Default for EngineConfig {
@@ -66,6 +70,7 @@ impl Default for EngineConfig {
             endpoints_exist: Arc::default(),
             events_written: None,
             clock: Clock::system(),
+            token_key: None,
         }
     }
 }
@@ -198,6 +203,7 @@ impl Core {
             record_every_event: self.config.record_every_event,
             endpoints_exist: self.config.endpoints_exist.load(Ordering::Relaxed),
             clock: self.config.clock,
+            token_key: self.config.token_key,
         }
     }
 

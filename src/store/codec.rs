@@ -254,6 +254,17 @@ impl Codec for Window {
 
 /// A log of a balance's checkpoints, as its own compact text (`domain::velocity::CheckpointLog`);
 /// read without the padding `padded_log` adds on a balance's row.
+/// A set of names, as a JSON array (an identity's tokenized fields).
+impl Codec for std::collections::BTreeSet<String> {
+    const KIND: Kind = Kind::Text;
+    fn encode(&self) -> Value<'_> {
+        Value::Text(Cow::Owned(serde_json::to_string(self).expect("a list of names always serializes")))
+    }
+    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
+        serde_json::from_str(cursor.text()?).map_err(|e| corrupt(format!("a list of names: {e}")))
+    }
+}
+
 impl Codec for CheckpointLog {
     const KIND: Kind = Kind::Text;
     fn encode(&self) -> Value<'_> {

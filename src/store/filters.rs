@@ -33,7 +33,8 @@ pub fn build(dialect: Dialect, query: &Query) -> (Built, Option<Built>) {
     let direction = if query.newest_first { "DESC" } else { "ASC" };
     let seq = if dialect == Dialect::Postgres { "t.seq" } else { "t.rowid" };
     let order = match &query.sort_by {
-        None => format!("{seq} {direction}"),
+        // Blnk's order: newest first by `created_at`, then by arrival (both ends of every index).
+        None => format!("t.created_at {direction}, {seq} {direction}"),
         Some((field, kind)) => {
             let key = b.sort_key(query.collection, field, *kind);
             // Where a value is missing (NULL), PostgreSQL sorts as SQLite does: smallest.
@@ -59,6 +60,7 @@ fn table(collection: Collection) -> &'static str {
         Collection::Ledgers => "ledgers",
         Collection::Balances => "balances",
         Collection::Transactions => "transactions",
+        Collection::Identities => "identities",
     }
 }
 
@@ -92,6 +94,9 @@ fn column(collection: Collection, field: &Field) -> Column {
         (Ledgers, Field::Id) => Column::Text("ledger_id"),
         (Balances, Field::Id) => Column::Text("balance_id"),
         (Transactions, Field::Id) => Column::Text("transaction_id"),
+        (Identities, Field::Id) => Column::Text("identity_id"),
+        (_, Field::Named(name)) => Column::Text(name),
+        (_, Field::Dob) => Column::Instant("dob"),
         (_, Field::Name) => Column::Text("name"),
         (_, Field::CreatedAt) => Column::Instant("created_at"),
         (_, Field::LedgerId) => Column::Text("ledger_id"),
@@ -203,6 +208,7 @@ impl Builder {
     fn is_null(&mut self, column: &Column) -> String {
         match column {
             Column::Text(c) => format!("(t.{c} IS NULL OR t.{c} = '')"),
+            Column::Instant(c) => format!("(t.{c} IS NULL)"),
             Column::EffectiveDate => "(t.effective_date IS NULL)".to_string(),
             Column::Parent => "(t.parent_transaction IS NULL AND t.group_id IS NULL)".to_string(),
             Column::Meta(_) => format!("({} IS NULL)", self.text_of(column)),

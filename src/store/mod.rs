@@ -24,10 +24,12 @@ use crate::domain::endpoint::{Endpoint, EndpointDelivery, HookType};
 pub use crate::domain::event::{AfterAttempt, Attempt};
 use crate::domain::event::{Delivery, Event};
 use crate::domain::filter::Query;
+use crate::domain::identity::Identity;
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Monitor, RuleState};
 use crate::domain::transaction::{Status, Transaction};
 use crate::domain::velocity::CheckpointLog;
+use num_bigint::BigInt;
 use serde_json::Map;
 
 /// A window of a list.
@@ -100,12 +102,25 @@ pub trait Reads {
     fn find_balances(&self, query: &Query) -> StoreResult<Found<Balance>>;
     /// Transactions matching a query (`query.collection` is `Transactions`).
     fn find_transactions(&self, query: &Query) -> StoreResult<Found<Transaction>>;
+    /// Identities matching a query (`query.collection` is `Identities`).
+    fn find_identities(&self, query: &Query) -> StoreResult<Found<Identity>>;
+    fn identity(&self, id: &str) -> StoreResult<Option<Identity>>;
+    /// Whether any balance belongs to identity `id`.
+    fn identity_has_balances(&self, id: &str) -> StoreResult<bool>;
     fn transaction(&self, id: &str) -> StoreResult<Option<Transaction>>;
     fn transaction_by_reference(&self, reference: &str) -> StoreResult<Option<Transaction>>;
     /// Which of these references are already taken: one query for a whole batch.
     fn existing_references(&self, references: &[String]) -> StoreResult<Vec<String>>;
     /// Every transaction in `page.order`; oldest first, the log a balance can be replayed from.
     fn transactions(&self, page: Page) -> StoreResult<Vec<Transaction>>;
+    /// Every transaction that moved (or holds, or queues) money of `balance_id`, in log order.
+    fn transactions_of_balance(&self, balance_id: &str) -> StoreResult<Vec<Transaction>>;
+    /// The amounts of the `APPLIED` transactions that took money from `balance_id` (`debits`) or
+    /// brought it money, whose effective instant (`effective_date`, else `created_at`) is at or
+    /// before `at` (RFC 3339 in UTC, microseconds).
+    fn settled_amounts_until(&self, balance_id: &str, at: &str, debits: bool) -> StoreResult<Vec<BigInt>>;
+    /// The `QUEUED` transactions of `balance_id`, either side.
+    fn queued_of_balance(&self, balance_id: &str) -> StoreResult<Vec<Transaction>>;
     /// The commits, voids and refunds made against `parent`, in order.
     fn children(&self, parent: &str) -> StoreResult<Vec<Transaction>>;
     /// The transactions of a group, in order: the legs of a split, or the items of a bulk
@@ -164,6 +179,12 @@ pub trait Writes: Reads {
     fn insert_ledger(&mut self, ledger: &Ledger) -> StoreResult<()>;
     fn update_ledger(&mut self, ledger: &Ledger) -> StoreResult<()>;
     fn insert_balance(&mut self, balance: &Balance) -> StoreResult<()>;
+    /// Sets the identity a balance belongs to (under the balance's lock).
+    fn set_balance_identity(&mut self, balance_id: &str, identity_id: &str) -> StoreResult<()>;
+    fn insert_identity(&mut self, identity: &Identity) -> StoreResult<()>;
+    /// Writes every column of an existing identity.
+    fn update_identity(&mut self, identity: &Identity) -> StoreResult<()>;
+    fn delete_identity(&mut self, id: &str) -> StoreResult<()>;
     /// Inserts an indicator balance unless one exists for its indicator and currency (another
     /// writer may be creating it at this moment: the insert waits for it). True if inserted.
     fn insert_indicator(&mut self, balance: &Balance) -> StoreResult<bool>;

@@ -32,6 +32,8 @@ const MIGRATIONS: &Migrations = &[
     (8, "checkpoint_chunks", include_str!("../../migrations/postgres/0008_checkpoint_chunks.sql")),
     (9, "stream_cursors", include_str!("../../migrations/postgres/0009_stream_cursors.sql")),
     (10, "webhook_endpoints", include_str!("../../migrations/postgres/0010_webhook_endpoints.sql")),
+    (11, "list_indexes", include_str!("../../migrations/postgres/0011_list_indexes.sql")),
+    (12, "identities", include_str!("../../migrations/postgres/0012_identities.sql")),
 ];
 
 /// How long a write whose COMMIT answer was lost keeps asking the database whether it committed

@@ -11,6 +11,7 @@ use crate::domain::api_key::Scope;
 use crate::domain::balance::Balance;
 use crate::domain::endpoint::{Endpoint, EndpointDelivery, EventTypes, Headers, HookType};
 use crate::domain::event::{Attempt, Delivery, Event, EventKind};
+use crate::domain::identity::Identity;
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{
     Action, AutoTransfer, Condition, Field, LedgerScope, Monitor, Operator, RuleState, State, Trigger,
@@ -19,6 +20,7 @@ use crate::domain::transaction::{Status, Transaction};
 use crate::domain::velocity::{CheckpointLog, Velocity, Window};
 use num_bigint::BigInt;
 use serde_json::Map;
+use std::collections::BTreeSet;
 
 /// A domain value stored as one row of one table.
 pub trait Record: Sized {
@@ -80,7 +82,7 @@ pub fn columns_of(table: &str) -> Option<&'static [Column]> {
     }
     let tables = [of::<Ledger>(), of::<Balance>(), of::<Transaction>(), of::<Monitor>(), of::<Event>()];
     let more = [of::<Attempt>(), of::<ApiKey>(), of::<CheckpointChunk>(), of::<LedgerRule>(), of::<RuleState>()];
-    let webhooks = [of::<Endpoint>(), of::<EndpointDelivery>()];
+    let webhooks = [of::<Endpoint>(), of::<EndpointDelivery>(), of::<Identity>()];
     tables.into_iter().chain(more).chain(webhooks).find(|(name, _)| *name == table).map(|(_, c)| c)
 }
 
@@ -136,6 +138,31 @@ record! {
         scheduled_for: Option<String> = scheduled_for,
         inflight_expiry_date: Option<String> = inflight_expiry_date,
         inflight_commit_date: Option<String> = inflight_commit_date,
+    }
+}
+
+record! {
+    Identity in "identities" {
+        identity_id: String = id,
+        identity_type: String = identity_type,
+        organization_name: String = organization_name,
+        category: String = category,
+        first_name: String = first_name,
+        last_name: String = last_name,
+        other_names: String = other_names,
+        gender: String = gender,
+        email_address: String = email_address,
+        phone_number: String = phone_number,
+        nationality: String = nationality,
+        street: String = street,
+        country: String = country,
+        state: String = state,
+        post_code: String = post_code,
+        city: String = city,
+        dob: Option<String> = dob,
+        created_at: String = created_at,
+        meta_data: Map<String, serde_json::Value> = meta_data,
+        tokenized_fields: BTreeSet<String> = tokenized,
     }
 }
 

@@ -11,6 +11,7 @@
 //! - `{any}`: `= ANY($1)` on PostgreSQL, `= $1` on SQLite, whose backend runs the statement once
 //!   per item of the list bound to `$1` (in-process index lookups cost less than an IN list);
 //! - `{numeric}`, after a placeholder: the cast PostgreSQL needs to bind an amount as text;
+//! - `{amount}`, after a selected amount column: the cast PostgreSQL needs to read it as text;
 //! - `{lock}` / `{skip_locked}` / `{share}`: PostgreSQL's `FOR UPDATE` / `FOR UPDATE SKIP LOCKED` /
 //!   `FOR SHARE` (SQLite's
 //!   writer holds the database's one write lock for the whole batch, so reading is locking).
@@ -27,10 +28,12 @@ use crate::domain::balance::Balance;
 use crate::domain::endpoint::{Endpoint, EndpointDelivery, HookType};
 use crate::domain::event::{Delivery, Event};
 use crate::domain::filter::Query;
+use crate::domain::identity::Identity;
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Monitor, RuleState, State};
 use crate::domain::transaction::{Status, Transaction};
 use crate::domain::velocity::CheckpointLog;
+use num_bigint::BigInt;
 use parking_lot::RwLock;
 use serde_json::Map;
 use std::collections::HashMap;
@@ -68,6 +71,7 @@ fn render_uncached(dialect: Dialect, template: &str) -> String {
             "seq" => out.push_str(if pg { "seq" } else { "rowid" }),
             "any" => out.push_str(if pg { "= ANY($1)" } else { "= $1" }),
             "numeric" => out.push_str(if pg { "::text::numeric" } else { "" }),
+            "amount" => out.push_str(if pg { "::text" } else { "" }),
             "lock" => out.push_str(if pg { " FOR UPDATE" } else { "" }),
             "skip_locked" => out.push_str(if pg { " FOR UPDATE SKIP LOCKED" } else { "" }),
             "share" => out.push_str(if pg { " FOR SHARE" } else { "" }),
@@ -289,6 +293,19 @@ impl<S: Sql> Reads for S {
         find(self, query)
     }
 
+    fn find_identities(&self, query: &Query) -> StoreResult<Found<Identity>> {
+        find(self, query)
+    }
+
+    fn identity(&self, id: &str) -> StoreResult<Option<Identity>> {
+        self.one("SELECT {identities} FROM identities WHERE identity_id = $1", &[id.into()])
+    }
+
+    fn identity_has_balances(&self, id: &str) -> StoreResult<bool> {
+        let found = self.rows("SELECT 1 FROM balances WHERE identity_id = $1 LIMIT 1", &[id.into()], |_| Ok(()))?;
+        Ok(!found.is_empty())
+    }
+
     fn transaction(&self, id: &str) -> StoreResult<Option<Transaction>> {
         self.one("SELECT {transactions} FROM transactions WHERE transaction_id = $1", &[id.into()])
     }
@@ -307,6 +324,33 @@ impl<S: Sql> Reads for S {
             Order::NewestFirst => "SELECT {transactions} FROM transactions ORDER BY {seq} DESC LIMIT $1 OFFSET $2",
         };
         self.page(sql, page)
+    }
+
+    fn transactions_of_balance(&self, balance_id: &str) -> StoreResult<Vec<Transaction>> {
+        self.all(
+            "SELECT {transactions} FROM transactions
+             WHERE source_balance_id = $1 OR destination_balance_id = $1 ORDER BY {seq}",
+            &[balance_id.into()],
+        )
+    }
+
+    fn settled_amounts_until(&self, balance_id: &str, at: &str, debits: bool) -> StoreResult<Vec<BigInt>> {
+        let sql = if debits {
+            "SELECT precise_amount{amount} FROM transactions WHERE source_balance_id = $1 AND status = 'APPLIED'
+             AND COALESCE(effective_date, created_at) <= $2"
+        } else {
+            "SELECT precise_amount{amount} FROM transactions WHERE destination_balance_id = $1 AND status = 'APPLIED'
+             AND COALESCE(effective_date, created_at) <= $2"
+        };
+        self.rows(sql, &[balance_id.into(), at.into()], BigInt::decode)
+    }
+
+    fn queued_of_balance(&self, balance_id: &str) -> StoreResult<Vec<Transaction>> {
+        self.all(
+            "SELECT {transactions} FROM transactions
+             WHERE status = 'QUEUED' AND (source_balance_id = $1 OR destination_balance_id = $1) ORDER BY {seq}",
+            &[balance_id.into()],
+        )
     }
 
     fn children(&self, parent: &str) -> StoreResult<Vec<Transaction>> {
@@ -568,6 +612,23 @@ impl<S: WriteSql> Writes for S {
 
     fn insert_balance(&mut self, balance: &Balance) -> StoreResult<()> {
         self.execute("{insert:balances}", &balance.values()).map(drop)
+    }
+
+    fn set_balance_identity(&mut self, balance_id: &str, identity_id: &str) -> StoreResult<()> {
+        let sql = "UPDATE balances SET identity_id = $2 WHERE balance_id = $1";
+        self.execute(sql, &[balance_id.into(), identity_id.into()]).map(drop)
+    }
+
+    fn insert_identity(&mut self, identity: &Identity) -> StoreResult<()> {
+        self.execute("{insert:identities}", &identity.values()).map(drop)
+    }
+
+    fn update_identity(&mut self, identity: &Identity) -> StoreResult<()> {
+        self.execute("{update:identities}", &identity.values()).map(drop)
+    }
+
+    fn delete_identity(&mut self, id: &str) -> StoreResult<()> {
+        self.execute("DELETE FROM identities WHERE identity_id = $1", &[id.into()]).map(drop)
     }
 
     fn insert_indicator(&mut self, balance: &Balance) -> StoreResult<bool> {

@@ -27,6 +27,8 @@ const MIGRATIONS: &Migrations = &[
     (9, "events_due_by_status", include_str!("../../migrations/sqlite/0009_events_due_by_status.sql")),
     (10, "stream_cursors", include_str!("../../migrations/sqlite/0010_stream_cursors.sql")),
     (11, "webhook_endpoints", include_str!("../../migrations/sqlite/0011_webhook_endpoints.sql")),
+    (12, "list_indexes", include_str!("../../migrations/sqlite/0012_list_indexes.sql")),
+    (13, "identities", include_str!("../../migrations/sqlite/0013_identities.sql")),
 ];
 
 const READER_POOL_SIZE: u32 = 8;

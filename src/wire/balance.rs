@@ -28,6 +28,20 @@ pub struct BalanceJson {
     pub created_at: String,
     #[schema(value_type = Option<Object>)]
     pub meta_data: Map<String, Value>,
+    /// With `with_queued=true`: what its `QUEUED` transactions will take from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::wire::number::exact_number_schema)]
+    pub queued_debit_balance: Option<Number>,
+    /// With `with_queued=true`: what its `QUEUED` transactions will bring it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::wire::number::exact_number_schema)]
+    pub queued_credit_balance: Option<Number>,
+    /// With `include=ledger`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<super::LedgerJson>,
+    /// With `include=identity`, when the balance belongs to one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<super::IdentityJson>,
 }
 
 impl From<Balance> for BalanceJson {
@@ -47,6 +61,10 @@ impl From<Balance> for BalanceJson {
             version: b.version,
             created_at: b.created_at,
             meta_data: b.meta_data,
+            queued_debit_balance: None,
+            queued_credit_balance: None,
+            ledger: None,
+            identity: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod balance;
 pub mod endpoint;
 pub mod event;
+pub mod identity;
 pub mod ledger;
 pub mod monitor;
 pub mod number;
@@ -13,6 +14,7 @@ pub mod transaction;
 pub use balance::BalanceJson;
 pub use endpoint::{EndpointDeliveryJson, EndpointJson};
 pub use event::{EventFeedJson, EventJson};
+pub use identity::IdentityJson;
 pub use ledger::LedgerJson;
 pub use monitor::MonitorJson;
 pub use preview::PreviewJson;

@@ -51,6 +51,7 @@ impl InProcess {
             callback_hosts: None,
             metrics: Some(metrics()),
             endpoints_changed: Default::default(),
+            token_key: None,
         }));
         InProcess { router: Some(router), engine_thread: Some(engine_thread) }
     }

@@ -35,7 +35,8 @@ def start_keel(binary, webhook_url):
     db = tempfile.mkdtemp() + "/keel.db"
     proc = subprocess.Popen(
         [binary, "serve", "--bind", "127.0.0.1", "--port", "0", "--database", f"sqlite://{db}",
-         "--api-key", "sdk-key", "--webhook-url", webhook_url],
+         "--api-key", "sdk-key", "--webhook-url", webhook_url,
+         "--tokenization-secret", "0123456789abcdef0123456789abcdef"],
         stdout=subprocess.PIPE, text=True)
     for line in proc.stdout:
         if "listening on " in line:
@@ -218,6 +219,33 @@ def main():
         usd = ok(blnk.search.filter({"filters": [{"field": "currency", "operator": "in", "values": ["USD"]}],
                                      "sort_by": "amount", "sort_order": "asc", "limit": 5}, "transactions"), 200, "filter")
         assert 1 <= len(usd) <= 5 and all(t["currency"] == "USD" for t in usd), usd; checks += 1
+        # Identities: created, linked to a balance, tokenized and read back, as the SDK sends them.
+        person = ok(blnk.identity.create({"identity_type": "individual", "first_name": "Ada", "last_name": "Obi",
+                                          "email_address": "ada@example.com", "dob": "1990-05-17T00:00:00Z"}),
+                    201, "identity")
+        pid = person["identity_id"]
+        assert ok(blnk.identity.get(pid), 200, "get identity")["first_name"] == "Ada"; checks += 1
+        assert any(i["identity_id"] == pid for i in ok(blnk.identity.list(), 200, "identities")); checks += 1
+        ok(blnk.identity.update(pid, {"identity_type": "individual", "first_name": "Ada", "last_name": "Obi-Eze",
+                                      "email_address": "ada@example.com"}), 200, "update identity"); checks += 1
+        ok(blnk.ledger_balances.update_identity(balance["balance_id"], {"identity_id": pid}), 200, "link"); checks += 1
+        ok(blnk.identity.tokenize_field(pid, "email_address"), 200, "tokenize field"); checks += 1
+        ok(blnk.identity.tokenize(pid, {"fields": ["first_name"]}), 200, "tokenize"); checks += 1
+        fields = ok(blnk.identity.get_tokenized_fields(pid), 200, "tokenized fields")["tokenized_fields"]
+        assert sorted(fields) == ["email_address", "first_name"], fields; checks += 1
+        assert ok(blnk.identity.detokenize_field(pid, "email_address"), 200, "detokenize")["value"] == "ada@example.com"
+        checks += 1
+        opened = ok(blnk.identity.detokenize(pid, {"fields": ["first_name"]}), 200, "detokenize fields")
+        assert opened["fields"] == {"first_name": "Ada"}, opened; checks += 1
+        found = ok(blnk.search.filter({"filters": [{"field": "last_name", "operator": "eq", "value": "Obi-Eze"}]},
+                                      "identities"), 200, "filter identities")
+        assert [i["identity_id"] for i in found] == [pid], found; checks += 1
+        then = ok(blnk.ledger_balances.get_at(balance["balance_id"], {"timestamp": "2030-01-01T00:00:00Z"}), 200, "at")
+        now = ok(blnk.ledger_balances.get(balance["balance_id"]), 200, "balance")
+        assert then["balance"]["balance"] == now["balance"], (then, now); checks += 1
+        early = ok(blnk.ledger_balances.get_at(balance["balance_id"], {"timestamp": "2000-01-01T00:00:00Z",
+                                                                       "from_source": True}), 200, "at")
+        assert early["balance"]["balance"] == 0 and early["from_source"] is True, early; checks += 1
         listed = ok(blnk.hooks.list({"type": "POST_TRANSACTION"}), 200, "hooks")
         assert [h["id"] for h in listed] == [post_hook["id"]], listed; checks += 1
         changed = ok(blnk.hooks.update(post_hook["id"], {"name": "audit-2", "url": hook_url,

@@ -39,7 +39,8 @@ async function main() {
 
   const db = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "keel-ts-")), "keel.db");
   const keel = spawn(process.argv[2], ["serve", "--bind", "127.0.0.1", "--port", "0", "--database", `sqlite://${db}`,
-    "--api-key", "sdk-key", "--webhook-url", hookUrl], { stdio: ["ignore", "pipe", "inherit"] });
+    "--api-key", "sdk-key", "--webhook-url", hookUrl, "--tokenization-secret", "0123456789abcdef0123456789abcdef"],
+    { stdio: ["ignore", "pipe", "inherit"] });
   const baseUrl = await new Promise((resolve, reject) => {
     const lines = readline.createInterface({ input: keel.stdout });
     lines.on("line", (line) => {
@@ -51,7 +52,7 @@ async function main() {
 
   try {
     const blnk = await BlnkInit("sdk-key", { baseUrl });
-    const { Ledgers, LedgerBalances, Transactions, BalanceMonitor, Metadata, Hooks, Search } = blnk;
+    const { Ledgers, LedgerBalances, Transactions, BalanceMonitor, Metadata, Hooks, Search, Identity } = blnk;
     const postHook = expect(await Hooks.create({ name: "audit", url: hookUrl, type: "POST_TRANSACTION", active: true,
       timeout: 5, retry_count: 2 }), 201, "hook");
     check(postHook.id.startsWith("hook_") && postHook.timeout === 5, "hook created", postHook);
@@ -142,6 +143,32 @@ async function main() {
     const usd = expect(await Search.filter({ filters: [{ field: "currency", operator: "in", values: ["USD"] }],
       sort_by: "amount", sort_order: "asc", limit: 5 }, "transactions"), 200, "filter transactions");
     check(usd.length >= 1 && usd.length <= 5 && usd.every((t) => t.currency === "USD"), "filtered transactions", usd);
+    // Identities: created, linked to a balance, tokenized and read back, as the SDK sends them.
+    const person = expect(await Identity.create({ identity_type: "individual", first_name: "Ada", last_name: "Obi",
+      email_address: "ada@example.com", dob: "1990-05-17T00:00:00Z" }), 201, "identity");
+    const pid = person.identity_id;
+    check(expect(await Identity.get(pid), 200, "get identity").first_name === "Ada", "identity read", null);
+    check(expect(await Identity.list(), 200, "identities").some((i) => i.identity_id === pid), "identity listed", null);
+    expect(await Identity.update(pid, { identity_type: "individual", first_name: "Ada", last_name: "Obi-Eze",
+      email_address: "ada@example.com" }), 200, "update identity");
+    expect(await LedgerBalances.updateIdentity(balance.balance_id, { identity_id: pid }), 200, "link identity");
+    expect(await Identity.tokenizeField(pid, "email_address"), 200, "tokenize field");
+    expect(await Identity.tokenize(pid, { fields: ["first_name"] }), 200, "tokenize");
+    const tokenized = expect(await Identity.getTokenizedFields(pid), 200, "tokenized fields").tokenized_fields;
+    check(tokenized.length === 2 && tokenized.includes("first_name"), "tokenized fields", tokenized);
+    const opened = expect(await Identity.detokenizeField(pid, "email_address"), 200, "detokenize field");
+    check(opened.value === "ada@example.com", "detokenized", opened);
+    const fields = expect(await Identity.detokenize(pid, { fields: ["first_name"] }), 200, "detokenize");
+    check(fields.fields.first_name === "Ada", "detokenized fields", fields);
+    const people = expect(await Search.filter({ filters: [{ field: "last_name", operator: "eq", value: "Obi-Eze" }] },
+      "identities"), 200, "filter identities");
+    check(people.length === 1 && people[0].identity_id === pid, "filtered identities", people);
+    const then = expect(await LedgerBalances.getAt(balance.balance_id, { timestamp: "2030-01-01T00:00:00Z" }), 200, "at");
+    const current = expect(await LedgerBalances.get(balance.balance_id), 200, "balance");
+    check(then.balance.balance === current.balance, "balance at a later instant", [then, current]);
+    const early = expect(await LedgerBalances.getAt(balance.balance_id, { timestamp: "2000-01-01T00:00:00Z",
+      from_source: true }), 200, "early");
+    check(early.balance.balance === 0 && early.from_source === true, "balance before any transaction", early);
     const hooks = expect(await Hooks.list({ type: "POST_TRANSACTION" }), 200, "list hooks");
     check(hooks.length === 1 && hooks[0].id === postHook.id, "hooks by type", hooks);
     const changed = expect(await Hooks.update(postHook.id, { name: "audit-2", url: hookUrl, type: "PRE_TRANSACTION",
