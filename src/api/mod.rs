@@ -9,6 +9,7 @@ pub mod error;
 mod events;
 mod extract;
 mod filters;
+mod history;
 mod hooks;
 mod identities;
 mod ledgers;
@@ -92,7 +93,8 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(balances::filter))
         .routes(routes!(balances::get))
         .routes(routes!(balances::set_identity))
-        .routes(routes!(balances::at))
+        .routes(routes!(history::at))
+        .routes(routes!(history::history))
         .routes(routes!(balances::by_indicator))
         .routes(routes!(transactions::create, transactions::list))
         .routes(routes!(transactions::filter))

@@ -206,6 +206,7 @@ delegate! { reads:
     transactions_of_balance(balance_id: &str) -> Vec<Transaction>;
     queued_of_balance(balance_id: &str) -> Vec<Transaction>;
     settled_amounts_until(balance_id: &str, at: &str, debits: bool) -> Vec<BigInt>;
+    settled_between(balance_id: &str, from: &str, to: &str, limit: u32) -> Vec<Transaction>;
     identity(id: &str) -> Option<Identity>;
     identity_has_balances(id: &str) -> bool;
     transaction(id: &str) -> Option<Transaction>;

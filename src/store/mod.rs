@@ -119,6 +119,9 @@ pub trait Reads {
     /// brought it money, whose effective instant (`effective_date`, else `created_at`) is at or
     /// before `at` (RFC 3339 in UTC, microseconds).
     fn settled_amounts_until(&self, balance_id: &str, at: &str, debits: bool) -> StoreResult<Vec<BigInt>>;
+    /// Up to `limit` `APPLIED` transactions of `balance_id` (either side) whose effective instant is
+    /// after `from` and at or before `to`, in effective order (then arrival).
+    fn settled_between(&self, balance_id: &str, from: &str, to: &str, limit: u32) -> StoreResult<Vec<Transaction>>;
     /// The `QUEUED` transactions of `balance_id`, either side.
     fn queued_of_balance(&self, balance_id: &str) -> StoreResult<Vec<Transaction>>;
     /// The commits, voids and refunds made against `parent`, in order.

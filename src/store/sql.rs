@@ -345,6 +345,16 @@ impl<S: Sql> Reads for S {
         self.rows(sql, &[balance_id.into(), at.into()], BigInt::decode)
     }
 
+    fn settled_between(&self, balance_id: &str, from: &str, to: &str, limit: u32) -> StoreResult<Vec<Transaction>> {
+        self.all(
+            "SELECT {transactions} FROM transactions
+             WHERE (source_balance_id = $1 OR destination_balance_id = $1) AND status = 'APPLIED'
+             AND COALESCE(effective_date, created_at) > $2 AND COALESCE(effective_date, created_at) <= $3
+             ORDER BY COALESCE(effective_date, created_at), {seq} LIMIT $4",
+            &[balance_id.into(), from.into(), to.into(), Value::Int(limit.into())],
+        )
+    }
+
     fn queued_of_balance(&self, balance_id: &str) -> StoreResult<Vec<Transaction>> {
         self.all(
             "SELECT {transactions} FROM transactions

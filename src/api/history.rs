@@ -1,0 +1,188 @@
+//! A balance's past: `GET /balances/{id}/at` (Blnk's: the balance at an instant) and
+//! `GET /balances/{id}/history` (Keel's: the balance over a range, point by point, with the
+//! transaction that moved it at each). Both count the settled totals of the balance's `APPLIED`
+//! transactions by their effective instant (`effective_date`, else `created_at`).
+
+use super::error::ApiError;
+use super::extract::{PathId, QueryPairs};
+use super::{read, AppState};
+use crate::domain::error::Resource;
+use crate::wire::number::integer;
+use axum::extract::State;
+use axum::Json;
+use num_bigint::BigInt;
+use serde_json::{json, Value};
+use std::time::SystemTime;
+
+/// Most points one history answers (`limit`).
+const MAX_POINTS: u32 = 10_000;
+
+/// An instant from the query (RFC 3339), as rows write it and as clients read it.
+fn instant(text: Option<String>, field: &str) -> Result<Option<(String, String)>, ApiError> {
+    use time::format_description::well_known::Rfc3339;
+    let Some(text) = text.filter(|t| !t.trim().is_empty()) else { return Ok(None) };
+    let at = time::OffsetDateTime::parse(text.trim(), &Rfc3339).map_err(|_| {
+        let message = format!("invalid {field} format. Please use ISO 8601 format (e.g., 2024-01-01T15:04:05Z)");
+        ApiError::new(axum::http::StatusCode::BAD_REQUEST, "BAL_INVALID_TIMESTAMP", message).with_field(field)
+    })?;
+    Ok(Some(stamps(SystemTime::from(at))))
+}
+
+/// (as rows write it, microseconds; as answers show it, seconds).
+fn stamps(at: SystemTime) -> (String, String) {
+    (humantime::format_rfc3339_micros(at).to_string(), humantime::format_rfc3339_seconds(at).to_string())
+}
+
+fn totals(credit: &BigInt, debit: &BigInt) -> Value {
+    json!({ "balance": integer(&(credit - debit)), "credit_balance": integer(credit), "debit_balance": integer(debit) })
+}
+
+/// `GET /balances/{id}/at`'s options.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read from the query string by `at`; this type only describes it
+pub struct AtOptions {
+    /// RFC 3339 (default: now).
+    timestamp: Option<String>,
+    /// Blnk's: compute from the transactions rather than snapshots. Keel always computes from
+    /// the transactions; the flag is echoed.
+    from_source: Option<bool>,
+}
+
+#[utoipa::path(operation_id = "getBalanceAt",
+    get,
+    path = "/balances/{id}/at",
+    tag = "balances",
+    params(("id" = String, Path, description = "balance id"), AtOptions),
+    responses(
+        (status = 200, description = "`{\"balance\": {balance, debit_balance, credit_balance, currency, balance_id}, \
+            \"timestamp\", \"from_source\"}`: the settled totals of the transactions effective by then",
+            body = Object),
+        (status = 400, description = "BAL_INVALID_TIMESTAMP", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "BAL_NOT_FOUND", body = crate::api::error::ErrorBody))
+)]
+pub async fn at(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (mut timestamp, mut from_source) = (None, false);
+    for (name, value) in pairs {
+        match name.as_str() {
+            "timestamp" if !value.trim().is_empty() => timestamp = Some(value),
+            "timestamp" => {}
+            "from_source" => from_source = matches!(value.trim(), "true" | "1"),
+            other => {
+                return Err(ApiError::validation(Resource::Balance, other, format!("{other} is not an option here")))
+            }
+        }
+    }
+    let (until, shown) = instant(timestamp, "timestamp")?.unwrap_or_else(|| stamps(SystemTime::now()));
+    let found = read(&app, move |r| {
+        let Some(balance) = r.balance(&id)? else { return Ok(None) };
+        let (credit, debit) = settled_until(r, &id, &until)?;
+        Ok(Some((balance, credit, debit)))
+    })
+    .await?;
+    let (balance, credit, debit) = found.ok_or_else(|| ApiError::not_found(Resource::Balance))?;
+    let mut answer = totals(&credit, &debit);
+    answer["currency"] = json!(balance.currency);
+    answer["balance_id"] = json!(balance.id);
+    Ok(Json(json!({ "balance": answer, "timestamp": shown, "from_source": from_source })))
+}
+
+/// The settled (credit, debit) of a balance's transactions effective by `at`.
+fn settled_until(r: &dyn crate::store::Reads, id: &str, at: &str) -> crate::store::StoreResult<(BigInt, BigInt)> {
+    let debit: BigInt = r.settled_amounts_until(id, at, true)?.into_iter().sum();
+    let credit: BigInt = r.settled_amounts_until(id, at, false)?.into_iter().sum();
+    Ok((credit, debit))
+}
+
+/// `GET /balances/{id}/history`'s options.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read from the query string by `history`; this type only describes it
+pub struct HistoryOptions {
+    /// RFC 3339; the range starts just after it (default: the balance's creation).
+    from: Option<String>,
+    /// RFC 3339; the range ends at it, included (default: now).
+    to: Option<String>,
+    /// At most this many points (default 1000, at most 10,000); `has_more` says if the range has more.
+    limit: Option<u32>,
+}
+
+#[utoipa::path(operation_id = "getBalanceHistory",
+    get,
+    path = "/balances/{id}/history",
+    tag = "balances",
+    params(("id" = String, Path, description = "balance id"), HistoryOptions),
+    responses(
+        (status = 200, description = "(keel) `{balance_id, currency, from, to, start, points: [{at, transaction_id, \
+            reference, change, balance, credit_balance, debit_balance}], has_more}`: the balance at `from`, then \
+            after each transaction that moved it in the range, in effective order", body = Object),
+        (status = 400, description = "BAL_INVALID_TIMESTAMP, \
+            BAL_VALIDATION_ERROR", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 404, description = "BAL_NOT_FOUND", body = crate::api::error::ErrorBody))
+)]
+pub async fn history(
+    State(app): State<AppState>,
+    PathId(id): PathId,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Json<Value>, ApiError> {
+    let (mut from, mut to, mut limit) = (None, None, 1000);
+    for (name, value) in pairs {
+        match name.as_str() {
+            "from" => from = Some(value),
+            "to" => to = Some(value),
+            "limit" => {
+                limit = value.parse::<u32>().ok().filter(|n| (1..=MAX_POINTS).contains(n)).ok_or_else(|| {
+                    ApiError::validation(Resource::Balance, "limit", format!("limit must be 1 to {MAX_POINTS}"))
+                })?
+            }
+            other => {
+                return Err(ApiError::validation(Resource::Balance, other, format!("{other} is not an option here")))
+            }
+        }
+    }
+    let (from, to) = (instant(from, "from")?, instant(to, "to")?.unwrap_or_else(|| stamps(SystemTime::now())));
+    let found = read(&app, move |r| {
+        let Some(balance) = r.balance(&id)? else { return Ok(None) };
+        // Before its creation a balance had nothing: the default range starts there.
+        let from = from.unwrap_or_else(|| (String::new(), balance.created_at.clone()));
+        let (credit, debit) = settled_until(r, &id, &from.0)?;
+        let moved = r.settled_between(&id, &from.0, &to.0, limit + 1)?;
+        Ok(Some((balance, from.1, credit, debit, moved)))
+    })
+    .await?;
+    let (balance, from_shown, mut credit, mut debit, mut moved) =
+        found.ok_or_else(|| ApiError::not_found(Resource::Balance))?;
+    let has_more = moved.len() > limit as usize;
+    moved.truncate(limit as usize);
+    let start = totals(&credit, &debit);
+    let points: Vec<Value> = moved
+        .into_iter()
+        .map(|t| {
+            let debits = t.source_balance_id == balance.id;
+            let change = if debits { -&t.precise_amount } else { t.precise_amount.clone() };
+            if debits {
+                debit += &t.precise_amount;
+            } else {
+                credit += &t.precise_amount;
+            }
+            let mut point = totals(&credit, &debit);
+            point["at"] = json!(t.effective_date.as_ref().unwrap_or(&t.created_at));
+            point["transaction_id"] = json!(t.id);
+            point["reference"] = json!(t.reference);
+            point["change"] = json!(integer(&change));
+            point
+        })
+        .collect();
+    Ok(Json(json!({
+        "balance_id": balance.id, "currency": balance.currency, "from": from_shown, "to": to.1,
+        "start": start, "points": points, "has_more": has_more,
+    })))
+}
