@@ -552,3 +552,58 @@ async fn refused_filters_name_the_parameter() {
     let (status, answer) = server.post("/transactions/filter", json!({"filters": [{"field": "x"}]})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
 }
+
+#[tokio::test]
+async fn monitors_of_both_kinds_are_filtered_as_one_list() {
+    let server = Server::start();
+    let (currency, ids) = common::parties(&server, 2).await;
+    let (alice, bob) = (&ids[1], &ids[2]);
+    let (_, alice_balance) = server.get(&format!("/balances/{alice}")).await;
+    let ledger = text(&alice_balance, "ledger_id");
+    let monitor = |balance: &str, field: &str, value: u64| {
+        let condition = json!({"field": field, "operator": ">", "value": value});
+        json!({ "balance_id": balance, "condition": condition })
+    };
+    let fires = server.create("/balance-monitors", monitor(alice, "credit_balance", 5)).await;
+    let quiet = server.create("/balance-monitors", monitor(bob, "debit_balance", 1_000_000)).await;
+    let rule = server
+        .create(
+            "/balance-monitors",
+            json!({"ledger_id": ledger, "currency": currency, "trigger": "edge",
+                "condition": {"field": "credit_balance", "operator": ">", "value": 1}}),
+        )
+        .await;
+    let (status, _) = server.transfer("@World", alice, 1000, &currency).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let ids_of = |answer: &Value| -> Vec<String> {
+        let items = answer.as_array().or_else(|| answer["data"].as_array()).unwrap();
+        let mut ids: Vec<String> = items.iter().map(|m| text(m, "monitor_id")).collect();
+        ids.sort();
+        ids
+    };
+    let sorted = |mut v: Vec<&Value>| {
+        v.sort_by_key(|m| text(m, "monitor_id"));
+        v.iter().map(|m| text(m, "monitor_id")).collect::<Vec<_>>()
+    };
+    let cases = [
+        (format!("state_eq=triggered&ledger_id_eq={ledger}"), sorted(vec![&fires, &rule])),
+        (format!("ledger_id_eq={ledger}"), sorted(vec![&fires, &quiet, &rule])),
+        (format!("balance_id_eq={bob}"), sorted(vec![&quiet])),
+        (format!("balance_id_isnull=true&ledger_id_eq={ledger}"), sorted(vec![&rule])),
+        (format!("field_eq=debit_balance&currency_eq={currency}"), sorted(vec![&quiet])),
+        (format!("trigger_in=edge,crossing&ledger_id_eq={ledger}"), sorted(vec![&rule])),
+        (format!("trigger_count_gte=1&ledger_id_eq={ledger}"), sorted(vec![&fires, &rule])),
+        (format!("last_triggered_at_isnull=true&ledger_id_eq={ledger}"), sorted(vec![&quiet])),
+    ];
+    for (query, expected) in cases {
+        let (status, answer) = server.get(&format!("/balance-monitors?{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {answer}");
+        assert_eq!(ids_of(&answer), expected, "{query}");
+    }
+    let body = json!({"filters": [{"field": "ledger_id", "operator": "eq", "value": ledger},
+        {"field": "state", "operator": "eq", "value": "ok"}], "include_count": true});
+    let (_, answer) = server.post("/balance-monitors/filter", body).await;
+    assert_eq!((ids_of(&answer), answer["total_count"].clone()), (sorted(vec![&quiet]), json!(1)));
+    let (status, refused) = server.get("/balance-monitors?colour_eq=red").await;
+    assert_eq!((status, refused["errors"][0]["param"].clone()), (StatusCode::BAD_REQUEST, json!("colour_eq")));
+}

@@ -35,6 +35,7 @@ macro_rules! collection {
 collection!(LedgerList, Ledgers);
 collection!(BalanceList, Balances);
 collection!(TransactionList, Transactions);
+collection!(MonitorList, Monitors);
 
 impl<C: Listed, S: Send + Sync> FromRequestParts<S> for ListQuery<C> {
     type Rejection = ApiError;

@@ -106,6 +106,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(transactions::finish_inflight))
         .routes(routes!(transactions::refund))
         .routes(routes!(monitors::create, monitors::list))
+        .routes(routes!(monitors::filter))
         .routes(routes!(monitors::get, monitors::update, monitors::delete))
         .routes(routes!(monitors::of_balance))
         .routes(routes!(monitors::events))

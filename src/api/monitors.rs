@@ -4,6 +4,7 @@
 
 use super::error::ApiError;
 use super::extract::{JsonBody, Paging, PathId, Payload};
+use super::filters::{self, FilterBody, ListQuery, Listed, Listing, MonitorList};
 use super::{created, read, AppState};
 use crate::domain::amount::Precision;
 use crate::domain::currency;
@@ -275,17 +276,44 @@ pub async fn get(State(app): State<AppState>, PathId(id): PathId) -> Result<Json
     get,
     path = "/balance-monitors",
     tag = "balance-monitors",
-    params(crate::api::extract::PagingQuery),
+    params(crate::api::filters::ListQueryDoc),
     responses(
-        (status = 200, description = "monitors, newest first", body = Vec<crate::wire::MonitorJson>),
-        (status = 400, description = "GEN_VALIDATION_ERROR (limit, offset)", body = crate::api::error::ErrorBody),
+        (status = 200, description = "monitors (and ledger-wide ones), newest first, filtered (see README, \
+            Filters)", body = Vec<crate::wire::MonitorJson>),
+        (status = 400, description = "GEN_VALIDATION_ERROR (a paging option, or a filter: `errors` names \
+            it)", body = crate::api::error::ErrorBody),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
             AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
         (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
 )]
-pub async fn list(State(app): State<AppState>, Paging(page): Paging) -> Result<Json<Vec<MonitorJson>>, ApiError> {
-    let monitors = read(&app, move |r| r.monitors(page)).await?;
-    Ok(Json(monitors.into_iter().map(MonitorJson::from).collect()))
+pub async fn list(
+    State(app): State<AppState>,
+    ListQuery(query, _): ListQuery<MonitorList>,
+) -> Result<Listing<MonitorJson>, ApiError> {
+    let found = read(&app, move |r| r.find_monitors(&query)).await?;
+    Ok(Listing::of(found, MonitorJson::from))
+}
+
+#[utoipa::path(operation_id = "filterBalanceMonitors",
+    post,
+    path = "/balance-monitors/filter",
+    tag = "balance-monitors",
+    request_body = crate::api::filters::FilterBody,
+    responses(
+        (status = 200, description = "(keel) the monitors matching the filters", body = Vec<crate::wire::MonitorJson>),
+        (status = 400, description = "GEN_MALFORMED_REQUEST, GEN_VALIDATION_ERROR (`errors` names the \
+            filter)", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+)]
+pub async fn filter(
+    State(app): State<AppState>,
+    JsonBody(body): JsonBody<FilterBody>,
+) -> Result<Listing<MonitorJson>, ApiError> {
+    let query = filters::from_body(MonitorList::COLLECTION, body)?;
+    let found = read(&app, move |r| r.find_monitors(&query)).await?;
+    Ok(Listing::of(found, MonitorJson::from))
 }
 
 #[utoipa::path(operation_id = "listBalanceMonitorsOfBalance",

@@ -21,6 +21,8 @@ pub enum Collection {
     Balances,
     Transactions,
     Identities,
+    /// Monitors of balances and ledger-wide ones together (Keel's).
+    Monitors,
 }
 
 impl Collection {
@@ -31,6 +33,7 @@ impl Collection {
             Collection::Balances => "balances",
             Collection::Transactions => "transactions",
             Collection::Identities => "identities",
+            Collection::Monitors => "balance-monitors",
         }
     }
 
@@ -91,6 +94,24 @@ impl Collection {
                 ("dob", Dob, Instant),
                 ("created_at", CreatedAt, Instant),
             ],
+            // A rule (ledger-wide monitor) has no `balance_id`, and its state and counts are those
+            // of all its balances, as its reads show them; a balance's monitor has its balance's
+            // ledger and currency.
+            Collection::Monitors => &[
+                ("monitor_id", Id, Text),
+                ("balance_id", Named("balance_id"), Text),
+                ("ledger_id", LedgerId, Text),
+                ("currency", Currency, Text),
+                ("field", Named("field"), Text),
+                ("operator", Named("operator"), Text),
+                ("trigger", Named("trigger_mode"), Text),
+                ("action", Named("action"), Text),
+                ("state", Named("state"), Text),
+                ("description", Description, Text),
+                ("trigger_count", TriggerCount, Number),
+                ("last_triggered_at", LastTriggeredAt, Instant),
+                ("created_at", CreatedAt, Instant),
+            ],
         }
     }
 
@@ -142,10 +163,14 @@ pub enum Field {
     Description,
     /// When the money is deemed to have moved: `effective_date`, or `created_at` without one.
     EffectiveDate,
-    /// An identity's text field, a column of the same name.
+    /// A text column, by its name (an identity's fields, a monitor's `field`, `state`…).
     Named(&'static str),
     /// An identity's date of birth.
     Dob,
+    /// How many times a monitor triggered.
+    TriggerCount,
+    /// When a monitor last triggered (none if never).
+    LastTriggeredAt,
     /// One key of `meta_data` (`meta_data.customer_type`).
     Meta(String),
 }

@@ -203,6 +203,7 @@ delegate! { reads:
     find_balances(query: &Query) -> Found<Balance>;
     find_transactions(query: &Query) -> Found<Transaction>;
     find_identities(query: &Query) -> Found<Identity>;
+    find_monitors(query: &Query) -> Found<Monitor>;
     transactions_of_balance(balance_id: &str) -> Vec<Transaction>;
     queued_of_balance(balance_id: &str) -> Vec<Transaction>;
     settled_amounts_until(balance_id: &str, at: &str, debits: bool) -> Vec<BigInt>;

@@ -21,7 +21,15 @@ pub struct Built {
 /// The page of rows `query` asks for, and, when it asks for a count, the statement counting them all.
 pub fn build(dialect: Dialect, query: &Query) -> (Built, Option<Built>) {
     let mut b = Builder { dialect, params: Vec::new() };
-    let table = table(query.collection);
+    let (table, select, seq) = match query.collection {
+        // Both kinds of monitor as one list, a page of ids (the store reads the monitors by them).
+        Collection::Monitors => (MONITORS.to_string(), "t.monitor_id".to_string(), "t.monitor_id"),
+        other => {
+            let table = table(other);
+            let seq = if dialect == Dialect::Postgres { "t.seq" } else { "t.rowid" };
+            (table.to_string(), select_list(dialect, table), seq)
+        }
+    };
     let conditions: Vec<String> = query.conditions.iter().map(|c| b.condition(query.collection, c)).collect();
     let filter = match (conditions.is_empty(), query.any) {
         (true, _) => String::new(),
@@ -31,7 +39,6 @@ pub fn build(dialect: Dialect, query: &Query) -> (Built, Option<Built>) {
     let count =
         query.count.then(|| Built { sql: format!("SELECT COUNT(*) FROM {table} t{filter}"), params: b.params.clone() });
     let direction = if query.newest_first { "DESC" } else { "ASC" };
-    let seq = if dialect == Dialect::Postgres { "t.seq" } else { "t.rowid" };
     let order = match &query.sort_by {
         // Blnk's order: newest first by `created_at`, then by arrival (both ends of every index).
         None => format!("t.created_at {direction}, {seq} {direction}"),
@@ -48,12 +55,26 @@ pub fn build(dialect: Dialect, query: &Query) -> (Built, Option<Built>) {
     };
     let limit = b.bind(Value::Int(query.limit.into()));
     let offset = b.bind(Value::Int(i64::try_from(query.offset).unwrap_or(i64::MAX)));
-    let sql = format!(
-        "SELECT {} FROM {table} t{filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
-        select_list(dialect, table)
-    );
+    let sql = format!("SELECT {select} FROM {table} t{filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}");
     (Built { sql, params: b.params }, count)
 }
+
+/// Monitors of balances (with their balance's ledger and currency) and rules (with the state and
+/// counts of all their balances) as one relation, for filters.
+const MONITORS: &str = "(SELECT m.monitor_id, m.balance_id, b.ledger_id, b.currency, m.field, m.operator,
+        m.trigger_mode, m.action, m.state, m.description, m.trigger_count, m.last_triggered_at, m.created_at,
+        m.meta_data
+    FROM balance_monitors m JOIN balances b ON b.balance_id = m.balance_id
+    UNION ALL
+    SELECT r.monitor_id, '', r.ledger_id, COALESCE(r.currency, ''), r.field, r.operator, r.trigger_mode, r.action,
+        CASE WHEN EXISTS (SELECT 1 FROM ledger_monitor_states s WHERE s.monitor_id = r.monitor_id
+            AND s.state = 'triggered') THEN 'triggered' ELSE 'ok' END,
+        r.description,
+        (SELECT CAST(COALESCE(SUM(s.trigger_count), 0) AS BIGINT) FROM ledger_monitor_states s
+            WHERE s.monitor_id = r.monitor_id),
+        (SELECT MAX(s.last_triggered_at) FROM ledger_monitor_states s WHERE s.monitor_id = r.monitor_id),
+        r.created_at, r.meta_data
+    FROM ledger_monitors r)";
 
 fn table(collection: Collection) -> &'static str {
     match collection {
@@ -61,6 +82,7 @@ fn table(collection: Collection) -> &'static str {
         Collection::Balances => "balances",
         Collection::Transactions => "transactions",
         Collection::Identities => "identities",
+        Collection::Monitors => "balance_monitors",
     }
 }
 
@@ -97,6 +119,9 @@ fn column(collection: Collection, field: &Field) -> Column {
         (Identities, Field::Id) => Column::Text("identity_id"),
         (_, Field::Named(name)) => Column::Text(name),
         (_, Field::Dob) => Column::Instant("dob"),
+        (Monitors, Field::Id) => Column::Text("monitor_id"),
+        (_, Field::TriggerCount) => Column::Minor("trigger_count"),
+        (_, Field::LastTriggeredAt) => Column::Instant("last_triggered_at"),
         (_, Field::Name) => Column::Text("name"),
         (_, Field::CreatedAt) => Column::Instant("created_at"),
         (_, Field::LedgerId) => Column::Text("ledger_id"),

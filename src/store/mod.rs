@@ -132,6 +132,8 @@ pub trait Reads {
     fn monitor(&self, id: &str) -> StoreResult<Option<Monitor>>;
     /// Monitors in `page.order`.
     fn monitors(&self, page: Page) -> StoreResult<Vec<Monitor>>;
+    /// Monitors of both kinds matching a query (`query.collection` is `Monitors`).
+    fn find_monitors(&self, query: &Query) -> StoreResult<Found<Monitor>>;
     fn monitors_of_balance(&self, balance_id: &str) -> StoreResult<Vec<Monitor>>;
     /// The monitors of all these balances, in creation order: one query for a whole batch.
     fn monitors_of_balances(&self, balance_ids: &[String]) -> StoreResult<Vec<Monitor>>;

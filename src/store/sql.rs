@@ -249,6 +249,19 @@ fn find<S: Sql + ?Sized, R: Record>(sql: &S, query: &Query) -> StoreResult<Found
     Ok(Found { items, total })
 }
 
+/// Monitors of both kinds by id, in the order of `ids`.
+fn monitors_by_ids<S: Sql + ?Sized>(sql: &S, ids: &[String]) -> StoreResult<Vec<Monitor>> {
+    let own: Vec<Monitor> =
+        sql.all("SELECT {balance_monitors} FROM balance_monitors WHERE monitor_id {any}", &[Value::TextList(ids)])?;
+    let rules: Vec<LedgerRule> =
+        sql.all("SELECT {ledger_monitors} FROM ledger_monitors WHERE monitor_id {any}", &[Value::TextList(ids)])?;
+    let mut by_id: HashMap<String, Monitor> = own.into_iter().map(|m| (m.id.clone(), m)).collect();
+    for rule in rules {
+        by_id.insert(rule.monitor.id.clone(), summarized(sql, rule)?);
+    }
+    Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+}
+
 impl<S: Sql> Reads for S {
     fn ledger(&self, id: &str) -> StoreResult<Option<Ledger>> {
         self.one("SELECT {ledgers} FROM ledgers WHERE ledger_id = $1", &[id.into()])
@@ -398,15 +411,17 @@ impl<S: Sql> Reads for S {
             }
         };
         let ids = self.rows(sql, &limits(page), text)?;
-        let own: Vec<Monitor> = self
-            .all("SELECT {balance_monitors} FROM balance_monitors WHERE monitor_id {any}", &[Value::TextList(&ids)])?;
-        let rules: Vec<LedgerRule> =
-            self.all("SELECT {ledger_monitors} FROM ledger_monitors WHERE monitor_id {any}", &[Value::TextList(&ids)])?;
-        let mut by_id: HashMap<String, Monitor> = own.into_iter().map(|m| (m.id.clone(), m)).collect();
-        for rule in rules {
-            by_id.insert(rule.monitor.id.clone(), summarized(self, rule)?);
-        }
-        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+        monitors_by_ids(self, &ids)
+    }
+
+    fn find_monitors(&self, query: &Query) -> StoreResult<Found<Monitor>> {
+        let (page, count) = super::filters::build(S::DIALECT, query);
+        let ids = self.built_rows(&page.sql, &page.params, text)?;
+        let total = match count {
+            Some(count) => self.built_rows(&count.sql, &count.params, i64::decode)?.first().map(|n| *n as u64),
+            None => None,
+        };
+        Ok(Found { items: monitors_by_ids(self, &ids)?, total })
     }
 
     fn rules_of_ledger(&self, ledger_id: &str) -> StoreResult<Vec<Monitor>> {
