@@ -34,7 +34,8 @@ fn flags_override_environment_which_overrides_the_file_which_overrides_defaults(
     std::fs::write(
         dir.path().join("keel.toml"),
         "port = 6001\nmax_batch = 10\nwebhook_url = \"http://127.0.0.1:9/hook\"\napi_key = \"file-secret\"\n\
-         database = \"postgres://keel:hunter2@db.internal:5432/ledger\"\n",
+         database = \"postgres://keel:hunter2@db.internal:5432/ledger\"\n\
+         tokenization_secret = \"0123456789abcdef0123456789abcdef\"\n",
     )
     .unwrap();
     let (ok, printed) = keel_in(dir.path(), &["config", "--max-batch", "50"], &[("KEEL_PORT", "6002")]);
@@ -48,7 +49,8 @@ fn flags_override_environment_which_overrides_the_file_which_overrides_defaults(
     assert!(line(&printed, "bind").ends_with("# default"), "{printed}");
     assert!(line(&printed, "api_key").contains("********"), "{printed}");
     assert!(line(&printed, "database").contains("postgres://keel:****@db.internal"), "{printed}");
-    for secret in ["file-secret", "hunter2"] {
+    assert!(line(&printed, "tokenization_secret").contains("********"), "{printed}");
+    for secret in ["file-secret", "hunter2", "0123456789abcdef"] {
         assert!(!printed.contains(secret), "{secret} is masked: {printed}");
     }
     assert!(printed.contains("# webhook_secret is not set"), "{printed}");
