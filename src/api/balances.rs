@@ -249,8 +249,7 @@ pub async fn list(
     State(app): State<AppState>,
     ListQuery(query, _): ListQuery<BalanceList>,
 ) -> Result<Listing<BalanceJson>, ApiError> {
-    let found = read(&app, move |r| r.find_balances(&query)).await?;
-    Ok(Listing::of(found, BalanceJson::from))
+    filters::answer(&app, query, |r, q| r.find_balances(q), BalanceJson::from).await
 }
 
 #[utoipa::path(operation_id = "filterBalances",
@@ -272,8 +271,7 @@ pub async fn filter(
     JsonBody(body): JsonBody<FilterBody>,
 ) -> Result<Listing<BalanceJson>, ApiError> {
     let query = filters::from_body(BalanceList::COLLECTION, body)?;
-    let found = read(&app, move |r| r.find_balances(&query)).await?;
-    Ok(Listing::of(found, BalanceJson::from))
+    filters::answer(&app, query, |r, q| r.find_balances(q), BalanceJson::from).await
 }
 
 /// `GET /balances/indicator/{indicator}/currency/{currency}`; the leading `@` may be left out.

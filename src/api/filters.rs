@@ -240,6 +240,17 @@ struct CountedBody<T> {
     total_count: u64,
 }
 
+/// Runs `query` through `find` (a `Reads` method) and answers each item as `json`.
+pub async fn answer<R: Send + 'static, T>(
+    app: &super::AppState,
+    query: Query,
+    find: fn(&dyn crate::store::Reads, &Query) -> crate::store::StoreResult<crate::store::Found<R>>,
+    json: impl Fn(R) -> T,
+) -> Result<Listing<T>, ApiError> {
+    let found = super::read(app, move |r| find(r, &query)).await?;
+    Ok(Listing::of(found, json))
+}
+
 impl<T> Listing<T> {
     /// What a store's `Found` becomes, each item turned into its JSON.
     pub fn of<R>(found: crate::store::Found<R>, json: impl Fn(R) -> T) -> Listing<T> {

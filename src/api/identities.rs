@@ -183,8 +183,7 @@ pub async fn list(
     State(app): State<AppState>,
     ListQuery(query, _): ListQuery<IdentityList>,
 ) -> Result<Listing<IdentityJson>, ApiError> {
-    let found = read(&app, move |r| r.find_identities(&query)).await?;
-    Ok(Listing::of(found, IdentityJson::from))
+    filters::answer(&app, query, |r, q| r.find_identities(q), IdentityJson::from).await
 }
 
 #[utoipa::path(operation_id = "filterIdentities", post, path = "/identities/filter", tag = "identities",
@@ -201,8 +200,7 @@ pub async fn filter(
     JsonBody(body): JsonBody<FilterBody>,
 ) -> Result<Listing<IdentityJson>, ApiError> {
     let query = filters::from_body(Collection::Identities, body)?;
-    let found = read(&app, move |r| r.find_identities(&query)).await?;
-    Ok(Listing::of(found, IdentityJson::from))
+    filters::answer(&app, query, |r, q| r.find_identities(q), IdentityJson::from).await
 }
 
 #[utoipa::path(operation_id = "getTokenizedFields", get, path = "/identities/{id}/tokenized-fields",

@@ -116,8 +116,7 @@ pub async fn list(
     State(app): State<AppState>,
     ListQuery(query, _): ListQuery<LedgerList>,
 ) -> Result<Listing<LedgerJson>, ApiError> {
-    let found = read(&app, move |r| r.find_ledgers(&query)).await?;
-    Ok(Listing::of(found, LedgerJson::from))
+    filters::answer(&app, query, |r, q| r.find_ledgers(q), LedgerJson::from).await
 }
 
 #[utoipa::path(operation_id = "filterLedgers",
@@ -139,6 +138,5 @@ pub async fn filter(
     JsonBody(body): JsonBody<FilterBody>,
 ) -> Result<Listing<LedgerJson>, ApiError> {
     let query = filters::from_body(LedgerList::COLLECTION, body)?;
-    let found = read(&app, move |r| r.find_ledgers(&query)).await?;
-    Ok(Listing::of(found, LedgerJson::from))
+    filters::answer(&app, query, |r, q| r.find_ledgers(q), LedgerJson::from).await
 }

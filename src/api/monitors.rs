@@ -290,8 +290,7 @@ pub async fn list(
     State(app): State<AppState>,
     ListQuery(query, _): ListQuery<MonitorList>,
 ) -> Result<Listing<MonitorJson>, ApiError> {
-    let found = read(&app, move |r| r.find_monitors(&query)).await?;
-    Ok(Listing::of(found, MonitorJson::from))
+    filters::answer(&app, query, |r, q| r.find_monitors(q), MonitorJson::from).await
 }
 
 #[utoipa::path(operation_id = "filterBalanceMonitors",
@@ -312,8 +311,7 @@ pub async fn filter(
     JsonBody(body): JsonBody<FilterBody>,
 ) -> Result<Listing<MonitorJson>, ApiError> {
     let query = filters::from_body(MonitorList::COLLECTION, body)?;
-    let found = read(&app, move |r| r.find_monitors(&query)).await?;
-    Ok(Listing::of(found, MonitorJson::from))
+    filters::answer(&app, query, |r, q| r.find_monitors(q), MonitorJson::from).await
 }
 
 #[utoipa::path(operation_id = "listBalanceMonitorsOfBalance",

@@ -499,8 +499,7 @@ pub async fn list(
     State(app): State<AppState>,
     ListQuery(query, _): ListQuery<TransactionList>,
 ) -> Result<Listing<TransactionJson>, ApiError> {
-    let found = read(&app, move |r| r.find_transactions(&query)).await?;
-    Ok(Listing::of(found, TransactionJson::from))
+    filters::answer(&app, query, |r, q| r.find_transactions(q), TransactionJson::from).await
 }
 
 #[utoipa::path(operation_id = "filterTransactions",
@@ -522,6 +521,5 @@ pub async fn filter(
     JsonBody(body): JsonBody<FilterBody>,
 ) -> Result<Listing<TransactionJson>, ApiError> {
     let query = filters::from_body(TransactionList::COLLECTION, body)?;
-    let found = read(&app, move |r| r.find_transactions(&query)).await?;
-    Ok(Listing::of(found, TransactionJson::from))
+    filters::answer(&app, query, |r, q| r.find_transactions(q), TransactionJson::from).await
 }
