@@ -7,6 +7,7 @@ use super::failure::Ruled;
 use crate::domain::error::{DomainError, Resource};
 use crate::domain::identity::{Identity, TOKENIZABLE};
 use crate::store::Writes;
+use aes_gcm::AeadCore;
 
 impl Batch {
     pub(super) fn create_identity(&mut self, w: &mut dyn Writes, new: &Identity) -> Ruled<Outcome> {
@@ -57,8 +58,8 @@ impl Batch {
                 return Err(DomainError::validation(Resource::Identity, "field", message).into());
             }
             let value = identity.field_mut(field).expect("a tokenizable field is a text field");
-            // A fresh random nonce from the operating system for every token (never reused).
-            let nonce: [u8; 12] = uuid::Uuid::new_v4().as_bytes()[..12].try_into().expect("12 of 16 bytes");
+            // A fresh 96-bit random nonce from the operating system for every token (never reused).
+            let nonce: [u8; 12] = aes_gcm::Aes256Gcm::generate_nonce(&mut aes_gcm::aead::OsRng).into();
             *value = key.seal(nonce, value);
             identity.tokenized.insert(field.clone());
         }
