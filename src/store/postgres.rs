@@ -6,7 +6,7 @@
 
 use super::codec::{Cursor, Kind, RowAccess, Value};
 use super::schema::Record;
-use super::sql::{operation, render, totals, Dialect, Sql, WriteSql};
+use super::sql::{built_operation, operation, render, totals, Dialect, Sql, WriteSql};
 use super::{schema_is_current, Access, ErrorKind, Migrations};
 use super::{PoolUsage, Reads, Store, StoreError, StoreResult, Writes};
 use crate::domain::balance::Balance;
@@ -379,7 +379,7 @@ impl Sql for Reader {
     fn built_rows<T>(&self, sql: &str, params: &[Value<'_>], read: Read<T>) -> StoreResult<Vec<T>> {
         // Not kept: each filter is its own statement.
         let rows = self.0.borrow_mut().client.query(sql, &bound(params));
-        rows.map_err(StoreError::from).and_then(|rows| read_all(rows, read)).map_err(|e| e.during("a filtered list"))
+        rows.map_err(StoreError::from).and_then(|rows| read_all(rows, read)).map_err(|e| e.during(built_operation(sql)))
     }
 }
 
@@ -405,7 +405,7 @@ impl Sql for Writer<'_> {
             self.send_pending()?;
             read_all(self.tx.borrow_mut().query(sql, &bound(params))?, read)
         };
-        run().map_err(|e| e.during("a filtered list"))
+        run().map_err(|e| e.during(built_operation(sql)))
     }
 }
 

@@ -131,6 +131,12 @@ pub fn select_list(dialect: Dialect, table: &str) -> String {
     render_table_token(dialect, table)
 }
 
+/// A statement built at run time, as `operation` shows a template.
+pub fn built_operation(sql: &str) -> String {
+    let line = sql.trim_start().lines().next().unwrap_or_default();
+    line.chars().take(96).collect()
+}
+
 /// The statement a failure happened in, short enough for a log line.
 pub fn operation(sql: &'static str) -> &'static str {
     let line = sql.trim_start().lines().next().unwrap_or_default();

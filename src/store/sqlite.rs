@@ -3,7 +3,7 @@
 //! readers see the last commit while the writer works on the next one.
 
 use super::codec::{Cursor, RowAccess, Value};
-use super::sql::{operation, render, Dialect, Sql, WriteSql};
+use super::sql::{built_operation, operation, render, Dialect, Sql, WriteSql};
 use super::{schema_is_current, Access, ErrorKind, Migrations};
 use super::{PoolUsage, Reads, Store, StoreError, StoreResult, Writes};
 use foldhash::HashMap;
@@ -368,8 +368,8 @@ impl Sql for Reader {
     }
     fn built_rows<T>(&self, sql: &str, params: &[Value<'_>], read: Read<T>) -> StoreResult<Vec<T>> {
         // Not cached: each filter is its own statement, and would push the hot ones out.
-        let mut statement = self.0.prepare(sql).map_err(|e| StoreError::from(e).during("a filtered list"))?;
-        rows(&mut statement, params, read).map_err(|e| e.during("a filtered list"))
+        let mut statement = self.0.prepare(sql).map_err(|e| StoreError::from(e).during(built_operation(sql)))?;
+        rows(&mut statement, params, read).map_err(|e| e.during(built_operation(sql)))
     }
 }
 
@@ -382,8 +382,8 @@ impl Sql for Writer<'_> {
         self.with(sql, |statement| execute(statement, params)).map_err(|e| e.during(operation(sql)))
     }
     fn built_rows<T>(&self, sql: &str, params: &[Value<'_>], read: Read<T>) -> StoreResult<Vec<T>> {
-        let mut statement = self.tx.prepare(sql).map_err(|e| StoreError::from(e).during("a filtered list"))?;
-        rows(&mut statement, params, read).map_err(|e| e.during("a filtered list"))
+        let mut statement = self.tx.prepare(sql).map_err(|e| StoreError::from(e).during(built_operation(sql)))?;
+        rows(&mut statement, params, read).map_err(|e| e.during(built_operation(sql)))
     }
 }
 
