@@ -246,8 +246,17 @@ fn summarized<S: Sql + ?Sized>(sql: &S, rule: LedgerRule) -> StoreResult<Monitor
 
 /// A filtered page, and its count when asked for.
 fn find<S: Sql + ?Sized, R: Record>(sql: &S, query: &Query) -> StoreResult<Found<R>> {
+    found(sql, query, R::read)
+}
+
+/// A filtered page read with `read` (rows, or monitors' ids), and its count when asked for.
+fn found<S: Sql + ?Sized, T>(
+    sql: &S,
+    query: &Query,
+    read: fn(&mut Cursor<'_>) -> StoreResult<T>,
+) -> StoreResult<Found<T>> {
     let (page, count) = super::filters::build(S::DIALECT, query);
-    let items = sql.built_rows(&page.sql, &page.params, R::read)?;
+    let items = sql.built_rows(&page.sql, &page.params, read)?;
     let total = match count {
         Some(count) => sql.built_rows(&count.sql, &count.params, i64::decode)?.first().map(|n| *n as u64),
         None => None,
@@ -424,12 +433,7 @@ impl<S: Sql> Reads for S {
     }
 
     fn find_monitors(&self, query: &Query) -> StoreResult<Found<Monitor>> {
-        let (page, count) = super::filters::build(S::DIALECT, query);
-        let ids = self.built_rows(&page.sql, &page.params, text)?;
-        let total = match count {
-            Some(count) => self.built_rows(&count.sql, &count.params, i64::decode)?.first().map(|n| *n as u64),
-            None => None,
-        };
+        let Found { items: ids, total } = found(self, query, text)?;
         Ok(Found { items: monitors_by_ids(self, &ids)?, total })
     }
 
