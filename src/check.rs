@@ -3,7 +3,8 @@
 //! - each balance's four totals equal the replay of the transaction log (`domain::replay`, R1);
 //! - no stored total is negative (invariant B1);
 //! - per currency, `balance` and `inflight_balance` sum to zero (double entry, D1);
-//! - every balance a transaction names exists.
+//! - every balance a transaction names exists;
+//! - every balance snapshot equals its balance's transactions effective before it (H1).
 
 use crate::domain::replay::{Replay, Totals};
 use crate::store::{Page, Store, StoreResult};
@@ -19,6 +20,7 @@ const PROGRESS_EVERY: u64 = 100_000;
 pub struct Report {
     pub transactions: u64,
     pub balances: u64,
+    pub snapshots: u64,
     pub problems: Vec<String>,
 }
 
@@ -93,7 +95,36 @@ pub fn run(store: &dyn Store, progress: &mut dyn FnMut(String)) -> StoreResult<R
                 ));
             }
         }
-        Ok(())
+        check_snapshots(reader, &mut report, progress)
     })?;
     Ok(report)
+}
+
+/// H1: each balance snapshot holds the settled sums of its balance's transactions effective before
+/// it, computed again from every one of them.
+fn check_snapshots(
+    reader: &dyn crate::store::Reads,
+    report: &mut Report,
+    progress: &mut dyn FnMut(String),
+) -> StoreResult<()> {
+    loop {
+        let page = reader.snapshots(Page::first(PAGE, report.snapshots))?;
+        for s in &page {
+            report.snapshots += 1;
+            if report.snapshots.is_multiple_of(PROGRESS_EVERY) {
+                progress(format!("checked {} snapshots", report.snapshots));
+            }
+            let credit = reader.settled_sum(&s.balance_id, "", &s.at, false)?;
+            let debit = reader.settled_sum(&s.balance_id, "", &s.at, true)?;
+            if (&credit, &debit) != (&s.credit_balance, &s.debit_balance) {
+                report.problems.push(format!(
+                    "snapshot of balance {} at {}: credit {} debit {}, but its transactions give {credit} {debit}",
+                    s.balance_id, s.at, s.credit_balance, s.debit_balance
+                ));
+            }
+        }
+        if page.len() < PAGE as usize {
+            return Ok(());
+        }
+    }
 }

@@ -236,7 +236,10 @@ fn check(args: DatabaseArgs) -> Result<(), String> {
     for problem in &report.problems {
         tracing::error!("{problem}");
     }
-    let summary = format!("{} transactions replayed, {} balances checked", report.transactions, report.balances);
+    let summary = format!(
+        "{} transactions replayed, {} balances checked, {} snapshots checked",
+        report.transactions, report.balances, report.snapshots
+    );
     if report.problems.is_empty() {
         tracing::info!("{summary}: every invariant holds");
         Ok(())

@@ -4,7 +4,8 @@
 //! the work by its own rules (a due transaction is applied like a queued one; an expired hold is
 //! voided, a hold at its commit date committed, each with its event). Everything it acts on is a
 //! stored row, so it survives restarts, and it is safe on several processes: a second void or
-//! commit of the same hold is refused by the engine, never applied twice.
+//! commit of the same hold is refused by the engine, never applied twice. Once a day (and at start)
+//! it also starts taking balance snapshots (`crate::snapshots`).
 
 use crate::engine::{Command, EngineError, EngineHandle, InflightAction};
 use crate::store::Store;
@@ -19,9 +20,18 @@ pub fn spawn(store: Arc<dyn Store>, engine: EngineHandle, every: Duration) {
     crate::tasks::task("scheduler", async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The day boundary snapshots were last taken up to (`domain::snapshot`): none at start,
+        // so a restarted server catches up at once.
+        let mut snapshots_through = None;
         loop {
             tick.tick().await;
             look(&store, &engine).await;
+            let horizon = crate::domain::snapshot::horizon(crate::engine::Clock::system().now().1);
+            if snapshots_through.as_ref() != Some(&horizon)
+                && crate::snapshots::start(store.clone(), engine.clone(), crate::snapshots::DEFAULT_BATCH)
+            {
+                snapshots_through = Some(horizon);
+            }
         }
     });
 }

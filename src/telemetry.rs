@@ -20,6 +20,7 @@ pub const OUTBOX_PENDING: &str = "keel_outbox_pending_events";
 pub const WEBHOOK_DELIVERIES: &str = "keel_webhook_deliveries_total";
 pub const WEBHOOK_LAG: &str = "keel_webhook_delivery_lag_seconds";
 pub const DB_CONNECTIONS: &str = "keel_db_pool_connections";
+pub const BALANCE_SNAPSHOTS: &str = "keel_balance_snapshots_total";
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

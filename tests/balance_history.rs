@@ -126,3 +126,93 @@ async fn a_balance_over_a_range_is_each_point_the_log_says() {
     let (status, _) = server.get(&format!("/balances/{alice}/history?limit=0")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// `POST /balances-snapshots`: a snapshot at the start of each day after one a balance moved on, and
+/// `GET /balances/{id}/at` read from them equals the log's sum at every instant (day boundaries
+/// and a microsecond either side included), as `from_source` does; a transaction backdated behind
+/// the snapshots afterwards brings them up to date in its own commit (H1, checked by `keel check`).
+#[tokio::test]
+async fn snapshots_answer_what_the_log_says_and_stay_exact_under_backdated_writes() {
+    let server = Server::start();
+    let (alice, currency, log) = moved_balance(&server).await;
+    let bob = log.iter().flat_map(|t| [&t["source"], &t["destination"]]).find(|b| **b != json!(alice)).unwrap();
+    let bob = bob.as_str().unwrap().to_string();
+    for bad in ["batch_size=0", "batch_size=ten", "bogus=1"] {
+        let (status, answer) = server.post(&format!("/balances-snapshots?{bad}"), json!({})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
+        assert_eq!(answer["error_detail"]["details"]["field"], json!(bad.split('=').next().unwrap()), "{answer}");
+    }
+    let (status, answer) = server.post("/balances-snapshots?batch_size=1", json!({})).await;
+    assert_eq!(
+        (status, answer),
+        (StatusCode::OK, json!({"message": "Snapshotting in progress. should be completed shortly"}))
+    );
+
+    // The days each balance moved on before today's horizon (both move on every transaction's day).
+    let horizon = humantime::format_rfc3339(std::time::SystemTime::now() - std::time::Duration::from_secs(600));
+    let today = &horizon.to_string()[..10];
+    let days: std::collections::BTreeSet<String> = log
+        .iter()
+        .filter(|t| t["status"] == "APPLIED")
+        .map(|t| effective(t)[..10].to_string())
+        .filter(|day| day.as_str() < today)
+        .collect();
+    assert!(days.len() > 5, "the log spans many days: {days:?}");
+    let checked = wait_for_check(&server, 2 * days.len()).await;
+    assert!(checked.contains("every invariant holds"), "{checked}");
+
+    let reads_equal_the_log = |log: Vec<Value>| {
+        let (server, alice, bob, currency) = (&server, alice.clone(), bob.clone(), currency.clone());
+        async move {
+            let mut instants: Vec<String> = vec!["2023-12-31T23:59:59Z".into(), "2030-01-01T00:00:00Z".into()];
+            for t in log.iter().filter(|t| t["status"] == "APPLIED") {
+                let day = &effective(t)[..10];
+                instants.push(effective(t));
+                instants.push(format!("{day}T00:00:00Z"));
+                instants.push(format!("{day}T23:59:59.999999Z"));
+            }
+            for balance in [&alice, &bob] {
+                for at in &instants {
+                    let (credit, debit) = settled(&log, balance, at);
+                    let expected = json!({"balance": credit - debit, "credit_balance": credit, "debit_balance": debit,
+                        "currency": currency, "balance_id": balance});
+                    for source in ["false", "true"] {
+                        let path = format!("/balances/{balance}/at?timestamp={at}&from_source={source}");
+                        let (status, answer) = server.get(&path).await;
+                        assert_eq!((status, &answer["balance"]), (StatusCode::OK, &expected), "{path}");
+                    }
+                }
+            }
+        }
+    };
+    reads_equal_the_log(log).await;
+
+    // Behind every snapshot: each one after it grows by it, in the transaction's own commit.
+    server
+        .create(
+            "/transactions",
+            json!({"precise_amount": 77, "currency": currency, "source": alice,
+            "destination": bob, "reference": unique("late"), "allow_overdraft": true, "skip_queue": true,
+            "effective_date": "2024-01-05T08:00:00Z"}),
+        )
+        .await;
+    let (_, log) = server.get("/transactions?limit=1000&sort_order=asc").await;
+    reads_equal_the_log(log.as_array().unwrap().clone()).await;
+    let checked = wait_for_check(&server, 2 * days.len()).await;
+    assert!(checked.contains("every invariant holds"), "{checked}");
+}
+
+/// Runs `keel check` on the server's database until it has checked `snapshots` snapshots (taken in
+/// the background); what it printed then.
+async fn wait_for_check(server: &Server, snapshots: usize) -> String {
+    let wanted = format!("{snapshots} snapshots checked");
+    for _ in 0..100 {
+        let (ok, printed) = common::keel(&["check", "--database", &server.database_url]);
+        if printed.contains(&wanted) {
+            assert!(ok, "{printed}");
+            return printed;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("keel check never counted {wanted}");
+}

@@ -1,5 +1,6 @@
 //! Deterministic simulation. Many simulated clients issue random commands of every kind
-//! (transfers, queued, inflight, commits, voids, refunds, monitors, balances) to the engine's batch
+//! (transfers, some backdated, queued, inflight, commits, voids, refunds, monitors, balances,
+//! balance snapshots while days pass) to the engine's batch
 //! loop (`engine::Core`), one batch per step, over a real SQLite store wrapped in a `FaultyStore`
 //! that injects, at points chosen by the seed, a failed statement, a failed commit, a commit whose
 //! answer is lost (then the process "dies" and restarts from its file), and a slow commit.
@@ -106,6 +107,8 @@ struct Stats {
     bulk_dry_runs: u64,
     /// Ledger-wide monitors created or changed (acknowledged).
     rules: u64,
+    /// Balance snapshots found (and recomputed from the log) by the last full check.
+    snapshots: u64,
     faults: BTreeMap<&'static str, u64>,
 }
 
@@ -129,6 +132,7 @@ impl Stats {
         self.auto_transfers += other.auto_transfers;
         self.bulk_dry_runs += other.bulk_dry_runs;
         self.rules += other.rules;
+        self.snapshots += other.snapshots;
         for (name, n) in &other.faults {
             *self.faults.entry(name).or_default() += n;
         }
@@ -139,8 +143,8 @@ impl Stats {
             "simulation: {} seeds, {} commands in {} batches: {} acknowledged, {} refused ({} by guards), \
              {} failed in storage, {} outcome unknown; {} restarts, {} full checks, {} dry runs predicted \
              ({} of bulk requests), {} splits, {} bulks, {} commits, voids or refunds of several, \
-             {} voids refunded, {} automatic transfers seen by full checks, {} ledger-wide monitors written; \
-             faults fired: {:?}",
+             {} voids refunded, {} automatic transfers seen by full checks, {} ledger-wide monitors written, \
+             {} balance snapshots checked at the end; faults fired: {:?}",
             self.seeds,
             self.commands,
             self.steps,
@@ -159,6 +163,7 @@ impl Stats {
             self.voids_refunded,
             self.auto_transfers,
             self.rules,
+            self.snapshots,
             self.faults
         )
     }
@@ -264,7 +269,11 @@ impl Simulation {
             let clients = 1 + self.rng.usize(..16);
             let batch: Vec<Command> = (0..clients).map(|_| self.random_command()).collect();
             // Up to 1.5 s between batches: the 1 s, 3 s and 10 s windows of velocity monitors roll.
-            self.clock.advance(self.rng.i64(0..1_500));
+            // Now and then hours pass, so days end and balance snapshots are taken across them.
+            match self.rng.u8(..100) {
+                0 => self.clock.advance(self.rng.i64(3_600_000..30 * 3_600_000)),
+                _ => self.clock.advance(self.rng.i64(0..1_500)),
+            }
             self.arm_random_faults();
             self.step(batch);
             if self.rng.u8(..6) == 0 {
@@ -696,6 +705,7 @@ impl Simulation {
             | Outcome::EndpointDelivery(_)
             | Outcome::Identity(_)
             | Outcome::Done
+            | Outcome::Snapshots(_)
             | Outcome::QueueNudged => {}
         }
     }
@@ -786,7 +796,8 @@ impl Simulation {
         self.stats.full_checks += 1;
         let seed = self.seed;
         let report = keel::check::run(self.faulty(), &mut |_| {}).expect("the check reads the store");
-        assert!(report.problems.is_empty(), "B1/D1/R1, seed {seed}: keel check found {:?}", report.problems);
+        assert!(report.problems.is_empty(), "B1/D1/R1/H1, seed {seed}: keel check found {:?}", report.problems);
+        self.stats.snapshots = report.snapshots;
         let reader = self.reader();
         let mut stored_ids = HashSet::new();
         let mut automatic_seen = 0;
@@ -944,9 +955,16 @@ impl Simulation {
 
     fn random_request(&mut self) -> Command {
         match self.rng.u8(..100) {
-            0..=2 => {
+            0..=1 => {
                 let currency = CURRENCIES[self.rng.usize(..2)];
                 self.new_balance(currency)
+            }
+            // Snapshots of some balances (H1: `keel check` recomputes each from the log).
+            2 => {
+                let mut balance_ids: Vec<String> =
+                    self.model.balances.iter().filter(|_| self.rng.bool()).cloned().collect();
+                balance_ids.sort();
+                Command::TakeSnapshots { balance_ids }
             }
             3..=46 => self.random_transfer(),
             47..=49 => self.random_bulk(),
@@ -1000,19 +1018,7 @@ impl Simulation {
                     false => Command::DeleteMonitor { id: existing[self.rng.usize(..existing.len())].0.clone() },
                 }
             }
-            95 => {
-                // Metadata on a balance (written under its lock, into the engine's copy: C1 checks
-                // it on the next cache hit) or on a transaction and its children.
-                let ids = match self.rng.u8(..4) {
-                    0 | 1 => self.model.balances.clone(),
-                    2 => self.model.applied.clone(),
-                    _ => self.model.settled_and_groups.clone(),
-                };
-                let id = self.pick(&ids).cloned().unwrap_or_else(|| "bln_unknown".into());
-                let mut meta_data = serde_json::Map::new();
-                meta_data.insert(format!("k{}", self.rng.u8(..4)), serde_json::Value::from(self.rng.u32(..100)));
-                Command::UpdateMetadata { id, meta_data }
-            }
+            95 => self.random_metadata(),
             _ => {
                 // A transfer from the outside world: `@World` is created on first use, per currency.
                 let balances = self.model.balances.clone();
@@ -1021,6 +1027,20 @@ impl Simulation {
                 self.transfer("@World".into(), destination, currency, true)
             }
         }
+    }
+
+    /// Metadata on a balance (written under its lock, into the engine's copy: C1 checks it on the
+    /// next cache hit) or on a transaction and its children.
+    fn random_metadata(&mut self) -> Command {
+        let ids = match self.rng.u8(..4) {
+            0 | 1 => self.model.balances.clone(),
+            2 => self.model.applied.clone(),
+            _ => self.model.settled_and_groups.clone(),
+        };
+        let id = self.pick(&ids).cloned().unwrap_or_else(|| "bln_unknown".into());
+        let mut meta_data = serde_json::Map::new();
+        meta_data.insert(format!("k{}", self.rng.u8(..4)), serde_json::Value::from(self.rng.u32(..100)));
+        Command::UpdateMetadata { id, meta_data }
     }
 
     /// A bulk request of one to five transfers (now and then a split among them), atomic or not,
@@ -1113,7 +1133,15 @@ impl Simulation {
             allow_overdraft: overdraft,
             // Sometimes a bounded overdraft (Blnk's `overdraft_limit`), with or without permission.
             overdraft_limit: BigInt::from(if self.rng.u8(..5) == 0 { self.rng.u32(1..500) } else { 0 }),
-            effective_date: None,
+            // Now and then backdated (up to three days, behind snapshots taken since) or ahead.
+            effective_date: match self.rng.u8(..8) {
+                0 => {
+                    let at = self.clock.now().1 + self.rng.i64(-3 * 86_400_000..3_600_000);
+                    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at as u64);
+                    Some(humantime::format_rfc3339_micros(at).to_string())
+                }
+                _ => None,
+            },
             // Now and then scheduled: in the past (so applied as usual) or far ahead (so it waits).
             scheduled_for: match self.rng.u8(..40) {
                 0 => Some("2000-01-01T00:00:00.000000Z".into()),

@@ -130,6 +130,7 @@ fn required_scopes(method: &Method, path: &str) -> Result<Vec<(&'static str, Act
             ))
         }
         "refund-transaction" => vec![("transactions", action)],
+        "balances-snapshots" => vec![("balances", Action::Write)],
         // Reading personal data back from its tokens takes more than reading the tokens.
         "identities" if segments.get(2) == Some(&"detokenize") => vec![("identities", Action::Write)],
         // A balance linked to an identity, read with it: both resources.

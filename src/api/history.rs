@@ -1,7 +1,9 @@
-//! A balance's past: `GET /balances/{id}/at` (Blnk's: the balance at an instant) and
+//! A balance's past: `GET /balances/{id}/at` (Blnk's: the balance at an instant),
 //! `GET /balances/{id}/history` (Keel's: the balance over a range, point by point, with the
-//! transaction that moved it at each). Both count the settled totals of the balance's `APPLIED`
-//! transactions by their effective instant (`effective_date`, else `created_at`).
+//! transaction that moved it at each) and `POST /balances-snapshots` (Blnk's: take snapshots now).
+//! Both reads count the settled totals of the balance's `APPLIED` transactions by their effective
+//! instant (`effective_date`, else `created_at`), from the latest snapshot before the instant
+//! (`domain::snapshot`) and the transactions since.
 
 use super::error::ApiError;
 use super::extract::{PathId, QueryPairs};
@@ -17,7 +19,8 @@ use std::time::SystemTime;
 /// Most points one history answers (`limit`).
 const MAX_POINTS: u32 = 10_000;
 
-/// An instant from the query (RFC 3339), as rows write it and as clients read it.
+/// An instant from the query (RFC 3339): the exclusive bound that stands for "up to and including
+/// it" in rows' terms, and as clients read it.
 fn instant(text: Option<String>, field: &str) -> Result<Option<(String, String)>, ApiError> {
     use time::format_description::well_known::Rfc3339;
     let Some(text) = text.filter(|t| !t.trim().is_empty()) else { return Ok(None) };
@@ -28,9 +31,10 @@ fn instant(text: Option<String>, field: &str) -> Result<Option<(String, String)>
     Ok(Some(stamps(SystemTime::from(at))))
 }
 
-/// (as rows write it, microseconds; as answers show it, seconds).
+/// (one microsecond after it, as rows write instants; as answers show it, seconds).
 fn stamps(at: SystemTime) -> (String, String) {
-    (humantime::format_rfc3339_micros(at).to_string(), humantime::format_rfc3339_seconds(at).to_string())
+    let bound = crate::domain::snapshot::just_after(at);
+    (humantime::format_rfc3339_micros(bound).to_string(), humantime::format_rfc3339_seconds(at).to_string())
 }
 
 fn totals(credit: &BigInt, debit: &BigInt) -> Value {
@@ -44,8 +48,8 @@ fn totals(credit: &BigInt, debit: &BigInt) -> Value {
 pub struct AtOptions {
     /// RFC 3339 (default: now).
     timestamp: Option<String>,
-    /// Blnk's: compute from the transactions rather than snapshots. Keel always computes from
-    /// the transactions; the flag is echoed.
+    /// Blnk's: compute from every transaction rather than from the latest snapshot before the
+    /// instant and the transactions since (the same answer, exactly; slower on a long log).
     from_source: Option<bool>,
 }
 
@@ -82,7 +86,7 @@ pub async fn at(
     let (until, shown) = instant(timestamp, "timestamp")?.unwrap_or_else(|| stamps(SystemTime::now()));
     let found = read(&app, move |r| {
         let Some(balance) = r.balance(&id)? else { return Ok(None) };
-        let (credit, debit) = settled_until(r, &id, &until)?;
+        let (credit, debit) = settled_until(r, &id, &until, !from_source)?;
         Ok(Some((balance, credit, debit)))
     })
     .await?;
@@ -93,10 +97,21 @@ pub async fn at(
     Ok(Json(json!({ "balance": answer, "timestamp": shown, "from_source": from_source })))
 }
 
-/// The settled (credit, debit) of a balance's transactions effective by `at`.
-fn settled_until(r: &dyn crate::store::Reads, id: &str, at: &str) -> crate::store::StoreResult<(BigInt, BigInt)> {
-    let debit: BigInt = r.settled_amounts_until(id, at, true)?.into_iter().sum();
-    let credit: BigInt = r.settled_amounts_until(id, at, false)?.into_iter().sum();
+/// The settled (credit, debit) of a balance's transactions effective before `until`: from its
+/// latest snapshot before then and the transactions since (`with_snapshots`), or from all of them.
+fn settled_until(
+    r: &dyn crate::store::Reads,
+    id: &str,
+    until: &str,
+    with_snapshots: bool,
+) -> crate::store::StoreResult<(BigInt, BigInt)> {
+    let start = if with_snapshots { r.latest_snapshot(id, Some(until))? } else { None };
+    let (from, credit, debit) = match start {
+        Some(s) => (s.at, s.credit_balance, s.debit_balance),
+        None => (String::new(), BigInt::default(), BigInt::default()),
+    };
+    let credit = credit + r.settled_sum(id, &from, until, false)?;
+    let debit = debit + r.settled_sum(id, &from, until, true)?;
     Ok((credit, debit))
 }
 
@@ -153,7 +168,7 @@ pub async fn history(
         let Some(balance) = r.balance(&id)? else { return Ok(None) };
         // Before its creation a balance had nothing: the default range starts there.
         let from = from.unwrap_or_else(|| (String::new(), balance.created_at.clone()));
-        let (credit, debit) = settled_until(r, &id, &from.0)?;
+        let (credit, debit) = settled_until(r, &id, &from.0, true)?;
         let moved = r.settled_between(&id, &from.0, &to.0, limit + 1)?;
         Ok(Some((balance, from.1, credit, debit, moved)))
     })
@@ -185,4 +200,47 @@ pub async fn history(
         "balance_id": balance.id, "currency": balance.currency, "from": from_shown, "to": to.1,
         "start": start, "points": points, "has_more": has_more,
     })))
+}
+
+/// `POST /balances-snapshots`' options.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read from the query string by `take_snapshots`; this type only describes it
+pub struct SnapshotOptions {
+    /// Balances per step (default 1000; more than 10,000 is taken as 10,000).
+    batch_size: Option<i64>,
+}
+
+#[utoipa::path(operation_id = "takeBalanceSnapshots",
+    post,
+    path = "/balances-snapshots",
+    tag = "balances",
+    params(SnapshotOptions),
+    responses(
+        (status = 200, description = "`{\"message\"}`: snapshots are being taken in the background (Keel also \
+            takes them once a day by itself); a run already going on carries on", body = Object),
+        (status = 400, description = "GEN_VALIDATION_ERROR: batch_size", body = crate::api::error::ErrorBody),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody))
+)]
+pub async fn take_snapshots(
+    State(app): State<AppState>,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Json<Value>, ApiError> {
+    let mut batch_size = crate::snapshots::DEFAULT_BATCH;
+    for (name, value) in pairs {
+        match name.as_str() {
+            "batch_size" => {
+                let size = value.trim().parse::<i64>().ok().filter(|n| *n > 0);
+                let size = size
+                    .ok_or_else(|| ApiError::validation(Resource::General, "batch_size", "invalid batch_size value"))?;
+                batch_size = size.min(crate::snapshots::MAX_BATCH as i64) as u32;
+            }
+            other => {
+                return Err(ApiError::validation(Resource::General, other, format!("{other} is not an option here")))
+            }
+        }
+    }
+    crate::snapshots::start(app.store.clone(), app.engine.clone(), batch_size);
+    Ok(Json(json!({ "message": "Snapshotting in progress. should be completed shortly" })))
 }

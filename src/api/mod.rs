@@ -95,6 +95,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(balances::set_identity))
         .routes(routes!(history::at))
         .routes(routes!(history::history))
+        .routes(routes!(history::take_snapshots))
         .routes(routes!(balances::by_indicator))
         .routes(routes!(transactions::create, transactions::list))
         .routes(routes!(transactions::filter))

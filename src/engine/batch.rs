@@ -269,6 +269,8 @@ pub(super) fn plan(
         Command::SetBalanceIdentity { balance_id, .. } => {
             Ok(Plan { balances: vec![balance_id.clone()], resolved: None, legs: vec![] })
         }
+        // Locked: a transaction commits before the snapshot is read, or after (then adjusting it, H1).
+        Command::TakeSnapshots { balance_ids: ids } => Ok(Plan { balances: ids.clone(), resolved: None, legs: vec![] }),
         Command::DryRun(_) => unreachable!("a dry run is rehearsed on its own (`Core::execute`), never batched"),
         // A balance's metadata is written under its lock, into the copy the batch holds (C1).
         Command::UpdateMetadata { id, .. } if id.starts_with("bln_") => {
@@ -622,6 +624,7 @@ impl Batch {
                 self.set_balance_identity(w, balance_id, identity_id)
             }
             Command::RunQueue => Ok(Outcome::QueueNudged),
+            Command::TakeSnapshots { balance_ids } => self.take_snapshots(w, balance_ids),
             Command::DryRun(_) => unreachable!("a dry run is rehearsed on its own, never batched"),
         }
     }

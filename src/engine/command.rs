@@ -126,6 +126,12 @@ pub enum Command {
     ApplyQueued(Transaction),
     /// Internal: look for queued and due scheduled transactions (the scheduler's nudge).
     RunQueue,
+    /// Takes the snapshots these balances need, up to today's horizon (`domain::snapshot`). Runs
+    /// in a batch of its own (`Core::execute`).
+    TakeSnapshots {
+        /// Sorted.
+        balance_ids: Vec<String>,
+    },
     /// Runs a money-moving command (`CreateTransaction`, `FinishInflight`, `Refund`) by the same
     /// rules against the current state, in a database transaction that is rolled back: it answers
     /// `Outcome::Preview` and changes nothing (`rehearsal.rs`).
@@ -345,6 +351,8 @@ pub enum Outcome {
     Identity(Identity),
     /// An identity was deleted, or a balance linked to one.
     Done,
+    /// How many snapshots `TakeSnapshots` took.
+    Snapshots(u64),
     /// `RunQueue` was noted.
     QueueNudged,
 }

@@ -19,6 +19,7 @@ mod ledgers;
 mod metadata;
 mod monitors;
 mod rehearsal;
+mod snapshots;
 mod splits;
 mod transactions;
 mod windows;
@@ -231,19 +232,26 @@ impl Core {
     /// Dry runs among `commands` are rehearsed one by one after the batch commits, each in a
     /// transaction of its own that is rolled back: so each sees the state the real ones left.
     pub fn execute(&mut self, commands: Vec<Command>) -> Vec<Result<Outcome, EngineError>> {
-        if commands.iter().any(|c| matches!(c, Command::DryRun(_))) {
-            let (dry_runs, real): (Vec<_>, Vec<_>) =
-                commands.into_iter().enumerate().partition(|(_, c)| matches!(c, Command::DryRun(_)));
+        // A dry run is rehearsed on its own; snapshots are taken in a batch of their own, which has
+        // written nothing yet (PostgreSQL holds a batch's transaction rows back until its end, so a
+        // snapshot taken after one in the same batch would miss it).
+        let apart = |c: &Command| matches!(c, Command::DryRun(_) | Command::TakeSnapshots { .. });
+        if commands.iter().any(|c| matches!(c, Command::DryRun(_)))
+            || (commands.len() > 1 && commands.iter().any(apart))
+        {
+            let (alone, real): (Vec<_>, Vec<_>) = commands.into_iter().enumerate().partition(|(_, c)| apart(c));
             let (positions, real): (Vec<usize>, Vec<Command>) = real.into_iter().unzip();
             let mut answers: Vec<Option<Result<Outcome, EngineError>>> =
-                (0..positions.len() + dry_runs.len()).map(|_| None).collect();
+                (0..positions.len() + alone.len()).map(|_| None).collect();
             let committed = if real.is_empty() { Vec::new() } else { self.execute(real) };
             for (position, answer) in positions.into_iter().zip(committed) {
                 answers[position] = Some(answer);
             }
-            for (position, dry_run) in dry_runs {
-                let Command::DryRun(command) = dry_run else { unreachable!("partitioned above") };
-                answers[position] = Some(self.rehearse(&command));
+            for (position, command) in alone {
+                answers[position] = Some(match command {
+                    Command::DryRun(command) => self.rehearse(&command),
+                    other => self.execute(vec![other]).pop().expect("E1: one answer per command"),
+                });
             }
             return answers.into_iter().map(|a| a.expect("E1: one answer per command")).collect();
         }

@@ -19,6 +19,7 @@ use crate::domain::filter::Query;
 use crate::domain::identity::Identity;
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Monitor, RuleState};
+use crate::domain::snapshot::{BalanceSnapshot, Minute};
 use crate::domain::transaction::{Status, Transaction};
 use crate::domain::velocity::CheckpointLog;
 use num_bigint::BigInt;
@@ -206,7 +207,11 @@ delegate! { reads:
     find_monitors(query: &Query) -> Found<Monitor>;
     transactions_of_balance(balance_id: &str) -> Vec<Transaction>;
     queued_of_balance(balance_id: &str) -> Vec<Transaction>;
-    settled_amounts_until(balance_id: &str, at: &str, debits: bool) -> Vec<BigInt>;
+    settled_sum(balance_id: &str, from: &str, until: &str, debits: bool) -> BigInt;
+    settled_minutes(balance_id: &str, from: &str, until: &str, debits: bool) -> Vec<Minute>;
+    latest_snapshot(balance_id: &str, before: Option<&str>) -> Option<BalanceSnapshot>;
+    snapshots(page: Page) -> Vec<BalanceSnapshot>;
+    balance_ids_after(after: &str, limit: u32) -> Vec<String>;
     settled_between(balance_id: &str, from: &str, to: &str, limit: u32) -> Vec<Transaction>;
     identity(id: &str) -> Option<Identity>;
     identity_has_balances(id: &str) -> bool;
@@ -255,6 +260,7 @@ delegate! { writes:
     save_balance_totals(balance: &Balance) -> ();
     insert_transaction(transaction: &Transaction) -> ();
     set_transaction_status(id: &str, status: Status) -> ();
+    insert_snapshot(snapshot: &BalanceSnapshot) -> ();
     set_transaction_meta_data(id: &str, meta_data: &Map<String, serde_json::Value>) -> ();
     set_balance_meta_data(id: &str, meta_data: &Map<String, serde_json::Value>) -> ();
     queued_transactions(limit: u32, now: &str) -> Vec<Transaction>;

@@ -27,6 +27,7 @@ use crate::domain::filter::Query;
 use crate::domain::identity::Identity;
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Monitor, RuleState};
+use crate::domain::snapshot::{BalanceSnapshot, Minute};
 use crate::domain::transaction::{Status, Transaction};
 use crate::domain::velocity::CheckpointLog;
 use num_bigint::BigInt;
@@ -115,12 +116,21 @@ pub trait Reads {
     fn transactions(&self, page: Page) -> StoreResult<Vec<Transaction>>;
     /// Every transaction that moved (or holds, or queues) money of `balance_id`, in log order.
     fn transactions_of_balance(&self, balance_id: &str) -> StoreResult<Vec<Transaction>>;
-    /// The amounts of the `APPLIED` transactions that took money from `balance_id` (`debits`) or
-    /// brought it money, whose effective instant (`effective_date`, else `created_at`) is at or
-    /// before `at` (RFC 3339 in UTC, microseconds).
-    fn settled_amounts_until(&self, balance_id: &str, at: &str, debits: bool) -> StoreResult<Vec<BigInt>>;
+    /// The sum of the `APPLIED` transactions that took money from `balance_id` (`debits`) or brought
+    /// it money, whose effective instant (`effective_date`, else `created_at`) is at or after `from`
+    /// and before `until` (RFC 3339 in UTC, microseconds; `""` is the beginning).
+    fn settled_sum(&self, balance_id: &str, from: &str, until: &str, debits: bool) -> StoreResult<BigInt>;
+    /// The same, per UTC minute of the effective instant (`YYYY-MM-DDTHH:MM`) with how many, in no
+    /// particular order.
+    fn settled_minutes(&self, balance_id: &str, from: &str, until: &str, debits: bool) -> StoreResult<Vec<Minute>>;
+    /// The balance's latest snapshot, or its latest before `before`.
+    fn latest_snapshot(&self, balance_id: &str, before: Option<&str>) -> StoreResult<Option<BalanceSnapshot>>;
+    /// Every snapshot, by balance then instant (`keel check`).
+    fn snapshots(&self, page: Page) -> StoreResult<Vec<BalanceSnapshot>>;
+    /// Up to `limit` balance ids after `after`, in id order (`""`: from the first).
+    fn balance_ids_after(&self, after: &str, limit: u32) -> StoreResult<Vec<String>>;
     /// Up to `limit` `APPLIED` transactions of `balance_id` (either side) whose effective instant is
-    /// after `from` and at or before `to`, in effective order (then arrival).
+    /// at or after `from` and before `to`, in effective order (then arrival).
     fn settled_between(&self, balance_id: &str, from: &str, to: &str, limit: u32) -> StoreResult<Vec<Transaction>>;
     /// The `QUEUED` transactions of `balance_id`, either side.
     fn queued_of_balance(&self, balance_id: &str) -> StoreResult<Vec<Transaction>>;
@@ -198,8 +208,14 @@ pub trait Writes: Reads {
     fn delete_balance(&mut self, id: &str) -> StoreResult<()>;
     /// Writes the four totals and the version.
     fn save_balance_totals(&mut self, balance: &Balance) -> StoreResult<()>;
+    /// Inserts a transaction; one `APPLIED` with an effective instant before some snapshots of its
+    /// balances is added to them (invariant H1, `domain::snapshot`).
     fn insert_transaction(&mut self, transaction: &Transaction) -> StoreResult<()>;
+    /// Sets a transaction's status; made `APPLIED`, it is added to its balances' snapshots taken
+    /// after its effective instant (H1).
     fn set_transaction_status(&mut self, id: &str, status: Status) -> StoreResult<()>;
+    /// Records a snapshot (nothing if the balance has one at that instant already).
+    fn insert_snapshot(&mut self, snapshot: &BalanceSnapshot) -> StoreResult<()>;
     /// Replaces a transaction's `meta_data` (the engine merged it).
     fn set_transaction_meta_data(&mut self, id: &str, meta_data: &Map<String, serde_json::Value>) -> StoreResult<()>;
     /// Replaces a balance's `meta_data` (the engine merged it, under the balance's lock).

@@ -34,6 +34,7 @@ const MIGRATIONS: &Migrations = &[
     (10, "webhook_endpoints", include_str!("../../migrations/postgres/0010_webhook_endpoints.sql")),
     (11, "list_indexes", include_str!("../../migrations/postgres/0011_list_indexes.sql")),
     (12, "identities", include_str!("../../migrations/postgres/0012_identities.sql")),
+    (13, "balance_snapshots", include_str!("../../migrations/postgres/0013_balance_snapshots.sql")),
 ];
 
 /// How long a write whose COMMIT answer was lost keeps asking the database whether it committed

@@ -16,6 +16,7 @@ use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{
     Action, AutoTransfer, Condition, Field, LedgerScope, Monitor, Operator, RuleState, State, Trigger,
 };
+use crate::domain::snapshot::BalanceSnapshot;
 use crate::domain::transaction::{Status, Transaction};
 use crate::domain::velocity::{CheckpointLog, Velocity, Window};
 use num_bigint::BigInt;
@@ -82,7 +83,7 @@ pub fn columns_of(table: &str) -> Option<&'static [Column]> {
     }
     let tables = [of::<Ledger>(), of::<Balance>(), of::<Transaction>(), of::<Monitor>(), of::<Event>()];
     let more = [of::<Attempt>(), of::<ApiKey>(), of::<CheckpointChunk>(), of::<LedgerRule>(), of::<RuleState>()];
-    let webhooks = [of::<Endpoint>(), of::<EndpointDelivery>(), of::<Identity>()];
+    let webhooks = [of::<Endpoint>(), of::<EndpointDelivery>(), of::<Identity>(), of::<BalanceSnapshot>()];
     tables.into_iter().chain(more).chain(webhooks).find(|(name, _)| *name == table).map(|(_, c)| c)
 }
 
@@ -395,5 +396,14 @@ record! {
         balance_id: String = balance_id,
         version: i64 = version,
         entries: CheckpointLog = entries,
+    }
+}
+
+record! {
+    BalanceSnapshot in "balance_snapshots" {
+        balance_id: String = balance_id,
+        snapshot_at: String = at,
+        credit_balance: BigInt = credit_balance,
+        debit_balance: BigInt = debit_balance,
     }
 }

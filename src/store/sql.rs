@@ -12,6 +12,7 @@
 //!   per item of the list bound to `$1` (in-process index lookups cost less than an IN list);
 //! - `{numeric}`, after a placeholder: the cast PostgreSQL needs to bind an amount as text;
 //! - `{amount}`, after a selected amount column: the cast PostgreSQL needs to read it as text;
+//! - `{sum:column}`: the exact sum of an amount column, as text (SQLite: Keel's `keel_sum`);
 //! - `{lock}` / `{skip_locked}` / `{share}`: PostgreSQL's `FOR UPDATE` / `FOR UPDATE SKIP LOCKED` /
 //!   `FOR SHARE` (SQLite's
 //!   writer holds the database's one write lock for the whole batch, so reading is locking).
@@ -31,6 +32,7 @@ use crate::domain::filter::Query;
 use crate::domain::identity::Identity;
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Monitor, RuleState, State};
+use crate::domain::snapshot::{BalanceSnapshot, Minute};
 use crate::domain::transaction::{Status, Transaction};
 use crate::domain::velocity::CheckpointLog;
 use num_bigint::BigInt;
@@ -75,6 +77,10 @@ fn render_uncached(dialect: Dialect, template: &str) -> String {
             "lock" => out.push_str(if pg { " FOR UPDATE" } else { "" }),
             "skip_locked" => out.push_str(if pg { " FOR UPDATE SKIP LOCKED" } else { "" }),
             "share" => out.push_str(if pg { " FOR SHARE" } else { "" }),
+            _ if token.starts_with("sum:") => {
+                let column = &token["sum:".len()..];
+                out.push_str(&if pg { format!("SUM({column})::text") } else { format!("keel_sum({column})") })
+            }
             _ => out.push_str(&render_table_token(dialect, token)),
         }
         rest = &rest[end + 1..];
@@ -205,6 +211,31 @@ pub trait WriteSql: Sql {
         )
         .map(drop)
     }
+}
+
+/// Adds an `APPLIED` transaction to its balances' snapshots taken after its effective instant
+/// (invariant H1): a backdated `effective_date`, or a queued transaction applied after a snapshot.
+fn settle_late<S: Sql + ?Sized>(sql: &S, t: &Transaction) -> StoreResult<()> {
+    let at = t.effective_date.as_deref().unwrap_or(&t.created_at);
+    for (balance_id, debits) in [(&t.source_balance_id, true), (&t.destination_balance_id, false)] {
+        let later: Vec<BalanceSnapshot> = sql.all(
+            "SELECT {balance_snapshots} FROM balance_snapshots WHERE balance_id = $1 AND snapshot_at > $2",
+            &[balance_id.as_str().into(), at.into()],
+        )?;
+        for mut snapshot in later {
+            if debits {
+                snapshot.debit_balance += &t.precise_amount;
+            } else {
+                snapshot.credit_balance += &t.precise_amount;
+            }
+            sql.execute(
+                "UPDATE balance_snapshots SET credit_balance = $3{numeric}, debit_balance = $4{numeric}
+                 WHERE balance_id = $1 AND snapshot_at = $2",
+                &snapshot.values(),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// A balance's id, four totals, version and latest checkpoints: what a batch writes back.
@@ -365,25 +396,110 @@ impl<S: Sql> Reads for S {
         )
     }
 
-    fn settled_amounts_until(&self, balance_id: &str, at: &str, debits: bool) -> StoreResult<Vec<BigInt>> {
+    fn settled_sum(&self, balance_id: &str, from: &str, until: &str, debits: bool) -> StoreResult<BigInt> {
+        // Two index ranges, one per way a row states when it moved (partial indexes of migrations
+        // sqlite/0014, postgres/0013 for `effective_date`), never a walk of the balance's log.
         let sql = if debits {
-            "SELECT precise_amount{amount} FROM transactions WHERE source_balance_id = $1 AND status = 'APPLIED'
-             AND COALESCE(effective_date, created_at) <= $2"
+            "SELECT {sum:amount} FROM (
+               SELECT precise_amount AS amount FROM transactions WHERE source_balance_id = $1
+               AND effective_date IS NULL AND created_at >= $2 AND created_at < $3 AND status = 'APPLIED'
+               UNION ALL
+               SELECT precise_amount FROM transactions WHERE source_balance_id = $1
+               AND effective_date >= $2 AND effective_date < $3 AND status = 'APPLIED') AS settled"
         } else {
-            "SELECT precise_amount{amount} FROM transactions WHERE destination_balance_id = $1 AND status = 'APPLIED'
-             AND COALESCE(effective_date, created_at) <= $2"
+            "SELECT {sum:amount} FROM (
+               SELECT precise_amount AS amount FROM transactions WHERE destination_balance_id = $1
+               AND effective_date IS NULL AND created_at >= $2 AND created_at < $3 AND status = 'APPLIED'
+               UNION ALL
+               SELECT precise_amount FROM transactions WHERE destination_balance_id = $1
+               AND effective_date >= $2 AND effective_date < $3 AND status = 'APPLIED') AS settled"
         };
-        self.rows(sql, &[balance_id.into(), at.into()], BigInt::decode)
+        let sums = self.rows(sql, &[balance_id.into(), from.into(), until.into()], Option::<BigInt>::decode)?;
+        Ok(sums.into_iter().flatten().sum())
+    }
+
+    fn settled_minutes(&self, balance_id: &str, from: &str, until: &str, debits: bool) -> StoreResult<Vec<Minute>> {
+        let sql = if debits {
+            "SELECT minute, {sum:amount}, COUNT(*) FROM (
+               SELECT substr(created_at, 1, 16) AS minute, precise_amount AS amount FROM transactions
+               WHERE source_balance_id = $1 AND effective_date IS NULL AND created_at >= $2 AND created_at < $3
+               AND status = 'APPLIED'
+               UNION ALL
+               SELECT substr(effective_date, 1, 16), precise_amount FROM transactions
+               WHERE source_balance_id = $1 AND effective_date >= $2 AND effective_date < $3
+               AND status = 'APPLIED') AS settled GROUP BY minute"
+        } else {
+            "SELECT minute, {sum:amount}, COUNT(*) FROM (
+               SELECT substr(created_at, 1, 16) AS minute, precise_amount AS amount FROM transactions
+               WHERE destination_balance_id = $1 AND effective_date IS NULL AND created_at >= $2 AND created_at < $3
+               AND status = 'APPLIED'
+               UNION ALL
+               SELECT substr(effective_date, 1, 16), precise_amount FROM transactions
+               WHERE destination_balance_id = $1 AND effective_date >= $2 AND effective_date < $3
+               AND status = 'APPLIED') AS settled GROUP BY minute"
+        };
+        self.rows(sql, &[balance_id.into(), from.into(), until.into()], |c| {
+            Ok((text(c)?, BigInt::decode(c)?, c.int()? as u64))
+        })
+    }
+
+    fn latest_snapshot(&self, balance_id: &str, before: Option<&str>) -> StoreResult<Option<BalanceSnapshot>> {
+        match before {
+            Some(before) => self.one(
+                "SELECT {balance_snapshots} FROM balance_snapshots WHERE balance_id = $1 AND snapshot_at < $2
+                 ORDER BY snapshot_at DESC LIMIT 1",
+                &[balance_id.into(), before.into()],
+            ),
+            None => self.one(
+                "SELECT {balance_snapshots} FROM balance_snapshots WHERE balance_id = $1
+                 ORDER BY snapshot_at DESC LIMIT 1",
+                &[balance_id.into()],
+            ),
+        }
+    }
+
+    fn snapshots(&self, page: Page) -> StoreResult<Vec<BalanceSnapshot>> {
+        self.page(
+            "SELECT {balance_snapshots} FROM balance_snapshots ORDER BY balance_id, snapshot_at LIMIT $1 OFFSET $2",
+            page,
+        )
+    }
+
+    fn balance_ids_after(&self, after: &str, limit: u32) -> StoreResult<Vec<String>> {
+        self.rows(
+            "SELECT balance_id FROM balances WHERE balance_id > $1 ORDER BY balance_id LIMIT $2",
+            &[after.into(), Value::Int(limit.into())],
+            text,
+        )
     }
 
     fn settled_between(&self, balance_id: &str, from: &str, to: &str, limit: u32) -> StoreResult<Vec<Transaction>> {
-        self.all(
-            "SELECT {transactions} FROM transactions
-             WHERE (source_balance_id = $1 OR destination_balance_id = $1) AND status = 'APPLIED'
-             AND COALESCE(effective_date, created_at) > $2 AND COALESCE(effective_date, created_at) <= $3
-             ORDER BY COALESCE(effective_date, created_at), {seq} LIMIT $4",
+        // Four index ranges (each side, by `created_at` or by `effective_date`), so the cost is
+        // the range's, not the balance's whole log; then the page's rows, by id.
+        let ids = self.rows(
+            "SELECT transaction_id FROM (
+               SELECT transaction_id, created_at AS moved_at, {seq} AS arrival FROM transactions
+               WHERE source_balance_id = $1 AND effective_date IS NULL AND created_at >= $2 AND created_at < $3
+               AND status = 'APPLIED'
+               UNION ALL
+               SELECT transaction_id, effective_date, {seq} FROM transactions
+               WHERE source_balance_id = $1 AND effective_date >= $2 AND effective_date < $3 AND status = 'APPLIED'
+               UNION ALL
+               SELECT transaction_id, created_at, {seq} FROM transactions
+               WHERE destination_balance_id = $1 AND effective_date IS NULL AND created_at >= $2 AND created_at < $3
+               AND status = 'APPLIED'
+               UNION ALL
+               SELECT transaction_id, effective_date, {seq} FROM transactions
+               WHERE destination_balance_id = $1 AND effective_date >= $2 AND effective_date < $3
+               AND status = 'APPLIED') AS moved
+             ORDER BY moved_at, arrival LIMIT $4",
             &[balance_id.into(), from.into(), to.into(), Value::Int(limit.into())],
-        )
+            text,
+        )?;
+        let rows: Vec<Transaction> =
+            self.all("SELECT {transactions} FROM transactions WHERE transaction_id {any}", &[Value::TextList(&ids)])?;
+        let mut by_id: HashMap<String, Transaction> = rows.into_iter().map(|t| (t.id.clone(), t)).collect();
+        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
     }
 
     fn queued_of_balance(&self, balance_id: &str) -> StoreResult<Vec<Transaction>> {
@@ -688,15 +804,32 @@ impl<S: WriteSql> Writes for S {
     }
 
     fn insert_transaction(&mut self, transaction: &Transaction) -> StoreResult<()> {
-        self.write_transaction(transaction)
+        self.write_transaction(transaction)?;
+        // Without `effective_date` a row moved at its batch's instant, after every snapshot
+        // (`domain::snapshot::SETTLING_MS`); with one, it may be behind some (H1).
+        if transaction.status == Status::Applied && transaction.effective_date.is_some() {
+            settle_late(self, transaction)?;
+        }
+        Ok(())
     }
 
     fn set_transaction_status(&mut self, id: &str, status: Status) -> StoreResult<()> {
         self.execute(
             "UPDATE transactions SET status = $2 WHERE transaction_id = $1",
             &[id.into(), status.as_str().into()],
-        )
-        .map(drop)
+        )?;
+        // A queued or scheduled transaction applied now moved at its own effective instant, which
+        // a snapshot taken meanwhile may be past (H1).
+        if status == Status::Applied {
+            if let Some(transaction) = self.transaction(id)? {
+                settle_late(self, &transaction)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn insert_snapshot(&mut self, snapshot: &BalanceSnapshot) -> StoreResult<()> {
+        self.execute("{insert:balance_snapshots} ON CONFLICT DO NOTHING", &snapshot.values()).map(drop)
     }
 
     fn set_transaction_meta_data(&mut self, id: &str, meta_data: &Map<String, serde_json::Value>) -> StoreResult<()> {

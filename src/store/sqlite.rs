@@ -29,6 +29,7 @@ const MIGRATIONS: &Migrations = &[
     (11, "webhook_endpoints", include_str!("../../migrations/sqlite/0011_webhook_endpoints.sql")),
     (12, "list_indexes", include_str!("../../migrations/sqlite/0012_list_indexes.sql")),
     (13, "identities", include_str!("../../migrations/sqlite/0013_identities.sql")),
+    (14, "balance_snapshots", include_str!("../../migrations/sqlite/0014_balance_snapshots.sql")),
 ];
 
 const READER_POOL_SIZE: u32 = 8;
@@ -186,7 +187,7 @@ fn reader_pool(path: &str) -> StoreResult<r2d2::Pool<SqliteConnectionManager>> {
     r2d2::Pool::builder().max_size(READER_POOL_SIZE).min_idle(Some(1)).build(manager).map_err(pool_error)
 }
 
-/// `keel_key(amount, exponent)` and `keel_difference_key(a, b)`: an amount (decimal text, an
+/// `keel_key(amount, exponent)` and `keel_difference_key(a, b)` (and `keel_sum`, below): an amount (decimal text, an
 /// integer, or a JSON number's text) × 10^-exponent, or the difference of two, as the text key
 /// whose order is the numbers' (`Decimal::sort_key`). SQLite stores amounts as text of any size, so
 /// filters and sorts on amounts compare these keys, exactly. NULL for anything that is not a number.
@@ -207,7 +208,38 @@ fn register_amount_keys(conn: &Connection) -> rusqlite::Result<()> {
     })?;
     conn.create_scalar_function("keel_difference_key", 2, flags, move |ctx| {
         Ok(number(ctx, 0).zip(number(ctx, 1)).map(|(a, b)| a.minus(&b).sort_key()))
-    })
+    })?;
+    conn.create_aggregate_function("keel_sum", 1, flags, ExactSum)
+}
+
+/// `keel_sum(amount)`: the exact sum of integer amounts stored as text (SQLite's own `SUM` of text
+/// is a float); NULL over no rows, as `SUM`.
+struct ExactSum;
+
+impl rusqlite::functions::Aggregate<num_bigint::BigInt, Option<String>> for ExactSum {
+    fn init(&self, _: &mut rusqlite::functions::Context<'_>) -> rusqlite::Result<num_bigint::BigInt> {
+        Ok(num_bigint::BigInt::default())
+    }
+
+    fn step(&self, ctx: &mut rusqlite::functions::Context<'_>, sum: &mut num_bigint::BigInt) -> rusqlite::Result<()> {
+        let amount: num_bigint::BigInt = match ctx.get_raw(0) {
+            ValueRef::Integer(i) => i.into(),
+            ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(|t| t.parse().ok()).ok_or_else(|| {
+                rusqlite::Error::UserFunctionError("keel_sum: an amount that is not an integer".into())
+            })?,
+            _ => return Err(rusqlite::Error::UserFunctionError("keel_sum: an amount that is not an integer".into())),
+        };
+        *sum += amount;
+        Ok(())
+    }
+
+    fn finalize(
+        &self,
+        _: &mut rusqlite::functions::Context<'_>,
+        sum: Option<num_bigint::BigInt>,
+    ) -> rusqlite::Result<Option<String>> {
+        Ok(sum.map(|s| s.to_string()))
+    }
 }
 
 /// Runs a PASSIVE checkpoint every `CHECKPOINT_EVERY` until the returned sender is dropped. PASSIVE
