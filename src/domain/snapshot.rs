@@ -119,7 +119,7 @@ pub fn following(
 }
 
 /// Transactions a read sums at most beyond one minute's (see `following`).
-pub const DENSE: u64 = 1000;
+pub const DENSE: u64 = 100;
 
 #[cfg(test)]
 mod tests {
