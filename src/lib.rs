@@ -9,6 +9,7 @@ pub mod config_file;
 pub mod domain;
 pub mod engine;
 pub mod scheduler;
+pub mod search;
 pub mod snapshots;
 pub mod store;
 pub mod streams;

@@ -137,6 +137,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| format!("cannot listen: {e}"))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         keel::scheduler::spawn(store.clone(), scheduler_engine, Duration::from_secs(1));
+        keel::search::spawn(store.clone());
         spawn_streams(nats, amqp, &store, events_committed.clone());
         let endpoint_config = Arc::new(webhook_config.clone());
         let active = webhooks::endpoints::spawn(

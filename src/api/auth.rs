@@ -131,6 +131,16 @@ fn required_scopes(method: &Method, path: &str) -> Result<Vec<(&'static str, Act
         }
         "refund-transaction" => vec![("transactions", action)],
         "balances-snapshots" => vec![("balances", Action::Write)],
+        // A search only reads, and answers records of its collection (of any, for several).
+        "search" if segments.get(1) == Some(&"reindex") => vec![("search", action)],
+        "search" => match segments.get(1).copied().and_then(|c| RESOURCES.iter().find(|r| **r == c)) {
+            Some(collection) => vec![("search", Action::Read), (*collection, Action::Read)],
+            None => vec![("search", Action::Read)],
+        },
+        "multi-search" => ["search", "ledgers", "balances", "transactions", "identities"]
+            .into_iter()
+            .map(|resource| (resource, Action::Read))
+            .collect(),
         // Reading personal data back from its tokens takes more than reading the tokens.
         "identities" if segments.get(2) == Some(&"detokenize") => vec![("identities", Action::Write)],
         // A balance linked to an identity, read with it: both resources.

@@ -19,10 +19,12 @@ pub struct ApiError {
     /// The bulk request an item's refusal belongs to (Blnk puts it beside `error`).
     pub batch_id: Option<String>,
     /// The guard that refused a transaction.
-    pub monitor_id: Option<String>,
+    pub monitor_id: Option<Box<str>>,
     /// A refused list filter: `field` is its parameter, and the body also lists it as Blnk's
     /// `errors: [{param, message}]`.
     pub filter_refused: bool,
+    /// More of `error_detail.details` (a running reindex's progress).
+    pub details: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl ApiError {
@@ -36,6 +38,7 @@ impl ApiError {
             batch_id: None,
             monitor_id: None,
             filter_refused: false,
+            details: Default::default(),
         }
     }
 
@@ -52,6 +55,14 @@ impl ApiError {
     /// A refused list filter given as `param`: Blnk's `GEN_VALIDATION_ERROR` with its `errors` list.
     pub fn filter_refused(param: String, message: String) -> Self {
         ApiError { filter_refused: true, ..ApiError::validation(Resource::General, &param, message) }
+    }
+
+    /// Adds these fields (an object's) to `error_detail.details`.
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        if let serde_json::Value::Object(fields) = details {
+            self.details.get_or_insert_with(Default::default).extend(fields);
+        }
+        self
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -100,7 +111,7 @@ impl From<DomainError> for ApiError {
             DomainError::AlreadyRefunded(_) => answer(StatusCode::CONFLICT, Some("transaction_id")),
             DomainError::NothingToRefund(_) => answer(StatusCode::NOT_FOUND, Some("transaction_id")),
             DomainError::RejectedByMonitor { monitor_id, .. } => {
-                ApiError { monitor_id: Some(monitor_id.clone()), ..answer(StatusCode::BAD_REQUEST, None) }
+                ApiError { monitor_id: Some(monitor_id.as_str().into()), ..answer(StatusCode::BAD_REQUEST, None) }
             }
         }
     }
@@ -234,6 +245,10 @@ pub struct ErrorDetails {
     /// (keel) The guard that refused the transaction (`TXN_REJECTED_BY_MONITOR`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub monitor_id: Option<String>,
+    /// More, where a code has it (`SRCH_REINDEX_IN_PROGRESS`: the running reindex's progress).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub more: serde_json::Map<String, serde_json::Value>,
 }
 
 impl IntoResponse for ApiError {
@@ -254,7 +269,8 @@ impl IntoResponse for ApiError {
                 details: ErrorDetails {
                     field: self.field,
                     batch_id: self.batch_id.clone(),
-                    monitor_id: self.monitor_id,
+                    monitor_id: self.monitor_id.map(String::from),
+                    more: self.details.map(|d| *d).unwrap_or_default(),
                 },
             },
             batch_id: self.batch_id,

@@ -17,6 +17,7 @@ mod metadata;
 mod monitors;
 mod observe;
 mod reference;
+mod search;
 pub mod serve;
 mod transactions;
 mod webhooks;
@@ -96,6 +97,9 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(history::at))
         .routes(routes!(history::history))
         .routes(routes!(history::take_snapshots))
+        .routes(routes!(search::start_reindex, search::reindex_progress))
+        .routes(routes!(search::one))
+        .routes(routes!(search::multi))
         .routes(routes!(balances::by_indicator))
         .routes(routes!(transactions::create, transactions::list))
         .routes(routes!(transactions::filter))
@@ -167,7 +171,7 @@ pub fn router(state: AppState) -> Router {
             Amounts are exact numbers of any size; see the README for the rules.",
     ),
     tags(
-        (name = "ledgers"), (name = "balances"), (name = "transactions"),
+        (name = "ledgers"), (name = "balances"), (name = "transactions"), (name = "search"),
         (name = "balance-monitors", description = "Conditions on balances, evaluated in the same commit as the money"),
         (name = "events", description = "(keel) The webhook outbox and its delivery log"),
         (name = "webhooks", description = "(keel) Webhook endpoints: subscriptions with their own event types, \

@@ -329,7 +329,12 @@ pub(super) fn preview_json(
             _ => "other",
         };
         let error = ApiError::from(refused.clone());
-        RejectionJson { code: error.code, reason, message: error.message, monitor_id: error.monitor_id }
+        RejectionJson {
+            code: error.code,
+            reason,
+            message: error.message,
+            monitor_id: error.monitor_id.map(String::from),
+        }
     });
     PreviewJson::new(preview, rejection, operation, asked, notes)
 }

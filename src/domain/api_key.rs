@@ -22,8 +22,17 @@ impl Action {
 }
 
 /// The resources a scope can name (`*` names them all).
-pub const RESOURCES: &[&str] =
-    &["ledgers", "balances", "transactions", "balance-monitors", "events", "metrics", "metadata", "identities"];
+pub const RESOURCES: &[&str] = &[
+    "ledgers",
+    "balances",
+    "transactions",
+    "balance-monitors",
+    "events",
+    "metrics",
+    "metadata",
+    "identities",
+    "search",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {

@@ -115,6 +115,11 @@ impl Collection {
         }
     }
 
+    /// Whether `name` is a numeric field of the collection.
+    pub fn is_number(self, name: &str) -> bool {
+        matches!(self.field(name), Some((_, Kind::Number)))
+    }
+
     fn field(self, name: &str) -> Option<(Field, Kind)> {
         self.fields().iter().find(|(n, _, _)| *n == name).map(|(_, f, k)| (f.clone(), *k))
     }
@@ -272,6 +277,8 @@ pub struct Query {
     pub offset: u64,
     /// Also count every match (Blnk's `include_count`).
     pub count: bool,
+    /// Only records whose index terms match (search's `q`, `domain::search`).
+    pub text: Option<super::search::TextMatch>,
 }
 
 impl Query {
@@ -286,6 +293,7 @@ impl Query {
             limit,
             offset,
             count: false,
+            text: None,
         }
     }
 

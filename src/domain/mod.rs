@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod monitor;
 pub mod preview;
 pub mod replay;
+pub mod search;
 pub mod snapshot;
 pub mod split;
 pub mod transaction;

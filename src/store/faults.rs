@@ -8,14 +8,14 @@
 //! drops the reply), and a slow commit.
 
 use super::{
-    AfterAttempt, Attempt, EndpointFilter, ErrorKind, EventFilter, Found, Page, PoolUsage, Reads, Store, StoreError,
-    StoreResult, Writes,
+    AfterAttempt, Attempt, EndpointFilter, ErrorKind, EventFilter, Found, Page, PoolUsage, Reads, Searchable, Store,
+    StoreError, StoreResult, Writes,
 };
 use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
 use crate::domain::endpoint::{Endpoint, EndpointDelivery};
 use crate::domain::event::{Delivery, Event};
-use crate::domain::filter::Query;
+use crate::domain::filter::{Collection, Query};
 use crate::domain::identity::Identity;
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Monitor, RuleState};
@@ -244,6 +244,9 @@ delegate! { reads:
     endpoint_retry_due(id: &str, now: i64) -> bool;
     endpoint_attempts(endpoint_id: &str, event_id: &str) -> Vec<Attempt>;
     last_event_sequence() -> i64;
+    searchable(collection: Collection, ids: &[String]) -> Vec<(i64, Searchable)>;
+    search_queue(limit: u32) -> Vec<(i64, String, String)>;
+    collection_size(collection: Collection) -> u64;
 }
 
 delegate! { writes:
@@ -295,4 +298,7 @@ delegate! { writes:
     claim_endpoint_retries(endpoint_id: &str, now_ms: i64, lease_until_ms: i64, limit: u32) -> Vec<EndpointDelivery>;
     record_endpoint_attempt(attempt: &Attempt, after: &AfterAttempt) -> ();
     redeliver_to_endpoint(endpoint_id: &str, event: &Event, now_ms: i64) -> ();
+    index_terms(collection: Collection, position: i64, terms: &[String]) -> ();
+    drop_search_queue(positions: &[i64]) -> ();
+    reset_search_index() -> ();
 }

@@ -10,6 +10,7 @@ use super::codec::Value;
 use super::sql::{select_list, Dialect};
 use crate::domain::amount::Decimal;
 use crate::domain::filter::{Collection, Condition, Field, Kind, Op, Operand, Query, Value as Operand1};
+use crate::domain::search::TextMatch;
 use std::borrow::Cow;
 
 /// A statement and its parameters.
@@ -31,11 +32,18 @@ pub fn build(dialect: Dialect, query: &Query) -> (Built, Option<Built>) {
         }
     };
     let conditions: Vec<String> = query.conditions.iter().map(|c| b.condition(query.collection, c)).collect();
-    let filter = match (conditions.is_empty(), query.any) {
+    let mut filter = match (conditions.is_empty(), query.any) {
         (true, _) => String::new(),
         (false, false) => format!(" WHERE {}", conditions.join(" AND ")),
         (false, true) => format!(" WHERE ({})", conditions.join(") OR (")),
     };
+    if let Some(text) = &query.text {
+        let matched = b.text_match(query.collection, text, seq);
+        filter = match filter.is_empty() {
+            true => format!(" WHERE {matched}"),
+            false => format!("{filter} AND {matched}"),
+        };
+    }
     let count =
         query.count.then(|| Built { sql: format!("SELECT COUNT(*) FROM {table} t{filter}"), params: b.params.clone() });
     let direction = if query.newest_first { "DESC" } else { "ASC" };
@@ -168,6 +176,46 @@ impl Builder {
             format!("${n}")
         } else {
             format!("?{n}")
+        }
+    }
+
+    /// The records whose index terms match (`domain::search`): SQLite's FTS5 table of the
+    /// collection (`search_<table>`, its rowid the record's), PostgreSQL's `search_index` by GIN.
+    /// Terms are matched literally: FTS5 strings, and a `tsquery` cast (not parsed by a dictionary).
+    fn text_match(&mut self, collection: Collection, text: &TextMatch, seq: &str) -> String {
+        let last = text.tokens.len() - 1;
+        let table = table(collection);
+        if self.pg() {
+            let query = text
+                .tokens
+                .iter()
+                .enumerate()
+                .map(|(i, token)| {
+                    let prefix = if i == last { ":*" } else { "" };
+                    let any: Vec<String> = text.fields.iter().map(|f| format!("'{f}.{token}'{prefix}")).collect();
+                    format!("({})", any.join(" | "))
+                })
+                .collect::<Vec<_>>()
+                .join(" & ");
+            let (collection, query) = (self.text(table), self.text(&query));
+            format!(
+                "{seq} IN (SELECT entity_seq FROM search_index
+                 WHERE collection = {collection} AND terms @@ {query}::tsquery)"
+            )
+        } else {
+            let query = text
+                .tokens
+                .iter()
+                .enumerate()
+                .map(|(i, token)| {
+                    let prefix = if i == last { "*" } else { "" };
+                    let any: Vec<String> = text.fields.iter().map(|f| format!("\"{f}.{token}\"{prefix}")).collect();
+                    format!("({})", any.join(" OR "))
+                })
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let query = self.text(&query);
+            format!("{seq} IN (SELECT rowid FROM search_{table} WHERE search_{table} MATCH {query})")
         }
     }
 

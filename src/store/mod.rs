@@ -17,13 +17,14 @@ mod sql;
 pub mod sqlite;
 
 pub use error::{ErrorKind, StoreError, StoreResult};
+pub use sql::search_table;
 
 use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
 use crate::domain::endpoint::{Endpoint, EndpointDelivery, HookType};
 pub use crate::domain::event::{AfterAttempt, Attempt};
 use crate::domain::event::{Delivery, Event};
-use crate::domain::filter::Query;
+use crate::domain::filter::{Collection, Query};
 use crate::domain::identity::Identity;
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Monitor, RuleState};
@@ -66,6 +67,15 @@ pub enum Order {
 pub struct Found<T> {
     pub items: Vec<T>,
     pub total: Option<u64>,
+}
+
+/// A record the search indexer writes terms for, with its position (`seq`, SQLite's rowid).
+#[derive(Debug, Clone)]
+pub enum Searchable {
+    Ledger(Ledger),
+    Balance(Balance),
+    Transaction(Transaction),
+    Identity(Identity),
 }
 
 /// Which events to list.
@@ -185,6 +195,13 @@ pub trait Reads {
     fn endpoint_attempts(&self, endpoint_id: &str, event_id: &str) -> StoreResult<Vec<Attempt>>;
     /// The outbox position of the newest event (0 when there is none): where a new endpoint starts.
     fn last_event_sequence(&self) -> StoreResult<i64>;
+    /// These records of `collection` (a searchable one) that exist, each with its position.
+    fn searchable(&self, collection: Collection, ids: &[String]) -> StoreResult<Vec<(i64, Searchable)>>;
+    /// Up to `limit` records queued for the search indexer, oldest first: (queue position,
+    /// collection, id). On PostgreSQL they stay locked to this transaction, and another's are skipped.
+    fn search_queue(&self, limit: u32) -> StoreResult<Vec<(i64, String, String)>>;
+    /// How many records `collection` holds.
+    fn collection_size(&self, collection: Collection) -> StoreResult<u64>;
 }
 
 pub trait Writes: Reads {
@@ -285,6 +302,13 @@ pub trait Writes: Reads {
     fn claim_endpoint_retries(&mut self, id: &str, now: i64, until: i64, n: u32) -> StoreResult<Vec<EndpointDelivery>>;
     /// Records an attempt at an endpoint (`attempt.endpoint_id`) and what it leads to.
     fn record_endpoint_attempt(&mut self, attempt: &Attempt, after: &AfterAttempt) -> StoreResult<()>;
+    /// Writes the search terms of the record at `position` of `collection` (replacing its old ones).
+    fn index_terms(&mut self, collection: Collection, position: i64, terms: &[String]) -> StoreResult<()>;
+    /// Takes these entries off the search queue.
+    fn drop_search_queue(&mut self, positions: &[i64]) -> StoreResult<()>;
+    /// Empties the search index and queues every ledger, balance, transaction and identity (a
+    /// reindex).
+    fn reset_search_index(&mut self) -> StoreResult<()>;
     /// Makes one event's delivery to one endpoint pending again, due now, with a fresh allowance
     /// of attempts (recording it if it was delivered at the first attempt).
     fn redeliver_to_endpoint(&mut self, endpoint_id: &str, event: &Event, now_ms: i64) -> StoreResult<()>;

@@ -35,6 +35,7 @@ const MIGRATIONS: &Migrations = &[
     (11, "list_indexes", include_str!("../../migrations/postgres/0011_list_indexes.sql")),
     (12, "identities", include_str!("../../migrations/postgres/0012_identities.sql")),
     (13, "balance_snapshots", include_str!("../../migrations/postgres/0013_balance_snapshots.sql")),
+    (14, "search", include_str!("../../migrations/postgres/0014_search.sql")),
 ];
 
 /// How long a write whose COMMIT answer was lost keeps asking the database whether it committed
@@ -480,6 +481,13 @@ impl<'a> Writer<'a> {
             static INSERT: LazyLock<String> = LazyLock::new(unnest_insert::<Transaction>);
             let rows: Vec<Vec<Value>> = transactions.iter().map(Record::values).collect();
             self.run(&INSERT, &bound(&by_column(rows))).map_err(|e| e.during("inserting the batch's transactions"))?;
+            // Queued for the search indexer in the same commit (`sql::to_index`), in one statement.
+            let ids: Vec<&str> = transactions.iter().map(|t| t.id.as_str()).collect();
+            self.run(
+                "INSERT INTO search_dirty (collection, entity_id) SELECT 'transactions', unnest($1::text[])",
+                &[&ids],
+            )
+            .map_err(|e| e.during("queueing the batch's transactions for search"))?;
         }
         if !balances.is_empty() {
             let rows: Vec<Vec<Value>> = balances.iter().map(|b| totals(b).to_vec()).collect();

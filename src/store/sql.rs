@@ -22,13 +22,14 @@
 use super::codec::{Codec, Cursor, Kind, Value};
 use super::schema::{columns_of, CheckpointChunk, LedgerRule, Record};
 use super::{
-    endpoint_stream, AfterAttempt, Attempt, EndpointFilter, EventFilter, Found, Order, Page, Reads, StoreResult, Writes,
+    endpoint_stream, AfterAttempt, Attempt, EndpointFilter, EventFilter, Found, Order, Page, Reads, Searchable,
+    StoreResult, Writes,
 };
 use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
 use crate::domain::endpoint::{Endpoint, EndpointDelivery, HookType};
 use crate::domain::event::{Delivery, Event};
-use crate::domain::filter::Query;
+use crate::domain::filter::{Collection, Query};
 use crate::domain::identity::Identity;
 use crate::domain::ledger::Ledger;
 use crate::domain::monitor::{Monitor, RuleState, State};
@@ -192,7 +193,8 @@ pub trait Sql {
 /// (PostgreSQL); by default each is one statement.
 pub trait WriteSql: Sql {
     fn write_transaction(&self, t: &Transaction) -> StoreResult<()> {
-        self.execute("{insert:transactions}", &t.values()).map(drop)
+        self.execute("{insert:transactions}", &t.values())?;
+        to_index(self, "transactions", &t.id)
     }
 
     /// An event into the outbox. PostgreSQL holds them back until just before COMMIT, to write
@@ -211,6 +213,13 @@ pub trait WriteSql: Sql {
         )
         .map(drop)
     }
+}
+
+/// Queues a record for the search indexer (`src/search.rs`) in the commit that creates or changes
+/// it: its terms are (re)written from the record as it then stands.
+fn to_index<S: Sql + ?Sized>(sql: &S, collection: &'static str, id: &str) -> StoreResult<()> {
+    sql.execute("INSERT INTO search_dirty (collection, entity_id) VALUES ($1, $2)", &[collection.into(), id.into()])
+        .map(drop)
 }
 
 /// Adds an `APPLIED` transaction to its balances' snapshots taken after its effective instant
@@ -739,6 +748,57 @@ impl<S: Sql> Reads for S {
         let found = self.rows("SELECT {seq} FROM events ORDER BY {seq} DESC LIMIT 1", &[], |c| c.int())?;
         Ok(found.first().copied().unwrap_or(0))
     }
+
+    fn searchable(&self, collection: Collection, ids: &[String]) -> StoreResult<Vec<(i64, Searchable)>> {
+        let ids = &[Value::TextList(ids)];
+        match collection {
+            Collection::Ledgers => self.rows("SELECT {ledgers}, {seq} FROM ledgers WHERE ledger_id {any}", ids, |c| {
+                let record = Searchable::Ledger(Ledger::read(c)?);
+                Ok((c.int()?, record))
+            }),
+            Collection::Balances => {
+                self.rows("SELECT {balances}, {seq} FROM balances WHERE balance_id {any}", ids, |c| {
+                    let record = Searchable::Balance(Balance::read(c)?);
+                    Ok((c.int()?, record))
+                })
+            }
+            Collection::Transactions => {
+                self.rows("SELECT {transactions}, {seq} FROM transactions WHERE transaction_id {any}", ids, |c| {
+                    let record = Searchable::Transaction(Transaction::read(c)?);
+                    Ok((c.int()?, record))
+                })
+            }
+            Collection::Identities => {
+                self.rows("SELECT {identities}, {seq} FROM identities WHERE identity_id {any}", ids, |c| {
+                    let record = Searchable::Identity(Identity::read(c)?);
+                    Ok((c.int()?, record))
+                })
+            }
+            Collection::Monitors => Ok(Vec::new()),
+        }
+    }
+
+    fn search_queue(&self, limit: u32) -> StoreResult<Vec<(i64, String, String)>> {
+        // SKIP LOCKED: indexers of several processes take different entries.
+        self.rows(
+            "SELECT position, collection, entity_id FROM search_dirty ORDER BY position LIMIT $1{skip_locked}",
+            &[Value::Int(limit.into())],
+            |c| Ok((c.int()?, text(c)?, text(c)?)),
+        )
+    }
+
+    fn collection_size(&self, collection: Collection) -> StoreResult<u64> {
+        let sql = match collection {
+            Collection::Ledgers => "SELECT COUNT(*) FROM ledgers",
+            Collection::Balances => "SELECT COUNT(*) FROM balances",
+            Collection::Transactions => "SELECT COUNT(*) FROM transactions",
+            Collection::Identities => "SELECT COUNT(*) FROM identities",
+            Collection::Monitors => {
+                "SELECT (SELECT COUNT(*) FROM balance_monitors) + (SELECT COUNT(*) FROM ledger_monitors)"
+            }
+        };
+        Ok(self.rows(sql, &[], |c| c.int())?.first().copied().unwrap_or(0) as u64)
+    }
 }
 
 /// The dispatcher's claim: the oldest due events. It must read only those, whatever the backlog
@@ -757,31 +817,47 @@ impl<S: WriteSql> Writes for S {
     }
 
     fn insert_ledger(&mut self, ledger: &Ledger) -> StoreResult<()> {
-        self.execute("{insert:ledgers}", &ledger.values()).map(drop)
+        self.execute("{insert:ledgers}", &ledger.values())?;
+        to_index(self, "ledgers", &ledger.id)
     }
 
     fn update_ledger(&mut self, l: &Ledger) -> StoreResult<()> {
-        self.execute("{update:ledgers}", &l.values()).map(drop)
+        self.execute("{update:ledgers}", &l.values())?;
+        to_index(self, "ledgers", &l.id)
     }
 
     fn insert_balance(&mut self, balance: &Balance) -> StoreResult<()> {
-        self.execute("{insert:balances}", &balance.values()).map(drop)
+        self.execute("{insert:balances}", &balance.values())?;
+        to_index(self, "balances", &balance.id)
     }
 
     fn set_balance_identity(&mut self, balance_id: &str, identity_id: &str) -> StoreResult<()> {
         let sql = "UPDATE balances SET identity_id = $2 WHERE balance_id = $1";
-        self.execute(sql, &[balance_id.into(), identity_id.into()]).map(drop)
+        self.execute(sql, &[balance_id.into(), identity_id.into()])?;
+        to_index(self, "balances", balance_id)
     }
 
     fn insert_identity(&mut self, identity: &Identity) -> StoreResult<()> {
-        self.execute("{insert:identities}", &identity.values()).map(drop)
+        self.execute("{insert:identities}", &identity.values())?;
+        to_index(self, "identities", &identity.id)
     }
 
     fn update_identity(&mut self, identity: &Identity) -> StoreResult<()> {
-        self.execute("{update:identities}", &identity.values()).map(drop)
+        self.execute("{update:identities}", &identity.values())?;
+        to_index(self, "identities", &identity.id)
     }
 
     fn delete_identity(&mut self, id: &str) -> StoreResult<()> {
+        let unindex = match S::DIALECT {
+            Dialect::Sqlite => {
+                "DELETE FROM search_identities WHERE rowid = (SELECT rowid FROM identities WHERE identity_id = $1)"
+            }
+            Dialect::Postgres => {
+                "DELETE FROM search_index WHERE collection = 'identities'
+                 AND entity_seq = (SELECT seq FROM identities WHERE identity_id = $1)"
+            }
+        };
+        self.execute(unindex, &[id.into()])?;
         self.execute("DELETE FROM identities WHERE identity_id = $1", &[id.into()]).map(drop)
     }
 
@@ -792,6 +868,9 @@ impl<S: WriteSql> Writes for S {
             "{insert:balances} ON CONFLICT (indicator, currency) WHERE indicator <> '' DO NOTHING",
             &balance.values(),
         )?;
+        if inserted == 1 {
+            to_index(self, "balances", &balance.id)?;
+        }
         Ok(inserted == 1)
     }
 
@@ -818,6 +897,7 @@ impl<S: WriteSql> Writes for S {
             "UPDATE transactions SET status = $2 WHERE transaction_id = $1",
             &[id.into(), status.as_str().into()],
         )?;
+        to_index(self, "transactions", id)?;
         // A queued or scheduled transaction applied now moved at its own effective instant, which
         // a snapshot taken meanwhile may be past (H1).
         if status == Status::Applied {
@@ -836,13 +916,13 @@ impl<S: WriteSql> Writes for S {
         self.execute(
             "UPDATE transactions SET meta_data = $2 WHERE transaction_id = $1",
             &[id.into(), meta_data.encode()],
-        )
-        .map(drop)
+        )?;
+        to_index(self, "transactions", id)
     }
 
     fn set_balance_meta_data(&mut self, id: &str, meta_data: &Map<String, serde_json::Value>) -> StoreResult<()> {
-        self.execute("UPDATE balances SET meta_data = $2 WHERE balance_id = $1", &[id.into(), meta_data.encode()])
-            .map(drop)
+        self.execute("UPDATE balances SET meta_data = $2 WHERE balance_id = $1", &[id.into(), meta_data.encode()])?;
+        to_index(self, "balances", id)
     }
 
     fn queued_transactions(&mut self, limit: u32, now: &str) -> StoreResult<Vec<Transaction>> {
@@ -1125,5 +1205,88 @@ impl<S: WriteSql> Writes for S {
             &[endpoint_id.into(), (&event.id).into(), now_ms.into()],
         )
         .map(drop)
+    }
+
+    fn index_terms(&mut self, collection: Collection, position: i64, terms: &[String]) -> StoreResult<()> {
+        match S::DIALECT {
+            Dialect::Postgres => {
+                let sql = "INSERT INTO search_index (collection, entity_seq, terms)
+                    VALUES ($2, $3, array_to_tsvector($1::text[]))
+                    ON CONFLICT (collection, entity_seq) DO UPDATE SET terms = EXCLUDED.terms";
+                self.execute(sql, &[Value::TextList(terms), search_table(collection).into(), position.into()]).map(drop)
+            }
+            Dialect::Sqlite => {
+                let (delete, insert) = match collection {
+                    Collection::Ledgers => (
+                        "DELETE FROM search_ledgers WHERE rowid = $1",
+                        "INSERT INTO search_ledgers (rowid, terms) VALUES ($1, $2)",
+                    ),
+                    Collection::Balances => (
+                        "DELETE FROM search_balances WHERE rowid = $1",
+                        "INSERT INTO search_balances (rowid, terms) VALUES ($1, $2)",
+                    ),
+                    Collection::Transactions => (
+                        "DELETE FROM search_transactions WHERE rowid = $1",
+                        "INSERT INTO search_transactions (rowid, terms) VALUES ($1, $2)",
+                    ),
+                    Collection::Identities | Collection::Monitors => (
+                        "DELETE FROM search_identities WHERE rowid = $1",
+                        "INSERT INTO search_identities (rowid, terms) VALUES ($1, $2)",
+                    ),
+                };
+                self.execute(delete, &[position.into()])?;
+                self.execute(insert, &[position.into(), terms.join(" ").as_str().into()]).map(drop)
+            }
+        }
+    }
+
+    fn drop_search_queue(&mut self, positions: &[i64]) -> StoreResult<()> {
+        // Exactly these: an entry numbered between them may commit after they were read (PostgreSQL
+        // numbers rows when they are written, not when they commit).
+        let positions: Vec<String> = positions.iter().map(i64::to_string).collect();
+        let sql = match S::DIALECT {
+            Dialect::Postgres => "DELETE FROM search_dirty WHERE position = ANY($1::text[]::bigint[])",
+            Dialect::Sqlite => "DELETE FROM search_dirty WHERE position {any}",
+        };
+        self.execute(sql, &[Value::TextList(&positions)]).map(drop)
+    }
+
+    fn reset_search_index(&mut self) -> StoreResult<()> {
+        let clear: &[&'static str] = match S::DIALECT {
+            Dialect::Postgres => &["DELETE FROM search_index"],
+            Dialect::Sqlite => &[
+                "DELETE FROM search_ledgers",
+                "DELETE FROM search_balances",
+                "DELETE FROM search_transactions",
+                "DELETE FROM search_identities",
+            ],
+        };
+        for sql in clear {
+            self.execute(sql, &[])?;
+        }
+        self.execute("DELETE FROM search_dirty", &[])?;
+        for sql in [
+            "INSERT INTO search_dirty (collection, entity_id) SELECT 'ledgers', ledger_id FROM ledgers ORDER BY {seq}",
+            "INSERT INTO search_dirty (collection, entity_id)
+             SELECT 'balances', balance_id FROM balances ORDER BY {seq}",
+            "INSERT INTO search_dirty (collection, entity_id)
+             SELECT 'identities', identity_id FROM identities ORDER BY {seq}",
+            "INSERT INTO search_dirty (collection, entity_id)
+             SELECT 'transactions', transaction_id FROM transactions ORDER BY {seq}",
+        ] {
+            self.execute(sql, &[])?;
+        }
+        Ok(())
+    }
+}
+
+/// A searchable collection's name, as the search tables and the search queue write it.
+pub fn search_table(collection: Collection) -> &'static str {
+    match collection {
+        Collection::Ledgers => "ledgers",
+        Collection::Balances => "balances",
+        Collection::Transactions => "transactions",
+        Collection::Identities => "identities",
+        Collection::Monitors => "balance_monitors",
     }
 }

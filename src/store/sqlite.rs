@@ -30,6 +30,7 @@ const MIGRATIONS: &Migrations = &[
     (12, "list_indexes", include_str!("../../migrations/sqlite/0012_list_indexes.sql")),
     (13, "identities", include_str!("../../migrations/sqlite/0013_identities.sql")),
     (14, "balance_snapshots", include_str!("../../migrations/sqlite/0014_balance_snapshots.sql")),
+    (15, "search", include_str!("../../migrations/sqlite/0015_search.sql")),
 ];
 
 const READER_POOL_SIZE: u32 = 8;

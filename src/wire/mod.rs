@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod monitor;
 pub mod number;
 pub mod preview;
+pub mod search;
 pub mod transaction;
 
 pub use balance::BalanceJson;

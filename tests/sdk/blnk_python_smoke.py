@@ -246,6 +246,25 @@ def main():
         early = ok(blnk.ledger_balances.get_at(balance["balance_id"], {"timestamp": "2000-01-01T00:00:00Z",
                                                                        "from_source": True}), 200, "at")
         assert early["balance"]["balance"] == 0 and early["from_source"] is True, early; checks += 1
+        snap = ok(blnk.ledger_balances.create_snapshot({"batch_size": 500}), 200, "snapshots")
+        assert snap == {"message": "Snapshotting in progress. should be completed shortly"}, snap; checks += 1
+        # Search, from Keel's own index (written a moment after the records).
+        deadline, hits = time.time() + 10, []
+        while time.time() < deadline and not hits:
+            hits = ok(blnk.search.search({"q": "Obi-Eze", "query_by": "first_name,last_name"}, "identities"),
+                      200, "search")["hits"]
+            time.sleep(0.05)
+        assert [h["document"]["identity_id"] for h in hits] == [pid], hits; checks += 1
+        multi = ok(blnk.search.multi_search({"searches": [{"collection": "ledgers", "q": "*", "per_page": 1},
+                                                          {"collection": "transactions", "q": "*",
+                                                           "filter_by": "currency:=USD", "sort_by": "amount:desc"}]}),
+                   200, "multi-search")
+        assert len(multi["results"]) == 2 and multi["results"][1]["found"] >= 1, multi; checks += 1
+        assert isinstance(multi["results"][1]["hits"][0]["document"]["created_at"], int), multi; checks += 1
+        started = ok(blnk.search.start_reindex({"batch_size": 100}), 200, "reindex")
+        assert started["message"] == "Reindex operation started", started; checks += 1
+        assert ok(blnk.search.get_reindex_status(), 200, "reindex status")["status"] in ("in_progress", "completed")
+        checks += 1
         listed = ok(blnk.hooks.list({"type": "POST_TRANSACTION"}), 200, "hooks")
         assert [h["id"] for h in listed] == [post_hook["id"]], listed; checks += 1
         changed = ok(blnk.hooks.update(post_hook["id"], {"name": "audit-2", "url": hook_url,

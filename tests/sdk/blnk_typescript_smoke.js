@@ -169,6 +169,22 @@ async function main() {
     const early = expect(await LedgerBalances.getAt(balance.balance_id, { timestamp: "2000-01-01T00:00:00Z",
       from_source: true }), 200, "early");
     check(early.balance.balance === 0 && early.from_source === true, "balance before any transaction", early);
+    const snap = expect(await LedgerBalances.createSnapshot({ batch_size: 500 }), 200, "snapshots");
+    check(snap.message === "Snapshotting in progress. should be completed shortly", "snapshots started", snap);
+    let hits = [];
+    for (const deadline = Date.now() + 10000; Date.now() < deadline && hits.length === 0;) {
+      hits = expect(await Search.search({ q: "Obi-Eze", query_by: "first_name,last_name" }, "identities"), 200,
+        "search").hits;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    check(hits.length === 1 && hits[0].document.identity_id === pid, "search found the identity", hits);
+    const dollars = expect(await Search.search({ q: "*", filter_by: "currency:=USD", sort_by: "amount:desc", per_page: 3 },
+      "transactions"), 200, "search transactions");
+    check(dollars.found >= 1 && typeof dollars.hits[0].document.created_at === "number", "search documents", dollars);
+    const reindex = expect(await Search.startReindex({ batch_size: 100 }), 200, "reindex");
+    check(reindex.message === "Reindex operation started", "reindex started", reindex);
+    const progress = expect(await Search.getReindexStatus(), 200, "reindex status");
+    check(["in_progress", "completed"].includes(progress.status), "reindex progress", progress);
     const hooks = expect(await Hooks.list({ type: "POST_TRANSACTION" }), 200, "list hooks");
     check(hooks.length === 1 && hooks[0].id === postHook.id, "hooks by type", hooks);
     const changed = expect(await Hooks.update(postHook.id, { name: "audit-2", url: hookUrl, type: "PRE_TRANSACTION",

@@ -1,0 +1,185 @@
+//! The search indexer: keeps each record's search terms (`domain::search`, `wire::search::terms`)
+//! up with the database, off the write path. Every write that creates or changes a searchable
+//! record queues it in `search_dirty` in its own commit; the indexer takes queued records (on
+//! PostgreSQL, `SKIP LOCKED`: indexers of several processes take different ones), writes their
+//! terms from the records as they stand, and takes exactly those entries off the queue, in one
+//! commit. So every committed change reaches the index, a round (`EVERY`) later; the indexer's
+//! commits are not flushed, and one lost in a crash only leaves its entries queued.
+//!
+//! A reindex (`POST /search/reindex`) empties the index and queues every record; its progress is
+//! kept here, per process.
+
+use crate::domain::filter::Collection;
+use crate::store::{Searchable, Store, StoreResult, Writes};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How often the indexer looks for work.
+const EVERY: Duration = Duration::from_millis(200);
+/// Queued records per round, unless a reindex asked for another (`set_batch`).
+static BATCH: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1000);
+
+/// A reindex this process started: what Blnk's `GET /search/reindex` answers.
+#[derive(Debug, Clone)]
+struct Reindex {
+    /// Unix milliseconds: rounds that began before do not count.
+    started_ms: i64,
+    started_at: String,
+    completed_at: Option<String>,
+    total_records: u64,
+    processed_records: u64,
+}
+
+static REINDEX: Mutex<Option<Reindex>> = Mutex::new(None);
+
+/// Starts the indexer on the current runtime.
+pub fn spawn(store: Arc<dyn Store>) {
+    crate::tasks::task("search indexer", async move {
+        let mut tick = tokio::time::interval(EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let store = store.clone();
+            let began = unix_ms();
+            match crate::tasks::blocking("search indexer", move || round(store.as_ref())).await {
+                Some(Ok(done)) => note_progress(began, done),
+                Some(Err(error)) => tracing::warn!(%error, "the search indexer failed a round; it tries again"),
+                None => return,
+            }
+        }
+    });
+}
+
+/// What a round did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    /// Nothing was queued: the index is up with every commit before the round.
+    CaughtUp,
+    Indexed(u64),
+}
+
+/// One round: the next queued records, indexed and taken off the queue in one commit.
+fn round(store: &dyn Store) -> StoreResult<Round> {
+    let mut done = Round::CaughtUp;
+    store.write_unflushed(&mut |w| {
+        let queue = w.search_queue(BATCH.load(std::sync::atomic::Ordering::Relaxed))?;
+        let mut count = 0;
+        for collection in [Collection::Ledgers, Collection::Balances, Collection::Transactions, Collection::Identities]
+        {
+            let name = crate::store::search_table(collection);
+            let mut ids: Vec<String> = queue.iter().filter(|q| q.1 == name).map(|q| q.2.clone()).collect();
+            ids.sort();
+            ids.dedup();
+            count += index(w, collection, &ids)?;
+        }
+        let positions: Vec<i64> = queue.iter().map(|q| q.0).collect();
+        if !positions.is_empty() {
+            w.drop_search_queue(&positions)?;
+        }
+        done = if queue.is_empty() { Round::CaughtUp } else { Round::Indexed(count) };
+        Ok(())
+    })?;
+    Ok(done)
+}
+
+/// Writes the terms of these records of `collection` (those that still exist).
+fn index(w: &mut dyn Writes, collection: Collection, ids: &[String]) -> StoreResult<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let found = w.searchable(collection, ids)?;
+    for (position, record) in &found {
+        let document = document(record.clone());
+        w.index_terms(collection, *position, &crate::wire::search::terms(collection, &document))?;
+    }
+    Ok(found.len() as u64)
+}
+
+/// A record's search document (`wire::search`).
+pub fn document(record: Searchable) -> Value {
+    match record {
+        Searchable::Ledger(l) => crate::wire::search::ledger(l),
+        Searchable::Balance(b) => crate::wire::search::balance(b),
+        Searchable::Transaction(t) => crate::wire::search::transaction(t),
+        Searchable::Identity(i) => crate::wire::search::identity(i),
+    }
+}
+
+/// Sets how many queued records a round takes (Blnk's reindex `batch_size`).
+pub fn set_batch(size: u32) {
+    BATCH.store(size.clamp(1, 10_000), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Starts a reindex: `Err` with the running one's progress if one is running in this process.
+pub fn start_reindex(store: &dyn Store) -> Result<Value, Value> {
+    let mut reindex = REINDEX.lock();
+    if let Some(running) = reindex.as_ref().filter(|r| r.completed_at.is_none()) {
+        return Err(progress(running));
+    }
+    let mut total = 0;
+    let reset = store.write(&mut |w| {
+        total = 0;
+        for c in [Collection::Ledgers, Collection::Balances, Collection::Transactions, Collection::Identities] {
+            total += w.collection_size(c)?;
+        }
+        w.reset_search_index()
+    });
+    if let Err(error) = reset {
+        tracing::error!(%error, "the search index could not be reset");
+        return Err(json!({"status": "failed", "errors": [error.to_string()]}));
+    }
+    let started = Reindex {
+        started_ms: unix_ms(),
+        started_at: now_text(),
+        completed_at: None,
+        total_records: total,
+        processed_records: 0,
+    };
+    let answer = progress(&started);
+    *reindex = Some(started);
+    Ok(answer)
+}
+
+/// The progress of the reindex this process started last, if any.
+pub fn reindex_progress() -> Option<Value> {
+    REINDEX.lock().as_ref().map(progress)
+}
+
+/// Counts a round that began at `began` (Unix milliseconds) towards the running reindex.
+fn note_progress(began: i64, done: Round) {
+    let mut reindex = REINDEX.lock();
+    let Some(running) = reindex.as_mut().filter(|r| r.completed_at.is_none() && began > r.started_ms) else { return };
+    match done {
+        Round::Indexed(n) => running.processed_records = (running.processed_records + n).min(running.total_records),
+        // Caught up: every record of the reindex is indexed (records made since came as well).
+        Round::CaughtUp => {
+            running.processed_records = running.total_records;
+            running.completed_at = Some(now_text());
+        }
+    }
+}
+
+fn progress(reindex: &Reindex) -> Value {
+    let done = reindex.completed_at.is_some();
+    let mut answer = json!({
+        "status": if done { "completed" } else { "in_progress" },
+        "phase": if done { "done" } else { "indexing" },
+        "total_records": reindex.total_records,
+        "processed_records": reindex.processed_records,
+        "started_at": reindex.started_at,
+    });
+    if let Some(at) = &reindex.completed_at {
+        answer["completed_at"] = json!(at);
+    }
+    answer
+}
+
+fn now_text() -> String {
+    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
