@@ -6,7 +6,8 @@
 //! 2. the real `keel serve` (release build) started on that database (on PostgreSQL after an
 //!    `ANALYZE`, as autovacuum would have run by then);
 //! 3. over HTTP, one client: each filter of Blnk's docs (and the lookups clients make most), Q
-//!    times with its value varied where it names a balance, a transaction or a time: latency
+//!    times with its value varied where it names a balance, a transaction or a time, then searches
+//!    (`POST /search/transactions`, once the search indexer has caught up with the load): latency
 //!    p50/p99/max and how many items the pages had.
 //!
 //! `cargo bench --bench filters -- [--transactions 1000000] [--balances 10000] [--queries 200]
@@ -61,6 +62,8 @@ struct Made {
     parents: Vec<String>,
     /// The first and last `created_at` of the load.
     span: (String, String),
+    /// How many transactions the load made.
+    count: usize,
 }
 
 fn main() {
@@ -170,7 +173,13 @@ async fn load(engine: &keel::engine::EngineHandle, o: &Options, balances: Vec<(S
         let commit = Command::FinishInflight { id: id.clone(), action };
         engine.submit(commit).await.expect("an inflight transaction is committed");
     }
-    Made { balances, transactions, parents: held, span: (first_created.unwrap_or_default(), last_created) }
+    Made {
+        balances,
+        transactions,
+        parents: held,
+        span: (first_created.unwrap_or_default(), last_created),
+        count: o.transactions,
+    }
 }
 
 fn item(rng: &mut fastrand::Rng, balances: &[(String, &'static str)], i: usize) -> BulkItem {
@@ -188,6 +197,7 @@ fn item(rng: &mut fastrand::Rng, balances: &[(String, &'static str)], i: usize) 
     t.allow_overdraft = true;
     t.description = ["card payment", "payout", "Savings top-up", ""][i % 4].into();
     t.meta_data.insert("customer_type".into(), json!(if i.is_multiple_of(10) { "premium" } else { "basic" }));
+    t.meta_data.insert("n".into(), json!(format!("n{i}")));
     t.inflight = i.is_multiple_of(50);
     BulkItem::Transaction(t)
 }
@@ -195,56 +205,9 @@ fn item(rng: &mut fastrand::Rng, balances: &[(String, &'static str)], i: usize) 
 /// Each filter, timed; its value drawn afresh each time where it names something.
 async fn measure(server: &Server, made: &Made, queries: usize) {
     let mut rng = fastrand::Rng::with_seed(23);
-    let (from, until) = &made.span;
-    let balance = |rng: &mut fastrand::Rng| made.balances[rng.usize(..made.balances.len())].0.clone();
-    let txn = |rng: &mut fastrand::Rng| made.transactions[rng.usize(..made.transactions.len())].clone();
-    use Ask::{Body, Fixed, Get};
-    let filters: Vec<(&str, Ask)> = vec![
-        ("status_eq=APPLIED&amount_gte=10000", Fixed("/transactions?status_eq=APPLIED&amount_gte=10000")),
-        ("currency_eq=USD&balance_gt=0 (balances)", Fixed("/balances?currency_eq=USD&balance_gt=0")),
-        (
-            "created_at_between (the load's span)",
-            Get(Box::new(|_| format!("/transactions?created_at_between={from}|{until}"))),
-        ),
-        (
-            "status_eq=QUEUED&currency_in=USD,EUR&amount_gt=1000",
-            Fixed("/transactions?status_eq=QUEUED&currency_in=USD,EUR&amount_gt=1000"),
-        ),
-        ("name_ilike=%savings% (ledgers)", Fixed("/ledgers?name_ilike=%25savings%25")),
-        ("meta_data.customer_type_eq=premium", Fixed("/transactions?meta_data.customer_type_eq=premium")),
-        ("status_eq=INFLIGHT", Fixed("/transactions?status_eq=INFLIGHT")),
-        (
-            "parent_transaction_eq=<id>",
-            Get(Box::new(|rng| {
-                format!("/transactions?parent_transaction_eq={}", made.parents[rng.usize(..made.parents.len())])
-            })),
-        ),
-        ("source_eq=<balance>", Get(Box::new(|rng| format!("/transactions?source_eq={}", balance(rng))))),
-        ("destination_eq=<balance>", Get(Box::new(|rng| format!("/transactions?destination_eq={}", balance(rng))))),
-        ("balance_id_eq=<balance>", Get(Box::new(|rng| format!("/transactions?balance_id_eq={}", balance(rng))))),
-        ("reference_eq=<reference>", Get(Box::new(|rng| format!("/transactions?reference_eq={}", txn(rng).1)))),
-        (
-            "transaction_id_in=<3 ids>",
-            Get(Box::new(|rng| {
-                let ids: Vec<String> = (0..3).map(|_| txn(rng).0).collect();
-                format!("/transactions?transaction_id_in={}", ids.join(","))
-            })),
-        ),
-        (
-            "POST /transactions/filter status=APPLIED, sorted by amount",
-            Body(Box::new(|_| {
-                json!({"filters": [{"field": "status", "operator": "eq", "value": "APPLIED"}],
-                    "sort_by": "amount", "sort_order": "desc"})
-            })),
-        ),
-        (
-            "POST /transactions/filter source=<balance>, include_count",
-            Body(Box::new(|rng| {
-                json!({"filters": [{"field": "source", "operator": "eq", "value": balance(rng)}],
-                    "include_count": true})
-            })),
-        ),
-    ];
+    let filters = asks(made);
+    indexed(server, made).await;
+    use Ask::{Body, Fixed, Get, Search};
     println!("| filter | p50 ms | p99 ms | max ms | items per page (mean) |");
     println!("| --- | --- | --- | --- | --- |");
     for (name, make) in &filters {
@@ -255,6 +218,7 @@ async fn measure(server: &Server, made: &Made, queries: usize) {
                 Fixed(path) => (path.to_string(), None),
                 Get(path) => (path(&mut rng), None),
                 Body(make_body) => ("/transactions/filter".to_string(), Some(make_body(&mut rng))),
+                Search(make_body) => ("/search/transactions".to_string(), Some(make_body(&mut rng))),
             };
             let started = Instant::now();
             let (status, answer) = match filter_body {
@@ -263,7 +227,8 @@ async fn measure(server: &Server, made: &Made, queries: usize) {
             };
             times.push(started.elapsed());
             assert!(status.is_success(), "{path}: {status} {answer}");
-            items += answer.as_array().or_else(|| answer["data"].as_array()).map_or(0, Vec::len);
+            let page = answer.as_array().or_else(|| answer["data"].as_array()).or_else(|| answer["hits"].as_array());
+            items += page.map_or(0, Vec::len);
         }
         times.sort();
         let at = |q: f64| ms(times[((times.len() - 1) as f64 * q).round() as usize]);
@@ -272,11 +237,103 @@ async fn measure(server: &Server, made: &Made, queries: usize) {
     }
 }
 
-/// A request of the benchmark: a fixed path, a path made afresh each time, or a filter body.
+/// The benchmark's requests: each filter of Blnk's docs, the lookups clients make, and searches.
+fn asks(made: &Made) -> Vec<(&'static str, Ask<'_>)> {
+    let (from, until) = &made.span;
+    let balance = |rng: &mut fastrand::Rng| made.balances[rng.usize(..made.balances.len())].0.clone();
+    let txn = |rng: &mut fastrand::Rng| made.transactions[rng.usize(..made.transactions.len())].clone();
+    use Ask::{Body, Fixed, Get, Search};
+    let filters: Vec<(&str, Ask)> = vec![
+        ("status_eq=APPLIED&amount_gte=10000", Fixed("/transactions?status_eq=APPLIED&amount_gte=10000")),
+        ("currency_eq=USD&balance_gt=0 (balances)", Fixed("/balances?currency_eq=USD&balance_gt=0")),
+        (
+            "created_at_between (the load's span)",
+            Get(Box::new(move |_| format!("/transactions?created_at_between={from}|{until}"))),
+        ),
+        (
+            "status_eq=QUEUED&currency_in=USD,EUR&amount_gt=1000",
+            Fixed("/transactions?status_eq=QUEUED&currency_in=USD,EUR&amount_gt=1000"),
+        ),
+        ("name_ilike=%savings% (ledgers)", Fixed("/ledgers?name_ilike=%25savings%25")),
+        ("meta_data.customer_type_eq=premium", Fixed("/transactions?meta_data.customer_type_eq=premium")),
+        ("status_eq=INFLIGHT", Fixed("/transactions?status_eq=INFLIGHT")),
+        (
+            "parent_transaction_eq=<id>",
+            Get(Box::new(move |rng| {
+                format!("/transactions?parent_transaction_eq={}", made.parents[rng.usize(..made.parents.len())])
+            })),
+        ),
+        ("source_eq=<balance>", Get(Box::new(move |rng| format!("/transactions?source_eq={}", balance(rng))))),
+        (
+            "destination_eq=<balance>",
+            Get(Box::new(move |rng| format!("/transactions?destination_eq={}", balance(rng)))),
+        ),
+        ("balance_id_eq=<balance>", Get(Box::new(move |rng| format!("/transactions?balance_id_eq={}", balance(rng))))),
+        ("reference_eq=<reference>", Get(Box::new(move |rng| format!("/transactions?reference_eq={}", txn(rng).1)))),
+        (
+            "transaction_id_in=<3 ids>",
+            Get(Box::new(move |rng| {
+                let ids: Vec<String> = (0..3).map(|_| txn(rng).0).collect();
+                format!("/transactions?transaction_id_in={}", ids.join(","))
+            })),
+        ),
+        (
+            "POST /transactions/filter status=APPLIED, sorted by amount",
+            Body(Box::new(move |_| {
+                json!({"filters": [{"field": "status", "operator": "eq", "value": "APPLIED"}],
+                    "sort_by": "amount", "sort_order": "desc"})
+            })),
+        ),
+        (
+            "POST /transactions/filter source=<balance>, include_count",
+            Body(Box::new(move |rng| {
+                json!({"filters": [{"field": "source", "operator": "eq", "value": balance(rng)}],
+                    "include_count": true})
+            })),
+        ),
+        (
+            "search q=<balance> query_by=source,destination",
+            Search(Box::new(move |rng| json!({"q": balance(rng), "query_by": "source,destination", "per_page": 20}))),
+        ),
+        (
+            "search q=<reference> query_by=reference",
+            Search(Box::new(move |rng| json!({"q": txn(rng).1, "query_by": "reference"}))),
+        ),
+        (
+            "search q=savings query_by=description, filter_by currency",
+            Search(Box::new(move |_| json!({"q": "savings", "query_by": "description", "filter_by": "currency:=GBP"}))),
+        ),
+        (
+            "search q=* filter_by status:=INFLIGHT, sort_by amount:desc",
+            Search(Box::new(move |_| json!({"q": "*", "filter_by": "status:=INFLIGHT", "sort_by": "amount:desc"}))),
+        ),
+    ];
+    filters
+}
+
+/// A request of the benchmark: a fixed path, a path made afresh each time, a filter body, or a
+/// search body (`POST /search/transactions`).
 enum Ask<'a> {
     Fixed(&'static str),
     Get(Box<dyn Fn(&mut fastrand::Rng) -> String + 'a>),
     Body(Box<dyn Fn(&mut fastrand::Rng) -> Value + 'a>),
+    Search(Box<dyn Fn(&mut fastrand::Rng) -> Value + 'a>),
+}
+
+/// Waits until the search indexer has indexed the whole load (it indexes in the order the writes
+/// queued their records: the last transaction, `meta_data.n` = `n<N-1>`, is found last), and says
+/// how long that took.
+async fn indexed(server: &Server, made: &Made) {
+    let started = Instant::now();
+    let last = format!("n{}", made.count - 1);
+    loop {
+        let (_, answer) = server.post("/search/transactions", json!({"q": last, "query_by": "meta_data.n"})).await;
+        if answer["found"].as_u64() > Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!("search index caught up {:.1} s after the server started", started.elapsed().as_secs_f64());
 }
 
 fn ms(d: Duration) -> f64 {

@@ -29,6 +29,7 @@
 //! `cargo bench --bench transfers -- [--clients 1,8,64] [--seconds 5] [--balances 1000]
 //!     [--monitors M] [--monitor-kind KIND] [--ledger-rules R] [--firing F (percent of balances)]
 //!     [--postgres postgres://USER@HOST:PORT/DB] [--bulk N] [--http-only] [--history-mib N] [--webhooks]
+//!     [--described]
 //!     [--webhook-endpoint] [--nats URL]`
 //!
 //! `--monitor-kind` picks the quiet monitors: `plain` (`debit_balance >`, the default), `edge` (an
@@ -140,6 +141,12 @@ fn options() -> Options {
             "--monitor-kind" => o.monitor_kind = value,
             "--ledger-rules" => o.ledger_rules = value.parse().expect("--ledger-rules R (on the balances' ledger)"),
             "--history-mib" => o.history_mib = value.parse().expect("--history-mib N (SQLite only)"),
+            // Transfers with a description and metadata (what the search indexer indexes).
+            "--described" => {
+                DESCRIBED.store(true, std::sync::atomic::Ordering::Relaxed);
+                i += 1;
+                continue;
+            }
             "--http-only" | "--webhooks" | "--webhook-endpoint" => {
                 o.http_only |= args[i] == "--http-only";
                 o.webhooks |= args[i] != "--http-only";
@@ -505,6 +512,9 @@ impl KeptAlive {
     }
 }
 
+/// `--described`: HTTP transfers carry a description and metadata.
+static DESCRIBED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 impl Submit for HttpSubmit {
     async fn submit(&self, source: &str, destination: &str, amount: u64, reference: String) {
         let taken = self.idle.lock().unwrap().pop();
@@ -513,15 +523,20 @@ impl Submit for HttpSubmit {
             None => self.connect().await,
         };
         // Written out, not built as a `serde_json::Value`: ids and references here need no escaping.
+        let described = match DESCRIBED.load(std::sync::atomic::Ordering::Relaxed) {
+            true => r#","description":"card payment","meta_data":{"channel":"card"}"#,
+            false => "",
+        };
         let body = format!(
             concat!(
                 r#"{{"precise_amount":{amount},"currency":"USD","source":"{source}","#,
-                r#""destination":"{destination}","reference":"{reference}","skip_queue":true}}"#
+                r#""destination":"{destination}","reference":"{reference}","skip_queue":true{described}}}"#
             ),
             amount = amount,
             source = source,
             destination = destination,
-            reference = reference
+            reference = reference,
+            described = described
         );
         let request = format!(
             "POST /transactions HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: \

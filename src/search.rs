@@ -37,16 +37,24 @@ static REINDEX: Mutex<Option<Reindex>> = Mutex::new(None);
 /// Starts the indexer on the current runtime.
 pub fn spawn(store: Arc<dyn Store>) {
     crate::tasks::task("search indexer", async move {
-        let mut tick = tokio::time::interval(EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
             let store = store.clone();
             let began = unix_ms();
-            match crate::tasks::blocking("search indexer", move || round(store.as_ref())).await {
-                Some(Ok(done)) => note_progress(began, done),
-                Some(Err(error)) => tracing::warn!(%error, "the search indexer failed a round; it tries again"),
+            let full = match crate::tasks::blocking("search indexer", move || round(store.as_ref())).await {
+                Some(Ok(done)) => {
+                    note_progress(began, done);
+                    matches!(done, Round::Indexed { full: true, .. })
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "the search indexer failed a round; it tries again");
+                    false
+                }
                 None => return,
+            };
+            // A full round means more is queued: the next starts at once, so the index keeps up
+            // with a steady load instead of falling behind by a batch per pause.
+            if !full {
+                tokio::time::sleep(EVERY).await;
             }
         }
     });
@@ -57,18 +65,24 @@ pub fn spawn(store: Arc<dyn Store>) {
 enum Round {
     /// Nothing was queued: the index is up with every commit before the round.
     CaughtUp,
-    Indexed(u64),
+    /// `count` records indexed; `full` if the round took as many entries as it could.
+    Indexed { count: u64, full: bool },
 }
 
 /// One round: the next queued records, indexed and taken off the queue in one commit.
 fn round(store: &dyn Store) -> StoreResult<Round> {
+    // Looked for with a read first: an idle indexer never takes the writer.
+    if !store.reader()?.search_queued()? {
+        return Ok(Round::CaughtUp);
+    }
     let mut done = Round::CaughtUp;
+    let batch = BATCH.load(std::sync::atomic::Ordering::Relaxed);
     store.write_unflushed(&mut |w| {
-        let queue = w.search_queue(BATCH.load(std::sync::atomic::Ordering::Relaxed))?;
+        let queue = w.search_queue(batch)?;
         let mut count = 0;
         for collection in [Collection::Ledgers, Collection::Balances, Collection::Transactions, Collection::Identities]
         {
-            let name = crate::store::search_table(collection);
+            let name = crate::store::table_of(collection);
             let mut ids: Vec<String> = queue.iter().filter(|q| q.1 == name).map(|q| q.2.clone()).collect();
             ids.sort();
             ids.dedup();
@@ -78,7 +92,10 @@ fn round(store: &dyn Store) -> StoreResult<Round> {
         if !positions.is_empty() {
             w.drop_search_queue(&positions)?;
         }
-        done = if queue.is_empty() { Round::CaughtUp } else { Round::Indexed(count) };
+        done = match queue.is_empty() {
+            true => Round::CaughtUp,
+            false => Round::Indexed { count, full: queue.len() as u32 == batch },
+        };
         Ok(())
     })?;
     Ok(done)
@@ -152,7 +169,9 @@ fn note_progress(began: i64, done: Round) {
     let mut reindex = REINDEX.lock();
     let Some(running) = reindex.as_mut().filter(|r| r.completed_at.is_none() && began > r.started_ms) else { return };
     match done {
-        Round::Indexed(n) => running.processed_records = (running.processed_records + n).min(running.total_records),
+        Round::Indexed { count, .. } => {
+            running.processed_records = (running.processed_records + count).min(running.total_records)
+        }
         // Caught up: every record of the reindex is indexed (records made since came as well).
         Round::CaughtUp => {
             running.processed_records = running.total_records;

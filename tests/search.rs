@@ -78,13 +78,14 @@ async fn text_search_finds_exactly_what_a_reference_finds_with_filters_sorting_a
                 "/transactions",
                 json!({"precise_amount": 100 + i, "currency": currency, "source": source,
                 "destination": destination, "reference": format!("{}-{i}", unique("order")), "allow_overdraft": true,
-                "skip_queue": true, "description": description.join(" "), "meta_data": {"channel": channel}}),
+                "skip_queue": true, "description": description.join(" "),
+                "meta_data": {"channel": channel, "n": format!("n{i}")}}),
             )
             .await;
         made.push(created);
     }
-    let last_reference = made.last().unwrap()["reference"].as_str().unwrap().to_string();
-    indexed(&server, "transactions", "reference", &last_reference).await;
+    // Indexed in the order written: once the last is found, all are.
+    indexed(&server, "transactions", "meta_data.n", "n59").await;
 
     let queries = ["payment", "pay", "top", "top-up", "caf", "card payment", "savings serv", "REFUND", "payout card"];
     for q in queries {
@@ -117,6 +118,23 @@ async fn text_search_finds_exactly_what_a_reference_finds_with_filters_sorting_a
         found_ids(&server, "transactions", json!({"q": alice, "query_by": "source,destination"}), "transaction_id")
             .await;
     assert_eq!(on_alice.len(), made.len());
+    // Ids and codes match as a whole value, exactly; free text by words.
+    let part = found_ids(
+        &server,
+        "transactions",
+        json!({"q": &alice[..12], "query_by": "source,destination"}),
+        "transaction_id",
+    )
+    .await;
+    assert!(part.is_empty(), "a part of an id is not the id");
+    let applied = search(
+        &server,
+        "transactions",
+        json!({"q": "APPLIED", "query_by": "status,description",
+        "filter_by": format!("currency:={currency}")}),
+    )
+    .await;
+    assert_eq!(applied["found"], json!(60));
 
     // filter_by: equality, lists, ranges of amounts and of Unix seconds; sort_by; pages.
     let answer = search(

@@ -50,6 +50,7 @@ async fn answer(app: &AppState, name: &str, body: &Map<String, Value>, prefix: &
     let search = search::read(collection, body).map_err(refused)?;
     let started = std::time::Instant::now();
     let query = search.query.clone();
+    let known_size = collection_size(collection, None);
     let (documents, found, out_of) = read(app, move |r| {
         let (documents, total): (Vec<Value>, Option<u64>) = match collection {
             Collection::Ledgers => documents(r.find_ledgers(&query)?, crate::wire::search::ledger),
@@ -59,7 +60,11 @@ async fn answer(app: &AppState, name: &str, body: &Map<String, Value>, prefix: &
                 documents(r.find_identities(&query)?, crate::wire::search::identity)
             }
         };
-        Ok((documents, total.unwrap_or_default(), r.collection_size(collection)?))
+        let size = match known_size {
+            Some(size) => size,
+            None => collection_size(collection, Some(r.collection_size(collection)?)).unwrap_or_default(),
+        };
+        Ok((documents, total.unwrap_or_default(), size))
     })
     .await?;
     let hits: Vec<Value> = documents.into_iter().map(|document| json!({ "document": document })).collect();
@@ -73,6 +78,26 @@ async fn answer(app: &AppState, name: &str, body: &Map<String, Value>, prefix: &
         "search_cutoff": false,
         "search_time_ms": started.elapsed().as_millis() as u64,
     }))
+}
+
+/// How long a collection's size (`out_of`) is reused: counting a million rows costs PostgreSQL
+/// tens of milliseconds, more than a selective search itself.
+const SIZE_KEPT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `collection`'s size as last counted, if counted within `SIZE_KEPT`; or, given a fresh count,
+/// that count, kept.
+fn collection_size(collection: Collection, counted: Option<u64>) -> Option<u64> {
+    use parking_lot::Mutex;
+    use std::time::Instant;
+    static SIZES: Mutex<Vec<(&'static str, Instant, u64)>> = Mutex::new(Vec::new());
+    let name = crate::store::table_of(collection);
+    let mut sizes = SIZES.lock();
+    if let Some(fresh) = counted {
+        sizes.retain(|(n, _, _)| *n != name);
+        sizes.push((name, Instant::now(), fresh));
+        return Some(fresh);
+    }
+    sizes.iter().find(|(n, at, _)| *n == name && at.elapsed() < SIZE_KEPT).map(|(_, _, size)| *size)
 }
 
 fn documents<T>(found: crate::store::Found<T>, document: fn(T) -> Value) -> (Vec<Value>, Option<u64>) {

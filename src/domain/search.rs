@@ -1,11 +1,13 @@
 //! Search: Blnk's `POST /search/{collection}` (Typesense's request: `q`, `query_by`, `filter_by`,
 //! `sort_by`, `page`, `per_page`), answered from Keel's own database.
 //!
-//! Text: every record of a searchable collection has index terms, one per token of each of its text
-//! fields, written `field.token` (`description.payment`, `meta_data.channel.card`): tokens are runs
-//! of letters and digits, lowercased. A query's words are tokenized the same way; a record matches
-//! when every token is a term of one of the `query_by` fields, the query's last token as a prefix
-//! (Typesense's default `prefix: true`). `filter_by` and `sort_by` become the list filters'
+//! Text: every record of a searchable collection has index terms, one per token of each of its
+//! free-text fields, written `field.token` (`description.payment`, `meta_data.channel.card`): tokens
+//! are runs of letters and digits, lowercased. A query's words are tokenized the same way; a record
+//! matches when every token is a term of one of the `query_by` fields, the query's last token as a
+//! prefix (Typesense's default `prefix: true`), or when the whole query equals one of its id or
+//! code fields named in `query_by` (`source`, `reference`, `status`…), which need no terms: their
+//! columns' own indexes find them. `filter_by` and `sort_by` become the list filters'
 //! conditions (`domain::filter`), so they mean what `?field_op=value` means.
 
 use super::filter::{self, Collection, Condition, Op, Problem, Query, Raw};
@@ -28,39 +30,28 @@ pub fn collection(name: &str) -> Option<Collection> {
     }
 }
 
-/// The text fields of a collection that `query_by` may name (and `meta_data.<key>`).
+/// The fields of a collection `query_by` may name that hold an id or a code: `q` matches them as
+/// a whole value, exactly (by the columns' own indexes, so they need no search terms).
+pub fn keyword_fields(collection: Collection) -> &'static [&'static str] {
+    match collection {
+        Collection::Ledgers => &["ledger_id"],
+        Collection::Balances => &["balance_id", "ledger_id", "identity_id", "indicator", "currency"],
+        Collection::Transactions => {
+            &["transaction_id", "reference", "source", "destination", "parent_transaction", "currency", "status"]
+        }
+        Collection::Identities => &["identity_id"],
+        Collection::Monitors => &[],
+    }
+}
+
+/// The free-text fields of a collection `query_by` may name (and `meta_data.<key>`): `q`'s words
+/// match their search terms.
 pub fn text_fields(collection: Collection) -> &'static [&'static str] {
     match collection {
-        Collection::Ledgers => &["ledger_id", "name"],
-        Collection::Balances => &["balance_id", "ledger_id", "identity_id", "indicator", "currency"],
-        Collection::Transactions => &[
-            "transaction_id",
-            "reference",
-            "description",
-            "source",
-            "destination",
-            "parent_transaction",
-            "currency",
-            "status",
-        ],
-        Collection::Identities => &[
-            "identity_id",
-            "identity_type",
-            "organization_name",
-            "category",
-            "first_name",
-            "last_name",
-            "other_names",
-            "gender",
-            "email_address",
-            "phone_number",
-            "nationality",
-            "street",
-            "country",
-            "state",
-            "post_code",
-            "city",
-        ],
+        Collection::Ledgers => &["name"],
+        Collection::Balances => &[],
+        Collection::Transactions => &["description"],
+        Collection::Identities => &super::identity::TEXT_FIELDS,
         Collection::Monitors => &[],
     }
 }
@@ -92,13 +83,16 @@ pub fn terms(fields: &[(&str, &str)], meta_data: &Map<String, Value>) -> Vec<Str
     terms
 }
 
-/// What a query's text asks: every token (the last as a prefix) among the terms of `fields`.
+/// What a query's text asks: every token (the last as a prefix) among the terms of `fields`, or
+/// the whole text equal to one of the `keywords` fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextMatch {
-    /// Field prefixes of terms (`description`, `meta_data.channel`), lowercased.
+    /// Field prefixes of terms (`description`, `meta_data.channel`), lowercased; may be empty.
     pub fields: Vec<String>,
     /// At least one.
     pub tokens: Vec<String>,
+    /// `field = q` for each keyword field of `query_by` (conditions of the list filters).
+    pub keywords: Vec<Condition>,
 }
 
 /// A search request, read: the query its page answers (its `text` set when `q` has words).
@@ -168,13 +162,15 @@ fn text_match(collection: Collection, q: &str, query_by: Option<&str>) -> Result
             key.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
                 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         };
-        let known =
-            text_fields(collection).contains(&field.as_str()) || field.strip_prefix("meta_data.").is_some_and(key);
+        let known = text_fields(collection).contains(&field.as_str())
+            || keyword_fields(collection).contains(&field.as_str())
+            || field.strip_prefix("meta_data.").is_some_and(key);
         if !known {
+            let fields: Vec<&str> = keyword_fields(collection).iter().chain(text_fields(collection)).copied().collect();
             let message = format!(
-                "query_by: '{field}' is not a text field of {} (text fields: {}, meta_data.<key>)",
+                "query_by: '{field}' is not a searchable field of {} (searchable: {}, meta_data.<key>)",
                 collection.name(),
-                text_fields(collection).join(", ")
+                fields.join(", ")
             );
             return Err(problem("query_by", message));
         }
@@ -189,7 +185,16 @@ fn text_match(collection: Collection, q: &str, query_by: Option<&str>) -> Result
     if words.len() > MAX_TOKENS {
         return Err(problem("q", format!("q has more than {MAX_TOKENS} words")));
     }
-    Ok(Some(TextMatch { fields: fields.iter().map(|f| f.to_lowercase()).collect(), tokens: words }))
+    let (keywords, fields): (Vec<String>, Vec<String>) =
+        fields.into_iter().partition(|f| keyword_fields(collection).contains(&f.as_str()));
+    let keywords = keywords
+        .iter()
+        .map(|field| {
+            let raw = Raw::Json { value: Some(q.to_string()), values: None };
+            filter::condition(collection, "query_by", field, Op::Eq, raw)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(TextMatch { fields: fields.iter().map(|f| f.to_lowercase()).collect(), tokens: words, keywords }))
 }
 
 /// Typesense's `filter_by` as the list filters' conditions: `field:=v`, `field:!=v`, `field:>v` (and
@@ -341,6 +346,10 @@ mod tests {
             (text.fields, text.tokens),
             (vec!["description".into(), "meta_data.channel".into()], vec!["payment".into(), "serv".into()])
         );
+        assert!(text.keywords.is_empty());
+        let by_id = read(Collection::Transactions, &body(json!({"q": " bln_1-2 ", "query_by": "source,description"})));
+        let by_id = by_id.unwrap().query.text.unwrap();
+        assert_eq!((by_id.fields.len(), by_id.keywords.len(), by_id.tokens.len()), (1, 1, 3));
         assert_eq!(search.query.conditions.len(), 3);
         assert_eq!(search.query.conditions[1].op, Op::Between);
         assert!(search.query.newest_first && search.query.sort_by.is_some());

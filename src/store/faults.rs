@@ -246,6 +246,7 @@ delegate! { reads:
     last_event_sequence() -> i64;
     searchable(collection: Collection, ids: &[String]) -> Vec<(i64, Searchable)>;
     search_queue(limit: u32) -> Vec<(i64, String, String)>;
+    search_queued() -> bool;
     collection_size(collection: Collection) -> u64;
 }
 

@@ -84,14 +84,9 @@ const MONITORS: &str = "(SELECT m.monitor_id, m.balance_id, b.ledger_id, b.curre
         r.created_at, r.meta_data
     FROM ledger_monitors r)";
 
+/// A collection's table.
 fn table(collection: Collection) -> &'static str {
-    match collection {
-        Collection::Ledgers => "ledgers",
-        Collection::Balances => "balances",
-        Collection::Transactions => "transactions",
-        Collection::Identities => "identities",
-        Collection::Monitors => "balance_monitors",
-    }
+    super::sql::table_of(collection)
 }
 
 /// What a field is in its table.
@@ -179,10 +174,20 @@ impl Builder {
         }
     }
 
-    /// The records whose index terms match (`domain::search`): SQLite's FTS5 table of the
-    /// collection (`search_<table>`, its rowid the record's), PostgreSQL's `search_index` by GIN.
-    /// Terms are matched literally: FTS5 strings, and a `tsquery` cast (not parsed by a dictionary).
+    /// The records a search's text matches (`domain::search`): by their index terms, or by a
+    /// keyword field equal to the whole text.
     fn text_match(&mut self, collection: Collection, text: &TextMatch, seq: &str) -> String {
+        let mut any: Vec<String> = text.keywords.iter().map(|c| self.condition(collection, c)).collect();
+        if !text.fields.is_empty() {
+            any.push(self.terms_match(collection, text, seq));
+        }
+        format!("({})", any.join(" OR "))
+    }
+
+    /// The records whose index terms match: SQLite's FTS5 table of the collection
+    /// (`search_<table>`, its rowid the record's), PostgreSQL's `search_index` by GIN. Terms are
+    /// matched literally: FTS5 strings, and a `tsquery` cast (not parsed by a dictionary).
+    fn terms_match(&mut self, collection: Collection, text: &TextMatch, seq: &str) -> String {
         let last = text.tokens.len() - 1;
         let table = table(collection);
         if self.pg() {

@@ -17,7 +17,7 @@ mod sql;
 pub mod sqlite;
 
 pub use error::{ErrorKind, StoreError, StoreResult};
-pub use sql::search_table;
+pub use sql::table_of;
 
 use crate::domain::api_key::ApiKey;
 use crate::domain::balance::Balance;
@@ -200,6 +200,8 @@ pub trait Reads {
     /// Up to `limit` records queued for the search indexer, oldest first: (queue position,
     /// collection, id). On PostgreSQL they stay locked to this transaction, and another's are skipped.
     fn search_queue(&self, limit: u32) -> StoreResult<Vec<(i64, String, String)>>;
+    /// Whether any record is queued for the search indexer.
+    fn search_queued(&self) -> StoreResult<bool>;
     /// How many records `collection` holds.
     fn collection_size(&self, collection: Collection) -> StoreResult<u64>;
 }

@@ -482,12 +482,15 @@ impl<'a> Writer<'a> {
             let rows: Vec<Vec<Value>> = transactions.iter().map(Record::values).collect();
             self.run(&INSERT, &bound(&by_column(rows))).map_err(|e| e.during("inserting the batch's transactions"))?;
             // Queued for the search indexer in the same commit (`sql::to_index`), in one statement.
-            let ids: Vec<&str> = transactions.iter().map(|t| t.id.as_str()).collect();
-            self.run(
-                "INSERT INTO search_dirty (collection, entity_id) SELECT 'transactions', unnest($1::text[])",
-                &[&ids],
-            )
-            .map_err(|e| e.during("queueing the batch's transactions for search"))?;
+            let ids: Vec<&str> =
+                transactions.iter().filter(|t| super::sql::has_search_text(t)).map(|t| t.id.as_str()).collect();
+            if !ids.is_empty() {
+                self.run(
+                    "INSERT INTO search_dirty (collection, entity_id) SELECT 'transactions', unnest($1::text[])",
+                    &[&ids],
+                )
+                .map_err(|e| e.during("queueing the batch's transactions for search"))?;
+            }
         }
         if !balances.is_empty() {
             let rows: Vec<Vec<Value>> = balances.iter().map(|b| totals(b).to_vec()).collect();

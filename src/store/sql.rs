@@ -194,7 +194,10 @@ pub trait Sql {
 pub trait WriteSql: Sql {
     fn write_transaction(&self, t: &Transaction) -> StoreResult<()> {
         self.execute("{insert:transactions}", &t.values())?;
-        to_index(self, "transactions", &t.id)
+        if has_search_text(t) {
+            to_index(self, "transactions", &t.id)?;
+        }
+        Ok(())
     }
 
     /// An event into the outbox. PostgreSQL holds them back until just before COMMIT, to write
@@ -213,6 +216,12 @@ pub trait WriteSql: Sql {
         )
         .map(drop)
     }
+}
+
+/// Whether a transaction has free text to search (`domain::search::text_fields`: its description
+/// and metadata): only then is it queued for the indexer.
+pub fn has_search_text(t: &Transaction) -> bool {
+    !t.description.is_empty() || !t.meta_data.is_empty()
 }
 
 /// Queues a record for the search indexer (`src/search.rs`) in the commit that creates or changes
@@ -787,6 +796,10 @@ impl<S: Sql> Reads for S {
         )
     }
 
+    fn search_queued(&self) -> StoreResult<bool> {
+        Ok(!self.rows("SELECT 1 FROM search_dirty LIMIT 1", &[], |c| c.int())?.is_empty())
+    }
+
     fn collection_size(&self, collection: Collection) -> StoreResult<u64> {
         let sql = match collection {
             Collection::Ledgers => "SELECT COUNT(*) FROM ledgers",
@@ -828,13 +841,16 @@ impl<S: WriteSql> Writes for S {
 
     fn insert_balance(&mut self, balance: &Balance) -> StoreResult<()> {
         self.execute("{insert:balances}", &balance.values())?;
-        to_index(self, "balances", &balance.id)
+        // A balance's only free text is its metadata (its ids and codes are matched by column).
+        if !balance.meta_data.is_empty() {
+            to_index(self, "balances", &balance.id)?;
+        }
+        Ok(())
     }
 
     fn set_balance_identity(&mut self, balance_id: &str, identity_id: &str) -> StoreResult<()> {
         let sql = "UPDATE balances SET identity_id = $2 WHERE balance_id = $1";
-        self.execute(sql, &[balance_id.into(), identity_id.into()])?;
-        to_index(self, "balances", balance_id)
+        self.execute(sql, &[balance_id.into(), identity_id.into()]).map(drop)
     }
 
     fn insert_identity(&mut self, identity: &Identity) -> StoreResult<()> {
@@ -868,7 +884,7 @@ impl<S: WriteSql> Writes for S {
             "{insert:balances} ON CONFLICT (indicator, currency) WHERE indicator <> '' DO NOTHING",
             &balance.values(),
         )?;
-        if inserted == 1 {
+        if inserted == 1 && !balance.meta_data.is_empty() {
             to_index(self, "balances", &balance.id)?;
         }
         Ok(inserted == 1)
@@ -897,7 +913,6 @@ impl<S: WriteSql> Writes for S {
             "UPDATE transactions SET status = $2 WHERE transaction_id = $1",
             &[id.into(), status.as_str().into()],
         )?;
-        to_index(self, "transactions", id)?;
         // A queued or scheduled transaction applied now moved at its own effective instant, which
         // a snapshot taken meanwhile may be past (H1).
         if status == Status::Applied {
@@ -1209,11 +1224,17 @@ impl<S: WriteSql> Writes for S {
 
     fn index_terms(&mut self, collection: Collection, position: i64, terms: &[String]) -> StoreResult<()> {
         match S::DIALECT {
+            Dialect::Postgres if terms.is_empty() => self
+                .execute(
+                    "DELETE FROM search_index WHERE collection = $1 AND entity_seq = $2",
+                    &[table_of(collection).into(), position.into()],
+                )
+                .map(drop),
             Dialect::Postgres => {
                 let sql = "INSERT INTO search_index (collection, entity_seq, terms)
                     VALUES ($2, $3, array_to_tsvector($1::text[]))
                     ON CONFLICT (collection, entity_seq) DO UPDATE SET terms = EXCLUDED.terms";
-                self.execute(sql, &[Value::TextList(terms), search_table(collection).into(), position.into()]).map(drop)
+                self.execute(sql, &[Value::TextList(terms), table_of(collection).into(), position.into()]).map(drop)
             }
             Dialect::Sqlite => {
                 let (delete, insert) = match collection {
@@ -1235,6 +1256,9 @@ impl<S: WriteSql> Writes for S {
                     ),
                 };
                 self.execute(delete, &[position.into()])?;
+                if terms.is_empty() {
+                    return Ok(());
+                }
                 self.execute(insert, &[position.into(), terms.join(" ").as_str().into()]).map(drop)
             }
         }
@@ -1268,11 +1292,11 @@ impl<S: WriteSql> Writes for S {
         for sql in [
             "INSERT INTO search_dirty (collection, entity_id) SELECT 'ledgers', ledger_id FROM ledgers ORDER BY {seq}",
             "INSERT INTO search_dirty (collection, entity_id)
-             SELECT 'balances', balance_id FROM balances ORDER BY {seq}",
+             SELECT 'balances', balance_id FROM balances WHERE length(meta_data) > 2 ORDER BY {seq}",
             "INSERT INTO search_dirty (collection, entity_id)
              SELECT 'identities', identity_id FROM identities ORDER BY {seq}",
-            "INSERT INTO search_dirty (collection, entity_id)
-             SELECT 'transactions', transaction_id FROM transactions ORDER BY {seq}",
+            "INSERT INTO search_dirty (collection, entity_id) SELECT 'transactions', transaction_id FROM transactions
+             WHERE description <> '' OR length(meta_data) > 2 ORDER BY {seq}",
         ] {
             self.execute(sql, &[])?;
         }
@@ -1280,8 +1304,8 @@ impl<S: WriteSql> Writes for S {
     }
 }
 
-/// A searchable collection's name, as the search tables and the search queue write it.
-pub fn search_table(collection: Collection) -> &'static str {
+/// A collection's table: also its name in the search tables and the search queue.
+pub fn table_of(collection: Collection) -> &'static str {
     match collection {
         Collection::Ledgers => "ledgers",
         Collection::Balances => "balances",
