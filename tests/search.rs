@@ -299,3 +299,45 @@ async fn refusals_name_the_parameter_and_a_reindex_rebuilds_the_index() {
     let found = search(&server, "ledgers", json!({"q": name, "query_by": "name"})).await;
     assert_eq!(found["found"], json!(1), "rebuilt: {found}");
 }
+
+/// Scoped keys: a search needs `search:read` and the read scope of the collection it answers; a
+/// multi-search every collection's; a reindex `search:write`; taking snapshots `balances:write`.
+#[tokio::test]
+async fn scoped_keys_need_search_and_the_collections_scopes() {
+    const MASTER: &str = "master-key-for-search";
+    let server = Server::start_with_args(&["--api-key", MASTER]);
+    let call = |key: String, method: &'static str, path: &'static str, body: Value| {
+        let server = &server;
+        async move {
+            let headers = [("X-Blnk-Key", key.as_str()), ("Content-Type", "application/json")];
+            let answer = server.send(method, path, &headers, body.to_string().into_bytes()).await.unwrap();
+            answer.status
+        }
+    };
+    let key = |scopes: Value| {
+        let server = &server;
+        async move {
+            let headers = [("X-Blnk-Key", MASTER), ("Content-Type", "application/json")];
+            let body = json!({"name": "k", "owner": "o", "scopes": scopes}).to_string().into_bytes();
+            let answer = server.send("POST", "/api-keys", &headers, body).await.unwrap();
+            let created: Value = serde_json::from_str(&answer.body).unwrap();
+            created["key"].as_str().unwrap().to_string()
+        }
+    };
+    let search = json!({"q": "*"});
+    let transactions_only = key(json!(["transactions:read"])).await;
+    let searcher = key(json!(["search:read", "transactions:read"])).await;
+    let everything_read =
+        key(json!(["search:read", "ledgers:read", "balances:read", "transactions:read", "identities:read"])).await;
+    assert_eq!(call(transactions_only, "POST", "/search/transactions", search.clone()).await, StatusCode::FORBIDDEN);
+    assert_eq!(call(searcher.clone(), "POST", "/search/transactions", search.clone()).await, StatusCode::OK);
+    assert_eq!(call(searcher.clone(), "POST", "/search/ledgers", search.clone()).await, StatusCode::FORBIDDEN);
+    let multi = json!({"searches": [{"collection": "ledgers", "q": "*"}]});
+    assert_eq!(call(searcher.clone(), "POST", "/multi-search", multi.clone()).await, StatusCode::FORBIDDEN);
+    assert_eq!(call(everything_read.clone(), "POST", "/multi-search", multi).await, StatusCode::OK);
+    assert_eq!(call(everything_read.clone(), "POST", "/search/reindex", json!({})).await, StatusCode::FORBIDDEN);
+    assert_eq!(call(everything_read, "POST", "/balances-snapshots", json!({})).await, StatusCode::FORBIDDEN);
+    let writer = key(json!(["search:write", "balances:write"])).await;
+    assert_eq!(call(writer.clone(), "POST", "/search/reindex", json!({})).await, StatusCode::OK);
+    assert_eq!(call(writer, "POST", "/balances-snapshots", json!({})).await, StatusCode::OK);
+}
