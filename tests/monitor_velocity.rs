@@ -137,6 +137,33 @@ async fn changing_a_limit_keeps_what_was_spent_in_its_window() {
     assert_eq!(s.spend(200).await.0, StatusCode::CREATED);
 }
 
+/// A window lengthened by an update carries on from where the old one had reached: what the old
+/// window had already let go does not count again, on a monitor of one balance and on a rule.
+#[tokio::test]
+async fn lengthening_a_window_does_not_count_again_what_had_left_it() {
+    let s = setup().await;
+    let (_, alice) = s.server.get(&format!("/balances/{}", s.alice)).await;
+    let condition = |window: &str| json!({"field": "debit_volume", "operator": ">", "value": 500, "window": window});
+    let own = s.monitor(condition("1h"), json!({"action": "reject"})).await;
+    let rule_body = json!({"ledger_id": alice["ledger_id"], "condition": condition("2h"), "action": "reject"});
+    let rule = s.server.create("/balance-monitors", rule_body).await;
+    assert_eq!(s.spend(400).await.0, StatusCode::CREATED); // at T0
+                                                           // The 400 leaves both windows, at their edges (the rule's exactly).
+    s.clock.advance(2 * HOUR_MS);
+    // The rule first: its update reads no balance, so nothing rolls its stored window before.
+    for (monitor, scope) in [(&rule, json!({"ledger_id": alice["ledger_id"]})), (&own, json!({"balance_id": s.alice}))]
+    {
+        let mut body = json!({"condition": condition("24h"), "action": "reject"});
+        body.as_object_mut().unwrap().extend(scope.as_object().unwrap().clone());
+        let path = format!("/balance-monitors/{}", monitor["monitor_id"].as_str().unwrap());
+        let (status, updated) = s.server.put(&path, body).await;
+        assert_eq!((status, updated["condition"]["window"].as_str()), (StatusCode::OK, Some("24h")), "{updated}");
+    }
+    assert_eq!(s.spend(500).await.0, StatusCode::CREATED, "the 400 spent before had left the old windows");
+    s.clock.advance(HOUR_MS);
+    assert_eq!(s.spend(1).await.0, StatusCode::BAD_REQUEST, "the 500 counts in the lengthened windows");
+}
+
 #[tokio::test]
 async fn velocity_conditions_are_validated_naming_the_field() {
     let s = setup().await;

@@ -22,7 +22,8 @@
 //! (see docs/performance.md); a chunk costs that page once per many checkpoints.
 //!
 //! Resolution: a movement belongs to the instant of its batch, in milliseconds of the engine's
-//! clock; it counts while that instant is within the last `window` (`now - window < at <= now`).
+//! clock; it counts while that instant is within the last `window` (`now - window < at <= now`),
+//! and, in a window an update lengthened, after where the old window had reached (`Window::since_ms`).
 
 use super::balance::Balance;
 use num_bigint::BigInt;
@@ -194,6 +195,10 @@ pub enum Measure {
 pub struct Window {
     pub text: String,
     pub ms: i64,
+    /// Where the window may reach back to at most, when an update lengthened it: the old window's
+    /// start at the update's instant, so the longer window carries on with what the old one counted
+    /// and never takes back what had already left it. `None` once it cannot matter.
+    pub since_ms: Option<i64>,
 }
 
 impl Window {
@@ -208,7 +213,21 @@ impl Window {
         if length.subsec_nanos() % 1_000_000 != 0 {
             return Err(format!("window {text:?} must be whole milliseconds"));
         }
-        Ok(Window { text: text.trim().to_string(), ms: length.as_millis() as i64 })
+        Ok(Window { text: text.trim().to_string(), ms: length.as_millis() as i64, since_ms: None })
+    }
+
+    /// Where the window starts at `now_ms`: a movement counts if it is after this instant.
+    pub fn start_at(&self, now_ms: i64) -> i64 {
+        let start = now_ms - self.ms;
+        self.since_ms.map_or(start, |since| since.max(start))
+    }
+
+    /// This window, replacing `old` at `now_ms` on the same balance: it carries on from where `old`
+    /// had reached, never further back (a limit changed from 1h to 24h keeps what the hour counted,
+    /// and does not count again what the hour had already let go).
+    pub fn carrying_on_from(self, old: &Window, now_ms: i64) -> Window {
+        let reached = old.start_at(now_ms);
+        Window { since_ms: (reached > now_ms - self.ms).then_some(reached), ..self }
     }
 }
 
@@ -250,10 +269,10 @@ impl Velocity {
 
     /// Whether a checkpoint newer than `base` may have fallen out of `window` at `now_ms`, on
     /// `balance` as loaded (then the latest checkpoint at or before the window's start must be
-    /// read, `now - window`): known from the hint, or else possible once the balance has moved
+    /// read, `Window::start_at`): known from the hint, or else possible once the balance has moved
     /// since `base` and the window's start has reached `base`'s instant.
     pub fn needs_roll(&self, window: &Window, now_ms: i64, balance: &Balance) -> bool {
-        let start = now_ms - window.ms;
+        let start = window.start_at(now_ms);
         match self.next_at_ms {
             Some(next) => next <= start,
             None => balance.version > self.base.version && self.base.at_ms <= start,
@@ -312,6 +331,21 @@ mod tests {
         for bad in ["", "abc", "500ms", "0s", "367d", "1.5us", "-1h"] {
             assert!(Window::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_lengthened_window_reaches_back_only_as_far_as_the_old_one_had() {
+        let (hour, day) = (Window::parse("1h").unwrap(), Window::parse("24h").unwrap());
+        let now = 10 * 24 * 3_600_000;
+        let longer = day.clone().carrying_on_from(&hour, now);
+        assert_eq!(longer.since_ms, Some(now - 3_600_000));
+        assert_eq!(longer.start_at(now + 1_000), now - 3_600_000, "not the day before");
+        assert_eq!(longer.start_at(now + 24 * 3_600_000), now, "a day on, the day's own start");
+        // Shortened, or lengthened again before the floor mattered: only what still can.
+        assert_eq!(hour.clone().carrying_on_from(&day, now).since_ms, None);
+        let again = Window::parse("48h").unwrap().carrying_on_from(&longer, now + 1_000);
+        assert_eq!(again.since_ms, Some(now - 3_600_000));
+        assert_eq!(day.carrying_on_from(&longer, now + 24 * 3_600_000).since_ms, None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::domain::error::{DomainError, Resource};
 use crate::domain::event::{Delivery, Event, EventKind};
 use crate::domain::monitor::{Monitor, Signal, State};
 use crate::domain::transaction::Transaction;
+use crate::domain::velocity::Window;
 use crate::store::{ErrorKind, StoreError, StoreResult, Writes};
 use crate::wire::event::{monitor_event_body, transaction_event_body};
 
@@ -51,7 +52,10 @@ impl Batch {
         self.check_counterparty(new)?;
         let current_balance = current.balance_id.clone();
         let velocity = self.window_starting_now(new, Some(&current));
-        let monitor = Monitor { velocity, ..redefined(current, new) };
+        // A window watching the same balance carries on (`window_starting_now`).
+        let old_window = current.condition.window.clone().filter(|_| current_balance == new.balance_id);
+        let mut monitor = Monitor { velocity, ..redefined(current, new) };
+        carry_window(old_window.as_ref(), &mut monitor, self.now_ms);
         w.update_monitor(&monitor)?;
         self.monitors_evicted.insert(current_balance.clone());
         self.monitors_evicted.insert(monitor.balance_id.clone());
@@ -248,7 +252,9 @@ impl Batch {
         }
         self.check_counterparty(new)?;
         let keep_windows = current.condition.window.is_some() && new.condition.window.is_some();
-        let rule = redefined(current, new);
+        let old_window = current.condition.window.clone();
+        let mut rule = redefined(current, new);
+        carry_window(old_window.as_ref(), &mut rule, self.now_ms);
         w.update_rule(&rule, keep_windows)?;
         self.rule_changed(w, &rule.id, Some(&rule))?;
         Ok(Outcome::Monitor(rule))
@@ -304,6 +310,14 @@ impl Batch {
             self.save_rule_state(w, &state)?;
         }
         Ok(())
+    }
+}
+
+/// Where both definitions have a window, the new one carries on from where `old` had reached at
+/// `now_ms` (G2: it keeps what the old one counted, and nothing the old one had let go).
+fn carry_window(old: Option<&Window>, monitor: &mut Monitor, now_ms: i64) {
+    if let (Some(old), Some(new)) = (old, monitor.condition.window.as_mut()) {
+        *new = new.clone().carrying_on_from(old, now_ms);
     }
 }
 

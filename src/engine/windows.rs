@@ -39,7 +39,7 @@ impl Batch {
                 if !velocity.needs_roll(window, now_ms, balance) {
                     continue;
                 }
-                let start = now_ms - window.ms;
+                let start = window.start_at(now_ms);
                 let found = window_start(w, balance, velocity.base.version, start)?;
                 read_chunks |= found.read_chunks;
                 // Kept until every window of the balance has passed it; if the one the hint named

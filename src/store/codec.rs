@@ -240,15 +240,28 @@ impl Codec for Precision {
     }
 }
 
-/// A velocity window, stored as written (`"24h"`) and parsed again when read.
+/// A velocity window, stored as written (`"24h"`) and parsed again when read; a window an update
+/// lengthened adds where it may reach back to (`"24h@1733562000000"`: no duration has an `@`), so
+/// that its column, and a rule's constant size, stay as they were.
 impl Codec for Window {
     const KIND: Kind = Kind::Text;
     fn encode(&self) -> Value<'_> {
-        (&self.text).into()
+        match self.since_ms {
+            None => (&self.text).into(),
+            Some(since) => Value::Text(format!("{}@{since}", self.text).into()),
+        }
     }
     fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
         let text = cursor.text()?;
-        Window::parse(text).map_err(|e| corrupt(format!("monitor {e}")))
+        let (length, since) = match text.split_once('@') {
+            None => (text, None),
+            Some((length, since)) => {
+                let since = since.parse().map_err(|_| corrupt(format!("monitor window {text:?}")))?;
+                (length, Some(since))
+            }
+        };
+        let window = Window::parse(length).map_err(|e| corrupt(format!("monitor {e}")))?;
+        Ok(Window { since_ms: since, ..window })
     }
 }
 
