@@ -42,7 +42,7 @@ fn main() {
     let rounds: usize = std::env::var("KEEL_BULK_ROUNDS").map_or(10, |r| r.parse().expect("KEEL_BULK_ROUNDS"));
     let dir = tempfile::tempdir().expect("a temporary directory");
     let url = format!("sqlite://{}", dir.path().join("engine-bulk.db").display());
-    let store = keel::store::open(&url, 1, Access::Own).expect("the store opens");
+    let store = keel::store::open(&url, 1, Access::Own, &[]).expect("the store opens");
     let mut core = Core::new(store as Arc<dyn Store>, EngineConfig { apply_queue: false, ..Default::default() });
     let ids = set_up(&mut core);
 

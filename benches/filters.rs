@@ -92,7 +92,7 @@ fn main() {
 
 async fn set_up(url: &str, o: &Options) -> Made {
     let store = tokio::task::block_in_place(|| {
-        keel::store::open(url, 8, keel::store::Access::Own).expect("the database opens")
+        keel::store::open(url, 8, keel::store::Access::Own, &[]).expect("the database opens")
     });
     let (engine, thread) = keel::engine::start(store, EngineConfig { apply_queue: false, ..Default::default() });
     let mut ledgers = Vec::new();

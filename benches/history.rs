@@ -53,7 +53,7 @@ fn main() {
 
 /// Two balances, `n` transfers between them over the past year, and their snapshots.
 async fn set_up(url: &str, n: usize) -> (String, u64) {
-    let store = tokio::task::block_in_place(|| keel::store::open(url, 8, keel::store::Access::Own).unwrap());
+    let store = tokio::task::block_in_place(|| keel::store::open(url, 8, keel::store::Access::Own, &[]).unwrap());
     let (engine, thread) = keel::engine::start(store, EngineConfig { apply_queue: false, ..Default::default() });
     let mut ids = Vec::new();
     for _ in 0..2 {

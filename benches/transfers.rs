@@ -370,7 +370,9 @@ fn grow_database(url: &str, mib: usize) {
 /// The store, opened off the async threads (the PostgreSQL client blocks). The engine thread that
 /// takes it also drops it there.
 fn open_store(url: &str) -> Arc<dyn keel::store::Store> {
-    tokio::task::block_in_place(|| keel::store::open(url, 8, keel::store::Access::Own).expect("the database opens"))
+    tokio::task::block_in_place(|| {
+        keel::store::open(url, 8, keel::store::Access::Own, &[]).expect("the database opens")
+    })
 }
 
 /// Submits `count` commands, 256 in flight at a time; returns their outcomes in order.

@@ -90,6 +90,12 @@ pub struct ServeArgs {
     #[arg(long, env = "KEEL_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 
+    /// A PostgreSQL streaming replica of `--database` that serves the reads that may lag (lists,
+    /// filters, history, search); one record by id or reference is always read from the primary.
+    /// Repeat it for several (in the environment: URLs separated by spaces).
+    #[arg(long = "database-replica", env = "KEEL_DATABASE_REPLICA", value_delimiter = ' ', value_name = "URL")]
+    pub database_replica: Vec<String>,
+
     /// URL that receives every webhook event (a monitor's `call_back_url` takes its events instead).
     #[arg(long, env = "KEEL_WEBHOOK_URL")]
     pub webhook_url: Option<String>,

@@ -109,7 +109,7 @@ pub fn effective(matches: &clap::ArgMatches, file: Option<&(PathBuf, Vec<String>
             Some(value) => {
                 let shown = match key.as_str() {
                     "api_key" | "webhook_secret" | "webhook_headers" | "tokenization_secret" => "********".to_string(),
-                    "database" | "amqp_url" | "nats_url" => mask_password(&value),
+                    "database" | "database_replica" | "amqp_url" | "nats_url" => mask_password(&value),
                     _ => value,
                 };
                 let literal = if shown.parse::<i64>().is_ok() || shown == "true" || shown == "false" {

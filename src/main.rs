@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     telemetry::init_logging(cli.log_format);
     let result = match cli.command {
         Commands::Serve(args) => serve(args),
-        Commands::Migrate(args) => store::open(&args.database, args.db_pool_size, Access::Own).map(|s| {
+        Commands::Migrate(args) => store::open(&args.database, args.db_pool_size, Access::Own, &[]).map(|s| {
             tracing::info!("migrations applied to {}", s.describe());
         }),
         Commands::Check(args) => check(args),
@@ -86,7 +86,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let listener = std::net::TcpListener::bind((args.bind, args.port))
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| format!("cannot listen on {}:{}: {e}", args.bind, args.port))?;
-    let store = store::open(&args.database.database, args.database.db_pool_size, Access::Own)?;
+    let store = store::open(&args.database.database, args.database.db_pool_size, Access::Own, &args.database_replica)?;
     tracing::info!("data lives in {}", store.describe());
     log_settings(&args);
     let nats = nats_config(&args)?;
@@ -230,7 +230,7 @@ fn amqp_config(args: &ServeArgs) -> Result<Option<keel::streams::amqp::AmqpConfi
 }
 
 fn check(args: DatabaseArgs) -> Result<(), String> {
-    let store = store::open(&args.database, args.db_pool_size, Access::Existing)?;
+    let store = store::open(&args.database, args.db_pool_size, Access::Existing, &[])?;
     tracing::info!("checking {}", store.describe());
     let report = keel::check::run(store.as_ref(), &mut |line| tracing::info!("{line}"))
         .map_err(|e| format!("check failed: {e}"))?;
@@ -250,7 +250,7 @@ fn check(args: DatabaseArgs) -> Result<(), String> {
 }
 
 fn redeliver_failed(args: DatabaseArgs) -> Result<(), String> {
-    let store = store::open(&args.database, args.db_pool_size, Access::Existing)?;
+    let store = store::open(&args.database, args.db_pool_size, Access::Existing, &[])?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let mut count = 0;
     store

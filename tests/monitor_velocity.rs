@@ -147,8 +147,8 @@ async fn lengthening_a_window_does_not_count_again_what_had_left_it() {
     let own = s.monitor(condition("1h"), json!({"action": "reject"})).await;
     let rule_body = json!({"ledger_id": alice["ledger_id"], "condition": condition("2h"), "action": "reject"});
     let rule = s.server.create("/balance-monitors", rule_body).await;
-    assert_eq!(s.spend(400).await.0, StatusCode::CREATED); // at T0
-                                                           // The 400 leaves both windows, at their edges (the rule's exactly).
+    // At T0; then it leaves both windows, at their edges (the rule's exactly).
+    assert_eq!(s.spend(400).await.0, StatusCode::CREATED);
     s.clock.advance(2 * HOUR_MS);
     // The rule first: its update reads no balance, so nothing rolls its stored window before.
     for (monitor, scope) in [(&rule, json!({"ledger_id": alice["ledger_id"]})), (&own, json!({"balance_id": s.alice}))]

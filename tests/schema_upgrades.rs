@@ -49,7 +49,8 @@ fn checkpoint_chunks_stored_before_they_were_appended_read_the_same_after_the_up
         )
         .expect("chunks as schema 7 stored them");
     }
-    let store = keel::store::open(&format!("sqlite://{}", path.display()), 1, Access::Own).expect("Keel upgrades it");
+    let store =
+        keel::store::open(&format!("sqlite://{}", path.display()), 1, Access::Own, &[]).expect("Keel upgrades it");
     store
         .write(&mut |w| {
             let chunk = |w: &mut dyn keel::store::Writes, after| w.checkpoint_chunk_after("bln_a", after);

@@ -218,7 +218,8 @@ struct Process {
 
 /// Opens the store and an engine on it, on the simulation's own clock (which a restart keeps).
 fn open(path: &str, clock: Clock) -> Process {
-    let store = keel::store::open(&format!("sqlite://{path}"), 1, Access::Own).expect("the simulation's store opens");
+    let store =
+        keel::store::open(&format!("sqlite://{path}"), 1, Access::Own, &[]).expect("the simulation's store opens");
     let faulty = Arc::new(FaultyStore::new(store));
     let config = EngineConfig {
         max_batch: 1000,

@@ -136,6 +136,15 @@ impl ApiError {
                 "the database could not be reached to confirm whether this write committed; look it up \
                  (by reference, or the inflight transaction's children) before sending it again",
             ),
+            // The database is away (restarting, failing over, every connection busy) and the
+            // engine's retries ran out: nothing was written (a write whose COMMIT answer was lost
+            // is `OutcomeUnknown` unless the database said it did not commit), so sending it
+            // again is safe.
+            ErrorKind::Transient => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "GEN_UNAVAILABLE",
+                "the database is unavailable for now (restarting or failing over); nothing was written: retry",
+            ),
             _ => ApiError::internal(),
         }
     }
@@ -277,6 +286,10 @@ impl IntoResponse for ApiError {
             errors,
         };
         let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Both a draining server and a database away are worth retrying soon.
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
         if self.close_connection {
             // The body was refused unread: the connection cannot carry another request, and a
             // keep-alive client must be told so rather than find out by a broken next request.

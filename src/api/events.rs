@@ -3,7 +3,7 @@
 
 use super::error::ApiError;
 use super::extract::{Paging, PathId};
-use super::{read, AppState};
+use super::{read, read_lagging, AppState};
 use crate::domain::error::Resource;
 use crate::domain::event::Delivery;
 use crate::engine::{Command, Outcome};
@@ -53,7 +53,7 @@ pub async fn list(
         })?),
     };
     let filter = EventFilter { delivery, monitor_id: None };
-    let events = read(&app, move |r| r.events(&filter, page)).await?;
+    let events = read_lagging(&app, move |r| r.events(&filter, page)).await?;
     Ok(Json(events.into_iter().map(|e| EventJson::new(e, None)).collect()))
 }
 

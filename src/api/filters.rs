@@ -247,7 +247,7 @@ pub async fn answer<R: Send + 'static, T>(
     find: fn(&dyn crate::store::Reads, &Query) -> crate::store::StoreResult<crate::store::Found<R>>,
     json: impl Fn(R) -> T,
 ) -> Result<Listing<T>, ApiError> {
-    let found = super::read(app, move |r| find(r, &query)).await?;
+    let found = super::read_lagging(app, move |r| find(r, &query)).await?;
     Ok(Listing::of(found, json))
 }
 

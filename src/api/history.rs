@@ -7,7 +7,7 @@
 
 use super::error::ApiError;
 use super::extract::{PathId, QueryPairs};
-use super::{read, AppState};
+use super::{read_lagging, AppState};
 use crate::domain::error::Resource;
 use crate::wire::number::integer;
 use axum::extract::State;
@@ -84,7 +84,7 @@ pub async fn at(
         }
     }
     let (until, shown) = instant(timestamp, "timestamp")?.unwrap_or_else(|| stamps(SystemTime::now()));
-    let found = read(&app, move |r| {
+    let found = read_lagging(&app, move |r| {
         let Some(balance) = r.balance(&id)? else { return Ok(None) };
         let (credit, debit) = settled_until(r, &id, &until, !from_source)?;
         Ok(Some((balance, credit, debit)))
@@ -164,10 +164,10 @@ pub async fn history(
         }
     }
     let (from, to) = (instant(from, "from")?, instant(to, "to")?.unwrap_or_else(|| stamps(SystemTime::now())));
-    let found = read(&app, move |r| {
+    let found = read_lagging(&app, move |r| {
         let Some(balance) = r.balance(&id)? else { return Ok(None) };
         // Before its creation a balance had nothing: the default range starts there.
-        let from = from.unwrap_or_else(|| (String::new(), balance.created_at.clone()));
+        let from = from.clone().unwrap_or_else(|| (String::new(), balance.created_at.clone()));
         let (credit, debit) = settled_until(r, &id, &from.0, true)?;
         let moved = r.settled_between(&id, &from.0, &to.0, limit + 1)?;
         Ok(Some((balance, from.1, credit, debit, moved)))

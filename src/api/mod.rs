@@ -218,18 +218,39 @@ async fn method_not_allowed(request: Request) -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "GEN_METHOD_NOT_ALLOWED", "method not allowed on this route")
 }
 
-/// Runs a read on a blocking thread (SQLite calls block) against a consistent snapshot.
+/// Runs a read on a blocking thread (SQLite calls block) against a consistent snapshot, on the
+/// primary: it sees every write acknowledged before it.
 async fn read<T: Send + 'static>(
     app: &AppState,
     query: impl FnOnce(&dyn Reads) -> StoreResult<T> + Send + 'static,
 ) -> Result<T, ApiError> {
     let store = app.store.clone();
-    let joined = tokio::task::spawn_blocking(move || {
-        let reader = store.reader()?;
-        query(reader.as_ref())
+    on_blocking_thread(move || query(store.reader()?.as_ref())).await
+}
+
+/// Runs a read that may lag behind the latest commits (a list, a filter, history, search): on a
+/// read replica where there is one (`Store::read_lagging`), which runs it again on the primary if
+/// the replica fails, hence `Fn`.
+async fn read_lagging<T: Send + 'static>(
+    app: &AppState,
+    query: impl Fn(&dyn Reads) -> StoreResult<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = app.store.clone();
+    on_blocking_thread(move || {
+        let mut answer = None;
+        store.read_lagging(&mut |reader| {
+            answer = Some(query(reader)?);
+            Ok(())
+        })?;
+        Ok(answer.expect("a read that succeeded gave its answer"))
     })
-    .await;
-    match joined {
+    .await
+}
+
+async fn on_blocking_thread<T: Send + 'static>(
+    read: impl FnOnce() -> StoreResult<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(read).await {
         Ok(result) => Ok(result?),
         // A request's panic answers 500 (`crate::tasks`); a cancelled read is the runtime stopping.
         Err(error) => {

@@ -4,7 +4,7 @@
 
 use super::error::ApiError;
 use super::extract::{JsonBody, OptionalJsonBody, Payload};
-use super::{read, AppState};
+use super::{read_lagging, AppState};
 use crate::domain::error::Resource;
 use crate::domain::filter::{Collection, Problem};
 use crate::domain::search;
@@ -51,7 +51,7 @@ async fn answer(app: &AppState, name: &str, body: &Map<String, Value>, prefix: &
     let started = std::time::Instant::now();
     let query = search.query.clone();
     let known_size = collection_size(collection, None);
-    let (documents, found, out_of) = read(app, move |r| {
+    let (documents, found, out_of) = read_lagging(app, move |r| {
         let (documents, total): (Vec<Value>, Option<u64>) = match collection {
             Collection::Ledgers => documents(r.find_ledgers(&query)?, crate::wire::search::ledger),
             Collection::Balances => documents(r.find_balances(&query)?, crate::wire::search::balance),

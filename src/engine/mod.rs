@@ -80,6 +80,9 @@ impl Default for EngineConfig {
 const QUEUE_BATCH: u32 = 500;
 /// Retries of a batch that failed transiently (~10 s of backoff in all) before giving up.
 const TRANSIENT_RETRIES: u32 = 15;
+/// ...and for at most this long: a failover usually completes within it, and a database away for
+/// longer must not hold every request waiting on the engine (they answer 503, retryable).
+const TRANSIENT_FOR: Duration = Duration::from_secs(20);
 /// Requests waiting for the engine before senders are made to wait (backpressure).
 const CHANNEL_CAPACITY: usize = 16_384;
 
@@ -374,9 +377,10 @@ fn is_queued(result: &batch::CommandResult) -> bool {
 fn with_retries(transaction: &mut dyn FnMut() -> StoreResult<()>) -> StoreResult<()> {
     let mut delay = Duration::from_millis(5);
     let mut tries = 0;
+    let started = std::time::Instant::now();
     loop {
         match transaction() {
-            Err(error) if error.is_transient() && tries < TRANSIENT_RETRIES => {
+            Err(error) if error.is_transient() && tries < TRANSIENT_RETRIES && started.elapsed() < TRANSIENT_FOR => {
                 tries += 1;
                 tracing::warn!(%error, tries, "transient storage failure; retrying the batch");
                 std::thread::sleep(delay);

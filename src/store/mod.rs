@@ -320,6 +320,13 @@ pub trait Store: Send + Sync + 'static {
     /// A consistent reader: it never sees half of a batch and never blocks the writer.
     fn reader(&self) -> StoreResult<Box<dyn Reads + '_>>;
 
+    /// Runs `work` on a reader for reads that may lag behind the latest commits (lists, filters,
+    /// history, search): a read replica's where the store has one that answers, else `reader()`'s.
+    /// A read that must see the caller's own write (one record by id or reference) uses `reader`.
+    fn read_lagging(&self, work: &mut dyn FnMut(&dyn Reads) -> StoreResult<()>) -> StoreResult<()> {
+        work(self.reader()?.as_ref())
+    }
+
     /// Runs `work` against one consistent snapshot of the whole database (long reads such as
     /// `keel check`, which must not see a batch that commits halfway through them).
     fn read_consistent(&self, work: &mut dyn FnMut(&dyn Reads) -> StoreResult<()>) -> StoreResult<()>;
@@ -374,14 +381,25 @@ pub enum Access {
     Existing,
 }
 
-/// Opens the store a `--database` URL names; `pool_size` bounds PostgreSQL connections.
-pub fn open(url: &str, pool_size: u32, access: Access) -> Result<std::sync::Arc<dyn Store>, String> {
+/// Opens the store a `--database` URL names; `pool_size` bounds PostgreSQL connections (per
+/// server); `replicas` are PostgreSQL read replicas (`--database-replica`).
+pub fn open(
+    url: &str,
+    pool_size: u32,
+    access: Access,
+    replicas: &[String],
+) -> Result<std::sync::Arc<dyn Store>, String> {
+    // An empty `KEEL_DATABASE_REPLICA` names none.
+    let replicas: Vec<String> = replicas.iter().filter(|url| !url.trim().is_empty()).cloned().collect();
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if !replicas.is_empty() {
+            return Err("read replicas (--database-replica) are for a PostgreSQL database, not SQLite".into());
+        }
         let path = sqlite_path(path, url)?;
         return sqlite::SqliteStore::open(path, access).map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn Store>);
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return postgres::PostgresStore::open(url, pool_size, access)
+        return postgres::PostgresStore::open(url, pool_size, access, &replicas)
             .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn Store>);
     }
     Err(format!("unsupported database URL {url:?}: expected sqlite://FILE or postgres://USER@HOST:PORT/DB"))

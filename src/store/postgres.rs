@@ -21,6 +21,10 @@ use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+mod replicas;
+
+use replicas::{Origin, Replicas};
+
 const MIGRATIONS: &Migrations = &[
     (1, "ledger_core", include_str!("../../migrations/postgres/0001_ledger_core.sql")),
     (2, "monitors_and_outbox", include_str!("../../migrations/postgres/0002_monitors_and_outbox.sql")),
@@ -107,6 +111,8 @@ fn cached(
 
 pub struct PostgresStore {
     pool: Pool,
+    /// Where `read_lagging` reads, when they answer.
+    replicas: Replicas,
     description: String,
     /// Dropping it stops the thread that prunes old batch markers (`Access::Own` only).
     _pruner: Option<std::sync::mpsc::Sender<()>>,
@@ -138,24 +144,12 @@ impl PostgresStore {
         }
     }
 
-    pub fn open(url: &str, pool_size: u32, access: Access) -> Result<Self, String> {
+    /// The store at `url` (libpq's multi-host form with `target_session_attrs=read-write` follows a
+    /// failover), with the read replicas at `replica_urls`.
+    pub fn open(url: &str, pool_size: u32, access: Access, replica_urls: &[String]) -> Result<Self, String> {
         let mut config = postgres::Config::from_str(url).map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
         config.connect_timeout(Duration::from_secs(5));
-        let hosts: Vec<String> = config
-            .get_hosts()
-            .iter()
-            .map(|h| match h {
-                postgres::config::Host::Tcp(name) => name.clone(),
-                postgres::config::Host::Unix(path) => path.display().to_string(),
-            })
-            .collect();
-        let description = format!(
-            "PostgreSQL database {} on {}:{} as {} (pool of {pool_size})",
-            config.get_dbname().unwrap_or("(default)"),
-            hosts.join(","),
-            config.get_ports().first().copied().unwrap_or(5432),
-            config.get_user().unwrap_or("(default)"),
-        );
+        let description = format!("PostgreSQL {} (pool of {pool_size})", describe(&config));
         let pool = r2d2::Pool::builder()
             .max_size(pool_size)
             .min_idle(Some(2))
@@ -168,10 +162,44 @@ impl PostgresStore {
         }
         let found = schema_version(&mut conn.client).map_err(|e| format!("cannot read {description}: {e}"))?;
         schema_is_current(found, MIGRATIONS, &description)?;
+        let replicas = match replica_urls {
+            [] => Replicas::none(),
+            urls => {
+                let origin = Origin::of(&mut conn.client).map_err(|e| format!("cannot read {description}: {e}"))?;
+                Replicas::open(urls, pool_size, &origin)?
+            }
+        };
         drop(conn);
         let pruner = if access == Access::Own { Some(start_pruner(pool.clone())?) } else { None };
-        Ok(PostgresStore { pool, description, _pruner: pruner })
+        let description = match replica_urls.len() {
+            0 => description,
+            n => format!("{description}, lists and history read from {n} replica(s)"),
+        };
+        Ok(PostgresStore { pool, replicas, description, _pruner: pruner })
     }
+}
+
+/// `database D on HOST:PORT[,HOST:PORT…] as USER`, for logs and errors.
+fn describe(config: &postgres::Config) -> String {
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match h {
+                postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                postgres::config::Host::Unix(path) => format!("{}:{port}", path.display()),
+            }
+        })
+        .collect();
+    format!(
+        "database {} on {} as {}",
+        config.get_dbname().unwrap_or("(default)"),
+        hosts.join(","),
+        config.get_user().unwrap_or("(default)")
+    )
 }
 
 impl PostgresStore {
@@ -303,6 +331,17 @@ impl Store for PostgresStore {
         work(&reader)?;
         reader.tx.into_inner().commit()?;
         Ok(())
+    }
+
+    fn read_lagging(&self, work: &mut dyn FnMut(&dyn Reads) -> StoreResult<()>) -> StoreResult<()> {
+        if let Some((conn, replica)) = self.replicas.connection() {
+            match work(&Reader(RefCell::new(conn))) {
+                Ok(()) => return Ok(()),
+                // A read only: running it again on the primary is safe.
+                Err(error) => self.replicas.failed(replica, &error.to_string()),
+            }
+        }
+        work(self.reader()?.as_ref())
     }
 
     fn write(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {

@@ -37,7 +37,7 @@ impl InProcess {
         let url = database_url.to_string();
         // On a thread of its own: the synchronous PostgreSQL client runs its own runtime, which may
         // not start inside a test's.
-        let store = std::thread::spawn(move || keel::store::open(&url, POOL_SIZE, Access::Own))
+        let store = std::thread::spawn(move || keel::store::open(&url, POOL_SIZE, Access::Own, &[]))
             .join()
             .expect("opening the store does not panic")
             .expect("the test database opens");

@@ -14,7 +14,7 @@ pub fn big(v: &Value) -> BigInt {
     v.to_string().trim_matches('"').parse().unwrap_or_else(|_| panic!("{v} is not an integer"))
 }
 
-async fn all(server: &Server, path: &str) -> Vec<Value> {
+pub async fn all(server: &Server, path: &str) -> Vec<Value> {
     let mut out = Vec::new();
     loop {
         let (status, page) = server.get(&format!("{path}?limit=1000&offset={}&sort_order=asc", out.len())).await;

@@ -3,6 +3,7 @@
 //! HTTP client for it, and the ledger invariants every test can assert.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod cluster;
 pub mod database;
 pub mod in_process;
 pub mod invariants;
