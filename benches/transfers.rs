@@ -28,7 +28,7 @@
 //!
 //! `cargo bench --bench transfers -- [--clients 1,8,64] [--seconds 5] [--balances 1000]
 //!     [--monitors M] [--monitor-kind KIND] [--ledger-rules R] [--firing F (percent of balances)]
-//!     [--postgres postgres://USER@HOST:PORT/DB] [--bulk N] [--http-only] [--history-mib N] [--webhooks]
+//!     [--postgres postgres://USER@HOST:PORT/DB [--processes N]] [--bulk N] [--http-only] [--history-mib N] [--webhooks]
 //!     [--described]
 //!     [--webhook-endpoint] [--nats URL]`
 //!
@@ -59,7 +59,8 @@
 //! `created_at` to a plain subscriber's receipt, p50/p99) and how long after the load it caught up.
 //!
 //! With `--postgres` (an admin database), the run and each Keel's-rows baseline get a database of
-//! their own, dropped afterwards.
+//! their own, dropped afterwards. `--processes N` starts N Keel servers on that database and spreads
+//! the clients' connections over them (HTTP runs; CPU is their sum).
 
 mod broker;
 #[path = "../tests/common/mod.rs"]
@@ -90,6 +91,8 @@ struct Options {
     monitors: usize,
     firing_percent: usize,
     postgres: Option<String>,
+    /// Keel servers sharing the database (PostgreSQL), the clients' connections spread over them.
+    processes: usize,
     /// Items per `POST /transactions/bulk` request; 0: single transfers.
     bulk: usize,
     /// What the quiet monitors are (`--monitor-kind`).
@@ -116,6 +119,7 @@ fn options() -> Options {
         monitors: 0,
         firing_percent: 0,
         postgres: None,
+        processes: 1,
         bulk: 0,
         monitor_kind: "plain".into(),
         http_only: false,
@@ -136,6 +140,7 @@ fn options() -> Options {
             "--monitors" => o.monitors = value.parse().expect("--monitors N (per balance)"),
             "--firing" => o.firing_percent = value.parse().expect("--firing PERCENT (of balances)"),
             "--postgres" => o.postgres = Some(value),
+            "--processes" => o.processes = value.parse().expect("--processes N (Keel servers on one PostgreSQL)"),
             "--nats" => o.nats = Some(value),
             "--bulk" => o.bulk = value.parse().expect("--bulk ITEMS (per request)"),
             "--monitor-kind" => o.monitor_kind = value,
@@ -171,6 +176,7 @@ fn options() -> Options {
 fn main() {
     let o = options();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    assert!(o.processes == 1 || o.postgres.is_some(), "--processes needs --postgres: SQLite serves one process");
     let database = test_database(&o);
     let url = database.url.clone();
     let store = if o.postgres.is_some() { "PostgreSQL" } else { "SQLite WAL synchronous=FULL" };
@@ -203,8 +209,13 @@ fn main() {
         };
         server_args.extend(nats.as_ref().map(|n| n.server_args()).unwrap_or_default());
         let started = Instant::now();
-        let server = Server::start_discarding_logs(&url, &server_args);
+        let servers: Vec<Server> =
+            (0..o.processes).map(|_| Server::start_discarding_logs(&url, &server_args)).collect();
+        let server = &servers[0];
         println!("server start-up on that database: {} ms to listening", started.elapsed().as_millis());
+        if o.processes > 1 {
+            println!("{} Keel processes on the database; CPU and batch figures are their sums and means", o.processes);
+        }
         if let (Some(r), true) = (&fast_receiver, o.endpoint) {
             webhooks::subscribe(&server.base, &r.url).await;
         }
@@ -214,9 +225,10 @@ fn main() {
         let client = reqwest::Client::new(); // for /metrics only; transfers go through `HttpSubmit`
         for &clients in &o.clients {
             let measuring_from = SystemTime::now();
-            let before = batch_totals(&client, &server.base).await;
-            let cpu_before = CpuTimes::read(server.pid());
-            let submit = HttpSubmit::new(&server.base);
+            let before = all_batch_totals(&client, &servers).await;
+            let cpu_before = CpuTimes::read_all(&servers);
+            let bases: Vec<&str> = servers.iter().map(|s| s.base.as_str()).collect();
+            let submit = HttpSubmit::new(&bases);
             let streamed_before = nats.as_ref().map_or(0, |n| n.count());
             let load = drive(clients, o.seconds, &ids, Arc::new(submit));
             let (mut r, delivery) = match &fast_receiver {
@@ -228,8 +240,8 @@ fn main() {
             };
             let load_ended = Instant::now();
             // With webhooks on, up to the drain's end: delivering the load's events is part of its cost.
-            let cpu = CpuTimes::read(server.pid()).since(&cpu_before);
-            let after = batch_totals(&client, &server.base).await;
+            let cpu = CpuTimes::read_all(&servers).since(&cpu_before);
+            let after = all_batch_totals(&client, &servers).await;
             r.batch = Some((after.0 - before.0) / (after.1 - before.1).max(1.0));
             r.cpu = Some(cpu.per_transfer(r.transfers));
             if clients == largest {
@@ -252,7 +264,9 @@ fn main() {
             nats.delete().await;
         }
         // SIGTERM: the server finishes what it has, then exits (so the engine run can open the file).
-        assert!(server.stop(), "the server exits cleanly");
+        for server in servers {
+            assert!(server.stop(), "the server exits cleanly");
+        }
         if o.http_only {
             println!("server peak RSS: {peak_rss} MiB");
             return keel_at_largest;
@@ -431,6 +445,16 @@ fn test_database(o: &Options) -> TestDatabase {
 }
 
 /// The server's `keel_engine_batch_size` sum and count so far (its Prometheus metrics).
+/// `batch_totals` summed over `servers`.
+async fn all_batch_totals(client: &reqwest::Client, servers: &[Server]) -> (f64, f64) {
+    let mut sum = (0.0, 0.0);
+    for server in servers {
+        let (requests, batches) = batch_totals(client, &server.base).await;
+        sum = (sum.0 + requests, sum.1 + batches);
+    }
+    sum
+}
+
 async fn batch_totals(client: &reqwest::Client, base: &str) -> (f64, f64) {
     let text = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
     let value = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0);
@@ -454,7 +478,9 @@ trait Submit: Send + Sync + 'static {
 /// A general client (hyper's, reqwest's) costs a task hand-off, a header map and a body type per
 /// request, which is CPU taken from the server on this machine.
 struct HttpSubmit {
-    address: String,
+    /// The servers' addresses, connected to in turn (`--processes`).
+    addresses: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
     idle: Mutex<Vec<KeptAlive>>,
 }
 
@@ -465,12 +491,14 @@ struct KeptAlive {
 }
 
 impl HttpSubmit {
-    fn new(base: &str) -> Self {
-        HttpSubmit { address: base.trim_start_matches("http://").to_string(), idle: Mutex::new(Vec::new()) }
+    fn new(bases: &[&str]) -> Self {
+        let addresses = bases.iter().map(|base| base.trim_start_matches("http://").to_string()).collect();
+        HttpSubmit { addresses, next: Default::default(), idle: Mutex::new(Vec::new()) }
     }
 
     async fn connect(&self) -> KeptAlive {
-        let stream = tokio::net::TcpStream::connect(&self.address).await.unwrap();
+        let at = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.addresses.len();
+        let stream = tokio::net::TcpStream::connect(&self.addresses[at]).await.unwrap();
         stream.set_nodelay(true).unwrap();
         KeptAlive { stream, read: Vec::with_capacity(4096) }
     }
@@ -541,9 +569,8 @@ impl Submit for HttpSubmit {
             described = described
         );
         let request = format!(
-            "POST /transactions HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: \
+            "POST /transactions HTTP/1.1\r\nhost: keel\r\ncontent-type: application/json\r\ncontent-length: \
                 {}\r\n\r\n{body}",
-            self.address,
             body.len()
         );
         let (status, answer) = connection.exchange(request.as_bytes()).await;
@@ -602,6 +629,19 @@ impl CpuTimes {
             engine,
             load_generator: seconds("/proc/self/stat".into()),
         }
+    }
+
+    /// The sum over `servers` (the load generator counted once).
+    fn read_all(servers: &[Server]) -> CpuTimes {
+        servers
+            .iter()
+            .map(|s| CpuTimes::read(s.pid()))
+            .reduce(|a, b| CpuTimes {
+                server: a.server + b.server,
+                engine: a.engine + b.engine,
+                load_generator: a.load_generator,
+            })
+            .expect("at least one server")
     }
 
     fn since(&self, earlier: &CpuTimes) -> CpuTimes {
