@@ -28,8 +28,8 @@
 //!
 //! `cargo bench --bench transfers -- [--clients 1,8,64] [--seconds 5] [--balances 1000]
 //!     [--monitors M] [--monitor-kind KIND] [--ledger-rules R] [--firing F (percent of balances)]
-//!     [--postgres postgres://USER@HOST:PORT/DB [--processes N]] [--bulk N] [--http-only] [--history-mib N] [--webhooks]
-//!     [--described]
+//!     [--postgres postgres://USER@HOST:PORT/DB [--processes N]] [--bulk N] [--http-only]
+//!     [--history-mib N] [--webhooks] [--described]
 //!     [--webhook-endpoint] [--nats URL]`
 //!
 //! `--monitor-kind` picks the quiet monitors: `plain` (`debit_balance >`, the default), `edge` (an

@@ -1,8 +1,12 @@
-//! Taking balance snapshots (`domain::snapshot`): every balance, in id order, `batch_size` at a time,
-//! each page one engine command (`Command::TakeSnapshots`), so transfers go on between pages. Run by
-//! the scheduler once a day (and at start) and by `POST /balances-snapshots`; several runs, or
-//! several processes, at once only find the snapshots taken already.
+//! Taking balance snapshots (`domain::snapshot`): every balance, in id order, `batch_size` at a
+//! time. Each page is first read on a reader, off the engine, for the
+//! balances that lack a snapshot (most do not move every day); only those go to the engine, at most
+//! `PER_COMMAND` per command (`Command::TakeSnapshots`), which takes them under their locks, so
+//! transfers go on between commands and no command holds the engine for long. Run by the scheduler
+//! once a day (and at start) and by `POST /balances-snapshots`; several runs, or several processes,
+//! at once only find the snapshots taken already.
 
+use crate::domain::snapshot;
 use crate::engine::{Command, EngineHandle, Outcome};
 use crate::store::Store;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,8 +14,10 @@ use std::sync::Arc;
 
 /// Balances per engine command unless asked otherwise (Blnk's default `batch_size`).
 pub const DEFAULT_BATCH: u32 = 1000;
-/// Most balances per engine command: a page is one batch, which holds their locks.
+/// Most balances per page read.
 pub const MAX_BATCH: u32 = 10_000;
+/// Most balances per engine command: each costs a few reads inside the engine's batch.
+const PER_COMMAND: usize = 50;
 
 /// One run at a time per process: a second request while one runs finds it running.
 static RUNNING: AtomicBool = AtomicBool::new(false);
@@ -33,23 +39,34 @@ pub fn start(store: Arc<dyn Store>, engine: EngineHandle, batch_size: u32) -> bo
 
 /// Every balance's snapshots; how many were taken.
 async fn take_all(store: &Arc<dyn Store>, engine: &EngineHandle, batch_size: u32) -> Result<u64, String> {
+    let horizon = snapshot::horizon(engine.now_ms());
     let (mut after, mut taken) = (String::new(), 0);
     loop {
-        let store = store.clone();
-        let from = after.clone();
-        let page =
-            crate::tasks::blocking("balance snapshots", move || store.reader()?.balance_ids_after(&from, batch_size))
-                .await
-                .ok_or("the read was cancelled")?
-                .map_err(|e| e.to_string())?;
-        let Some(last) = page.last().cloned() else { return Ok(taken) };
-        match engine.submit(Command::TakeSnapshots { balance_ids: page }).await {
-            Ok(Outcome::Snapshots(n)) => {
-                taken += n;
-                metrics::counter!(crate::telemetry::BALANCE_SNAPSHOTS).increment(n);
+        let (store, from, horizon) = (store.clone(), after.clone(), horizon.clone());
+        let (last, lacking) = crate::tasks::blocking("balance snapshots", move || {
+            let reader = store.reader()?;
+            let page = reader.balance_ids_after(&from, batch_size)?;
+            let mut lacking = Vec::new();
+            for id in &page {
+                if !crate::engine::due_snapshots(reader.as_ref(), id, &horizon)?.is_empty() {
+                    lacking.push(id.clone());
+                }
             }
-            Ok(other) => unreachable!("TakeSnapshots answers Snapshots, not {other:?}"),
-            Err(error) => return Err(error.to_string()),
+            Ok::<_, crate::store::StoreError>((page.last().cloned(), lacking))
+        })
+        .await
+        .ok_or("the read was cancelled")?
+        .map_err(|e| e.to_string())?;
+        let Some(last) = last else { return Ok(taken) };
+        for balance_ids in lacking.chunks(PER_COMMAND) {
+            match engine.submit(Command::TakeSnapshots { balance_ids: balance_ids.to_vec() }).await {
+                Ok(Outcome::Snapshots(n)) => {
+                    taken += n;
+                    metrics::counter!(crate::telemetry::BALANCE_SNAPSHOTS).increment(n);
+                }
+                Ok(other) => unreachable!("TakeSnapshots answers Snapshots, not {other:?}"),
+                Err(error) => return Err(error.to_string()),
+            }
         }
         after = last;
     }

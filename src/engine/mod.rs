@@ -25,6 +25,7 @@ mod transactions;
 mod windows;
 
 pub use batch::new_id;
+pub use snapshots::due_snapshots;
 pub use clock::Clock;
 pub use command::{
     BulkItem, Command, EndpointPatch, EngineError, InflightAction, NewBulk, NewEndpoint, NewMonitor, NewSplit,
@@ -96,6 +97,7 @@ struct Envelope {
 pub struct EngineHandle {
     sender: mpsc::Sender<Envelope>,
     events_committed: watch::Receiver<u64>,
+    clock: Clock,
 }
 
 impl EngineHandle {
@@ -110,12 +112,19 @@ impl EngineHandle {
     pub fn events_committed(&self) -> watch::Receiver<u64> {
         self.events_committed.clone()
     }
+
+    /// The engine's clock, milliseconds since the epoch: for work prepared outside the engine for
+    /// the instant its batches will be stamped with.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now().1
+    }
 }
 
 /// Starts the engine thread. Join the returned handle after dropping every `EngineHandle` to wait
 /// for the last batch to commit.
 pub fn start(store: Arc<dyn Store>, config: EngineConfig) -> (EngineHandle, std::thread::JoinHandle<()>) {
     let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+    let clock = config.clock;
     let core = Core::new(store, config);
     let events_committed = core.events_committed.subscribe();
     let engine = Engine { core, receiver };
@@ -123,7 +132,7 @@ pub fn start(store: Arc<dyn Store>, config: EngineConfig) -> (EngineHandle, std:
     // safe move is to stop the process at once rather than serve on without a writer (`tasks`).
     let thread = crate::tasks::thread("keel-engine", move || engine.run())
         .expect("the OS can start the engine thread at start-up");
-    (EngineHandle { sender, events_committed }, thread)
+    (EngineHandle { sender, events_committed, clock }, thread)
 }
 
 /// The engine thread: takes what waits on the channel, runs it as one batch, answers.
