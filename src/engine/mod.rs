@@ -25,13 +25,13 @@ mod transactions;
 mod windows;
 
 pub use batch::new_id;
-pub use snapshots::due_snapshots;
 pub use clock::Clock;
 pub use command::{
     BulkItem, Command, EndpointPatch, EngineError, InflightAction, NewBulk, NewEndpoint, NewMonitor, NewSplit,
     NewTransaction, Outcome,
 };
 pub use endpoints::{ENDPOINT_PREFIX, HOOK_PREFIX, MAX_ENDPOINTS};
+pub use snapshots::due_snapshots;
 
 use crate::domain::identity::TokenKey;
 use crate::store::{Store, StoreResult};

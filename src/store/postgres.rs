@@ -22,8 +22,10 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 mod replicas;
+mod tx;
 
 use replicas::{Origin, Replicas};
+use tx::Tx;
 
 const MIGRATIONS: &Migrations = &[
     (1, "ledger_core", include_str!("../../migrations/postgres/0001_ledger_core.sql")),
@@ -68,8 +70,25 @@ type Pool = r2d2::Pool<Manager>;
 /// kind skips the prepare round trip.
 pub struct Connection {
     client: postgres::Client,
-    statements: HashMap<String, Statement>,
+    statements: HashMap<String, Prepared>,
 }
+
+/// A statement prepared on a connection, how often it ran since, and after how many uses it is
+/// prepared again.
+struct Prepared {
+    statement: Statement,
+    uses: u32,
+    lifetime: u32,
+}
+
+/// A cached statement is prepared afresh after 16 uses, then 64, 256, 1024 and every 1024 after,
+/// so that its plan follows the tables' growth: PostgreSQL may keep the generic plan it chose while
+/// a table was small (a scan of the whole table where an index now serves: a fresh database under
+/// load, a reference check made with `= ANY($1)`), and preparing again restarts that choice. The
+/// lifetime grows as the tables' growth, relative to their size, slows; at most one round trip in
+/// 16, then in a thousand.
+const FIRST_LIFETIME: u32 = 16;
+const LONGEST_LIFETIME: u32 = 1024;
 
 /// Opens connections for the pool and tells it which ones broke (a database restart breaks all).
 pub struct Manager {
@@ -95,17 +114,23 @@ impl r2d2::ManageConnection for Manager {
     }
 }
 
-/// The cached statement for `sql`, preparing it through `prepare` the first time.
+/// The cached statement for `sql`, preparing it through `prepare` the first time and again at the
+/// end of each lifetime (`Prepared`).
 fn cached(
-    statements: &mut HashMap<String, Statement>,
+    statements: &mut HashMap<String, Prepared>,
     sql: &str,
     prepare: impl FnOnce(&str) -> Result<Statement, postgres::Error>,
 ) -> StoreResult<Statement> {
-    if let Some(statement) = statements.get(sql) {
-        return Ok(statement.clone());
-    }
+    let lifetime = match statements.get_mut(sql) {
+        Some(prepared) if prepared.uses < prepared.lifetime => {
+            prepared.uses += 1;
+            return Ok(prepared.statement.clone());
+        }
+        Some(prepared) => (prepared.lifetime * 4).min(LONGEST_LIFETIME),
+        None => FIRST_LIFETIME,
+    };
     let statement = prepare(sql)?;
-    statements.insert(sql.to_string(), statement.clone());
+    statements.insert(sql.to_string(), Prepared { statement: statement.clone(), uses: 1, lifetime });
     Ok(statement)
 }
 
@@ -124,11 +149,11 @@ impl PostgresStore {
         let marker = uuid::Uuid::new_v4().to_string();
         let committed = {
             let mut conn = self.pool.get().map_err(pool_error)?;
-            let mut writer = Writer::begin(&mut conn)?;
-            if flush == Flush::Later {
-                writer.run("SET LOCAL synchronous_commit = off", &[])?;
-            }
-            writer.run("INSERT INTO batch_markers (batch_id) VALUES ($1::text::uuid)", &[&marker])?;
+            // The marker (a UUID Keel made: nothing to escape) in BEGIN's round trip.
+            let unflushed = if flush == Flush::Later { "SET LOCAL synchronous_commit = off;" } else { "" };
+            let opening =
+                format!("START TRANSACTION; {unflushed} INSERT INTO batch_markers (batch_id) VALUES ('{marker}')");
+            let mut writer = Writer::begin(&mut conn, &opening)?;
             work(&mut writer)?;
             writer.send_pending()?;
             writer.send_events()?;
@@ -316,18 +341,7 @@ impl Store for PostgresStore {
 
     fn read_consistent(&self, work: &mut dyn FnMut(&dyn Reads) -> StoreResult<()>) -> StoreResult<()> {
         let mut conn = self.pool.get().map_err(pool_error)?;
-        let Connection { client, statements } = &mut *conn;
-        let tx = client
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()?;
-        let reader = Writer {
-            tx: RefCell::new(tx),
-            statements: RefCell::new(statements),
-            pending: RefCell::default(),
-            events: RefCell::default(),
-        };
+        let reader = Writer::begin(&mut conn, "START TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
         work(&reader)?;
         reader.tx.into_inner().commit()?;
         Ok(())
@@ -354,7 +368,7 @@ impl Store for PostgresStore {
 
     fn rehearse(&self, work: &mut dyn FnMut(&mut dyn Writes) -> StoreResult<()>) -> StoreResult<()> {
         let mut conn = self.pool.get().map_err(pool_error)?;
-        let mut writer = Writer::begin(&mut conn)?;
+        let mut writer = Writer::begin(&mut conn, "START TRANSACTION")?;
         work(&mut writer)?;
         // Nothing buffered is sent: it is thrown away with the transaction.
         writer.tx.into_inner().rollback()?;
@@ -379,8 +393,8 @@ impl Store for PostgresStore {
 struct Reader(RefCell<r2d2::PooledConnection<Manager>>);
 
 struct Writer<'a> {
-    tx: RefCell<postgres::Transaction<'a>>,
-    statements: RefCell<&'a mut HashMap<String, Statement>>,
+    tx: RefCell<Tx<'a>>,
+    statements: RefCell<&'a mut HashMap<String, Prepared>>,
     /// New transactions and balance totals not yet sent: a batch's writes go as two
     /// set-based statements instead of one round trip each. Sent before any other statement runs (so every
     /// read sees them, and constraints are checked in order) and before the commit.
@@ -476,11 +490,11 @@ fn bound<'v>(params: &'v [Value<'_>]) -> Vec<&'v (dyn ToSql + Sync)> {
 }
 
 impl<'a> Writer<'a> {
-    /// A write transaction on `conn`, with its prepared statements.
-    fn begin(conn: &'a mut Connection) -> StoreResult<Writer<'a>> {
+    /// A transaction on `conn` opened with `opening` (`Tx::begin`), with its prepared statements.
+    fn begin(conn: &'a mut Connection, opening: &str) -> StoreResult<Writer<'a>> {
         let Connection { client, statements } = conn;
         Ok(Writer {
-            tx: RefCell::new(client.transaction()?),
+            tx: RefCell::new(Tx::begin(client, opening)?),
             statements: RefCell::new(statements),
             pending: RefCell::default(),
             events: RefCell::default(),

@@ -392,10 +392,9 @@ impl<S: Sql> Reads for S {
     }
 
     fn existing_references(&self, references: &[String]) -> StoreResult<Vec<String>> {
-        // Planned afresh each time, not prepared once: on PostgreSQL a plan cached while the table
-        // was small (a fresh database under a bulk load) scans the whole table for every batch.
-        let sql = render(S::DIALECT, "SELECT reference FROM transactions WHERE reference {any}");
-        self.built_rows(sql, &[Value::TextList(references)], text)
+        // Prepared once per connection and again now and then (a plan PostgreSQL cached while the
+        // table was small would scan the whole table: `postgres::Prepared`).
+        self.rows("SELECT reference FROM transactions WHERE reference {any}", &[Value::TextList(references)], text)
     }
 
     fn transactions(&self, page: Page) -> StoreResult<Vec<Transaction>> {
