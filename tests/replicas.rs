@@ -1,9 +1,9 @@
 //! Read replicas (`--database-replica`) against a real hot standby: a PostgreSQL primary and a
 //! standby streaming from it, made for the test from the machine's PostgreSQL (`common::cluster`).
 //! Lists come from the standby (shown by pausing its replay: a new transaction is missing from the
-//! list, yet a read of it by id or reference, right after its `POST`, finds it on the primary);
-//! a standby that stops answering sends its reads to the primary; and a URL that is not a replica
-//! of Keel's database is refused at start.
+//! list, yet a read of it by id or reference, right after its `POST`, finds it on the primary); a
+//! standby more than 5 s behind, or that stops answering, sends its reads to the primary; and a URL
+//! that is not a replica of Keel's database is refused at start.
 //!
 //! Needs PostgreSQL, so `cargo test` lists it as ignored; `.ci/run` runs it with
 //! `KEEL_TEST_POSTGRES_URL=… cargo test -- --include-ignored`.
@@ -74,9 +74,12 @@ async fn lists_come_from_the_replica_and_a_read_by_id_sees_its_own_write() {
     let (status, history) = server.get(&format!("/balances/{}/history", wallets[2])).await;
     assert_eq!(status, StatusCode::OK, "{history}");
 
-    // Replay again: the list catches up. Then the standby stops: lists come from the primary.
-    tokio::task::block_in_place(|| cluster.standby.sql("test", "SELECT pg_wal_replay_resume()"));
+    // Still paused 5 s on, the replica is too far behind: lists come from the primary.
     until_listed(&server, &currency, &second).await;
+    assert!(server.logs().iter().any(|l| l.contains("behind the primary")), "the lag is logged");
+
+    // Replay again, then the standby stops: lists come from the primary.
+    tokio::task::block_in_place(|| cluster.standby.sql("test", "SELECT pg_wal_replay_resume()"));
     tokio::task::block_in_place(|| cluster.standby.stop_immediately());
     let third = unique("replica");
     assert_eq!(server.post("/transactions", transfer(&third)).await.0, StatusCode::CREATED);

@@ -247,6 +247,7 @@ async fn read_lagging<T: Send + 'static>(
     .await
 }
 
+/// Runs `read` where blocking is allowed; a panic or cancellation is a 500 (logged).
 async fn on_blocking_thread<T: Send + 'static>(
     read: impl FnOnce() -> StoreResult<T> + Send + 'static,
 ) -> Result<T, ApiError> {

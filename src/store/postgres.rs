@@ -348,7 +348,7 @@ impl Store for PostgresStore {
     }
 
     fn read_lagging(&self, work: &mut dyn FnMut(&dyn Reads) -> StoreResult<()>) -> StoreResult<()> {
-        if let Some((conn, replica)) = self.replicas.connection() {
+        if let Some((conn, replica)) = self.replicas.connection(&self.pool) {
             match work(&Reader(RefCell::new(conn))) {
                 Ok(()) => return Ok(()),
                 // A read only: running it again on the primary is safe.
