@@ -94,8 +94,10 @@ pub fn effective(matches: &clap::ArgMatches, file: Option<&(PathBuf, Vec<String>
             .try_get_raw(&key)
             .ok()
             .flatten()
-            .and_then(|mut values| values.next())
-            .map(|v| v.to_string_lossy().to_string());
+            // A repeatable option (`database_replica`) shows every value, space-separated as its
+            // variable takes them.
+            .map(|values| values.map(|v| v.to_string_lossy().to_string()).collect::<Vec<_>>().join(" "))
+            .filter(|joined| !joined.is_empty());
         let source = match here.value_source(&key) {
             Some(ValueSource::CommandLine) => "flag".to_string(),
             Some(ValueSource::EnvVariable) if from_file.contains(&variable) => file_name.clone(),
@@ -109,7 +111,8 @@ pub fn effective(matches: &clap::ArgMatches, file: Option<&(PathBuf, Vec<String>
             Some(value) => {
                 let shown = match key.as_str() {
                     "api_key" | "webhook_secret" | "webhook_headers" | "tokenization_secret" => "********".to_string(),
-                    "database" | "database_replica" | "amqp_url" | "nats_url" => mask_password(&value),
+                    "database" | "amqp_url" | "nats_url" => mask_password(&value),
+                    "database_replica" => value.split(' ').map(mask_password).collect::<Vec<_>>().join(" "),
                     _ => value,
                 };
                 let literal = if shown.parse::<i64>().is_ok() || shown == "true" || shown == "false" {
