@@ -6,7 +6,8 @@
 //! 2. the real `keel serve` (release build) started on that database (on PostgreSQL after an
 //!    `ANALYZE`, as autovacuum would have run by then);
 //! 3. over HTTP, one client: each filter of Blnk's docs (and the lookups clients make most), Q
-//!    times with its value varied where it names a balance, a transaction or a time, then searches
+//!    times with its value varied where it names a balance, a transaction or a time, the requests
+//!    the console's pages make (`console:`), then searches
 //!    (`POST /search/transactions`, once the search indexer has caught up with the load): latency
 //!    p50/p99/max and how many items the pages had.
 //!
@@ -238,6 +239,7 @@ async fn measure(server: &Server, made: &Made, queries: usize) {
 }
 
 /// The benchmark's requests: each filter of Blnk's docs, the lookups clients make, and searches.
+// tidy: long because it is a table, one request a row
 fn asks(made: &Made) -> Vec<(&'static str, Ask<'_>)> {
     let (from, until) = &made.span;
     let balance = |rng: &mut fastrand::Rng| made.balances[rng.usize(..made.balances.len())].0.clone();
@@ -289,6 +291,38 @@ fn asks(made: &Made) -> Vec<(&'static str, Ask<'_>)> {
             Body(Box::new(move |rng| {
                 json!({"filters": [{"field": "source", "operator": "eq", "value": balance(rng)}],
                     "include_count": true})
+            })),
+        ),
+        // What the console's pages ask (assets/console/pages.js): the overview's counts, the lists'
+        // first and a later page (PAGE + 1 rows), a balance's page.
+        ("console: count of balances", Fixed("/balances?limit=1&include_count=true")),
+        ("console: count of transactions", Fixed("/transactions?limit=1&include_count=true")),
+        (
+            "console: count of triggered monitors",
+            Fixed("/balance-monitors?state_eq=triggered&limit=1&include_count=true"),
+        ),
+        ("console: count of failed events", Fixed("/events?status=failed&limit=1&include_count=true")),
+        ("console: balances, first page", Fixed("/balances?limit=26")),
+        ("console: balances, page 400", Fixed("/balances?limit=26&offset=10000")),
+        ("console: balances by metadata", Fixed("/balances?meta_data.tier_eq=gold&limit=26")),
+        ("console: transactions, first page", Fixed("/transactions?limit=26")),
+        ("console: transactions, page 400", Fixed("/transactions?limit=26&offset=10000")),
+        ("console: a balance", Get(Box::new(move |rng| format!("/balances/{}", balance(rng))))),
+        (
+            "console: a balance's recent transactions",
+            Get(Box::new(move |rng| format!("/transactions?balance_id_eq={}&limit=10", balance(rng)))),
+        ),
+        (
+            "console: a balance's history (since created)",
+            Get(Box::new(move |rng| format!("/balances/{}/history?limit=2000", balance(rng)))),
+        ),
+        (
+            "console: a transaction's children",
+            Get(Box::new(move |rng| {
+                format!(
+                    "/transactions?parent_transaction_eq={}&limit=100",
+                    made.parents[rng.usize(..made.parents.len())]
+                )
             })),
         ),
         (

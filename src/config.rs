@@ -85,7 +85,8 @@ pub struct ServeArgs {
     pub database: DatabaseArgs,
 
     /// The master key: required in the `X-Blnk-Key` header of every request but `/health`,
-    /// `/openapi.json` and `/docs`, and the only key that may manage scoped keys (`/api-keys`).
+    /// `/openapi.json` and the pages `/docs` and `/console` (whose data needs a key), and the only
+    /// key that may manage scoped keys (`/api-keys`).
     /// Without it, the API is open (and the server logs a warning).
     #[arg(long, env = "KEEL_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,

@@ -1,5 +1,5 @@
 //! `X-Blnk-Key` authentication. With no key configured every request passes; `/health`,
-//! `/openapi.json` and `/docs` always do.
+//! `/openapi.json` and the pages `/docs` and `/console` with their files always do.
 
 use super::error::ApiError;
 use super::extract::read_limited;
@@ -19,8 +19,8 @@ pub async fn require_key(State(app): State<AppState>, request: Request, next: Ne
     let Some(expected) = app.api_key.as_deref() else {
         return next.run(request).await;
     };
-    // Health and the API's own description are public.
-    if matches!(request.uri().path(), "/health" | "/openapi.json" | "/docs") {
+    // Health, the API's own description and the pages' files (which hold no data) are public.
+    if matches!(request.uri().path(), "/health" | "/openapi.json") || super::assets::is_public(request.uri().path()) {
         return next.run(request).await;
     }
     let error = match request.headers().get(HEADER) {

@@ -31,10 +31,12 @@ const FEED_POLL: Duration = Duration::from_millis(250);
     tag = "events",
     params(
         crate::api::extract::PagingQuery,
-        ("status" = Option<String>, Query, description = "pending, delivered, failed or no_target")
+        ("status" = Option<String>, Query, description = "pending, delivered, failed or no_target"),
+        ("include_count" = Option<bool>, Query, description = "`true`: answer `{data, total_count}`")
     ),
     responses(
-        (status = 200, description = "(keel) the outbox, newest first", body = Vec<crate::wire::EventJson>),
+        (status = 200, description = "(keel) the outbox, newest first (`{data, total_count}` with include_count)",
+            body = Vec<crate::wire::EventJson>),
         (status = 400, description = "GEN_VALIDATION_ERROR (status, limit, \
             offset)", body = crate::api::error::ErrorBody),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
@@ -45,16 +47,71 @@ pub async fn list(
     State(app): State<AppState>,
     Paging(page): Paging,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Vec<EventJson>>, ApiError> {
-    let delivery = match query.get("status") {
-        None => None,
-        Some(text) => Some(Delivery::parse(text).ok_or_else(|| {
-            ApiError::validation(Resource::Event, "status", "status must be pending, delivered, failed or no_target")
-        })?),
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let filter = EventFilter { delivery: status(&query)?, monitor_id: None };
+    let counted = match query.get("include_count").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::validation(Resource::Event, "include_count", "include_count must be true or false"))
+        }
     };
-    let filter = EventFilter { delivery, monitor_id: None };
-    let events = read_lagging(&app, move |r| r.events(&filter, page)).await?;
-    Ok(Json(events.into_iter().map(|e| EventJson::new(e, None)).collect()))
+    let (events, total) = read_lagging(&app, move |r| {
+        let total = if counted { Some(r.count_events(&filter)?) } else { None };
+        Ok((r.events(&filter, page)?, total))
+    })
+    .await?;
+    let events: Vec<EventJson> = events.into_iter().map(|e| EventJson::new(e, None)).collect();
+    Ok(Json(match total {
+        None => serde_json::json!(events),
+        Some(total) => serde_json::json!({ "data": events, "total_count": total }),
+    }))
+}
+
+/// The `status` option of the event routes.
+fn status(query: &HashMap<String, String>) -> Result<Option<Delivery>, ApiError> {
+    match query.get("status") {
+        None => Ok(None),
+        Some(text) => Delivery::parse(text).map(Some).ok_or_else(|| {
+            ApiError::validation(Resource::Event, "status", "status must be pending, delivered, failed or no_target")
+        }),
+    }
+}
+
+/// Failed events a `redeliver-failed` request sends again at most; the answer says how many remain.
+const REDELIVER_AT_ONCE: u32 = 500;
+
+/// `POST /events/redeliver-failed`: every failed event (up to 500 a request, oldest first) pending
+/// again, as `POST /events/{id}/redeliver` makes one.
+#[utoipa::path(operation_id = "redeliverFailedEvents",
+    post,
+    path = "/events/redeliver-failed",
+    tag = "events",
+    responses(
+        (status = 200, description = "(keel) `{redelivered, remaining}`: how many failed events are pending again, \
+            and how many are still failed (more than 500: ask again)", body = Object),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody),
+        (status = 403, description = "AUTH_INSUFFICIENT_PERMISSIONS \
+            (events:write)", body = crate::api::error::ErrorBody),
+        (status = 500, description = "GEN_INTERNAL", body = crate::api::error::ErrorBody))
+)]
+pub async fn redeliver_failed(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let failed = EventFilter { delivery: Some(Delivery::Failed), monitor_id: None };
+    let page = crate::store::Page::first(REDELIVER_AT_ONCE, 0);
+    let chosen = failed.clone();
+    let events = read(&app, move |r| r.events(&chosen, page)).await?;
+    let mut redelivered = 0;
+    for event in events {
+        match app.engine.submit(Command::RedeliverEvent { id: event.id }).await.map_err(ApiError::from) {
+            Ok(_) => redelivered += 1,
+            // Deleted meanwhile (its endpoint went): nothing to send.
+            Err(error) if error.status == axum::http::StatusCode::NOT_FOUND => {}
+            Err(error) => return Err(error),
+        }
+    }
+    let remaining = read(&app, move |r| r.count_events(&failed)).await?;
+    Ok(Json(serde_json::json!({ "redelivered": redelivered, "remaining": remaining })))
 }
 
 #[utoipa::path(operation_id = "getEvent",

@@ -2,9 +2,11 @@
 //! the rules live in the domain and the engine.
 
 mod api_keys;
+mod assets;
 mod auth;
 mod balances;
 mod bulk;
+mod console;
 pub mod error;
 mod events;
 mod extract;
@@ -87,6 +89,10 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(observe::metrics_page))
         .routes(routes!(reference::openapi_json))
         .routes(routes!(reference::docs))
+        .routes(routes!(assets::docs_asset))
+        .routes(routes!(console::page))
+        .routes(routes!(console::session))
+        .routes(routes!(assets::console_asset))
         .routes(routes!(ledgers::create, ledgers::list))
         .routes(routes!(ledgers::filter))
         .routes(routes!(ledgers::get, ledgers::update))
@@ -119,6 +125,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events::feed))
         .routes(routes!(events::get))
         .routes(routes!(events::redeliver))
+        .routes(routes!(events::redeliver_failed))
         .routes(routes!(api_keys::create, api_keys::list))
         .routes(routes!(api_keys::revoke))
         .routes(routes!(metadata::update))
@@ -179,6 +186,7 @@ pub fn router(state: AppState) -> Router {
         (name = "hooks", description = "Blnk's transaction hooks, served by webhook endpoints (master key only)"),
         (name = "operations", description = "Health and metrics"),
         (name = "reference", description = "This document"),
+        (name = "console", description = "(keel) The back-office page and its files"),
         (name = "api-keys", description = "Scoped API keys (master key only)"),
         (name = "metadata", description = "Merge keys into any entity's metadata"),
         (name = "identities", description = "People and organisations balances belong to; tokenization of their \

@@ -17,8 +17,8 @@ pub async fn openapi_json() -> axum::response::Response {
 
 #[utoipa::path(operation_id = "getReferencePage", get, path = "/docs", tag = "reference", security(()),
     responses(
-        (status = 200, description = "an interactive reference page (Scalar) over \
-            /openapi.json", content_type = "text/html")))]
+        (status = 200, description = "an interactive reference page (Swagger UI, served by Keel: it works offline) \
+            over /openapi.json", content_type = "text/html")))]
 pub async fn docs() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("reference.html"))
+    axum::response::Html(super::assets::REFERENCE_PAGE)
 }

@@ -232,6 +232,7 @@ delegate! { reads:
     attempts(event_id: &str) -> Vec<Attempt>;
     events_after(after_sequence: i64, limit: u32) -> Vec<Event>;
     pending_events() -> u64;
+    count_events(filter: &EventFilter) -> u64;
     scheduled_due(now: &str) -> bool;
     holds_due(now: &str, expired: bool, limit: u32) -> Vec<String>;
     api_key_by_hash(key_hash: &str) -> Option<ApiKey>;

@@ -171,6 +171,8 @@ pub trait Reads {
     fn events_after(&self, after_sequence: i64, limit: u32) -> StoreResult<Vec<Event>>;
     /// How many events wait for delivery (the outbox depth).
     fn pending_events(&self) -> StoreResult<u64>;
+    /// How many events `events` would list with no paging (the console's counts).
+    fn count_events(&self, filter: &EventFilter) -> StoreResult<u64>;
     /// Some `SCHEDULED` transaction is due by `now`.
     fn scheduled_due(&self, now: &str) -> StoreResult<bool>;
     /// Ids of `INFLIGHT` transactions whose `inflight_expiry_date` (`expired`) or

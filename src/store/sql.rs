@@ -665,6 +665,16 @@ impl<S: Sql> Reads for S {
         Ok(counts.first().copied().unwrap_or(0).max(0) as u64)
     }
 
+    fn count_events(&self, filter: &EventFilter) -> StoreResult<u64> {
+        let counts = self.rows(
+            "SELECT count(*) FROM events
+             WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) AND (CAST($2 AS TEXT) IS NULL OR monitor_id = $2)",
+            &[filter.delivery.map(Delivery::as_str).into(), filter.monitor_id.as_deref().into()],
+            |c| c.int(),
+        )?;
+        Ok(counts.first().copied().unwrap_or(0).max(0) as u64)
+    }
+
     fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>> {
         self.one("SELECT {api_keys} FROM api_keys WHERE key_hash = $1", &[key_hash.into()])
     }

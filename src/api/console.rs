@@ -1,0 +1,63 @@
+//! `/console`: the back-office page (README, "Console"). Its script reads and writes through the
+//! same API as any client, with the key it was signed in with; this module serves the page and
+//! tells the script what that key may do, so it can offer only the buttons that would work.
+
+use super::auth::HEADER;
+use super::{read, AppState};
+use crate::domain::api_key::{hash_secret, Action, RESOURCES};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Html;
+use axum::Json;
+use serde_json::{json, Map, Value};
+use subtle::ConstantTimeEq;
+
+#[utoipa::path(operation_id = "getConsole", get, path = "/console", tag = "console", security(()),
+    responses((status = 200, description = "(keel) the console, a page whose script uses this API",
+        content_type = "text/html")))]
+pub async fn page() -> Html<&'static str> {
+    Html(super::assets::CONSOLE_PAGE)
+}
+
+/// `GET /console/session`: who the key is and what it may do. The authentication middleware has
+/// already refused a missing or invalid key, so the key here is the master key, a valid scoped key,
+/// or nothing at all when the server has no key.
+#[utoipa::path(operation_id = "getConsoleSession", get, path = "/console/session", tag = "console",
+    responses(
+        (status = 200, description = "(keel) `{key: none|master|scoped, name, scopes, allows: {resource: {read, \
+            write}}}`: what the key sent may do", body = Object),
+        (status = 401, description = "AUTH_MISSING_API_KEY / \
+            AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody)))]
+pub async fn session(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, super::ApiError> {
+    let given = headers.get(HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let everything =
+        |kind: &str| json!({ "key": kind, "name": null, "scopes": ["*:*"], "allows": allows(|_, _| true) });
+    let Some(master) = app.api_key.as_deref() else { return Ok(Json(everything("none"))) };
+    let Some(given) = given else { return Ok(Json(everything("none"))) };
+    if bool::from(given.as_bytes().ct_eq(master.as_bytes())) {
+        return Ok(Json(everything("master")));
+    }
+    let hash = hash_secret(&given);
+    let key = read(&app, move |r| r.api_key_by_hash(&hash)).await?;
+    let key = key.ok_or_else(|| {
+        super::ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "AUTH_INVALID_API_KEY", "API key is invalid")
+    })?;
+    Ok(Json(json!({
+        "key": "scoped",
+        "name": key.name,
+        "scopes": key.scopes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "allows": allows(|resource, action| key.allows(resource, action)),
+    })))
+}
+
+/// `{resource: {read, write}}` for every resource a scope can name.
+fn allows(may: impl Fn(&str, Action) -> bool) -> Value {
+    let mut map = Map::new();
+    for resource in RESOURCES {
+        map.insert(
+            resource.to_string(),
+            json!({ "read": may(resource, Action::Read), "write": may(resource, Action::Write) }),
+        );
+    }
+    Value::Object(map)
+}
