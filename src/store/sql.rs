@@ -78,6 +78,12 @@ fn render_uncached(dialect: Dialect, template: &str) -> String {
             "lock" => out.push_str(if pg { " FOR UPDATE" } else { "" }),
             "skip_locked" => out.push_str(if pg { " FOR UPDATE SKIP LOCKED" } else { "" }),
             "share" => out.push_str(if pg { " FOR SHARE" } else { "" }),
+            // SQLite's planner, without statistics, would serve `status = 'APPLIED' AND created_at
+            // BETWEEN …` from the `(status, created_at)` index, walking every applied transaction
+            // of the range, rather than the balance's own `(balance_id, created_at)` range; a
+            // unary `+` keeps it from using an index for the status term. PostgreSQL plans by its
+            // statistics.
+            "no_index" => out.push_str(if pg { "" } else { "+" }),
             _ if token.starts_with("sum:") => {
                 let column = &token["sum:".len()..];
                 out.push_str(&if pg { format!("SUM({column})::text") } else { format!("keel_sum({column})") })
@@ -414,48 +420,13 @@ impl<S: Sql> Reads for S {
     }
 
     fn settled_sum(&self, balance_id: &str, from: &str, until: &str, debits: bool) -> StoreResult<BigInt> {
-        // Two index ranges, one per way a row states when it moved (partial indexes of migrations
-        // sqlite/0014, postgres/0013 for `effective_date`), never a walk of the balance's log.
-        let sql = if debits {
-            "SELECT {sum:amount} FROM (
-               SELECT precise_amount AS amount FROM transactions WHERE source_balance_id = $1
-               AND effective_date IS NULL AND created_at >= $2 AND created_at < $3 AND status = 'APPLIED'
-               UNION ALL
-               SELECT precise_amount FROM transactions WHERE source_balance_id = $1
-               AND effective_date >= $2 AND effective_date < $3 AND status = 'APPLIED') AS settled"
-        } else {
-            "SELECT {sum:amount} FROM (
-               SELECT precise_amount AS amount FROM transactions WHERE destination_balance_id = $1
-               AND effective_date IS NULL AND created_at >= $2 AND created_at < $3 AND status = 'APPLIED'
-               UNION ALL
-               SELECT precise_amount FROM transactions WHERE destination_balance_id = $1
-               AND effective_date >= $2 AND effective_date < $3 AND status = 'APPLIED') AS settled"
-        };
+        let sql = SETTLED_SUM[usize::from(debits)];
         let sums = self.rows(sql, &[balance_id.into(), from.into(), until.into()], Option::<BigInt>::decode)?;
         Ok(sums.into_iter().flatten().sum())
     }
 
     fn settled_minutes(&self, balance_id: &str, from: &str, until: &str, debits: bool) -> StoreResult<Vec<Minute>> {
-        let sql = if debits {
-            "SELECT minute, {sum:amount}, COUNT(*) FROM (
-               SELECT substr(created_at, 1, 16) AS minute, precise_amount AS amount FROM transactions
-               WHERE source_balance_id = $1 AND effective_date IS NULL AND created_at >= $2 AND created_at < $3
-               AND status = 'APPLIED'
-               UNION ALL
-               SELECT substr(effective_date, 1, 16), precise_amount FROM transactions
-               WHERE source_balance_id = $1 AND effective_date >= $2 AND effective_date < $3
-               AND status = 'APPLIED') AS settled GROUP BY minute"
-        } else {
-            "SELECT minute, {sum:amount}, COUNT(*) FROM (
-               SELECT substr(created_at, 1, 16) AS minute, precise_amount AS amount FROM transactions
-               WHERE destination_balance_id = $1 AND effective_date IS NULL AND created_at >= $2 AND created_at < $3
-               AND status = 'APPLIED'
-               UNION ALL
-               SELECT substr(effective_date, 1, 16), precise_amount FROM transactions
-               WHERE destination_balance_id = $1 AND effective_date >= $2 AND effective_date < $3
-               AND status = 'APPLIED') AS settled GROUP BY minute"
-        };
-        self.rows(sql, &[balance_id.into(), from.into(), until.into()], |c| {
+        self.rows(SETTLED_MINUTES[usize::from(debits)], &[balance_id.into(), from.into(), until.into()], |c| {
             Ok((text(c)?, BigInt::decode(c)?, c.int()? as u64))
         })
     }
@@ -491,28 +462,9 @@ impl<S: Sql> Reads for S {
     }
 
     fn settled_between(&self, balance_id: &str, from: &str, to: &str, limit: u32) -> StoreResult<Vec<Transaction>> {
-        // Four index ranges (each side, by `created_at` or by `effective_date`), so the cost is
-        // the range's, not the balance's whole log; then the page's rows, by id.
-        let ids = self.rows(
-            "SELECT transaction_id FROM (
-               SELECT transaction_id, created_at AS moved_at, {seq} AS arrival FROM transactions
-               WHERE source_balance_id = $1 AND effective_date IS NULL AND created_at >= $2 AND created_at < $3
-               AND status = 'APPLIED'
-               UNION ALL
-               SELECT transaction_id, effective_date, {seq} FROM transactions
-               WHERE source_balance_id = $1 AND effective_date >= $2 AND effective_date < $3 AND status = 'APPLIED'
-               UNION ALL
-               SELECT transaction_id, created_at, {seq} FROM transactions
-               WHERE destination_balance_id = $1 AND effective_date IS NULL AND created_at >= $2 AND created_at < $3
-               AND status = 'APPLIED'
-               UNION ALL
-               SELECT transaction_id, effective_date, {seq} FROM transactions
-               WHERE destination_balance_id = $1 AND effective_date >= $2 AND effective_date < $3
-               AND status = 'APPLIED') AS moved
-             ORDER BY moved_at, arrival LIMIT $4",
-            &[balance_id.into(), from.into(), to.into(), Value::Int(limit.into())],
-            text,
-        )?;
+        // The page's ids first (SETTLED_BETWEEN), then its rows, by id.
+        let ids =
+            self.rows(SETTLED_BETWEEN, &[balance_id.into(), from.into(), to.into(), Value::Int(limit.into())], text)?;
         let rows: Vec<Transaction> =
             self.all("SELECT {transactions} FROM transactions WHERE transaction_id {any}", &[Value::TextList(&ids)])?;
         let mut by_id: HashMap<String, Transaction> = rows.into_iter().map(|t| (t.id.clone(), t)).collect();
@@ -822,6 +774,65 @@ impl<S: Sql> Reads for S {
         Ok(self.rows(sql, &[], |c| c.int())?.first().copied().unwrap_or(0) as u64)
     }
 }
+
+/// The settled total of a balance's credits (`[0]`) or debits (`[1]`) that took effect in
+/// `[$2, $3)`. Two index ranges, one per way a row states when it moved (partial indexes of
+/// migrations sqlite/0014, postgres/0013 for `effective_date`), never a walk of the balance's log.
+pub(super) static SETTLED_SUM: [&str; 2] = [
+    "SELECT {sum:amount} FROM (
+         SELECT precise_amount AS amount FROM transactions WHERE destination_balance_id = $1
+         AND effective_date IS NULL AND created_at >= $2 AND created_at < $3 AND {no_index}status = 'APPLIED'
+         UNION ALL
+         SELECT precise_amount FROM transactions WHERE destination_balance_id = $1
+         AND effective_date >= $2 AND effective_date < $3 AND {no_index}status = 'APPLIED') AS settled",
+    "SELECT {sum:amount} FROM (
+         SELECT precise_amount AS amount FROM transactions WHERE source_balance_id = $1
+         AND effective_date IS NULL AND created_at >= $2 AND created_at < $3 AND {no_index}status = 'APPLIED'
+         UNION ALL
+         SELECT precise_amount FROM transactions WHERE source_balance_id = $1
+         AND effective_date >= $2 AND effective_date < $3 AND {no_index}status = 'APPLIED') AS settled",
+];
+
+/// A balance's settled credits (`[0]`) or debits (`[1]`) in `[$2, $3)`, summed by minute.
+pub(super) static SETTLED_MINUTES: [&str; 2] = [
+    "SELECT minute, {sum:amount}, COUNT(*) FROM (
+         SELECT substr(created_at, 1, 16) AS minute, precise_amount AS amount FROM transactions
+         WHERE destination_balance_id = $1 AND effective_date IS NULL AND created_at >= $2 AND created_at < $3
+         AND {no_index}status = 'APPLIED'
+         UNION ALL
+         SELECT substr(effective_date, 1, 16), precise_amount FROM transactions
+         WHERE destination_balance_id = $1 AND effective_date >= $2 AND effective_date < $3
+         AND {no_index}status = 'APPLIED') AS settled GROUP BY minute",
+    "SELECT minute, {sum:amount}, COUNT(*) FROM (
+         SELECT substr(created_at, 1, 16) AS minute, precise_amount AS amount FROM transactions
+         WHERE source_balance_id = $1 AND effective_date IS NULL AND created_at >= $2 AND created_at < $3
+         AND {no_index}status = 'APPLIED'
+         UNION ALL
+         SELECT substr(effective_date, 1, 16), precise_amount FROM transactions
+         WHERE source_balance_id = $1 AND effective_date >= $2 AND effective_date < $3
+         AND {no_index}status = 'APPLIED') AS settled GROUP BY minute",
+];
+
+/// The ids of the transactions that moved a balance in `[$2, $3)`, in effective order, at most
+/// `$4`. Four index ranges (each side, by `created_at` or by `effective_date`), so the cost is the
+/// range's, not the balance's whole log.
+pub(super) static SETTLED_BETWEEN: &str = "SELECT transaction_id FROM (
+         SELECT transaction_id, created_at AS moved_at, {seq} AS arrival FROM transactions
+         WHERE source_balance_id = $1 AND effective_date IS NULL AND created_at >= $2 AND created_at < $3
+         AND {no_index}status = 'APPLIED'
+         UNION ALL
+         SELECT transaction_id, effective_date, {seq} FROM transactions
+         WHERE source_balance_id = $1 AND effective_date >= $2 AND effective_date < $3
+         AND {no_index}status = 'APPLIED'
+         UNION ALL
+         SELECT transaction_id, created_at, {seq} FROM transactions
+         WHERE destination_balance_id = $1 AND effective_date IS NULL AND created_at >= $2 AND created_at < $3
+         AND {no_index}status = 'APPLIED'
+         UNION ALL
+         SELECT transaction_id, effective_date, {seq} FROM transactions
+         WHERE destination_balance_id = $1 AND effective_date >= $2 AND effective_date < $3
+         AND {no_index}status = 'APPLIED') AS moved
+     ORDER BY moved_at, arrival LIMIT $4";
 
 /// The dispatcher's claim: the oldest due events. It must read only those, whatever the backlog
 /// (a test checks SQLite's plan).

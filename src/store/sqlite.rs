@@ -559,4 +559,28 @@ mod tests {
             .expect("a plan");
         assert_eq!(plan, ["SEARCH events USING INDEX events_due (status=? AND next_attempt_at<?)"]);
     }
+
+    #[test]
+    fn a_balances_history_reads_only_its_own_range_whatever_the_log() {
+        // Through `transactions_status`, each history, `/at` and snapshot query walked every applied
+        // transaction of the range, of every balance (0.6 s a history at a million transactions).
+        use super::super::sql::{SETTLED_BETWEEN, SETTLED_MINUTES, SETTLED_SUM};
+        let (_dir, store) = store();
+        let conn = store.writer.lock();
+        for template in SETTLED_SUM.iter().chain(&SETTLED_MINUTES).chain([&SETTLED_BETWEEN]) {
+            let sql = render(Dialect::Sqlite, template);
+            let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("a plan");
+            let values: [&dyn rusqlite::ToSql; 4] = [&"bln_1", &"", &"9999", &10];
+            let given = rusqlite::params_from_iter(&values[..statement.parameter_count()]);
+            let plan: Vec<String> =
+                statement.query_map(given, |r| r.get::<_, String>(3)).and_then(|rows| rows.collect()).expect("a plan");
+            let searches: Vec<&String> = plan.iter().filter(|step| step.contains(" transactions ")).collect();
+            assert!(!searches.is_empty(), "{plan:?}");
+            for step in searches {
+                let by_balance = step.contains("USING INDEX transactions_source")
+                    || step.contains("USING INDEX transactions_destination");
+                assert!(by_balance && step.contains("_balance_id=?"), "{step}\n{sql}");
+            }
+        }
+    }
 }
