@@ -317,6 +317,14 @@ fn asks(made: &Made) -> Vec<(&'static str, Ask<'_>)> {
             Get(Box::new(move |rng| format!("/balances/{}/history?limit=2000", balance(rng)))),
         ),
         (
+            "console: a balance's history (last 7 days)",
+            Get(Box::new(move |rng| {
+                let week_ago = std::time::SystemTime::now() - Duration::from_secs(7 * 86_400);
+                let from = humantime::format_rfc3339_seconds(week_ago);
+                format!("/balances/{}/history?limit=2000&from={from}", balance(rng))
+            })),
+        ),
+        (
             "console: a transaction's children",
             Get(Box::new(move |rng| {
                 format!(

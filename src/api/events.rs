@@ -101,9 +101,15 @@ pub async fn redeliver_failed(State(app): State<AppState>) -> Result<Json<serde_
     let page = crate::store::Page::first(REDELIVER_AT_ONCE, 0);
     let chosen = failed.clone();
     let events = read(&app, move |r| r.events(&chosen, page)).await?;
-    let mut redelivered = 0;
+    // All submitted at once: the engine commits them together, not one commit each.
+    let mut submitted = tokio::task::JoinSet::new();
     for event in events {
-        match app.engine.submit(Command::RedeliverEvent { id: event.id }).await.map_err(ApiError::from) {
+        let engine = app.engine.clone();
+        submitted.spawn(async move { engine.submit(Command::RedeliverEvent { id: event.id }).await });
+    }
+    let mut redelivered = 0;
+    while let Some(answer) = submitted.join_next().await {
+        match answer.map_err(|_| ApiError::internal())?.map_err(ApiError::from) {
             Ok(_) => redelivered += 1,
             // Deleted meanwhile (its endpoint went): nothing to send.
             Err(error) if error.status == axum::http::StatusCode::NOT_FOUND => {}
