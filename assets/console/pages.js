@@ -39,8 +39,16 @@ function moreFilters(query, params) {
 const moreField = (query) =>
   field("More filters (field_operator=value, joined by &)", h("input", { name: "filters", value: query.get("filters") || "", size: 32 }));
 
-/** Submitting a list's form: its non-empty fields become the page's address. */
-function submitsTo(form, route) {
+/** A list's filter form: `fields`, the "more filters" box and `button`; submitting it makes its
+ * non-empty fields the page's address (`#route?…`), which the list reads. */
+function filterForm(label, route, query, button, fields) {
+  const form = h(
+    "form",
+    { class: "filters", role: "search", "aria-label": label },
+    fields,
+    moreField(query),
+    h("button", { type: "submit" }, button),
+  );
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const data = new URLSearchParams(new FormData(form));
@@ -173,16 +181,11 @@ async function balances({ query }) {
   else if (by && by !== "meta_data" && value) params[`${by}_eq`] = value;
   const offset = offsetOf(query);
   const rows = await listPage("/balances", moreFilters(query, params), offset);
-  const form = h(
-    "form",
-    { class: "filters", role: "search", "aria-label": "Find balances" },
+  const form = filterForm("Find balances", "/balances", query, "Find", [
     field("Find by", select("by", BALANCE_FINDERS, by)),
     field("Metadata key (for Metadata)", h("input", { name: "key", value: metaKey })),
     field("Value", h("input", { name: "value", value, type: "search" })),
-    moreField(query),
-    h("button", { type: "submit" }, "Find"),
-  );
-  submitsTo(form, "/balances");
+  ]);
   const shown = rows.slice(0, PAGE);
   return h(
     "div",
@@ -325,16 +328,11 @@ async function monitors({ query }) {
   }
   const offset = offsetOf(query);
   const rows = await listPage("/balance-monitors", moreFilters(query, params), offset);
-  const form = h(
-    "form",
-    { class: "filters", role: "search", "aria-label": "Filter monitors" },
+  const form = filterForm("Filter monitors", "/monitors", query, "Filter", [
     field("State", select("state", [["", "Any"], ["ok", "ok"], ["triggered", "triggered"]], query.get("state"))),
     field("Field", select("field", [["", "Any"], ...FIELDS.map((f) => [f, f])], query.get("field"))),
     field("Ledger id", h("input", { name: "ledger_id", value: query.get("ledger_id") || "" })),
-    moreField(query),
-    h("button", { type: "submit" }, "Filter"),
-  );
-  submitsTo(form, "/monitors");
+  ]);
   return h(
     "div",
     {},
@@ -609,17 +607,12 @@ async function transactions({ query }) {
   const offset = offsetOf(query);
   const rows = await listPage("/transactions", moreFilters(query, params), offset);
   const statuses = ["", "QUEUED", "APPLIED", "INFLIGHT", "VOID", "REJECTED", "SCHEDULED", "COMMIT"];
-  const form = h(
-    "form",
-    { class: "filters", role: "search", "aria-label": "Filter transactions" },
+  const form = filterForm("Filter transactions", "/transactions", query, "Filter", [
     field("Status", select("status", statuses.map((s) => [s, s || "Any"]), query.get("status"))),
     TRANSACTION_FILTERS.slice(1).map(([name, label]) => field(label, h("input", { name, value: query.get(name) || "" }))),
     field("Created from (RFC 3339)", h("input", { name: "after", value: query.get("after") || "" })),
     field("Created until (RFC 3339)", h("input", { name: "before", value: query.get("before") || "" })),
-    moreField(query),
-    h("button", { type: "submit" }, "Filter"),
-  );
-  submitsTo(form, "/transactions");
+  ]);
   return h(
     "div",
     {},
