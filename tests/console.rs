@@ -92,8 +92,9 @@ async fn events_with(server: &Server, status: &str) -> u64 {
 }
 
 /// A ledger with a gold balance whose monitor triggered twice and resolved once, each event failed
-/// at its receiver; a silver balance with a committed hold. Answers (balance, monitor, first event).
-async fn fill(server: &Server, hook: &Receiver) -> (String, String, String) {
+/// at its receiver; a silver balance with a committed hold. Answers the ledger, the gold balance,
+/// its monitor and the monitor's first event.
+async fn fill(server: &Server, hook: &Receiver) -> [String; 4] {
     let currency = "USD"; // the server's database is the test's own
     let ledger = create(server, "/ledgers", json!({"name": "Console wallets"})).await["ledger_id"].clone();
     // Markup in what the API holds is shown as text, never run (`window.pwned` stays unset).
@@ -132,7 +133,7 @@ async fn fill(server: &Server, hook: &Receiver) -> (String, String, String) {
     assert_eq!(events_with(server, "failed").await, 3, "the monitor's events failed");
     let (_, history) = call(server, "GET", &format!("/balance-monitors/{monitor}/events?sort_order=asc"), None).await;
     let first = history[0]["event_id"].as_str().unwrap().to_string();
-    (gold, monitor, first)
+    [ledger.as_str().unwrap().to_string(), gold, monitor, first]
 }
 
 // tidy: long because it is one scenario: fill, run the browser, check what it did
@@ -151,7 +152,7 @@ async fn the_console_shows_the_ledger_and_changes_it_only_through_the_api() {
         "--webhook-retry-max-ms",
         "40",
     ]);
-    let (balance, monitor, failed) = fill(&server, &hook).await;
+    let [ledger, balance, monitor, failed] = fill(&server, &hook).await;
     let viewer = create(&server, "/api-keys", json!({"name": "viewer", "owner": "ops", "scopes": ["*:read"]})).await;
     hook.set_mode(Mode::Ok);
     let delivered_before = hook.received().len();
@@ -160,7 +161,7 @@ async fn the_console_shows_the_ledger_and_changes_it_only_through_the_api() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console/console_browser.cjs");
     let run = tokio::task::spawn_blocking({
         let (base, viewer) = (server.base.clone(), viewer["key"].as_str().unwrap().to_string());
-        let (balance, monitor, failed) = (balance.clone(), monitor.clone(), failed.clone());
+        let (ledger, balance, monitor, failed) = (ledger.clone(), balance.clone(), monitor.clone(), failed.clone());
         move || {
             let mut command = Command::new("node");
             command
@@ -170,6 +171,7 @@ async fn the_console_shows_the_ledger_and_changes_it_only_through_the_api() {
                 .env("KEEL_BASE", base)
                 .env("KEEL_MASTER", MASTER)
                 .env("KEEL_VIEWER", viewer)
+                .env("LEDGER_ID", ledger)
                 .env("BALANCE_ID", balance)
                 .env("MONITOR_ID", monitor)
                 .env("FAILED_EVENT_ID", failed);
@@ -206,6 +208,23 @@ async fn the_console_shows_the_ledger_and_changes_it_only_through_the_api() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(events_with(&server, "delivered").await, 3);
+
+    // The guard the console made refuses what it should: 20.00 out of a balance of the ledger.
+    let guard = summary["guard"].as_str().expect("the console created a guard");
+    let (_, rule) = call(&server, "GET", &format!("/balance-monitors/{guard}"), None).await;
+    assert_eq!(
+        (&rule["ledger_id"], &rule["currency"], &rule["action"]),
+        (&json!(ledger), &json!("USD"), &json!("reject"))
+    );
+    assert_eq!(rule["condition"]["window"], "24h", "{rule}");
+    let (_, gold) = call(&server, "GET", &format!("/balances/{balance}"), None).await;
+    let spend = json!({"precise_amount": 2000, "currency": "USD", "source": balance, "destination": "@World",
+        "reference": "console-over-limit", "skip_queue": true});
+    let (status, refused) = call(&server, "POST", "/transactions", Some(spend)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(refused.to_string().contains(guard), "the refusal names the guard: {refused}");
+    let (_, after) = call(&server, "GET", &format!("/balances/{balance}"), None).await;
+    assert_eq!(after["balance"], gold["balance"], "nothing moved");
 }
 
 /// What the console's script relies on, over HTTP without a browser: the page and its files are

@@ -415,13 +415,20 @@ async function monitorForm({ id, query }) {
     h("h1", {}, existing ? `Edit monitor ${existing.monitor_id}` : "New monitor"),
     h("div", { "aria-live": "polite", class: "status" }),
     field("Balance id", input("balance_id", existing ? existing.balance_id : query.get("balance_id"), {
-      disabled: existing && !existing.balance_id,
+      disabled: Boolean(existing),
     })),
+    field("Or a ledger id (a rule for every balance of the ledger)", input("ledger_id", existing && existing.ledger_id, {
+      disabled: Boolean(existing),
+    })),
+    field("Currency (with a ledger id)", input("currency", existing && existing.currency, { disabled: Boolean(existing) })),
     field("Field", select("field", FIELDS.map((f) => [f, f]), c.field || "balance")),
     field("Operator", select("operator", OPERATORS.map((o) => [o, o]), c.operator || ">")),
     field("Value (major units, exact)", input("value", c.value, { required: true, inputmode: "decimal", pattern: "-?[0-9]+(\\.[0-9]+)?" })),
     field("Precision", input("precision", c.precision ?? 100, { inputmode: "numeric" })),
+    field("Window (debit_volume, credit_volume, transaction_count: 1h, 24h, 7d…)", input("window", c.window)),
     field("Trigger", select("trigger", [["every", "every (level)"], ["crossing", "crossing (edge)"]], existing ? existing.trigger : "crossing")),
+    field("Re-arm level (crossing, optional; major units)", input("reset_value", c.reset_value, { inputmode: "decimal" })),
+    field("Action", select("action", [["notify", "notify"], ["reject", "reject (a guard)"], ...(existing && existing.action === "transfer" ? [["transfer", "transfer (kept as it is)"]] : [])], existing ? existing.action : "notify")),
     field("Description", input("description", existing && existing.description)),
     field("Callback URL (optional)", input("call_back_url", existing && existing.call_back_url, { type: "url" })),
     h("button", { type: "submit", disabled: !may("balance-monitors", "write") }, existing ? "Save" : "Create"),
@@ -431,9 +438,16 @@ async function monitorForm({ id, query }) {
     const data = Object.fromEntries(new FormData(form));
     // What the form does not show is sent back as it was, so an edit changes only what it shows.
     const body = existing ? carried(existing) : {};
-    if (!existing || existing.balance_id) body.balance_id = data.balance_id;
+    // What it watches is fixed once made (the inputs are disabled, so not in `data`).
+    for (const name of ["balance_id", "ledger_id", "currency"]) if (data[name]) body[name] = data[name];
     // Value and precision go as strings: Keel reads them exactly, where a JS number could round.
-    body.condition = { ...(body.condition || {}), field: data.field, operator: data.operator, value: data.value, precision: data.precision };
+    const condition = { ...(body.condition || {}), field: data.field, operator: data.operator, value: data.value, precision: data.precision };
+    for (const name of ["window", "reset_value"]) {
+      if (data[name]) condition[name] = data[name];
+      else delete condition[name];
+    }
+    body.condition = condition;
+    body.action = data.action;
     body.trigger = data.trigger;
     body.description = data.description;
     body.call_back_url = data.call_back_url;

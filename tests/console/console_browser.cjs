@@ -2,7 +2,7 @@
 // started and filled. Every step asserts; the last line printed is a JSON summary the Rust test
 // checks against the API. Any request to anywhere but the server fails the run.
 //
-// Environment: KEEL_BASE, KEEL_MASTER, KEEL_VIEWER (a read-only key), BALANCE_ID, MONITOR_ID,
+// Environment: KEEL_BASE, KEEL_MASTER, KEEL_VIEWER (a read-only key), LEDGER_ID, BALANCE_ID, MONITOR_ID,
 // FAILED_EVENT_ID, CHROMIUM (the browser's path), SCREENSHOTS (a folder, optional).
 
 const assert = require("node:assert/strict");
@@ -130,7 +130,7 @@ async function triggeredMonitor(page) {
 
 async function editMonitors(page) {
   await go(page, `#/monitors/new?balance_id=${env("BALANCE_ID")}`, "New monitor");
-  await page.getByLabel("Field").selectOption("debit_balance");
+  await page.getByLabel("Field", { exact: true }).selectOption("debit_balance");
   await page.getByLabel("Operator").selectOption(">=");
   await page.getByLabel("Value (major units, exact)").fill("12345678901234567.89");
   await page.getByLabel("Description").fill("Console made");
@@ -154,7 +154,19 @@ async function editMonitors(page) {
   page.once("dialog", (dialog) => dialog.accept());
   await page.getByRole("button", { name: "Delete" }).click();
   await page.getByRole("heading", { level: 1, name: "Monitors" }).waitFor();
-  return created;
+  // A ledger-wide velocity guard: at most 10.00 out of any USD balance of the ledger a day.
+  await go(page, "#/monitors/new", "New monitor");
+  await page.getByLabel("Or a ledger id").fill(env("LEDGER_ID"));
+  await page.getByLabel("Currency (with a ledger id)").fill("USD");
+  await page.getByLabel("Field", { exact: true }).selectOption("debit_volume");
+  await page.getByLabel("Value (major units, exact)").fill("10");
+  await page.getByLabel("Window").fill("24h");
+  await page.getByLabel("Action", { exact: true }).selectOption("reject");
+  await page.getByLabel("Description").fill("Daily limit");
+  await page.getByRole("button", { name: "Create" }).click();
+  await page.getByRole("heading", { level: 1, name: "Monitor Daily limit" }).waitFor();
+  assert.match(await page.locator(".facts").innerText(), /debit_volume > 10 over 24h/);
+  return [created, page.url().split("/").pop()];
 }
 
 async function redeliver(page) {
@@ -225,14 +237,14 @@ async function main() {
     await overview(page);
     await findBalance(page);
     await triggeredMonitor(page);
-    const created = await editMonitors(page);
+    const [created, guard] = await editMonitors(page);
     await transactions(page);
     await redeliver(page);
     await context.close();
     await reference(browser);
     assert.deepEqual(outside, [], "no request leaves the machine");
     assert.deepEqual(errors, [], "no page threw");
-    console.log(JSON.stringify({ created_monitor: created, outside }));
+    console.log(JSON.stringify({ created_monitor: created, guard, outside }));
   } finally {
     await browser.close();
   }
