@@ -2,11 +2,12 @@
 //! (`tests/console/console_browser.cjs`), against a real `keel serve` filled through the API, with a
 //! real webhook receiver. The script signs in with a read-only key and the master key, finds a
 //! balance, reads its chart's thresholds and triggers, creates, edits and deletes a monitor,
-//! redelivers failed events, and checks that no request leaves the machine; this test then checks
+//! redelivers failed events, checks each main page against WCAG 2 AA with axe-core, and checks
+//! that no request leaves the machine; this test then checks
 //! what the clicks did through the API.
 //!
 //! Needs `node`, `chromium` (`/usr/bin/chromium`, or `KEEL_TEST_CHROMIUM`) and npm's
-//! `playwright-core` (installed into `target/console-node` on first use). `.ci/run` installs
+//! `playwright-core` and `axe-core` (installed into `target/console-node` on first use). `.ci/run` installs
 //! Chromium; without it the test says so and passes only outside CI (`CI` unset).
 
 mod common;
@@ -20,8 +21,9 @@ use std::process::Command;
 use std::time::Duration;
 
 const MASTER: &str = "console-master-key";
-/// The `playwright-core` the script is written against.
-const PLAYWRIGHT: &str = "playwright-core@1.65.2";
+/// The npm packages the script uses: Playwright's driver (no browser download) and axe-core, the
+/// accessibility rules it checks each page with.
+const PACKAGES: [&str; 2] = ["playwright-core@1.65.2", "axe-core@4.14.1"];
 
 /// What the browser test runs with.
 struct Browser {
@@ -47,15 +49,16 @@ fn browser() -> Option<Browser> {
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-node");
     let modules = root.join("node_modules");
-    if !modules.join("playwright-core/package.json").exists() {
+    let installed = |package: &str| modules.join(package.split('@').next().unwrap()).join("package.json").exists();
+    if !PACKAGES.iter().all(|p| installed(p)) {
         std::fs::create_dir_all(&root).expect("target/console-node");
-        let installed = Command::new("npm")
+        let npm = Command::new("npm")
             .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
             .arg(&root)
-            .arg(PLAYWRIGHT)
+            .args(PACKAGES)
             .status();
-        if !installed.is_ok_and(|s| s.success()) {
-            return missing(format!("npm's {PLAYWRIGHT}"));
+        if !npm.is_ok_and(|s| s.success()) {
+            return missing(format!("npm's {}", PACKAGES.join(" and ")));
         }
     }
     Some(Browser { chromium, modules })

@@ -19,7 +19,21 @@ const shots = process.env.SCREENSHOTS;
 const outside = [];
 const errors = [];
 
+/**
+ * Checks the page with axe-core (WCAG 2 A and AA rules: labels, names, contrast, structure); any
+ * violation fails the run, with what and where.
+ */
+async function accessible(page, what) {
+  await page.addScriptTag({ path: require.resolve("axe-core/axe.min.js") });
+  const violations = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa"] });
+    return result.violations.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+  });
+  assert.deepEqual(violations, [], `${what} meets WCAG 2 AA as axe-core checks it`);
+}
+
 async function shoot(page, name) {
+  await accessible(page, name);
   if (!shots) return;
   await page.waitForTimeout(300);
   await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: false });
