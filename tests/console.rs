@@ -239,8 +239,10 @@ async fn the_console_routes_answer_what_the_page_relies_on() {
         let answer = server.send("GET", path, &[], Vec::new()).await.unwrap();
         assert_eq!(answer.status, StatusCode::OK, "{path} needs no key");
     }
-    let page = server.send("GET", "/console", &[], Vec::new()).await.unwrap().body;
-    assert!(!page.contains("http://") && !page.contains("https://"), "the page loads nothing from elsewhere");
+    let page = server.send("GET", "/console", &[], Vec::new()).await.unwrap();
+    assert!(!page.body.contains("http://") && !page.body.contains("https://"), "the page loads nothing from elsewhere");
+    let policy = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("default-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
     let missing = server.send("GET", "/console/assets/../Cargo.toml", &[], Vec::new()).await.unwrap();
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     let anonymous = server.send("GET", "/console/session", &[], Vec::new()).await.unwrap();

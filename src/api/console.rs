@@ -15,8 +15,21 @@ use subtle::ConstantTimeEq;
 #[utoipa::path(operation_id = "getConsole", get, path = "/console", tag = "console", security(()),
     responses((status = 200, description = "(keel) the console, a page whose script uses this API",
         content_type = "text/html")))]
-pub async fn page() -> Html<&'static str> {
-    Html(super::assets::CONSOLE_PAGE)
+pub async fn page() -> impl axum::response::IntoResponse {
+    use axum::http::header;
+    // The browser itself keeps the console to this server: scripts, styles, data and connections
+    // from here only (inline styles for the chart's legend), and no page of another site may frame
+    // it (clickjacking a write button).
+    let policy = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+        connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+    (
+        [
+            (header::CONTENT_SECURITY_POLICY, policy),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        Html(super::assets::CONSOLE_PAGE),
+    )
 }
 
 /// `GET /console/session`: who the key is and what it may do. The authentication middleware has
