@@ -94,8 +94,9 @@ async fn events_with(server: &Server, status: &str) -> u64 {
     page["total_count"].as_u64().expect("a count")
 }
 
-/// A ledger with a gold balance whose monitor triggered twice and resolved once, each event failed
-/// at its receiver; a silver balance with a committed hold. Answers the ledger, the gold balance,
+/// A ledger with a gold balance whose monitor triggered twice and resolved once, and a ledger-wide
+/// rule over gold balances that triggered once, each event failed at its receiver; a silver balance
+/// with a committed hold. Answers the ledger, the gold balance,
 /// its monitor and the monitor's first event.
 async fn fill(server: &Server, hook: &Receiver) -> [String; 4] {
     let currency = "USD"; // the server's database is the test's own
@@ -116,24 +117,29 @@ async fn fill(server: &Server, hook: &Receiver) -> [String; 4] {
         .as_str()
         .unwrap()
         .to_string();
+    // A ledger-wide rule that covers the gold balance (and not the silver one).
+    let rule = json!({"ledger_id": ledger, "currency": currency, "balance_meta_data": {"tier": "gold"},
+        "description": "Gold above 65", "trigger": "crossing", "call_back_url": hook.url,
+        "condition": {"field": "balance", "operator": ">", "value": 65, "precision": 100}});
+    create(server, "/balance-monitors", rule).await;
     transfer(server, "console-fund-1", ("@World", &gold), 3000, 6).await;
     transfer(server, "console-fund-2", ("@World", &gold), 3000, 5).await; // 60.00: triggers
     transfer(server, "console-spend", (&gold, &silver), 4000, 3).await; // 20.00: resolves
-    transfer(server, "console-fund-3", ("@World", &gold), 5000, 1).await; // 70.00: triggers again
+    transfer(server, "console-fund-3", ("@World", &gold), 5000, 1).await; // 70.00: triggers again, and the rule
     let hold = json!({"precise_amount": 900, "currency": currency, "source": "@World", "destination": silver,
         "reference": "console-hold", "skip_queue": true, "inflight": true});
     let hold = create(server, "/transactions", hold).await["transaction_id"].as_str().unwrap().to_string();
     let commit = json!({"status": "commit", "precise_amount": 400});
     let (status, body) = call(server, "PUT", &format!("/transactions/inflight/{hold}"), Some(commit)).await;
     assert!(status.is_success(), "{body}");
-    // Each of the monitor's three events fails at the receiver (two attempts each).
+    // Each of the monitor's three events and the rule's one fails at the receiver (two attempts each).
     for _ in 0..400 {
-        if events_with(server, "failed").await >= 3 {
+        if events_with(server, "failed").await >= 4 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(events_with(server, "failed").await, 3, "the monitor's events failed");
+    assert_eq!(events_with(server, "failed").await, 4, "the monitors' events failed");
     let (_, history) = call(server, "GET", &format!("/balance-monitors/{monitor}/events?sort_order=asc"), None).await;
     let first = history[0]["event_id"].as_str().unwrap().to_string();
     [ledger.as_str().unwrap().to_string(), gold, monitor, first]
@@ -200,17 +206,17 @@ async fn the_console_shows_the_ledger_and_changes_it_only_through_the_api() {
     assert_eq!(watched["trigger_count"], 2);
     // Every failed event was redelivered from the console and reached the receiver, the one sent
     // on its own first.
-    let arrived = hook.wait_for(delivered_before + 3).await;
+    let arrived = hook.wait_for(delivered_before + 4).await;
     let ids: Vec<&str> = arrived[delivered_before..].iter().map(|r| r.header("webhook-id")).collect();
     assert_eq!(ids[0], failed, "the event redelivered on its own page arrived first");
     assert_eq!(events_with(&server, "failed").await, 0);
     for _ in 0..200 {
-        if events_with(&server, "delivered").await == 3 {
+        if events_with(&server, "delivered").await == 4 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(events_with(&server, "delivered").await, 3);
+    assert_eq!(events_with(&server, "delivered").await, 4);
 
     // The guard the console made refuses what it should: 20.00 out of a balance of the ledger.
     let guard = summary["guard"].as_str().expect("the console created a guard");

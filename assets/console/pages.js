@@ -68,7 +68,12 @@ const condition = (m) => {
   const window = c.window ? ` over ${c.window}` : "";
   return `${c.field} ${c.operator} ${c.value}${window}`;
 };
-const watched = (m) => (m.balance_id ? link(`#/balances/${m.balance_id}`, m.balance_id) : `ledger ${m.ledger_id} (all balances)`);
+/** What a monitor watches: its balance, every balance a rule covers, or a rule's one balance (as a balance's page lists it). */
+function watched(m) {
+  if (!m.balance_id) return `ledger ${m.ledger_id} (every balance it covers)`;
+  const balance = link(`#/balances/${m.balance_id}`, m.balance_id);
+  return m.ledger_id ? h("span", {}, balance, ` (a rule of ledger ${m.ledger_id})`) : balance;
+}
 const stateBadge = (state) => h("span", { class: `badge ${state}` }, state);
 
 // --- Overview -----------------------------------------------------------------------------------
@@ -220,6 +225,7 @@ const RANGES = [
 
 async function balance({ id, query }) {
   const range = RANGES.find(([key]) => key === query.get("range")) || RANGES[1];
+  // Its own monitors and the ledger-wide rules that cover it, each with this balance's state.
   const [b, monitors, recent] = await Promise.all([
     call("GET", `/balances/${enc(id)}`),
     call("GET", `/balance-monitors/balances/${enc(id)}`),
@@ -245,8 +251,9 @@ async function balance({ id, query }) {
     const c = m.condition || {};
     if (!CHARTED.includes(c.field)) return;
     lines.push({ label: `${m.description || m.monitor_id}: ${c.field} ${c.operator} ${c.precise_value}`, value: c.precise_value });
+    // A rule's newest 200 triggers are of all its balances: this balance's are marked.
     for (const e of triggers[i]) {
-      if (e.event !== "balance.monitor" || !e.data || !e.data.balance) continue;
+      if (e.event !== "balance.monitor" || !e.data || !e.data.balance || e.data.balance.balance_id !== b.balance_id) continue;
       const at = effective.get(e.transaction_id) || e.created_at;
       if (new Date(at).getTime() < start) continue;
       marks.push({ label: m.monitor_id, at, value: e.data.balance[c.field], transaction: e.transaction_id });
