@@ -34,7 +34,13 @@ function steps(history) {
 export function balanceChart(history, lines, marks, width) {
   const data = steps(history);
   const drawn = { thresholds: 0, markers: 0 };
-  const values = data.slice(1).flat().concat(lines.map((l) => Number(l.value)), marks.map((m) => Number(m.value)));
+  const values = data
+    .slice(1)
+    .flat()
+    .concat(
+      lines.map((l) => Number(l.value)),
+      marks.map((m) => Number(m.value)),
+    );
   const low = Math.min(...values);
   const high = Math.max(...values);
   const pad = (high - low || Math.abs(high) || 1) * 0.08;
@@ -104,7 +110,12 @@ export function balanceChart(history, lines, marks, width) {
     h(
       "figcaption",
       {},
-      h("span", { class: "key" }, h("span", { class: "swatch dashed", style: `border-color:${THRESHOLD}` }), "threshold"),
+      h(
+        "span",
+        { class: "key" },
+        h("span", { class: "swatch dashed", style: `border-color:${THRESHOLD}` }),
+        "threshold",
+      ),
       h("span", { class: "key" }, h("span", { class: "swatch dot", style: `background:${MARKER}` }), "trigger"),
       lines.length ? null : " · no monitor of this balance watches a charted total",
     ),

@@ -85,7 +85,11 @@ function signIn(problem) {
     "form",
     { class: "sign-in" },
     h("h1", {}, "Sign in"),
-    h("p", {}, "Use a Keel API key: the master key, or a scoped key (a read-only key sees everything and changes nothing)."),
+    h(
+      "p",
+      {},
+      "Use a Keel API key: the master key, or a scoped key (a read-only key sees everything and changes nothing).",
+    ),
     problem ? h("p", { class: "notice error", role: "alert" }, problem) : null,
     field("API key", input),
     h("button", { type: "submit" }, "Sign in"),
@@ -94,12 +98,12 @@ function signIn(problem) {
     event.preventDefault();
     remember(input.value.trim());
     window.addEventListener("hashchange", () => auth.session && route());
-// The fragment is the route, so the skip link moves the focus itself instead of changing it.
-document.querySelector(".skip").addEventListener("click", (event) => {
-  event.preventDefault();
-  main.focus();
-});
-start();
+    // The fragment is the route, so the skip link moves the focus itself instead of changing it.
+    document.querySelector(".skip").addEventListener("click", (event) => {
+      event.preventDefault();
+      main.focus();
+    });
+    start();
   });
   main.replaceChildren(form);
   input.focus();

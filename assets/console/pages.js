@@ -4,14 +4,36 @@
 
 import { balanceChart } from "./chart.js";
 import {
-  PAGE, auth, call, code, explain, facts, field, h, link, may, notice, pager, select, table, when, writeButton,
+  PAGE,
+  auth,
+  call,
+  code,
+  explain,
+  facts,
+  field,
+  h,
+  link,
+  may,
+  notice,
+  pager,
+  select,
+  table,
+  when,
+  writeButton,
 } from "./ui.js";
 
 /** Fields a monitor's condition can name whose totals the balance history has (the chart draws those). */
 const CHARTED = ["balance", "credit_balance", "debit_balance"];
 const FIELDS = [
-  "balance", "credit_balance", "debit_balance", "inflight_balance", "inflight_credit_balance",
-  "inflight_debit_balance", "debit_volume", "credit_volume", "transaction_count",
+  "balance",
+  "credit_balance",
+  "debit_balance",
+  "inflight_balance",
+  "inflight_credit_balance",
+  "inflight_debit_balance",
+  "debit_volume",
+  "credit_volume",
+  "transaction_count",
 ];
 const OPERATORS = [">", ">=", "<", "<=", "=", "!="];
 
@@ -37,7 +59,10 @@ function moreFilters(query, params) {
 }
 
 const moreField = (query) =>
-  field("More filters (field_operator=value, joined by &)", h("input", { name: "filters", value: query.get("filters") || "", size: 32 }));
+  field(
+    "More filters (field_operator=value, joined by &)",
+    h("input", { name: "filters", value: query.get("filters") || "", size: 32 }),
+  );
 
 /** A list's filter form: `fields`, the "more filters" box and `button`; submitting it makes its
  * non-empty fields the page's address (`#route?…`), which the list reads. */
@@ -106,7 +131,8 @@ function quantile(buckets, q) {
   return bound ? bound[0] : null;
 }
 
-const seconds = (s) => (s === null ? "—" : s === Infinity ? "> largest bucket" : `≤ ${s < 1 ? `${s * 1000} ms` : `${s} s`}`);
+const seconds = (s) =>
+  s === null ? "—" : s === Infinity ? "> largest bucket" : `≤ ${s < 1 ? `${s * 1000} ms` : `${s} s`}`;
 
 async function metricsSection() {
   if (!may("metrics", "read")) return h("p", { class: "empty" }, "This key has no metrics:read scope.");
@@ -250,10 +276,14 @@ async function balance({ id, query }) {
   monitors.forEach((m, i) => {
     const c = m.condition || {};
     if (!CHARTED.includes(c.field)) return;
-    lines.push({ label: `${m.description || m.monitor_id}: ${c.field} ${c.operator} ${c.precise_value}`, value: c.precise_value });
+    lines.push({
+      label: `${m.description || m.monitor_id}: ${c.field} ${c.operator} ${c.precise_value}`,
+      value: c.precise_value,
+    });
     // A rule's newest 200 triggers are of all its balances: this balance's are marked.
     for (const e of triggers[i]) {
-      if (e.event !== "balance.monitor" || !e.data || !e.data.balance || e.data.balance.balance_id !== b.balance_id) continue;
+      if (e.event !== "balance.monitor" || !e.data || !e.data.balance || e.data.balance.balance_id !== b.balance_id)
+        continue;
       const at = effective.get(e.transaction_id) || e.created_at;
       if (new Date(at).getTime() < start) continue;
       marks.push({ label: m.monitor_id, at, value: e.data.balance[c.field], transaction: e.transaction_id });
@@ -263,7 +293,11 @@ async function balance({ id, query }) {
     "nav",
     { class: "ranges", "aria-label": "Chart range" },
     RANGES.map(([key, text]) =>
-      h("a", { href: `#/balances/${enc(id)}?range=${key}`, "aria-current": key === range[0] ? "true" : undefined }, text),
+      h(
+        "a",
+        { href: `#/balances/${enc(id)}?range=${key}`, "aria-current": key === range[0] ? "true" : undefined },
+        text,
+      ),
     ),
   );
   const width = Math.min(1100, Math.max(320, document.getElementById("page").clientWidth - 40));
@@ -286,7 +320,9 @@ async function balance({ id, query }) {
     h("h2", {}, "Over time"),
     rangeNav,
     balanceChart(history, lines, marks, width),
-    history.has_more ? h("p", { class: "notice" }, "The range holds more movements than the chart shows: pick a shorter one.") : null,
+    history.has_more
+      ? h("p", { class: "notice" }, "The range holds more movements than the chart shows: pick a shorter one.")
+      : null,
     table("Thresholds drawn", [["Threshold", (l) => l.label]], lines, "No threshold drawn."),
     table(
       "Triggers marked",
@@ -300,7 +336,15 @@ async function balance({ id, query }) {
       "No trigger in this range.",
     ),
     h("h2", {}, "Monitors"),
-    h("p", {}, writeButton("balance-monitors", "New monitor on this balance", () => (location.hash = `#/monitors/new?balance_id=${enc(id)}`))),
+    h(
+      "p",
+      {},
+      writeButton(
+        "balance-monitors",
+        "New monitor on this balance",
+        () => (location.hash = `#/monitors/new?balance_id=${enc(id)}`),
+      ),
+    ),
     monitorTable(monitors),
     h("h2", {}, "Recent transactions"),
     transactionTable(recent),
@@ -330,13 +374,28 @@ function monitorTable(rows) {
 
 async function monitors({ query }) {
   const params = {};
-  for (const [name, filter] of [["state", "state_eq"], ["field", "field_eq"], ["ledger_id", "ledger_id_eq"]]) {
+  for (const [name, filter] of [
+    ["state", "state_eq"],
+    ["field", "field_eq"],
+    ["ledger_id", "ledger_id_eq"],
+  ]) {
     if (query.get(name)) params[filter] = query.get(name);
   }
   const offset = offsetOf(query);
   const rows = await listPage("/balance-monitors", moreFilters(query, params), offset);
   const form = filterForm("Filter monitors", "/monitors", query, "Filter", [
-    field("State", select("state", [["", "Any"], ["ok", "ok"], ["triggered", "triggered"]], query.get("state"))),
+    field(
+      "State",
+      select(
+        "state",
+        [
+          ["", "Any"],
+          ["ok", "ok"],
+          ["triggered", "triggered"],
+        ],
+        query.get("state"),
+      ),
+    ),
     field("Field", select("field", [["", "Any"], ...FIELDS.map((f) => [f, f])], query.get("field"))),
     field("Ledger id", h("input", { name: "ledger_id", value: query.get("ledger_id") || "" })),
   ]);
@@ -344,7 +403,11 @@ async function monitors({ query }) {
     "div",
     {},
     h("h1", {}, "Monitors"),
-    h("p", {}, writeButton("balance-monitors", "New monitor", () => (location.hash = "#/monitors/new"))),
+    h(
+      "p",
+      {},
+      writeButton("balance-monitors", "New monitor", () => (location.hash = "#/monitors/new")),
+    ),
     form,
     monitorTable(rows.slice(0, PAGE)),
     pager("/monitors", query, offset, rows.length),
@@ -421,21 +484,71 @@ async function monitorForm({ id, query }) {
     { class: "monitor-form" },
     h("h1", {}, existing ? `Edit monitor ${existing.monitor_id}` : "New monitor"),
     h("div", { "aria-live": "polite", class: "status" }),
-    field("Balance id", input("balance_id", existing ? existing.balance_id : query.get("balance_id"), {
-      disabled: Boolean(existing),
-    })),
-    field("Or a ledger id (a rule for every balance of the ledger)", input("ledger_id", existing && existing.ledger_id, {
-      disabled: Boolean(existing),
-    })),
-    field("Currency (with a ledger id)", input("currency", existing && existing.currency, { disabled: Boolean(existing) })),
-    field("Field", select("field", FIELDS.map((f) => [f, f]), c.field || "balance")),
-    field("Operator", select("operator", OPERATORS.map((o) => [o, o]), c.operator || ">")),
-    field("Value (major units, exact)", input("value", c.value, { required: true, inputmode: "decimal", pattern: "-?[0-9]+(\\.[0-9]+)?" })),
+    field(
+      "Balance id",
+      input("balance_id", existing ? existing.balance_id : query.get("balance_id"), {
+        disabled: Boolean(existing),
+      }),
+    ),
+    field(
+      "Or a ledger id (a rule for every balance of the ledger)",
+      input("ledger_id", existing && existing.ledger_id, {
+        disabled: Boolean(existing),
+      }),
+    ),
+    field(
+      "Currency (with a ledger id)",
+      input("currency", existing && existing.currency, { disabled: Boolean(existing) }),
+    ),
+    field(
+      "Field",
+      select(
+        "field",
+        FIELDS.map((f) => [f, f]),
+        c.field || "balance",
+      ),
+    ),
+    field(
+      "Operator",
+      select(
+        "operator",
+        OPERATORS.map((o) => [o, o]),
+        c.operator || ">",
+      ),
+    ),
+    field(
+      "Value (major units, exact)",
+      input("value", c.value, { required: true, inputmode: "decimal", pattern: "-?[0-9]+(\\.[0-9]+)?" }),
+    ),
     field("Precision", input("precision", c.precision ?? 100, { inputmode: "numeric" })),
     field("Window (debit_volume, credit_volume, transaction_count: 1h, 24h, 7d…)", input("window", c.window)),
-    field("Trigger", select("trigger", [["every", "every (level)"], ["crossing", "crossing (edge)"]], existing ? existing.trigger : "crossing")),
-    field("Re-arm level (crossing, optional; major units)", input("reset_value", c.reset_value, { inputmode: "decimal" })),
-    field("Action", select("action", [["notify", "notify"], ["reject", "reject (a guard)"], ...(existing && existing.action === "transfer" ? [["transfer", "transfer (kept as it is)"]] : [])], existing ? existing.action : "notify")),
+    field(
+      "Trigger",
+      select(
+        "trigger",
+        [
+          ["every", "every (level)"],
+          ["crossing", "crossing (edge)"],
+        ],
+        existing ? existing.trigger : "crossing",
+      ),
+    ),
+    field(
+      "Re-arm level (crossing, optional; major units)",
+      input("reset_value", c.reset_value, { inputmode: "decimal" }),
+    ),
+    field(
+      "Action",
+      select(
+        "action",
+        [
+          ["notify", "notify"],
+          ["reject", "reject (a guard)"],
+          ...(existing && existing.action === "transfer" ? [["transfer", "transfer (kept as it is)"]] : []),
+        ],
+        existing ? existing.action : "notify",
+      ),
+    ),
     field("Description", input("description", existing && existing.description)),
     field("Callback URL (optional)", input("call_back_url", existing && existing.call_back_url, { type: "url" })),
     h("button", { type: "submit", disabled: !may("balance-monitors", "write") }, existing ? "Save" : "Create"),
@@ -448,7 +561,13 @@ async function monitorForm({ id, query }) {
     // What it watches is fixed once made (the inputs are disabled, so not in `data`).
     for (const name of ["balance_id", "ledger_id", "currency"]) if (data[name]) body[name] = data[name];
     // Value and precision go as strings: Keel reads them exactly, where a JS number could round.
-    const condition = { ...(body.condition || {}), field: data.field, operator: data.operator, value: data.value, precision: data.precision };
+    const condition = {
+      ...(body.condition || {}),
+      field: data.field,
+      operator: data.operator,
+      value: data.value,
+      precision: data.precision,
+    };
     for (const name of ["window", "reset_value"]) {
       if (data[name]) condition[name] = data[name];
       else delete condition[name];
@@ -459,7 +578,11 @@ async function monitorForm({ id, query }) {
     body.description = data.description;
     body.call_back_url = data.call_back_url;
     try {
-      const saved = await call(existing ? "PUT" : "POST", existing ? `/balance-monitors/${enc(id)}` : "/balance-monitors", body);
+      const saved = await call(
+        existing ? "PUT" : "POST",
+        existing ? `/balance-monitors/${enc(id)}` : "/balance-monitors",
+        body,
+      );
       location.hash = `#/monitors/${saved.monitor_id}`;
     } catch (error) {
       notice(form.querySelector(".status"), explain(error), "error");
@@ -477,7 +600,8 @@ function carried(m) {
   const c = m.condition || {};
   body.condition = {};
   for (const name of ["field", "operator", "value", "precision", "reset_value", "window"]) {
-    if (c[name] !== undefined && c[name] !== null) body.condition[name] = typeof c[name] === "number" ? String(c[name]) : c[name];
+    if (c[name] !== undefined && c[name] !== null)
+      body.condition[name] = typeof c[name] === "number" ? String(c[name]) : c[name];
   }
   return body;
 }
@@ -514,7 +638,11 @@ async function events({ query }) {
     { class: "ranges", "aria-label": "Delivery status" },
     h("a", { href: "#/events", "aria-current": status ? undefined : "true" }, "All"),
     STATUSES.map((s, i) =>
-      h("a", { href: `#/events?status=${s}`, "aria-current": s === status ? "true" : undefined }, `${s} (${counts[i]})`),
+      h(
+        "a",
+        { href: `#/events?status=${s}`, "aria-current": s === status ? "true" : undefined },
+        `${s} (${counts[i]})`,
+      ),
     ),
   );
   const all = writeButton("events", "Redeliver all failed", (e) => redeliverAll(e.currentTarget), {
@@ -552,7 +680,10 @@ async function eventPage({ id }) {
     try {
       await call("POST", `/events/${enc(id)}/redeliver`);
       notice(outcome, "Pending again: it will be delivered in a moment.");
-      setTimeout(() => location.hash === `#/events/${id}` && window.dispatchEvent(new HashChangeEvent("hashchange")), 1500);
+      setTimeout(
+        () => location.hash === `#/events/${id}` && window.dispatchEvent(new HashChangeEvent("hashchange")),
+        1500,
+      );
     } catch (error) {
       notice(outcome, explain(error), "error");
     }
@@ -602,7 +733,11 @@ function transactionTable(rows) {
       ["Status", (t) => stateBadge(t.status)],
       ["Amount", (t) => h("span", { class: "num" }, `${t.amount} ${t.currency}`)],
       ["Source", (t) => (String(t.source).startsWith("bln_") ? link(`#/balances/${t.source}`, t.source) : t.source)],
-      ["Destination", (t) => (String(t.destination).startsWith("bln_") ? link(`#/balances/${t.destination}`, t.destination) : t.destination)],
+      [
+        "Destination",
+        (t) =>
+          String(t.destination).startsWith("bln_") ? link(`#/balances/${t.destination}`, t.destination) : t.destination,
+      ],
       ["Created", (t) => when(t.created_at)],
     ],
     rows,
@@ -629,8 +764,17 @@ async function transactions({ query }) {
   const rows = await listPage("/transactions", moreFilters(query, params), offset);
   const statuses = ["", "QUEUED", "APPLIED", "INFLIGHT", "VOID", "REJECTED", "SCHEDULED", "COMMIT"];
   const form = filterForm("Filter transactions", "/transactions", query, "Filter", [
-    field("Status", select("status", statuses.map((s) => [s, s || "Any"]), query.get("status"))),
-    TRANSACTION_FILTERS.slice(1).map(([name, label]) => field(label, h("input", { name, value: query.get(name) || "" }))),
+    field(
+      "Status",
+      select(
+        "status",
+        statuses.map((s) => [s, s || "Any"]),
+        query.get("status"),
+      ),
+    ),
+    TRANSACTION_FILTERS.slice(1).map(([name, label]) =>
+      field(label, h("input", { name, value: query.get(name) || "" })),
+    ),
     field("Created from (RFC 3339)", h("input", { name: "after", value: query.get("after") || "" })),
     field("Created until (RFC 3339)", h("input", { name: "before", value: query.get("before") || "" })),
   ]);

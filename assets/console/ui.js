@@ -88,14 +88,36 @@ export function table(caption, columns, rows, empty = "Nothing here.") {
     "table",
     {},
     h("caption", {}, caption),
-    h("thead", {}, h("tr", {}, columns.map(([label]) => h("th", { scope: "col" }, label)))),
-    h("tbody", {}, rows.map((row) => h("tr", {}, columns.map(([, cell]) => h("td", {}, cell(row) ?? ""))))),
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        columns.map(([label]) => h("th", { scope: "col" }, label)),
+      ),
+    ),
+    h(
+      "tbody",
+      {},
+      rows.map((row) =>
+        h(
+          "tr",
+          {},
+          columns.map(([, cell]) => h("td", {}, cell(row) ?? "")),
+        ),
+      ),
+    ),
   );
 }
 
 /** Definition list of `[term, value]` pairs. */
 export function facts(pairs) {
-  return h("dl", { class: "facts" }, pairs.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value ?? "—")]));
+  return h(
+    "dl",
+    { class: "facts" },
+    pairs.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value ?? "—")]),
+  );
 }
 
 /** A labelled form control. `control` is an input or a select built by the caller. */

@@ -79,7 +79,11 @@ async function readOnly(browser) {
   // A monitor: visible, with every write button disabled.
   await go(page, `#/monitors/${env("MONITOR_ID")}`, /^Monitor/);
   for (const name of ["Edit", "Delete"]) {
-    assert.equal(await page.getByRole("button", { name }).isDisabled(), true, `${name} is disabled for a read-only key`);
+    assert.equal(
+      await page.getByRole("button", { name }).isDisabled(),
+      true,
+      `${name} is disabled for a read-only key`,
+    );
   }
   await go(page, "#/events?status=failed", "Events");
   assert.equal(await page.getByRole("button", { name: "Redeliver all failed" }).isDisabled(), true);
@@ -89,7 +93,8 @@ async function readOnly(browser) {
   assert.equal(await page.getByRole("button", { name: "New monitor on this balance" }).isDisabled(), true);
   // The server refuses it too: a disabled button is a courtesy, the scope is the rule.
   const status = await page.evaluate(
-    async ([id, key]) => (await fetch(`/events/${id}/redeliver`, { method: "POST", headers: { "x-blnk-key": key } })).status,
+    async ([id, key]) =>
+      (await fetch(`/events/${id}/redeliver`, { method: "POST", headers: { "x-blnk-key": key } })).status,
     [env("FAILED_EVENT_ID"), env("KEEL_VIEWER")],
   );
   assert.equal(status, 403);
@@ -247,8 +252,13 @@ async function main() {
   const browser = await chromium.launch({
     executablePath: env("CHROMIUM"),
     args: [
-      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
     ],
   });
   try {
