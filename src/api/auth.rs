@@ -15,19 +15,30 @@ use subtle::ConstantTimeEq;
 
 pub const HEADER: &str = "x-blnk-key";
 
-pub async fn require_key(State(app): State<AppState>, request: Request, next: Next) -> Response {
+/// Who made a request, as authentication found it; a request extension for handlers that answer
+/// differently by caller (`/console/session`). Public routes have none.
+#[derive(Clone)]
+pub enum Caller {
+    /// The server has no key: everything is open.
+    Open,
+    Master,
+    Scoped(crate::domain::api_key::ApiKey),
+}
+
+pub async fn require_key(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
     let Some(expected) = app.api_key.as_deref() else {
+        request.extensions_mut().insert(Caller::Open);
         return next.run(request).await;
     };
     // Health, the API's own description and the pages' files (which hold no data) are public.
     if matches!(request.uri().path(), "/health" | "/openapi.json") || super::assets::is_public(request.uri().path()) {
         return next.run(request).await;
     }
-    let error = match request.headers().get(HEADER) {
-        None => ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_MISSING_API_KEY", "API key is required"),
+    let caller = match request.headers().get(HEADER) {
+        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_MISSING_API_KEY", "API key is required")),
         // Constant time: the comparison must not reveal how much of a guess was right.
-        Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => return next.run(request).await,
-        Some(given) => match scoped_key_refusal(
+        Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => Ok(Caller::Master),
+        Some(given) => scoped_key(
             &app,
             given.to_str().ok(),
             request.uri().path().to_string(),
@@ -35,36 +46,40 @@ pub async fn require_key(State(app): State<AppState>, request: Request, next: Ne
             request.method().clone(),
         )
         .await
-        {
-            None => return next.run(request).await,
-            Some(refusal) => refusal,
-        },
+        .map(Caller::Scoped),
     };
-    drain(request).await;
-    error.into_response()
+    match caller {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(error) => {
+            drain(request).await;
+            error.into_response()
+        }
+    }
 }
 
-/// Why a scoped key may not make this request (`None`: it may). Keys are looked up by the hash of
-/// what was sent; the stored hash is compared again in constant time.
+/// The scoped key sent, if it may make this request; else why not. Keys are looked up by the hash
+/// of what was sent; the stored hash is compared again in constant time.
 /// `with_identity`: the query may ask for an identity in the answer (`include=identity`).
-async fn scoped_key_refusal(
+async fn scoped_key(
     app: &AppState,
     given: Option<&str>,
     path: String,
     with_identity: bool,
     method: Method,
-) -> Option<ApiError> {
+) -> Result<crate::domain::api_key::ApiKey, ApiError> {
     let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_INVALID_API_KEY", "API key is invalid");
-    let Some(given) = given else { return Some(invalid()) };
+    let given = given.ok_or_else(invalid)?;
     let hash = hash_secret(given);
     let lookup = hash.clone();
-    let key = match super::read(app, move |r| r.api_key_by_hash(&lookup)).await {
-        Ok(Some(key)) if bool::from(key.key_hash.as_bytes().ct_eq(hash.as_bytes())) => key,
-        Ok(_) => return Some(invalid()),
-        Err(error) => return Some(error),
+    let key = match super::read(app, move |r| r.api_key_by_hash(&lookup)).await? {
+        Some(key) if bool::from(key.key_hash.as_bytes().ct_eq(hash.as_bytes())) => key,
+        _ => return Err(invalid()),
     };
     if key.revoked_at.is_some() {
-        return Some(invalid());
+        return Err(invalid());
     }
     let expired = key
         .expires_at
@@ -72,12 +87,9 @@ async fn scoped_key_refusal(
         .and_then(|at| humantime::parse_rfc3339(at).ok())
         .is_some_and(|at| at <= SystemTime::now());
     if expired {
-        return Some(ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_EXPIRED_API_KEY", "API key has expired"));
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_EXPIRED_API_KEY", "API key has expired"));
     }
-    let mut needed = match required_scopes(&method, &path) {
-        Ok(needed) => needed,
-        Err(refusal) => return Some(refusal),
-    };
+    let mut needed = required_scopes(&method, &path)?;
     // `GET /balances/{id}?include=identity` answers with the identity too.
     if with_identity && path.starts_with("/balances/") {
         needed.push(("identities", Action::Read));
@@ -88,9 +100,9 @@ async fn scoped_key_refusal(
         .map(|(resource, action)| format!("{resource}:{}", action.as_str()))
         .collect();
     if missing.is_empty() {
-        return None;
+        return Ok(key);
     }
-    Some(ApiError::new(
+    Err(ApiError::new(
         StatusCode::FORBIDDEN,
         "AUTH_INSUFFICIENT_PERMISSIONS",
         format!("this API key's scopes do not allow this request: it also needs {}", missing.join(", ")),

@@ -2,15 +2,11 @@
 //! same API as any client, with the key it was signed in with; this module serves the page and
 //! tells the script what that key may do, so it can offer only the buttons that would work.
 
-use super::auth::HEADER;
-use super::{read, AppState};
-use crate::domain::api_key::{hash_secret, Action, RESOURCES};
-use axum::extract::State;
-use axum::http::HeaderMap;
+use super::auth::Caller;
+use crate::domain::api_key::{Action, RESOURCES};
 use axum::response::Html;
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
-use subtle::ConstantTimeEq;
 
 #[utoipa::path(operation_id = "getConsole", get, path = "/console", tag = "console", security(()),
     responses((status = 200, description = "(keel) the console, a page whose script uses this API",
@@ -32,35 +28,29 @@ pub async fn page() -> impl axum::response::IntoResponse {
     )
 }
 
-/// `GET /console/session`: who the key is and what it may do. The authentication middleware has
-/// already refused a missing or invalid key, so the key here is the master key, a valid scoped key,
-/// or nothing at all when the server has no key.
+/// `GET /console/session`: who the key is and what it may do, as the authentication middleware
+/// found it (it has already refused a missing or invalid key).
 #[utoipa::path(operation_id = "getConsoleSession", get, path = "/console/session", tag = "console",
     responses(
         (status = 200, description = "(keel) `{key: none|master|scoped, name, scopes, allows: {resource: {read, \
             write}}}`: what the key sent may do", body = Object),
         (status = 401, description = "AUTH_MISSING_API_KEY / \
             AUTH_INVALID_API_KEY", body = crate::api::error::ErrorBody)))]
-pub async fn session(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, super::ApiError> {
+pub async fn session(caller: Option<Extension<Caller>>) -> Result<Json<Value>, super::ApiError> {
     let everything =
         |kind: &str| json!({ "key": kind, "name": null, "scopes": ["*:*"], "allows": allows(|_, _| true) });
-    let Some(master) = app.api_key.as_deref() else { return Ok(Json(everything("none"))) };
-    // The middleware let the request through, so a key was sent and is valid; refused all the same
-    // if not, rather than trusting that here.
-    let invalid =
-        || super::ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "AUTH_INVALID_API_KEY", "API key is invalid");
-    let given = headers.get(HEADER).and_then(|v| v.to_str().ok()).ok_or_else(invalid)?;
-    if bool::from(given.as_bytes().ct_eq(master.as_bytes())) {
-        return Ok(Json(everything("master")));
-    }
-    let hash = hash_secret(given);
-    let key = read(&app, move |r| r.api_key_by_hash(&hash)).await?.ok_or_else(invalid)?;
-    Ok(Json(json!({
-        "key": "scoped",
-        "name": key.name,
-        "scopes": key.scopes.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "allows": allows(|resource, action| key.allows(resource, action)),
-    })))
+    Ok(Json(match caller {
+        Some(Extension(Caller::Open)) => everything("none"),
+        Some(Extension(Caller::Master)) => everything("master"),
+        Some(Extension(Caller::Scoped(key))) => json!({
+            "key": "scoped",
+            "name": key.name,
+            "scopes": key.scopes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "allows": allows(|resource, action| key.allows(resource, action)),
+        }),
+        // Authentication runs before every route that is not public, and this one is not.
+        None => return Err(super::ApiError::internal()),
+    }))
 }
 
 /// `{resource: {read, write}}` for every resource a scope can name.
