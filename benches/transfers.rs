@@ -174,6 +174,8 @@ fn options() -> Options {
 
 // tidy: long because it is the benchmark's one list of modes and how each is run
 fn main() {
+    // The baselines run SQLite in this process: with the page cache the server uses.
+    keel::store::sqlite::page_cache::install();
     let o = options();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     assert!(o.processes == 1 || o.postgres.is_some(), "--processes needs --postgres: SQLite serves one process");

@@ -2,6 +2,8 @@
 //! before the engine answers. One writer connection (the engine's) and a pool of readers; WAL lets
 //! readers see the last commit while the writer works on the next one.
 
+pub mod page_cache;
+
 use super::codec::{Cursor, RowAccess, Value};
 use super::sql::{built_operation, operation, render, Dialect, Sql, WriteSql};
 use super::{schema_is_current, Access, ErrorKind, Migrations};
@@ -58,6 +60,9 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub fn open(path: &str, access: Access) -> Result<Self, String> {
+        if page_cache::install() == page_cache::Installed::TooLate {
+            tracing::debug!("SQLite was in use before the first store opened: its page cache stays as it is");
+        }
         match access {
             Access::Own => Self::open_owned(path),
             Access::Existing => Self::open_existing(path),
