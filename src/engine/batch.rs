@@ -666,16 +666,18 @@ impl Batch {
             w.save_balance_totals(balance)?;
         }
         let mut rule_states = Vec::new();
-        for monitor in self.monitors.values().flatten() {
-            if self.changed_monitors.contains(&(monitor.id.clone(), monitor.balance_id.clone())) {
-                match monitor.scope {
-                    None => w.save_monitor_state(monitor)?,
-                    // Not an indicator this batch created and removed again (a window started on it).
-                    Some(_) if self.balances.contains_key(&monitor.balance_id) => {
-                        rule_states.push(monitor.rule_state())
-                    }
-                    Some(_) => {}
-                }
+        // From the few that changed, not through every loaded monitor (a hundred thousand quiet
+        // ones cost nothing here).
+        for (monitor_id, balance_id) in &self.changed_monitors {
+            let list = self.monitors.get(balance_id).map(Vec::as_slice).unwrap_or_default();
+            let Some(monitor) = list.iter().find(|m| &m.id == monitor_id && &m.balance_id == balance_id) else {
+                continue;
+            };
+            match monitor.scope {
+                None => w.save_monitor_state(monitor)?,
+                // Not an indicator this batch created and removed again (a window started on it).
+                Some(_) if self.balances.contains_key(&monitor.balance_id) => rule_states.push(monitor.rule_state()),
+                Some(_) => {}
             }
         }
         for state in rule_states {
