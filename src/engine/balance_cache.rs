@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 
 /// Most balances plus monitors held (about half a KiB each): past it, entries are evicted at
 /// random down to three quarters, which bounds memory however many balances there are.
-const CAPACITY: usize = 300_000;
+pub const CAPACITY: usize = 300_000;
 
 /// A balance as committed, with its monitors in creation order.
 pub struct Entry {

@@ -36,6 +36,8 @@ pub use snapshots::due_snapshots;
 use crate::domain::identity::TokenKey;
 use crate::store::{Store, StoreResult};
 use balance_cache::BalanceCache;
+/// Balances plus monitors the engine's cache holds (SQLite): what a warm server keeps in memory.
+pub use balance_cache::CAPACITY as BALANCE_CACHE_CAPACITY;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

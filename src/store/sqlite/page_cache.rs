@@ -11,11 +11,11 @@
 //!
 //! The wrapper installs itself as SQLite's page cache (`SQLITE_CONFIG_PCACHE2`) and forwards every
 //! call to the cache SQLite would have used. It adds one thing: an upper bound on the page numbers
-//! each cache can hold (P1), so that a truncation with nothing at or past its limit is not
+//! each cache can hold (Q1), so that a truncation with nothing at or past its limit is not
 //! forwarded. Every other truncation is, so the cache's contents are always what SQLite's alone
 //! would hold.
 //!
-//! **P1.** Every page in a cache has a number `<= highest` or listed in `beyond`. Pages enter a
+//! **Q1.** Every page in a cache has a number `<= highest` or listed in `beyond`. Pages enter a
 //! cache only through `xFetch` (which raises `highest` to the page's number) and `xRekey` (a new
 //! number above `highest` is listed in `beyond`, and the old one is taken off the list); a
 //! forwarded truncation to `limit` drops everything at or past it, after which `highest` may be
@@ -44,7 +44,7 @@ static INNER: OnceLock<Inner> = OnceLock::new();
 static FORWARDED: AtomicU64 = AtomicU64::new(0);
 static SKIPPED: AtomicU64 = AtomicU64::new(0);
 
-/// One cache (one connection's pager): SQLite's cache, and the bound of P1.
+/// One cache (one connection's pager): SQLite's cache, and the bound of Q1.
 struct Cache {
     inner: *mut ffi::sqlite3_pcache,
     highest: c_uint,
@@ -205,7 +205,7 @@ unsafe extern "C" fn shrink(p: *mut ffi::sqlite3_pcache) {
 }
 
 impl Cache {
-    /// A page moved from `old` to `new` (P1).
+    /// A page moved from `old` to `new` (Q1).
     fn renumbered(&mut self, old: c_uint, new: c_uint) {
         if let Some(at) = self.beyond.iter().position(|&k| k == old) {
             self.beyond.swap_remove(at);
@@ -219,7 +219,7 @@ impl Cache {
         }
     }
 
-    /// By P1, whether no page numbered `limit` or more can be in the cache.
+    /// By Q1, whether no page numbered `limit` or more can be in the cache.
     fn holds_nothing_from(&self, limit: c_uint) -> bool {
         self.highest < limit && self.beyond.iter().all(|&k| k < limit)
     }
