@@ -31,7 +31,7 @@
 //!
 //! `cargo bench --bench transfers -- [--clients 1,8,64] [--seconds 5] [--balances 1000]
 //!     [--monitors M] [--monitor-kind KIND] [--ledger-rules R] [--firing F (percent of balances)]
-//!     [--postgres postgres://USER@HOST:PORT/DB [--processes N]] [--bulk N] [--http-only]
+//!     [--postgres postgres://USER@HOST:PORT/DB [--processes N] [--engine-workers N]] [--bulk N] [--http-only]
 //!     [--history-mib N] [--webhooks] [--described]
 //!     [--webhook-endpoint] [--nats URL]`
 //!
@@ -96,6 +96,9 @@ struct Options {
     postgres: Option<String>,
     /// Keel servers sharing the database (PostgreSQL), the clients' connections spread over them.
     processes: usize,
+    /// The server's and the engine run's `--engine-workers` (PostgreSQL; the server's default if
+    /// not given). The Keel's-rows baseline writes through as many connections at once.
+    engine_workers: Option<usize>,
     /// Items per `POST /transactions/bulk` request; 0: single transfers.
     bulk: usize,
     /// What the quiet monitors are (`--monitor-kind`).
@@ -123,6 +126,7 @@ fn options() -> Options {
         firing_percent: 0,
         postgres: None,
         processes: 1,
+        engine_workers: None,
         bulk: 0,
         monitor_kind: "plain".into(),
         http_only: false,
@@ -144,6 +148,7 @@ fn options() -> Options {
             "--firing" => o.firing_percent = value.parse().expect("--firing PERCENT (of balances)"),
             "--postgres" => o.postgres = Some(value),
             "--processes" => o.processes = value.parse().expect("--processes N (Keel servers on one PostgreSQL)"),
+            "--engine-workers" => o.engine_workers = Some(value.parse().expect("--engine-workers N (PostgreSQL)")),
             "--nats" => o.nats = Some(value),
             "--bulk" => o.bulk = value.parse().expect("--bulk ITEMS (per request)"),
             "--monitor-kind" => o.monitor_kind = value,
@@ -173,6 +178,11 @@ fn options() -> Options {
     let kinds = shared::MONITOR_KINDS;
     assert!(kinds.contains(&o.monitor_kind.as_str()), "--monitor-kind is one of {kinds:?}");
     o
+}
+
+/// The engine workers the server runs (`--engine-workers`, else its default for the store).
+fn engine_workers(o: &Options) -> usize {
+    o.engine_workers.unwrap_or(keel::engine::default_workers(o.postgres.is_none()))
 }
 
 // tidy: long because it is the benchmark's one list of modes and how each is run
@@ -213,6 +223,10 @@ fn main() {
             _ => vec![],
         };
         server_args.extend(nats.as_ref().map(|n| n.server_args()).unwrap_or_default());
+        let workers = o.engine_workers.map(|n| n.to_string());
+        if let Some(n) = &workers {
+            server_args.extend(["--engine-workers", n.as_str()]);
+        }
         let started = Instant::now();
         let servers: Vec<Server> =
             (0..o.processes).map(|_| Server::start_discarding_logs(&url, &server_args)).collect();
@@ -288,7 +302,8 @@ fn main() {
         }
 
         let store = open_store(&url);
-        let (engine, thread) = keel::engine::start(store, EngineConfig { apply_queue: false, ..Default::default() });
+        let config = EngineConfig { apply_queue: false, workers: engine_workers(&o), ..Default::default() };
+        let (engine, thread) = keel::engine::start(store, config);
         for &clients in &o.clients {
             let r = drive(clients, o.seconds, &ids, Arc::new(EngineSubmit(engine.clone()))).await;
             row("engine", clients, &r);
@@ -315,11 +330,15 @@ fn main() {
             println!("{per_commit:>8} per commit {rate:>12.0} transfers/s{}", note(per_commit));
         }
     }
-    println!("\nstorage baseline, Keel's rows (Keel's store, {store}, 1 insert + 2 updates per transfer):");
+    let writers = engine_workers(&o);
+    println!(
+        "\nstorage baseline, Keel's rows (Keel's store, {store}, 1 insert + 2 updates per transfer, {writers} \
+         writer(s) at once as Keel's engine workers):"
+    );
     let mut at_own_batch = 0.0;
     for &per_commit in &sizes {
         let database = test_database(&o);
-        let rate = keel_rows_baseline(&database.url, per_commit, o.seconds, o.balances, largest);
+        let rate = keel_rows_baseline(&database.url, per_commit, o.seconds, o.balances, largest, writers);
         println!("{per_commit:>8} per commit {rate:>12.0} transfers/s{}", note(per_commit));
         if per_commit == own_batch {
             at_own_batch = rate;
@@ -661,12 +680,17 @@ struct CpuTimes {
 impl CpuTimes {
     fn read(server_pid: u32) -> CpuTimes {
         let seconds = |path: String| cpu_seconds_of(&path);
-        let engine = std::fs::read_dir(format!("/proc/{server_pid}/task"))
+        // Every worker of the engine: `keel-engine`, then `keel-engine-1`… (`--engine-workers`).
+        let engine_threads: Vec<f64> = std::fs::read_dir(format!("/proc/{server_pid}/task"))
             .expect("the server's threads are listed in /proc")
             .flatten()
-            .find(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim() == "keel-engine"))
+            .filter(|task| {
+                std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim().starts_with("keel-engine"))
+            })
             .map(|task| seconds(task.path().join("stat").display().to_string()))
-            .expect("the server has a keel-engine thread");
+            .collect();
+        assert!(!engine_threads.is_empty(), "the server has a keel-engine thread");
+        let engine = engine_threads.iter().sum();
         CpuTimes {
             server: seconds(format!("/proc/{server_pid}/stat")),
             engine,
@@ -808,15 +832,45 @@ fn lag_quantiles(receiver: &Receiver, since: SystemTime) -> (Option<f64>, Option
 /// schema, indexes, pragmas and checkpointer): one `INSERT` of a full transaction row with a UUIDv7
 /// id and a client reference from one of `streams` interleaved clients, and two balance updates.
 /// No reads, checks, monitors, JSON or HTTP: what Keel's storage can do at best.
-fn keel_rows_baseline(url: &str, per_commit: usize, seconds: u64, balances: usize, streams: usize) -> f64 {
+/// Keel's rows stored without reads or rules: `per_commit` transfers per commit through Keel's own
+/// store, from `writers` threads at once (each on its own share of the balances, so they never
+/// wait on one another's locks), for `seconds`.
+fn keel_rows_baseline(url: &str, per_commit: usize, seconds: u64, balances: usize, streams: usize, writers: usize) -> f64 {
     use keel::domain::balance::Balance;
-    use keel::domain::transaction::{Status, Transaction};
     let store = open_store(url);
     let now = || humantime::format_rfc3339_micros(SystemTime::now()).to_string();
-    let mut rows: Vec<Balance> = (0..balances)
+    let rows: Vec<Balance> = (0..balances)
         .map(|_| Balance::new(keel::engine::new_id("bln"), "general_ledger_id".into(), "USD".into(), now()))
         .collect();
     store.write(&mut |w| rows.iter().try_for_each(|b| w.insert_balance(b))).unwrap();
+    let writers = writers.clamp(1, balances / 2);
+    let shares: Vec<Vec<Balance>> =
+        (0..writers).map(|i| rows.iter().skip(i).step_by(writers).cloned().collect()).collect();
+    let started = Instant::now();
+    let threads: Vec<_> = shares
+        .into_iter()
+        .enumerate()
+        .map(|(writer, share)| {
+            let store = store.clone();
+            std::thread::spawn(move || baseline_writer(store.as_ref(), share, writer, per_commit, seconds, streams))
+        })
+        .collect();
+    let n: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// One writer of `keel_rows_baseline`: transfers among `rows` until `seconds` pass; how many.
+fn baseline_writer(
+    store: &dyn keel::store::Store,
+    mut rows: Vec<keel::domain::balance::Balance>,
+    writer: usize,
+    per_commit: usize,
+    seconds: u64,
+    streams: usize,
+) -> usize {
+    use keel::domain::transaction::{Status, Transaction};
+    let now = || humantime::format_rfc3339_micros(SystemTime::now()).to_string();
+    let balances = rows.len();
     let started = Instant::now();
     let mut n = 0usize;
     while started.elapsed() < Duration::from_secs(seconds) {
@@ -829,7 +883,7 @@ fn keel_rows_baseline(url: &str, per_commit: usize, seconds: u64, balances: usiz
                         parent: None,
                         precise_amount: BigInt::from(10),
                         precision: Precision::ONE,
-                        reference: format!("r-c{}-{}", k % streams, k / streams),
+                        reference: format!("r-w{writer}-c{}-{}", k % streams, k / streams),
                         description: String::new(),
                         currency: "USD".into(),
                         source: rows[from].id.clone(),
@@ -861,7 +915,7 @@ fn keel_rows_baseline(url: &str, per_commit: usize, seconds: u64, balances: usiz
             .unwrap();
         n += per_commit;
     }
-    n as f64 / started.elapsed().as_secs_f64()
+    n
 }
 
 fn storage_baseline(per_commit: usize, seconds: u64, balances: usize) -> f64 {
@@ -909,7 +963,9 @@ fn bulk_mode(o: &Options, runtime: &tokio::runtime::Runtime, url: &str, largest:
         let (ids, commands, took) = set_up(url, o, &receiver.url).await;
         println!("set-up through the engine: {commands} commands in {:.1} s", took.as_secs_f64());
         let ids = Arc::new(ids);
-        let server = Server::start_discarding_logs(url, &[]);
+        let workers = o.engine_workers.map(|n| n.to_string());
+        let args: Vec<&str> = workers.iter().flat_map(|n| ["--engine-workers", n.as_str()]).collect();
+        let server = Server::start_discarding_logs(url, &args);
         let client = reqwest::Client::new();
         println!(
             "{:>7} {:>8} {:>14} {:>14} {:>16} {:>22}",
@@ -942,8 +998,9 @@ fn bulk_mode(o: &Options, runtime: &tokio::runtime::Runtime, url: &str, largest:
     });
     let per_commit = (per_commit.round() as usize).max(1);
     let database = test_database(o);
-    let baseline = keel_rows_baseline(&database.url, per_commit, o.seconds, o.balances, largest);
-    println!("\nstorage baseline, Keel's rows at {per_commit} per commit: {baseline:.0} transfers/s");
+    let writers = engine_workers(o);
+    let baseline = keel_rows_baseline(&database.url, per_commit, o.seconds, o.balances, largest, writers);
+    println!("\nstorage baseline, Keel's rows at {per_commit} per commit, {writers} writer(s): {baseline:.0} transfers/s");
     println!(
         "Keel bulk over HTTP at {largest} clients: {rate:.0} transfers/s = {:.0}% of Keel's rows at the same \
          commit size",

@@ -188,6 +188,12 @@ pub struct ServeArgs {
     #[arg(long, env = "KEEL_MAX_BATCH", default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_batch: u16,
 
+    /// Engine threads, each applying a batch at a time: more than one only on PostgreSQL (one
+    /// batch's round trips and COMMIT then overlap the next one's work; SQLite has one writer).
+    /// Default: 2 on PostgreSQL, 1 on SQLite.
+    #[arg(long, env = "KEEL_ENGINE_WORKERS", value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub engine_workers: Option<u8>,
+
     /// Accept QUEUED transactions but do not apply them until a server runs without this flag
     /// (maintenance, and tests of the durable queue).
     #[arg(long, env = "KEEL_HOLD_QUEUE")]

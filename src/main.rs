@@ -86,6 +86,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let listener = std::net::TcpListener::bind((args.bind, args.port))
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| format!("cannot listen on {}:{}: {e}", args.bind, args.port))?;
+    if args.engine_workers.is_some_and(|n| n > 1) && args.database.database.starts_with("sqlite:") {
+        return Err("--engine-workers above 1 needs PostgreSQL: a SQLite database has one writer".into());
+    }
     let store = store::open(&args.database.database, args.database.db_pool_size, Access::Own, &args.database_replica)?;
     tracing::info!("data lives in {}", store.describe());
     log_settings(&args);
@@ -95,8 +98,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let endpoints_exist = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let endpoints_changed = Arc::new(tokio::sync::Notify::new());
     let webhook_config = webhook_config(&args);
+    let workers = args.engine_workers.map_or(engine::default_workers(store.sole_writer()), usize::from);
     let config = EngineConfig {
         max_batch: args.max_batch as usize,
+        workers,
         apply_queue: !args.hold_queue,
         webhook_url_configured: args.webhook_url.is_some(),
         record_every_event: args.event_feed || args.nats_url.is_some() || args.amqp_url.is_some(),

@@ -26,13 +26,11 @@ pub fn stop_process(name: &str) -> ! {
 }
 
 /// Starts background thread `name`; a panic in it ends the process.
-pub fn thread(
-    name: &'static str,
-    work: impl FnOnce() + Send + 'static,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+pub fn thread(name: &str, work: impl FnOnce() + Send + 'static) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let owned = name.to_string();
     std::thread::Builder::new().name(name.into()).spawn(move || {
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).is_err() {
-            stop_process(name);
+            stop_process(&owned);
         }
     })
 }

@@ -230,6 +230,7 @@ fn open(path: &str, clock: Clock) -> Process {
         events_written: None,
         clock,
         token_key: None,
+        workers: 1,
     };
     let core = Core::new(faulty.clone() as Arc<dyn Store>, config);
     Process { faulty, core }

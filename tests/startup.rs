@@ -84,6 +84,18 @@ fn a_port_in_use_is_a_clean_error_before_anything_is_created() {
 }
 
 #[test]
+fn several_engine_workers_on_sqlite_are_refused_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["serve", "--port", "0", "--database", "sqlite://keel.db", "--engine-workers", "2"];
+    let (ok, log) = keel_in(dir.path(), &args);
+    assert!(!ok, "{log}");
+    assert!(log.contains("--engine-workers above 1 needs PostgreSQL"), "{log}");
+    assert!(files_in(dir.path()).is_empty(), "no database was created: {:?}", files_in(dir.path()));
+    let (ok, log) = keel_in(dir.path(), &["serve", "--port", "0", "--database", "sqlite://keel.db", "--engine-workers", "0"]);
+    assert!(!ok && log.contains("--engine-workers"), "zero workers is a usage error: {log}");
+}
+
+#[test]
 #[ignore = "PostgreSQL suite: set KEEL_TEST_POSTGRES_URL and pass --include-ignored (.ci/run does)"]
 fn check_on_a_postgresql_database_without_keel_refuses_and_creates_nothing() {
     let empty = TestDatabase::empty_postgres().expect("the PostgreSQL suite needs KEEL_TEST_POSTGRES_URL");

@@ -62,6 +62,10 @@ pub struct EngineConfig {
     pub clock: Clock,
     /// The key identities' fields are tokenized with (`--tokenization-secret`), if set.
     pub token_key: Option<&'static TokenKey>,
+    /// Engine threads taking batches from the one channel (`--engine-workers`). More than one only
+    /// on a store with no sole writer (PostgreSQL): each batch then locks what it reads, as several
+    /// processes' batches do, so one batch's COMMIT overlaps the next one's work.
+    pub workers: usize,
 }
 
 impl Default for EngineConfig {
@@ -75,6 +79,7 @@ impl Default for EngineConfig {
             events_written: None,
             clock: Clock::system(),
             token_key: None,
+            workers: 1,
         }
     }
 }
@@ -122,51 +127,74 @@ impl EngineHandle {
     }
 }
 
-/// Starts the engine thread. Join the returned handle after dropping every `EngineHandle` to wait
-/// for the last batch to commit.
-pub fn start(store: Arc<dyn Store>, config: EngineConfig) -> (EngineHandle, std::thread::JoinHandle<()>) {
-    let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
-    let clock = config.clock;
-    let core = Core::new(store, config);
-    let events_committed = core.events_committed.subscribe();
-    let engine = Engine { core, receiver };
-    // A panic in the engine is a broken invariant. Nothing uncommitted was acknowledged, so the
-    // safe move is to stop the process at once rather than serve on without a writer (`tasks`).
-    let thread = crate::tasks::thread("keel-engine", move || engine.run())
-        .expect("the OS can start the engine thread at start-up");
-    (EngineHandle { sender, events_committed, clock }, thread)
+/// Engine workers on a store with no sole writer (PostgreSQL) unless `--engine-workers` says
+/// otherwise: two, so one batch's round trips and COMMIT overlap the next one's (docs/performance.md,
+/// "Two engine workers on PostgreSQL"). A store with a sole writer (SQLite) has one.
+pub fn default_workers(sole_writer: bool) -> usize {
+    if sole_writer {
+        1
+    } else {
+        2
+    }
 }
 
-/// The engine thread: takes what waits on the channel, runs it as one batch, answers.
+/// Starts the engine's threads (`EngineConfig::workers`). Join the returned handle after dropping
+/// every `EngineHandle` to wait for the last batch to commit.
+pub fn start(store: Arc<dyn Store>, config: EngineConfig) -> (EngineHandle, std::thread::JoinHandle<()>) {
+    assert!(config.workers >= 1, "E4: the engine has at least one worker");
+    assert!(
+        config.workers == 1 || !store.sole_writer(),
+        "E4: several workers only on a store whose batches lock what they read (no sole writer, no cache)"
+    );
+    let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+    let receiver = Arc::new(std::sync::Mutex::new(receiver));
+    let clock = config.clock;
+    let (events_committed, committed) = watch::channel(0);
+    let events_committed = Arc::new(events_committed);
+    let workers: Vec<Engine> = (0..config.workers)
+        .map(|_| {
+            let mut core = Core::new(store.clone(), config.clone());
+            core.events_committed = events_committed.clone();
+            Engine { core, receiver: receiver.clone() }
+        })
+        .collect();
+    // A panic in the engine is a broken invariant. Nothing uncommitted was acknowledged, so the
+    // safe move is to stop the process at once rather than serve on without a writer (`tasks`).
+    let thread = crate::tasks::thread("keel-engine", move || {
+        let mut workers = workers.into_iter();
+        let first = workers.next().expect("E4: the engine has at least one worker");
+        let others: Vec<_> = workers
+            .enumerate()
+            .map(|(i, worker)| {
+                crate::tasks::thread(&format!("keel-engine-{}", i + 1), move || worker.run())
+                    .expect("the OS can start the engine's threads at start-up")
+            })
+            .collect();
+        first.run();
+        for other in others {
+            let _ = other.join();
+        }
+    })
+    .expect("the OS can start the engine thread at start-up");
+    (EngineHandle { sender, events_committed: committed, clock }, thread)
+}
+
+/// An engine thread: takes what waits on the channel, runs it as one batch, answers.
 struct Engine {
     core: Core,
-    receiver: mpsc::Receiver<Envelope>,
+    /// Shared by the engine's workers: one at a time takes what waits.
+    receiver: Arc<std::sync::Mutex<mpsc::Receiver<Envelope>>>,
 }
 
 impl Engine {
     fn run(mut self) {
         loop {
             let queue_work = self.core.queue_work();
-            let first = if queue_work {
-                match self.receiver.try_recv() {
-                    Ok(envelope) => Some(envelope),
-                    Err(mpsc::error::TryRecvError::Empty) => None,
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
-                }
-            } else {
-                match self.receiver.blocking_recv() {
-                    Some(envelope) => Some(envelope),
-                    None => break,
-                }
+            let batch = match self.take(queue_work) {
+                Some(batch) => batch,
+                None => break,
             };
-            if let Some(first) = first {
-                let mut batch = vec![first];
-                while batch.len() < self.core.config.max_batch {
-                    match self.receiver.try_recv() {
-                        Ok(envelope) => batch.push(envelope),
-                        Err(_) => break,
-                    }
-                }
+            if !batch.is_empty() {
                 // Moved out, not cloned: the commands are still the core's after the batch, should
                 // it have to re-run them one at a time.
                 let (commands, replies): (Vec<Command>, Vec<_>) =
@@ -184,6 +212,36 @@ impl Engine {
         }
         tracing::info!("engine stopped: every accepted request was committed");
     }
+
+    /// The next batch: what waits on the channel, up to `max_batch`. With queued transactions to
+    /// apply (`queue_work`) it does not wait: an empty batch, also when another worker is waiting
+    /// on the channel. `None` once every `EngineHandle` is gone.
+    fn take(&self, queue_work: bool) -> Option<Vec<Envelope>> {
+        let mut receiver = match queue_work {
+            true => match self.receiver.try_lock() {
+                Ok(receiver) => receiver,
+                Err(std::sync::TryLockError::WouldBlock) => return Some(Vec::new()),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            },
+            false => self.receiver.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+        };
+        let first = match queue_work {
+            true => match receiver.try_recv() {
+                Ok(envelope) => envelope,
+                Err(mpsc::error::TryRecvError::Empty) => return Some(Vec::new()),
+                Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            },
+            false => receiver.blocking_recv()?,
+        };
+        let mut batch = vec![first];
+        while batch.len() < self.core.config.max_batch {
+            match receiver.try_recv() {
+                Ok(envelope) => batch.push(envelope),
+                Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
 }
 
 /// The engine's state and its batch loop, without the channel: the engine thread drives it, and so
@@ -196,14 +254,15 @@ pub struct Core {
     /// Set after the queue failed on a storage error, so a broken database is not hammered.
     queue_retry_delay: Option<Duration>,
     cache: BalanceCache,
-    /// Counts the commits that wrote events (`EngineHandle::events_committed`).
-    events_committed: watch::Sender<u64>,
+    /// Counts the commits that wrote events (`EngineHandle::events_committed`), shared by the
+    /// engine's workers.
+    events_committed: Arc<watch::Sender<u64>>,
 }
 
 impl Core {
     pub fn new(store: Arc<dyn Store>, config: EngineConfig) -> Core {
         let cache = BalanceCache::new(store.sole_writer());
-        let (events_committed, _) = watch::channel(0);
+        let events_committed = Arc::new(watch::channel(0).0);
         Core { store, config, queue_pending: true, queue_retry_delay: None, cache, events_committed }
     }
 
