@@ -835,7 +835,14 @@ fn lag_quantiles(receiver: &Receiver, since: SystemTime) -> (Option<f64>, Option
 /// Keel's rows stored without reads or rules: `per_commit` transfers per commit through Keel's own
 /// store, from `writers` threads at once (each on its own share of the balances, so they never
 /// wait on one another's locks), for `seconds`.
-fn keel_rows_baseline(url: &str, per_commit: usize, seconds: u64, balances: usize, streams: usize, writers: usize) -> f64 {
+fn keel_rows_baseline(
+    url: &str,
+    per_commit: usize,
+    seconds: u64,
+    balances: usize,
+    streams: usize,
+    writers: usize,
+) -> f64 {
     use keel::domain::balance::Balance;
     let store = open_store(url);
     let now = || humantime::format_rfc3339_micros(SystemTime::now()).to_string();
@@ -1000,7 +1007,9 @@ fn bulk_mode(o: &Options, runtime: &tokio::runtime::Runtime, url: &str, largest:
     let database = test_database(o);
     let writers = engine_workers(o);
     let baseline = keel_rows_baseline(&database.url, per_commit, o.seconds, o.balances, largest, writers);
-    println!("\nstorage baseline, Keel's rows at {per_commit} per commit, {writers} writer(s): {baseline:.0} transfers/s");
+    println!(
+        "\nstorage baseline, Keel's rows at {per_commit} per commit, {writers} writer(s): {baseline:.0} transfers/s"
+    );
     println!(
         "Keel bulk over HTTP at {largest} clients: {rate:.0} transfers/s = {:.0}% of Keel's rows at the same \
          commit size",

@@ -98,19 +98,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let endpoints_exist = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let endpoints_changed = Arc::new(tokio::sync::Notify::new());
     let webhook_config = webhook_config(&args);
-    let workers = args.engine_workers.map_or(engine::default_workers(store.sole_writer()), usize::from);
-    let config = EngineConfig {
-        max_batch: args.max_batch as usize,
-        workers,
-        apply_queue: !args.hold_queue,
-        webhook_url_configured: args.webhook_url.is_some(),
-        record_every_event: args.event_feed || args.nats_url.is_some() || args.amqp_url.is_some(),
-        endpoints_exist: endpoints_exist.clone(),
-        events_written: Some(events_written.clone()),
-        clock: engine::Clock::system(),
-        // Leaked once: the key lives as long as the process, and rides in every batch's settings.
-        token_key: args.tokenization_secret.clone().map(|key| &*Box::leak(Box::new(key))),
-    };
+    let config = engine_config(&args, store.sole_writer(), &endpoints_exist, &events_written);
     if args.hold_queue {
         tracing::warn!("queue is held: QUEUED transactions are stored but not applied");
     }
@@ -168,6 +156,27 @@ fn serve(args: ServeArgs) -> Result<(), String> {
 }
 
 /// Where and how webhooks are delivered, from the options.
+/// The engine's settings from the server's options.
+fn engine_config(
+    args: &ServeArgs,
+    sole_writer: bool,
+    endpoints_exist: &Arc<std::sync::atomic::AtomicBool>,
+    events_written: &Arc<tokio::sync::Notify>,
+) -> EngineConfig {
+    EngineConfig {
+        max_batch: args.max_batch as usize,
+        workers: args.engine_workers.map_or(engine::default_workers(sole_writer), usize::from),
+        apply_queue: !args.hold_queue,
+        webhook_url_configured: args.webhook_url.is_some(),
+        record_every_event: args.event_feed || args.nats_url.is_some() || args.amqp_url.is_some(),
+        endpoints_exist: endpoints_exist.clone(),
+        events_written: Some(events_written.clone()),
+        clock: engine::Clock::system(),
+        // Leaked once: the key lives as long as the process, and rides in every batch's settings.
+        token_key: args.tokenization_secret.clone().map(|key| &*Box::leak(Box::new(key))),
+    }
+}
+
 fn webhook_config(args: &ServeArgs) -> WebhookConfig {
     WebhookConfig {
         default_url: args.webhook_url.clone(),

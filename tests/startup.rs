@@ -91,7 +91,8 @@ fn several_engine_workers_on_sqlite_are_refused_before_anything_is_created() {
     assert!(!ok, "{log}");
     assert!(log.contains("--engine-workers above 1 needs PostgreSQL"), "{log}");
     assert!(files_in(dir.path()).is_empty(), "no database was created: {:?}", files_in(dir.path()));
-    let (ok, log) = keel_in(dir.path(), &["serve", "--port", "0", "--database", "sqlite://keel.db", "--engine-workers", "0"]);
+    let (ok, log) =
+        keel_in(dir.path(), &["serve", "--port", "0", "--database", "sqlite://keel.db", "--engine-workers", "0"]);
     assert!(!ok && log.contains("--engine-workers"), "zero workers is a usage error: {log}");
 }
 
