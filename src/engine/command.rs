@@ -368,3 +368,14 @@ pub enum EngineError {
     #[error("the engine has stopped")]
     Stopped,
 }
+
+impl Command {
+    /// The movements this command may make: a bulk request's items, else one. What sizes a batch
+    /// for the engine's workers (`LARGE_BATCH`).
+    pub fn movements(&self) -> usize {
+        match self {
+            Command::CreateBulk(bulk) => bulk.items.len().max(1),
+            _ => 1,
+        }
+    }
+}

@@ -91,6 +91,11 @@ const TRANSIENT_RETRIES: u32 = 15;
 /// ...and for at most this long: a failover usually completes within it, and a database away for
 /// longer must not hold every request waiting on the engine (they answer 503, retryable).
 const TRANSIENT_FOR: Duration = Duration::from_secs(20);
+/// Movements (a bulk request counts each item) above which a batch runs alone, while no other
+/// worker's batch does: a batch that large locks a good share of a ledger's balances, so beside
+/// another it would wait on that one's locks row by row (measured: two workers running 1,000-item
+/// bulk requests side by side did 0.6× what one did).
+const LARGE_BATCH: usize = 256;
 /// Requests waiting for the engine before senders are made to wait (backpressure).
 const CHANNEL_CAPACITY: usize = 16_384;
 
@@ -151,11 +156,12 @@ pub fn start(store: Arc<dyn Store>, config: EngineConfig) -> (EngineHandle, std:
     let clock = config.clock;
     let (events_committed, committed) = watch::channel(0);
     let events_committed = Arc::new(events_committed);
+    let alone = Arc::new(std::sync::RwLock::new(()));
     let workers: Vec<Engine> = (0..config.workers)
         .map(|_| {
             let mut core = Core::new(store.clone(), config.clone());
             core.events_committed = events_committed.clone();
-            Engine { core, receiver: receiver.clone() }
+            Engine { core, receiver: receiver.clone(), alone: alone.clone() }
         })
         .collect();
     // A panic in the engine is a broken invariant. Nothing uncommitted was acknowledged, so the
@@ -184,6 +190,9 @@ struct Engine {
     core: Core,
     /// Shared by the engine's workers: one at a time takes what waits.
     receiver: Arc<std::sync::Mutex<mpsc::Receiver<Envelope>>>,
+    /// Shared by the engine's workers: a batch runs holding it shared, or, if large, exclusive
+    /// (`LARGE_BATCH`).
+    alone: Arc<std::sync::RwLock<()>>,
 }
 
 impl Engine {
@@ -199,7 +208,17 @@ impl Engine {
                 // it have to re-run them one at a time.
                 let (commands, replies): (Vec<Command>, Vec<_>) =
                     batch.into_iter().map(|e| (e.command, e.reply)).unzip();
-                let results = self.core.execute(commands);
+                let movements: usize = commands.iter().map(Command::movements).sum();
+                let results = match movements > LARGE_BATCH {
+                    true => {
+                        let _alone = self.alone.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        self.core.execute(commands)
+                    }
+                    false => {
+                        let _beside = self.alone.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        self.core.execute(commands)
+                    }
+                };
                 assert_eq!(results.len(), replies.len(), "E1: one answer per request");
                 for (reply, result) in replies.into_iter().zip(results) {
                     // A client that gave up waiting is no reason to stop: its write stands.
@@ -207,6 +226,8 @@ impl Engine {
                 }
             }
             if self.core.queue_work() {
+                // Up to `QUEUE_BATCH` transactions: a large batch.
+                let _alone = self.alone.write().unwrap_or_else(std::sync::PoisonError::into_inner);
                 self.core.apply_queued();
             }
         }
