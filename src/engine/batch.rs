@@ -106,10 +106,12 @@ pub fn apply_batch(
     config: BatchConfig,
     cache: &mut BalanceCache,
 ) -> StoreResult<BatchOutput> {
-    let (now, now_ms) = config.clock.now();
+    // Indicator balances the plans create are stamped now; the batch's own changes once it holds
+    // its balances (`Batch::lock`).
+    let (now, _) = config.clock.now();
     let mut indicators = Indicators::default();
     let plans = commands.iter().map(|c| plan(w, c, &mut indicators, &now)).collect::<StoreResult<Vec<_>>>()?;
-    let mut batch = Batch::lock(w, commands, &plans, cache, now, now_ms, config)?;
+    let mut batch = Batch::lock(w, commands, &plans, cache, config)?;
     let mut results = Vec::with_capacity(commands.len());
     for (command, plan) in commands.iter().zip(plans) {
         results.push(match plan {
@@ -170,24 +172,24 @@ pub(super) fn rule_instances(
     Ok(instances)
 }
 
-/// Takes `ids` (and their monitors) from the cache where it keeps them; loads the rest from storage,
-/// under their locks, in id order, then their monitors: their own, then the instances of the rules
-/// that cover them. An id with no balance gets an empty list of monitors, so it is not asked for
-/// again. Returns the rule instances whose state is to be stored (a window starting now).
-fn load<'a>(
+/// Takes `ids` (and their monitors) from the cache where it keeps them, and loads the rest from
+/// storage under their locks, in id order (`load_monitors` adds their monitors). An id with no
+/// balance gets an empty list of monitors, so it is not asked for again. Returns the ids loaded
+/// from storage.
+fn take_and_lock<'a>(
     w: &mut dyn Writes,
     ids: impl IntoIterator<Item = &'a String>,
     cache: &mut BalanceCache,
     balances: &mut HashMap<String, Balance>,
     monitors: &mut HashMap<String, Vec<Monitor>>,
-    now_ms: i64,
-) -> StoreResult<Vec<(String, String)>> {
+    clock: Clock,
+) -> StoreResult<Vec<String>> {
     let mut uncached = Vec::new();
     for id in ids {
         match cache.take(id) {
             Some(entry) => {
                 #[cfg(debug_assertions)]
-                assert_cached_entry_is_current(w, &entry, now_ms)?;
+                assert_cached_entry_is_current(w, &entry, clock.now().1)?;
                 balances.insert(id.clone(), entry.balance);
                 monitors.insert(id.clone(), entry.monitors);
             }
@@ -197,13 +199,27 @@ fn load<'a>(
             }
         };
     }
-    // Lock the balances first: their monitors are read under those locks, so a monitor's state
-    // cannot be changed by another writer between this batch's read and its write. (`uncached`
-    // keeps `ids`' order.)
+    let _ = clock; // only the debug check reads it
+                   // Lock the balances first: their monitors are read under those locks, so a monitor's state
+                   // cannot be changed by another writer between this batch's read and its write. (`uncached`
+                   // keeps `ids`' order.)
     for balance in w.lock_balances(&uncached)? {
         balances.insert(balance.id.clone(), balance);
     }
-    for monitor in w.monitors_of_balances(&uncached)? {
+    Ok(uncached)
+}
+
+/// The monitors of the balances `take_and_lock` loaded from storage: their own, then the
+/// instances of the rules that cover them. Returns the rule instances whose state is to be stored
+/// (a window starting now).
+fn load_monitors(
+    w: &mut dyn Writes,
+    uncached: &[String],
+    balances: &HashMap<String, Balance>,
+    monitors: &mut HashMap<String, Vec<Monitor>>,
+    now_ms: i64,
+) -> StoreResult<Vec<(String, String)>> {
+    for monitor in w.monitors_of_balances(uncached)? {
         monitors.get_mut(&monitor.balance_id).expect("monitors are of the balances asked for").push(monitor);
     }
     let loaded: Vec<&Balance> = uncached.iter().filter_map(|id| balances.get(id)).collect();
@@ -511,16 +527,19 @@ impl Batch {
         commands: &[Command],
         plans: &[Result<Plan, DomainError>],
         cache: &mut BalanceCache,
-        now: String,
-        now_ms: i64,
         config: BatchConfig,
     ) -> StoreResult<Batch> {
         let touched: BTreeSet<&String> =
             plans.iter().filter_map(|p| p.as_ref().ok()).flat_map(|p| p.balances.iter()).collect();
         let mut balances: HashMap<String, Balance> = HashMap::with_capacity(touched.len());
         let mut monitors: HashMap<String, Vec<Monitor>> = HashMap::with_capacity(touched.len());
+        let uncached = take_and_lock(w, touched, cache, &mut balances, &mut monitors, config.clock)?;
+        // Stamped once its balances are locked: a batch that waited for another's locks (another
+        // engine worker's or process's, on PostgreSQL) is stamped after that one committed, so
+        // `created_at` follows the commit order of the batches that share a balance.
+        let (now, now_ms) = config.clock.now();
         let mut changed_monitors: BTreeSet<(String, String)> =
-            load(w, touched, cache, &mut balances, &mut monitors, now_ms)?.into_iter().collect();
+            load_monitors(w, &uncached, &balances, &mut monitors, now_ms)?.into_iter().collect();
         // The balances automatic transfers of these balances' monitors move (and theirs, along a
         // chain as long as one may run): locked now, so an action never meets a balance this batch
         // does not hold. On PostgreSQL these locks come after the first set, out of id order; two
@@ -536,7 +555,8 @@ impl Batch {
             if counterparties.is_empty() {
                 break;
             }
-            changed_monitors.extend(load(w, &counterparties, cache, &mut balances, &mut monitors, now_ms)?);
+            let uncached = take_and_lock(w, &counterparties, cache, &mut balances, &mut monitors, config.clock)?;
+            changed_monitors.extend(load_monitors(w, &uncached, &balances, &mut monitors, now_ms)?);
         }
         let references: Vec<String> = commands
             .iter()

@@ -86,11 +86,11 @@ fn lock(
     command: &Command,
     config: BatchConfig,
 ) -> StoreResult<(Batch, Result<Plan, DomainError>, Indicators)> {
-    let (now, now_ms) = config.clock.now();
+    let (now, _) = config.clock.now();
     let mut indicators = Indicators::default();
     let plans = vec![batch::plan(w, command, &mut indicators, &now)?];
     let mut cache = BalanceCache::new(false);
-    let batch = Batch::lock(w, std::slice::from_ref(command), &plans, &mut cache, now, now_ms, config)?;
+    let batch = Batch::lock(w, std::slice::from_ref(command), &plans, &mut cache, config)?;
     let plan = plans.into_iter().next().expect("one plan for one command");
     Ok((batch, plan, indicators))
 }
