@@ -199,10 +199,11 @@ fn take_and_lock<'a>(
             }
         };
     }
-    let _ = clock; // only the debug check reads it
-                   // Lock the balances first: their monitors are read under those locks, so a monitor's state
-                   // cannot be changed by another writer between this batch's read and its write. (`uncached`
-                   // keeps `ids`' order.)
+    // Only the debug check above reads the clock.
+    let _ = clock;
+    // Lock the balances first: their monitors are read under those locks, so a monitor's state
+    // cannot be changed by another writer between this batch's read and its write. (`uncached`
+    // keeps `ids`' order.)
     for balance in w.lock_balances(&uncached)? {
         balances.insert(balance.id.clone(), balance);
     }
