@@ -125,6 +125,9 @@ async function findBalance(page) {
   await page.getByLabel("Metadata key (for Metadata)").fill("tier");
   await page.getByLabel("Value", { exact: true }).fill("gold");
   await page.getByRole("button", { name: "Find" }).click();
+  // The unfiltered list showed the gold balance too, and the table is redrawn when the answer
+  // comes: wait for the filtered table (one row) rather than for a row that was already there.
+  await page.waitForFunction(() => document.querySelectorAll("tbody tr").length === 1, null, { timeout: 10000 });
   const row = page.getByRole("link", { name: env("BALANCE_ID") });
   await row.waitFor();
   assert.equal(await page.locator("tbody tr").count(), 1, "only the gold balance matches");
