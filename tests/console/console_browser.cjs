@@ -67,6 +67,19 @@ async function signIn(page, key) {
   await page.getByRole("heading", { name: "Overview" }).waitFor();
 }
 
+// Waits (up to 10 s) until `rows` counts `n`, then asserts it. A filtered list is drawn when its
+// answer comes, over the unfiltered one, which may already show the rows looked for: so the count
+// is awaited, not a row.
+async function rowsBecome(rows, n, what) {
+  const deadline = Date.now() + 10000;
+  let count = await rows.count();
+  while (count !== n && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    count = await rows.count();
+  }
+  assert.equal(count, n, what);
+}
+
 async function go(page, hash, heading) {
   await page.goto(`${base}/console${hash}`);
   await page.getByRole("heading", { level: 1, name: heading }).waitFor();
@@ -125,12 +138,9 @@ async function findBalance(page) {
   await page.getByLabel("Metadata key (for Metadata)").fill("tier");
   await page.getByLabel("Value", { exact: true }).fill("gold");
   await page.getByRole("button", { name: "Find" }).click();
-  // The unfiltered list showed the gold balance too, and the table is redrawn when the answer
-  // comes: wait for the filtered table (one row) rather than for a row that was already there.
-  await page.waitForFunction(() => document.querySelectorAll("tbody tr").length === 1, null, { timeout: 10000 });
+  await rowsBecome(page.locator("tbody tr"), 1, "only the gold balance matches");
   const row = page.getByRole("link", { name: env("BALANCE_ID") });
   await row.waitFor();
-  assert.equal(await page.locator("tbody tr").count(), 1, "only the gold balance matches");
   await row.click();
   await page.getByRole("heading", { level: 1, name: /^Balance/ }).waitFor();
   const chart = page.locator("figure.chart");
@@ -230,15 +240,15 @@ async function transactions(page) {
   await page.getByLabel("More filters").fill("precise_amount_gte=5000");
   await page.getByRole("button", { name: "Filter" }).click();
   await page.waitForFunction(() => location.hash.includes("filters="));
+  await rowsBecome(page.locator("tbody tr"), 1, "only the 50.00 funding is that large");
   await page.getByRole("link", { name: "console-fund-3" }).waitFor();
-  assert.equal(await page.locator("tbody tr").count(), 1, "only the 50.00 funding is that large");
   await go(page, "#/transactions?filters=colour_eq%3Dred", "Something went wrong");
   assert.match(await page.getByRole("alert").innerText(), /colour/);
   await go(page, "#/transactions?reference=console-hold", "Transactions");
   await page.getByRole("link", { name: "console-hold" }).click();
   await page.getByRole("heading", { level: 1, name: "Transaction console-hold" }).waitFor();
   const children = page.getByRole("table", { name: "Transactions, newest first" }).locator("tbody tr");
-  assert.equal(await children.count(), 1, "the hold's commit is its child");
+  await rowsBecome(children, 1, "the hold's commit is its child");
   await shoot(page, "transaction");
 }
 
