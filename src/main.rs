@@ -155,7 +155,6 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Where and how webhooks are delivered, from the options.
 /// The engine's settings from the server's options.
 fn engine_config(
     args: &ServeArgs,
@@ -177,6 +176,7 @@ fn engine_config(
     }
 }
 
+/// Where and how webhooks are delivered, from the options.
 fn webhook_config(args: &ServeArgs) -> WebhookConfig {
     WebhookConfig {
         default_url: args.webhook_url.clone(),

@@ -209,16 +209,8 @@ impl Engine {
                 let (commands, replies): (Vec<Command>, Vec<_>) =
                     batch.into_iter().map(|e| (e.command, e.reply)).unzip();
                 let movements: usize = commands.iter().map(Command::movements).sum();
-                let results = match movements > LARGE_BATCH {
-                    true => {
-                        let _alone = self.alone.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        self.core.execute(commands)
-                    }
-                    false => {
-                        let _beside = self.alone.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        self.core.execute(commands)
-                    }
-                };
+                let _turn = Turn::take(&self.alone, movements > LARGE_BATCH);
+                let results = self.core.execute(commands);
                 assert_eq!(results.len(), replies.len(), "E1: one answer per request");
                 for (reply, result) in replies.into_iter().zip(results) {
                     // A client that gave up waiting is no reason to stop: its write stands.
@@ -227,7 +219,7 @@ impl Engine {
             }
             if self.core.queue_work() {
                 // Up to `QUEUE_BATCH` transactions: a large batch.
-                let _alone = self.alone.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let _turn = Turn::take(&self.alone, true);
                 self.core.apply_queued();
             }
         }
@@ -262,6 +254,24 @@ impl Engine {
             }
         }
         Some(batch)
+    }
+}
+
+/// A worker's hold on `Engine::alone` while its batch runs (released when dropped).
+enum Turn<'a> {
+    Alone(#[allow(dead_code)] std::sync::RwLockWriteGuard<'a, ()>),
+    Beside(#[allow(dead_code)] std::sync::RwLockReadGuard<'a, ()>),
+}
+
+impl Turn<'_> {
+    /// A worker's turn to run a batch: `alone` (no other worker's batch runs while it is held) for
+    /// a large one, beside the others' otherwise.
+    fn take(lock: &std::sync::RwLock<()>, alone: bool) -> Turn<'_> {
+        use std::sync::PoisonError;
+        match alone {
+            true => Turn::Alone(lock.write().unwrap_or_else(PoisonError::into_inner)),
+            false => Turn::Beside(lock.read().unwrap_or_else(PoisonError::into_inner)),
+        }
     }
 }
 
