@@ -145,6 +145,13 @@ impl ApiError {
                 "GEN_UNAVAILABLE",
                 "the database is unavailable for now (restarting or failing over); nothing was written: retry",
             ),
+            // An operator's fault, not the client's and not a defect: nothing was written, and the
+            // same request succeeds once space is freed.
+            ErrorKind::Full => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "GEN_UNAVAILABLE",
+                "the database is out of disk space; nothing was written: retry once space is freed",
+            ),
             _ => ApiError::internal(),
         }
     }

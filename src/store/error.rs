@@ -19,6 +19,10 @@ pub enum ErrorKind {
     /// A COMMIT failed and the database could not be asked whether it happened: the write may or
     /// may not be stored, so it must not be run again (DESIGN rule 8).
     OutcomeUnknown,
+    /// The database is out of space (SQLite's `SQLITE_FULL`, PostgreSQL's `disk_full`): the
+    /// statement failed and its transaction rolls back, so nothing was written. Not retried by the
+    /// engine: space comes back when an operator frees it, not within a batch's retries.
+    Full,
 }
 
 impl ErrorKind {
@@ -29,6 +33,7 @@ impl ErrorKind {
             ErrorKind::Conflict => "a unique value is already taken",
             ErrorKind::Transient => "transient database error",
             ErrorKind::OutcomeUnknown => "outcome unknown",
+            ErrorKind::Full => "the database is out of space",
         }
     }
 }

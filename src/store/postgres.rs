@@ -654,6 +654,7 @@ impl From<postgres::Error> for StoreError {
         use postgres::error::SqlState;
         let kind = match e.code() {
             Some(c) if *c == SqlState::UNIQUE_VIOLATION => ErrorKind::Conflict,
+            Some(c) if *c == SqlState::DISK_FULL => ErrorKind::Full,
             Some(c)
                 if *c == SqlState::T_R_SERIALIZATION_FAILURE
                     || *c == SqlState::T_R_DEADLOCK_DETECTED

@@ -512,6 +512,7 @@ impl From<rusqlite::Error> for StoreError {
             {
                 ErrorKind::Transient
             }
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => ErrorKind::Full,
             _ => ErrorKind::Database,
         };
         StoreError::caused_by(kind, e)

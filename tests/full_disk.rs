@@ -1,0 +1,115 @@
+//! A full disk, for real: the server's SQLite file on a small tmpfs that a filler file then fills.
+//! Every write it cannot store is answered `503 GEN_UNAVAILABLE` (an operator's fault, not the
+//! client's, and not a defect: never a `500`), nothing refused is stored, everything acknowledged
+//! is, the books still balance, and once space is freed the same server writes again without a
+//! restart.
+//!
+//! Mounting a tmpfs needs root (CI runs as root); the test fails, saying so, where it cannot.
+
+mod common;
+
+use common::invariants::assert_ledger_invariants;
+use common::{unique, unique_currency, Server};
+use reqwest::StatusCode;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A tmpfs of `mib` MiB mounted on a fresh directory, unmounted (and the directory removed) on drop.
+struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(mib: u32) -> SmallDisk {
+        let dir = std::env::temp_dir().join(unique("keel-full-disk"));
+        std::fs::create_dir_all(&dir).expect("the mount point is created");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(mounted, "this test mounts a {mib} MiB tmpfs on {} and needs root to do it", dir.display());
+        SmallDisk { dir }
+    }
+
+    /// Bytes still free on the tmpfs.
+    fn free(&self) -> u64 {
+        let out = Command::new("df").args(["--output=avail", "-B1"]).arg(&self.dir).output().expect("df runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines().nth(1).and_then(|l| l.trim().parse().ok()).expect("df prints the free bytes")
+    }
+
+    /// Writes a file that leaves about `leave` bytes free.
+    fn fill(&self, leave: u64) -> PathBuf {
+        let filler = self.dir.join("filler");
+        let size = self.free().saturating_sub(leave);
+        std::fs::write(&filler, vec![b'x'; size as usize]).expect("the filler is written");
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+fn database_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("keel.db").display())
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_writes_with_503_and_loses_or_doubles_nothing() {
+    let disk = SmallDisk::mount(16);
+    let server = Server::start_on(&database_url(&disk.dir), &[]);
+    let currency = unique_currency();
+    let ledger = server.ledger("full disk").await;
+    let wallet = server.balance(&ledger, &currency).await;
+
+    let filler = disk.fill(256 * 1024);
+    // 20 KB descriptions: a few transfers fill what is left.
+    let description = "d".repeat(20_000);
+    let (mut stored, mut refused) = (Vec::new(), Vec::new());
+    for _ in 0..60 {
+        let reference = unique("full");
+        let body = json!({"precise_amount": 1, "currency": currency, "source": "@World", "destination": wallet,
+            "reference": reference, "description": description, "skip_queue": true});
+        let (status, answer) = server.post("/transactions", body).await;
+        match status {
+            StatusCode::CREATED => stored.push(reference),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(answer["error_detail"]["code"], "GEN_UNAVAILABLE", "{answer}");
+                assert!(answer["error"].as_str().unwrap().contains("disk space"), "{answer}");
+                refused.push(reference);
+            }
+            other => panic!("a write on a full disk answered {other}: {answer}"),
+        }
+    }
+    assert!(refused.len() >= 10, "the disk never filled: {} stored, {} refused", stored.len(), refused.len());
+    // Reads go on while the disk is full.
+    let (status, _) = server.get(&format!("/balances/{wallet}")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    std::fs::remove_file(&filler).expect("the filler is removed");
+    let (status, answer) = server.transfer("@World", &wallet, 1, &currency).await;
+    assert_eq!(status, StatusCode::CREATED, "once space is freed the same server writes again: {answer}");
+
+    for reference in &stored {
+        let (status, _) = server.get(&format!("/transactions/reference/{reference}")).await;
+        assert_eq!(status, StatusCode::OK, "an acknowledged transfer ({reference}) is stored");
+    }
+    for reference in &refused {
+        let (status, _) = server.get(&format!("/transactions/reference/{reference}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "a refused transfer ({reference}) is not stored");
+    }
+    let (_, balance) = server.get(&format!("/balances/{wallet}")).await;
+    assert_eq!(balance["balance"], json!(stored.len() + 1), "{balance}");
+    assert_ledger_invariants(&server, &currency).await;
+
+    let url = server.database_url.clone();
+    assert!(server.stop(), "the server stops cleanly after the disk was full");
+    let (ok, printed) = common::keel(&["check", "--database", &url]);
+    assert!(ok, "keel check after a full disk: {printed}");
+}
