@@ -341,3 +341,46 @@ async fn scoped_keys_need_search_and_the_collections_scopes() {
     assert_eq!(call(writer.clone(), "POST", "/search/reindex", json!({})).await, StatusCode::OK);
     assert_eq!(call(writer, "POST", "/balances-snapshots", json!({})).await, StatusCode::OK);
 }
+
+/// Words too long to index, and records with more words than a record is indexed with: the
+/// indexer goes on past them (on PostgreSQL one 2,048-byte word had stopped it for good), the rest
+/// of such a record is found, and a query word too long to be a term is a 400 naming `q`.
+#[tokio::test]
+async fn words_too_long_to_index_never_stop_the_indexer() {
+    let server = Server::start();
+    let currency = unique_currency();
+    let ledger = server.ledger("long words").await;
+    let wallet = server.balance(&ledger, &currency).await;
+    let long = "l".repeat(20_000);
+    let many: Vec<String> = (0..60_000).map(|n| format!("m{n}")).collect();
+    let key = "k".repeat(3_000);
+    for (description, meta) in [
+        (format!("{long} longword"), json!({})),
+        (many.join(" "), json!({})),
+        ("longkey".to_string(), json!({ key: "value" })),
+    ] {
+        let body = json!({"precise_amount": 1, "currency": currency, "source": "@World", "destination": wallet,
+            "reference": unique("long"), "description": description, "meta_data": meta, "skip_queue": true});
+        let (status, answer) = server.post("/transactions", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+    }
+    // Written after the three: found only if the indexer went past them.
+    let (status, _) = server
+        .post(
+            "/transactions",
+            json!({"precise_amount": 1, "currency": currency, "source": "@World",
+            "destination": wallet, "reference": unique("after"), "description": "afterwards", "skip_queue": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    indexed(&server, "transactions", "description", "afterwards").await;
+    for word in ["longword", "m0", "longkey"] {
+        let found = search(&server, "transactions", json!({"q": word, "query_by": "description"})).await;
+        assert_eq!(found["found"], 1, "{word}: {found}");
+    }
+
+    let (status, answer) =
+        server.post("/search/transactions", json!({"q": format!("card {long}"), "query_by": "description"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error_detail"]["details"]["field"], "q", "{answer}");
+}

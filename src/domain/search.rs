@@ -18,6 +18,14 @@ pub const DEFAULT_PER_PAGE: u32 = 10;
 pub const MAX_PER_PAGE: u32 = 250;
 /// Most tokens a query's text may have.
 pub const MAX_TOKENS: usize = 20;
+/// Longest index term (`field.token`), in bytes: a longer one is not indexed, and a query word
+/// that would make one is refused. PostgreSQL's text search refuses a word over 2,047 bytes; one
+/// such word in a record would stop the indexer at that record, so both backends draw the line
+/// here, the same way.
+pub const MAX_TERM_BYTES: usize = 512;
+/// Most bytes of terms one record is indexed with (a PostgreSQL `tsvector` holds under 1 MiB):
+/// past it, the rest of a record's words are not indexed, in the order they appear.
+pub const MAX_RECORD_TERM_BYTES: usize = 256 * 1024;
 
 /// The collections search serves, by their names.
 pub fn collection(name: &str) -> Option<Collection> {
@@ -63,11 +71,12 @@ pub fn tokens(text: &str) -> impl Iterator<Item = String> + '_ {
 
 /// A record's index terms: `field.token` for each of its text fields (`(name, value)`, as
 /// `text_fields` names them) and `meta_data.key.token` for each metadata value (text, number or
-/// boolean), each once.
+/// boolean), each once, sorted. Terms over `MAX_TERM_BYTES` are left out, and so is whatever comes
+/// after the first `MAX_RECORD_TERM_BYTES` of terms.
 pub fn terms(fields: &[(&str, &str)], meta_data: &Map<String, Value>) -> Vec<String> {
-    let mut terms: Vec<String> = Vec::new();
+    let mut found: Vec<String> = Vec::new();
     for (field, text) in fields {
-        terms.extend(tokens(text).map(|t| format!("{field}.{t}")));
+        found.extend(tokens(text).map(|t| format!("{field}.{t}")));
     }
     for (key, value) in meta_data {
         let text = match value {
@@ -76,10 +85,23 @@ pub fn terms(fields: &[(&str, &str)], meta_data: &Map<String, Value>) -> Vec<Str
             _ => continue,
         };
         let key = key.to_lowercase();
-        terms.extend(tokens(&text).map(|t| format!("meta_data.{key}.{t}")));
+        found.extend(tokens(&text).map(|t| format!("meta_data.{key}.{t}")));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut bytes = 0;
+    let mut terms: Vec<String> = Vec::new();
+    for term in found {
+        if term.len() > MAX_TERM_BYTES || seen.contains(&term) {
+            continue;
+        }
+        bytes += term.len();
+        if bytes > MAX_RECORD_TERM_BYTES {
+            break;
+        }
+        seen.insert(term.clone());
+        terms.push(term);
     }
     terms.sort();
-    terms.dedup();
     terms
 }
 
@@ -187,6 +209,17 @@ fn text_match(collection: Collection, q: &str, query_by: Option<&str>) -> Result
     }
     let (keywords, fields): (Vec<String>, Vec<String>) =
         fields.into_iter().partition(|f| keyword_fields(collection).contains(&f.as_str()));
+    // Such a term is never indexed, so it could not match (and PostgreSQL would refuse to parse it).
+    if let Some(field) = fields.iter().max_by_key(|f| f.len()) {
+        if let Some(word) = words.iter().find(|w| field.len() + 1 + w.len() > MAX_TERM_BYTES) {
+            let shown: String = word.chars().take(20).collect();
+            let message = format!(
+                "the word '{shown}…' of q is too long to search {field} for (a field and a word are at most \
+                 {MAX_TERM_BYTES} bytes together)"
+            );
+            return Err(problem("q", message));
+        }
+    }
     let keywords = keywords
         .iter()
         .map(|field| {
@@ -310,6 +343,31 @@ mod tests {
 
     fn body(value: Value) -> Map<String, Value> {
         value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn terms_too_long_are_left_out_and_a_record_has_a_bounded_set() {
+        let long = "x".repeat(MAX_TERM_BYTES);
+        let text = format!("card {long} present");
+        let meta = body(json!({ "k".repeat(MAX_TERM_BYTES): "word" }));
+        assert_eq!(terms(&[("description", &text)], &meta), ["description.card", "description.present"]);
+        // Many distinct words: the first ones, up to the bound, in the order they appear.
+        let words: Vec<String> = (0..100_000).map(|n| format!("w{n}")).collect();
+        let indexed = terms(&[("description", &words.join(" "))], &Map::new());
+        let bytes: usize = indexed.iter().map(String::len).sum();
+        assert!(bytes <= MAX_RECORD_TERM_BYTES && bytes > MAX_RECORD_TERM_BYTES - MAX_TERM_BYTES, "{bytes}");
+        assert!(
+            indexed.contains(&"description.w0".to_string()) && !indexed.contains(&"description.w99999".to_string())
+        );
+    }
+
+    #[test]
+    fn a_query_word_too_long_for_a_term_is_refused_naming_q() {
+        let long = "y".repeat(MAX_TERM_BYTES);
+        let refused = text_match(Collection::Transactions, &format!("card {long}"), Some("description")).unwrap_err();
+        assert_eq!(refused.param, "q");
+        // The whole of q against an id or code field needs no term.
+        assert!(text_match(Collection::Transactions, &long, Some("reference")).is_ok());
     }
 
     #[test]
