@@ -126,16 +126,51 @@ impl Node {
     }
 }
 
+/// One PostgreSQL server alone, its data directory and its WAL where the test says (so a test can
+/// fill the disk of one and not the other); stopped when dropped.
+#[allow(dead_code)] // only some test binaries run a lone server
+pub struct Lone {
+    pub node: Node,
+}
+
+#[allow(dead_code)]
+impl Lone {
+    /// Runs `initdb` into `data` (a directory that must not exist yet, in one `postgres` may write
+    /// to) with its WAL in `wal`, starts the server and creates database `test`.
+    pub fn start(data: &Path, wal: &Path) -> Lone {
+        let dir = data.parent().expect("the data directory has a parent");
+        let name = data.file_name().and_then(|n| n.to_str()).expect("a data directory name");
+        let node = Node::new(dir, name);
+        let wal = wal.to_str().expect("a UTF-8 path");
+        run("initdb", &["-D", node.path(), "-X", wal, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"]);
+        node.start();
+        node.sql("postgres", "CREATE DATABASE test");
+        Lone { node }
+    }
+}
+
+impl Drop for Lone {
+    fn drop(&mut self) {
+        self.node.stop_quietly();
+    }
+}
+
+/// Gives `dir` to the `postgres` user when the tests run as root (PostgreSQL will not run as root).
+#[allow(dead_code)]
+pub fn give_to_postgres(dir: &Path) {
+    if running_as_root() {
+        let status = Command::new("chown").arg("postgres:postgres").arg(dir).status().expect("chown runs");
+        assert!(status.success(), "{} can be given to postgres", dir.display());
+    }
+}
+
 impl Cluster {
     /// A primary with database `test` and a hot standby streaming from it, both running;
     /// `synchronous`: the primary acknowledges a commit only once the standby has it.
     pub fn start(synchronous: bool) -> Cluster {
         let dir = tempfile::Builder::new().prefix("keel-cluster-").tempdir().expect("a temporary directory");
         let dir = dir.keep();
-        if running_as_root() {
-            let status = Command::new("chown").arg("postgres:postgres").arg(&dir).status().expect("chown runs");
-            assert!(status.success(), "the cluster's directory can be given to postgres");
-        }
+        give_to_postgres(&dir);
         let (primary, standby) = (Node::new(&dir, "primary"), Node::new(&dir, "standby"));
         run("initdb", &["-D", primary.path(), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"]);
         primary.start();
