@@ -4,13 +4,15 @@
 //! PostgreSQL, `SKIP LOCKED`: indexers of several processes take different ones), writes their
 //! terms from the records as they stand, and takes exactly those entries off the queue, in one
 //! commit. So every committed change reaches the index, a round (`EVERY`) later; the indexer's
-//! commits are not flushed, and one lost in a crash only leaves its entries queued.
+//! commits are not flushed, and one lost in a crash only leaves its entries queued. A record that
+//! fails for good (not a lost connection or a full disk) is found and left out with an error, so
+//! it cannot hold every later record out of search.
 //!
 //! A reindex (`POST /search/reindex`) empties the index and queues every record; its progress is
 //! kept here, per process.
 
 use crate::domain::filter::Collection;
-use crate::store::{Searchable, Store, StoreResult, Writes};
+use crate::store::{ErrorKind, Searchable, Store, StoreError, StoreResult, Writes};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -40,7 +42,16 @@ pub fn spawn(store: Arc<dyn Store>) {
         loop {
             let store = store.clone();
             let began = unix_ms();
-            let full = match crate::tasks::blocking("search indexer", move || round(store.as_ref())).await {
+            let batch = BATCH.load(std::sync::atomic::Ordering::Relaxed);
+            let work = move || match round(store.as_ref(), batch, &mut Vec::new()) {
+                Err(error) if for_good(&error) => {
+                    tracing::warn!(%error, "the search indexer failed a round; it looks for the record that fails");
+                    skip_unindexable(store.as_ref(), batch);
+                    Err(error)
+                }
+                other => other,
+            };
+            let full = match crate::tasks::blocking("search indexer", work).await {
                 Some(Ok(done)) => {
                     note_progress(began, done);
                     matches!(done, Round::Indexed { full: true, .. })
@@ -69,16 +80,50 @@ enum Round {
     Indexed { count: u64, full: bool },
 }
 
-/// One round: the next queued records, indexed and taken off the queue in one commit.
-fn round(store: &dyn Store) -> StoreResult<Round> {
+/// A failure that trying the same round again will not change: not a lost connection, a busy
+/// database or a full disk (those pass), but a statement the database refuses or a record that does
+/// not read back.
+fn for_good(error: &StoreError) -> bool {
+    matches!(error.kind(), ErrorKind::Database | ErrorKind::Corrupt)
+}
+
+/// After a round failed for good: indexes the queue one record at a time, at most `batch` of them,
+/// and takes off the queue the first record whose indexing fails for good, with an error in the log
+/// (so a `system.error` event): one record the index cannot take must not keep every later one out
+/// of search. A reindex once the cause is mended brings it back.
+fn skip_unindexable(store: &dyn Store, batch: u32) {
+    for _ in 0..batch {
+        let mut taken = Vec::new();
+        match round(store, 1, &mut taken) {
+            Ok(Round::CaughtUp) => return,
+            Ok(Round::Indexed { .. }) => {}
+            Err(error) if for_good(&error) => {
+                let Some((position, collection, id)) = taken.first() else { return };
+                match store.write_unflushed(&mut |w| w.drop_search_queue(&[*position])) {
+                    Ok(()) => tracing::error!(
+                        %error, collection, id,
+                        "this record cannot be indexed: it is left out of search (POST /search/reindex once mended)"
+                    ),
+                    Err(error) => tracing::warn!(%error, "cannot take an unindexable record off the search queue"),
+                }
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// One round: the next `batch` queued records, indexed and taken off the queue in one commit.
+/// `taken` is left holding the queue entries the round took (also when it failed).
+fn round(store: &dyn Store, batch: u32, taken: &mut Vec<(i64, String, String)>) -> StoreResult<Round> {
     // Looked for with a read first: an idle indexer never takes the writer.
     if !store.reader()?.search_queued()? {
         return Ok(Round::CaughtUp);
     }
     let mut done = Round::CaughtUp;
-    let batch = BATCH.load(std::sync::atomic::Ordering::Relaxed);
     store.write_unflushed(&mut |w| {
         let queue = w.search_queue(batch)?;
+        taken.clone_from(&queue);
         let mut count = 0;
         for collection in [Collection::Ledgers, Collection::Balances, Collection::Transactions, Collection::Identities]
         {
