@@ -18,6 +18,76 @@ const BODY_ROUTES: &[(&str, &str)] = &[
     ("POST", "/balance-monitors"),
     ("PUT", "/balance-monitors/{monitor}"),
     ("POST", "/events/{event}/redeliver"),
+    ("POST", "/transactions/bulk"),
+    ("POST", "/transactions/inflight/bulk/commit"),
+    ("POST", "/transactions/inflight/bulk/void"),
+    ("POST", "/ledgers/filter"),
+    ("POST", "/balances/filter"),
+    ("POST", "/transactions/filter"),
+    ("POST", "/identities/filter"),
+    ("POST", "/balance-monitors/filter"),
+    ("POST", "/search/transactions"),
+    ("POST", "/search/balances"),
+    ("POST", "/search/ledgers"),
+    ("POST", "/search/identities"),
+    ("POST", "/multi-search"),
+    ("POST", "/identities"),
+    ("PUT", "/identities/{identity}"),
+    ("PUT", "/balances/{balance}/identity"),
+    ("POST", "/{txn}/metadata"),
+    ("POST", "/{ledger}/metadata"),
+    ("POST", "/balances-snapshots"),
+    ("POST", "/webhooks"),
+    ("POST", "/hooks"),
+    ("POST", "/api-keys"),
+];
+
+/// Read routes whose query string a client writes: filters, paging, instants.
+const QUERY_ROUTES: &[&str] = &[
+    "/ledgers",
+    "/balances",
+    "/transactions",
+    "/balance-monitors",
+    "/identities",
+    "/events",
+    "/api-keys",
+    "/webhooks",
+    "/balances/{balance}/at",
+    "/balances/{balance}/history",
+    "/balance-monitors/{monitor}/events",
+];
+
+/// Query keys clients send, so random query strings hit real parsing paths.
+const QUERY_KEYS: &[&str] = &[
+    "limit",
+    "offset",
+    "page",
+    "per_page",
+    "order",
+    "sort_by",
+    "status",
+    "status_eq",
+    "status_in",
+    "amount_gt",
+    "amount_between",
+    "precise_amount_lte",
+    "created_at_gte",
+    "created_at_lt",
+    "currency_eq",
+    "reference_like",
+    "meta_data.tier_eq",
+    "meta_data.x_in",
+    "source_eq",
+    "balance_id_eq",
+    "timestamp",
+    "from",
+    "to",
+    "interval",
+    "include_count",
+    "include",
+    "fields",
+    "after",
+    "owner",
 ];
 
 const ID_ROUTES: &[&str] = &[
@@ -56,6 +126,9 @@ fn text() -> impl Strategy<Value = String> {
         Just("@World".to_string()),
         Just("😀".repeat(50)),
         Just("\u{202e}reversed".to_string()),
+        // A word no index takes whole, and a text longer than any field wants.
+        Just("w".repeat(3000)),
+        Just("word ".repeat(3000)),
     ]
 }
 
@@ -81,6 +154,47 @@ fn json_text() -> impl Strategy<Value = String> {
 /// The contract's field names, so random bodies hit real validation paths.
 fn field() -> impl Strategy<Value = String> {
     let mut names = vec!["name", "ledger_id", "identity_id", "status", "field", "operator", "value"];
+    // Bulk, filters, search, identities, webhooks, hooks, keys and snapshots.
+    names.extend([
+        "transactions",
+        "atomic",
+        "inflight",
+        "run_async",
+        "transaction_ids",
+        "filters",
+        "conditions",
+        "sort_by",
+        "sort_order",
+        "limit",
+        "offset",
+        "include_count",
+        "q",
+        "query_by",
+        "filter_by",
+        "page",
+        "per_page",
+        "searches",
+        "collection",
+        "identity_type",
+        "first_name",
+        "email_address",
+        "dob",
+        "url",
+        "events",
+        "event_types",
+        "secret",
+        "headers",
+        "active",
+        "type",
+        "timeout",
+        "retry_count",
+        "scopes",
+        "expires_at",
+        "owner",
+        "balance_id",
+        "timestamp",
+        "dry_run",
+    ]);
     names.extend(common::TRANSACTION_FIELDS);
     names.extend(common::MONITOR_FIELDS);
     names.sort_unstable();
@@ -93,14 +207,64 @@ enum Body {
     Json(String),
     Bytes(Vec<u8>),
     Deep(usize),
+    /// The route's well-formed body (`shaped`) with these fields set to raw JSON of any shape, so
+    /// a hostile value reaches the checks past the body's shape.
+    Shaped(Vec<(String, String)>),
 }
 
 fn body() -> impl Strategy<Value = Body> {
+    let overrides = prop::collection::vec((field(), json_text()), 1..3);
     prop_oneof![
         6 => json_text().prop_map(Body::Json),
         1 => prop::collection::vec(any::<u8>(), 0..64).prop_map(Body::Bytes),
         1 => (100usize..5000).prop_map(Body::Deep),
+        6 => overrides.prop_map(Body::Shaped),
     ]
+}
+
+/// A body the route accepts (ids as placeholders the test fills), or `{}`.
+fn shaped(route: &str) -> Value {
+    let transfer = json!({"precise_amount": 1, "currency": "{currency}", "source": "@World",
+        "destination": "{balance}", "reference": "hostile", "description": "card payment",
+        "meta_data": {"tier": "gold"}, "skip_queue": true});
+    let filters = json!({"filters": [{"field": "status", "operator": "eq", "value": "APPLIED"}], "limit": 10});
+    match route {
+        "/ledgers" | "/ledgers/{ledger}" => json!({"name": "hostile", "meta_data": {"k": "v"}}),
+        "/balances" => json!({"ledger_id": "{ledger}", "currency": "{currency}"}),
+        "/transactions" => transfer,
+        "/transactions/bulk" => json!({"transactions": [transfer], "atomic": true}),
+        "/transactions/inflight/{txn}" => json!({"status": "commit"}),
+        "/transactions/inflight/bulk/commit" | "/transactions/inflight/bulk/void" => {
+            json!({"transactions": ["{txn}"]})
+        }
+        "/balance-monitors" | "/balance-monitors/{monitor}" => json!({"balance_id": "{balance}",
+            "condition": {"field": "debit_balance", "operator": ">", "value": 10, "precision": 100}}),
+        r if r.ends_with("/filter") => filters,
+        r if r.starts_with("/search/") => json!({"q": "card pay", "query_by": "description,meta_data.tier",
+            "filter_by": "status:=APPLIED", "sort_by": "created_at:desc", "per_page": 5}),
+        "/multi-search" => {
+            json!({"searches": [{"collection": "transactions", "q": "card", "query_by": "description"}]})
+        }
+        "/identities" | "/identities/{identity}" => json!({"identity_type": "individual", "first_name": "Ada",
+            "last_name": "Lovelace", "email_address": "ada@example.com", "dob": "1990-01-01T00:00:00Z"}),
+        "/balances/{balance}/identity" => json!({"identity_id": "idt_x"}),
+        r if r.ends_with("/metadata") => json!({"meta_data": {"k": "v"}}),
+        "/api-keys" => json!({"name": "k", "owner": "o", "scopes": ["ledgers:read"],
+            "expires_at": "2030-01-01T00:00:00Z"}),
+        _ => json!({}),
+    }
+}
+
+/// `route`'s shaped body as text, with `overrides` (raw JSON, kept as written: `1e400` is no
+/// `serde_json` number) in place of its fields of those names.
+fn shaped_text(route: &str, overrides: &[(String, String)]) -> String {
+    let mut base = shaped(route).as_object().cloned().unwrap_or_default();
+    for (field, _) in overrides {
+        base.remove(field);
+    }
+    let mut pairs: Vec<String> = base.into_iter().map(|(k, v)| format!("{}:{v}", Value::from(k))).collect();
+    pairs.extend(overrides.iter().map(|(k, raw)| format!("{}:{raw}", Value::from(k.as_str()))));
+    format!("{{{}}}", pairs.join(","))
 }
 
 async fn state(server: &Server) -> Vec<usize> {
@@ -119,7 +283,7 @@ fn hostile_requests_get_4xx_error_bodies_and_change_nothing() {
     let server = Server::in_process(None);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // Something real to aim at, so ids and references can also be valid.
-    let (ledger, txn, monitor) = runtime.block_on(async {
+    let (ledger, balance, currency, txn, monitor) = runtime.block_on(async {
         let currency = unique_currency();
         let ledger = server.ledger("target").await;
         let balance = server.balance(&ledger, &currency).await;
@@ -132,25 +296,34 @@ fn hostile_requests_get_4xx_error_bodies_and_change_nothing() {
             .await;
         (
             ledger,
+            balance,
+            currency,
             txn["transaction_id"].as_str().unwrap().to_string(),
             monitor["monitor_id"].as_str().unwrap().to_string(),
         )
     });
-    let strategy =
-        (prop::sample::select(BODY_ROUTES.to_vec()), body(), prop::sample::select(ID_ROUTES.to_vec()), text());
-    check_property(256, strategy, |((method, route), body, id_route, id)| {
-        let (server, ledger, txn, monitor) = (&server, ledger.clone(), txn.clone(), monitor.clone());
+    let query = prop::collection::vec((prop::sample::select(QUERY_KEYS.to_vec()), text()), 0..4);
+    let strategy = (
+        (prop::sample::select(BODY_ROUTES.to_vec()), body()),
+        (prop::sample::select(ID_ROUTES.to_vec()), text()),
+        (prop::sample::select(QUERY_ROUTES.to_vec()), query),
+    );
+    check_property(256, strategy, |(((method, route), body), (id_route, id), (query_route, query))| {
+        let ids = [("{ledger}", ledger.clone()), ("{balance}", balance.clone()), ("{txn}", txn.clone())];
+        let ids = [&ids[..], &[("{currency}", currency.clone())]].concat();
+        let ids =
+            [&ids[..], &[("{monitor}", monitor.clone()), ("{event}", "evt_x".into()), ("{identity}", "idt_x".into())]]
+                .concat();
+        let server = &server;
         Box::pin(async move {
             let before = state(server).await;
-            let path = route
-                .replace("{ledger}", &ledger)
-                .replace("{txn}", &txn)
-                .replace("{monitor}", &monitor)
-                .replace("{event}", "evt_x");
+            let fill = |route: &str| ids.iter().fold(route.to_string(), |path, (at, id)| path.replace(at, id));
+            let path = fill(route);
             let bytes = match &body {
                 Body::Json(text) => text.clone().into_bytes(),
                 Body::Bytes(bytes) => bytes.clone(),
                 Body::Deep(depth) => format!("{}{}", "[".repeat(*depth), "]".repeat(*depth)).into_bytes(),
+                Body::Shaped(overrides) => fill(&shaped_text(route, overrides)).into_bytes(),
             };
             let headers = [("content-type", "application/json")];
             let answer = server.send(method, &path, &headers, bytes).await.expect("a request a client can send");
@@ -175,6 +348,14 @@ fn hostile_requests_get_4xx_error_bodies_and_change_nothing() {
                     assert!(!status.is_server_error(), "GET {id_route}{candidate} → {status} {text}");
                     assert!(serde_json::from_str::<Value>(&text).is_ok(), "GET {id_route}{candidate}: non-JSON {text}");
                 }
+            }
+            // Query strings of every shape on the lists and the balance reads.
+            let encode = |text: &str| text.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
+            let pairs: Vec<String> = query.iter().map(|(key, value)| format!("{key}={}", encode(value))).collect();
+            let path = format!("{}?{}", fill(query_route), pairs.join("&"));
+            // (A query longer than a URI may be is no test of the server either.)
+            if let Some(answer) = server.send("GET", &path, &[], Vec::new()).await {
+                assert!(!answer.status.is_server_error(), "GET {path} → {} {}", answer.status, answer.body);
             }
         })
     });
