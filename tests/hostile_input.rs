@@ -276,32 +276,33 @@ async fn state(server: &Server) -> Vec<usize> {
     counts
 }
 
+/// Something real to aim at, so ids and references can also be valid: each route placeholder with
+/// what it stands for.
+async fn targets(server: &Server) -> Vec<(&'static str, String)> {
+    let currency = unique_currency();
+    let ledger = server.ledger("target").await;
+    let balance = server.balance(&ledger, &currency).await;
+    let (_, txn) = server.transfer("@World", &balance, 10, &currency).await;
+    let condition = json!({"field": "balance", "operator": ">", "value": 0});
+    let monitor = server.create("/balance-monitors", json!({"balance_id": balance, "condition": condition})).await;
+    vec![
+        ("{ledger}", ledger),
+        ("{balance}", balance),
+        ("{currency}", currency),
+        ("{txn}", txn["transaction_id"].as_str().unwrap().to_string()),
+        ("{monitor}", monitor["monitor_id"].as_str().unwrap().to_string()),
+        ("{event}", "evt_x".into()),
+        ("{identity}", "idt_x".into()),
+    ]
+}
+
 #[test]
 fn hostile_requests_get_4xx_error_bodies_and_change_nothing() {
     // Through the router in this process: every case is about the app, not the socket (the
     // socket's own limits are the tests below, on a real server).
     let server = Server::in_process(None);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    // Something real to aim at, so ids and references can also be valid.
-    let (ledger, balance, currency, txn, monitor) = runtime.block_on(async {
-        let currency = unique_currency();
-        let ledger = server.ledger("target").await;
-        let balance = server.balance(&ledger, &currency).await;
-        let (_, txn) = server.transfer("@World", &balance, 10, &currency).await;
-        let monitor = server
-            .create(
-                "/balance-monitors",
-                json!({"balance_id": balance, "condition": {"field": "balance", "operator": ">", "value": 0}}),
-            )
-            .await;
-        (
-            ledger,
-            balance,
-            currency,
-            txn["transaction_id"].as_str().unwrap().to_string(),
-            monitor["monitor_id"].as_str().unwrap().to_string(),
-        )
-    });
+    let ids = runtime.block_on(targets(&server));
     let query = prop::collection::vec((prop::sample::select(QUERY_KEYS.to_vec()), text()), 0..4);
     let strategy = (
         (prop::sample::select(BODY_ROUTES.to_vec()), body()),
@@ -309,12 +310,7 @@ fn hostile_requests_get_4xx_error_bodies_and_change_nothing() {
         (prop::sample::select(QUERY_ROUTES.to_vec()), query),
     );
     check_property(256, strategy, |(((method, route), body), (id_route, id), (query_route, query))| {
-        let ids = [("{ledger}", ledger.clone()), ("{balance}", balance.clone()), ("{txn}", txn.clone())];
-        let ids = [&ids[..], &[("{currency}", currency.clone())]].concat();
-        let ids =
-            [&ids[..], &[("{monitor}", monitor.clone()), ("{event}", "evt_x".into()), ("{identity}", "idt_x".into())]]
-                .concat();
-        let server = &server;
+        let (server, ids) = (&server, ids.clone());
         Box::pin(async move {
             let before = state(server).await;
             let fill = |route: &str| ids.iter().fold(route.to_string(), |path, (at, id)| path.replace(at, id));
