@@ -128,12 +128,10 @@ impl Node {
 
 /// One PostgreSQL server alone, its data directory and its WAL where the test says (so a test can
 /// fill the disk of one and not the other); stopped when dropped.
-#[allow(dead_code)] // only some test binaries run a lone server
 pub struct Lone {
     pub node: Node,
 }
 
-#[allow(dead_code)]
 impl Lone {
     /// Runs `initdb` into `data` (a directory that must not exist yet, in one `postgres` may write
     /// to) with its WAL in `wal`, starts the server and creates database `test`.
@@ -156,7 +154,6 @@ impl Drop for Lone {
 }
 
 /// Gives `dir` to the `postgres` user when the tests run as root (PostgreSQL will not run as root).
-#[allow(dead_code)]
 pub fn give_to_postgres(dir: &Path) {
     if running_as_root() {
         let status = Command::new("chown").arg("postgres:postgres").arg(dir).status().expect("chown runs");
