@@ -113,6 +113,42 @@ async fn every_event_arrives_once_in_commit_order_on_its_subject() {
     stream.delete().await;
 }
 
+/// A transaction as large as a request may be makes an event over NATS's 1 MiB message limit: it
+/// is published as a stub saying where to read it whole, and the events after it follow (before,
+/// the stream stopped at it for good, retrying).
+#[tokio::test]
+#[ignore = "broker suite: set KEEL_TEST_NATS_URL and pass --include-ignored (.ci/run does)"]
+async fn an_event_too_large_for_nats_is_published_as_a_stub_and_the_stream_goes_on() {
+    let stream = TestStream::on(&machine_nats());
+    let server = Server::start_with_args(&stream.args());
+    let currency = unique_currency();
+    let wallet = server.balance(&server.ledger("large").await, &currency).await;
+    let body = serde_json::json!({"precise_amount": 1, "currency": currency, "source": "@World",
+        "destination": wallet, "reference": unique("large"), "description": "d".repeat(1_048_300), "skip_queue": true});
+    let (status, answer) = server.post("/transactions", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    transfers(&server, &[wallet], &currency, 3).await;
+
+    let (ids, messages) = stream.wait_for_all(&server).await;
+    assert_eq!(messages.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(), ids, "each event once, in order");
+    let (_, feed) = server.get("/events/feed?limit=1000").await;
+    let large =
+        feed["events"].as_array().unwrap().iter().position(|e| {
+            e["event"] == "transaction.applied" && e["data"]["transaction_id"] == answer["transaction_id"]
+        });
+    let large = large.expect("the large transaction's event is in the feed");
+    let mut stored = stream.context().await.get_stream(&stream.name).await.expect("the stream");
+    let stub = stored.get_raw_message(large as u64 + 1).await.expect("the large event's message");
+    let size: usize = stub.headers.get("Keel-Too-Large").expect("marked too large").to_string().parse().unwrap();
+    assert!(size > 1_048_576, "{size}");
+    let stub: serde_json::Value = serde_json::from_slice(&stub.payload).unwrap();
+    assert_eq!(stub["event"], "transaction.applied", "{stub}");
+    let (_, whole) = server.get(stub["too_large"]["read_it_at"].as_str().unwrap()).await;
+    assert_eq!(whole["events"][0]["event_id"], stub["event_id"]);
+    assert_eq!(whole["events"][0]["data"]["transaction_id"], answer["transaction_id"]);
+    stream.delete().await;
+}
+
 #[tokio::test]
 #[ignore = "broker suite: set KEEL_TEST_NATS_URL and pass --include-ignored (.ci/run does)"]
 async fn keel_killed_mid_stream_resumes_without_a_gap_or_a_copy() {

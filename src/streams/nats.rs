@@ -2,6 +2,11 @@
 //! event about no one balance; a transaction's is its source's) in one stream, with the webhook's
 //! body and the event id as `Nats-Msg-Id`, so JetStream drops a copy published again within its
 //! duplicate window. An event counts as published once JetStream has acknowledged storing it.
+//!
+//! A message may be no larger than the server's `max_payload` (1 MiB by default), and a request
+//! of up to 1 MiB can make an event a little larger: such an event is published as a stub (its
+//! sequence, type and id, where to read it whole, and a `Keel-Too-Large` header), so one large
+//! transaction never stops the stream behind it.
 
 use super::Broker;
 use crate::domain::event::Event;
@@ -21,11 +26,13 @@ pub struct NatsConfig {
 pub struct Nats {
     config: NatsConfig,
     context: Option<jetstream::Context>,
+    /// The connected server's largest message, headers included.
+    max_payload: usize,
 }
 
 impl Nats {
     pub fn new(config: NatsConfig) -> Nats {
-        Nats { config, context: None }
+        Nats { config, context: None, max_payload: usize::MAX }
     }
 
     /// The cursor's name in `stream_cursors`.
@@ -48,6 +55,7 @@ impl Broker for Nats {
             .connect(&self.config.url)
             .await
             .map_err(|e| e.to_string())?;
+        self.max_payload = client.server_info().max_payload;
         let mut context = jetstream::new(client);
         context.set_timeout(ACK_TIMEOUT);
         let stream = jetstream::stream::Config {
@@ -70,7 +78,11 @@ impl Broker for Nats {
             headers.insert("Nats-Msg-Id", event.id.as_str());
             headers.insert("Keel-Event-Type", event.kind.as_str());
             headers.insert("Keel-Sequence", event.sequence.to_string().as_str());
-            let body = crate::wire::event::delivered_body(event);
+            let mut body = crate::wire::event::delivered_body(event);
+            if body.len() + HEADERS_AT_MOST > self.max_payload {
+                headers.insert("Keel-Too-Large", body.len().to_string().as_str());
+                body = too_large(event, body.len(), self.max_payload);
+            }
             let subject = subject(&self.config.subject_prefix, event);
             match context.publish_with_headers(subject, headers, body.into()).await {
                 Ok(ack) => acks.push(ack),
@@ -83,6 +95,25 @@ impl Broker for Nats {
         let done = confirmed(acks).await;
         (done, (done < sent).then(|| "JetStream did not acknowledge every message".to_string()))
     }
+}
+
+/// Room left for a message's headers (ours are three short ones) under `max_payload`.
+const HEADERS_AT_MOST: usize = 1024;
+
+/// What is published for an event too large for the server: where to read it whole (the event
+/// feed, which a stream records every event for).
+fn too_large(event: &Event, bytes: usize, max_payload: usize) -> String {
+    serde_json::json!({
+        "sequence": event.sequence,
+        "event": event.kind.as_str(),
+        "event_id": event.id,
+        "too_large": {
+            "bytes": bytes,
+            "max_payload": max_payload,
+            "read_it_at": format!("/events/feed?after={}&limit=1", event.sequence - 1),
+        },
+    })
+    .to_string()
 }
 
 /// How many acknowledgements, from the first, arrived.
