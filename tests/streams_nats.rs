@@ -137,7 +137,7 @@ async fn an_event_too_large_for_nats_is_published_as_a_stub_and_the_stream_goes_
             e["event"] == "transaction.applied" && e["data"]["transaction_id"] == answer["transaction_id"]
         });
     let large = large.expect("the large transaction's event is in the feed");
-    let mut stored = stream.context().await.get_stream(&stream.name).await.expect("the stream");
+    let stored = stream.context().await.get_stream(&stream.name).await.expect("the stream");
     let stub = stored.get_raw_message(large as u64 + 1).await.expect("the large event's message");
     let size: usize = stub.headers.get("Keel-Too-Large").expect("marked too large").to_string().parse().unwrap();
     assert!(size > 1_048_576, "{size}");
