@@ -18,6 +18,7 @@ mod identities;
 mod ledgers;
 mod metadata;
 mod monitors;
+mod queue;
 mod rehearsal;
 mod snapshots;
 mod splits;
@@ -84,8 +85,6 @@ impl Default for EngineConfig {
     }
 }
 
-/// How many queued transactions one background batch applies.
-const QUEUE_BATCH: u32 = 500;
 /// Retries of a batch that failed transiently (~10 s of backoff in all) before giving up.
 const TRANSIENT_RETRIES: u32 = 15;
 /// ...and for at most this long: a failover usually completes within it, and a database away for
@@ -198,8 +197,12 @@ struct Engine {
 impl Engine {
     fn run(mut self) {
         loop {
-            let queue_work = self.core.queue_work();
-            let batch = match self.take(queue_work) {
+            let wait = match (self.core.queue_work(), self.core.queue_retry_at()) {
+                (true, _) => Wait::Not,
+                (false, Some(retry_at)) => Wait::Until(retry_at),
+                (false, None) => Wait::Forever,
+            };
+            let batch = match self.take(wait) {
                 Some(batch) => batch,
                 None => break,
             };
@@ -226,25 +229,37 @@ impl Engine {
         tracing::info!("engine stopped: every accepted request was committed");
     }
 
-    /// The next batch: what waits on the channel, up to `max_batch`. With queued transactions to
-    /// apply (`queue_work`) it does not wait: an empty batch, also when another worker is waiting
-    /// on the channel. `None` once every `EngineHandle` is gone.
-    fn take(&self, queue_work: bool) -> Option<Vec<Envelope>> {
-        let mut receiver = match queue_work {
-            true => match self.receiver.try_lock() {
-                Ok(receiver) => receiver,
-                Err(std::sync::TryLockError::WouldBlock) => return Some(Vec::new()),
-                Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            },
-            false => self.receiver.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
-        };
-        let first = match queue_work {
-            true => match receiver.try_recv() {
-                Ok(envelope) => envelope,
-                Err(mpsc::error::TryRecvError::Empty) => return Some(Vec::new()),
-                Err(mpsc::error::TryRecvError::Disconnected) => return None,
-            },
-            false => receiver.blocking_recv()?,
+    /// The next batch: what waits on the channel, up to `max_batch`, waiting for the first as
+    /// `wait` says: with queued transactions to apply it does not wait (an empty batch, also when
+    /// another worker is waiting on the channel); with a queue waiting out a storage failure, until
+    /// the retry. `None` once every `EngineHandle` is gone.
+    fn take(&self, wait: Wait) -> Option<Vec<Envelope>> {
+        use std::sync::{PoisonError, TryLockError};
+        let (mut receiver, first) = loop {
+            let mut receiver = match wait {
+                Wait::Forever => self.receiver.lock().unwrap_or_else(PoisonError::into_inner),
+                _ => match self.receiver.try_lock() {
+                    Ok(receiver) => receiver,
+                    Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                    Err(TryLockError::WouldBlock) if wait.pause() => continue,
+                    Err(TryLockError::WouldBlock) => return Some(Vec::new()),
+                },
+            };
+            let first = match wait {
+                Wait::Forever => receiver.blocking_recv()?,
+                _ => match receiver.try_recv() {
+                    Ok(envelope) => envelope,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return None,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        drop(receiver);
+                        match wait.pause() {
+                            true => continue,
+                            false => return Some(Vec::new()),
+                        }
+                    }
+                },
+            };
+            break (receiver, first);
         };
         let mut batch = vec![first];
         while batch.len() < self.core.config.max_batch {
@@ -254,6 +269,34 @@ impl Engine {
             }
         }
         Some(batch)
+    }
+}
+
+/// How long an engine worker waits for a request before it turns to the queue.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Not at all: queued transactions wait to be applied.
+    Not,
+    /// Until the queue's retry after a storage failure, looking at the channel every `POLL`.
+    Until(std::time::Instant),
+    /// Until a request comes.
+    Forever,
+}
+
+impl Wait {
+    /// How often a worker waiting `Until` looks at the channel: a request waits at most this long
+    /// more, and only while the queue waits out a storage failure.
+    const POLL: Duration = Duration::from_millis(2);
+
+    /// Sleeps a moment if the wait is not over; false once it is.
+    fn pause(self) -> bool {
+        let Wait::Until(at) = self else { return false };
+        let now = std::time::Instant::now();
+        if now >= at {
+            return false;
+        }
+        std::thread::sleep((at - now).min(Wait::POLL));
+        true
     }
 }
 
@@ -280,10 +323,8 @@ impl Turn<'_> {
 pub struct Core {
     store: Arc<dyn Store>,
     config: EngineConfig,
-    /// There may be `QUEUED` transactions in the store (true at start: some may predate a restart).
-    queue_pending: bool,
-    /// Set after the queue failed on a storage error, so a broken database is not hammered.
-    queue_retry_delay: Option<Duration>,
+    /// The queue of `QUEUED` transactions (`queue.rs`).
+    queue: queue::Queue,
     cache: BalanceCache,
     /// Counts the commits that wrote events (`EngineHandle::events_committed`), shared by the
     /// engine's workers.
@@ -294,12 +335,18 @@ impl Core {
     pub fn new(store: Arc<dyn Store>, config: EngineConfig) -> Core {
         let cache = BalanceCache::new(store.sole_writer());
         let events_committed = Arc::new(watch::channel(0).0);
-        Core { store, config, queue_pending: true, queue_retry_delay: None, cache, events_committed }
+        Core { store, config, queue: queue::Queue::new(), cache, events_committed }
     }
 
-    /// Queued transactions may be waiting, and the engine applies them.
+    /// Queued transactions may be waiting, and the engine applies them now.
     pub fn queue_work(&self) -> bool {
-        self.config.apply_queue && self.queue_pending
+        self.config.apply_queue && self.queue.due()
+    }
+
+    /// When the queue, waiting out a storage failure, is to be tried again (while the engine
+    /// serves requests meanwhile).
+    pub fn queue_retry_at(&self) -> Option<std::time::Instant> {
+        self.queue.retry_at().filter(|_| self.config.apply_queue)
     }
 
     fn batch_config(&self) -> batch::BatchConfig {
@@ -379,7 +426,7 @@ impl Core {
                 let mut output = output.expect("a committed batch has its output");
                 self.committed(&mut output);
                 record_batch(&commands, &output, started.elapsed());
-                self.queue_pending |= output.results.iter().any(is_queued);
+                self.queue.pending |= output.results.iter().any(is_queued);
                 output.results.into_iter().map(|r| r.map_err(EngineError::from)).collect()
             }
             Err(error) if commands.len() > 1 && !error.is_outcome_unknown() => {
@@ -393,45 +440,6 @@ impl Core {
                     self.cache.clear();
                 }
                 commands.iter().map(|_| Err(EngineError::Store(error.clone()))).collect()
-            }
-        }
-    }
-
-    /// Applies the oldest queued transactions in arrival order; returns how many it took.
-    pub fn apply_queued(&mut self) -> usize {
-        if let Some(delay) = self.queue_retry_delay {
-            std::thread::sleep(delay);
-        }
-        let mut fetched = Vec::new();
-        let mut output = None;
-        let config = self.batch_config();
-        let started = std::time::Instant::now();
-        let cache = &mut self.cache;
-        let store = self.store.as_ref();
-        let written = with_retries(&mut || {
-            store.write(&mut |w| {
-                let queued = w.queued_transactions(QUEUE_BATCH, &config.clock.now().0)?;
-                fetched = queued.into_iter().map(Command::ApplyQueued).collect();
-                output = Some(batch::apply_batch(w, &fetched, config, cache)?);
-                Ok(())
-            })
-        });
-        let fetched = fetched.len();
-        match written {
-            Ok(()) => {
-                let mut output = output.expect("a committed batch has its output");
-                self.committed(&mut output);
-                record_batch(&[], &output, started.elapsed());
-                self.queue_retry_delay = None;
-                self.queue_pending = fetched == QUEUE_BATCH as usize;
-                fetched
-            }
-            Err(error) => {
-                let delay =
-                    self.queue_retry_delay.map_or(Duration::from_millis(50), |d| (d * 2).min(Duration::from_secs(5)));
-                tracing::error!(%error, retry_in = ?delay, "applying queued transactions failed");
-                self.queue_retry_delay = Some(delay);
-                0
             }
         }
     }

@@ -234,6 +234,7 @@ delegate! { reads:
     pending_events() -> u64;
     count_events(filter: &EventFilter) -> u64;
     scheduled_due(now: &str) -> bool;
+    queued_transaction_ids(limit: u32, now: &str) -> Vec<String>;
     holds_due(now: &str, expired: bool, limit: u32) -> Vec<String>;
     api_key_by_hash(key_hash: &str) -> Option<ApiKey>;
     api_key(id: &str) -> Option<ApiKey>;
@@ -268,7 +269,8 @@ delegate! { writes:
     insert_snapshot(snapshot: &BalanceSnapshot) -> ();
     set_transaction_meta_data(id: &str, meta_data: &Map<String, serde_json::Value>) -> ();
     set_balance_meta_data(id: &str, meta_data: &Map<String, serde_json::Value>) -> ();
-    queued_transactions(limit: u32, now: &str) -> Vec<Transaction>;
+    queued_transactions(limit: u32, now: &str, except: &[String]) -> Vec<Transaction>;
+    queued_transaction(id: &str, now: &str) -> Option<Transaction>;
     insert_monitor(monitor: &Monitor) -> ();
     update_monitor(monitor: &Monitor) -> ();
     save_monitor_state(monitor: &Monitor) -> ();

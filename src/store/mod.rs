@@ -175,6 +175,10 @@ pub trait Reads {
     fn count_events(&self, filter: &EventFilter) -> StoreResult<u64>;
     /// Some `SCHEDULED` transaction is due by `now`.
     fn scheduled_due(&self, now: &str) -> StoreResult<bool>;
+    /// The ids of the oldest `QUEUED` transactions, and `SCHEDULED` ones due by `now`, in arrival
+    /// order: what the queue would take, read without decoding a row (so one that does not read
+    /// back can be named).
+    fn queued_transaction_ids(&self, limit: u32, now: &str) -> StoreResult<Vec<String>>;
     /// Ids of `INFLIGHT` transactions whose `inflight_expiry_date` (`expired`) or
     /// `inflight_commit_date` (not `expired`) has come by `now`, oldest first, at most `limit`.
     fn holds_due(&self, now: &str, expired: bool, limit: u32) -> StoreResult<Vec<String>>;
@@ -241,8 +245,12 @@ pub trait Writes: Reads {
     fn set_transaction_meta_data(&mut self, id: &str, meta_data: &Map<String, serde_json::Value>) -> StoreResult<()>;
     /// Replaces a balance's `meta_data` (the engine merged it, under the balance's lock).
     fn set_balance_meta_data(&mut self, id: &str, meta_data: &Map<String, serde_json::Value>) -> StoreResult<()>;
-    /// The oldest `QUEUED` transactions, and `SCHEDULED` ones due by `now`, in arrival order.
-    fn queued_transactions(&mut self, limit: u32, now: &str) -> StoreResult<Vec<Transaction>>;
+    /// The oldest `QUEUED` transactions, and `SCHEDULED` ones due by `now`, in arrival order, but
+    /// for those in `except` (set aside by the engine: they may not read back).
+    fn queued_transactions(&mut self, limit: u32, now: &str, except: &[String]) -> StoreResult<Vec<Transaction>>;
+    /// Transaction `id` if it is still waiting for the queue (`QUEUED`, or `SCHEDULED` and due by
+    /// `now`) and no other process holds it.
+    fn queued_transaction(&mut self, id: &str, now: &str) -> StoreResult<Option<Transaction>>;
     fn insert_monitor(&mut self, monitor: &Monitor) -> StoreResult<()>;
     /// Writes every column, the definition and the state: for monitor commands only, which hold
     /// the locks of the monitor's balances.

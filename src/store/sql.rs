@@ -595,6 +595,10 @@ impl<S: Sql> Reads for S {
         Ok(!due.is_empty())
     }
 
+    fn queued_transaction_ids(&self, limit: u32, now: &str) -> StoreResult<Vec<String>> {
+        self.rows(QUEUED_IDS, &[Value::Int(limit.into()), now.into()], text)
+    }
+
     fn holds_due(&self, now: &str, expired: bool, limit: u32) -> StoreResult<Vec<String>> {
         // Two statements rather than one with the column spliced in: every query is a fixed text.
         let sql = match expired {
@@ -834,6 +838,14 @@ pub(super) static SETTLED_BETWEEN: &str = "SELECT transaction_id FROM (
          AND {no_index}status = 'APPLIED') AS moved
      ORDER BY moved_at, arrival LIMIT $4";
 
+/// The ids of what waits for the queue (`QUEUED`, and `SCHEDULED` due by `$2`), oldest first, at
+/// most `$1`; `QUEUED_IDS_LOCKED` also takes their row locks (PostgreSQL), skipping those another
+/// process holds.
+pub(super) static QUEUED_IDS: &str = "SELECT transaction_id FROM transactions
+     WHERE status = 'QUEUED' OR (status = 'SCHEDULED' AND scheduled_for <= $2) ORDER BY {seq} LIMIT $1";
+pub(super) static QUEUED_IDS_LOCKED: &str = "SELECT transaction_id FROM transactions
+     WHERE status = 'QUEUED' OR (status = 'SCHEDULED' AND scheduled_for <= $2) ORDER BY {seq} LIMIT $1{skip_locked}";
+
 /// The dispatcher's claim: the oldest due events. It must read only those, whatever the backlog
 /// (a test checks SQLite's plan).
 pub(super) const CLAIM_DUE_EVENTS: &str =
@@ -960,13 +972,36 @@ impl<S: WriteSql> Writes for S {
         to_index(self, "balances", id)
     }
 
-    fn queued_transactions(&mut self, limit: u32, now: &str) -> StoreResult<Vec<Transaction>> {
+    fn queued_transactions(&mut self, limit: u32, now: &str, except: &[String]) -> StoreResult<Vec<Transaction>> {
         // SKIP LOCKED: another process applying queued transactions takes different ones.
-        self.all(
+        if except.is_empty() {
+            return self.all(
+                "SELECT {transactions} FROM transactions
+                 WHERE status = 'QUEUED' OR (status = 'SCHEDULED' AND scheduled_for <= $2)
+                 ORDER BY {seq} LIMIT $1{skip_locked}",
+                &[Value::Int(limit.into()), now.into()],
+            );
+        }
+        // Those set aside may not read back: the ids first, then the others' rows, by id.
+        let wanted = limit.saturating_add(u32::try_from(except.len()).unwrap_or(u32::MAX));
+        let ids: Vec<String> = self
+            .rows(QUEUED_IDS_LOCKED, &[Value::Int(wanted.into()), now.into()], text)?
+            .into_iter()
+            .filter(|id| !except.contains(id))
+            .take(limit as usize)
+            .collect();
+        let rows: Vec<Transaction> =
+            self.all("SELECT {transactions} FROM transactions WHERE transaction_id {any}", &[Value::TextList(&ids)])?;
+        let mut by_id: HashMap<String, Transaction> = rows.into_iter().map(|t| (t.id.clone(), t)).collect();
+        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    }
+
+    fn queued_transaction(&mut self, id: &str, now: &str) -> StoreResult<Option<Transaction>> {
+        self.one(
             "SELECT {transactions} FROM transactions
-             WHERE status = 'QUEUED' OR (status = 'SCHEDULED' AND scheduled_for <= $2)
-             ORDER BY {seq} LIMIT $1{skip_locked}",
-            &[Value::Int(limit.into()), now.into()],
+             WHERE transaction_id = $1 AND (status = 'QUEUED' OR (status = 'SCHEDULED' AND scheduled_for <= $2))
+             {skip_locked}",
+            &[id.into(), now.into()],
         )
     }
 
