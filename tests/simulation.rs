@@ -271,9 +271,12 @@ impl Simulation {
             let clients = 1 + self.rng.usize(..16);
             let batch: Vec<Command> = (0..clients).map(|_| self.random_command()).collect();
             // Up to 1.5 s between batches: the 1 s, 3 s and 10 s windows of velocity monitors roll.
-            // Now and then hours pass, so days end and balance snapshots are taken across them.
+            // Now and then hours pass, so days end and balance snapshots are taken across them; and
+            // now and then the clock steps back, as NTP or a resumed virtual machine makes a system
+            // clock do (M1: the engine's stamps do not).
             match self.rng.u8(..100) {
                 0 => self.clock.advance(self.rng.i64(3_600_000..30 * 3_600_000)),
+                1..=4 => self.clock.advance(-self.rng.i64(0..5_000)),
                 _ => self.clock.advance(self.rng.i64(0..1_500)),
             }
             self.arm_random_faults();

@@ -108,3 +108,46 @@ async fn holds_are_voided_at_expiry_and_committed_at_their_commit_date() {
     }
     assert_ledger_invariants(&s.server, &s.currency).await;
 }
+
+/// Milliseconds since the epoch of a `created_at` the server answered.
+fn stamp(transaction: &Value) -> u128 {
+    let at = humantime::parse_rfc3339(transaction["created_at"].as_str().unwrap()).unwrap();
+    at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis()
+}
+
+/// The engine's clock never goes back (M1): a transaction stored with a stamp ahead of this
+/// machine's clock (written by a process whose clock ran ahead, or before this one's stepped back)
+/// is never undercut by a later one, also after a restart; a stamp more than a day ahead is a
+/// clock set wrong, logged and not followed (else time would stop here).
+#[tokio::test]
+async fn stamps_never_go_back_before_what_is_stored() {
+    let database = TestDatabase::new();
+    let s = setup(Server::start_on(&database.url, &[])).await;
+    let first = s.server.create("/transactions", s.transfer(1, json!({"skip_queue": true}))).await;
+    let Setup { server, currency, alice, bob } = s;
+    server.kill();
+    let ahead = SystemTime::now() + Duration::from_secs(3_600);
+    let set_stamp = |id: &Value, at: SystemTime| {
+        let at = humantime::format_rfc3339_micros(at);
+        database.execute(&format!(
+            "UPDATE transactions SET created_at = '{at}' WHERE transaction_id = '{}'",
+            id.as_str().unwrap()
+        ));
+    };
+    set_stamp(&first["transaction_id"], ahead);
+
+    let s = Setup { server: Server::start_on(&database.url, &[]), currency, alice, bob };
+    let later = s.server.create("/transactions", s.transfer(1, json!({"skip_queue": true}))).await;
+    let ahead_ms = ahead.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis();
+    assert!(stamp(&later) >= ahead_ms, "stamped {} before the stored {ahead_ms}", stamp(&later));
+    let Setup { server, currency, alice, bob } = s;
+    server.kill();
+
+    set_stamp(&later["transaction_id"], SystemTime::now() + Duration::from_secs(3 * 86_400));
+    let s = Setup { server: Server::start_on(&database.url, &[]), currency, alice, bob };
+    let last = s.server.create("/transactions", s.transfer(1, json!({"skip_queue": true}))).await;
+    let now_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis();
+    assert!(stamp(&last) <= now_ms + 60_000, "a stamp three days ahead is not followed: {last}");
+    assert!(s.server.logs().iter().any(|l| l.contains("more than a day ahead")), "and it is logged");
+    assert_ledger_invariants(&s.server, &s.currency).await;
+}

@@ -288,7 +288,10 @@ impl Velocity {
         // a higher version holds what that batch moved after `base` was taken.
         match latest.filter(|latest| latest.version > self.base.version) {
             Some(latest) => {
-                debug_assert!(latest.at_ms >= self.base.at_ms, "a window's start only moves forward");
+                debug_assert!(
+                    latest.at_ms >= self.base.at_ms,
+                    "a window's start only moves forward (M1: the clock never goes back)"
+                );
                 self.base = latest;
                 true
             }

@@ -536,7 +536,12 @@ impl Batch {
         let uncached = take_and_lock(w, touched, cache, &mut balances, &mut monitors, config.clock)?;
         // Stamped once its balances are locked: a batch that waited for another's locks (another
         // engine worker's or process's, on PostgreSQL) is stamped after that one committed, so
-        // `created_at` follows the commit order of the batches that share a balance.
+        // `created_at` follows the commit order of the batches that share a balance. And never
+        // before a balance's latest checkpoint (M1), which another process may have stamped by a
+        // clock ahead of this one's: a velocity window's start never moves back (G2).
+        if let Some(latest) = balances.values().filter_map(|b| b.checkpoints.last()).map(|c| c.at_ms).max() {
+            config.clock.not_before_ms(latest);
+        }
         let (now, now_ms) = config.clock.now();
         let mut changed_monitors: BTreeSet<(String, String)> =
             load_monitors(w, &uncached, &balances, &mut monitors, now_ms)?.into_iter().collect();

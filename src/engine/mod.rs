@@ -26,7 +26,7 @@ mod transactions;
 mod windows;
 
 pub use batch::new_id;
-pub use clock::Clock;
+pub use clock::{stamp_ms, Clock};
 pub use command::{
     BulkItem, Command, EndpointPatch, EngineError, InflightAction, NewBulk, NewEndpoint, NewMonitor, NewSplit,
     NewTransaction, Outcome,
@@ -166,6 +166,8 @@ pub fn start(store: Arc<dyn Store>, config: EngineConfig) -> (EngineHandle, std:
     // A panic in the engine is a broken invariant. Nothing uncommitted was acknowledged, so the
     // safe move is to stop the process at once rather than serve on without a writer (`tasks`).
     let thread = crate::tasks::thread("keel-engine", move || {
+        // On this thread, not the caller's: a store's blocking read must not run on a runtime.
+        hold_clock_to_what_is_stored(&*store, clock);
         let mut workers = workers.into_iter();
         let first = workers.next().expect("E4: the engine has at least one worker");
         let others: Vec<_> = workers
@@ -182,6 +184,19 @@ pub fn start(store: Arc<dyn Store>, config: EngineConfig) -> (EngineHandle, std:
     })
     .expect("the OS can start the engine thread at start-up");
     (EngineHandle { sender, events_committed: committed, clock }, thread)
+}
+
+/// M1 across a restart: the clock never stamps before the latest transaction stored, whatever this
+/// machine's clock did while Keel was down.
+fn hold_clock_to_what_is_stored(store: &dyn Store, clock: Clock) {
+    match store.reader().and_then(|r| r.latest_transaction_stamp()) {
+        Ok(latest) => {
+            if let Some(ms) = latest.as_deref().and_then(stamp_ms) {
+                clock.not_before_ms(ms);
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot read the latest stamp stored; the clock starts as it is"),
+    }
 }
 
 /// An engine thread: takes what waits on the channel, runs it as one batch, answers.

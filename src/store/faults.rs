@@ -234,6 +234,7 @@ delegate! { reads:
     pending_events() -> u64;
     count_events(filter: &EventFilter) -> u64;
     scheduled_due(now: &str) -> bool;
+    latest_transaction_stamp() -> Option<String>;
     queued_transaction_ids(limit: u32, now: &str) -> Vec<String>;
     holds_due(now: &str, expired: bool, limit: u32) -> Vec<String>;
     api_key_by_hash(key_hash: &str) -> Option<ApiKey>;

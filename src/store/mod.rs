@@ -175,6 +175,8 @@ pub trait Reads {
     fn count_events(&self, filter: &EventFilter) -> StoreResult<u64>;
     /// Some `SCHEDULED` transaction is due by `now`.
     fn scheduled_due(&self, now: &str) -> StoreResult<bool>;
+    /// The latest `created_at` of any transaction (the engine's clock never stamps before it, M1).
+    fn latest_transaction_stamp(&self) -> StoreResult<Option<String>>;
     /// The ids of the oldest `QUEUED` transactions, and `SCHEDULED` ones due by `now`, in arrival
     /// order: what the queue would take, read without decoding a row (so one that does not read
     /// back can be named).

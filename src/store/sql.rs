@@ -595,6 +595,14 @@ impl<S: Sql> Reads for S {
         Ok(!due.is_empty())
     }
 
+    fn latest_transaction_stamp(&self) -> StoreResult<Option<String>> {
+        // The list index on `created_at` serves it (one step from its end).
+        let latest = self.rows("SELECT created_at FROM transactions ORDER BY created_at DESC LIMIT 1", &[], |c| {
+            c.text().map(str::to_string)
+        })?;
+        Ok(latest.into_iter().next())
+    }
+
     fn queued_transaction_ids(&self, limit: u32, now: &str) -> StoreResult<Vec<String>> {
         self.rows(QUEUED_IDS, &[Value::Int(limit.into()), now.into()], text)
     }
