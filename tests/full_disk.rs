@@ -2,7 +2,8 @@
 //! Every write it cannot store is answered `503 GEN_UNAVAILABLE` (an operator's fault, not the
 //! client's, and not a defect: never a `500`), nothing refused is stored, everything acknowledged
 //! is, the books still balance, and once space is freed the same server writes again without a
-//! restart.
+//! restart. Transactions the queue applies that fall due while the disk is full are applied once
+//! space is freed, by the same server.
 //!
 //! The same on PostgreSQL (a server of the test's own, its data directory on the tmpfs and its WAL
 //! elsewhere: a full data volume is an error PostgreSQL answers, `disk_full`; a full WAL volume
@@ -121,6 +122,55 @@ async fn fill_then_free(server: Server, disk: &SmallDisk) {
     assert!(server.stop(), "the server stops cleanly after the disk was full");
     let (ok, printed) = common::keel(&["check", "--database", &url]);
     assert!(ok, "keel check after a full disk: {printed}");
+}
+
+/// Transactions the queue applies (here scheduled ones, which fall due while the disk is full)
+/// meet a full disk: the queue waits it out (tried again after a backoff, while the server answers
+/// requests) and applies them, in order, once space is freed; no restart.
+#[tokio::test]
+async fn the_queue_waits_out_a_full_disk_and_applies_everything_once_space_is_freed() {
+    let disk = SmallDisk::mount(16);
+    let server = Server::start_on(&database_url(&disk.dir), &[]);
+    let currency = unique_currency();
+    let wallet = server.balance(&server.ledger("full queue").await, &currency).await;
+    let due = humantime::format_rfc3339_seconds(std::time::SystemTime::now() + std::time::Duration::from_secs(5));
+    let mut scheduled = Vec::new();
+    for _ in 0..3 {
+        let body = json!({"precise_amount": 1, "currency": currency, "source": "@World", "destination": wallet,
+            "reference": unique("due"), "description": incompressible_description(), "scheduled_for": due.to_string()});
+        let txn = server.create("/transactions", body).await;
+        assert_eq!(txn["status"], "SCHEDULED", "{txn}");
+        scheduled.push(txn["transaction_id"].as_str().unwrap().to_string());
+    }
+    // Filled until writes are refused, before they fall due.
+    let filler = disk.fill(256 * 1024);
+    let mut refused = 0;
+    while refused < 5 {
+        let body = json!({"precise_amount": 1, "currency": currency, "source": "@World", "destination": wallet,
+            "reference": unique("fill"), "description": incompressible_description(), "skip_queue": true});
+        let (status, answer) = server.post("/transactions", body).await;
+        match status {
+            StatusCode::CREATED => {}
+            StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+            other => panic!("a write on a full disk answered {other}: {answer}"),
+        }
+    }
+    // Past their time, and the server answers meanwhile.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let (status, txn) = server.get(&format!("/transactions/{}", scheduled[0])).await;
+    assert_eq!(status, StatusCode::OK, "{txn}");
+    let (status, _) = server.transfer("@World", &wallet, 1, &currency).await;
+    assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR);
+
+    std::fs::remove_file(&filler).expect("the filler is removed");
+    for id in &scheduled {
+        let txn = common::wait_for(&server, &format!("/transactions/{id}"), |t| t["status"] == "APPLIED").await;
+        assert_eq!(txn["status"], "APPLIED", "{txn}");
+    }
+    assert_ledger_invariants(&server, &currency).await;
+    let logs = server.logs();
+    let waited = logs.iter().any(|l| l.contains("applying queued transactions failed") && l.contains("retry_in"));
+    assert!(waited, "the queue met the full disk and waited it out: {logs:?}");
 }
 
 #[tokio::test]
