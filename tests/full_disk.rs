@@ -173,6 +173,27 @@ async fn the_queue_waits_out_a_full_disk_and_applies_everything_once_space_is_fr
     assert!(waited, "the queue met the full disk and waited it out: {logs:?}");
 }
 
+/// Keel cannot start on a full disk (it writes at start, and SQLite needs room for its
+/// shared-memory file): the error says the disk is full, not only SQLite's "disk I/O error".
+#[tokio::test]
+async fn starting_on_a_full_disk_is_an_error_that_says_so() {
+    let disk = SmallDisk::mount(16);
+    let url = database_url(&disk.dir);
+    let server = Server::start_on(&url, &[]);
+    server.balance(&server.ledger("before").await, &unique_currency()).await;
+    assert!(server.stop(), "a clean stop");
+    let filler = disk.fill(0);
+    for command in [&["serve", "--port", "0"][..], &["migrate"]] {
+        let started = common::keel_within_20s(&disk.dir, &[command, &["--database", &url]].concat());
+        let (ok, printed) = started.expect("keel stops at once on a full disk");
+        assert!(!ok, "{command:?} on a full disk: {printed}");
+        assert!(printed.contains("the disk holding it is full"), "{command:?}: {printed}");
+    }
+    std::fs::remove_file(&filler).expect("the filler is removed");
+    let server = Server::start_on(&url, &[]);
+    assert_eq!(server.get("/ledgers").await.0, StatusCode::OK, "and it starts once space is freed");
+}
+
 #[tokio::test]
 async fn a_full_disk_refuses_writes_with_503_and_loses_or_doubles_nothing() {
     let disk = SmallDisk::mount(16);

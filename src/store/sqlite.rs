@@ -63,10 +63,18 @@ impl SqliteStore {
         if page_cache::install() == page_cache::Installed::TooLate {
             tracing::debug!("SQLite was in use before the first store opened: its page cache stays as it is");
         }
-        match access {
+        let opened = match access {
             Access::Own => Self::open_owned(path),
             Access::Existing => Self::open_existing(path),
-        }
+        };
+        // SQLite says "disk I/O error" when it cannot even create its shared-memory file: the
+        // operator's likeliest cause, said plainly.
+        opened.map_err(|error| match free_bytes_beside(path) {
+            Some(free) if free < FULL_BELOW_BYTES => {
+                format!("{error}; the disk holding it is full ({free} bytes free): free space, then start Keel again")
+            }
+            _ => error,
+        })
     }
 
     /// The server's (and `keel migrate`'s) store: the file created if missing, locked, migrated.
@@ -143,6 +151,16 @@ impl SqliteStore {
             _owner_lock: None,
         })
     }
+}
+
+/// Free space below which a start-up failure is put down to a full disk.
+const FULL_BELOW_BYTES: u64 = 1024 * 1024;
+
+/// Bytes free to this user on the filesystem holding `path` (its directory's), if it can be asked.
+fn free_bytes_beside(path: &str) -> Option<u64> {
+    let dir = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty());
+    let stats = rustix::fs::statvfs(dir.unwrap_or(std::path::Path::new("."))).ok()?;
+    Some(stats.f_bavail.saturating_mul(stats.f_frsize))
 }
 
 /// Takes the database file's lock for this process, creating the file if it is missing; refuses
