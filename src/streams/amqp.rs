@@ -63,7 +63,7 @@ impl Broker for Amqp {
     }
 
     async fn publish(&mut self, events: &[Event]) -> (usize, Option<String>) {
-        let Some((_, channel)) = &self.channel else { return (0, Some("not connected".into())) };
+        let Some((connection, channel)) = &self.channel else { return (0, Some("not connected".into())) };
         // Sent one after another, then the confirmations awaited in order: a gap is never
         // confirmed past.
         let mut confirms = Vec::with_capacity(events.len());
@@ -98,9 +98,26 @@ impl Broker for Amqp {
             }
         }
         let mut done = 0;
-        for confirm in confirms {
-            // A connection the broker closed may leave a confirmation that never comes.
-            match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+        let mut said_blocked = false;
+        for mut confirm in confirms {
+            // A connection the broker closed may leave a confirmation that never comes. One the
+            // broker blocks (a resource alarm: `connection.blocked`) is waited on while it stays
+            // up: the broker takes what was sent once the alarm clears, and sending it again
+            // would make a copy.
+            let confirmed = loop {
+                let waited = tokio::time::timeout(CONFIRM_TIMEOUT, &mut confirm).await;
+                let status = connection.status();
+                if waited.is_ok() || !(status.blocked() && status.connected()) {
+                    break waited;
+                }
+                if !std::mem::replace(&mut said_blocked, true) {
+                    tracing::warn!(
+                        broker = %self.describe(),
+                        "the broker blocks publishing (a resource alarm: memory or disk); waiting for it to clear"
+                    );
+                }
+            };
+            match confirmed {
                 Ok(Ok(confirmation)) if confirmation.is_ack() => done += 1,
                 Ok(Ok(_)) => {
                     failure.get_or_insert_with(|| "the broker refused a message (nack)".to_string());
