@@ -69,3 +69,41 @@ async fn connections_postgres_drops_are_replaced_without_client_errors() {
     assert_eq!(server.get(&format!("/balances/{wallet}")).await.1["balance"], serde_json::json!(30));
     assert_ledger_invariants(&server, &currency).await;
 }
+
+/// A lock held elsewhere (a DBA's maintenance transaction) under a `lock_timeout` the DBA set on
+/// the database: Keel's batch meets `lock_not_available` and tries again until the lock is free,
+/// so the transfer is applied. Before, that error counted as final: the request answered 500 at
+/// once (and a queued transaction meeting it could have been set aside).
+#[tokio::test]
+#[ignore = "PostgreSQL suite: set KEEL_TEST_POSTGRES_URL and pass --include-ignored (.ci/run does)"]
+async fn a_dbas_lock_timeout_is_waited_out_not_answered_500() {
+    assert!(postgres_url().is_some(), "the PostgreSQL suite needs KEEL_TEST_POSTGRES_URL");
+    let database = TestDatabase::new();
+    let name = database.url.rsplit('/').next().unwrap().to_string();
+    database.execute(&format!("ALTER DATABASE \"{name}\" SET lock_timeout = '100ms'"));
+    let server = Server::start_on(&database.url, &[]);
+    let currency = unique_currency();
+    let wallet = server.balance(&server.ledger("locked").await, &currency).await;
+    assert_eq!(server.transfer("@World", &wallet, 1, &currency).await.0, StatusCode::CREATED);
+
+    let (locked, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+    let (url, id) = (database.url.clone(), wallet.clone());
+    let holder = std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connects");
+        let mut maintenance = client.transaction().expect("a transaction");
+        maintenance.execute("SET LOCAL lock_timeout = 0", &[]).unwrap();
+        maintenance.query("SELECT 1 FROM balances WHERE balance_id = $1 FOR UPDATE", &[&id]).unwrap();
+        locked.0.send(()).unwrap();
+        // Held for a second after the transfer started waiting on it, ten times the lock_timeout.
+        release.1.recv().unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        maintenance.commit().unwrap();
+    });
+    locked.1.recv().unwrap();
+    release.0.send(()).unwrap();
+    let (status, body) = server.transfer("@World", &wallet, 1, &currency).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    holder.join().unwrap();
+    assert_eq!(server.get(&format!("/balances/{wallet}")).await.1["balance"], serde_json::json!(2));
+    assert_ledger_invariants(&server, &currency).await;
+}

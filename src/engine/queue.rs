@@ -10,7 +10,9 @@
 //!   transaction at a time, and one that fails so twice in a row is *set aside*: left `QUEUED`,
 //!   named in an error (so a `system.error` event), not taken again for `SET_ASIDE_FOR_MS` on the
 //!   engine's clock; the queue goes on past it. Before, one such row failed the whole queue for
-//!   ever. Twice, because a statement can fail once for a reason that is not the row's.
+//!   ever. Twice, because a statement can fail once for a reason that is not the row's; and at
+//!   most one per round: when the next fails too, the failure is more likely the database's (a
+//!   grant revoked, a table renamed) than every row's, and the round ends as a store failure.
 
 use super::{batch, record_batch, with_retries, Command, Core};
 use crate::domain::transaction::Transaction;
@@ -97,12 +99,13 @@ impl Core {
     }
 
     /// After a batch failed for good: each queued transaction in a database transaction of its
-    /// own; one that fails for good twice in a row is set aside. Returns how many were applied.
+    /// own; one that fails for good twice in a row is set aside, at most one per round (a second
+    /// ends the round as a store failure). Returns how many were applied.
     fn apply_queued_one_by_one(&mut self, except: &[String]) -> StoreResult<usize> {
         let now = self.config.clock.now().0;
         let wanted = QUEUE_BATCH.saturating_add(u32::try_from(except.len()).unwrap_or(u32::MAX));
         let ids = self.store.reader()?.queued_transaction_ids(wanted, &now)?;
-        let mut applied = 0;
+        let (mut applied, mut set_aside_now) = (0, false);
         for id in ids.iter().filter(|id| !except.contains(id)).take(QUEUE_BATCH as usize) {
             let mut take_it = |w: &mut dyn Writes, now: &str| Ok(w.queued_transaction(id, now)?.into_iter().collect());
             let done = match self.apply_queue_round(&mut take_it) {
@@ -111,7 +114,9 @@ impl Core {
             };
             match done {
                 Ok(n) => applied += n,
+                Err(error) if fails_for_good(&error) && set_aside_now => return Err(error),
                 Err(error) if fails_for_good(&error) => {
+                    set_aside_now = true;
                     self.queue.set_aside.insert(id.clone(), self.config.clock.now().1 + SET_ASIDE_FOR_MS);
                     tracing::error!(
                         %error, transaction_id = %id,

@@ -14,7 +14,8 @@ pub enum ErrorKind {
     /// A unique value is already taken.
     Conflict,
     /// Worth trying again as it is: a serialization failure, a deadlock, a lost connection, a
-    /// COMMIT found not to have happened. Nothing was written.
+    /// COMMIT found not to have happened, and on PostgreSQL a statement or lock timeout, a cancel,
+    /// a server short of memory or connections or read-only. Nothing was written.
     Transient,
     /// A COMMIT failed and the database could not be asked whether it happened: the write may or
     /// may not be stored, so it must not be run again (DESIGN rule 8).

@@ -655,11 +655,21 @@ impl From<postgres::Error> for StoreError {
         let kind = match e.code() {
             Some(c) if *c == SqlState::UNIQUE_VIOLATION => ErrorKind::Conflict,
             Some(c) if *c == SqlState::DISK_FULL => ErrorKind::Full,
+            // Not the statement's fault but the server's state or an operator's setting: a
+            // statement or lock timeout, a cancel, a server short of memory or connections, one in
+            // recovery or read-only (a failover under way). Worth trying again; nothing was written.
             Some(c)
                 if *c == SqlState::T_R_SERIALIZATION_FAILURE
                     || *c == SqlState::T_R_DEADLOCK_DETECTED
                     || *c == SqlState::ADMIN_SHUTDOWN
-                    || *c == SqlState::CANNOT_CONNECT_NOW =>
+                    || *c == SqlState::CRASH_SHUTDOWN
+                    || *c == SqlState::CANNOT_CONNECT_NOW
+                    || *c == SqlState::QUERY_CANCELED
+                    || *c == SqlState::LOCK_NOT_AVAILABLE
+                    || *c == SqlState::INSUFFICIENT_RESOURCES
+                    || *c == SqlState::OUT_OF_MEMORY
+                    || *c == SqlState::TOO_MANY_CONNECTIONS
+                    || *c == SqlState::READ_ONLY_SQL_TRANSACTION =>
             {
                 ErrorKind::Transient
             }
