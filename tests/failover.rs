@@ -207,6 +207,18 @@ async fn a_request_the_database_cannot_take_is_a_retryable_503() {
         cluster.standby.stop_immediately();
         cluster.primary.stop_immediately();
     });
+    // Several writes at once, so a batch of several meets the database away: each is answered once
+    // the retries are over (before, the batch's requests were then re-run one after another, each
+    // retrying as long again, so the last waited past the client's 60 s).
+    let writes = (0..6).map(|_| {
+        let mut body = body.clone();
+        body["reference"] = json!(unique("away"));
+        server.send("POST", "/transactions", &[], body.to_string().into_bytes())
+    });
+    for answer in futures_util::future::join_all(writes).await {
+        let answer = answer.expect("Keel answers each write");
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answer.body);
+    }
     for (method, path, body) in [("POST", "/transactions", body.to_string()), ("GET", "/ledgers", String::new())] {
         let answer = server.send(method, path, &[], body.into_bytes()).await.expect("Keel answers");
         let json: serde_json::Value = serde_json::from_str(&answer.body).unwrap();

@@ -90,6 +90,11 @@ const TRANSIENT_RETRIES: u32 = 15;
 /// ...and for at most this long: a failover usually completes within it, and a database away for
 /// longer must not hold every request waiting on the engine (they answer 503, retryable).
 const TRANSIENT_FOR: Duration = Duration::from_secs(20);
+/// ...but only this long while the database is known to be away (the last batch gave up on it):
+/// requests that waited meanwhile are answered 503 at once, rather than each batch in turn waiting
+/// 20 s more (the later ones would pass the HTTP layer's 30 s and answer 408). Long enough for a
+/// pooled connection a restart left dead to be replaced.
+const AWAY_FOR: Duration = Duration::from_secs(1);
 /// Movements (a bulk request counts each item) above which a batch runs alone, while no other
 /// worker's batch does: a batch that large locks a good share of a ledger's balances, so beside
 /// another it would wait on that one's locks row by row (measured: two workers running 1,000-item
@@ -340,6 +345,9 @@ pub struct Core {
     config: EngineConfig,
     /// The queue of `QUEUED` transactions (`queue.rs`).
     queue: queue::Queue,
+    /// The last write gave up on a transient failure (the database away): the next ones try for
+    /// `AWAY_FOR` only, until one succeeds.
+    store_away: bool,
     cache: BalanceCache,
     /// Counts the commits that wrote events (`EngineHandle::events_committed`), shared by the
     /// engine's workers.
@@ -350,7 +358,7 @@ impl Core {
     pub fn new(store: Arc<dyn Store>, config: EngineConfig) -> Core {
         let cache = BalanceCache::new(store.sole_writer());
         let events_committed = Arc::new(watch::channel(0).0);
-        Core { store, config, queue: queue::Queue::new(), cache, events_committed }
+        Core { store, config, queue: queue::Queue::new(), store_away: false, cache, events_committed }
     }
 
     /// Queued transactions may be waiting, and the engine applies them now.
@@ -428,14 +436,16 @@ impl Core {
         let mut output = None;
         let config = self.batch_config();
         let started = std::time::Instant::now();
+        let patience = self.patience();
         let cache = &mut self.cache;
         let store = self.store.as_ref();
-        let written = with_retries(&mut || {
+        let written = with_retries(patience, &mut || {
             store.write(&mut |w| {
                 output = Some(batch::apply_batch(w, &commands, config, cache)?);
                 Ok(())
             })
         });
+        self.note_store(&written);
         match written {
             Ok(()) => {
                 let mut output = output.expect("a committed batch has its output");
@@ -444,7 +454,10 @@ impl Core {
                 self.queue.pending |= output.results.iter().any(is_queued);
                 output.results.into_iter().map(|r| r.map_err(EngineError::from)).collect()
             }
-            Err(error) if commands.len() > 1 && !error.is_outcome_unknown() => {
+            // Re-run one by one to find the culprit, unless the failure is the database's and
+            // outlasted the retries (away, busy, timing out): every command would wait as long
+            // again, one after another, and fail the same way.
+            Err(error) if commands.len() > 1 && !error.is_outcome_unknown() && !error.is_transient() => {
                 tracing::warn!(%error, size = commands.len(), "batch failed; re-running its requests one by one");
                 commands.into_iter().flat_map(|command| self.execute(vec![command])).collect()
             }
@@ -467,12 +480,13 @@ impl Core {
         let mut preview = None;
         let config = self.batch_config();
         let store = self.store.as_ref();
-        let rehearsed = with_retries(&mut || {
+        let rehearsed = with_retries(self.patience(), &mut || {
             store.rehearse(&mut |w| {
                 preview = Some(rehearsal::rehearse(w, command, config)?);
                 Ok(())
             })
         });
+        self.note_store(&rehearsed);
         match rehearsed {
             Ok(()) => Ok(preview.expect("a rehearsal has its preview")?),
             Err(error) => {
@@ -495,16 +509,37 @@ fn is_queued(result: &batch::CommandResult) -> bool {
     }
 }
 
-/// Runs one database transaction (`transaction`: a `write` or a `rehearse`), trying again while
-/// the store reports a transient failure (a serialization failure, a deadlock, a connection lost
-/// to a database restart): those are the database's to resolve, not the client's.
-fn with_retries(transaction: &mut dyn FnMut() -> StoreResult<()>) -> StoreResult<()> {
+impl Core {
+    /// How long a write retries a transient failure (`TRANSIENT_FOR`, or `AWAY_FOR`).
+    fn patience(&self) -> Duration {
+        if self.store_away {
+            AWAY_FOR
+        } else {
+            TRANSIENT_FOR
+        }
+    }
+
+    /// Notes whether the database answered a write (`store_away`).
+    fn note_store(&mut self, written: &StoreResult<()>) {
+        match written {
+            Ok(()) => self.store_away = false,
+            Err(error) if error.is_transient() => self.store_away = true,
+            Err(_) => {}
+        }
+    }
+}
+
+/// Runs one database transaction (`transaction`: a `write` or a `rehearse`), trying again for up
+/// to `patience` while the store reports a transient failure (a serialization failure, a
+/// deadlock, a connection lost to a database restart): those are the database's to resolve, not
+/// the client's.
+fn with_retries(patience: Duration, transaction: &mut dyn FnMut() -> StoreResult<()>) -> StoreResult<()> {
     let mut delay = Duration::from_millis(5);
     let mut tries = 0;
     let started = std::time::Instant::now();
     loop {
         match transaction() {
-            Err(error) if error.is_transient() && tries < TRANSIENT_RETRIES && started.elapsed() < TRANSIENT_FOR => {
+            Err(error) if error.is_transient() && tries < TRANSIENT_RETRIES && started.elapsed() < patience => {
                 tries += 1;
                 tracing::warn!(%error, tries, "transient storage failure; retrying the batch");
                 std::thread::sleep(delay);

@@ -136,15 +136,18 @@ impl Core {
         let mut output = None;
         let config = self.batch_config();
         let started = Instant::now();
+        let patience = self.patience();
         let cache = &mut self.cache;
         let store = self.store.as_ref();
-        with_retries(&mut || {
+        let written = with_retries(patience, &mut || {
             store.write(&mut |w| {
                 fetched = take(w, &config.clock.now().0)?.into_iter().map(Command::ApplyQueued).collect();
                 output = Some(batch::apply_batch(w, &fetched, config, cache)?);
                 Ok(())
             })
-        })?;
+        });
+        self.note_store(&written);
+        written?;
         let mut output = output.expect("a committed batch has its output");
         self.committed(&mut output);
         record_batch(&[], &output, started.elapsed());
