@@ -10,17 +10,9 @@
 
 mod common;
 
-use common::rabbitmq::{first_occurrences, TestExchange};
+use common::rabbitmq::{first_occurrences, rabbitmqctl, TestExchange};
 use common::{unique_currency, Server};
 use reqwest::StatusCode;
-use std::process::Command;
-
-/// Runs `rabbitmqctl` with `args`; its output, or a panic saying why not.
-fn rabbitmqctl(args: &[&str]) -> String {
-    let out = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl runs (Debian's rabbitmq-server)");
-    assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A memory alarm raised on the broker (its watermark set to nothing), cleared when dropped, also
 /// when the test fails: the watermark goes back to what it was.

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::rabbitmq::{first_occurrences, TestExchange};
+use common::rabbitmq::{first_occurrences, rabbitmqctl, TestExchange};
 use common::{unique_currency, Server};
 use reqwest::StatusCode;
 
@@ -29,11 +29,7 @@ async fn a_connection_rabbitmq_closed_mid_stream_loses_nothing() {
 
     // RabbitMQ drops every client connection (as a broker restart or a failover does), and Keel
     // takes transfers meanwhile: it reconnects and publishes what waited in the outbox.
-    let closed = std::process::Command::new("rabbitmqctl")
-        .args(["close_all_connections", "closed by a Keel test"])
-        .output()
-        .expect("rabbitmqctl runs (Debian's rabbitmq-server package)");
-    assert!(closed.status.success(), "{}", String::from_utf8_lossy(&closed.stderr));
+    rabbitmqctl(&["close_all_connections", "closed by a Keel test"]);
     for amount in 1..=15 {
         assert_eq!(server.transfer("@World", &wallet, amount, &currency).await.0, StatusCode::CREATED);
     }

@@ -10,6 +10,17 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use std::time::{Duration, Instant};
 
+/// Runs `rabbitmqctl` with `args` (Debian's `rabbitmq-server` has it); its output, or a panic
+/// saying why not.
+pub fn rabbitmqctl(args: &[&str]) -> String {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs (Debian's rabbitmq-server)");
+    assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// The machine's RabbitMQ, from `KEEL_TEST_AMQP_URL`.
 pub fn rabbitmq() -> String {
     std::env::var("KEEL_TEST_AMQP_URL")
