@@ -27,16 +27,39 @@ pub struct AmqpConfig {
 pub struct Amqp {
     config: AmqpConfig,
     channel: Option<(Connection, Channel)>,
+    /// The broker's `max_message_size`, once it refused a message over it. AMQP does not announce
+    /// it, and the broker closes the channel on such a message, so without it the same event would
+    /// be sent again for ever: learnt from the refusal, a larger event goes as a stub.
+    max_message_size: Option<usize>,
 }
 
 impl Amqp {
     pub fn new(config: AmqpConfig) -> Amqp {
-        Amqp { config, channel: None }
+        Amqp { config, channel: None, max_message_size: None }
     }
 
     /// The cursor's name in `stream_cursors`.
     pub fn cursor_name(&self) -> String {
         format!("amqp:{}", self.config.exchange)
+    }
+
+    /// `event`'s body and properties: persistent, its id as `message_id`, its type and sequence in
+    /// headers; a stub in its place if it is over the broker's limit.
+    fn message(&self, event: &Event) -> (String, BasicProperties) {
+        let mut headers = FieldTable::default();
+        headers.insert("keel-event-type".into(), AMQPValue::LongString(event.kind.as_str().into()));
+        headers.insert("keel-sequence".into(), AMQPValue::LongLongInt(event.sequence));
+        let mut body = crate::wire::event::delivered_body(event);
+        if let Some(max) = self.max_message_size.filter(|max| body.len() > *max) {
+            headers.insert("keel-too-large".into(), AMQPValue::LongLongInt(body.len() as i64));
+            body = super::too_large(event, body.len(), ("max_message_size", max));
+        }
+        let properties = BasicProperties::default()
+            .with_message_id(ShortString::from(event.id.as_str()))
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_headers(headers);
+        (body, properties)
     }
 }
 
@@ -69,15 +92,7 @@ impl Broker for Amqp {
         let mut confirms = Vec::with_capacity(events.len());
         let mut failure = None;
         for event in events {
-            let mut headers = FieldTable::default();
-            headers.insert("keel-event-type".into(), AMQPValue::LongString(event.kind.as_str().into()));
-            headers.insert("keel-sequence".into(), AMQPValue::LongLongInt(event.sequence));
-            let properties = BasicProperties::default()
-                .with_message_id(ShortString::from(event.id.as_str()))
-                .with_content_type("application/json".into())
-                .with_delivery_mode(2)
-                .with_headers(headers);
-            let body = crate::wire::event::delivered_body(event);
+            let (body, properties) = self.message(event);
             let key = super::routing_key(event);
             let options = BasicPublishOptions::default();
             match channel
@@ -99,6 +114,7 @@ impl Broker for Amqp {
         }
         let mut done = 0;
         let mut said_blocked = false;
+        let mut refused_over = None;
         for mut confirm in confirms {
             // A connection the broker closed may leave a confirmation that never comes. One the
             // broker blocks (a resource alarm: `connection.blocked`) is waited on while it stays
@@ -124,7 +140,9 @@ impl Broker for Amqp {
                     break;
                 }
                 Ok(Err(error)) => {
-                    failure.get_or_insert_with(|| error.to_string());
+                    let error = error.to_string();
+                    refused_over = refused_over.or_else(|| max_message_size(&error));
+                    failure.get_or_insert(error);
                     break;
                 }
                 Err(_) => {
@@ -133,6 +151,33 @@ impl Broker for Amqp {
                 }
             }
         }
+        if let Some(max) = refused_over.filter(|max| self.max_message_size != Some(*max)) {
+            tracing::warn!(
+                broker = %self.describe(),
+                "the broker refuses messages over {max} bytes (its max_message_size): a larger event is \
+                 published as a stub naming where to read it whole"
+            );
+            self.max_message_size = Some(max);
+        }
         (done, failure)
+    }
+}
+
+/// The limit in RabbitMQ's refusal of a message over its `max_message_size` (the channel's close
+/// reason: "PRECONDITION_FAILED - message size 100493 is larger than configured max size 65536").
+fn max_message_size(error: &str) -> Option<usize> {
+    let (_, after) = error.split_once("larger than configured max size ")?;
+    after.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_limit_is_read_from_the_brokers_refusal() {
+        let refusal = "protocol error: AMQP soft error: PRECONDITION-FAILED: PRECONDITION_FAILED - message size \
+                       100493 is larger than configured max size 65536";
+        assert_eq!(super::max_message_size(refusal), Some(65536));
+        assert_eq!(super::max_message_size("invalid channel state: Closing (basic.publish)"), None);
+        assert_eq!(super::max_message_size("larger than configured max size x"), None);
     }
 }

@@ -174,6 +174,24 @@ pub(crate) fn routing_key(event: &Event) -> String {
     format!("{}.{balance}", event.kind.as_str())
 }
 
+/// What is published in place of an event too large for the broker: where to read it whole (the
+/// event feed, which a stream records every event for). `limit` is the broker's setting that
+/// refused it, by name (`max_payload`, `max_message_size`), and its value in bytes.
+pub(crate) fn too_large(event: &Event, bytes: usize, limit: (&str, usize)) -> String {
+    let mut too_large = serde_json::json!({
+        "bytes": bytes,
+        "read_it_at": format!("/events/feed?after={}&limit=1", event.sequence - 1),
+    });
+    too_large[limit.0] = limit.1.into();
+    serde_json::json!({
+        "sequence": event.sequence,
+        "event": event.kind.as_str(),
+        "event_id": event.id,
+        "too_large": too_large,
+    })
+    .to_string()
+}
+
 /// One word of a subject or routing key: no separator, wildcard or white space.
 fn is_word(text: &str) -> bool {
     !text.is_empty() && !text.contains(['.', '*', '>', '#', ' ', '\t', '\r', '\n'])

@@ -81,7 +81,7 @@ impl Broker for Nats {
             let mut body = crate::wire::event::delivered_body(event);
             if body.len() + HEADERS_AT_MOST > self.max_payload {
                 headers.insert("Keel-Too-Large", body.len().to_string().as_str());
-                body = too_large(event, body.len(), self.max_payload);
+                body = super::too_large(event, body.len(), ("max_payload", self.max_payload));
             }
             let subject = subject(&self.config.subject_prefix, event);
             match context.publish_with_headers(subject, headers, body.into()).await {
@@ -99,22 +99,6 @@ impl Broker for Nats {
 
 /// Room left for a message's headers (ours are three short ones) under `max_payload`.
 const HEADERS_AT_MOST: usize = 1024;
-
-/// What is published for an event too large for the server: where to read it whole (the event
-/// feed, which a stream records every event for).
-fn too_large(event: &Event, bytes: usize, max_payload: usize) -> String {
-    serde_json::json!({
-        "sequence": event.sequence,
-        "event": event.kind.as_str(),
-        "event_id": event.id,
-        "too_large": {
-            "bytes": bytes,
-            "max_payload": max_payload,
-            "read_it_at": format!("/events/feed?after={}&limit=1", event.sequence - 1),
-        },
-    })
-    .to_string()
-}
 
 /// How many acknowledgements, from the first, arrived.
 async fn confirmed(acks: Vec<jetstream::context::PublishAckFuture>) -> usize {

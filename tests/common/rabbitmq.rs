@@ -76,12 +76,16 @@ impl TestExchange {
 
     /// Takes what waits in the queue: (routing key, `message_id`), in the queue's order.
     pub async fn take(&self) -> Vec<(String, String)> {
+        self.take_whole().await.into_iter().map(|m| (m.delivery.routing_key.to_string(), message_id(&m))).collect()
+    }
+
+    /// Takes what waits in the queue, each message whole, in the queue's order.
+    pub async fn take_whole(&self) -> Vec<lapin::message::BasicGetMessage> {
         let (_connection, channel) = channel(&self.url).await;
         let mut taken = Vec::new();
         let options = BasicGetOptions { no_ack: true };
         while let Some(message) = channel.basic_get(self.queue.as_str().into(), options).await.unwrap() {
-            let id = message.delivery.properties.message_id().as_ref().map(|id| id.to_string()).unwrap_or_default();
-            taken.push((message.delivery.routing_key.to_string(), id));
+            taken.push(message);
         }
         taken
     }
@@ -108,6 +112,11 @@ impl TestExchange {
         let _ = channel.exchange_delete(self.name.as_str().into(), ExchangeDeleteOptions::default()).await;
         let _ = channel.queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default()).await;
     }
+}
+
+/// A message's `message_id` (Keel's event id), or "" without one.
+pub fn message_id(message: &lapin::message::BasicGetMessage) -> String {
+    message.delivery.properties.message_id().as_ref().map(|id| id.to_string()).unwrap_or_default()
 }
 
 /// The ids in the order they first arrived (a copy sent again after a crash counted once).
