@@ -40,11 +40,23 @@ pub enum Commands {
     /// Verify the ledger's invariants over the whole database; exits 1 listing every balance that
     /// does not match its transactions.
     Check(DatabaseArgs),
+    /// Copy a SQLite ledger, consistently, while a server may be writing it: every transaction
+    /// committed before the copy began, none after; the copy is checked before it takes its name.
+    Backup(BackupArgs),
     /// Webhook maintenance.
     Webhooks {
         #[command(subcommand)]
         command: WebhooksCommand,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The backup's file: it must not exist yet (a backup never replaces a file).
+    #[arg(long)]
+    pub to: std::path::PathBuf,
 }
 
 #[derive(Subcommand, Debug)]

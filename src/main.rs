@@ -1,7 +1,7 @@
 //! `keel`: parses the command line, wires the parts together, and nothing else.
 
 use clap::{CommandFactory, FromArgMatches};
-use keel::config::{Cli, Commands, DatabaseArgs, ServeArgs, WebhooksCommand};
+use keel::config::{BackupArgs, Cli, Commands, DatabaseArgs, ServeArgs, WebhooksCommand};
 use keel::engine::{self, EngineConfig};
 use keel::store::Access;
 use keel::webhooks::{self, retry::RetryPolicy, WebhookConfig};
@@ -44,6 +44,7 @@ fn main() -> ExitCode {
             tracing::info!("migrations applied to {}", s.describe());
         }),
         Commands::Check(args) => check(args),
+        Commands::Backup(args) => back_up(args),
         Commands::Openapi => api::openapi().to_pretty_json().map(|doc| println!("{doc}")).map_err(|e| e.to_string()),
         Commands::Config(_) => {
             print!("{}", config_file::effective(&matches, file.as_ref()));
@@ -261,6 +262,22 @@ fn check(args: DatabaseArgs) -> Result<(), String> {
     } else {
         Err(format!("{summary}: {} problems", report.problems.len()))
     }
+}
+
+fn back_up(args: BackupArgs) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let backup = store::back_up(&args.database.database, &args.to)?;
+    tracing::info!(
+        "backed up {} to {}: {} transactions (the newest at {}), {} balances, {} bytes, in {:.1} s",
+        args.database.database,
+        args.to.display(),
+        backup.transactions,
+        backup.latest.as_deref().unwrap_or("-"),
+        backup.balances,
+        backup.bytes,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn redeliver_failed(args: DatabaseArgs) -> Result<(), String> {

@@ -417,6 +417,21 @@ pub fn open(
     Err(format!("unsupported database URL {url:?}: expected sqlite://FILE or postgres://USER@HOST:PORT/DB"))
 }
 
+/// `keel backup`: a consistent copy of the SQLite database `url` names, written to `target` (a file
+/// that must not exist), beside a server that goes on writing (`sqlite::backup`). PostgreSQL has
+/// its own tools, which know its WAL and its standbys.
+pub fn back_up(url: &str, target: &std::path::Path) -> Result<sqlite::backup::Backup, String> {
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        return sqlite::backup::back_up(sqlite_path(path, url)?, target);
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err("keel backup copies a SQLite database; back up PostgreSQL with its own tools: \
+                    pg_basebackup with WAL archiving (to any moment), or pg_dump --format=custom"
+            .into());
+    }
+    Err(format!("unsupported database URL {url:?}: expected sqlite://FILE or postgres://USER@HOST:PORT/DB"))
+}
+
 /// The file a `sqlite://` URL names. Every connection Keel opens (a writer, readers, the
 /// checkpointer) must reach the same database, so a URL naming no file, or SQLite's in-memory
 /// databases (one separate, empty database per connection), would start a server whose reads find

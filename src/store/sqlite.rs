@@ -2,6 +2,7 @@
 //! before the engine answers. One writer connection (the engine's) and a pool of readers; WAL lets
 //! readers see the last commit while the writer works on the next one.
 
+pub mod backup;
 pub mod page_cache;
 
 use super::codec::{Cursor, RowAccess, Value};
