@@ -214,3 +214,22 @@ async fn a_full_postgres_data_volume_refuses_writes_with_503_and_loses_or_double
     let server = Server::start_on(&postgres.node.url(), &[]);
     fill_then_free(server, &disk).await;
 }
+
+#[tokio::test]
+async fn a_backup_onto_a_full_disk_fails_saying_so_and_leaves_nothing_behind() {
+    let database = common::TestDatabase::sqlite();
+    let server = Server::start_on(&database.url, &[]);
+    let currency = unique_currency();
+    let wallet = server.balance(&server.ledger("backup").await, &currency).await;
+    for _ in 0..100 {
+        let body = json!({"precise_amount": 1, "currency": currency, "source": "@World", "destination": wallet,
+            "reference": unique("b"), "description": incompressible_description(), "skip_queue": true});
+        assert_eq!(server.post("/transactions", body).await.0, StatusCode::CREATED);
+    }
+    let disk = SmallDisk::mount(1); // the ledger is about 2 MiB
+    let target = disk.dir.join("keel-backup.db");
+    let (ok, printed) = common::keel(&["backup", "--database", &database.url, "--to", target.to_str().unwrap()]);
+    assert!(!ok && printed.contains("full"), "{printed}");
+    let left: Vec<_> = std::fs::read_dir(&disk.dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "nothing is left to be mistaken for a backup: {left:?}");
+}

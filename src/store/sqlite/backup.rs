@@ -35,18 +35,26 @@ pub fn back_up(path: &str, target: &Path) -> Result<Backup, String> {
     }
     let partial = PathBuf::from(format!("{}.partial", target.display()));
     // Ours alone, from a backup that stopped half way: never a backup.
-    let _ = std::fs::remove_file(&partial);
+    remove(&partial);
     let copied = copy(path, &partial).and_then(|version| check(&partial, version));
     let backup = match copied {
         Ok(backup) => backup,
         Err(error) => {
-            let _ = std::fs::remove_file(&partial);
+            remove(&partial);
             return Err(error);
         }
     };
     let linked = name(&partial, target).and_then(|()| sync_directory_of(target));
-    let _ = std::fs::remove_file(&partial);
+    remove(&partial);
     linked.map(|()| backup)
+}
+
+/// Removes the partial copy and what SQLite wrote beside it (a failed `VACUUM INTO` leaves its
+/// rollback journal).
+fn remove(partial: &Path) {
+    for suffix in ["", "-journal", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", partial.display()));
+    }
 }
 
 /// Writes the copy to `partial` and flushes it; the source's schema version.
