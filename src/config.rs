@@ -43,6 +43,9 @@ pub enum Commands {
     /// Copy a SQLite ledger, consistently, while a server may be writing it: every transaction
     /// committed before the copy began, none after; the copy is checked before it takes its name.
     Backup(BackupArgs),
+    /// Put a SQLite ledger back to a backup. Refused while a server uses the database; the ledger
+    /// it held is kept beside it as a backup first.
+    Restore(RestoreArgs),
     /// Webhook maintenance.
     Webhooks {
         #[command(subcommand)]
@@ -57,6 +60,15 @@ pub struct BackupArgs {
     /// The backup's file: it must not exist yet (a backup never replaces a file).
     #[arg(long)]
     pub to: std::path::PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The backup to restore (`keel backup`'s file).
+    #[arg(long)]
+    pub from: std::path::PathBuf,
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,7 +1,7 @@
 //! `keel`: parses the command line, wires the parts together, and nothing else.
 
 use clap::{CommandFactory, FromArgMatches};
-use keel::config::{BackupArgs, Cli, Commands, DatabaseArgs, ServeArgs, WebhooksCommand};
+use keel::config::{BackupArgs, Cli, Commands, DatabaseArgs, RestoreArgs, ServeArgs, WebhooksCommand};
 use keel::engine::{self, EngineConfig};
 use keel::store::Access;
 use keel::webhooks::{self, retry::RetryPolicy, WebhookConfig};
@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         }),
         Commands::Check(args) => check(args),
         Commands::Backup(args) => back_up(args),
+        Commands::Restore(args) => restore(args),
         Commands::Openapi => api::openapi().to_pretty_json().map(|doc| println!("{doc}")).map_err(|e| e.to_string()),
         Commands::Config(_) => {
             print!("{}", config_file::effective(&matches, file.as_ref()));
@@ -276,6 +277,22 @@ fn back_up(args: BackupArgs) -> Result<(), String> {
         backup.balances,
         backup.bytes,
         started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn restore(args: RestoreArgs) -> Result<(), String> {
+    let restored = store::restore(&args.database.database, &args.from)?;
+    if let Some(kept) = &restored.kept {
+        tracing::info!("the ledger {} held is kept at {}", args.database.database, kept.display());
+    }
+    tracing::info!(
+        "restored {} from {}: {} transactions (the newest at {}), {} balances; start the server, then run keel check",
+        args.database.database,
+        args.from.display(),
+        restored.holds.transactions,
+        restored.holds.latest.as_deref().unwrap_or("-"),
+        restored.holds.balances,
     );
     Ok(())
 }

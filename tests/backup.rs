@@ -106,3 +106,49 @@ fn a_backup_never_replaces_a_file_and_says_why_it_cannot_be_taken() {
     let (ok, log) = keel(&["backup", "--database", "postgres://postgres@127.0.0.1:5432/test", "--to", "x.db"]);
     assert!(!ok && log.contains("pg_basebackup"), "{log}");
 }
+
+#[tokio::test]
+async fn a_restore_puts_the_ledger_back_keeps_what_it_replaced_and_is_refused_beside_a_server() {
+    let database = TestDatabase::sqlite();
+    let path = std::path::PathBuf::from(database.url.trim_start_matches("sqlite://"));
+    let server = Server::start_on(&database.url, &[]);
+    let (currency, wallets) = parties(&server, 1).await;
+    for amount in 1..=5 {
+        assert_eq!(server.transfer("@World", &wallets[1], amount, &currency).await.0, StatusCode::CREATED);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("backup.db");
+    let (ok, log) = keel(&["backup", "--database", &database.url, "--to", backup.to_str().unwrap()]);
+    assert!(ok, "{log}");
+    let (_, later) = server.transfer("@World", &wallets[1], 100, &currency).await;
+    let later = later["transaction_id"].as_str().unwrap().to_string();
+
+    let restore = ["restore", "--database", database.url.as_str(), "--from", backup.to_str().unwrap()];
+    let (ok, log) = keel(&restore);
+    assert!(!ok && log.contains("another Keel process is using"), "beside a running server: {log}");
+    assert_eq!(server.get(&format!("/balances/{}", wallets[1])).await.1["balance"], 115, "nothing changed");
+    // Killed, not stopped: its WAL file is left beside the database, which a copy by hand would
+    // have had replayed onto the backup.
+    server.kill();
+    let wal = std::fs::metadata(format!("{}-wal", path.display())).map(|m| m.len()).unwrap_or(0);
+    assert!(wal > 0, "the killed server left its WAL");
+    let (ok, log) = keel(&restore);
+    assert!(ok && log.contains("kept at"), "{log}");
+
+    let (ok, log) = keel(&["check", "--database", &database.url]);
+    assert!(ok, "{log}");
+    let server = Server::start_on(&database.url, &[]);
+    assert_eq!(server.get(&format!("/balances/{}", wallets[1])).await.1["balance"], 15, "as backed up");
+    assert_eq!(server.get(&format!("/transactions/{later}")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(server.transfer("@World", &wallets[1], 1, &currency).await.0, StatusCode::CREATED);
+    // What it replaced is kept beside it, whole.
+    let kept: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("keel.db.before-restore-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(stored_ids(&kept[0]).contains(&later), "the replaced ledger is kept, with what came after the backup");
+    let (ok, log) = keel(&["restore", "--database", "postgres://postgres@127.0.0.1:5432/test", "--from", "x.db"]);
+    assert!(!ok && log.contains("pg_restore"), "{log}");
+}

@@ -432,6 +432,17 @@ pub fn back_up(url: &str, target: &std::path::Path) -> Result<sqlite::backup::Ba
     Err(format!("unsupported database URL {url:?}: expected sqlite://FILE or postgres://USER@HOST:PORT/DB"))
 }
 
+/// `keel restore`: the SQLite database `url` names put back to the backup `from`, the ledger it
+/// held kept beside it; refused while a server uses it (`sqlite::backup`).
+pub fn restore(url: &str, from: &std::path::Path) -> Result<sqlite::backup::Restored, String> {
+    match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        Some(path) => sqlite::backup::restore(sqlite_path(path, url)?, from),
+        None => Err("keel restore puts back a SQLite database; restore PostgreSQL with its own tools \
+                     (pg_basebackup's copy and its WAL archive, or pg_restore)"
+            .into()),
+    }
+}
+
 /// The file a `sqlite://` URL names. Every connection Keel opens (a writer, readers, the
 /// checkpointer) must reach the same database, so a URL naming no file, or SQLite's in-memory
 /// databases (one separate, empty database per connection), would start a server whose reads find

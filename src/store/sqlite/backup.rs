@@ -1,4 +1,5 @@
-//! `keel backup`: a consistent copy of a SQLite ledger, taken beside the server that writes it.
+//! `keel backup`: a consistent copy of a SQLite ledger, taken beside the server that writes it;
+//! `keel restore`: a ledger put back from such a copy, safely.
 //!
 //! Why `VACUUM INTO`: it reads the database in one read transaction, so the copy holds every commit
 //! before that moment and none after or in part, while the server's commits go on (WAL). SQLite's
@@ -9,6 +10,14 @@
 //! `quick_check`, Keel's schema) and only then linked under the target's name (a link, unlike a
 //! rename, never replaces a file that appeared meanwhile), and the directory flushed: a backup that
 //! stopped half way, or on a full disk, never sits under the name an operator restores from.
+//!
+//! A restore by hand (copying the file over `keel.db`) goes wrong in two ordinary ways: a server
+//! still running writes behind it, and a WAL file left beside it (`keel.db-wal`, from a crash) is
+//! replayed onto the copy, mixing two ledgers. `restore` holds the database file's owner lock
+//! throughout (so no server runs on it, as `serve` takes the same lock), keeps the ledger it
+//! replaces as a backup beside it, and writes the copy through SQLite itself (the online backup
+//! API, one transaction on the destination): whatever WAL the file had is superseded, not mixed in,
+//! and a restore that stops half way leaves the ledger as it was.
 
 use super::{register_amount_keys, schema_version};
 use rusqlite::{Connection, OpenFlags};
@@ -47,6 +56,69 @@ pub fn back_up(path: &str, target: &Path) -> Result<Backup, String> {
     let linked = name(&partial, target).and_then(|()| sync_directory_of(target));
     remove(&partial);
     linked.map(|()| backup)
+}
+
+/// What a restore did.
+#[derive(Debug)]
+pub struct Restored {
+    /// What the ledger now holds.
+    pub holds: Backup,
+    /// Where the ledger it replaced was kept, if there was one.
+    pub kept: Option<PathBuf>,
+}
+
+/// Puts the Keel database at `path` back to the backup `from`, keeping what it held as a backup
+/// beside it (`<path>.before-restore-<UTC time>`). Refuses while a server uses `path`.
+pub fn restore(path: &str, from: &Path) -> Result<Restored, String> {
+    if !from.is_file() {
+        return Err(format!("there is no backup at {}: no such file", from.display()));
+    }
+    let from_version = {
+        let failed = |e: rusqlite::Error| format!("the backup {} does not read: {e}", from.display());
+        let copy = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(failed)?;
+        schema_version(&copy).map_err(|e| format!("the backup {} does not read: {e}", from.display()))?
+    };
+    let Some(version) = from_version else {
+        return Err(format!("{} is not a Keel backup (it has no schema_migrations table)", from.display()));
+    };
+    check(from, version)?;
+    let _owner = super::lock_for_owner(path)?;
+    let kept = keep_current(path)?;
+    let failed = |e: rusqlite::Error| format!("cannot restore {path}: {e}");
+    let mut ledger = Connection::open(path).map_err(failed)?;
+    register_amount_keys(&ledger).map_err(failed)?;
+    let source = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(failed)?;
+    {
+        let copy = rusqlite::backup::Backup::new(&source, &mut ledger).map_err(failed)?;
+        // Every page in one step: one transaction on the destination, committed at the end.
+        match copy.step(-1).map_err(failed)? {
+            rusqlite::backup::StepResult::Done => {}
+            other => return Err(format!("cannot restore {path}: the copy stopped ({other:?})")),
+        }
+    }
+    // Folded into the file itself, so the file alone is the ledger again.
+    ledger.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(failed)?;
+    drop(ledger);
+    let holds = check(Path::new(path), version)?;
+    Ok(Restored { holds, kept })
+}
+
+/// Keeps the ledger at `path`, if there is one, as a backup beside it; refuses a file that is
+/// not a Keel database (a wrong path should not be overwritten).
+fn keep_current(path: &str) -> Result<Option<PathBuf>, String> {
+    if std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) == 0 {
+        return Ok(None);
+    }
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| format!("cannot open {path}: {e}"))?;
+    if schema_version(&conn).map_err(|e| format!("cannot read {path}: {e}"))?.is_none() {
+        return Err(format!("{path} is not a Keel database: a restore does not overwrite it"));
+    }
+    drop(conn);
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace([':', '-'], "");
+    let kept = PathBuf::from(format!("{path}.before-restore-{stamp}"));
+    back_up(path, &kept)?;
+    Ok(Some(kept))
 }
 
 /// Removes the partial copy and what SQLite wrote beside it (a failed `VACUUM INTO` leaves its
