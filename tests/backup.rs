@@ -149,6 +149,38 @@ async fn a_restore_puts_the_ledger_back_keeps_what_it_replaced_and_is_refused_be
         .collect();
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(stored_ids(&kept[0]).contains(&later), "the replaced ledger is kept, with what came after the backup");
+    let (ok, log) = keel(&["restore", "--database", &database.url, "--from", path.to_str().unwrap()]);
+    assert!(!ok && log.contains("is the database itself"), "{log}");
     let (ok, log) = keel(&["restore", "--database", "postgres://postgres@127.0.0.1:5432/test", "--from", "x.db"]);
     assert!(!ok && log.contains("pg_restore"), "{log}");
+}
+
+#[tokio::test]
+async fn a_ledger_broken_by_a_restore_by_hand_is_put_back_by_keel_restore() {
+    let database = TestDatabase::sqlite();
+    let path = std::path::PathBuf::from(database.url.trim_start_matches("sqlite://"));
+    let server = Server::start_on(&database.url, &[]);
+    let (currency, wallets) = parties(&server, 1).await;
+    for amount in 1..=5 {
+        assert_eq!(server.transfer("@World", &wallets[1], amount, &currency).await.0, StatusCode::CREATED);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("backup.db");
+    let (ok, log) = keel(&["backup", "--database", &database.url, "--to", backup.to_str().unwrap()]);
+    assert!(ok, "{log}");
+    for _ in 0..50 {
+        assert_eq!(server.transfer("@World", &wallets[1], 100, &currency).await.0, StatusCode::CREATED);
+    }
+    server.kill();
+    // The mistake: the backup copied over the file, the killed server's WAL left beside it.
+    std::fs::copy(&backup, &path).unwrap();
+    let (ok, log) = keel(&["check", "--database", &database.url]);
+    assert!(!ok && log.contains("malformed"), "a copy by hand over a left WAL breaks the file: {log}");
+
+    let (ok, log) = keel(&["restore", "--database", &database.url, "--from", backup.to_str().unwrap()]);
+    assert!(ok && log.contains("keeping the ledger's files as they are"), "{log}");
+    let (ok, log) = keel(&["check", "--database", &database.url]);
+    assert!(ok, "{log}");
+    let server = Server::start_on(&database.url, &[]);
+    assert_eq!(server.get(&format!("/balances/{}", wallets[1])).await.1["balance"], 15, "as backed up");
 }

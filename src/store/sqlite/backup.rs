@@ -13,11 +13,11 @@
 //!
 //! A restore by hand (copying the file over `keel.db`) goes wrong in two ordinary ways: a server
 //! still running writes behind it, and a WAL file left beside it (`keel.db-wal`, from a crash) is
-//! replayed onto the copy, mixing two ledgers. `restore` holds the database file's owner lock
-//! throughout (so no server runs on it, as `serve` takes the same lock), keeps the ledger it
-//! replaces as a backup beside it, and writes the copy through SQLite itself (the online backup
-//! API, one transaction on the destination): whatever WAL the file had is superseded, not mixed in,
-//! and a restore that stops half way leaves the ledger as it was.
+//! replayed onto the copy, which then no longer reads ("database disk image is malformed").
+//! `restore` holds the database file's owner lock throughout (so no server runs on it, as `serve`
+//! takes the same lock), keeps the ledger it replaces beside it, and writes the copy through SQLite
+//! itself (the online backup API, one transaction on the destination): whatever WAL the file had is
+//! superseded, not mixed in, and a restore that stops half way leaves the ledger as it was.
 
 use super::{register_amount_keys, schema_version};
 use rusqlite::{Connection, OpenFlags};
@@ -82,6 +82,10 @@ pub fn restore(path: &str, from: &Path) -> Result<Restored, String> {
         return Err(format!("{} is not a Keel backup (it has no schema_migrations table)", from.display()));
     };
     check(from, version)?;
+    let same = |a: &Path, b: &Path| a.canonicalize().ok().zip(b.canonicalize().ok()).is_some_and(|(a, b)| a == b);
+    if same(from, Path::new(path)) {
+        return Err(format!("{} is the database itself: restore from a backup of it", from.display()));
+    }
     let _owner = super::lock_for_owner(path)?;
     let kept = keep_current(path)?;
     let failed = |e: rusqlite::Error| format!("cannot restore {path}: {e}");
@@ -103,21 +107,35 @@ pub fn restore(path: &str, from: &Path) -> Result<Restored, String> {
     Ok(Restored { holds, kept })
 }
 
-/// Keeps the ledger at `path`, if there is one, as a backup beside it; refuses a file that is
-/// not a Keel database (a wrong path should not be overwritten).
+/// Keeps the ledger at `path`, if there is one, beside it; refuses a readable file that is not a
+/// Keel database (a wrong path should not be overwritten). A ledger that reads is kept as a backup;
+/// one that does not (often why it is restored) as its files, copied as they are (the owner lock
+/// is held, so nothing writes them): `<kept>` and `<kept>-wal`, which SQLite reads together.
 fn keep_current(path: &str) -> Result<Option<PathBuf>, String> {
     if std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) == 0 {
         return Ok(None);
     }
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|e| format!("cannot open {path}: {e}"))?;
-    if schema_version(&conn).map_err(|e| format!("cannot read {path}: {e}"))?.is_none() {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let readable = Connection::open_with_flags(path, flags).and_then(|conn| {
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+        Ok(schema_version(&conn).ok().flatten())
+    });
+    if let Ok(None) = readable {
         return Err(format!("{path} is not a Keel database: a restore does not overwrite it"));
     }
-    drop(conn);
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace([':', '-'], "");
     let kept = PathBuf::from(format!("{path}.before-restore-{stamp}"));
-    back_up(path, &kept)?;
+    match back_up(path, &kept) {
+        Ok(_) => return Ok(Some(kept)),
+        Err(error) => tracing::warn!("{error}; keeping the ledger's files as they are instead"),
+    }
+    for suffix in ["", "-wal"] {
+        let file = format!("{path}{suffix}");
+        if Path::new(&file).exists() {
+            std::fs::copy(&file, format!("{}{suffix}", kept.display()))
+                .map_err(|e| format!("cannot keep {file} before restoring: {e}"))?;
+        }
+    }
     Ok(Some(kept))
 }
 
