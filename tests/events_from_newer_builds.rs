@@ -1,9 +1,10 @@
 //! Events that a newer Keel wrote to the outbox, of a type this build does not know: after a
 //! rollback, or beside it during a rolling upgrade (the schema allows both: migrations only add).
 //! They are delivered as stored — to the server's webhook URL, to an endpoint whose wildcard
-//! matches, in `/events` and the feed — and the build's own events go on. Before, one such row
-//! stopped the webhook dispatcher for good (its claim failed on the row every round, an ERROR every
-//! 200 ms), and `GET /events` and the feed answered 500. On both backends.
+//! matches, in `/events` and the feed — and the build's own events go on; likewise an event in a
+//! delivery state this build does not know. Before, one such type stopped the webhook dispatcher
+//! for good (its claim failed on the row every round, an ERROR every 200 ms), and `GET /events`
+//! and the feed answered 500. On both backends.
 
 mod common;
 
@@ -13,6 +14,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 const FUTURE_ID: &str = "evt_from_a_newer_keel";
+const STATE_ID: &str = "evt_in_a_newer_state";
 
 #[tokio::test]
 async fn an_event_of_a_type_this_build_does_not_know_is_delivered_as_stored_and_the_rest_go_on() {
@@ -34,6 +36,13 @@ async fn an_event_of_a_type_this_build_does_not_know_is_delivered_as_stored_and_
     database.execute(&format!(
         "INSERT INTO events (event_id, event_type, body, created_at, status, attempts, next_attempt_at)
          VALUES ('{FUTURE_ID}', 'balance.archived', '{body}', '2026-12-08T00:00:00.000000Z', 'pending', 0, 0)"
+    ));
+    // And one in a delivery state this build does not know either: its own dispatcher never takes
+    // it, but endpoints and the feed, which keep their own state, do.
+    let frozen = json!({"event": "balance.frozen", "data": {"balance_id": wallet}}).to_string();
+    database.execute(&format!(
+        "INSERT INTO events (event_id, event_type, body, created_at, status, attempts, next_attempt_at)
+         VALUES ('{STATE_ID}', 'balance.frozen', '{frozen}', '2026-12-08T00:00:00.000000Z', 'expired', 0, 0)"
     ));
     let server = Server::start_on(&database.url, &args);
     assert_eq!(server.transfer("@World", &wallet, 2, &currency).await.0, StatusCode::CREATED);
@@ -58,6 +67,8 @@ async fn an_event_of_a_type_this_build_does_not_know_is_delivered_as_stored_and_
     let at_endpoint = to_endpoint.wait_until_event("balance.archived").await;
     assert_eq!(at_endpoint.header("webhook-id"), FUTURE_ID);
     assert!(to_endpoint.received().iter().all(|r| r.body["event"] != "transaction.applied"));
+    assert_eq!(to_endpoint.wait_until_event("balance.frozen").await.header("webhook-id"), STATE_ID);
+    assert!(to_url.received().iter().all(|r| r.body["event"] != "balance.frozen"), "not pending: not sent");
 
     let event = wait_for(&server, &format!("/events/{FUTURE_ID}"), |e| e["status"] == "delivered").await;
     assert_eq!(event["event"], "balance.archived", "{event}");
@@ -68,6 +79,8 @@ async fn an_event_of_a_type_this_build_does_not_know_is_delivered_as_stored_and_
     assert_eq!(status, StatusCode::OK, "{feed}");
     let in_feed = feed["events"].as_array().unwrap().iter().filter(|e| e["event"] == "balance.archived").count();
     assert_eq!(in_feed, 1, "{feed}");
+    let (status, event) = server.get(&format!("/events/{STATE_ID}")).await;
+    assert_eq!((status, &event["status"]), (StatusCode::OK, &json!("expired")), "{event}");
     let logs = server.logs();
     assert!(!logs.iter().any(|l| l.contains("unknown event type")), "{logs:?}");
 }

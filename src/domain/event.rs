@@ -87,7 +87,7 @@ impl EventKind {
     }
 }
 
-/// Distinct unknown type names kept at most (see `EventKind::stored`).
+/// Distinct unknown names (event types and delivery states) kept at most (see `EventKind::stored`).
 const UNKNOWN_NAMES: usize = 64;
 
 fn unknown_name(text: &str) -> &'static str {
@@ -121,6 +121,10 @@ pub enum Delivery {
     Failed,
     /// Recorded (monitor history) but nobody subscribes: no URL on the monitor or the server.
     NoTarget,
+    /// A state this build does not know, read from the outbox (a newer Keel's, as for
+    /// `EventKind::Other`): never leased by this build's dispatcher, shown as stored, and the event
+    /// still goes to endpoints and streams, which keep their own state.
+    Other(&'static str),
 }
 
 impl Delivery {
@@ -130,13 +134,21 @@ impl Delivery {
             Delivery::Delivered => "delivered",
             Delivery::Failed => "failed",
             Delivery::NoTarget => "no_target",
+            Delivery::Other(name) => name,
         }
     }
 
+    /// A state this build writes, by name.
     pub fn parse(text: &str) -> Option<Self> {
         [Delivery::Pending, Delivery::Delivered, Delivery::Failed, Delivery::NoTarget]
             .into_iter()
             .find(|d| d.as_str() == text)
+    }
+
+    /// The state of an event read from the outbox: one this build writes, or `Other` with the
+    /// stored name (bounded as `EventKind::stored`'s names are).
+    pub fn stored(text: &str) -> Self {
+        Self::parse(text).unwrap_or_else(|| Delivery::Other(unknown_name(text)))
     }
 }
 
@@ -224,5 +236,7 @@ mod tests {
         assert!(read.iter().filter(|n| **n == "unknown").count() >= UNKNOWN_NAMES);
         assert_eq!(EventKind::stored("balance.archived").as_str(), "balance.archived");
         assert_eq!(EventKind::stored("transaction.applied"), EventKind::TransactionApplied);
+        assert_eq!(Delivery::stored("no_target"), Delivery::NoTarget);
+        assert_eq!(Delivery::stored("balance.archived"), Delivery::Other("balance.archived"));
     }
 }

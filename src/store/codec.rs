@@ -426,19 +426,25 @@ macro_rules! named_codecs {
     )*};
 }
 named_codecs!(Status: "status", Field: "field", Operator: "operator", Trigger: "trigger", State: "state",
-    Action: "monitor action", Delivery: "delivery status", HookType: "hook type");
+    Action: "monitor action", HookType: "hook type");
 
-/// An event's type: any name reads back (`EventKind::stored`), so that an event written by a newer
-/// build is delivered, not a stop for every reader of the outbox.
-impl Codec for EventKind {
-    const KIND: Kind = Kind::Text;
-    fn encode(&self) -> Value<'_> {
-        self.as_str().into()
-    }
-    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
-        Ok(EventKind::stored(cursor.text()?))
-    }
+/// An event's type and delivery state: any name reads back (`EventKind::stored`,
+/// `Delivery::stored`), so that an event written by a newer build is delivered, not a stop for
+/// every reader of the outbox.
+macro_rules! outbox_names {
+    ($($type:ty),*) => {$(
+        impl Codec for $type {
+            const KIND: Kind = Kind::Text;
+            fn encode(&self) -> Value<'_> {
+                self.as_str().into()
+            }
+            fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
+                Ok(<$type>::stored(cursor.text()?))
+            }
+        }
+    )*};
 }
+outbox_names!(EventKind, Delivery);
 
 #[cfg(test)]
 mod tests {
