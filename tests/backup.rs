@@ -156,7 +156,7 @@ async fn a_restore_puts_the_ledger_back_keeps_what_it_replaced_and_is_refused_be
 }
 
 #[tokio::test]
-async fn a_ledger_broken_by_a_restore_by_hand_is_put_back_by_keel_restore() {
+async fn a_ledger_a_restore_by_hand_got_wrong_is_put_back_by_keel_restore() {
     let database = TestDatabase::sqlite();
     let path = std::path::PathBuf::from(database.url.trim_start_matches("sqlite://"));
     let server = Server::start_on(&database.url, &[]);
@@ -174,11 +174,13 @@ async fn a_ledger_broken_by_a_restore_by_hand_is_put_back_by_keel_restore() {
     server.kill();
     // The mistake: the backup copied over the file, the killed server's WAL left beside it.
     std::fs::copy(&backup, &path).unwrap();
+    // SQLite replays the left WAL onto the copy: the file no longer reads ("malformed"), or reads
+    // as the newer ledger's pages over the backup's; either way it is not the backup (both seen).
     let (ok, log) = keel(&["check", "--database", &database.url]);
-    assert!(!ok && log.contains("malformed"), "a copy by hand over a left WAL breaks the file: {log}");
+    assert!(!ok || !log.contains(": 5 transactions replayed"), "a copy by hand is not a restore: {log}");
 
     let (ok, log) = keel(&["restore", "--database", &database.url, "--from", backup.to_str().unwrap()]);
-    assert!(ok && log.contains("keeping the ledger's files as they are"), "{log}");
+    assert!(ok && log.contains("kept at"), "{log}");
     let (ok, log) = keel(&["check", "--database", &database.url]);
     assert!(ok, "{log}");
     let server = Server::start_on(&database.url, &[]);

@@ -13,7 +13,8 @@
 //!
 //! A restore by hand (copying the file over `keel.db`) goes wrong in two ordinary ways: a server
 //! still running writes behind it, and a WAL file left beside it (`keel.db-wal`, from a crash) is
-//! replayed onto the copy, which then no longer reads ("database disk image is malformed").
+//! replayed onto the copy, which then no longer reads ("database disk image is malformed") or
+//! reads as the newer pages laid over the backup's.
 //! `restore` holds the database file's owner lock throughout (so no server runs on it, as `serve`
 //! takes the same lock), keeps the ledger it replaces beside it, and writes the copy through SQLite
 //! itself (the online backup API, one transaction on the destination): whatever WAL the file had is
