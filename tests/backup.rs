@@ -107,8 +107,19 @@ fn a_backup_never_replaces_a_file_and_says_why_it_cannot_be_taken() {
     assert!(!ok && log.contains("pg_basebackup"), "{log}");
 }
 
-#[tokio::test]
-async fn a_restore_puts_the_ledger_back_keeps_what_it_replaced_and_is_refused_beside_a_server() {
+/// A served SQLite ledger of five transfers (15 in all) to `wallets[1]`, and a backup of it.
+struct BackedUp {
+    database: TestDatabase,
+    /// The database file.
+    path: std::path::PathBuf,
+    server: Server,
+    currency: String,
+    wallets: Vec<String>,
+    _dir: tempfile::TempDir,
+    backup: std::path::PathBuf,
+}
+
+async fn backed_up() -> BackedUp {
     let database = TestDatabase::sqlite();
     let path = std::path::PathBuf::from(database.url.trim_start_matches("sqlite://"));
     let server = Server::start_on(&database.url, &[]);
@@ -120,6 +131,12 @@ async fn a_restore_puts_the_ledger_back_keeps_what_it_replaced_and_is_refused_be
     let backup = dir.path().join("backup.db");
     let (ok, log) = keel(&["backup", "--database", &database.url, "--to", backup.to_str().unwrap()]);
     assert!(ok, "{log}");
+    BackedUp { database, path, server, currency, wallets, _dir: dir, backup }
+}
+
+#[tokio::test]
+async fn a_restore_puts_the_ledger_back_keeps_what_it_replaced_and_is_refused_beside_a_server() {
+    let BackedUp { database, path, server, currency, wallets, _dir, backup } = backed_up().await;
     let (_, later) = server.transfer("@World", &wallets[1], 100, &currency).await;
     let later = later["transaction_id"].as_str().unwrap().to_string();
 
@@ -157,17 +174,7 @@ async fn a_restore_puts_the_ledger_back_keeps_what_it_replaced_and_is_refused_be
 
 #[tokio::test]
 async fn a_ledger_a_restore_by_hand_got_wrong_is_put_back_by_keel_restore() {
-    let database = TestDatabase::sqlite();
-    let path = std::path::PathBuf::from(database.url.trim_start_matches("sqlite://"));
-    let server = Server::start_on(&database.url, &[]);
-    let (currency, wallets) = parties(&server, 1).await;
-    for amount in 1..=5 {
-        assert_eq!(server.transfer("@World", &wallets[1], amount, &currency).await.0, StatusCode::CREATED);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let backup = dir.path().join("backup.db");
-    let (ok, log) = keel(&["backup", "--database", &database.url, "--to", backup.to_str().unwrap()]);
-    assert!(ok, "{log}");
+    let BackedUp { database, path, server, currency, wallets, _dir, backup } = backed_up().await;
     for _ in 0..50 {
         assert_eq!(server.transfer("@World", &wallets[1], 100, &currency).await.0, StatusCode::CREATED);
     }
