@@ -26,7 +26,8 @@ pub enum EventKind {
     SystemError,
     /// A type this build does not know, read from the outbox: written there by a newer Keel (after
     /// a rollback, or beside it during a rolling upgrade, which the schema allows). Its body was
-    /// rendered by the build that wrote it, so it is delivered as stored, under the stored name.
+    /// rendered by the build that wrote it, so it is delivered as stored, under the stored name
+    /// (bounded: `store::codec`).
     Other(&'static str),
 }
 
@@ -75,40 +76,6 @@ impl EventKind {
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == text)
     }
-
-    /// The type of an event read from the outbox: one this build sends, or `Other` with the stored
-    /// name, so that one event from a newer build never stops delivery of the rest. A name that is
-    /// not an event type's shape (`balance.archived`: at most 64 bytes, words of lower-case letters,
-    /// digits, `_` and `-` joined by single dots, so it is a valid NATS subject and AMQP routing key
-    /// prefix), or past the first 64 distinct unknown names, is read as `Other("unknown")`: the names
-    /// are kept for the life of the process, so they are bounded.
-    pub fn stored(text: &str) -> Self {
-        Self::parse(text).unwrap_or_else(|| EventKind::Other(unknown_name(text)))
-    }
-}
-
-/// Distinct unknown names (event types and delivery states) kept at most (see `EventKind::stored`).
-const UNKNOWN_NAMES: usize = 64;
-
-fn unknown_name(text: &str) -> &'static str {
-    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
-    let word = |w: &str| {
-        !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b))
-    };
-    let shaped = text.len() <= 64 && text.split('.').all(word);
-    if !shaped {
-        return "unknown";
-    }
-    let mut names = NAMES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(name) = names.iter().find(|n| **n == text) {
-        return name;
-    }
-    if names.len() >= UNKNOWN_NAMES {
-        return "unknown";
-    }
-    let name: &'static str = Box::leak(text.to_string().into_boxed_str());
-    names.push(name);
-    name
 }
 
 /// Where an event is in its delivery.
@@ -143,12 +110,6 @@ impl Delivery {
         [Delivery::Pending, Delivery::Delivered, Delivery::Failed, Delivery::NoTarget]
             .into_iter()
             .find(|d| d.as_str() == text)
-    }
-
-    /// The state of an event read from the outbox: one this build writes, or `Other` with the
-    /// stored name (bounded as `EventKind::stored`'s names are).
-    pub fn stored(text: &str) -> Self {
-        Self::parse(text).unwrap_or_else(|| Delivery::Other(unknown_name(text)))
     }
 }
 
@@ -212,31 +173,5 @@ impl AfterAttempt {
             AfterAttempt::RetryAt(when) => (Delivery::Pending, *when, None),
             AfterAttempt::Failed => (Delivery::Failed, 0, None),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_stored_type_reads_back_known_or_as_it_was_stored_within_bounds() {
-        for kind in EventKind::ALL {
-            assert_eq!(EventKind::stored(kind.as_str()), kind);
-        }
-        assert_eq!(EventKind::stored("balance.archived").as_str(), "balance.archived");
-        assert_eq!(EventKind::stored("ledger.v2_closed-out").as_str(), "ledger.v2_closed-out");
-        // Not a type's shape: it would not even make a subject or a routing key.
-        for bad in ["", "a..b", ".a", "a.", "Balance.x", "a b", "a.*", "a>b", &"x".repeat(65)] {
-            assert_eq!(EventKind::stored(bad).as_str(), "unknown", "{bad:?}");
-        }
-        // Bounded: past the first distinct names, every new one reads as unknown; known ones stay.
-        let names: Vec<String> = (0..2 * UNKNOWN_NAMES).map(|i| format!("future.kind{i}")).collect();
-        let read: Vec<&str> = names.iter().map(|n| EventKind::stored(n).as_str()).collect();
-        assert!(read.iter().filter(|n| **n == "unknown").count() >= UNKNOWN_NAMES);
-        assert_eq!(EventKind::stored("balance.archived").as_str(), "balance.archived");
-        assert_eq!(EventKind::stored("transaction.applied"), EventKind::TransactionApplied);
-        assert_eq!(Delivery::stored("no_target"), Delivery::NoTarget);
-        assert_eq!(Delivery::stored("balance.archived"), Delivery::Other("balance.archived"));
     }
 }

@@ -428,27 +428,81 @@ macro_rules! named_codecs {
 named_codecs!(Status: "status", Field: "field", Operator: "operator", Trigger: "trigger", State: "state",
     Action: "monitor action", HookType: "hook type");
 
-/// An event's type and delivery state: any name reads back (`EventKind::stored`,
-/// `Delivery::stored`), so that an event written by a newer build is delivered, not a stop for
-/// every reader of the outbox.
-macro_rules! outbox_names {
-    ($($type:ty),*) => {$(
-        impl Codec for $type {
-            const KIND: Kind = Kind::Text;
-            fn encode(&self) -> Value<'_> {
-                self.as_str().into()
-            }
-            fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
-                Ok(<$type>::stored(cursor.text()?))
-            }
-        }
-    )*};
+/// An event's type and delivery state as read from the outbox: one this build writes, or `Other`
+/// with the stored name, so that one event a newer build wrote is delivered, not a stop for every
+/// reader of the outbox.
+impl Codec for EventKind {
+    const KIND: Kind = Kind::Text;
+    fn encode(&self) -> Value<'_> {
+        self.as_str().into()
+    }
+    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
+        let text = cursor.text()?;
+        Ok(EventKind::parse(text).unwrap_or_else(|| EventKind::Other(unknown_name(text))))
+    }
 }
-outbox_names!(EventKind, Delivery);
+
+impl Codec for Delivery {
+    const KIND: Kind = Kind::Text;
+    fn encode(&self) -> Value<'_> {
+        self.as_str().into()
+    }
+    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
+        let text = cursor.text()?;
+        Ok(Delivery::parse(text).unwrap_or_else(|| Delivery::Other(unknown_name(text))))
+    }
+}
+
+/// Distinct unknown names (event types and delivery states) kept at most: they live as long as
+/// the process, so they are bounded.
+const UNKNOWN_NAMES: usize = 64;
+
+/// A name from the outbox this build does not know, kept: itself if it has an event type's shape
+/// (`balance.archived`: at most 64 bytes, words of lower-case letters, digits, `_` and `-` joined by
+/// single dots, so it is a valid NATS subject and AMQP routing key prefix) and is among the first
+/// `UNKNOWN_NAMES` distinct ones; otherwise `unknown`.
+fn unknown_name(text: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let word = |w: &str| {
+        !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b))
+    };
+    if text.len() > 64 || !text.split('.').all(word) {
+        return "unknown";
+    }
+    let mut names = NAMES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(name) = names.iter().find(|n| **n == text) {
+        return name;
+    }
+    if names.len() >= UNKNOWN_NAMES {
+        return "unknown";
+    }
+    let name: &'static str = Box::leak(text.to_string().into_boxed_str());
+    names.push(name);
+    name
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outbox_name_reads_back_known_or_as_it_was_stored_within_bounds() {
+        let kind = |text: &str| EventKind::parse(text).unwrap_or_else(|| EventKind::Other(unknown_name(text)));
+        for known in EventKind::ALL {
+            assert_eq!(kind(known.as_str()), known);
+        }
+        assert_eq!(kind("balance.archived").as_str(), "balance.archived");
+        assert_eq!(kind("ledger.v2_closed-out").as_str(), "ledger.v2_closed-out");
+        // Not a type's shape: it would not even make a subject or a routing key.
+        for bad in ["", "a..b", ".a", "a.", "Balance.x", "a b", "a.*", "a>b", &"x".repeat(65)] {
+            assert_eq!(unknown_name(bad), "unknown", "{bad:?}");
+        }
+        // Bounded: past the first distinct names, every new one reads as unknown; kept ones stay.
+        let names: Vec<String> = (0..2 * UNKNOWN_NAMES).map(|i| format!("future.kind{i}")).collect();
+        let read: Vec<&str> = names.iter().map(|n| unknown_name(n)).collect();
+        assert!(read.iter().filter(|n| **n == "unknown").count() >= UNKNOWN_NAMES);
+        assert_eq!(unknown_name("balance.archived"), "balance.archived");
+    }
     use crate::domain::velocity::Checkpoint;
 
     /// One text column, as a driver would hand it over.
