@@ -411,47 +411,38 @@ impl Codec for Headers {
 }
 
 /// The domain's named values (a status, a field, an operator, …), stored by the names the API uses.
+/// `@read` gives one type its own way of reading the stored name back.
 macro_rules! named_codecs {
-    ($($type:ty: $what:literal),* $(,)?) => {$(
+    (@read $type:ty, |$text:ident| $decode:expr) => {
         impl Codec for $type {
             const KIND: Kind = Kind::Text;
             fn encode(&self) -> Value<'_> {
                 self.as_str().into()
             }
             fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
-                let text = cursor.text()?;
-                <$type>::parse(text).ok_or_else(|| corrupt(format!("unknown {} {text:?}", $what)))
+                let $text = cursor.text()?;
+                $decode
             }
         }
+    };
+    ($($type:ty: $what:literal),* $(,)?) => {$(
+        named_codecs!(@read $type, |text| {
+            <$type>::parse(text).ok_or_else(|| corrupt(format!("unknown {} {text:?}", $what)))
+        });
     )*};
 }
 named_codecs!(Status: "status", Field: "field", Operator: "operator", Trigger: "trigger", State: "state",
     Action: "monitor action", HookType: "hook type");
 
-/// An event's type and delivery state as read from the outbox: one this build writes, or `Other`
-/// with the stored name, so that one event a newer build wrote is delivered, not a stop for every
-/// reader of the outbox.
-impl Codec for EventKind {
-    const KIND: Kind = Kind::Text;
-    fn encode(&self) -> Value<'_> {
-        self.as_str().into()
-    }
-    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
-        let text = cursor.text()?;
-        Ok(EventKind::parse(text).unwrap_or_else(|| EventKind::Other(unknown_name(text))))
-    }
-}
-
-impl Codec for Delivery {
-    const KIND: Kind = Kind::Text;
-    fn encode(&self) -> Value<'_> {
-        self.as_str().into()
-    }
-    fn decode(cursor: &mut Cursor<'_>) -> StoreResult<Self> {
-        let text = cursor.text()?;
-        Ok(Delivery::parse(text).unwrap_or_else(|| Delivery::Other(unknown_name(text))))
-    }
-}
+// An event's type and delivery state as read from the outbox: one this build writes, or `Other`
+// with the stored name, so that one event a newer build wrote is delivered, not a stop for every
+// reader of the outbox.
+named_codecs!(@read EventKind, |text| {
+    Ok(EventKind::parse(text).unwrap_or_else(|| EventKind::Other(unknown_name(text))))
+});
+named_codecs!(@read Delivery, |text| {
+    Ok(Delivery::parse(text).unwrap_or_else(|| Delivery::Other(unknown_name(text))))
+});
 
 /// Distinct unknown names (event types and delivery states) kept at most: they live as long as
 /// the process, so they are bounded.
